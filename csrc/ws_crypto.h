@@ -1,0 +1,27 @@
+/* The few cryptographic pieces of RFC 6455, on OpenSSL's libcrypto. */
+#ifndef WS_CRYPTO_H
+#define WS_CRYPTO_H
+
+#include <stddef.h>
+
+#define WS_ACCEPT_LEN 28          /* base64 of a 20-byte SHA-1 */
+#define WS_KEY_LEN 24             /* base64 of 16 bytes */
+
+/* Fill buf with n unpredictable bytes (RAND_bytes). 0 ok, -1 failure. */
+int ws_random(unsigned char *buf, size_t n);
+
+/* base64(SHA-1(key .. GUID)) into out[WS_ACCEPT_LEN + 1], NUL-terminated. 0 ok, -1 failure. */
+int ws_accept_key(const char *key, size_t len, char *out);
+
+/* A fresh Sec-WebSocket-Key into out[WS_KEY_LEN + 1]. 0 ok, -1 failure. */
+int ws_new_key(char *out);
+
+/* Standard base64 with padding: encode n bytes into out (4*ceil(n/3) + 1 bytes). */
+size_t ws_base64_encode(const unsigned char *in, size_t n, char *out);
+
+/* Strict decode (canonical padding, no whitespace). Returns decoded length,
+ * or (size_t)-1 if invalid or longer than cap. Never writes past cap, but
+ * out may be partly written when the input turns out invalid. */
+size_t ws_base64_decode(const char *in, size_t n, unsigned char *out, size_t cap);
+
+#endif

@@ -1,0 +1,359 @@
+/* HTTP/1.1 upgrade handshake of RFC 6455 section 4, with the message syntax
+ * of RFC 9112. Strict on purpose: anything a smuggling-prone proxy might read
+ * differently (bare CR or LF, whitespace before a colon, folded lines) is
+ * refused rather than guessed at. */
+#include "ws_handshake.h"
+
+#include <string.h>
+
+/* ASCII only: the C library's versions depend on the locale. */
+static unsigned char lower(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c - 'A' + 'a') : c;
+}
+
+static int eq_nocase(const char *a, const char *b, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (lower((unsigned char)a[i]) != lower((unsigned char)b[i]))
+            return 0;
+    return 1;
+}
+
+/* tchar of RFC 9110 section 5.6.2 */
+static int is_tchar(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+        return 1;
+    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+/* Bytes allowed in a field value or reason phrase: VCHAR, obs-text, SP, HTAB. */
+static int is_text(unsigned char c)
+{
+    return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+/* request-target bytes: anything but controls and SP; the router decides
+ * what a path may hold. */
+static int is_target_char(unsigned char c)
+{
+    return c > 0x20 && c != 0x7f;
+}
+
+static int is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+size_t ws_http_head_end(const char *buf, size_t len)
+{
+    size_t i;
+
+    for (i = 0; len >= 4 && i <= len - 4; i++)
+        if (buf[i] == '\r' && buf[i + 1] == '\n' && buf[i + 2] == '\r' && buf[i + 3] == '\n')
+            return i + 4;
+    return 0;
+}
+
+/* Find the line starting at *pos: returns its length and moves *pos past the
+ * CRLF, or returns (size_t)-1 for a bare CR or LF or a missing CRLF. Any CR
+ * or LF inside a line is an error, so the callers never see them. */
+static size_t next_line(const char *buf, size_t len, size_t *pos, const char **err)
+{
+    size_t i;
+
+    for (i = *pos; i < len; i++) {
+        if (buf[i] == '\n') {
+            *err = "bare lf";
+            return (size_t)-1;
+        }
+        if (buf[i] == '\r') {
+            size_t n = i - *pos;
+            if (i + 1 >= len || buf[i + 1] != '\n') {
+                *err = "bare cr";
+                return (size_t)-1;
+            }
+            *pos = i + 2;
+            return n;
+        }
+    }
+    *err = "incomplete head";
+    return (size_t)-1;
+}
+
+static void http_init(ws_http *h)
+{
+    h->method = NULL;  h->method_len = 0;
+    h->target = NULL;  h->target_len = 0;
+    h->status = 0;
+    h->reason = NULL;  h->reason_len = 0;
+    h->minor = 0;
+    h->nheaders = 0;
+}
+
+/* Header lines up to and including the empty line. Returns 0, 400 or 431.
+ * Bytes after the empty line are not looked at: they belong to the body or,
+ * after a 101, to the first WebSocket frames. */
+static int parse_headers(const char *buf, size_t len, size_t pos, ws_http *h, const char **err)
+{
+    for (;;) {
+        const char *line = buf + pos;
+        size_t n = next_line(buf, len, &pos, err);
+        size_t colon, start, end, i;
+        ws_header *hd;
+
+        if (n == (size_t)-1)
+            return 400;
+        if (n == 0)
+            return 0;
+        if (is_ows(line[0])) {
+            *err = "obsolete line folding";
+            return 400;
+        }
+        for (colon = 0; colon < n && is_tchar((unsigned char)line[colon]); colon++)
+            ;
+        /* also catches whitespace before the colon (RFC 9112 section 5.1) */
+        if (colon == 0 || colon == n || line[colon] != ':') {
+            *err = "malformed header";
+            return 400;
+        }
+        for (i = colon + 1; i < n; i++)
+            if (!is_text((unsigned char)line[i])) {
+                *err = "malformed header value";
+                return 400;
+            }
+        for (start = colon + 1; start < n && is_ows(line[start]); start++)
+            ;
+        for (end = n; end > start && is_ows(line[end - 1]); end--)
+            ;
+        if (h->nheaders == WS_MAX_HEADERS) {
+            *err = "too many headers";
+            return 431;
+        }
+        hd = &h->headers[h->nheaders++];
+        hd->name = line;
+        hd->name_len = colon;
+        hd->value = line + start;
+        hd->value_len = end - start;
+    }
+}
+
+int ws_http_parse_request(const char *buf, size_t len, ws_http *req, const char **err)
+{
+    const char *line = buf;
+    size_t pos = 0, n, i, j;
+    const char *v;
+
+    http_init(req);
+    n = next_line(buf, len, &pos, err);
+    if (n == (size_t)-1)
+        return 400;
+
+    /* method: a non-empty token */
+    for (i = 0; i < n && is_tchar((unsigned char)line[i]); i++)
+        ;
+    if (i == 0 || i == n || line[i] != ' ') {
+        *err = "malformed request line";
+        return 400;
+    }
+    req->method = line;
+    req->method_len = i;
+
+    /* request-target: non-empty, no controls, no spaces */
+    for (j = ++i; j < n && is_target_char((unsigned char)line[j]); j++)
+        ;
+    if (j == i || j == n || line[j] != ' ') {
+        *err = "malformed request line";
+        return 400;
+    }
+    req->target = line + i;
+    req->target_len = j - i;
+
+    /* HTTP-version: "HTTP/" DIGIT "." DIGIT, then the end of the line */
+    v = line + j + 1;
+    if (n - (j + 1) != 8 || memcmp(v, "HTTP/", 5) != 0 || !is_digit(v[5])
+        || v[6] != '.' || !is_digit(v[7])) {
+        *err = "malformed request line";
+        return 400;
+    }
+    if (v[5] != '1' || (v[7] != '0' && v[7] != '1')) {
+        *err = "unsupported http version";
+        return 505;
+    }
+    req->minor = v[7] - '0';
+
+    return parse_headers(buf, len, pos, req, err);
+}
+
+int ws_http_parse_response(const char *buf, size_t len, ws_http *res, const char **err)
+{
+    const char *line = buf;
+    size_t pos = 0, n, i;
+
+    http_init(res);
+    n = next_line(buf, len, &pos, err);
+    if (n == (size_t)-1)
+        return -1;
+    /* "HTTP/1.1 " 3DIGIT, then end of line or SP reason */
+    if (n < 12 || memcmp(line, "HTTP/1.1 ", 9) != 0 || !is_digit(line[9])
+        || !is_digit(line[10]) || !is_digit(line[11]) || (n > 12 && line[12] != ' ')) {
+        *err = "malformed status line";
+        return -1;
+    }
+    res->minor = 1;
+    res->status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
+    if (res->status < 100 || res->status > 599) {
+        *err = "malformed status line";
+        return -1;
+    }
+    for (i = 13; i < n; i++)
+        if (!is_text((unsigned char)line[i])) {
+            *err = "malformed status line";
+            return -1;
+        }
+    res->reason = line + (n > 12 ? 13 : 12);
+    res->reason_len = n > 12 ? n - 13 : 0;
+
+    return parse_headers(buf, len, pos, res, err) == 0 ? 0 : -1;
+}
+
+static int name_is(const ws_header *hd, const char *name, size_t len)
+{
+    return hd->name_len == len && eq_nocase(hd->name, name, len);
+}
+
+const ws_header *ws_http_header(const ws_http *h, const char *name)
+{
+    size_t i, len = strlen(name);
+
+    for (i = 0; i < h->nheaders; i++)
+        if (name_is(&h->headers[i], name, len))
+            return &h->headers[i];
+    return NULL;
+}
+
+static size_t header_count(const ws_http *h, const char *name)
+{
+    size_t i, count = 0, len = strlen(name);
+
+    for (i = 0; i < h->nheaders; i++)
+        if (name_is(&h->headers[i], name, len))
+            count++;
+    return count;
+}
+
+int ws_http_has_token(const ws_http *h, const char *name, const char *token)
+{
+    size_t i, nlen = strlen(name), tlen = strlen(token);
+
+    for (i = 0; i < h->nheaders; i++) {
+        const ws_header *hd = &h->headers[i];
+        size_t p = 0;
+
+        if (!name_is(hd, name, nlen))
+            continue;
+        /* each element of the list, trimmed; empty elements are allowed */
+        while (p <= hd->value_len) {
+            size_t s = p, e;
+            while (p < hd->value_len && hd->value[p] != ',')
+                p++;
+            e = p;
+            while (s < e && is_ows(hd->value[s]))
+                s++;
+            while (e > s && is_ows(hd->value[e - 1]))
+                e--;
+            if (e - s == tlen && eq_nocase(hd->value + s, token, tlen))
+                return 1;
+            p++;                        /* past the comma, or past the end */
+        }
+    }
+    return 0;
+}
+
+int ws_handshake_check_request(const ws_http *req, char *accept, const char **err)
+{
+    const ws_header *hd;
+    unsigned char nonce[17];            /* one spare byte to notice 17 */
+
+    if (req->method == NULL || req->method_len != 3 || memcmp(req->method, "GET", 3) != 0) {
+        *err = "method not allowed";
+        return 405;
+    }
+    if (req->minor < 1) {
+        *err = "http/1.1 required";
+        return 400;
+    }
+    /* RFC 9112 section 3.2: a missing or repeated Host is a 400 */
+    switch (header_count(req, "Host")) {
+    case 0: *err = "missing host header"; return 400;
+    case 1: break;
+    default: *err = "duplicate host header"; return 400;
+    }
+    if (!ws_http_has_token(req, "Upgrade", "websocket")) {
+        *err = "missing upgrade: websocket";
+        return 400;
+    }
+    if (!ws_http_has_token(req, "Connection", "upgrade")) {
+        *err = "missing connection: upgrade";
+        return 400;
+    }
+    /* RFC 6455 section 4.1: exactly one, exactly "13" */
+    hd = ws_http_header(req, "Sec-WebSocket-Version");
+    if (hd == NULL || header_count(req, "Sec-WebSocket-Version") != 1
+        || hd->value_len != 2 || memcmp(hd->value, "13", 2) != 0) {
+        *err = "unsupported websocket version";
+        return 426;
+    }
+    hd = ws_http_header(req, "Sec-WebSocket-Key");
+    if (hd == NULL || header_count(req, "Sec-WebSocket-Key") != 1
+        || ws_base64_decode(hd->value, hd->value_len, nonce, sizeof nonce) != 16) {
+        *err = "invalid sec-websocket-key";
+        return 400;
+    }
+    if (ws_accept_key(hd->value, hd->value_len, accept) != 0) {
+        *err = "internal error";
+        return 500;
+    }
+    return 0;
+}
+
+int ws_handshake_check_response(const ws_http *res, const char *key, const char **err)
+{
+    const ws_header *hd;
+    char expect[WS_ACCEPT_LEN + 1];
+
+    if (res->status != 101) {
+        *err = "unexpected status";
+        return -1;
+    }
+    if (!ws_http_has_token(res, "Upgrade", "websocket")) {
+        *err = "missing upgrade: websocket";
+        return -1;
+    }
+    if (!ws_http_has_token(res, "Connection", "upgrade")) {
+        *err = "missing connection: upgrade";
+        return -1;
+    }
+    hd = ws_http_header(res, "Sec-WebSocket-Accept");
+    if (hd == NULL) {
+        *err = "missing sec-websocket-accept";
+        return -1;
+    }
+    if (key == NULL || ws_accept_key(key, strlen(key), expect) != 0) {
+        *err = "internal error";
+        return -1;
+    }
+    if (header_count(res, "Sec-WebSocket-Accept") != 1 || hd->value_len != WS_ACCEPT_LEN
+        || memcmp(hd->value, expect, WS_ACCEPT_LEN) != 0) {
+        *err = "wrong sec-websocket-accept";
+        return -1;
+    }
+    return 0;
+}

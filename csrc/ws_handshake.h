@@ -1,0 +1,61 @@
+/* HTTP/1.1 opening handshake of RFC 6455 section 4: parse request and
+ * response heads, validate them, build the replies. No I/O, no Lua. */
+#ifndef WS_HANDSHAKE_H
+#define WS_HANDSHAKE_H
+
+#include <stddef.h>
+#include "ws_crypto.h"
+
+#define WS_MAX_HEADERS 64
+
+typedef struct {
+    const char *name;  size_t name_len;
+    const char *value; size_t value_len;  /* surrounding whitespace stripped */
+} ws_header;
+
+typedef struct {
+    const char *method;  size_t method_len;
+    const char *target;  size_t target_len;
+    int status;                          /* responses only */
+    const char *reason;  size_t reason_len;
+    int minor;                           /* HTTP/1.<minor> */
+    ws_header headers[WS_MAX_HEADERS];
+    size_t nheaders;
+} ws_http;
+
+/* Offset just past the "\r\n\r\n" ending a head in buf, or 0 if none yet. */
+size_t ws_http_head_end(const char *buf, size_t len);
+
+/* Parse a complete request head (request line, headers, empty line).
+ * Returns 0, or an HTTP status to answer with: 400 malformed, 431 too many
+ * headers, 505 not HTTP/1.x; *err names the problem. Pointers refer into buf.
+ * Parsing stops at the empty line: bytes after it are not looked at. */
+int ws_http_parse_request(const char *buf, size_t len, ws_http *req, const char **err);
+
+/* Parse a complete response head ("HTTP/1.1 101 Switching Protocols" ...).
+ * Returns 0, or -1 with *err set. As above, bytes after the empty line (the
+ * server's first frames) are not looked at. method and target are NULL. */
+int ws_http_parse_response(const char *buf, size_t len, ws_http *res, const char **err);
+
+/* First header with that name (case-insensitive), or NULL. */
+const ws_header *ws_http_header(const ws_http *h, const char *name);
+
+/* 1 if the comma-separated list value contains token (case-insensitive),
+ * summed over every header of that name: "Connection: keep-alive, Upgrade". */
+int ws_http_has_token(const ws_http *h, const char *name, const char *token);
+
+/* Validate a request as a WebSocket upgrade and compute the accept value into
+ * accept[WS_ACCEPT_LEN + 1]. Returns 0, or the HTTP status to answer:
+ * 405 not GET, 400 HTTP/1.0, missing/bad Upgrade, Connection, Host (or two
+ * Hosts) or Sec-WebSocket-Key (exactly one, must decode to 16 bytes),
+ * 426 Sec-WebSocket-Version missing, repeated or other than 13 (answer with
+ * "Sec-WebSocket-Version: 13"), 500 if libcrypto fails. Checked in that
+ * order. *err names the problem. */
+int ws_handshake_check_request(const ws_http *req, char *accept, const char **err);
+
+/* Validate a response to our request sent with key: status 101, Upgrade
+ * websocket, Connection upgrade, Sec-WebSocket-Accept matching.
+ * Returns 0 or -1 with *err set. */
+int ws_handshake_check_response(const ws_http *res, const char *key, const char **err);
+
+#endif

@@ -1,0 +1,88 @@
+/* libFuzzer target: request parsing and the server-side upgrade check.
+ * Properties: no crash or UB; every returned pointer lies inside the input;
+ * a failure always names itself; a success yields a 28-char accept value.
+ * Also checks that the strict base64 decoder only accepts canonical text.
+ *
+ * clang -fsanitize=fuzzer,address,undefined -Icsrc csrc/ws_crypto.c \
+ *     csrc/ws_handshake.c fuzz/fuzz_request.c -lcrypto -o /tmp/fuzz_request */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ws_handshake.h"
+
+/* Compared as integers: relational operators on unrelated pointers are UB. */
+static void must_be_inside(const char *p, size_t n, const uint8_t *data, size_t size)
+{
+    uintptr_t lo = (uintptr_t)data, q = (uintptr_t)p;
+
+    if (p == NULL || q < lo || n > size || q - lo > size - n)
+        abort();
+}
+
+static void check_base64(const uint8_t *data, size_t size)
+{
+    unsigned char dec[96];
+    char enc[4 * 32 + 1];
+    size_t n = ws_base64_decode((const char *)data, size, dec, sizeof dec);
+
+    if (n == (size_t)-1)
+        return;
+    if (n > sizeof dec || size != 4 * ((n + 2) / 3))
+        abort();
+    /* canonical: re-encoding gives back exactly the input */
+    if (ws_base64_encode(dec, n, enc) != size || memcmp(enc, data, size) != 0)
+        abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *buf = (const char *)data;
+    const char *err = NULL;
+    char accept[WS_ACCEPT_LEN + 1];
+    ws_http req;
+    size_t i, end;
+    int st;
+
+    check_base64(data, size);
+
+    end = ws_http_head_end(buf, size);
+    if (end > size || (end != 0 && end < 4))
+        abort();
+
+    st = ws_http_parse_request(buf, size, &req, &err);
+    if (st != 0) {
+        if (err == NULL || (st != 400 && st != 431 && st != 505))
+            abort();
+        return 0;
+    }
+    /* a parsed head has its terminating empty line */
+    if (end == 0)
+        abort();
+    must_be_inside(req.method, req.method_len, data, size);
+    must_be_inside(req.target, req.target_len, data, size);
+    if (req.method_len == 0 || req.target_len == 0 || req.minor < 0 || req.minor > 1
+        || req.nheaders > WS_MAX_HEADERS)
+        abort();
+    for (i = 0; i < req.nheaders; i++) {
+        const ws_header *h = &req.headers[i];
+        must_be_inside(h->name, h->name_len, data, size);
+        must_be_inside(h->value, h->value_len, data, size);
+        if (h->name_len == 0 || (size_t)(h->value - buf) >= end)
+            abort();
+    }
+    (void)ws_http_has_token(&req, "Connection", "upgrade");
+    (void)ws_http_header(&req, "Sec-WebSocket-Key");
+
+    err = NULL;
+    st = ws_handshake_check_request(&req, accept, &err);
+    if (st == 0) {
+        unsigned char digest[21];
+        if (strlen(accept) != WS_ACCEPT_LEN
+            || ws_base64_decode(accept, WS_ACCEPT_LEN, digest, sizeof digest) != 20)
+            abort();
+    } else if (err == NULL || (st != 400 && st != 405 && st != 426)) {
+        abort();
+    }
+    return 0;
+}

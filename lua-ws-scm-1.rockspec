@@ -1,0 +1,42 @@
+package = "lua-ws"
+version = "scm-1"
+source = {
+   url = "git+https://github.com/lua-ws/lua-ws.git",
+}
+description = {
+   summary = "Strict, fast RFC 6455 WebSockets for Lua: C codec, LuaSocket server and client",
+   detailed = [[
+A WebSocket library whose codec (handshake, frames, masking, UTF-8, reader)
+is plain C on OpenSSL's libcrypto, with a coroutine server loop and a
+ws:// / wss:// client on LuaSocket (and LuaSec for TLS).
+]],
+   license = "MIT",
+}
+dependencies = {
+   "lua >= 5.4, < 5.5",
+   "luasocket >= 3.0",
+   -- wss:// needs "luasec"; it is loaded only when used.
+}
+external_dependencies = {
+   CRYPTO = { header = "openssl/sha.h", library = "crypto" },
+}
+build = {
+   type = "builtin",
+   modules = {
+      ["ws.core"] = {
+         sources = {
+            "csrc/ws_core.c", "csrc/ws_crypto.c", "csrc/ws_handshake.c",
+            "csrc/ws_frame.c", "csrc/ws_reader.c", "csrc/ws_utf8.c",
+         },
+         libraries = { "crypto" },
+         incdirs = { "$(CRYPTO_INCDIR)", "csrc" },
+         libdirs = { "$(CRYPTO_LIBDIR)" },
+      },
+      ["ws"] = "lua/ws/init.lua",
+      ["ws.loop"] = "lua/ws/loop.lua",
+      ["ws.connection"] = "lua/ws/connection.lua",
+      ["ws.server"] = "lua/ws/server.lua",
+      ["ws.client"] = "lua/ws/client.lua",
+      ["ws.io"] = "lua/ws/io.lua",
+   },
+}

@@ -1,0 +1,198 @@
+--- The client: ws:// and wss:// (LuaSec) connections with the same
+-- connection object as the server side. Inside a ws.loop task it yields;
+-- in a plain script it blocks, always bounded by opts.timeout.
+local socket = require "socket"
+local core = require "ws.core"
+local io_ = require "ws.io"
+local connection = require "ws.connection"
+
+local gettime = socket.gettime
+
+local M = {}
+
+M.defaults = {
+  timeout = 10,            -- seconds for connect + TLS + handshake
+  max_header = 16 * 1024,  -- bytes of response head
+}
+
+--- Split a ws:// or wss:// URL into scheme, host, port, target.
+function M.parse_url(url)
+  if type(url) ~= "string" then return nil, "url must be a string" end
+  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
+  scheme = scheme and scheme:lower()
+  if scheme ~= "ws" and scheme ~= "wss" then return nil, "unsupported url (ws:// or wss:// expected): " .. url end
+  local authority, target = rest:match("^([^/?#]*)([^#]*)")
+  if target == "" then target = "/" elseif target:sub(1, 1) == "?" then target = "/" .. target end
+  if authority:find("@", 1, true) then return nil, "credentials in url are not supported" end
+  local host, port = authority:match("^%[([%x:.]+)%]:?(%d*)$")
+  if not host then host, port = authority:match("^([^:]+):?(%d*)$") end
+  if not host or host == "" then return nil, "no host in url: " .. url end
+  port = tonumber(port) or (scheme == "wss" and 443 or 80)
+  if port < 1 or port > 65535 then return nil, "bad port in url: " .. url end
+  return scheme, host, port, target
+end
+
+local function fail(sock, err)
+  if sock then sock:close() end
+  return nil, err
+end
+
+-- Non-blocking connect that waits through the loop (or blocks, in a script).
+local function tcp_connect(host, port, deadline)
+  local sock, err = socket.tcp()
+  if not sock then return nil, err end
+  sock:settimeout(0)
+  local ok
+  ok, err = sock:connect(host, port)
+  if ok then return sock end
+  if err ~= "timeout" then return fail(sock, "connect " .. host .. ":" .. port .. ": " .. err) end
+  ok, err = io_.wait(sock, "w", deadline)
+  if not ok then return fail(sock, "connect " .. host .. ":" .. port .. ": " .. err) end
+  ok, err = sock:connect(host, port)
+  if ok or err == "already connected" then return sock end
+  return fail(sock, "connect " .. host .. ":" .. port .. ": " .. err)
+end
+
+-- RFC 6125 host name check against the certificate's names; a wildcard
+-- matches exactly one left-most label.
+local function name_matches(pattern, host)
+  pattern, host = pattern:lower(), host:lower()
+  if pattern == host then return true end
+  local rest = pattern:match("^%*(%..+%..+)$")
+  return rest ~= nil and host:sub(-#rest) == rest and not host:sub(1, -#rest - 1):find("[.]")
+    and #host > #rest
+end
+
+local function verify_host(cert, host)
+  local ext = cert:extensions() or {}
+  local san = ext["2.5.29.17"]
+  if san then
+    local is_ip = host:match("^[%d.]+$") or host:find(":", 1, true)
+    for _, name in ipairs(is_ip and (san.iPAddress or {}) or (san.dNSName or {})) do
+      if is_ip and name:lower() == host:lower() or not is_ip and name_matches(name, host) then
+        return true
+      end
+    end
+    return false
+  end
+  for _, field in ipairs(cert:subject()) do
+    if field.name == "commonName" and name_matches(field.value, host) then return true end
+  end
+  return false
+end
+
+local function tls_wrap(sock, host, opts, deadline)
+  local ok, ssl = pcall(require, "ssl")
+  if not ok then return fail(sock, "wss:// needs LuaSec (require \"ssl\" failed)") end
+  local t = opts.tls or {}
+  local verify = t.verify ~= false
+  local params = {
+    mode = "client",
+    protocol = t.protocol or "any",
+    options = t.options or { "all", "no_sslv2", "no_sslv3", "no_tlsv1", "no_tlsv1_1" },
+    verify = verify and "peer" or "none",
+    cafile = t.cafile,
+    capath = t.capath or (not t.cafile and "/etc/ssl/certs" or nil),
+    certificate = t.certificate,
+    key = t.key,
+  }
+  local s, err = ssl.wrap(sock, params)
+  if not s then return fail(sock, "tls: " .. tostring(err)) end
+  s:settimeout(0)
+  if not host:match("^[%d.]+$") and not host:find(":", 1, true) then s:sni(host) end
+  while true do
+    local done, herr = s:dohandshake()
+    if done then break end
+    if herr == "wantread" or herr == "wantwrite" or herr == "timeout" then
+      local wok, werr = io_.wait(s, herr == "wantwrite" and "w" or "r", deadline)
+      if not wok then return fail(s, "tls handshake: " .. werr) end
+    else
+      return fail(s, "tls handshake failed: " .. tostring(herr))
+    end
+  end
+  if verify then
+    local cert = s:getpeercertificate()
+    if not cert or not verify_host(cert, t.server_name or host) then
+      return fail(s, "tls: certificate does not match host " .. host)
+    end
+  end
+  return s
+end
+
+local function header_ok(s)
+  return type(s) == "string" and not s:find("[%c]")
+end
+
+--- Open a WebSocket connection.
+-- opts: headers (name -> value), origin, protocols (list), timeout,
+-- tls = { verify = true, cafile, capath, certificate, key, server_name },
+-- and the connection limits (max_message, ...).
+-- Returns a connection, or nil, err.
+function M.connect(url, opts)
+  opts = opts or {}
+  local scheme, host, port, target = M.parse_url(url)
+  if not scheme then return nil, host end
+  local deadline = gettime() + (opts.timeout or M.defaults.timeout)
+
+  local sock, err = tcp_connect(host, port, deadline)
+  if not sock then return nil, err end
+  sock:setoption("tcp-nodelay", true)
+  if scheme == "wss" then
+    sock, err = tls_wrap(sock, host, opts, deadline)
+    if not sock then return nil, err end
+  end
+
+  local key = core.new_key()
+  local default_port = scheme == "wss" and 443 or 80
+  local hosthdr = host:find(":", 1, true) and "[" .. host .. "]" or host
+  if port ~= default_port then hosthdr = hosthdr .. ":" .. port end
+  local lines = {
+    "GET " .. target .. " HTTP/1.1", "Host: " .. hosthdr, "Upgrade: websocket",
+    "Connection: Upgrade", "Sec-WebSocket-Key: " .. key, "Sec-WebSocket-Version: 13",
+  }
+  if opts.origin then lines[#lines + 1] = "Origin: " .. opts.origin end
+  if opts.protocols and #opts.protocols > 0 then
+    lines[#lines + 1] = "Sec-WebSocket-Protocol: " .. table.concat(opts.protocols, ", ")
+  end
+  for name, value in pairs(opts.headers or {}) do
+    if not header_ok(name) or name:find("[:%s]") or not header_ok(value) then
+      return fail(sock, "invalid header: " .. tostring(name))
+    end
+    lines[#lines + 1] = name .. ": " .. value
+  end
+  for i = 1, #lines do
+    if not header_ok(lines[i]) then return fail(sock, "invalid request line: " .. lines[i]) end
+  end
+  local ok
+  ok, err = io_.write(sock, table.concat(lines, "\r\n") .. "\r\n\r\n", 1, deadline)
+  if not ok then return fail(sock, "handshake: " .. err) end
+
+  local head, rest = io_.read_head(sock, deadline, opts.max_header or M.defaults.max_header)
+  if not head then return fail(sock, "handshake: " .. (rest == "closed" and "connection closed by server" or rest)) end
+  local res, rerr = core.parse_response(head, key)
+  if not res then
+    local r = core.parse_response(head)
+    if r and r.status ~= 101 then
+      return fail(sock, string.format("handshake: server answered %d %s", r.status, r.reason))
+    end
+    return fail(sock, "handshake: " .. rerr)
+  end
+  local protocol = res.headers["sec-websocket-protocol"]
+  if protocol then
+    local offered = false
+    for _, p in ipairs(opts.protocols or {}) do if p == protocol then offered = true end end
+    if not offered then return fail(sock, "handshake: server chose a subprotocol we did not offer: " .. protocol) end
+  end
+  if res.headers["sec-websocket-extensions"] then
+    return fail(sock, "handshake: server chose an extension we did not offer")
+  end
+
+  local conn_opts = {}
+  for k in pairs(connection.defaults) do conn_opts[k] = opts[k] end
+  conn_opts.role, conn_opts.buffered, conn_opts.response = "client", rest, res
+  conn_opts.peer, conn_opts.protocol, conn_opts.on_pong = host .. ":" .. port, protocol, opts.on_pong
+  conn_opts.url = url
+  return connection.new(sock, conn_opts)
+end
+
+return M

@@ -1,0 +1,302 @@
+--- The server: accept TCP connections, read the HTTP request, route it,
+-- upgrade WebSocket requests and run each connection's handler in its own
+-- coroutine; answer everything else with a proper HTTP response.
+local socket = require "socket"
+local core = require "ws.core"
+local loop = require "ws.loop"
+local io_ = require "ws.io"
+local connection = require "ws.connection"
+
+local gettime = socket.gettime
+
+local M = {}
+
+M.defaults = {
+  host = "127.0.0.1",
+  port = 8080,
+  backlog = 1024,
+  handshake_timeout = 10,     -- seconds to receive the request head and answer it
+  max_header = 16 * 1024,     -- bytes of request head; more is answered with 431
+  idle_timeout = 300,         -- seconds a receive() may wait with no data from the peer
+}
+
+local REASONS = {
+  [200] = "OK", [400] = "Bad Request", [403] = "Forbidden", [404] = "Not Found",
+  [405] = "Method Not Allowed", [426] = "Upgrade Required",
+  [431] = "Request Header Fields Too Large", [500] = "Internal Server Error",
+  [503] = "Service Unavailable", [505] = "HTTP Version Not Supported",
+}
+
+local function log(fmt, ...)
+  io.stderr:write(os.date("%Y-%m-%d %H:%M:%S "), string.format(fmt, ...), "\n")
+end
+M.log = log
+
+--- An HTTP response head and body; extra is a table of header lines.
+local function response(status, body, headers)
+  local t = { string.format("HTTP/1.1 %d %s\r\n", status, REASONS[status] or "Status") }
+  for name, value in pairs(headers or {}) do
+    t[#t + 1] = name .. ": " .. value .. "\r\n"
+  end
+  t[#t + 1] = string.format("Content-Length: %d\r\nConnection: close\r\n\r\n", #body)
+  t[#t + 1] = body
+  return table.concat(t)
+end
+
+-- Answer with an HTTP error (or page) and close.
+local function respond(sock, status, body, headers, deadline)
+  headers = headers or {}
+  headers["Content-Type"] = headers["Content-Type"] or "text/plain; charset=utf-8"
+  io_.write(sock, response(status, body, headers), 1, deadline)
+  -- half-close and drain briefly so the client reads our answer, not a reset
+  sock:shutdown("send")
+  local stop = math.min(deadline or math.huge, gettime() + 0.5)
+  repeat until not io_.read(sock, stop)
+  sock:close()
+end
+
+local function host_of(origin)
+  local h = origin:match("^[%a][%w+.-]*://([^/?#]*)")
+  return h and h:lower()
+end
+
+--- Same-origin policy as gorilla/websocket: no Origin header (a non-browser
+-- client) is allowed; otherwise the Origin's host must equal Host.
+function M.same_origin(origin, request)
+  if origin == nil then return true end
+  local host = request.headers.host
+  return host ~= nil and host_of(origin) == host:lower()
+end
+
+-- Pick a subprotocol: a list in server preference order, or a function
+-- (offered list, request) -> chosen or nil. Never echo the whole list.
+local function choose_protocol(protocols, request)
+  local header = request.headers["sec-websocket-protocol"]
+  if not protocols or not header then return nil end
+  local offered = {}
+  for p in header:gmatch("[^,%s]+") do offered[#offered + 1] = p end
+  if type(protocols) == "function" then
+    local chosen = protocols(offered, request)
+    for _, p in ipairs(offered) do if p == chosen then return p end end
+    return nil
+  end
+  for _, want in ipairs(protocols) do
+    for _, p in ipairs(offered) do if p == want then return p end end
+  end
+  return nil
+end
+
+local function merge(opts, defaults)
+  local o = {}
+  for k, v in pairs(connection.defaults) do o[k] = v end
+  for k, v in pairs(defaults) do o[k] = v end
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return o
+end
+
+-- Validate an upgrade request already parsed and answer it: the 101 and a
+-- connection, or an HTTP error (sent) and nil, err.
+local function upgrade(sock, req, rest, o, deadline)
+  if not req.ws_accept then
+    local headers = req.ws_status == 426 and { ["Sec-WebSocket-Version"] = "13" } or nil
+    respond(sock, req.ws_status, req.ws_error .. "\n", headers, deadline)
+    return nil, req.ws_error
+  end
+  local check = o.check_origin or M.same_origin
+  if not check(req.headers.origin, req) then
+    respond(sock, 403, "origin not allowed (see the check_origin option)\n", nil, deadline)
+    return nil, "origin not allowed"
+  end
+  local protocol = choose_protocol(o.protocols, req)
+  local ok, err = io_.write(sock, core.build_response(req.ws_accept, protocol), 1, deadline)
+  if not ok then
+    sock:close()
+    return nil, err
+  end
+  local peer = o.peer
+  if not peer then
+    local ip, port = sock:getpeername()
+    peer = ip and (ip:find(":", 1, true) and "[" .. ip .. "]:" .. port or ip .. ":" .. port) or "?"
+  end
+  local conn_opts = {}
+  for k in pairs(connection.defaults) do conn_opts[k] = o[k] end
+  conn_opts.role, conn_opts.buffered, conn_opts.request = "server", rest, req
+  conn_opts.peer, conn_opts.protocol, conn_opts.on_pong = peer, protocol, o.on_pong
+  return connection.new(sock, conn_opts)
+end
+
+-- Read and parse a request head; on failure answer it and return nil, err.
+local function read_request(sock, o, deadline)
+  local head, rest = io_.read_head(sock, deadline, o.max_header)
+  if not head then
+    if rest == "too large" then
+      respond(sock, 431, "request header too large\n", nil, deadline)
+    else
+      sock:close()
+    end
+    return nil, rest
+  end
+  local req, status, err = core.parse_request(head)
+  if not req then
+    respond(sock, status, err .. "\n", nil, deadline)
+    return nil, err
+  end
+  return req, rest
+end
+
+--- The server side of the handshake on a socket someone else accepted
+-- (for copas, cqueues or an HTTP framework). Reads the request, validates
+-- it, answers 101 or an HTTP error. Returns a connection, or nil, err.
+-- opts: check_origin, protocols, handshake_timeout, max_header, limits.
+function M.accept(sock, opts)
+  local o = merge(opts, M.defaults)
+  sock:settimeout(0)
+  local deadline = gettime() + o.handshake_timeout
+  local req, rest = read_request(sock, o, deadline)
+  if not req then return nil, rest end
+  return upgrade(sock, req, rest, o, deadline)
+end
+
+local Server = {}
+Server.__index = Server
+
+--- Listen on host:port. opts: host, port, backlog, loop, and every
+-- handshake option and limit (see M.defaults and connection.defaults).
+function M.listen(opts)
+  local o = merge(opts, M.defaults)
+  local sock, err = socket.tcp()
+  if not sock then return nil, err end
+  sock:setoption("reuseaddr", true)
+  local ok
+  ok, err = sock:bind(o.host, o.port)
+  if ok then ok, err = sock:listen(o.backlog) end
+  if not ok then
+    sock:close()
+    return nil, err
+  end
+  sock:settimeout(0)
+  local self = setmetatable({
+    sock = sock,
+    opts = o,
+    loop = o.loop or loop.new(),
+    routes = {},     -- path -> handler(conn)
+    pages = {},      -- path -> function(request) -> status, body, headers
+    conns = {},      -- open connections (set)
+    open = true,
+  }, Server)
+  self.host, self.port = sock:getsockname()
+  self.loop:spawn(Server.accept_loop, self)
+  return self
+end
+
+--- Serve WebSocket connections on path with handler(conn), run in its own coroutine.
+function Server:route(path, handler)
+  assert(type(handler) == "function", "handler must be a function")
+  self.routes[path] = handler
+  return self
+end
+
+--- Answer plain HTTP GET requests on path: page is a string (HTML) or
+-- function(request) -> status, body [, headers].
+function Server:page(path, page)
+  self.pages[path] = page
+  return self
+end
+
+function Server:accept_loop()
+  local sock, l = self.sock, self.loop
+  while self.open do
+    local c = sock:accept()
+    if c then
+      c:settimeout(0)
+      c:setoption("tcp-nodelay", true)
+      l:spawn(Server.serve_client, self, c)
+    else
+      local ok, err = l:wait(sock, "r")
+      if not ok and err == "closed" then break end
+    end
+  end
+end
+
+local function serve_page(self, sock, req, deadline)
+  local page = self.pages[req.path]
+  if not page then
+    respond(sock, 404, "not found\n", nil, deadline)
+    return
+  end
+  if req.method ~= "GET" and req.method ~= "HEAD" then
+    respond(sock, 405, "method not allowed\n", { Allow = "GET, HEAD" }, deadline)
+    return
+  end
+  local status, body, headers = 200, page, { ["Content-Type"] = "text/html; charset=utf-8" }
+  if type(page) == "function" then
+    local ok, s, b, h = pcall(page, req)
+    if ok then status, body, headers = s, b or "", h else status, body = 500, "internal error\n" end
+  end
+  respond(sock, status, req.method == "HEAD" and "" or body, headers, deadline)
+end
+
+function Server:serve_client(sock)
+  local o = self.opts
+  local deadline = gettime() + o.handshake_timeout
+  local req, rest = read_request(sock, o, deadline)
+  if not req then return end
+  local handler = self.routes[req.path]
+  if not handler then return serve_page(self, sock, req, deadline) end
+  local conn = upgrade(sock, req, rest, o, deadline)
+  if not conn then return end
+  self.conns[conn] = true
+  if o.on_connect then o.on_connect(conn) end
+  local ok, err = xpcall(handler, debug.traceback, conn)
+  if not ok then
+    log("handler error (%s): %s", conn.peer, tostring(err))
+    conn:close(1011, "internal error")
+  elseif conn.state ~= "closed" then
+    conn:close(1000)
+  end
+  self.conns[conn] = nil
+  if o.on_disconnect then o.on_disconnect(conn) end
+end
+
+--- Encode once and queue to every open connection without waiting; a
+-- connection whose queue passes max_queue is dropped. Returns the count.
+function Server:broadcast(data, kind, except)
+  kind = kind or "text"
+  local bytes = core.frame(data, kind)
+  local n = 0
+  for conn in pairs(self.conns) do
+    if conn ~= except and conn.state == "open" and conn:send_encoded(bytes) then n = n + 1 end
+  end
+  return n
+end
+
+--- One round of the loop, waiting at most timeout seconds: for embedding.
+function Server:step(timeout)
+  return self.loop:step(timeout or 0)
+end
+
+--- Serve until close().
+function Server:run()
+  self.loop:run()
+end
+
+--- Stop accepting, close every connection with 1001, then stop the loop.
+function Server:close(code, reason)
+  if not self.open then return end
+  self.open = false
+  local l = self.loop
+  l:forget(self.sock)
+  self.sock:close()
+  local pending = 0
+  for conn in pairs(self.conns) do
+    pending = pending + 1
+    l:spawn(function()
+      conn:close(code or 1001, reason or "server shutting down")
+      pending = pending - 1
+      if pending == 0 then l:stop() end
+    end)
+  end
+  if pending == 0 then l:stop() end
+end
+
+return M

@@ -1,0 +1,38 @@
+#!/bin/sh
+# Run every suite, then print one line "N passed, N failed" summed from the
+# suites' own reports. Exits non-zero if anything failed or did not report.
+cd "$(dirname "$0")/.."
+LOG=build/test-logs
+mkdir -p "$LOG"
+passed=0; failed=0; status=0
+
+# suite NAME COMMAND...: run it, add its "N passed, N failed" lines (C tests)
+# or busted's "N successes / N failures / N errors" line to the totals.
+suite() {
+  name=$1; shift
+  echo "=== $name"
+  "$@" >"$LOG/$name.log" 2>&1
+  rc=$?
+  cat "$LOG/$name.log"
+  counts=$(sed -n \
+    -e 's/^.*: \([0-9][0-9]*\) passed, \([0-9][0-9]*\) failed.*$/\1 \2/p' \
+    -e 's/^\([0-9][0-9]*\) successes* \/ \([0-9][0-9]*\) failures* \/ \([0-9][0-9]*\) errors*.*$/\1 \2 \3/p' \
+    "$LOG/$name.log" | awk '{p+=$1; f+=$2+$3} END {print p+0, f+0, NR}')
+  set -- $counts
+  passed=$((passed + $1)); failed=$((failed + $2))
+  if [ "$3" -eq 0 ] || [ $rc -ne 0 ]; then
+    # a suite that crashed or reported nothing counts as a failure
+    [ "$2" -eq 0 ] && failed=$((failed + 1))
+    echo "--- $name exited $rc"
+    status=1
+  fi
+}
+
+suite c-gcc-clang make -s ctest
+suite c-asan make -s ctest-asan
+suite c-valgrind make -s ctest-valgrind
+suite busted lua5.4 /usr/bin/busted -o plainTerminal spec
+
+[ "$failed" -gt 0 ] && status=1
+echo "$passed passed, $failed failed"
+exit $status

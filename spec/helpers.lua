@@ -1,0 +1,222 @@
+--- Test helpers: start servers as real processes, and speak raw WebSocket
+-- over real sockets with a tiny pure-Lua frame codec that shares no code
+-- with ws.core (an independent oracle).
+local socket = require "socket"
+
+local M = {}
+
+M.LUA = os.getenv("LUA") or "lua5.4"
+M.PYTHON = "/usr/bin/python3"
+M.ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/helpers%.lua$")) or "."
+M.LOGDIR = M.ROOT .. "/build/test-logs"
+os.execute("mkdir -p '" .. M.LOGDIR .. "'")
+
+function M.free_port()
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return port
+end
+
+--- Wait until something accepts TCP on port (or fail after secs).
+function M.wait_port(port, secs)
+  local deadline = socket.gettime() + (secs or 10)
+  while socket.gettime() < deadline do
+    local c = socket.tcp()
+    c:settimeout(0.2)
+    if c:connect("127.0.0.1", port) then c:close(); return true end
+    c:close()
+    socket.sleep(0.05)
+  end
+  error("nothing listening on port " .. port)
+end
+
+--- Start a command in the background; returns { pid, log, stop(), alive() }.
+function M.spawn(cmd, name)
+  local log = string.format("%s/%s-%d.log", M.LOGDIR, name or "proc", math.random(1e9))
+  local p = io.popen(string.format("(%s) >'%s' 2>&1 </dev/null & echo $!", cmd, log))
+  local pid = tonumber(p:read("*l"))
+  p:close()
+  local proc = { pid = pid, log = log }
+  function proc.alive() return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true end
+  function proc.stop()
+    os.execute("kill " .. pid .. " 2>/dev/null; sleep 0.05; kill -9 " .. pid .. " 2>/dev/null")
+  end
+  function proc.output()
+    local f = io.open(log)
+    if not f then return "" end
+    local s = f:read("a")
+    f:close()
+    return s
+  end
+  return proc
+end
+
+--- Start a Lua server script with --port; waits until it listens.
+function M.start_lua(script, args, name)
+  local port = M.free_port()
+  local proc = M.spawn(string.format("exec %s %s/%s --port %d %s", M.LUA, M.ROOT, script, port, args or ""),
+    name or "server")
+  local ok, err = pcall(M.wait_port, port)
+  if not ok then
+    proc.stop()
+    error(err .. "\n" .. proc.output())
+  end
+  proc.port = port
+  return proc
+end
+
+--- RSS of a process in KiB, and its count of open file descriptors.
+function M.rss_kib(pid)
+  local f = io.open("/proc/" .. pid .. "/status")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return tonumber(s:match("VmRSS:%s*(%d+)"))
+end
+
+function M.fd_count(pid)
+  local p = io.popen("ls /proc/" .. pid .. "/fd 2>/dev/null | wc -l")
+  local n = tonumber(p:read("*l"))
+  p:close()
+  return n
+end
+
+---- raw WebSocket client --------------------------------------------------------
+
+local function pack_len(n, masked)
+  local m = masked and 0x80 or 0
+  if n < 126 then return string.char(m | n) end
+  if n < 65536 then return string.char(m | 126) .. string.pack(">I2", n) end
+  return string.char(m | 127) .. string.pack(">I8", n)
+end
+
+--- Encode a frame in pure Lua. opts: fin (default true), rsv (0..7),
+-- mask (default true: client frames), key (4 bytes), len (override the length field).
+function M.frame(opcode, payload, opts)
+  opts = opts or {}
+  payload = payload or ""
+  local fin = opts.fin == nil and true or opts.fin
+  local b0 = (fin and 0x80 or 0) | ((opts.rsv or 0) << 4) | opcode
+  local masked = opts.mask ~= false
+  local out = { string.char(b0), pack_len(opts.len or #payload, masked) }
+  if masked then
+    local key = opts.key or "\x37\xfa\x21\x3d"
+    out[#out + 1] = key
+    local k = { key:byte(1, 4) }
+    local t = {}
+    for i = 1, #payload do
+      t[i] = string.char(payload:byte(i) ~ k[(i - 1) % 4 + 1])
+    end
+    payload = table.concat(t)
+  end
+  out[#out + 1] = payload
+  return table.concat(out)
+end
+
+--- A raw connection: handshake done by hand, then frames in and out.
+local Raw = {}
+Raw.__index = Raw
+
+--- Connect and send the request head (a string, or nil for a valid upgrade).
+-- Returns the raw connection and the response head.
+function M.raw(port, request, opts)
+  opts = opts or {}
+  local s = assert(socket.tcp())
+  s:settimeout(opts.timeout or 5)
+  assert(s:connect("127.0.0.1", port))
+  local self = setmetatable({ sock = s, buf = "" }, Raw)
+  request = request or M.request(port, opts.path)
+  if request ~= false then
+    assert(s:send(request))
+    self.head = self:read_head()
+  end
+  return self, self.head
+end
+
+function M.request(port, path, extra)
+  return "GET " .. (path or "/ws") .. " HTTP/1.1\r\nHost: 127.0.0.1:" .. port ..
+    "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" ..
+    (extra or "") .. "\r\n"
+end
+
+-- read exactly n bytes (nil, err on close/timeout)
+function Raw:read(n)
+  while #self.buf < n do
+    local data, err, partial = self.sock:receive(65536)
+    data = data or partial
+    if data and #data > 0 then
+      self.buf = self.buf .. data
+    elseif err then
+      return nil, err
+    end
+  end
+  local s = self.buf:sub(1, n)
+  self.buf = self.buf:sub(n + 1)
+  return s
+end
+
+function Raw:read_head()
+  while not self.buf:find("\r\n\r\n", 1, true) do
+    local data, err, partial = self.sock:receive(65536)
+    data = data or partial
+    if data and #data > 0 then self.buf = self.buf .. data
+    elseif err then return nil, err, self.buf end
+  end
+  local e = self.buf:find("\r\n\r\n", 1, true)
+  local head = self.buf:sub(1, e + 3)
+  self.buf = self.buf:sub(e + 4)
+  return head
+end
+
+function Raw:send(bytes)
+  return self.sock:send(bytes)
+end
+
+function Raw:send_frame(opcode, payload, opts)
+  return self.sock:send(M.frame(opcode, payload, opts))
+end
+
+--- Read one frame: returns { fin, rsv, opcode, masked, payload } or nil, err.
+function Raw:read_frame()
+  local h, err = self:read(2)
+  if not h then return nil, err end
+  local b0, b1 = h:byte(1, 2)
+  local n = b1 & 0x7f
+  if n == 126 then n = string.unpack(">I2", assert(self:read(2)))
+  elseif n == 127 then n = string.unpack(">I8", assert(self:read(8))) end
+  local key
+  if b1 & 0x80 ~= 0 then key = assert(self:read(4)) end
+  local payload = n > 0 and assert(self:read(n)) or ""
+  return { fin = b0 & 0x80 ~= 0, rsv = (b0 >> 4) & 7, opcode = b0 & 0x0f, masked = key ~= nil, payload = payload }
+end
+
+--- Read frames until a close; returns code (1005 if none), reason, or nil, err.
+function Raw:read_close()
+  while true do
+    local f, err = self:read_frame()
+    if not f then return nil, err end
+    if f.opcode == 8 then
+      if #f.payload >= 2 then return string.unpack(">I2", f.payload), f.payload:sub(3) end
+      return 1005, ""
+    end
+  end
+end
+
+--- true once the server has closed the TCP connection (reads EOF).
+function Raw:closed_by_peer(secs)
+  self.sock:settimeout(secs or 3)
+  while true do
+    local data, err, partial = self.sock:receive(65536)
+    if not data and err == "closed" then return true end
+    if not data and err == "timeout" then return false end
+    self.buf = self.buf .. (data or partial or "")
+  end
+end
+
+function Raw:close()
+  self.sock:close()
+end
+
+return M
