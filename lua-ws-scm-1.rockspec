@@ -26,7 +26,7 @@ build = {
       ["ws.core"] = {
          sources = {
             "csrc/ws_core.c", "csrc/ws_crypto.c", "csrc/ws_handshake.c",
-            "csrc/ws_frame.c", "csrc/ws_reader.c", "csrc/ws_utf8.c",
+            "csrc/ws_frame.c", "csrc/ws_reader.c", "csrc/ws_utf8.c", "csrc/ws_io.c",
          },
          libraries = { "crypto" },
          incdirs = { "$(CRYPTO_INCDIR)", "csrc" },

@@ -1,8 +1,14 @@
 /* ws.core: the only file that knows Lua. Binds the plain-C codec
  * (handshake, frames, reader, UTF-8) to the Lua C API.
  * Convention: wrong argument types raise; bad input data returns nil, err. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include <lua.h>
 #include <lauxlib.h>
@@ -10,10 +16,16 @@
 #include "ws_crypto.h"
 #include "ws_frame.h"
 #include "ws_handshake.h"
+#include "ws_io.h"
 #include "ws_reader.h"
 #include "ws_utf8.h"
 
 #define READER_MT "ws.reader"
+#define POLLER_MT "ws.poller"
+/* One read buffer shared by every reader: input left over after an event
+ * is copied out, so an idle connection holds no read buffer. */
+#define SHARED_READ (256 * 1024)
+#define KEEP_LEFTOVER 4096
 
 static int fail(lua_State *L, const char *err) {
     lua_pushnil(L);
@@ -295,8 +307,10 @@ static int l_utf8_valid(lua_State *L) {
 typedef struct {
     ws_reader r;
     int live;                 /* 0 once closed */
-    const char *in;           /* current chunk (pinned) */
+    const char *in;           /* current input: a pinned Lua string, the shared buffer, or own */
     size_t in_len, in_pos;
+    char *own;                /* leftover input copied out of the shared buffer */
+    size_t own_cap;
 } lreader;
 
 static lreader *check_reader(lua_State *L) {
@@ -369,36 +383,102 @@ static int push_error(lua_State *L, const ws_reader *r) {
     return 3;
 }
 
-/* reader:next() -> kind, payload [, close code, close reason]
- *                | nil                      (needs more input)
- *                | nil, reason, close_code  (the peer broke the protocol) */
-static int l_reader_next(lua_State *L) {
-    lreader *lr = check_reader(L);
-    ws_event ev;
-    size_t used = 0;
-    int rc = ws_reader_feed(&lr->r, (const unsigned char *)lr->in + lr->in_pos,
-                            lr->in_len - lr->in_pos, &used, &ev);
-    lr->in_pos += used;
-    if (rc == WS_READ_NEED) {
-        lua_pushnil(L);
-        return 1;
-    }
-    if (rc == WS_READ_NOMEM)
-        return luaL_error(L, "not enough memory");
-    if (rc != WS_READ_EVENT)
-        return push_error(L, &lr->r);
-    lua_pushstring(L, kind_names[ev.opcode]);
-    lua_pushlstring(L, (const char *)ev.data, ev.len);
-    if (ev.opcode == WS_OP_CLOSE) {
-        lua_pushinteger(L, ev.close_code);
-        lua_pushlstring(L, (const char *)ev.reason, ev.reason_len);
+static int push_event(lua_State *L, const ws_event *ev) {
+    lua_pushstring(L, kind_names[ev->opcode]);
+    lua_pushlstring(L, (const char *)ev->data, ev->len);
+    if (ev->opcode == WS_OP_CLOSE) {
+        lua_pushinteger(L, ev->close_code);
+        lua_pushlstring(L, (const char *)ev->reason, ev->reason_len);
         return 4;
     }
-    if (ev.rsv) {
-        lua_pushinteger(L, ev.rsv);
+    if (ev->rsv) {
+        lua_pushinteger(L, ev->rsv);
         return 3;
     }
     return 2;
+}
+
+/* Input after an event still sits in the shared buffer, which the next
+ * reader will overwrite: move it to this reader's own buffer. */
+static int keep_leftover(lreader *lr, const char *shared) {
+    if (lr->in != shared || lr->in_pos >= lr->in_len)
+        return 0;
+    size_t left = lr->in_len - lr->in_pos;
+    if (lr->own_cap < left) {
+        char *p = (char *)realloc(lr->own, left);
+        if (!p)
+            return -1;
+        lr->own = p;
+        lr->own_cap = left;
+    }
+    memcpy(lr->own, lr->in + lr->in_pos, left);
+    lr->in = lr->own;
+    lr->in_len = left;
+    lr->in_pos = 0;
+    return 0;
+}
+
+static void drop_input(lua_State *L, lreader *lr) {
+    if (lr->own && lr->own_cap > KEEP_LEFTOVER) {
+        free(lr->own);
+        lr->own = NULL;
+        lr->own_cap = 0;
+    }
+    lr->in = NULL;
+    lr->in_len = lr->in_pos = 0;
+    lua_pushnil(L);
+    lua_setiuservalue(L, 1, 1);
+}
+
+/* reader:next([fd]) -> kind, payload [, close code, close reason]
+ *                    | nil                       (needs more input; no fd given)
+ *                    | nil, "timeout" | "closed" | os error   (fd given: nothing to read now)
+ *                    | nil, reason, close_code   (the peer broke the protocol)
+ * With fd, input is read straight from the socket once what was fed is used up. */
+static int l_reader_next(lua_State *L) {
+    lreader *lr = check_reader(L);
+    int fd = lua_isnoneornil(L, 2) ? -1 : (int)luaL_checkinteger(L, 2);
+    char *shared = (char *)lua_touserdata(L, lua_upvalueindex(1));
+    for (;;) {
+        if (lr->in_pos < lr->in_len || fd < 0) {
+            ws_event ev;
+            size_t used = 0;
+            int rc = ws_reader_feed(&lr->r, (const unsigned char *)lr->in + lr->in_pos,
+                                    lr->in_len - lr->in_pos, &used, &ev);
+            lr->in_pos += used;
+            if (rc == WS_READ_EVENT) {
+                int n = push_event(L, &ev);
+                if (keep_leftover(lr, shared) != 0)
+                    return luaL_error(L, "not enough memory");
+                return n;
+            }
+            if (rc == WS_READ_NOMEM)
+                return luaL_error(L, "not enough memory");
+            if (rc != WS_READ_NEED)
+                return push_error(L, &lr->r);
+            if (fd < 0) {
+                lua_pushnil(L);
+                return 1;
+            }
+        }
+        drop_input(L, lr);
+        ssize_t n = ws_fd_read(fd, shared, SHARED_READ);
+        if (n > 0) {
+            lr->in = shared;
+            lr->in_len = (size_t)n;
+            continue;
+        }
+        lua_pushnil(L);
+        if (n == 0)
+            lua_pushliteral(L, "closed");
+        else if (errno == EAGAIN || errno == EWOULDBLOCK)
+            lua_pushliteral(L, "timeout");
+        else if (errno == ECONNRESET)
+            lua_pushliteral(L, "closed");
+        else
+            lua_pushstring(L, strerror(errno));
+        return 2;
+    }
 }
 
 /* bytes of input not yet consumed (an event stopped the chunk early) */
@@ -413,6 +493,9 @@ static int l_reader_gc(lua_State *L) {
     if (lr->live) {
         lr->live = 0;
         ws_reader_free(&lr->r);
+        free(lr->own);
+        lr->own = NULL;
+        lr->own_cap = 0;
         lr->in = NULL;
         lr->in_len = lr->in_pos = 0;
         lua_pushnil(L);
@@ -432,6 +515,141 @@ static int l_reader_tostring(lua_State *L) {
                         lr->r.opts.role == WS_ROLE_SERVER ? "server" : "client", (void *)lr);
     return 1;
 }
+
+/* ---- fd I/O ------------------------------------------------------------ */
+
+/* send_frame(fd, payload, kind) -> true | rest | nil, err
+ * Writes an unmasked (server) frame with one gathered send, no payload copy.
+ * rest is the part the socket did not take (the whole frame if none). */
+static int l_send_frame(lua_State *L) {
+    int fd = (int)luaL_checkinteger(L, 1);
+    size_t n;
+    const char *payload = luaL_checklstring(L, 2, &n);
+    int op = check_opcode(L, 3);
+    unsigned char head[WS_MAX_HEADER];
+    size_t hl = ws_frame_write_header(head, 1, 0, op, n, NULL);
+    struct iovec iov[2] = {{head, hl}, {(void *)payload, n}};
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = iov;
+    msg.msg_iovlen = n ? 2 : 1;
+    ssize_t w;
+    do
+        w = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    while (w < 0 && errno == EINTR);
+    if (w < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            lua_pushnil(L);
+            lua_pushstring(L, errno == EPIPE || errno == ECONNRESET ? "closed" : strerror(errno));
+            return 2;
+        }
+        w = 0;
+    }
+    size_t done = (size_t)w;
+    if (done == hl + n) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    if (done < hl)
+        luaL_addlstring(&b, (const char *)head + done, hl - done);
+    size_t from = done > hl ? done - hl : 0;
+    luaL_addlstring(&b, payload + from, n - from);
+    luaL_pushresult(&b);
+    return 1;
+}
+
+#ifdef WS_HAVE_EPOLL
+typedef struct {
+    int ep;
+} lpoller;
+
+static lpoller *check_poller(lua_State *L) {
+    lpoller *p = (lpoller *)luaL_checkudata(L, 1, POLLER_MT);
+    if (p->ep < 0)
+        luaL_error(L, "attempt to use a closed poller");
+    return p;
+}
+
+/* epoll() -> poller | nil, err */
+static int l_epoll(lua_State *L) {
+    lpoller *p = (lpoller *)lua_newuserdatauv(L, sizeof *p, 0);
+    p->ep = -1;
+    luaL_setmetatable(L, POLLER_MT);
+    p->ep = ws_poll_open();
+    if (p->ep < 0)
+        return fail(L, strerror(errno));
+    return 1;
+}
+
+static int l_poller_watch(lua_State *L) {
+    lpoller *p = check_poller(L);
+    if (ws_poll_watch(p->ep, (int)luaL_checkinteger(L, 2)) != 0)
+        return fail(L, strerror(errno));
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_poller_unwatch(lua_State *L) {
+    lpoller *p = check_poller(L);
+    ws_poll_unwatch(p->ep, (int)luaL_checkinteger(L, 2));
+    return 0;
+}
+
+/* poller:wait(timeout_s|nil, rfds, wfds) -> nr, nw: fills the two arrays */
+static int l_poller_wait(lua_State *L) {
+    lpoller *p = check_poller(L);
+    int ms = -1;
+    if (!lua_isnoneornil(L, 2)) {
+        lua_Number t = luaL_checknumber(L, 2);
+        ms = t <= 0 ? 0 : t > 2e6 ? 2000000000 : (int)(t * 1000 + 0.999);
+    }
+    luaL_checktype(L, 3, LUA_TTABLE);
+    luaL_checktype(L, 4, LUA_TTABLE);
+    ws_poll_event ev[256];
+    int n = ws_poll_wait(p->ep, ev, 256, ms);
+    if (n < 0)
+        return fail(L, strerror(errno));
+    lua_Integer nr = 0, nw = 0;
+    for (int i = 0; i < n; i++) {
+        if (ev[i].readable) {
+            lua_pushinteger(L, ev[i].fd);
+            lua_rawseti(L, 3, ++nr);
+        }
+        if (ev[i].writable) {
+            lua_pushinteger(L, ev[i].fd);
+            lua_rawseti(L, 4, ++nw);
+        }
+    }
+    lua_pushinteger(L, nr);
+    lua_pushinteger(L, nw);
+    return 2;
+}
+
+static int l_poller_gc(lua_State *L) {
+    lpoller *p = (lpoller *)luaL_checkudata(L, 1, POLLER_MT);
+    if (p->ep >= 0) {
+        close(p->ep);
+        p->ep = -1;
+    }
+    return 0;
+}
+
+static const luaL_Reg poller_methods[] = {
+    {"watch", l_poller_watch},
+    {"unwatch", l_poller_unwatch},
+    {"wait", l_poller_wait},
+    {"close", l_poller_gc},
+    {NULL, NULL}
+};
+
+static const luaL_Reg poller_meta[] = {
+    {"__gc", l_poller_gc},
+    {"__close", l_poller_gc},
+    {NULL, NULL}
+};
+#endif
 
 static const luaL_Reg reader_methods[] = {
     {"feed", l_reader_feed},
@@ -460,15 +678,28 @@ static const luaL_Reg funcs[] = {
     {"mask", l_mask},
     {"utf8_valid", l_utf8_valid},
     {"reader", l_reader},
+    {"send_frame", l_send_frame},
+#ifdef WS_HAVE_EPOLL
+    {"epoll", l_epoll},
+#endif
     {NULL, NULL}
 };
 
 int luaopen_ws_core(lua_State *L) {
     luaL_newmetatable(L, READER_MT);
     luaL_setfuncs(L, reader_meta, 0);
-    luaL_newlib(L, reader_methods);
+    luaL_newlibtable(L, reader_methods);
+    lua_newuserdatauv(L, SHARED_READ, 0);   /* the shared read buffer */
+    luaL_setfuncs(L, reader_methods, 1);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
+#ifdef WS_HAVE_EPOLL
+    luaL_newmetatable(L, POLLER_MT);
+    luaL_setfuncs(L, poller_meta, 0);
+    luaL_newlib(L, poller_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+#endif
     luaL_newlib(L, funcs);
     return 1;
 }

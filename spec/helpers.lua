@@ -219,4 +219,25 @@ function Raw:close()
   self.sock:close()
 end
 
+---- in-process ws.loop ----------------------------------------------------------
+
+--- Run fn(...) as a task of ws.loop l, stepping l until fn returns or secs
+-- pass. Returns fn's results; raises fn's error, or a timeout error.
+function M.run_task(l, secs, fn, ...)
+  local res
+  l:spawn(function(...) res = table.pack(xpcall(fn, debug.traceback, ...)) end, ...)
+  local deadline = socket.gettime() + secs
+  while not res and socket.gettime() < deadline do l:step(0.05) end
+  if not res then error(string.format("loop task did not finish within %g s", secs), 2) end
+  if not res[1] then error(res[2], 0) end
+  return table.unpack(res, 2, res.n)
+end
+
+--- Step ws.loop l until pred() is true or secs pass; returns pred().
+function M.step_until(l, secs, pred)
+  local deadline = socket.gettime() + secs
+  while not pred() and socket.gettime() < deadline do l:step(0.05) end
+  return pred()
+end
+
 return M

@@ -9,7 +9,8 @@ local loop = require "ws.loop"
 local io_ = require "ws.io"
 
 local gettime = socket.gettime
-local frame, close_payload, utf8_valid = core.frame, core.close_payload, core.utf8_valid
+local frame, close_payload, utf8_valid, send_frame =
+  core.frame, core.close_payload, core.utf8_valid, core.send_frame
 local co_running = coroutine.running
 
 local M = {}
@@ -64,6 +65,11 @@ function M.new(sock, opts)
     last_seen = gettime(),
   }, Conn)
   sock:settimeout(0)
+  -- plain TCP: read straight from the descriptor, and (server frames are
+  -- unmasked) write header and payload with one gathered send
+  local fd = io_.raw_fd(sock)
+  self.rfd = fd
+  self.wfd = role == "server" and fd or nil
   if opts.buffered and opts.buffered ~= "" then self.reader:feed(opts.buffered) end
   local interval = opt(opts, "ping_interval")
   if interval then
@@ -84,6 +90,7 @@ local function shutdown(self)
   if self.sock_closed then return end
   self.sock_closed = true
   self.state = "closed"
+  self.rfd, self.wfd = nil, nil
   local l = loop.current()
   if l then l:forget(self.sock) end
   self.sock:close()
@@ -232,6 +239,16 @@ function Conn:send(data, kind)
   if kind ~= "text" and kind ~= "binary" then error("bad argument #2 to 'send' (\"text\" or \"binary\" expected)", 2) end
   if self.state ~= "open" then return nil, "closed" end
   if kind == "text" and not utf8_valid(data) then return nil, "invalid utf-8" end
+  local fd = self.wfd
+  if fd and self.qh > self.qt and not self.flushing then
+    local rest, err = send_frame(fd, data, kind)
+    if rest == true then return true end
+    if not rest then
+      self:abort(1006, err)
+      return nil, "closed"
+    end
+    return send_raw(self, rest)
+  end
   return send_raw(self, frame(data, kind, true, self.masked))
 end
 
@@ -288,14 +305,49 @@ local function fail(self, code, reason)
     send_raw(self, frame(payload, "close", true, self.masked))
     self.send_timeout = t
   end
+  if not self.sock_closed then
+    -- Closing a socket with unread bytes (e.g. the rest of a too-big
+    -- message) makes the kernel send a RST, which can destroy our close
+    -- frame before the peer reads it (it then sees 1006, not our code).
+    -- Half-close (plain TCP) and discard what arrives until EOF, briefly.
+    if self.sock.shutdown then self.sock:shutdown("send") end
+    local deadline = gettime() + math.min(self.close_timeout or 1, 1)
+    repeat until not io_.read(self.sock, deadline)
+  end
   shutdown(self)
   return nil, ERR[code] or "closed", code, reason
+end
+
+-- Wait for input until deadline or the idle limit. Returns true, or the
+-- results receive() should return.
+local function wait_input(self, deadline, mode)
+  local until_ = deadline
+  local idle = self.idle_timeout and self.last_seen + self.idle_timeout
+  if idle and (not until_ or idle < until_) then until_ = idle end
+  local ok, err = io_.wait(self.sock, mode or "r", until_)
+  if ok then
+    self.last_seen = gettime()
+    return true
+  end
+  if err == "timeout" then
+    if idle and until_ == idle then return fail(self, 1001, "idle timeout") end
+    return nil, "timeout"
+  end
+  return nil, "closed", self.close_code, self.close_reason
+end
+
+-- The transport ended: a close frame never came.
+local function lost(self)
+  if not self.close_code then self.close_code, self.close_reason = 1006, "" end
+  shutdown(self)
+  return nil, "closed", self.close_code, self.close_reason
 end
 
 local function receive(self, deadline)
   local reader, sock = self.reader, self.sock
   while true do
-    local kind, data, code, reason = reader:next()
+    -- with a descriptor, next() reads from it once its input is used up
+    local kind, data, code, reason = reader:next(self.rfd)
     if kind == "text" or kind == "binary" then
       return data, kind
     elseif kind == "ping" then
@@ -305,29 +357,25 @@ local function receive(self, deadline)
       if self.on_pong then self.on_pong(self, data) end
     elseif kind == "close" then
       return peer_closed(self, code, reason)
-    elseif data then
+    elseif code then
       return fail(self, code, data)        -- data: reason, code: close code
+    elseif self.sock_closed then
+      return nil, "closed", self.close_code, self.close_reason
+    elseif self.rfd then
+      if data ~= "timeout" then return lost(self) end
+      local ok, err, c, r = wait_input(self, deadline)
+      if not ok then return ok, err, c, r end
     else
-      if self.sock_closed then return nil, "closed", self.close_code, self.close_reason end
-      local until_ = deadline
-      local idle = self.idle_timeout and self.last_seen + self.idle_timeout
-      if idle and (not until_ or idle < until_) then until_ = idle end
-      local chunk, err = io_.read(sock, until_)
-      if chunk then
-        self.last_seen = gettime()
+      -- TLS: LuaSec decrypts what is there
+      local chunk, err, partial = sock:receive(io_.CHUNK)
+      chunk = chunk or partial
+      if chunk and chunk ~= "" then
         reader:feed(chunk)
-      elseif err == "timeout" then
-        if idle and until_ == idle and gettime() >= idle then
-          return fail(self, 1001, "idle timeout")
-        end
-        return nil, "timeout"
-      elseif self.sock_closed then
-        return nil, "closed", self.close_code, self.close_reason
-      else
-        -- TCP ended without a close frame
-        if not self.close_code then self.close_code, self.close_reason = 1006, "" end
-        shutdown(self)
-        return nil, "closed", self.close_code, self.close_reason
+      elseif err ~= "timeout" and err ~= "wantread" and err ~= "wantwrite" then
+        return lost(self)
+      elseif not (sock.dirty and sock:dirty()) then
+        local ok, werr, c, r = wait_input(self, deadline, err == "wantwrite" and "w" or "r")
+        if not ok then return ok, werr, c, r end
       end
     end
   end

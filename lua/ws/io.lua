@@ -11,6 +11,15 @@ local M = {}
 
 M.CHUNK = 1 << 20   -- most bytes asked of one receive
 
+--- The descriptor of a plain TCP socket, or nil (TLS sockets must be read
+-- through LuaSec; LuaSocket must hold no buffered input for it to be used).
+function M.raw_fd(sock)
+  if sock.getpeercertificate or not sock.getfd then return nil end
+  if sock.dirty and sock:dirty() then return nil end
+  local fd = sock:getfd()
+  return fd and fd >= 0 and fd or nil
+end
+
 --- Wait until sock is ready for "r" or "w", or deadline (absolute, or nil).
 -- Returns true, or nil, "timeout" / "closed".
 function M.wait(sock, mode, deadline)

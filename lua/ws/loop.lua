@@ -49,6 +49,62 @@ local function select_poller()
   return P
 end
 
+--- Poller on Linux epoll, edge-triggered: a socket is registered once for
+-- reading and writing; an edge that arrives while nobody waits is kept as
+-- "pending" and satisfies the next wait. Callers only wait after a read or
+-- write would block, which is what makes edges sufficient.
+local function epoll_poller()
+  local ok, core = pcall(require, "ws.core")
+  local ep = ok and core.epoll and core.epoll()
+  if not ep then return nil end
+  local P = {}
+  local socks = {}                                   -- fd -> socket
+  local fds = setmetatable({}, { __mode = "k" })     -- socket -> fd
+  local pend = { r = {}, w = {} }                     -- [mode][fd] = true
+  local rl, wl = {}, {}
+  function P.add(_, sock, mode)
+    local fd = fds[sock]
+    if not fd then
+      fd = sock:getfd()
+      fds[sock] = fd
+    end
+    if socks[fd] ~= sock then
+      -- new socket, or a new one on a reused descriptor
+      ep:watch(fd)
+      socks[fd] = sock
+      pend.r[fd], pend.w[fd] = nil, nil
+    end
+    local p = pend[mode]
+    if p[fd] then
+      p[fd] = nil
+      return true
+    end
+    return false
+  end
+  function P.del() end
+  function P.pending(_, sock, mode)
+    local fd = fds[sock]
+    if fd and socks[fd] == sock then pend[mode][fd] = true end
+  end
+  function P.forget(_, sock)
+    local fd = fds[sock]
+    if fd and socks[fd] == sock then
+      ep:unwatch(fd)
+      socks[fd], pend.r[fd], pend.w[fd] = nil, nil, nil
+    end
+  end
+  function P.wait(_, timeout)
+    local nr, nw = ep:wait(timeout, rl, wl)
+    local r, w = {}, {}
+    for i = 1, nr or 0 do r[#r + 1] = socks[rl[i]] end
+    for i = 1, nw or 0 do w[#w + 1] = socks[wl[i]] end
+    return r, w
+  end
+  return P
+end
+M.epoll_poller = epoll_poller
+M.select_poller = select_poller
+
 -- Min-heap of waits ordered by deadline; each entry knows its index so a
 -- wait that ends early is removed in O(log n) instead of left to rot.
 local function heap_swap(h, i, j)
@@ -98,11 +154,15 @@ local function heap_remove(h, e)
   end
 end
 
---- A new loop. opts.poller may be a custom poller (add/del/wait).
+--- A new loop. opts.poller: "epoll" (default where available), "select",
+-- or a poller object (add/del/wait).
 function M.new(opts)
   opts = opts or {}
+  local poller = opts.poller
+  if poller == nil or poller == "epoll" then poller = epoll_poller() end
+  if poller == nil or poller == "select" then poller = select_poller() end
   return setmetatable({
-    poller = opts.poller or select_poller(),
+    poller = poller,
     waits = {},        -- [sock] = { r = entry, w = entry }
     heap = {},
     ready = {},        -- queue of { co, ... } to resume
@@ -149,6 +209,11 @@ end
 -- Returns true, or nil, "timeout" / "closed".
 function Loop:wait(sock, mode, deadline)
   local co = co_running()
+  if self.poller:add(sock, mode) then
+    -- readiness already seen (edge-triggered poller): go round once
+    schedule(self, co, true)
+    return co_yield()
+  end
   local e = { co = co, sock = sock, mode = mode, deadline = deadline }
   local w = self.waits[sock]
   if not w then
@@ -157,7 +222,6 @@ function Loop:wait(sock, mode, deadline)
   end
   if w[mode] then error("two tasks wait to " .. (mode == "r" and "read" or "write") .. " on one socket", 2) end
   w[mode] = e
-  self.poller:add(sock, mode)
   if deadline then heap_push(self.heap, e) end
   return co_yield()
 end
@@ -189,6 +253,7 @@ end
 
 --- Wake every task waiting on sock with nil, "closed" (call before closing it).
 function Loop:forget(sock)
+  if self.poller.forget then self.poller:forget(sock) end
   local w = self.waits[sock]
   if not w then return end
   for _, mode in ipairs { "r", "w" } do
@@ -216,6 +281,22 @@ local function resume(self, item)
   end
 end
 
+-- Wake the tasks waiting on the ready sockets; remember edges nobody waited for.
+local function deliver(self, list, mode)
+  local poller, waits = self.poller, self.waits
+  for k = 1, #list do
+    local sock = list[k]
+    local ws = waits[sock]
+    local e = ws and ws[mode]
+    if e then
+      finish_wait(self, e)
+      schedule(self, e.co, true)
+    elseif poller.pending then
+      poller:pending(sock, mode)
+    end
+  end
+end
+
 --- One round: run ready tasks, wait at most timeout seconds (nil: until
 -- something happens) for readiness or a deadline, and resume what is due.
 function Loop:step(timeout)
@@ -240,22 +321,8 @@ function Loop:step(timeout)
   if self.ntasks == 0 and #q == 0 then return false end
 
   local r, w = self.poller:wait(wait)
-  for k = 1, #r do
-    local ws = self.waits[r[k]]
-    local e = ws and ws.r
-    if e then
-      finish_wait(self, e)
-      schedule(self, e.co, true)
-    end
-  end
-  for k = 1, #w do
-    local ws = self.waits[w[k]]
-    local e = ws and ws.w
-    if e then
-      finish_wait(self, e)
-      schedule(self, e.co, true)
-    end
-  end
+  deliver(self, r, "r")
+  deliver(self, w, "w")
   now = gettime()
   local heap = self.heap
   while heap[1] and heap[1].deadline <= now do

@@ -1,0 +1,44 @@
+// gorilla/websocket echo server on /ws:  gorilla_echo PORT
+// Built in GOPATH mode against Debian's golang-github-gorilla-websocket-dev.
+package main
+
+import (
+	"log"
+	"net/http"
+	"os"
+
+	"github.com/gorilla/websocket"
+)
+
+var upgrader = websocket.Upgrader{
+	ReadBufferSize:  4096,
+	WriteBufferSize: 4096,
+	CheckOrigin:     func(*http.Request) bool { return true },
+}
+
+func echo(w http.ResponseWriter, r *http.Request) {
+	c, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	c.SetReadLimit(16 << 20)
+	for {
+		kind, msg, err := c.ReadMessage()
+		if err != nil {
+			return
+		}
+		if err := c.WriteMessage(kind, msg); err != nil {
+			return
+		}
+	}
+}
+
+func main() {
+	port := "8080"
+	if len(os.Args) > 1 {
+		port = os.Args[1]
+	}
+	http.HandleFunc("/ws", echo)
+	log.Fatal(http.ListenAndServe("127.0.0.1:"+port, nil))
+}

@@ -1,0 +1,21 @@
+// Node ws echo server on /ws:  node node_echo.js PORT
+// ws comes from spec/interop (pinned 8.23.0); bufferutil from bench/node_modules
+// (run.sh sets NODE_PATH so ws's own require('bufferutil') finds it).
+'use strict';
+const path = require('path');
+const { WebSocketServer } = require(path.join(__dirname, '../../spec/interop/node_modules/ws'));
+
+let native = false;
+try { require.resolve('bufferutil'); native = true; } catch (e) { /* JS fallback in ws */ }
+
+const port = Number(process.argv[2] || 8080);
+const wss = new WebSocketServer({
+  host: '127.0.0.1', port, path: '/ws',
+  maxPayload: 16 * 1024 * 1024,
+  perMessageDeflate: false,
+});
+wss.on('connection', (sock) => {
+  sock.on('message', (data, isBinary) => sock.send(data, { binary: isBinary }));
+  sock.on('error', () => {});
+});
+wss.on('listening', () => console.error(`node ws echo on ${port} (bufferutil: ${native})`));

@@ -1,0 +1,26 @@
+"""python3-websockets 10.4 echo server on /ws:  /usr/bin/python3 py_echo.py PORT"""
+import asyncio
+import sys
+
+import websockets
+
+
+async def echo(sock, path):
+    if path != "/ws":
+        return
+    try:
+        async for message in sock:  # str for text, bytes for binary: sent back alike
+            await sock.send(message)
+    except websockets.ConnectionClosed:
+        pass
+
+
+async def main(port):
+    # no compression, 16 MiB messages, no keepalive pings during a bench
+    async with websockets.serve(echo, "127.0.0.1", port, compression=None,
+                                max_size=16 << 20, ping_interval=None):
+        print(f"python websockets echo on {port}", file=sys.stderr)
+        await asyncio.Future()
+
+
+asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 8080))

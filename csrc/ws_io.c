@@ -1,0 +1,68 @@
+#define _GNU_SOURCE
+#include "ws_io.h"
+
+#include <errno.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#ifdef WS_HAVE_EPOLL
+#include <sys/epoll.h>
+
+int ws_poll_open(void) {
+    return epoll_create1(EPOLL_CLOEXEC);
+}
+
+int ws_poll_watch(int ep, int fd) {
+    struct epoll_event e;
+    e.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    e.data.fd = fd;
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e) == 0)
+        return 0;
+    /* a closed socket's fd may be reused: take the registration over */
+    return errno == EEXIST ? epoll_ctl(ep, EPOLL_CTL_MOD, fd, &e) : -1;
+}
+
+int ws_poll_unwatch(int ep, int fd) {
+    struct epoll_event e = {0};
+    return epoll_ctl(ep, EPOLL_CTL_DEL, fd, &e);
+}
+
+int ws_poll_wait(int ep, ws_poll_event *ev, int max, int timeout_ms) {
+    struct epoll_event raw[256];
+    if (max > 256)
+        max = 256;
+    int n;
+    do
+        n = epoll_wait(ep, raw, max, timeout_ms);
+    while (n < 0 && errno == EINTR);
+    for (int i = 0; i < n; i++) {
+        unsigned m = raw[i].events;
+        unsigned bad = EPOLLERR | EPOLLHUP;
+        ev[i].fd = raw[i].data.fd;
+        ev[i].readable = (m & (EPOLLIN | EPOLLRDHUP | bad)) != 0;
+        ev[i].writable = (m & (EPOLLOUT | bad)) != 0;
+    }
+    return n;
+}
+#endif
+
+ssize_t ws_fd_read(int fd, void *buf, size_t n) {
+    ssize_t r;
+    do
+        r = read(fd, buf, n);
+    while (r < 0 && errno == EINTR);
+    return r;
+}
+
+ssize_t ws_fd_write2(int fd, const void *a, size_t an, const void *b, size_t bn) {
+    struct iovec iov[2];
+    iov[0].iov_base = (void *)a;
+    iov[0].iov_len = an;
+    iov[1].iov_base = (void *)b;
+    iov[1].iov_len = bn;
+    ssize_t r;
+    do
+        r = writev(fd, iov, bn ? 2 : 1);
+    while (r < 0 && errno == EINTR);
+    return r;
+}

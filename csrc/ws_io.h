@@ -1,0 +1,36 @@
+/* File-descriptor I/O for the hot path: epoll readiness and gathered
+ * writes. Linux only (WS_HAVE_EPOLL); callers fall back to LuaSocket. */
+#ifndef WS_IO_H
+#define WS_IO_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#if defined(__linux__)
+#define WS_HAVE_EPOLL 1
+#endif
+
+typedef struct {
+    int fd;
+    int readable;     /* also set on hang-up and error, so a reader finds out */
+    int writable;
+} ws_poll_event;
+
+/* epoll instance; -1 with errno on failure */
+int ws_poll_open(void);
+
+/* Watch fd for reading and writing, edge-triggered: one registration for
+ * the socket's life, no system call per wait. 0 or -1 with errno. */
+int ws_poll_watch(int ep, int fd);
+int ws_poll_unwatch(int ep, int fd);
+
+/* Wait up to timeout_ms (-1: forever). Returns the number of events, or -1. */
+int ws_poll_wait(int ep, ws_poll_event *ev, int max, int timeout_ms);
+
+/* read(2) retried on EINTR: >0 bytes, 0 end of stream, -1 with errno. */
+ssize_t ws_fd_read(int fd, void *buf, size_t n);
+
+/* writev(2) of two pieces, retried on EINTR: bytes written or -1 with errno. */
+ssize_t ws_fd_write2(int fd, const void *a, size_t an, const void *b, size_t bn);
+
+#endif

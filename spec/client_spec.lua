@@ -1,0 +1,367 @@
+-- Our client: against examples/echo.lua as a process, against our server in
+-- one in-process loop, and against misbehaving servers (every refusal is
+-- nil, err, bounded in time, never an error raised).
+local socket = require "socket"
+local ws = require "ws"
+local loop = require "ws.loop"
+local H = require "spec.helpers"
+
+local gettime = socket.gettime
+
+-- Run a shell command with a hard time limit; returns stdout, exit code.
+local function run(cmd)
+  local p = io.popen("timeout 20 " .. cmd)
+  local out = p:read("a")
+  local _, _, code = p:close()
+  return out, code
+end
+
+local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+-- Poll a process's output for a Lua pattern; returns the first capture.
+local function wait_output(proc, pattern, secs)
+  local deadline = gettime() + (secs or 3)
+  repeat
+    local m = proc.output():match(pattern)
+    if m then return m end
+    socket.sleep(0.02)
+  until gettime() > deadline
+  return nil
+end
+
+-- An in-process server on a free port in a fresh loop.
+local function loop_server(opts, routes)
+  local l = loop.new()
+  opts = opts or {}
+  opts.port, opts.loop = 0, l
+  local srv = assert(ws.listen(opts))
+  for path, handler in pairs(routes or {}) do srv:route(path, handler) end
+  return srv, l, "ws://127.0.0.1:" .. srv.port
+end
+
+local function close_server(srv)
+  srv:close()
+  H.step_until(srv.loop, 5, function() return srv.loop.stopped end)
+end
+
+local function echo_handler(conn)
+  for data, kind in conn:messages() do
+    if not conn:send(data, kind) then break end
+  end
+end
+
+-- ws.connect must return nil, err (a string) in bounded time and never raise.
+local function refused(url, opts, max_secs)
+  local t = gettime()
+  local ok, conn, err = pcall(ws.connect, url, opts)
+  local dt = gettime() - t
+  assert.is_true(ok, "ws.connect raised: " .. tostring(conn))
+  assert.is_nil(conn)
+  assert.is_string(err)
+  assert.is_true(dt < (max_secs or 2), string.format("refusal took %.2f s: %s", dt, err))
+  return err, dt
+end
+
+describe("examples/echo_client.lua", function()
+  local echo, url
+  local client = H.ROOT .. "/examples/echo_client.lua"
+
+  setup(function()
+    echo = H.start_lua("examples/echo.lua", nil, "echo-for-client")
+    url = "ws://127.0.0.1:" .. echo.port .. "/ws"
+  end)
+  teardown(function() echo.stop() end)
+
+  it("echoes its arguments, one per line, and closes with 1000", function()
+    local out, code = run(table.concat({ H.LUA, client, url, "hello", shell_quote("two words"), "é" }, " "))
+    assert.equal(0, code)
+    assert.equal("hello\ntwo words\né\n", out)
+    assert.truthy(wait_output(echo, "disconnect [^\n]*%((1000)"), echo.output())
+  end)
+
+  it("prints hello against the echo server", function()
+    local out, code = run(table.concat({ H.LUA, client, url, "hello" }, " "))
+    assert.equal(0, code)
+    assert.equal("hello\n", out)
+  end)
+
+  it("echoes stdin line by line without messages", function()
+    local out, code = run("printf 'one\\ntwo 2\\n\\nlast\\n' | " .. H.LUA .. " " .. client .. " " .. url)
+    assert.equal(0, code)
+    assert.equal("one\ntwo 2\n\nlast\n", out)
+  end)
+
+  it("fails with a non-zero status and a message on stderr", function()
+    local port = H.free_port()
+    local err, code = run(table.concat({ H.LUA, client, "ws://127.0.0.1:" .. port .. "/ws", "x", "2>&1 >/dev/null" }, " "))
+    assert.is_not.equal(0, code)
+    assert.matches("refused", err)
+    err, code = run(table.concat({ H.LUA, client, "ws://127.0.0.1:" .. echo.port .. "/nope", "x", "2>&1 >/dev/null" }, " "))
+    assert.is_not.equal(0, code)
+    assert.matches("404", err)
+    err, code = run(table.concat({ H.LUA, client, "2>&1 >/dev/null" }, " "))
+    assert.is_not.equal(0, code)
+    assert.matches("usage", err)
+  end)
+end)
+
+describe("client and server in one loop", function()
+  it("50 clients exchange 20 messages each; server:close() sends them 1001", function()
+    local srv, l, base = loop_server({}, { ["/ws"] = echo_handler })
+    local N, M = 50, 20
+    local conns, results, done = {}, {}, 0
+    H.run_task(l, 30, function()
+      for i = 1, N do
+        l:spawn(function()
+          local ok, err = pcall(function()
+            local conn = assert(ws.connect(base .. "/ws", { timeout = 5 }))
+            conns[i] = conn
+            local good = 0
+            for j = 1, M do
+              local msg, kind
+              if j % 2 == 0 then
+                msg, kind = string.format("client %d message %d %s", i, j, ("é"):rep(j * 7)), "text"
+              else
+                local t = {}
+                for k = 1, 40 * j do t[k] = string.char((i * 31 + j * 7 + k) % 256) end
+                msg, kind = table.concat(t), "binary"
+              end
+              assert(conn:send(msg, kind))
+              local data, dkind = conn:receive(5)
+              if data == msg and dkind == kind then good = good + 1 end
+            end
+            results[i] = good
+          end)
+          if not ok then results[i] = err end
+          done = done + 1
+        end)
+      end
+      while done < N do l:sleep(0.01) end
+    end)
+    for i = 1, N do assert.equal(M, results[i], "client " .. i) end
+
+    -- every client waits in receive(); closing the server reaches them all
+    local got, ngot = {}, 0
+    for i = 1, N do
+      l:spawn(function()
+        got[i] = table.pack(conns[i]:receive(5))
+        ngot = ngot + 1
+      end)
+    end
+    l:step(0)
+    srv:close()
+    assert.is_true(H.step_until(l, 10, function() return ngot == N end))
+    for i = 1, N do
+      assert.is_nil(got[i][1])
+      assert.equal("closed", got[i][2])
+      assert.equal(1001, got[i][3], "client " .. i)
+      assert.equal("closed", conns[i].state)
+    end
+    assert.is_true(H.step_until(l, 5, function() return l.stopped end))
+  end)
+
+  describe("subprotocols", function()
+    local function negotiate(server_protocols, client_protocols)
+      local on_server = {}
+      local srv, l, base = loop_server({ protocols = server_protocols }, {
+        ["/p"] = function(conn)
+          on_server[#on_server + 1] = conn.protocol or false
+          conn:receive(3)
+        end,
+      })
+      local conn, err = H.run_task(l, 5, ws.connect, base .. "/p", { protocols = client_protocols, timeout = 3 })
+      assert.truthy(conn, err)
+      local protocol = conn.protocol
+      H.run_task(l, 5, conn.close, conn)
+      close_server(srv)
+      return protocol, on_server[1]
+    end
+
+    it("the server picks its first supported protocol among those offered", function()
+      local c, s = negotiate({ "b", "c" }, { "a", "b" })
+      assert.equal("b", c)
+      assert.equal("b", s)
+    end)
+
+    it("the server may pick with a function", function()
+      local offered_seen
+      local c, s = negotiate(function(offered, request)
+        offered_seen = offered
+        assert.equal("/p", request.path)
+        return offered[#offered]
+      end, { "a", "b" })
+      assert.same({ "a", "b" }, offered_seen)
+      assert.equal("b", c)
+      assert.equal("b", s)
+    end)
+
+    it("no common protocol leaves conn.protocol nil on both sides", function()
+      local c, s = negotiate({ "x" }, { "a", "b" })
+      assert.is_nil(c)
+      assert.is_false(s)
+      c, s = negotiate(nil, { "a" })
+      assert.is_nil(c)
+      assert.is_false(s)
+      c, s = negotiate(function() return "not-offered" end, { "a" })
+      assert.is_nil(c)
+      assert.is_false(s)
+    end)
+  end)
+
+  it("custom headers and the origin reach the server", function()
+    local headers, origin_seen
+    local srv, l, base = loop_server({
+      check_origin = function(origin) origin_seen = origin; return true end,
+    }, {
+      ["/h"] = function(conn)
+        headers = conn.request.headers
+        conn:receive(3)
+      end,
+    })
+    local conn, err = H.run_task(l, 5, ws.connect, base .. "/h?q=1", {
+      headers = { ["X-Token"] = "abc 123", ["X-Empty-Not"] = "v" },
+      origin = "https://example.com",
+    })
+    assert.truthy(conn, err)
+    H.run_task(l, 5, conn.close, conn)
+    assert.equal("https://example.com", origin_seen)
+    assert.equal("abc 123", headers["x-token"])
+    assert.equal("v", headers["x-empty-not"])
+    assert.equal("https://example.com", headers.origin)
+    assert.equal("127.0.0.1:" .. srv.port, headers.host)
+    close_server(srv)
+  end)
+
+  it("refusals from our server: 404 for an unknown path, 403 for a foreign origin", function()
+    local srv, l, base = loop_server({}, { ["/ws"] = echo_handler })
+    local _, err = H.run_task(l, 5, ws.connect, base .. "/unknown", { timeout = 3 })
+    assert.matches("404", err)
+    _, err = H.run_task(l, 5, ws.connect, base .. "/ws", { timeout = 3, origin = "https://evil.example" })
+    assert.matches("403", err)
+    -- a bad header is refused before anything is sent
+    _, err = H.run_task(l, 5, ws.connect, base .. "/ws", { headers = { ["Bad Name"] = "x" } })
+    assert.matches("invalid header", err)
+    _, err = H.run_task(l, 5, ws.connect, base .. "/ws", { headers = { ["X-A"] = "a\r\nX-B: b" } })
+    assert.matches("invalid header", err)
+    close_server(srv)
+  end)
+end)
+
+describe("blocking client in a plain script", function()
+  local echo, url
+  setup(function()
+    echo = H.start_lua("examples/echo.lua", nil, "echo-blocking")
+    url = "ws://127.0.0.1:" .. echo.port .. "/ws"
+  end)
+  teardown(function() echo.stop() end)
+
+  it("receive(timeout) returns nil, 'timeout' and the connection stays usable", function()
+    local conn = assert(ws.connect(url, { timeout = 3 }))
+    assert.equal("open", conn.state)
+    assert.is_nil(conn.protocol)
+    assert.truthy(conn.response)
+    local t = gettime()
+    local data, err = conn:receive(0.3)
+    local dt = gettime() - t
+    assert.is_nil(data)
+    assert.equal("timeout", err)
+    assert.is_true(dt >= 0.25 and dt < 1.5, "waited " .. dt)
+    assert.equal("open", conn.state)
+    for i = 1, 5 do
+      assert.is_true(conn:send("still here " .. i))
+      assert.equal("still here " .. i, conn:receive(3))
+    end
+    assert.is_true(conn:send("\0\1\2", "binary"))
+    local d, kind = conn:receive(3)
+    assert.equal("\0\1\2", d)
+    assert.equal("binary", kind)
+    local ok, code = conn:close()
+    assert.is_true(ok)
+    assert.equal(1000, code)
+    assert.equal("closed", conn.state)
+    -- after close, everything answers "closed"
+    assert.same({ nil, "closed" }, { conn:send("x") })
+    local _, e = conn:receive(0.1)
+    assert.equal("closed", e)
+  end)
+end)
+
+describe("client refusals", function()
+  local raw, base
+  setup(function()
+    raw = H.start_lua("spec/servers/raw_server.lua", nil, "raw-server")
+    base = "ws://127.0.0.1:" .. raw.port
+  end)
+  teardown(function() raw.stop() end)
+
+  it("DNS failure", function()
+    local err = refused("ws://no-such-host.invalid/", { timeout = 2 }, 5)
+    assert.matches("no%-such%-host%.invalid", err)
+  end)
+
+  it("connection refused", function()
+    local err = refused("ws://127.0.0.1:" .. H.free_port() .. "/ws")
+    assert.matches("refused", err)
+  end)
+
+  it("a connect timeout is bounded", function()
+    -- a listener that never accepts, with its backlog full: SYNs go unanswered
+    local l = assert(socket.tcp())
+    assert(l:bind("127.0.0.1", 0))
+    assert(l:listen(0))
+    local _, port = l:getsockname()
+    local fillers = {}
+    for i = 1, 3 do
+      local c = socket.tcp()
+      c:settimeout(0)
+      c:connect("127.0.0.1", port)
+      fillers[i] = c
+    end
+    local err, dt = refused("ws://127.0.0.1:" .. port .. "/", { timeout = 0.5 }, 2)
+    assert.matches("timeout", err)
+    assert.is_true(dt >= 0.4, "gave up after " .. dt)
+    for _, c in ipairs(fillers) do c:close() end
+    l:close()
+  end)
+
+  it("a handshake timeout is bounded", function()
+    local err, dt = refused(base .. "/silent", { timeout = 0.5 }, 2)
+    assert.matches("timeout", err)
+    assert.is_true(dt >= 0.4)
+  end)
+
+  it("bad URLs", function()
+    assert.matches("ws://", (refused("http://x")))
+    assert.matches("host", (refused("ws://")))
+    assert.matches("host", (refused("ws:///path")))
+    assert.matches("port", (refused("ws://127.0.0.1:99999/")))
+    assert.matches("url", (refused(42)))
+  end)
+
+  it("a server answering 200 OK", function()
+    assert.matches("200", (refused(base .. "/200")))
+  end)
+
+  it("a 101 with a wrong Sec-WebSocket-Accept", function()
+    assert.matches("[Aa]ccept", (refused(base .. "/badaccept")))
+  end)
+
+  it("a server closing mid-handshake", function()
+    assert.matches("closed", (refused(base .. "/midclose")))
+  end)
+
+  it("a server choosing a subprotocol we did not offer", function()
+    assert.matches("subprotocol", (refused(base .. "/proto", { protocols = { "a" } })))
+    assert.matches("subprotocol", (refused(base .. "/proto")))
+  end)
+
+  it("a masked frame from the server fails the connection with 1002", function()
+    local conn = assert(ws.connect(base .. "/masked", { timeout = 3 }))
+    local data, err, code = conn:receive(3)
+    assert.is_nil(data)
+    assert.equal("protocol error", err)
+    assert.equal(1002, code)
+    assert.equal("closed", conn.state)
+    assert.equal("1002", wait_output(raw, "masked%-close (%S+)"), raw.output())
+  end)
+end)

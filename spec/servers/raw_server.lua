@@ -1,0 +1,90 @@
+-- A misbehaving HTTP/WebSocket server for client tests, on plain LuaSocket.
+--   lua5.4 spec/servers/raw_server.lua --port N
+-- The request path picks the misbehaviour:
+--   /200        answers 200 OK
+--   /badaccept  answers 101 with a wrong Sec-WebSocket-Accept
+--   /midclose   sends half a status line and closes
+--   /masked     answers a valid 101, sends a MASKED text frame, then prints
+--               "masked-close CODE" for the close frame the client sends back
+--   /proto      answers a valid 101 choosing subprotocol "zzz"
+--   /silent     reads the request and never answers
+-- Connections are served one at a time.
+local socket = require "socket"
+local core = require "ws.core"
+
+local port = assert(tonumber(arg[1] == "--port" and arg[2]), "usage: raw_server.lua --port N")
+local server = assert(socket.bind("127.0.0.1", port))
+
+local function read_head(c)
+  local lines = {}
+  while true do
+    local line, err = c:receive("*l")
+    if not line then return nil, err end
+    if line == "" then return lines end
+    lines[#lines + 1] = line
+  end
+end
+
+local function accept_101(key, extra)
+  return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
+    "Sec-WebSocket-Accept: " .. core.accept_key(key) .. "\r\n" .. (extra or "") .. "\r\n"
+end
+
+-- read one frame from the client: opcode, unmasked payload
+local function read_frame(c)
+  local h = assert(c:receive(2))
+  local b0, b1 = h:byte(1, 2)
+  local n = b1 & 0x7f
+  if n == 126 then n = string.unpack(">I2", assert(c:receive(2)))
+  elseif n == 127 then n = string.unpack(">I8", assert(c:receive(8))) end
+  local key = b1 & 0x80 ~= 0 and assert(c:receive(4)) or "\0\0\0\0"
+  local p = n > 0 and assert(c:receive(n)) or ""
+  local k, t = { key:byte(1, 4) }, {}
+  for i = 1, #p do t[i] = string.char(p:byte(i) ~ k[(i - 1) % 4 + 1]) end
+  return b0 & 0x0f, table.concat(t)
+end
+
+local function serve(c)
+  local lines = read_head(c)
+  if not lines or not lines[1] then return end
+  local path = lines[1]:match("^GET (%S+)")
+  local key
+  for i = 2, #lines do
+    local v = lines[i]:match("^[Ss]ec%-[Ww]eb[Ss]ocket%-[Kk]ey:%s*(%S+)")
+    if v then key = v end
+  end
+  if path == "/200" then
+    c:send("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
+  elseif path == "/badaccept" then
+    c:send("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
+      "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")
+  elseif path == "/midclose" then
+    c:send("HTTP/1.1 101 Swit")
+  elseif path == "/masked" then
+    c:send(accept_101(key))
+    local mkey, msg, t = "\1\2\3\4", "hi", {}
+    for i = 1, #msg do t[i] = string.char(msg:byte(i) ~ mkey:byte((i - 1) % 4 + 1)) end
+    c:send(string.char(0x81, 0x80 | #msg) .. mkey .. table.concat(t))
+    local ok, op, payload = pcall(read_frame, c)
+    if ok and op == 8 and #payload >= 2 then
+      print("masked-close " .. string.unpack(">I2", payload))
+    else
+      print("masked-close none " .. tostring(op))
+    end
+    io.stdout:flush()
+  elseif path == "/proto" then
+    c:send(accept_101(key, "Sec-WebSocket-Protocol: zzz\r\n"))
+  elseif path == "/silent" then
+    c:receive("*a")   -- until the client gives up (or our timeout)
+  end
+  socket.sleep(0.05)
+end
+
+while true do
+  local c = server:accept()
+  if c then
+    c:settimeout(3)
+    serve(c)
+    c:close()
+  end
+end
