@@ -100,16 +100,8 @@ local function tls_wrap(sock, host, opts, deadline)
   if not s then return fail(sock, "tls: " .. tostring(err)) end
   s:settimeout(0)
   if not host:match("^[%d.]+$") and not host:find(":", 1, true) then s:sni(host) end
-  while true do
-    local done, herr = s:dohandshake()
-    if done then break end
-    if herr == "wantread" or herr == "wantwrite" or herr == "timeout" then
-      local wok, werr = io_.wait(s, herr == "wantwrite" and "w" or "r", deadline)
-      if not wok then return fail(s, "tls handshake: " .. werr) end
-    else
-      return fail(s, "tls handshake failed: " .. tostring(herr))
-    end
-  end
+  local done, herr = io_.tls_handshake(s, deadline)
+  if not done then return fail(s, "tls handshake failed: " .. tostring(herr)) end
   if verify then
     local cert = s:getpeercertificate()
     if not cert or not verify_host(cert, t.server_name or host) then

@@ -69,6 +69,19 @@ function M.write(sock, s, i, deadline)
   return true
 end
 
+--- Finish a LuaSec handshake without blocking the loop.
+-- Returns true, or nil, err.
+function M.tls_handshake(s, deadline)
+  while true do
+    local ok, err = s:dohandshake()
+    if ok then return true end
+    local want = WANT[err]
+    if want == nil then return nil, err end
+    local wok, werr = M.wait(s, want or "r", deadline)
+    if not wok then return nil, werr end
+  end
+end
+
 --- Read an HTTP head (up to and including the blank line), at most max bytes.
 -- Returns head, rest (bytes after the head), or nil, err ("timeout",
 -- "closed", "too large").

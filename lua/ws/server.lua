@@ -49,7 +49,7 @@ local function respond(sock, status, body, headers, deadline)
   headers["Content-Type"] = headers["Content-Type"] or "text/plain; charset=utf-8"
   io_.write(sock, response(status, body, headers), 1, deadline)
   -- half-close and drain briefly so the client reads our answer, not a reset
-  sock:shutdown("send")
+  if sock.shutdown then sock:shutdown("send") end
   local stop = math.min(deadline or math.huge, gettime() + 0.5)
   repeat until not io_.read(sock, stop)
   sock:close()
@@ -86,6 +86,14 @@ local function choose_protocol(protocols, request)
   return nil
 end
 
+--- "ip:port" of a socket's peer ("[ip]:port" for IPv6).
+function M.peername(sock)
+  if not sock.getpeername then return "?" end
+  local ip, port = sock:getpeername()
+  if not ip then return "?" end
+  return ip:find(":", 1, true) and "[" .. ip .. "]:" .. port or ip .. ":" .. port
+end
+
 local function merge(opts, defaults)
   local o = {}
   for k, v in pairs(connection.defaults) do o[k] = v end
@@ -96,7 +104,7 @@ end
 
 -- Validate an upgrade request already parsed and answer it: the 101 and a
 -- connection, or an HTTP error (sent) and nil, err.
-local function upgrade(sock, req, rest, o, deadline)
+local function upgrade(sock, req, rest, o, deadline, peer)
   if not req.ws_accept then
     local headers = req.ws_status == 426 and { ["Sec-WebSocket-Version"] = "13" } or nil
     respond(sock, req.ws_status, req.ws_error .. "\n", headers, deadline)
@@ -113,11 +121,7 @@ local function upgrade(sock, req, rest, o, deadline)
     sock:close()
     return nil, err
   end
-  local peer = o.peer
-  if not peer then
-    local ip, port = sock:getpeername()
-    peer = ip and (ip:find(":", 1, true) and "[" .. ip .. "]:" .. port or ip .. ":" .. port) or "?"
-  end
+  peer = peer or o.peer or M.peername(sock)
   local conn_opts = {}
   for k in pairs(connection.defaults) do conn_opts[k] = o[k] end
   conn_opts.role, conn_opts.buffered, conn_opts.request = "server", rest, req
@@ -157,6 +161,26 @@ function M.accept(sock, opts)
   return upgrade(sock, req, rest, o, deadline)
 end
 
+--- A LuaSec server context from { certificate, key [, protocol, options,
+-- ciphers, cafile, verify] } (file paths, PEM).
+function M.tls_context(t)
+  local ok, ssl = pcall(require, "ssl")
+  if not ok then return nil, "tls needs LuaSec (require \"ssl\" failed)" end
+  local ctx, err = ssl.newcontext {
+    mode = "server",
+    protocol = t.protocol or "any",
+    options = t.options or { "all", "no_sslv2", "no_sslv3", "no_tlsv1", "no_tlsv1_1" },
+    certificate = t.certificate,
+    key = t.key,
+    password = t.password,
+    ciphers = t.ciphers,
+    cafile = t.cafile,
+    verify = t.verify or "none",
+  }
+  if not ctx then return nil, "tls: " .. tostring(err) end
+  return { ssl = ssl, ctx = ctx }
+end
+
 local Server = {}
 Server.__index = Server
 
@@ -175,9 +199,18 @@ function M.listen(opts)
     return nil, err
   end
   sock:settimeout(0)
+  local tls
+  if o.tls then
+    tls, err = M.tls_context(o.tls)
+    if not tls then
+      sock:close()
+      return nil, err
+    end
+  end
   local self = setmetatable({
     sock = sock,
     opts = o,
+    tls = tls,       -- LuaSec context when serving wss://
     loop = o.loop or loop.new(),
     routes = {},     -- path -> handler(conn)
     pages = {},      -- path -> function(request) -> status, body, headers
@@ -239,11 +272,26 @@ end
 function Server:serve_client(sock)
   local o = self.opts
   local deadline = gettime() + o.handshake_timeout
+  local peer = M.peername(sock)
+  if self.tls then
+    local s, err = self.tls.ssl.wrap(sock, self.tls.ctx)
+    if not s then
+      sock:close()
+      return
+    end
+    s:settimeout(0)
+    local ok = io_.tls_handshake(s, deadline)
+    if not ok then
+      s:close()
+      return
+    end
+    sock = s
+  end
   local req, rest = read_request(sock, o, deadline)
   if not req then return end
   local handler = self.routes[req.path]
   if not handler then return serve_page(self, sock, req, deadline) end
-  local conn = upgrade(sock, req, rest, o, deadline)
+  local conn = upgrade(sock, req, rest, o, deadline, peer)
   if not conn then return end
   self.conns[conn] = true
   if o.on_connect then o.on_connect(conn) end

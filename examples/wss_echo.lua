@@ -1,0 +1,34 @@
+-- Echo over TLS: wss://HOST:PORT/ws with a certificate and key (PEM files).
+--   lua5.4 examples/wss_echo.lua --cert cert.pem --key key.pem [--host H] [--port P]
+local ws = require "ws"
+
+local opts = { host = "127.0.0.1", port = 8443, max_message = 16 * 1024 * 1024,
+               check_origin = function() return true end }
+local i = 1
+while arg[i] do
+  local a, v = arg[i], arg[i + 1]
+  if a == "--cert" then opts.tls = opts.tls or {}; opts.tls.certificate = v
+  elseif a == "--key" then opts.tls = opts.tls or {}; opts.tls.key = v
+  elseif a == "--host" then opts.host = v
+  elseif a == "--port" then opts.port = tonumber(v)
+  else
+    io.stderr:write("usage: lua5.4 examples/wss_echo.lua --cert FILE --key FILE [--host H] [--port P]\n")
+    os.exit(2)
+  end
+  i = i + 2
+end
+if not (opts.tls and opts.tls.certificate and opts.tls.key) then
+  io.stderr:write("wss_echo: --cert and --key are required\n")
+  os.exit(2)
+end
+
+local server = assert(ws.listen(opts))
+server:route("/ws", function(conn)
+  ws.log("connect %s", conn.peer)
+  for message, kind in conn:messages() do
+    if not conn:send(message, kind) then break end
+  end
+  ws.log("disconnect %s (%s)", conn.peer, tostring(conn.close_code))
+end)
+ws.log("wss echo server on wss://%s:%d/ws", server.host, server.port)
+server:run()
