@@ -19,6 +19,7 @@ dependencies = {
 }
 external_dependencies = {
    CRYPTO = { header = "openssl/sha.h", library = "crypto" },
+   ZLIB = { header = "zlib.h", library = "z" },
 }
 build = {
    type = "builtin",
@@ -26,11 +27,11 @@ build = {
       ["ws.core"] = {
          sources = {
             "csrc/ws_core.c", "csrc/ws_crypto.c", "csrc/ws_handshake.c",
-            "csrc/ws_frame.c", "csrc/ws_reader.c", "csrc/ws_utf8.c", "csrc/ws_io.c",
+            "csrc/ws_frame.c", "csrc/ws_reader.c", "csrc/ws_utf8.c", "csrc/ws_io.c", "csrc/ws_deflate.c",
          },
-         libraries = { "crypto" },
-         incdirs = { "$(CRYPTO_INCDIR)", "csrc" },
-         libdirs = { "$(CRYPTO_LIBDIR)" },
+         libraries = { "crypto", "z" },
+         incdirs = { "$(CRYPTO_INCDIR)", "$(ZLIB_INCDIR)", "csrc" },
+         libdirs = { "$(CRYPTO_LIBDIR)", "$(ZLIB_LIBDIR)" },
       },
       ["ws"] = "lua/ws/init.lua",
       ["ws.loop"] = "lua/ws/loop.lua",
@@ -38,5 +39,6 @@ build = {
       ["ws.server"] = "lua/ws/server.lua",
       ["ws.client"] = "lua/ws/client.lua",
       ["ws.io"] = "lua/ws/io.lua",
+      ["ws.deflate"] = "lua/ws/deflate.lua",
    },
 }

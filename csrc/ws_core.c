@@ -14,6 +14,7 @@
 #include <lauxlib.h>
 
 #include "ws_crypto.h"
+#include "ws_deflate.h"
 #include "ws_frame.h"
 #include "ws_handshake.h"
 #include "ws_io.h"
@@ -22,6 +23,7 @@
 
 #define READER_MT "ws.reader"
 #define POLLER_MT "ws.poller"
+#define DEFLATE_MT "ws.deflate"
 /* One read buffer shared by every reader: input left over after an event
  * is copied out, so an idle connection holds no read buffer. */
 #define SHARED_READ (256 * 1024)
@@ -210,10 +212,17 @@ static const char *const kind_names[] = {"continuation", "text", "binary", NULL,
 static int check_opcode(lua_State *L, int idx) {
     if (lua_type(L, idx) == LUA_TSTRING) {
         const char *k = lua_tostring(L, idx);
-        for (int i = 0; i < 16; i++)
-            if (kind_names[i] && strcmp(k, kind_names[i]) == 0)
-                return i;
-        return luaL_argerror(L, idx, "unknown frame kind");
+        int op;
+        switch (k[0]) {   /* hot path: one comparison per call */
+        case 't': op = WS_OP_TEXT; break;
+        case 'b': op = WS_OP_BINARY; break;
+        case 'c': op = k[1] == 'l' ? WS_OP_CLOSE : WS_OP_CONT; break;
+        case 'p': op = k[1] == 'i' ? WS_OP_PING : WS_OP_PONG; break;
+        default: op = -1;
+        }
+        if (op < 0 || strcmp(k, kind_names[op]) != 0)
+            return luaL_argerror(L, idx, "unknown frame kind");
+        return op;
     }
     lua_Integer op = luaL_checkinteger(L, idx);
     luaL_argcheck(L, op >= 0 && op <= 15, idx, "opcode out of range");
@@ -226,7 +235,7 @@ static int l_frame(lua_State *L) {
     size_t n;
     const char *payload = luaL_checklstring(L, 1, &n);
     int op = check_opcode(L, 2);
-    int fin = lua_isnone(L, 3) ? 1 : lua_toboolean(L, 3);
+    int fin = lua_isnoneornil(L, 3) ? 1 : lua_toboolean(L, 3);  /* nil: default */
     lua_Integer rsv = luaL_optinteger(L, 5, 0);
     luaL_argcheck(L, rsv >= 0 && rsv <= 7, 5, "rsv out of range");
     unsigned char key[4];
@@ -311,6 +320,7 @@ typedef struct {
     size_t in_len, in_pos;
     char *own;                /* leftover input copied out of the shared buffer */
     size_t own_cap;
+    int drained;              /* the last read took less than asked: the socket is empty */
 } lreader;
 
 static lreader *check_reader(lua_State *L) {
@@ -462,10 +472,19 @@ static int l_reader_next(lua_State *L) {
             }
         }
         drop_input(L, lr);
+        if (lr->drained) {
+            /* a short read emptied the socket: wait for readiness instead of
+             * spending a read on EAGAIN (new data raises a fresh edge) */
+            lr->drained = 0;
+            lua_pushnil(L);
+            lua_pushliteral(L, "timeout");
+            return 2;
+        }
         ssize_t n = ws_fd_read(fd, shared, SHARED_READ);
         if (n > 0) {
             lr->in = shared;
             lr->in_len = (size_t)n;
+            lr->drained = (size_t)n < SHARED_READ;
             continue;
         }
         lua_pushnil(L);
@@ -518,7 +537,7 @@ static int l_reader_tostring(lua_State *L) {
 
 /* ---- fd I/O ------------------------------------------------------------ */
 
-/* send_frame(fd, payload, kind) -> true | rest | nil, err
+/* send_frame(fd, payload, kind [, rsv]) -> true | rest | nil, err
  * Writes an unmasked (server) frame with one gathered send, no payload copy.
  * rest is the part the socket did not take (the whole frame if none). */
 static int l_send_frame(lua_State *L) {
@@ -526,8 +545,10 @@ static int l_send_frame(lua_State *L) {
     size_t n;
     const char *payload = luaL_checklstring(L, 2, &n);
     int op = check_opcode(L, 3);
+    lua_Integer rsv = luaL_optinteger(L, 4, 0);
+    luaL_argcheck(L, rsv >= 0 && rsv <= 7, 4, "rsv out of range");
     unsigned char head[WS_MAX_HEADER];
-    size_t hl = ws_frame_write_header(head, 1, 0, op, n, NULL);
+    size_t hl = ws_frame_write_header(head, 1, (int)rsv, op, n, NULL);
     struct iovec iov[2] = {{head, hl}, {(void *)payload, n}};
     struct msghdr msg;
     memset(&msg, 0, sizeof msg);
@@ -651,6 +672,84 @@ static const luaL_Reg poller_meta[] = {
 };
 #endif
 
+/* ---- permessage-deflate ------------------------------------------------ */
+
+static ws_deflate *check_deflate(lua_State *L) {
+    return (ws_deflate *)luaL_checkudata(L, 1, DEFLATE_MT);
+}
+
+/* deflate{ level = 6, out_bits = 15, in_bits = 15, out_reset = false, in_reset = false } */
+static int l_deflate(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer level = opt_field_int(L, 1, "level", 6);
+    lua_Integer ob = opt_field_int(L, 1, "out_bits", 15);
+    lua_Integer ib = opt_field_int(L, 1, "in_bits", 15);
+    luaL_argcheck(L, level >= 0 && level <= 9, 1, "level must be 0..9");
+    luaL_argcheck(L, ob >= 8 && ob <= 15 && ib >= 8 && ib <= 15, 1, "window bits must be 8..15");
+    lua_getfield(L, 1, "out_reset");
+    int out_reset = lua_toboolean(L, -1);
+    lua_getfield(L, 1, "in_reset");
+    int in_reset = lua_toboolean(L, -1);
+    lua_pop(L, 2);
+    ws_deflate *d = (ws_deflate *)lua_newuserdatauv(L, sizeof *d, 0);
+    ws_deflate_init(d, (int)level, (int)ob, (int)ib, out_reset, in_reset);
+    luaL_setmetatable(L, DEFLATE_MT);
+    return 1;
+}
+
+static int push_owned(lua_State *L, unsigned char *buf, size_t n) {
+    lua_pushlstring(L, (const char *)buf, n);
+    free(buf);
+    return 1;
+}
+
+/* d:compress(message) -> compressed payload (tail stripped) */
+static int l_deflate_compress(lua_State *L) {
+    ws_deflate *d = check_deflate(L);
+    size_t n, len;
+    const char *s = luaL_checklstring(L, 2, &n);
+    unsigned char *out;
+    if (ws_deflate_compress(d, (const unsigned char *)s, n, &out, &len) != WS_DEFLATE_OK)
+        return luaL_error(L, "not enough memory");
+    return push_owned(L, out, len);
+}
+
+/* d:decompress(payload [, max]) -> message | nil, "message too big" | "invalid compressed data" */
+static int l_deflate_decompress(lua_State *L) {
+    ws_deflate *d = check_deflate(L);
+    size_t n, len;
+    const char *s = luaL_checklstring(L, 2, &n);
+    lua_Integer max = luaL_optinteger(L, 3, 0);
+    luaL_argcheck(L, max >= 0, 3, "max must be >= 0");
+    unsigned char *out;
+    int rc = ws_deflate_decompress(d, (const unsigned char *)s, n, (size_t)max, &out, &len);
+    if (rc == WS_DEFLATE_TOO_BIG)
+        return fail(L, "message too big");
+    if (rc == WS_DEFLATE_BAD)
+        return fail(L, "invalid compressed data");
+    if (rc != WS_DEFLATE_OK)
+        return luaL_error(L, "not enough memory");
+    return push_owned(L, out, len);
+}
+
+static int l_deflate_gc(lua_State *L) {
+    ws_deflate_free(check_deflate(L));
+    return 0;
+}
+
+static const luaL_Reg deflate_methods[] = {
+    {"compress", l_deflate_compress},
+    {"decompress", l_deflate_decompress},
+    {"close", l_deflate_gc},
+    {NULL, NULL}
+};
+
+static const luaL_Reg deflate_meta[] = {
+    {"__gc", l_deflate_gc},
+    {"__close", l_deflate_gc},
+    {NULL, NULL}
+};
+
 static const luaL_Reg reader_methods[] = {
     {"feed", l_reader_feed},
     {"next", l_reader_next},
@@ -679,6 +778,7 @@ static const luaL_Reg funcs[] = {
     {"utf8_valid", l_utf8_valid},
     {"reader", l_reader},
     {"send_frame", l_send_frame},
+    {"deflate", l_deflate},
 #ifdef WS_HAVE_EPOLL
     {"epoll", l_epoll},
 #endif
@@ -691,6 +791,11 @@ int luaopen_ws_core(lua_State *L) {
     luaL_newlibtable(L, reader_methods);
     lua_newuserdatauv(L, SHARED_READ, 0);   /* the shared read buffer */
     luaL_setfuncs(L, reader_methods, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, DEFLATE_MT);
+    luaL_setfuncs(L, deflate_meta, 0);
+    luaL_newlib(L, deflate_methods);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
 #ifdef WS_HAVE_EPOLL

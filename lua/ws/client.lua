@@ -5,6 +5,7 @@ local socket = require "socket"
 local core = require "ws.core"
 local io_ = require "ws.io"
 local connection = require "ws.connection"
+local deflate = require "ws.deflate"
 
 local gettime = socket.gettime
 
@@ -146,6 +147,9 @@ function M.connect(url, opts)
   if opts.protocols and #opts.protocols > 0 then
     lines[#lines + 1] = "Sec-WebSocket-Protocol: " .. table.concat(opts.protocols, ", ")
   end
+  if opts.compression then
+    lines[#lines + 1] = "Sec-WebSocket-Extensions: " .. deflate.offer(opts.compression)
+  end
   for name, value in pairs(opts.headers or {}) do
     if not header_ok(name) or name:find("[:%s]") or not header_ok(value) then
       return fail(sock, "invalid header: " .. tostring(name))
@@ -175,8 +179,14 @@ function M.connect(url, opts)
     for _, p in ipairs(opts.protocols or {}) do if p == protocol then offered = true end end
     if not offered then return fail(sock, "handshake: server chose a subprotocol we did not offer: " .. protocol) end
   end
-  if res.headers["sec-websocket-extensions"] then
-    return fail(sock, "handshake: server chose an extension we did not offer")
+  local ext, dopts = res.headers["sec-websocket-extensions"], nil
+  if ext then
+    if not opts.compression then
+      return fail(sock, "handshake: server chose an extension we did not offer: " .. ext)
+    end
+    local derr
+    dopts, derr = deflate.agree(ext, opts.compression)
+    if not dopts then return fail(sock, "handshake: " .. derr) end
   end
 
   local conn_opts = {}
@@ -184,6 +194,7 @@ function M.connect(url, opts)
   conn_opts.role, conn_opts.buffered, conn_opts.response = "client", rest, res
   conn_opts.peer, conn_opts.protocol, conn_opts.on_pong = host .. ":" .. port, protocol, opts.on_pong
   conn_opts.url = url
+  conn_opts.deflate = dopts
   return connection.new(sock, conn_opts)
 end
 

@@ -56,7 +56,12 @@ function M.new(sock, opts)
     send_timeout = opt(opts, "send_timeout"),
     close_timeout = opt(opts, "close_timeout"),
     idle_timeout = opt(opts, "idle_timeout"),
-    reader = core.reader { role = role, max_message = opt(opts, "max_message") },
+    max_message = opt(opts, "max_message"),
+    -- permessage-deflate, when negotiated: RSV1 marks a compressed message
+    deflate = opts.deflate and core.deflate(opts.deflate),
+    threshold = opts.deflate and opts.deflate.threshold or 0,
+    reader = core.reader { role = role, max_message = opt(opts, "max_message"),
+                           rsv_allowed = opts.deflate and 4 or 0 },
     masked = role == "client",
     -- send queue: strings q[qh..], first one sent up to qoff - 1
     q = {}, qh = 1, qt = 0, qoff = 1, qbytes = 0,
@@ -239,9 +244,13 @@ function Conn:send(data, kind)
   if kind ~= "text" and kind ~= "binary" then error("bad argument #2 to 'send' (\"text\" or \"binary\" expected)", 2) end
   if self.state ~= "open" then return nil, "closed" end
   if kind == "text" and not utf8_valid(data) then return nil, "invalid utf-8" end
+  local rsv = 0
+  if self.deflate and #data >= self.threshold then
+    data, rsv = self.deflate:compress(data), 4
+  end
   local fd = self.wfd
   if fd and self.qh > self.qt and not self.flushing then
-    local rest, err = send_frame(fd, data, kind)
+    local rest, err = send_frame(fd, data, kind, rsv)
     if rest == true then return true end
     if not rest then
       self:abort(1006, err)
@@ -249,7 +258,7 @@ function Conn:send(data, kind)
     end
     return send_raw(self, rest)
   end
-  return send_raw(self, frame(data, kind, true, self.masked))
+  return send_raw(self, frame(data, kind, true, self.masked, rsv))
 end
 
 --- Send an already encoded frame to this connection without waiting
@@ -349,6 +358,12 @@ local function receive(self, deadline)
     -- with a descriptor, next() reads from it once its input is used up
     local kind, data, code, reason = reader:next(self.rfd)
     if kind == "text" or kind == "binary" then
+      if code then                             -- code: RSV bits, 4 = compressed
+        local err
+        data, err = self.deflate:decompress(data, self.max_message)
+        if not data then return fail(self, err == "message too big" and 1009 or 1007, err) end
+        if kind == "text" and not utf8_valid(data) then return fail(self, 1007, "invalid utf-8") end
+      end
       return data, kind
     elseif kind == "ping" then
       if self.state == "open" then send_nowait(self, frame(data, "pong", true, self.masked)) end

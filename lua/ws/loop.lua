@@ -2,6 +2,10 @@
 -- One coroutine per task; a task waits for a socket to become readable or
 -- writable (with an optional deadline), sleeps, or suspends until woken.
 -- An idle loop blocks in the poller: no busy loop.
+--
+-- Hot path: a wait allocates nothing (each task reuses one wait entry), and
+-- a deadline that moves later (an idle timeout renewed on every message)
+-- keeps its place in the timer heap and is re-armed only when it fires.
 local socket = require "socket"
 
 local gettime = socket.gettime
@@ -16,8 +20,10 @@ Loop.__index = Loop
 -- The loop whose task is running now (tasks of one loop never run inside another's).
 local active
 
+---- pollers: add(sock, mode) -> already_ready, del(sock, mode), wait(timeout) -> r, nr, w, nw
+
 --- Poller on socket.select: portable, limited to FD_SETSIZE (1024) sockets.
-local function select_poller()
+function M.select_poller()
   local P = { r = {}, w = {}, ri = {}, wi = {} }
   local function add(list, index, sock)
     if index[sock] then return end
@@ -34,6 +40,7 @@ local function select_poller()
   end
   function P.add(_, sock, mode)
     if mode == "r" then add(P.r, P.ri, sock) else add(P.w, P.wi, sock) end
+    return false
   end
   function P.del(_, sock, mode)
     if mode == "r" then del(P.r, P.ri, sock) else del(P.w, P.wi, sock) end
@@ -41,19 +48,20 @@ local function select_poller()
   function P.wait(_, timeout)
     if #P.r == 0 and #P.w == 0 then
       if timeout and timeout > 0 then socket.sleep(timeout) end
-      return {}, {}
+      return P.r, 0, P.w, 0
     end
     local r, w = socket.select(P.r, P.w, timeout)
-    return r or {}, w or {}
+    r, w = r or {}, w or {}
+    return r, #r, w, #w
   end
   return P
 end
 
 --- Poller on Linux epoll, edge-triggered: a socket is registered once for
 -- reading and writing; an edge that arrives while nobody waits is kept as
--- "pending" and satisfies the next wait. Callers only wait after a read or
--- write would block, which is what makes edges sufficient.
-local function epoll_poller()
+-- "pending" and satisfies the next wait. Callers wait only after a read or
+-- write came up short, which is what makes edges sufficient.
+function M.epoll_poller()
   local ok, core = pcall(require, "ws.core")
   local ep = ok and core.epoll and core.epoll()
   if not ep then return nil end
@@ -61,7 +69,7 @@ local function epoll_poller()
   local socks = {}                                   -- fd -> socket
   local fds = setmetatable({}, { __mode = "k" })     -- socket -> fd
   local pend = { r = {}, w = {} }                     -- [mode][fd] = true
-  local rl, wl = {}, {}
+  local rfd, wfd, r, w = {}, {}, {}, {}
   function P.add(_, sock, mode)
     local fd = fds[sock]
     if not fd then
@@ -69,7 +77,7 @@ local function epoll_poller()
       fds[sock] = fd
     end
     if socks[fd] ~= sock then
-      -- new socket, or a new one on a reused descriptor
+      -- a new socket, or a new one on a reused descriptor
       ep:watch(fd)
       socks[fd] = sock
       pend.r[fd], pend.w[fd] = nil, nil
@@ -94,19 +102,17 @@ local function epoll_poller()
     end
   end
   function P.wait(_, timeout)
-    local nr, nw = ep:wait(timeout, rl, wl)
-    local r, w = {}, {}
-    for i = 1, nr or 0 do r[#r + 1] = socks[rl[i]] end
-    for i = 1, nw or 0 do w[#w + 1] = socks[wl[i]] end
-    return r, w
+    local nr, nw = ep:wait(timeout, rfd, wfd)
+    if not nr then return r, 0, w, 0 end
+    for i = 1, nr do r[i] = socks[rfd[i]] or false end
+    for i = 1, nw do w[i] = socks[wfd[i]] or false end
+    return r, nr, w, nw
   end
   return P
 end
-M.epoll_poller = epoll_poller
-M.select_poller = select_poller
 
--- Min-heap of waits ordered by deadline; each entry knows its index so a
--- wait that ends early is removed in O(log n) instead of left to rot.
+---- timer heap: entries ordered by .key; .hi is the index in the heap
+
 local function heap_swap(h, i, j)
   h[i], h[j] = h[j], h[i]
   h[i].hi, h[j].hi = i, j
@@ -115,7 +121,7 @@ end
 local function heap_up(h, i)
   while i > 1 do
     local p = i // 2
-    if h[p].deadline <= h[i].deadline then break end
+    if h[p].key <= h[i].key then break end
     heap_swap(h, i, p)
     i = p
   end
@@ -125,17 +131,17 @@ local function heap_down(h, i)
   local n = #h
   while true do
     local l, s = 2 * i, i
-    if l <= n and h[l].deadline < h[s].deadline then s = l end
-    if l + 1 <= n and h[l + 1].deadline < h[s].deadline then s = l + 1 end
+    if l <= n and h[l].key < h[s].key then s = l end
+    if l + 1 <= n and h[l + 1].key < h[s].key then s = l + 1 end
     if s == i then return end
     heap_swap(h, i, s)
     i = s
   end
 end
 
-local function heap_push(h, e)
+local function heap_push(h, e, key)
   local n = #h + 1
-  h[n], e.hi = e, n
+  e.key, e.hi, h[n] = key, n, e
   heap_up(h, n)
 end
 
@@ -154,19 +160,25 @@ local function heap_remove(h, e)
   end
 end
 
+---- the loop
+
 --- A new loop. opts.poller: "epoll" (default where available), "select",
--- or a poller object (add/del/wait).
+-- or a poller object.
 function M.new(opts)
   opts = opts or {}
   local poller = opts.poller
-  if poller == nil or poller == "epoll" then poller = epoll_poller() end
-  if poller == nil or poller == "select" then poller = select_poller() end
+  if poller == nil or poller == "epoll" then poller = M.epoll_poller() end
+  if poller == nil or poller == "select" then poller = M.select_poller() end
   return setmetatable({
     poller = poller,
-    waits = {},        -- [sock] = { r = entry, w = entry }
+    -- [sock] = { r = entry, w = entry }: kept while the socket lives, so a
+    -- wait on a busy socket creates no table
+    waits = setmetatable({}, { __mode = "k" }),
     heap = {},
-    ready = {},        -- queue of { co, ... } to resume
-    tasks = setmetatable({}, { __mode = "k" }),
+    entries = setmetatable({}, { __mode = "k" }),  -- [co] = its wait entry
+    -- ready queue as parallel arrays: coroutine and up to two resume values
+    qco = {}, qa = {}, qb = {}, qn = 0,
+    sco = {}, sa = {}, sb = {},                    -- spare arrays, swapped in
     ntasks = 0,
     stopped = false,
   }, Loop)
@@ -175,164 +187,200 @@ end
 --- The loop running the current coroutine as one of its tasks, or nil.
 function M.current()
   local co = co_running()
-  if active and active.tasks[co] then return active end
+  if active and active.entries[co] then return active end
   return nil
 end
 
-local function schedule(self, co, ...)
-  local q = self.ready
-  q[#q + 1] = table.pack(co, ...)
+local function schedule(self, co, a, b)
+  local n = self.qn + 1
+  self.qn = n
+  self.qco[n], self.qa[n], self.qb[n] = co, a, b
 end
 
-local function finish_wait(self, e)
-  if e.sock then
-    local w = self.waits[e.sock]
-    if w and w[e.mode] == e then
-      w[e.mode] = nil
-      self.poller:del(e.sock, e.mode)
-      if not w.r and not w.w then self.waits[e.sock] = nil end
-    end
+-- The wait entry of a task: { co, kind = nil|"io"|"sleep"|"suspend", sock,
+-- mode, due (real deadline), key/hi (its place in the heap, if any) }.
+local function entry(self)
+  local co = co_running()
+  local e = self.entries[co]
+  if not e then error("not called from a task of this loop", 3) end
+  return e
+end
+
+-- Give e a deadline; an earlier heap slot is kept and re-armed on firing.
+local function arm(self, e, due)
+  e.due = due
+  if not due then return end
+  if e.hi then
+    if e.key <= due then return end
+    heap_remove(self.heap, e)
   end
-  heap_remove(self.heap, e)
+  heap_push(self.heap, e, due)
+end
+
+-- End e's wait (whatever ended it) and resume its task with a, b.
+local function finish(self, e, a, b)
+  if e.kind == "io" then
+    local ws = self.waits[e.sock]
+    if ws and ws[e.mode] == e then
+      ws[e.mode] = nil
+      self.poller:del(e.sock, e.mode)
+    end
+    e.sock = nil
+  end
+  e.kind, e.due = nil, nil
+  schedule(self, e.co, a, b)
 end
 
 --- Run fn(...) as a new task. Errors in a task are reported on stderr.
 function Loop:spawn(fn, ...)
-  local co = co_create(fn)
-  self.tasks[co] = true
+  local co
+  if select("#", ...) == 0 then
+    co = co_create(fn)
+  else
+    local args = table.pack(...)
+    co = co_create(function() return fn(table.unpack(args, 1, args.n)) end)
+  end
+  self.entries[co] = { co = co }
   self.ntasks = self.ntasks + 1
-  schedule(self, co, ...)
+  schedule(self, co)
   return co
 end
 
 --- Wait (inside a task) until sock is ready for mode "r" or "w", or deadline.
 -- Returns true, or nil, "timeout" / "closed".
 function Loop:wait(sock, mode, deadline)
-  local co = co_running()
+  local e = entry(self)
   if self.poller:add(sock, mode) then
     -- readiness already seen (edge-triggered poller): go round once
-    schedule(self, co, true)
+    schedule(self, e.co, true)
     return co_yield()
   end
-  local e = { co = co, sock = sock, mode = mode, deadline = deadline }
-  local w = self.waits[sock]
-  if not w then
-    w = {}
-    self.waits[sock] = w
+  local ws = self.waits[sock]
+  if not ws then
+    ws = {}
+    self.waits[sock] = ws
   end
-  if w[mode] then error("two tasks wait to " .. (mode == "r" and "read" or "write") .. " on one socket", 2) end
-  w[mode] = e
-  if deadline then heap_push(self.heap, e) end
+  if ws[mode] then error("two tasks wait to " .. (mode == "r" and "read" or "write") .. " on one socket", 2) end
+  ws[mode] = e
+  e.kind, e.sock, e.mode = "io", sock, mode
+  arm(self, e, deadline)
   return co_yield()
 end
 
 --- Sleep (inside a task) for secs seconds.
 function Loop:sleep(secs)
-  heap_push(self.heap, { co = co_running(), deadline = gettime() + secs, sleep = true })
+  local e = entry(self)
+  e.kind = "sleep"
+  arm(self, e, gettime() + secs)
   return co_yield()
 end
 
 --- Suspend the current task until wake(co, ...) or the deadline (then nil, "timeout").
 function Loop:suspend(deadline)
-  local e = { co = co_running(), deadline = deadline }
-  if deadline then heap_push(self.heap, e) end
-  self.suspended = self.suspended or setmetatable({}, { __mode = "k" })
-  self.suspended[e.co] = e
+  local e = entry(self)
+  e.kind = "suspend"
+  arm(self, e, deadline)
   return co_yield()
 end
 
---- Wake a task suspended by suspend(); extra values are its results.
-function Loop:wake(co, ...)
-  local e = self.suspended and self.suspended[co]
-  if not e then return false end
-  self.suspended[co] = nil
-  heap_remove(self.heap, e)
-  schedule(self, co, ...)
+--- Wake a task suspended by suspend(); a, b are its results.
+function Loop:wake(co, a, b)
+  local e = self.entries[co]
+  if not e or e.kind ~= "suspend" then return false end
+  finish(self, e, a, b)
   return true
 end
 
 --- Wake every task waiting on sock with nil, "closed" (call before closing it).
 function Loop:forget(sock)
   if self.poller.forget then self.poller:forget(sock) end
-  local w = self.waits[sock]
-  if not w then return end
-  for _, mode in ipairs { "r", "w" } do
-    local e = w[mode]
-    if e then
-      finish_wait(self, e)
-      schedule(self, e.co, nil, "closed")
-    end
-  end
+  local ws = self.waits[sock]
+  if not ws then return end
+  if ws.r then finish(self, ws.r, nil, "closed") end
+  if ws.w then finish(self, ws.w, nil, "closed") end
+  self.waits[sock] = nil
 end
 
-local function resume(self, item)
-  local co = item[1]
+local function resume(self, co, a, b)
   if co_status(co) ~= "suspended" then return end
   local prev = active
   active = self
-  local ok, err = co_resume(co, table.unpack(item, 2, item.n))
+  local ok, err = co_resume(co, a, b)
   active = prev
   if not ok then
     io.stderr:write("ws.loop: task failed: ", tostring(err), "\n")
   end
   if co_status(co) == "dead" then
-    self.tasks[co] = nil
+    local e = self.entries[co]
+    if e then heap_remove(self.heap, e) end
+    self.entries[co] = nil
     self.ntasks = self.ntasks - 1
   end
 end
 
 -- Wake the tasks waiting on the ready sockets; remember edges nobody waited for.
-local function deliver(self, list, mode)
+local function deliver(self, list, n, mode)
   local poller, waits = self.poller, self.waits
-  for k = 1, #list do
+  for k = 1, n do
     local sock = list[k]
-    local ws = waits[sock]
-    local e = ws and ws[mode]
-    if e then
-      finish_wait(self, e)
-      schedule(self, e.co, true)
-    elseif poller.pending then
-      poller:pending(sock, mode)
+    if sock then
+      local ws = waits[sock]
+      local e = ws and ws[mode]
+      if e then
+        finish(self, e, true)
+      elseif poller.pending then
+        poller:pending(sock, mode)
+      end
     end
   end
 end
 
 --- One round: run ready tasks, wait at most timeout seconds (nil: until
 -- something happens) for readiness or a deadline, and resume what is due.
+-- Returns false when no task is left.
 function Loop:step(timeout)
-  -- tasks woken while these run go to a fresh queue, run next round
-  local q = self.ready
-  self.ready = {}
-  for i = 1, #q do resume(self, q[i]) end
-  q = self.ready
+  local n = self.qn
+  if n > 0 then
+    -- tasks woken while these run go to the spare arrays, run next round
+    local cos, as, bs = self.qco, self.qa, self.qb
+    self.qco, self.qa, self.qb, self.qn = self.sco, self.sa, self.sb, 0
+    for i = 1, n do
+      local co, a, b = cos[i], as[i], bs[i]
+      cos[i], as[i], bs[i] = nil, nil, nil
+      resume(self, co, a, b)
+    end
+    self.sco, self.sa, self.sb = cos, as, bs
+  end
+  if self.ntasks == 0 and self.qn == 0 then return false end
 
-  local now = gettime()
   local wait = timeout
-  if #q > 0 then
+  if self.qn > 0 then
     wait = 0
   else
     local top = self.heap[1]
     if top then
-      local d = top.deadline - now
+      local d = top.key - gettime()
       if d < 0 then d = 0 end
       if not wait or d < wait then wait = d end
     end
   end
-  if self.ntasks == 0 and #q == 0 then return false end
+  local r, nr, w, nw = self.poller:wait(wait)
+  deliver(self, r, nr, "r")
+  deliver(self, w, nw, "w")
 
-  local r, w = self.poller:wait(wait)
-  deliver(self, r, "r")
-  deliver(self, w, "w")
-  now = gettime()
-  local heap = self.heap
-  while heap[1] and heap[1].deadline <= now do
+  local heap, now = self.heap, gettime()
+  while heap[1] and heap[1].key <= now do
     local e = heap[1]
-    finish_wait(self, e)
-    if self.suspended then self.suspended[e.co] = nil end
-    if e.sleep then
-      schedule(self, e.co, true)
-    else
-      schedule(self, e.co, nil, "timeout")
+    heap_remove(heap, e)
+    local due = e.due
+    if due then
+      if due > now then
+        heap_push(heap, e, due)          -- the deadline moved later: re-arm
+      elseif e.kind == "sleep" then
+        finish(self, e, true)
+      else
+        finish(self, e, nil, "timeout")
+      end
     end
   end
   return true

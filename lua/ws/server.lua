@@ -6,6 +6,7 @@ local core = require "ws.core"
 local loop = require "ws.loop"
 local io_ = require "ws.io"
 local connection = require "ws.connection"
+local deflate = require "ws.deflate"
 
 local gettime = socket.gettime
 
@@ -33,21 +34,22 @@ end
 M.log = log
 
 --- An HTTP response head and body; extra is a table of header lines.
-local function response(status, body, headers)
+-- head_only (a HEAD request): the Content-Length of body, without the body.
+local function response(status, body, headers, head_only)
   local t = { string.format("HTTP/1.1 %d %s\r\n", status, REASONS[status] or "Status") }
   for name, value in pairs(headers or {}) do
     t[#t + 1] = name .. ": " .. value .. "\r\n"
   end
   t[#t + 1] = string.format("Content-Length: %d\r\nConnection: close\r\n\r\n", #body)
-  t[#t + 1] = body
+  if not head_only then t[#t + 1] = body end
   return table.concat(t)
 end
 
 -- Answer with an HTTP error (or page) and close.
-local function respond(sock, status, body, headers, deadline)
+local function respond(sock, status, body, headers, deadline, head_only)
   headers = headers or {}
   headers["Content-Type"] = headers["Content-Type"] or "text/plain; charset=utf-8"
-  io_.write(sock, response(status, body, headers), 1, deadline)
+  io_.write(sock, response(status, body, headers, head_only), 1, deadline)
   -- half-close and drain briefly so the client reads our answer, not a reset
   if sock.shutdown then sock:shutdown("send") end
   local stop = math.min(deadline or math.huge, gettime() + 0.5)
@@ -116,7 +118,9 @@ local function upgrade(sock, req, rest, o, deadline, peer)
     return nil, "origin not allowed"
   end
   local protocol = choose_protocol(o.protocols, req)
-  local ok, err = io_.write(sock, core.build_response(req.ws_accept, protocol), 1, deadline)
+  local ext, dopts
+  if o.compression then ext, dopts = deflate.accept(req.headers["sec-websocket-extensions"], o.compression) end
+  local ok, err = io_.write(sock, core.build_response(req.ws_accept, protocol, ext), 1, deadline)
   if not ok then
     sock:close()
     return nil, err
@@ -126,6 +130,7 @@ local function upgrade(sock, req, rest, o, deadline, peer)
   for k in pairs(connection.defaults) do conn_opts[k] = o[k] end
   conn_opts.role, conn_opts.buffered, conn_opts.request = "server", rest, req
   conn_opts.peer, conn_opts.protocol, conn_opts.on_pong = peer, protocol, o.on_pong
+  conn_opts.deflate = dopts
   return connection.new(sock, conn_opts)
 end
 
@@ -266,7 +271,8 @@ local function serve_page(self, sock, req, deadline)
     local ok, s, b, h = pcall(page, req)
     if ok then status, body, headers = s, b or "", h else status, body = 500, "internal error\n" end
   end
-  respond(sock, status, req.method == "HEAD" and "" or body, headers, deadline)
+  -- HEAD: the Content-Length GET would give, no body (RFC 9110 section 9.3.2)
+  respond(sock, status, body, headers, deadline, req.method == "HEAD")
 end
 
 function Server:serve_client(sock)

@@ -1,0 +1,134 @@
+--- permessage-deflate (RFC 7692) negotiation. The compression itself is in C
+-- (ws.core.deflate); this module reads and writes Sec-WebSocket-Extensions
+-- and turns an agreement into the options of a ws.core.deflate object.
+--
+-- Options (server `compression = true | {...}`, client likewise):
+--   level (1..9, default 6), threshold (bytes; smaller messages are sent
+--   uncompressed, default 64), server_no_context_takeover,
+--   client_no_context_takeover, server_max_window_bits (9..15),
+--   client_max_window_bits (9..15).
+local M = {}
+
+M.NAME = "permessage-deflate"
+
+local function bits(v)
+  local n = tonumber(v)
+  if n and n >= 8 and n <= 15 and n == math.floor(n) and tostring(v):match("^%d+$") then return n end
+  return nil
+end
+
+--- Parse a Sec-WebSocket-Extensions value into { { name, params }, ... },
+-- or nil if it is malformed. Parameter names are lower-cased; a parameter
+-- without a value is true.
+function M.parse(header)
+  local list = {}
+  for item in (header .. ","):gmatch("([^,]*),") do
+    if item:match("%S") then
+      local name, rest = item:match("^%s*([%w!#$%%&'*+.^_`|~-]+)%s*(.-)%s*$")
+      if not name then return nil end
+      local params, dup = {}, false
+      for p in rest:gmatch(";([^;]*)") do
+        local k, v = p:match('^%s*([%w_-]+)%s*=%s*"?([%w_.-]*)"?%s*$')
+        if not k then
+          k = p:match("^%s*([%w_-]+)%s*$")
+          v = true
+        end
+        if not k then return nil end
+        k = k:lower()
+        if params[k] ~= nil then dup = true end
+        params[k] = v
+      end
+      if rest ~= "" and not rest:match("^;") then return nil end
+      list[#list + 1] = { name = name:lower(), params = params, duplicate = dup }
+    end
+  end
+  return list
+end
+
+local KNOWN = {
+  server_no_context_takeover = true, client_no_context_takeover = true,
+  server_max_window_bits = true, client_max_window_bits = true,
+}
+
+--- Server: choose the first acceptable permessage-deflate offer.
+-- Returns the response extension string and ws.core.deflate options, or nil.
+function M.accept(header, conf)
+  if not header then return nil end
+  local offers = M.parse(header)
+  if not offers then return nil end
+  conf = type(conf) == "table" and conf or {}
+  for _, offer in ipairs(offers) do
+    local p = offer.params
+    local ok = offer.name == M.NAME and not offer.duplicate
+    for k, v in pairs(p) do
+      if not KNOWN[k] then ok = false
+      elseif k:match("bits$") then
+        if v ~= true and not bits(v) then ok = false end
+        if k == "server_max_window_bits" and v == true then ok = false end
+      elseif v ~= true then ok = false end
+    end
+    -- zlib cannot produce raw streams with an 8-bit window
+    if ok and p.server_max_window_bits and bits(p.server_max_window_bits) == 8 then ok = false end
+    if ok then
+      local resp = { M.NAME }
+      local out_bits = conf.server_max_window_bits or 15
+      if p.server_max_window_bits then
+        out_bits = math.min(out_bits, bits(p.server_max_window_bits))
+        resp[#resp + 1] = "server_max_window_bits=" .. out_bits
+      end
+      local out_reset = p.server_no_context_takeover or conf.server_no_context_takeover
+      if out_reset then resp[#resp + 1] = "server_no_context_takeover" end
+      local in_reset = p.client_no_context_takeover or conf.client_no_context_takeover
+      if in_reset then resp[#resp + 1] = "client_no_context_takeover" end
+      if p.client_max_window_bits and conf.client_max_window_bits then
+        local offered = p.client_max_window_bits == true and 15 or bits(p.client_max_window_bits)
+        resp[#resp + 1] = "client_max_window_bits=" .. math.min(offered, conf.client_max_window_bits)
+      end
+      return table.concat(resp, "; "), {
+        level = conf.level or 6, threshold = conf.threshold or 64,
+        out_bits = out_bits, in_bits = 15,
+        out_reset = out_reset and true or false, in_reset = in_reset and true or false,
+      }
+    end
+  end
+  return nil
+end
+
+--- Client: the offer to send.
+function M.offer(conf)
+  conf = type(conf) == "table" and conf or {}
+  local t = { M.NAME, "client_max_window_bits" .. (conf.client_max_window_bits and "=" .. conf.client_max_window_bits or "") }
+  if conf.server_no_context_takeover then t[#t + 1] = "server_no_context_takeover" end
+  if conf.client_no_context_takeover then t[#t + 1] = "client_no_context_takeover" end
+  if conf.server_max_window_bits then t[#t + 1] = "server_max_window_bits=" .. conf.server_max_window_bits end
+  return table.concat(t, "; ")
+end
+
+--- Client: check the server's answer to our offer. Returns ws.core.deflate
+-- options, or nil, err.
+function M.agree(header, conf)
+  conf = type(conf) == "table" and conf or {}
+  local list = M.parse(header)
+  if not list or #list ~= 1 or list[1].name ~= M.NAME or list[1].duplicate then
+    return nil, "server chose an extension we did not offer: " .. header
+  end
+  local p = list[1].params
+  for k, v in pairs(p) do
+    if not KNOWN[k] then return nil, "unknown permessage-deflate parameter: " .. k end
+    if k:match("bits$") and not bits(v) then return nil, "bad " .. k end
+    if not k:match("bits$") and v ~= true then return nil, "bad " .. k end
+  end
+  local out_bits = p.client_max_window_bits and bits(p.client_max_window_bits) or conf.client_max_window_bits or 15
+  if out_bits == 8 then return nil, "client_max_window_bits=8 is not supported" end
+  if conf.server_no_context_takeover and not p.server_no_context_takeover then
+    return nil, "server ignored server_no_context_takeover"
+  end
+  return {
+    level = conf.level or 6, threshold = conf.threshold or 64,
+    out_bits = out_bits, in_bits = 15,
+    out_reset = (p.client_no_context_takeover or conf.client_no_context_takeover) and true or false,
+    in_reset = p.server_no_context_takeover and true or false,
+  }
+end
+
+return M
