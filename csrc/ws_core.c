@@ -539,7 +539,8 @@ static int l_reader_tostring(lua_State *L) {
 
 /* send_frame(fd, payload, kind [, rsv]) -> true | rest | nil, err
  * Writes an unmasked (server) frame with one gathered send, no payload copy.
- * rest is the part the socket did not take (the whole frame if none). */
+ * rest is the part the socket did not take (the whole frame if none).
+ * An uncompressed text payload must be UTF-8 (nil, "invalid utf-8"). */
 static int l_send_frame(lua_State *L) {
     int fd = (int)luaL_checkinteger(L, 1);
     size_t n;
@@ -547,6 +548,8 @@ static int l_send_frame(lua_State *L) {
     int op = check_opcode(L, 3);
     lua_Integer rsv = luaL_optinteger(L, 4, 0);
     luaL_argcheck(L, rsv >= 0 && rsv <= 7, 4, "rsv out of range");
+    if (op == WS_OP_TEXT && rsv == 0 && !ws_utf8_valid((const unsigned char *)payload, n))
+        return fail(L, "invalid utf-8");
     unsigned char head[WS_MAX_HEADER];
     size_t hl = ws_frame_write_header(head, 1, (int)rsv, op, n, NULL);
     struct iovec iov[2] = {{head, hl}, {(void *)payload, n}};

@@ -125,8 +125,8 @@ function M.raw(port, request, opts)
   local s = assert(socket.tcp())
   s:settimeout(opts.timeout or 5)
   assert(s:connect("127.0.0.1", port))
-  local self = setmetatable({ sock = s, buf = "" }, Raw)
-  request = request or M.request(port, opts.path)
+  local self = setmetatable({ sock = s, buf = "", timeout = opts.timeout or 5 }, Raw)
+  if request == nil then request = M.request(port, opts.path) end
   if request ~= false then
     assert(s:send(request))
     self.head = self:read_head()
@@ -141,16 +141,25 @@ function M.request(port, path, extra)
     (extra or "") .. "\r\n"
 end
 
+-- Whatever is available, waiting up to the socket's timeout (a blocking
+-- receive(n) would wait for all n bytes).
+function Raw:recv_some()
+  local r = socket.select({ self.sock }, nil, self.timeout)
+  if not r[1] then return nil, "timeout" end
+  self.sock:settimeout(0)
+  local data, err, partial = self.sock:receive(65536)
+  self.sock:settimeout(self.timeout)
+  data = data or partial
+  if data and #data > 0 then return data end
+  return nil, err == "timeout" and "timeout" or "closed"
+end
+
 -- read exactly n bytes (nil, err on close/timeout)
 function Raw:read(n)
   while #self.buf < n do
-    local data, err, partial = self.sock:receive(65536)
-    data = data or partial
-    if data and #data > 0 then
-      self.buf = self.buf .. data
-    elseif err then
-      return nil, err
-    end
+    local data, err = self:recv_some()
+    if not data then return nil, err end
+    self.buf = self.buf .. data
   end
   local s = self.buf:sub(1, n)
   self.buf = self.buf:sub(n + 1)
@@ -159,10 +168,9 @@ end
 
 function Raw:read_head()
   while not self.buf:find("\r\n\r\n", 1, true) do
-    local data, err, partial = self.sock:receive(65536)
-    data = data or partial
-    if data and #data > 0 then self.buf = self.buf .. data
-    elseif err then return nil, err, self.buf end
+    local data, err = self:recv_some()
+    if not data then return nil, err, self.buf end
+    self.buf = self.buf .. data
   end
   local e = self.buf:find("\r\n\r\n", 1, true)
   local head = self.buf:sub(1, e + 3)
@@ -206,12 +214,15 @@ end
 
 --- true once the server has closed the TCP connection (reads EOF).
 function Raw:closed_by_peer(secs)
-  self.sock:settimeout(secs or 3)
+  local saved = self.timeout
+  self.timeout = secs or 3
   while true do
-    local data, err, partial = self.sock:receive(65536)
-    if not data and err == "closed" then return true end
-    if not data and err == "timeout" then return false end
-    self.buf = self.buf .. (data or partial or "")
+    local data, err = self:recv_some()
+    if not data then
+      self.timeout = saved
+      return err == "closed"
+    end
+    self.buf = self.buf .. data
   end
 end
 

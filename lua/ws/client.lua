@@ -190,7 +190,7 @@ function M.connect(url, opts)
   end
 
   local conn_opts = {}
-  for k in pairs(connection.defaults) do conn_opts[k] = opts[k] end
+  for _, k in ipairs(connection.options) do conn_opts[k] = opts[k] end
   conn_opts.role, conn_opts.buffered, conn_opts.response = "client", rest, res
   conn_opts.peer, conn_opts.protocol, conn_opts.on_pong = host .. ":" .. port, protocol, opts.on_pong
   conn_opts.url = url

@@ -25,6 +25,10 @@ M.defaults = {
   ping_timeout = 20,         -- seconds a keepalive ping may wait for its pong
 }
 
+--- Every connection option, including those whose default is nil.
+M.options = { "max_message", "max_queue", "send_timeout", "close_timeout",
+              "idle_timeout", "ping_interval", "ping_timeout" }
+
 -- Error tokens returned with nil for a close the peer caused.
 local ERR = { [1002] = "protocol error", [1007] = "invalid utf-8", [1009] = "message too big" }
 
@@ -243,21 +247,24 @@ function Conn:send(data, kind)
   kind = kind or "text"
   if kind ~= "text" and kind ~= "binary" then error("bad argument #2 to 'send' (\"text\" or \"binary\" expected)", 2) end
   if self.state ~= "open" then return nil, "closed" end
-  if kind == "text" and not utf8_valid(data) then return nil, "invalid utf-8" end
   local rsv = 0
   if self.deflate and #data >= self.threshold then
+    if kind == "text" and not utf8_valid(data) then return nil, "invalid utf-8" end
     data, rsv = self.deflate:compress(data), 4
   end
   local fd = self.wfd
   if fd and self.qh > self.qt and not self.flushing then
+    -- send_frame checks the UTF-8 of uncompressed text itself
     local rest, err = send_frame(fd, data, kind, rsv)
     if rest == true then return true end
     if not rest then
+      if err == "invalid utf-8" then return nil, err end
       self:abort(1006, err)
       return nil, "closed"
     end
     return send_raw(self, rest)
   end
+  if rsv == 0 and kind == "text" and not utf8_valid(data) then return nil, "invalid utf-8" end
   return send_raw(self, frame(data, kind, true, self.masked, rsv))
 end
 
@@ -314,7 +321,8 @@ local function fail(self, code, reason)
     send_raw(self, frame(payload, "close", true, self.masked))
     self.send_timeout = t
   end
-  if not self.sock_closed then
+  if not self.sock_closed and (not self.receiving or self.receiver == co_running()) then
+    -- (only the receiving coroutine may read; another one just drops TCP)
     -- Closing a socket with unread bytes (e.g. the rest of a too-big
     -- message) makes the kernel send a RST, which can destroy our close
     -- frame before the peer reads it (it then sees 1006, not our code).
@@ -405,9 +413,9 @@ end
 function Conn:receive(timeout)
   if self.receiving then error("another coroutine is already receiving on this connection", 2) end
   if self.state == "closed" then return nil, "closed", self.close_code, self.close_reason end
-  self.receiving = true
+  self.receiving, self.receiver = true, co_running()
   local a, b, c, d = receive(self, timeout and gettime() + timeout)
-  self.receiving = false
+  self.receiving, self.receiver = false, nil
   return a, b, c, d
 end
 

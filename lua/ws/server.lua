@@ -28,8 +28,9 @@ local REASONS = {
   [503] = "Service Unavailable", [505] = "HTTP Version Not Supported",
 }
 
+-- One write per line: stderr is unbuffered, so pieces would cost a syscall each.
 local function log(fmt, ...)
-  io.stderr:write(os.date("%Y-%m-%d %H:%M:%S "), string.format(fmt, ...), "\n")
+  io.stderr:write(os.date("%Y-%m-%d %H:%M:%S ") .. string.format(fmt, ...) .. "\n")
 end
 M.log = log
 
@@ -127,7 +128,7 @@ local function upgrade(sock, req, rest, o, deadline, peer)
   end
   peer = peer or o.peer or M.peername(sock)
   local conn_opts = {}
-  for k in pairs(connection.defaults) do conn_opts[k] = o[k] end
+  for _, k in ipairs(connection.options) do conn_opts[k] = o[k] end
   conn_opts.role, conn_opts.buffered, conn_opts.request = "server", rest, req
   conn_opts.peer, conn_opts.protocol, conn_opts.on_pong = peer, protocol, o.on_pong
   conn_opts.deflate = dopts
@@ -193,16 +194,12 @@ Server.__index = Server
 -- handshake option and limit (see M.defaults and connection.defaults).
 function M.listen(opts)
   local o = merge(opts, M.defaults)
-  local sock, err = socket.tcp()
+  -- socket.bind creates a tcp4/tcp6 socket per address and sets reuseaddr
+  -- before binding; socket.tcp() has no descriptor until bind in LuaSocket
+  -- 3, so setoption("reuseaddr") on it silently failed and a restart on
+  -- the same port hit "address already in use" while TIME_WAITs remained.
+  local sock, err = socket.bind(o.host, o.port, o.backlog)
   if not sock then return nil, err end
-  sock:setoption("reuseaddr", true)
-  local ok
-  ok, err = sock:bind(o.host, o.port)
-  if ok then ok, err = sock:listen(o.backlog) end
-  if not ok then
-    sock:close()
-    return nil, err
-  end
   sock:settimeout(0)
   local tls
   if o.tls then
