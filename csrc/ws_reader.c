@@ -14,10 +14,13 @@
 #define KEEP_MAX (64 * 1024)
 /* First allocation for a message (unless the frame is smaller). */
 #define BUF_MIN 256
+/* How far past the bytes received a final frame's buffer may be reserved. */
+#define RESERVE_AHEAD (1024 * 1024)
 /* Unmask, then validate, this many bytes at a time: the validator reads
  * what the unmask just wrote while it is still in L1. */
 #define CHUNK 8192
 
+/* ev->data for an empty payload: never NULL, so callers can pass it on. */
 static const unsigned char empty[1];
 
 static int fail(ws_reader *r, unsigned code, const char *why)
@@ -175,6 +178,11 @@ static int grow(ws_reader *r, size_t need)
     }
     cap = r->buf_cap < BUF_MIN / 2 ? BUF_MIN
         : r->buf_cap > limit / 2 ? limit : r->buf_cap * 2;
+    /* A final frame's end is known: reserve up to it (at most RESERVE_AHEAD
+     * past what arrived), so a large message read in pieces is not copied
+     * by every doubling. A frame that only claims a size costs nothing more. */
+    if (r->fh.fin && need < SIZE_MAX - RESERVE_AHEAD && cap < need + RESERVE_AHEAD)
+        cap = need + RESERVE_AHEAD;
     if (cap > limit)
         cap = limit;
     if (cap < need)
@@ -302,12 +310,14 @@ int ws_reader_feed(ws_reader *r, const unsigned char *buf, size_t len,
         if (n > r->remaining)
             n = (size_t)r->remaining;
         if (is_control(r->fh.opcode)) {
-            /* check_header bounded the length to WS_MAX_CONTROL */
-            if (n && r->fh.masked)
-                r->mask_pos = ws_mask(r->ctl + r->ctl_len, buf + pos, n,
-                                      r->fh.key, r->mask_pos);
-            else if (n)
-                memcpy(r->ctl + r->ctl_len, buf + pos, n);
+            /* fits: check_header bounded the length to WS_MAX_CONTROL */
+            if (n) {
+                if (r->fh.masked)
+                    r->mask_pos = ws_mask(r->ctl + r->ctl_len, buf + pos, n,
+                                          r->fh.key, r->mask_pos);
+                else
+                    memcpy(r->ctl + r->ctl_len, buf + pos, n);
+            }
             r->ctl_len += n;
             pos += n;
             r->remaining -= n;

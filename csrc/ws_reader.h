@@ -58,7 +58,12 @@ void ws_reader_free(ws_reader *r);   /* releases the buffer; r may be reused aft
 /* Consume bytes of buf[0..len) until one event is complete or the input is
  * used up. *used is set to the bytes consumed. On WS_READ_EVENT, *ev holds
  * the event; call again with the rest of the input. On WS_READ_ERROR,
- * r->error_code and r->error say why, and every later call fails the same way. */
+ * r->error_code and r->error say why, and every later call fails the same way.
+ * WS_READ_NOMEM (allocation failed) sets error_code 1011, "out of memory",
+ * and later calls return WS_READ_ERROR. ev->data is never NULL. The message
+ * buffer grows with the bytes that arrive (never past the frame's end on a
+ * final frame, nor past max_message), and one above 64 KiB is freed on the
+ * feed after its message was delivered. */
 int ws_reader_feed(ws_reader *r, const unsigned char *buf, size_t len,
                    size_t *used, ws_event *ev);
 

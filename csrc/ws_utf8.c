@@ -14,6 +14,9 @@
 #define ST(need, lo, hi) \
     ((uint32_t)(need) | (uint32_t)(lo) << 8 | (uint32_t)(hi) << 16)
 
+/* Any byte of a word outside ASCII. */
+#define HIGH_BITS UINT64_C(0x8080808080808080)
+
 /* The state after a lead byte, or 0 when b cannot start a sequence
  * (ASCII is handled by the caller; 80..BF lone continuation; C0 C1 always
  * overlong; F5..FF beyond U+10FFFF). */
@@ -55,23 +58,57 @@ int ws_utf8_feed(ws_utf8 *u, const unsigned char *p, size_t n)
                 goto bad;
             st = (st & 3) == 1 ? 0 : ST((st & 3) - 1, 0x80, 0xBF);
         }
-        /* at a boundary: ASCII runs go 8 bytes at a time */
-        while (n - i >= 8) {
-            uint64_t w;
-            memcpy(&w, p + i, 8);
-            if (w & UINT64_C(0x8080808080808080))
-                break;
-            i += 8;
+        /* at a boundary */
+        while (i < n) {
+            unsigned b = p[i];
+            size_t need;
+            if (b < 0x80) {
+                /* ASCII comes in runs: go on 16, then 8, bytes at a time
+                 * while every high bit is clear */
+                i++;
+                while (n - i >= 16) {
+                    uint64_t w, x;
+                    memcpy(&w, p + i, 8);
+                    memcpy(&x, p + i + 8, 8);
+                    if ((w | x) & HIGH_BITS)
+                        break;
+                    i += 16;
+                }
+                while (n - i >= 8) {
+                    uint64_t w;
+                    memcpy(&w, p + i, 8);
+                    if (w & HIGH_BITS)
+                        break;
+                    i += 8;
+                }
+                /* the rest of the run: fewer than 8 bytes */
+                while (i < n && p[i] < 0x80)
+                    i++;
+                continue;
+            }
+            st = lead_state(b);
+            if (st == 0)
+                goto bad;
+            need = st & 3;
+            if (n - i <= need)
+                break;   /* cut off by the end of the input: step through it */
+            /* the whole sequence is here: check it in place; only the first
+             * continuation byte has a special range */
+            b = p[i + 1];
+            if (b < ((st >> 8) & 0xff) || b > (st >> 16))
+                goto bad;
+            if (need >= 2 && (p[i + 2] & 0xC0) != 0x80)
+                goto bad;
+            if (need == 3 && (p[i + 3] & 0xC0) != 0x80)
+                goto bad;
+            i += need + 1;
+            st = 0;
         }
-        while (i < n && p[i] < 0x80)
-            i++;
         if (i == n) {
             u->state = 0;
             return 0;
         }
-        st = lead_state(p[i++]);
-        if (st == 0)
-            goto bad;
+        i++;   /* past the lead byte; the loop above takes the rest */
     }
 bad:
     u->state = WS_UTF8_BAD;

@@ -649,14 +649,14 @@ static void test_utf8(void)
         for (cut = 0; cut <= c->n; cut++)
             if (utf8_kind(p, c->n, cut, 0) != c->kind)
                 ok = 0;
-        /* after 0..23 ASCII bytes, so the 8-byte path runs into it at every
-         * offset; and followed by ASCII, which does not change the verdict
-         * except to finish nothing (a truncated sequence then fails) */
+        /* after 0..23 ASCII bytes, so the word-at-a-time path runs into it
+         * at every offset; then followed by ASCII, which leaves the verdict
+         * alone except that a truncated sequence now fails */
         for (pre = 0; pre < 24; pre++) {
             int want = c->kind;
             memset(buf, 'x', pre);
             memcpy(buf + pre, c->s, c->n);
-            if (utf8_kind(buf, pre + c->n, 0, 1) != want || !ws_utf8_valid(buf, pre + c->n) != (want != VALID))
+            if (utf8_kind(buf, pre + c->n, 0, 1) != want || ws_utf8_valid(buf, pre + c->n) != (want == VALID))
                 ok = 0;
             memset(buf + pre + c->n, 'y', 20);
             want = c->kind == TRUNC ? INVALID : c->kind;
