@@ -124,7 +124,7 @@ static int l_parse_request(lua_State *L) {
     set_field(L, "path", req.target, plen);
     if (q)
         set_field(L, "query", q + 1, req.target_len - plen - 1);
-    lua_pushfstring(L, "1.%d", req.minor);
+    lua_pushstring(L, req.minor ? "1.1" : "1.0");
     lua_setfield(L, -2, "version");
     push_headers(L, &req);
     lua_setfield(L, -2, "headers");

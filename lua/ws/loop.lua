@@ -94,10 +94,11 @@ function M.epoll_poller()
     local fd = fds[sock]
     if fd and socks[fd] == sock then pend[mode][fd] = true end
   end
+  -- The socket is about to be closed, which takes it out of epoll: no
+  -- EPOLL_CTL_DEL needed (add() takes a reused descriptor over anyway).
   function P.forget(_, sock)
     local fd = fds[sock]
     if fd and socks[fd] == sock then
-      ep:unwatch(fd)
       socks[fd], pend.r[fd], pend.w[fd] = nil, nil, nil
     end
   end
@@ -233,16 +234,18 @@ end
 
 --- Run fn(...) as a new task. Errors in a task are reported on stderr.
 function Loop:spawn(fn, ...)
-  local co
-  if select("#", ...) == 0 then
+  local co, n = nil, select("#", ...)
+  if n <= 2 then
+    -- up to two arguments ride on the first resume: no closure per task
     co = co_create(fn)
+    schedule(self, co, ...)
   else
     local args = table.pack(...)
     co = co_create(function() return fn(table.unpack(args, 1, args.n)) end)
+    schedule(self, co)
   end
   self.entries[co] = { co = co }
   self.ntasks = self.ntasks + 1
-  schedule(self, co)
   return co
 end
 
@@ -291,7 +294,8 @@ function Loop:wake(co, a, b)
   return true
 end
 
---- Wake every task waiting on sock with nil, "closed" (call before closing it).
+--- Wake every task waiting on sock with nil, "closed". Call it right
+-- before closing the socket.
 function Loop:forget(sock)
   if self.poller.forget then self.poller:forget(sock) end
   local ws = self.waits[sock]
