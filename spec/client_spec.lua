@@ -232,6 +232,38 @@ describe("client and server in one loop", function()
     close_server(srv)
   end)
 
+  it("the client's idle_timeout and ping_interval options take effect", function()
+    local srv, l, base = loop_server({}, {
+      ["/quiet"] = function(conn) conn:receive(3) end,
+    })
+    -- a silent server: the client closes with 1001 after idle_timeout
+    local dt, data, err, code = H.run_task(l, 5, function()
+      local conn = assert(ws.connect(base .. "/quiet", { idle_timeout = 0.4 }))
+      local t = gettime()
+      local d, e, c = conn:receive()
+      return gettime() - t, d, e, c
+    end)
+    assert.is_nil(data)
+    assert.equal("closed", err)
+    assert.equal(1001, code)
+    assert.is_true(dt > 0.3 and dt < 2, "idle close after " .. dt)
+    -- keepalive pings: the server's pongs reach on_pong, and count as traffic
+    local pongs = 0
+    local e1, e2 = H.run_task(l, 5, function()
+      local conn = assert(ws.connect(base .. "/quiet", {
+        idle_timeout = 0.3, ping_interval = 0.1, on_pong = function() pongs = pongs + 1 end,
+      }))
+      local _, e = conn:receive(0.7)
+      local state = conn.state
+      conn:close()
+      return e, state
+    end)
+    assert.equal("timeout", e1)
+    assert.equal("open", e2)
+    assert.is_true(pongs >= 3, "pongs: " .. pongs)
+    close_server(srv)
+  end)
+
   it("refusals from our server: 404 for an unknown path, 403 for a foreign origin", function()
     local srv, l, base = loop_server({}, { ["/ws"] = echo_handler })
     local _, err = H.run_task(l, 5, ws.connect, base .. "/unknown", { timeout = 3 })

@@ -1,0 +1,1318 @@
+-- Unit tests of ws.core, the C binding, driven from Lua.
+--
+-- Expected values come either from the RFCs (hard-coded bytes) or from the
+-- small pure-Lua oracles below (SHA-1, base64, XOR masking, frame builder,
+-- UTF-8 validator), which share no code with the C module.
+local core = require "ws.core"
+
+---- pure-Lua oracles ------------------------------------------------------------
+
+local GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"   -- RFC 6455 section 1.3
+
+-- SHA-1 (RFC 3174), for the accept key.
+local function sha1(msg)
+  local function rol(x, n) return ((x << n) | (x >> (32 - n))) & 0xffffffff end
+  local h0, h1, h2, h3, h4 = 0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0
+  local ml = #msg * 8
+  msg = msg .. "\x80" .. string.rep("\0", (55 - #msg) % 64) .. string.pack(">I8", ml)
+  for chunk = 1, #msg, 64 do
+    local w = {}
+    for i = 0, 15 do w[i] = string.unpack(">I4", msg, chunk + i * 4) end
+    for i = 16, 79 do w[i] = rol(w[i - 3] ~ w[i - 8] ~ w[i - 14] ~ w[i - 16], 1) end
+    local a, b, c, d, e = h0, h1, h2, h3, h4
+    for i = 0, 79 do
+      local f, k
+      if i < 20 then f, k = (b & c) | (~b & d), 0x5A827999
+      elseif i < 40 then f, k = b ~ c ~ d, 0x6ED9EBA1
+      elseif i < 60 then f, k = (b & c) | (b & d) | (c & d), 0x8F1BBCDC
+      else f, k = b ~ c ~ d, 0xCA62C1D6 end
+      local t = (rol(a, 5) + (f & 0xffffffff) + e + k + w[i]) & 0xffffffff
+      e, d, c, b, a = d, c, rol(b, 30), a, t
+    end
+    h0 = (h0 + a) & 0xffffffff; h1 = (h1 + b) & 0xffffffff; h2 = (h2 + c) & 0xffffffff
+    h3 = (h3 + d) & 0xffffffff; h4 = (h4 + e) & 0xffffffff
+  end
+  return string.pack(">I4I4I4I4I4", h0, h1, h2, h3, h4)
+end
+
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+local function b64encode(s)
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = s:byte(i, i + 2)
+    local v = a << 16 | (b or 0) << 8 | (c or 0)
+    local q = {}
+    for j = 1, 4 do
+      local d = (v >> (24 - 6 * j)) & 63
+      q[j] = B64:sub(d + 1, d + 1)
+    end
+    if not b then q[3] = "=" end
+    if not c then q[4] = "=" end
+    out[#out + 1] = table.concat(q)
+  end
+  return table.concat(out)
+end
+
+-- Lenient decoder (enough to look inside keys we are given); nil if not base64.
+local function b64decode(s)
+  if #s % 4 ~= 0 or s:find("[^%w%+/=]") then return nil end
+  local out = {}
+  for i = 1, #s, 4 do
+    local v, pad = 0, 0
+    for j = 0, 3 do
+      local ch = s:sub(i + j, i + j)
+      if ch == "=" then pad = pad + 1; v = v << 6
+      else v = v << 6 | (B64:find(ch, 1, true) - 1) end
+    end
+    out[#out + 1] = string.char(v >> 16 & 255, v >> 8 & 255, v & 255):sub(1, 3 - pad)
+  end
+  return table.concat(out)
+end
+
+local function accept_of(key) return b64encode(sha1(key .. GUID)) end
+
+-- XOR with a 4-byte key starting at key position pos.
+local function xor(data, key, pos)
+  pos = pos or 0
+  local t = {}
+  for i = 1, #data do
+    t[i] = string.char(data:byte(i) ~ key:byte((i - 1 + pos) % 4 + 1))
+  end
+  return table.concat(t)
+end
+
+local OP = { continuation = 0, text = 1, binary = 2, close = 8, ping = 9, pong = 10 }
+
+-- Frame builder. o: fin (default true), rsv, key (4 bytes: masked), len
+-- (override the length field), form (16 or 64: force a longer length encoding).
+local function build(op, payload, o)
+  o = o or {}
+  payload = payload or ""
+  if type(op) == "string" then op = OP[op] end
+  local fin = o.fin == nil or o.fin
+  local m = o.key and 0x80 or 0
+  local n = o.len or #payload
+  local h = string.char((fin and 0x80 or 0) | (o.rsv or 0) << 4 | op)
+  if o.form == 64 or n > 0xffff then
+    h = h .. string.char(m | 127) .. string.pack(">I8", n)
+  elseif o.form == 16 or n > 125 then
+    h = h .. string.char(m | 126) .. string.pack(">I2", n)
+  else
+    h = h .. string.char(m | n)
+  end
+  if o.key then return h .. o.key .. xor(payload, o.key) end
+  return h .. payload
+end
+
+-- UTF-8 per RFC 3629, by decoding: the sequence length comes from the lead
+-- byte's bit pattern, then the code point must be in range for that length
+-- (no overlongs), not a surrogate, and at most U+10FFFF.
+local function utf8_ref(s)
+  local i, n = 1, #s
+  while i <= n do
+    local c = s:byte(i)
+    local len, cp, min
+    if c < 0x80 then len, cp, min = 1, c, 0
+    elseif c & 0xE0 == 0xC0 then len, cp, min = 2, c & 0x1F, 0x80
+    elseif c & 0xF0 == 0xE0 then len, cp, min = 3, c & 0x0F, 0x800
+    elseif c & 0xF8 == 0xF0 then len, cp, min = 4, c & 0x07, 0x10000
+    else return false end
+    if i + len - 1 > n then return false end
+    for j = i + 1, i + len - 1 do
+      local b = s:byte(j)
+      if b & 0xC0 ~= 0x80 then return false end
+      cp = cp << 6 | (b & 0x3F)
+    end
+    if cp < min or cp > 0x10FFFF or (cp >= 0xD800 and cp <= 0xDFFF) then return false end
+    i = i + len
+  end
+  return true
+end
+
+-- Encode one code point (used to build valid samples; any value accepted).
+local function enc(cp)
+  if cp < 0x80 then return string.char(cp) end
+  if cp < 0x800 then return string.char(0xC0 | cp >> 6, 0x80 | cp & 63) end
+  if cp < 0x10000 then return string.char(0xE0 | cp >> 12, 0x80 | cp >> 6 & 63, 0x80 | cp & 63) end
+  return string.char(0xF0 | cp >> 18, 0x80 | cp >> 12 & 63, 0x80 | cp >> 6 & 63, 0x80 | cp & 63)
+end
+
+local function bytes(...) return string.char(...) end
+
+local function randbytes(n)
+  local t = {}
+  for i = 1, n do t[i] = string.char(math.random(0, 255)) end
+  return table.concat(t)
+end
+
+---- reader helpers ----------------------------------------------------------------
+
+-- One event as a comparable string.
+local function ev(kind, payload, x3, x4)
+  return string.format("%s %q %s %q", kind, payload, tostring(x3), tostring(x4))
+end
+local function err_ev(code) return "error " .. code end
+
+-- Call next() until it needs more input or fails; append events to out.
+local function drain(r, out)
+  while true do
+    local a, b, c, d = r:next()
+    if a == nil then
+      if b ~= nil then
+        assert(type(b) == "string" and #b > 0, "error without a reason")
+        out[#out + 1] = err_ev(c)
+        return out, true
+      end
+      return out, false
+    end
+    out[#out + 1] = ev(a, b, c, d)
+  end
+end
+
+-- Feed the chunks in order, draining after each; returns the events.
+local function read_chunks(opts, chunks)
+  local r = core.reader(opts)
+  local out = {}
+  for _, c in ipairs(chunks) do
+    r:feed(c)
+    local _, failed = drain(r, out)
+    if failed then break end
+  end
+  return out, r
+end
+
+local function read_all(opts, data) return (read_chunks(opts, { data })) end
+
+local SERVER, CLIENT = { role = "server" }, { role = "client" }
+local KEY = "\x37\xfa\x21\x3d"   -- the key of the RFC 6455 section 5.7 examples
+
+-- A frame as the peer of a reader with that role sends it.
+local function peer(role, op, payload, o)
+  o = o or {}
+  if role == "server" and not o.key then o.key = KEY end
+  return build(op, payload, o)
+end
+
+-- The reader fails with that close code, and keeps failing the same way.
+local function assert_fails(opts, data, code, before)
+  local r = core.reader(opts)
+  r:feed(data)
+  local out, failed = drain(r, {})
+  assert.is_true(failed, "expected an error, got " .. table.concat(out, "; "):sub(1, 200))
+  assert.are.same(before or {}, { table.unpack(out, 1, #out - 1) })
+  assert.are.equal(err_ev(code), out[#out])
+  local _, why = r:next()
+  for _ = 1, 2 do
+    r:feed(peer(opts.role or "server", "text", "ok"))
+    local a, b, c = r:next()
+    assert.is_nil(a)
+    assert.are.equal(why, b)
+    assert.are.equal(code, c)
+  end
+  return why
+end
+
+---- tests -----------------------------------------------------------------------------
+
+describe("pure-Lua oracles (sanity)", function()
+  it("sha1 and base64 match known vectors", function()
+    assert.are.equal("a9993e364706816aba3e25717850c26c9cd0d89d",
+      (sha1("abc"):gsub(".", function(c) return string.format("%02x", c:byte()) end)))
+    assert.are.equal("da39a3ee5e6b4b0d3255bfef95601890afd80709",
+      (sha1(""):gsub(".", function(c) return string.format("%02x", c:byte()) end)))
+    assert.are.equal("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", accept_of("dGhlIHNhbXBsZSBub25jZQ=="))
+    assert.are.equal("the sample nonce", b64decode("dGhlIHNhbXBsZSBub25jZQ=="))
+    for n = 0, 40 do
+      local s = randbytes(n)
+      assert.are.equal(s, b64decode(b64encode(s)))
+    end
+  end)
+
+  it("the UTF-8 reference agrees with Lua's strict utf8.len", function()
+    math.randomseed(7)
+    for _ = 1, 3000 do
+      local t = {}
+      for i = 1, math.random(0, 6) do
+        t[i] = string.char(({ math.random(0, 0x7f), math.random(0x80, 0xbf), math.random(0xc0, 0xff) })[math.random(3)])
+      end
+      local s = table.concat(t)
+      assert.are.equal(utf8.len(s) ~= nil, utf8_ref(s), ("%q"):format(s))
+    end
+  end)
+end)
+
+describe("accept_key / new_key / random", function()
+  it("computes the RFC 6455 section 1.3 example", function()
+    assert.are.equal("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", core.accept_key("dGhlIHNhbXBsZSBub25jZQ=="))
+  end)
+
+  it("matches SHA-1 + base64 for many keys", function()
+    for _ = 1, 50 do
+      local key = b64encode(core.random(16))
+      assert.are.equal(accept_of(key), core.accept_key(key))
+    end
+  end)
+
+  it("rejects keys that do not decode to exactly 16 bytes", function()
+    local bad = {
+      "",
+      "abc",
+      "dGhlIHNhbXBsZSBub25jZQ",            -- 16 bytes, padding missing
+      b64encode(string.rep("x", 15)),
+      b64encode(string.rep("x", 17)),
+      b64encode(string.rep("x", 18)),
+      "dGhlIHNhbXBsZSBub25jZR==",           -- stray bits before the padding
+      "dGhlIHNhbXBsZSBub25j ZQ==",
+      "dGhlIHNhbXBsZSBub25jZQ==\r\n",
+      "dGhlIHNhbXBs*SBub25jZQ==",
+      "====dGhlIHNhbXBsZSBub25j",
+    }
+    for _, key in ipairs(bad) do
+      local acc, err = core.accept_key(key)
+      assert.is_nil(acc, ("%q"):format(key))
+      assert.is_string(err)
+    end
+  end)
+
+  it("new_key gives 24 characters of base64 for 16 fresh bytes", function()
+    local seen = {}
+    for _ = 1, 100 do
+      local key = core.new_key()
+      assert.are.equal(24, #key)
+      local raw = b64decode(key)
+      assert.are.equal(16, raw and #raw)
+      assert.are.equal(key, b64encode(raw))
+      assert.is_nil(seen[key])
+      seen[key] = true
+      assert.are.equal(accept_of(key), core.accept_key(key))
+    end
+  end)
+
+  it("random(n) returns n bytes, different each call", function()
+    for _, n in ipairs { 0, 1, 4, 16, 1000, 65536 } do
+      assert.are.equal(n, #core.random(n))
+    end
+    assert.are_not.equal(core.random(32), core.random(32))
+    -- all byte values show up in a large sample (not, e.g., only ASCII)
+    local s, seen, count = core.random(65536), {}, 0
+    for i = 1, #s do
+      local b = s:byte(i)
+      if not seen[b] then seen[b] = true; count = count + 1 end
+    end
+    assert.are.equal(256, count)
+  end)
+
+  it("random raises for sizes out of range", function()
+    assert.has_error(function() core.random(-1) end)
+    assert.has_error(function() core.random(65537) end)
+    assert.has_error(function() core.random("x") end)
+  end)
+end)
+
+describe("frame() and the reader on the RFC 6455 section 5.7 examples", function()
+  local HELLO_UNMASKED = bytes(0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f)
+  local HELLO_MASKED = bytes(0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58)
+  local HEL = bytes(0x01, 0x03, 0x48, 0x65, 0x6c)
+  local LO = bytes(0x80, 0x02, 0x6c, 0x6f)
+  local PING = bytes(0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f)
+  local PONG_MASKED = bytes(0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58)
+
+  it("single-frame unmasked text", function()
+    assert.are.equal(HELLO_UNMASKED, core.frame("Hello", "text"))
+    assert.are.same({ ev("text", "Hello") }, read_all(CLIENT, HELLO_UNMASKED))
+  end)
+
+  it("single-frame masked text", function()
+    assert.are.equal(HELLO_MASKED, core.frame("Hello", "text", true, KEY))
+    assert.are.same({ ev("text", "Hello") }, read_all(SERVER, HELLO_MASKED))
+  end)
+
+  it("fragmented unmasked text", function()
+    assert.are.equal(HEL, core.frame("Hel", "text", false))
+    assert.are.equal(LO, core.frame("lo", "continuation", true))
+    assert.are.same({ ev("text", "Hello") }, read_all(CLIENT, HEL .. LO))
+    -- no event until the final fragment
+    assert.are.same({}, read_all(CLIENT, HEL))
+  end)
+
+  it("unmasked ping and masked pong", function()
+    assert.are.equal(PING, core.frame("Hello", "ping"))
+    assert.are.equal(PONG_MASKED, core.frame("Hello", "pong", true, KEY))
+    assert.are.same({ ev("ping", "Hello") }, read_all(CLIENT, PING))
+    assert.are.same({ ev("pong", "Hello") }, read_all(SERVER, PONG_MASKED))
+  end)
+
+  it("256-byte binary: 16-bit length", function()
+    local p = randbytes(256)
+    local f = core.frame(p, "binary")
+    assert.are.equal(bytes(0x82, 0x7E, 0x01, 0x00), f:sub(1, 4))
+    assert.are.equal(p, f:sub(5))
+    assert.are.same({ ev("binary", p) }, read_all(CLIENT, f))
+  end)
+
+  it("64 KiB binary: 64-bit length", function()
+    local p = randbytes(65536)
+    local f = core.frame(p, "binary")
+    assert.are.equal(bytes(0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0), f:sub(1, 10))
+    assert.are.equal(p, f:sub(11))
+    assert.are.same({ ev("binary", p) }, read_all(CLIENT, f))
+  end)
+end)
+
+describe("frame() encoding", function()
+  it("encodes every kind name and numeric opcode", function()
+    for name, op in pairs(OP) do
+      assert.are.equal(string.char(0x80 | op, 1) .. "x", core.frame("x", name))
+      assert.are.equal(string.char(0x80 | op, 1) .. "x", core.frame("x", op))
+    end
+    -- reserved opcodes can be produced numerically (to test peers)
+    assert.are.equal(bytes(0x83, 0), core.frame("", 3))
+    assert.are.equal(bytes(0x8f, 0), core.frame("", 15))
+  end)
+
+  it("sets fin and rsv bits", function()
+    assert.are.equal(bytes(0x01, 0), core.frame("", "text", false))
+    assert.are.equal(bytes(0x81, 0), core.frame("", "text", true))
+    for rsv = 0, 7 do
+      assert.are.equal(string.char(0x80 | rsv << 4 | 2, 0), core.frame("", "binary", true, false, rsv))
+      assert.are.equal(string.char(rsv << 4 | 1, 0), core.frame("", "text", false, false, rsv))
+    end
+  end)
+
+  it("treats an explicit nil fin as the default (true)", function()
+    assert.are.equal(bytes(0x81, 1) .. "x", core.frame("x", "text", nil))
+    assert.are.equal(build("text", "x", { key = KEY }), core.frame("x", "text", nil, KEY))
+  end)
+
+  it("with a given key, equals the pure-Lua builder", function()
+    for _, n in ipairs { 0, 1, 3, 4, 5, 125, 126, 127, 300, 65535, 65536 } do
+      local p = randbytes(n)
+      local key = randbytes(4)
+      assert.are.equal(build("binary", p, { key = key }), core.frame(p, "binary", true, key))
+    end
+  end)
+
+  describe("length boundaries round-trip through the reader", function()
+    for _, n in ipairs { 0, 1, 125, 126, 127, 65535, 65536, 70000 } do
+      it(n .. " bytes", function()
+        local p = randbytes(n)
+        local hl = n < 126 and 2 or n < 65536 and 4 or 10
+
+        -- server to client: unmasked, minimal length encoding
+        local f = core.frame(p, "binary")
+        assert.are.equal(build("binary", p), f)
+        assert.are.equal(hl + n, #f)
+        assert.are.same({ ev("binary", p) }, read_all(CLIENT, f))
+
+        -- client to server: mask bit set, a fresh key per frame
+        local m1, m2 = core.frame(p, "binary", true, true), core.frame(p, "binary", true, true)
+        assert.are.equal(hl + 4 + n, #m1)
+        assert.are.equal(f:byte(1), m1:byte(1))
+        assert.are.equal(f:byte(2) | 0x80, m1:byte(2))
+        assert.are.equal(f:sub(3, hl), m1:sub(3, hl))
+        local k1, k2 = m1:sub(hl + 1, hl + 4), m2:sub(hl + 1, hl + 4)
+        assert.are_not.equal(k1, k2)
+        assert.are.equal(p, xor(m1:sub(hl + 5), k1))
+        assert.are.equal(p, xor(m2:sub(hl + 5), k2))
+        assert.are.same({ ev("binary", p), ev("binary", p) }, read_all(SERVER, m1 .. m2))
+      end)
+    end
+  end)
+end)
+
+describe("reader: input split anywhere gives the same events", function()
+  -- A stream exercising every path: text, 16-bit and (non-minimal) 64-bit
+  -- lengths, a fragmented text message with control frames in between and
+  -- fragment boundaries inside multi-byte characters, empty frames, a full
+  -- 125-byte ping, and a close.
+  local bin200 = {}
+  for i = 1, 200 do bin200[i] = string.char(i - 1) end
+  bin200 = table.concat(bin200)
+  local ping125 = string.rep("p", 125)
+
+  local function stream(role)
+    local k = { "\1\2\3\4", "\xff\x00\xaa\x55", KEY, "\0\0\0\0" }
+    local i = 0
+    local function f(op, payload, o)
+      o = o or {}
+      i = i + 1
+      if role == "server" then o.key = k[i % 4 + 1] end
+      return build(op, payload, o)
+    end
+    return table.concat {
+      f("text", "Hello, world"),
+      f("binary", bin200),
+      f("text", "H\xC3", { fin = false }),
+      f("ping", "p1"),
+      f("continuation", "\xA9llo w", { fin = false }),
+      f("pong", ""),
+      f("continuation", "\xC3\xB6rld \xF0\x9F", { fin = false }),
+      f("continuation", "\x98\x80!"),
+      f("binary", "abcde", { form = 64 }),
+      f("text", ""),
+      f("ping", ping125),
+      f("binary", "", { fin = false }),
+      f("continuation", "xyz", { form = 16 }),
+      f("close", "\x03\xe8bye"),
+    }
+  end
+
+  local expected = {
+    ev("text", "Hello, world"),
+    ev("binary", bin200),
+    ev("ping", "p1"),
+    ev("pong", ""),
+    ev("text", "H\xC3\xA9llo w\xC3\xB6rld \xF0\x9F\x98\x80!"),
+    ev("binary", "abcde"),
+    ev("text", ""),
+    ev("ping", ping125),
+    ev("binary", "xyz"),
+    ev("close", "\x03\xe8bye", 1000, "bye"),
+  }
+
+  for _, role in ipairs { "server", "client" } do
+    local opts = { role = role }
+    local s = stream(role)
+
+    describe(role .. " role", function()
+      it("whole stream in one chunk: several events per feed", function()
+        assert.are.same(expected, read_all(opts, s))
+        -- an event stops early; the rest of the chunk waits in the reader
+        local r = core.reader(opts)
+        r:feed(s)
+        assert.are.equal(#s, r:pending())
+        assert.are.equal("text", (r:next()))
+        assert.are.equal(#s - #build("text", "Hello, world", role == "server" and { key = KEY } or nil),
+          r:pending())
+        -- feeding more while input is pending keeps both, in order
+        r:feed(peer(role, "binary", "tail"))
+        local out = drain(r, { ev("text", "Hello, world") })
+        local want = { table.unpack(expected) }
+        want[#want + 1] = ev("binary", "tail")
+        assert.are.same(want, out)
+        assert.are.equal(0, r:pending())
+      end)
+
+      it("split into two chunks at every byte position", function()
+        for cut = 0, #s do
+          local got = read_chunks(opts, { s:sub(1, cut), s:sub(cut + 1) })
+          assert.are.same(expected, got, "cut at " .. cut)
+        end
+      end)
+
+      it("fed one byte at a time", function()
+        local chunks = {}
+        for i = 1, #s do chunks[i] = s:sub(i, i) end
+        assert.are.same(expected, read_chunks(opts, chunks))
+      end)
+
+      it("split into three chunks at many position pairs", function()
+        for a = 0, #s, 7 do
+          for b = a, #s, 11 do
+            local got = read_chunks(opts, { s:sub(1, a), s:sub(a + 1, b), s:sub(b + 1) })
+            assert.are.same(expected, got, "cuts at " .. a .. ", " .. b)
+          end
+        end
+      end)
+    end)
+  end
+
+  it("unmasks payloads at every alignment in the input and the message buffer", function()
+    -- a ping of 0..7 bytes in front shifts where the payload starts in the
+    -- chunk; a first fragment of 0..7 bytes shifts where the rest is stored
+    local p = randbytes(100)
+    for shift = 0, 7 do
+      for split = 0, 7 do
+        local key = randbytes(4)
+        local s = build("ping", string.rep("z", shift), { key = KEY })
+          .. build("binary", p:sub(1, split), { key = key, fin = false })
+          .. build("continuation", p:sub(split + 1), { key = key:reverse() })
+        assert.are.same({ ev("ping", string.rep("z", shift)), ev("binary", p) }, read_all(SERVER, s))
+      end
+    end
+  end)
+end)
+
+describe("reader: protocol violations give the right close code", function()
+  local function sf(op, payload, o) return peer("server", op, payload, o) end
+  local function cf(op, payload, o) return peer("client", op, payload, o) end
+
+  it("reserved opcodes 3-7 and 11-15: 1002", function()
+    for _, op in ipairs { 3, 4, 5, 6, 7, 11, 12, 13, 14, 15 } do
+      assert_fails(SERVER, sf(op, "x"), 1002)
+      assert_fails(CLIENT, cf(op, ""), 1002)
+    end
+  end)
+
+  it("RSV bits without an extension: 1002", function()
+    for _, rsv in ipairs { 1, 2, 4, 7 } do
+      assert_fails(SERVER, sf("text", "x", { rsv = rsv }), 1002)
+      assert_fails(SERVER, sf("binary", "x", { rsv = rsv }), 1002)
+      assert_fails(SERVER, sf("ping", "x", { rsv = rsv }), 1002)
+      assert_fails(CLIENT, cf("text", "x", { rsv = rsv }), 1002)
+    end
+  end)
+
+  it("RSV1 allowed by rsv_allowed=4 on a message's first frame only", function()
+    local opts = { role = "server", rsv_allowed = 4 }
+    -- reported as the third return value
+    local r = core.reader(opts)
+    r:feed(sf("binary", "abc", { rsv = 4 }) .. sf("binary", "plain"))
+    assert.are.same({ "binary", "abc", 4 }, { r:next() })
+    assert.are.same({ "binary", "plain" }, { r:next() })
+    assert.are.same({ ev("text", "ab", 4) },
+      read_all(opts, sf("text", "a", { rsv = 4, fin = false }) .. sf("continuation", "b")))
+    -- RSV1 marks compressed data: text is not checked as UTF-8 here
+    assert.are.same({ ev("text", "\xff\xfe", 4) }, read_all(opts, sf("text", "\xff\xfe", { rsv = 4 })))
+    -- not on continuation frames, control frames, or other bits
+    assert_fails(opts, sf("text", "a", { rsv = 4, fin = false }) .. sf("continuation", "b", { rsv = 4 }), 1002)
+    assert_fails(opts, sf("text", "a", { fin = false }) .. sf("continuation", "b", { rsv = 4 }), 1002)
+    assert_fails(opts, sf("ping", "", { rsv = 4 }), 1002)
+    assert_fails(opts, sf("text", "a", { rsv = 2 }), 1002)
+    assert_fails(opts, sf("text", "a", { rsv = 5 }), 1002)
+  end)
+
+  it("control frames: 125 bytes ok, 126 bytes 1002", function()
+    for _, kind in ipairs { "ping", "pong", "close" } do
+      assert_fails(SERVER, sf(kind, string.rep("a", 126)), 1002)
+      assert_fails(CLIENT, cf(kind, string.rep("a", 126)), 1002)
+    end
+    assert.are.same({ ev("ping", string.rep("a", 125)) }, read_all(SERVER, sf("ping", string.rep("a", 125))))
+    -- the length is checked on the header, before the payload arrives
+    assert_fails(SERVER, sf("ping", string.rep("a", 126)):sub(1, 8), 1002)
+  end)
+
+  it("fragmented control frame: 1002", function()
+    for _, kind in ipairs { "ping", "pong", "close" } do
+      assert_fails(SERVER, sf(kind, "x", { fin = false }), 1002)
+    end
+  end)
+
+  it("continuation with no message started: 1002", function()
+    assert_fails(SERVER, sf("continuation", "x"), 1002)
+    assert_fails(CLIENT, cf("continuation", "x", { fin = false }), 1002)
+    -- also right after a complete message
+    assert_fails(SERVER, sf("text", "a") .. sf("continuation", "x"), 1002, { ev("text", "a") })
+  end)
+
+  it("new data frame inside a fragmented message: 1002", function()
+    assert_fails(SERVER, sf("text", "a", { fin = false }) .. sf("text", "b"), 1002)
+    assert_fails(SERVER, sf("binary", "a", { fin = false }) .. sf("ping", "p") .. sf("binary", "b"), 1002,
+      { ev("ping", "p") })
+    assert_fails(CLIENT, cf("text", "a", { fin = false }) .. cf("binary", "b"), 1002)
+  end)
+
+  it("unmasked frame to a server, masked frame to a client: 1002", function()
+    assert_fails(SERVER, build("text", "x"), 1002)
+    assert_fails(SERVER, build("ping", ""), 1002)
+    assert_fails(CLIENT, build("text", "x", { key = KEY }), 1002)
+    assert_fails(CLIENT, build("close", "", { key = KEY }), 1002)
+  end)
+
+  it("64-bit length with the top bit set: 1002", function()
+    local len = bytes(0x80, 0, 0, 0, 0, 0, 0, 5)
+    assert_fails(SERVER, bytes(0x82, 0xFF) .. len .. KEY .. "hello", 1002)
+    assert_fails(CLIENT, bytes(0x82, 0x7F) .. len .. "hello", 1002)
+    -- known from the first length byte: no need to wait for the rest
+    assert_fails(SERVER, bytes(0x82, 0xFF, 0x80), 1002)
+    assert_fails(CLIENT, bytes(0x82, 0x7F, 0xFF), 1002)
+    -- top bit clear but huge: just waits for more input
+    local r = core.reader(CLIENT)
+    r:feed(bytes(0x82, 0x7F, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0))
+    assert.are.same({}, { r:next() })
+  end)
+
+  it("max_message: exactly the limit is accepted, one byte more is 1009", function()
+    local opts = { role = "server", max_message = 10 }
+    local ten = "0123456789"
+    assert.are.same({ ev("text", ten) }, read_all(opts, sf("text", ten)))
+    assert.are.same({ ev("binary", ten) },
+      read_all(opts, sf("binary", "01234", { fin = false }) .. sf("continuation", "56789")))
+    assert.are.same({ ev("binary", ten) },
+      read_all(opts, sf("binary", "", { fin = false }) .. sf("continuation", ten, { fin = false })
+        .. sf("continuation", "")))
+    -- in one frame
+    assert_fails(opts, sf("text", ten .. "x"), 1009)
+    -- across fragments
+    assert_fails(opts, sf("binary", "01234", { fin = false }) .. sf("continuation", "56789x"), 1009)
+    assert_fails(opts, sf("binary", "01234", { fin = false }) .. sf("continuation", "56789", { fin = false })
+      .. sf("continuation", "x"), 1009)
+    -- the limit is per message: the count starts again
+    assert.are.same({ ev("text", ten), ev("text", ten) }, read_all(opts, sf("text", ten) .. sf("text", ten)))
+    -- control frames are not messages
+    assert.are.same({ ev("ping", string.rep("p", 125)) }, read_all(opts, sf("ping", string.rep("p", 125))))
+    -- checked on the header: a huge declared length fails before its payload
+    assert_fails(opts, bytes(0x82, 0xFF, 0, 0, 1, 0, 0, 0, 0, 0) .. KEY, 1009)
+    assert_fails({ role = "client", max_message = 10 }, bytes(0x82, 11), 1009)
+  end)
+
+  it("no max_message: no limit", function()
+    local p = randbytes(70000)
+    assert.are.same({ ev("binary", p) }, read_all({ role = "client", max_message = 0 }, build("binary", p)))
+  end)
+
+  it("close payload of 1 byte: 1002", function()
+    -- 0x0F would begin a valid code (3840..4095) whatever byte followed,
+    -- so only the length rule can refuse these
+    assert_fails(SERVER, sf("close", "\x0F"), 1002)
+    assert_fails(CLIENT, cf("ping", "\x0F\xA0") .. cf("close", "\x0F"), 1002, { ev("ping", "\x0F\xA0") })
+    assert_fails(CLIENT, cf("close", "\3"), 1002)
+  end)
+
+  it("invalid close codes: 1002", function()
+    for _, code in ipairs { 0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535 } do
+      assert_fails(SERVER, sf("close", string.pack(">I2", code)), 1002)
+      assert_fails(CLIENT, cf("close", string.pack(">I2", code) .. "why"), 1002)
+    end
+  end)
+
+  it("valid close codes are returned with their reason", function()
+    local codes = { 1000, 1001, 1002, 1003, 3000, 3999, 4000, 4999 }
+    for c = 1007, 1014 do codes[#codes + 1] = c end
+    for _, code in ipairs(codes) do
+      local payload = string.pack(">I2", code) .. "r\xC3\xA9ason " .. code
+      assert.are.same({ ev("close", payload, code, "r\xC3\xA9ason " .. code) },
+        read_all(SERVER, sf("close", payload)))
+      assert.are.same({ ev("close", string.pack(">I2", code), code, "") },
+        read_all(CLIENT, cf("close", string.pack(">I2", code))))
+    end
+  end)
+
+  it("close reason that is not UTF-8: 1007", function()
+    assert_fails(SERVER, sf("close", "\3\232bad \xff"), 1007)
+    assert_fails(CLIENT, cf("close", "\3\232\xC3"), 1007)
+    assert_fails(CLIENT, cf("close", "\3\232\xED\xA0\x80"), 1007)
+  end)
+
+  it("empty close: code 1005, empty reason", function()
+    assert.are.same({ ev("close", "", 1005, "") }, read_all(SERVER, sf("close", "")))
+    assert.are.same({ "close", "", 1005, "" }, { (function()
+      local r = core.reader(CLIENT)
+      r:feed(cf("close", ""))
+      return r:next()
+    end)() })
+  end)
+
+  it("invalid UTF-8 in a text message: 1007", function()
+    assert_fails(SERVER, sf("text", "abc\xff"), 1007)
+    assert_fails(CLIENT, cf("text", "abc\xff"), 1007)
+    -- binary is not checked
+    assert.are.same({ ev("binary", "abc\xff") }, read_all(SERVER, sf("binary", "abc\xff")))
+  end)
+
+  it("a text message ending mid-character: 1007", function()
+    assert_fails(SERVER, sf("text", "a\xE2\x82"), 1007)
+    assert_fails(CLIENT, cf("text", "a\xE2\x82"), 1007)
+    assert_fails(SERVER, sf("text", "a\xE2", { fin = false }) .. sf("continuation", "\x82"), 1007)
+    assert_fails(SERVER, sf("text", "a\xF0\x9F", { fin = false }) .. sf("ping", "") .. sf("continuation", ""),
+      1007, { ev("ping", "") })
+  end)
+
+  it("a character split across fragments is valid", function()
+    local euro = "\xE2\x82\xAC"
+    for cut = 0, 3 do
+      assert.are.same({ ev("text", "a" .. euro .. "b") },
+        read_all(SERVER, sf("text", "a" .. euro:sub(1, cut), { fin = false })
+          .. sf("continuation", euro:sub(cut + 1) .. "b")))
+    end
+  end)
+
+  it("bad UTF-8 fails as soon as it arrives, before the final fragment", function()
+    assert_fails(SERVER, sf("text", "ok\xC0", { fin = false }), 1007)
+    assert_fails(SERVER, sf("text", "ok", { fin = false }) .. sf("continuation", "\xED\xA0", { fin = false }), 1007)
+    -- mid-frame: only part of the payload has arrived
+    assert_fails(CLIENT, cf("text", "abc\xff" .. string.rep("x", 100)):sub(1, 10), 1007)
+  end)
+
+  it("after an error next() keeps returning it, and tostring shows it", function()
+    local r = core.reader(SERVER)
+    r:feed(sf("text", "a") .. sf("continuation", "x") .. sf("text", "b"))
+    assert.are.same({ "text", "a" }, { r:next() })
+    local a, why, code = r:next()
+    assert.is_nil(a)
+    assert.are.equal(1002, code)
+    for _ = 1, 3 do
+      assert.are.same({ nil, why, 1002 }, { r:next() })
+    end
+    r:feed(sf("text", "more"))
+    assert.are.same({ nil, why, 1002 }, { r:next() })
+    assert.matches("failed: " .. why, tostring(r), 1, true)
+  end)
+end)
+
+describe("UTF-8 validation (utf8_valid and text messages)", function()
+  local valid = {
+    "", "a", "hello world", "\0",
+    enc(0x7F), enc(0x80), enc(0x7FF), enc(0x800), enc(0xFFFF), enc(0x10000), enc(0x10FFFF),
+    enc(0xD7FF), enc(0xE000), enc(0xFFFD), enc(0x1F600),
+    "\xC2\x80", "\xDF\xBF", "\xE0\xA0\x80", "\xED\x9F\xBF", "\xEE\x80\x80", "\xEF\xBF\xBF",
+    "\xF0\x90\x80\x80", "\xF4\x8F\xBF\xBF", "\xF3\xBF\xBF\xBF",
+    "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80 end",
+  }
+  local invalid = {
+    "\xC0\x80", "\xC1\xBF",                          -- overlong 2-byte
+    "\xE0\x80\x80", "\xE0\x9F\xBF",                  -- overlong 3-byte
+    "\xF0\x80\x80\x80", "\xF0\x8F\xBF\xBF",          -- overlong 4-byte
+    "\xED\xA0\x80", "\xED\xBF\xBF", "\xED\xAF\xBF\xED\xB0\x80", -- surrogates (and a pair)
+    "\xF4\x90\x80\x80",                              -- U+110000
+    "\xC2", "\xE2\x82", "\xF0\x9F\x98",              -- truncated at the end
+    "a\xC2", "ab\xE2\x82", "abc\xF0\x9F\x98",
+    "\xC2a", "\xE2\x82a", "\xF0\x9F\x98a",           -- truncated before ASCII
+    "\xC2\xC2\x80",                                  -- lead where a continuation belongs
+    "\xFE", "\xFF", "\xFE\xFF",
+  }
+  for b = 0xF5, 0xFF do invalid[#invalid + 1] = string.char(b, 0x80, 0x80, 0x80) end
+  for b = 0x80, 0xBF do
+    invalid[#invalid + 1] = string.char(b)
+    invalid[#invalid + 1] = "x" .. string.char(b) .. "y"
+  end
+
+  it("the samples are classified right by the reference", function()
+    for _, s in ipairs(valid) do assert.is_true(utf8_ref(s), ("%q"):format(s)) end
+    for _, s in ipairs(invalid) do assert.is_false(utf8_ref(s), ("%q"):format(s)) end
+  end)
+
+  it("utf8_valid accepts the valid samples and rejects the invalid ones", function()
+    for _, s in ipairs(valid) do assert.is_true(core.utf8_valid(s), ("%q"):format(s)) end
+    for _, s in ipairs(invalid) do assert.is_false(core.utf8_valid(s), ("%q"):format(s)) end
+  end)
+
+  it("every code point boundary region round-trips", function()
+    -- all code points in windows around each boundary, in one string
+    local t = {}
+    for _, base in ipairs { 0, 0x7F, 0x7FF, 0xFFFF, 0xD7FF, 0xDFFF, 0x10FFFF - 8 } do
+      for cp = math.max(0, base - 8), math.min(0x10FFFF, base + 8) do
+        if cp < 0xD800 or cp > 0xDFFF then t[#t + 1] = enc(cp) end
+      end
+    end
+    local s = table.concat(t)
+    assert.is_true(core.utf8_valid(s))
+    for cp = 0xD800, 0xDFFF, 0x3F do assert.is_false(core.utf8_valid("ab" .. enc(cp) .. "cd")) end
+    assert.is_false(core.utf8_valid(enc(0xDFFF)))
+  end)
+
+  it("text messages split at every position across two fragments", function()
+    local function check(s, ok)
+      for cut = 0, #s do
+        for _, role in ipairs { "server", "client" } do
+          local data = peer(role, "text", s:sub(1, cut), { fin = false }) .. peer(role, "continuation", s:sub(cut + 1))
+          local got = read_all({ role = role }, data)
+          local want = ok and ev("text", s) or err_ev(1007)
+          assert.are.same({ want }, got, ("%s %q cut at %d"):format(role, s, cut))
+        end
+      end
+    end
+    for _, s in ipairs(valid) do check(s, true) end
+    for _, s in ipairs(invalid) do check(s, false) end
+  end)
+
+  it("agrees with the reference on thousands of random strings", function()
+    math.randomseed(20240601)
+    -- mostly well-formed pieces, some near-miss bytes, so both outcomes occur
+    local pieces = {
+      function() return string.char(math.random(0x20, 0x7E)) end,
+      function() return enc(math.random(0x80, 0x7FF)) end,
+      function() return enc(math.random(0x800, 0xFFFF)) end,
+      function() return enc(math.random(0x10000, 0x10FFFF)) end,
+      function() return string.char(math.random(0x80, 0xFF)) end,
+      function() return string.char(math.random(0xC0, 0xC1), math.random(0x80, 0xBF)) end,
+      function() return string.char(0xE0, math.random(0x80, 0xBF), math.random(0x80, 0xBF)) end,
+      function() return string.char(0xED, math.random(0x80, 0xBF), math.random(0x80, 0xBF)) end,
+      function() return string.char(0xF4, math.random(0x80, 0x9F), 0x80, 0x80) end,
+    }
+    local nvalid, ninvalid = 0, 0
+    for i = 1, 4000 do
+      local t = {}
+      if i % 4 == 0 then
+        t[1] = randbytes(math.random(0, 12))
+      else
+        for j = 1, math.random(0, 20) do
+          local k = math.random() < 0.9 and math.random(1, 4) or math.random(5, #pieces)
+          t[j] = pieces[k]()
+        end
+      end
+      local s = table.concat(t)
+      -- a truncated tail now and then
+      if i % 7 == 0 and #s > 0 then s = s:sub(1, #s - 1) end
+      local want = utf8_ref(s)
+      assert.are.equal(want, core.utf8_valid(s), ("%q"):format(s))
+      if want then nvalid = nvalid + 1 else ninvalid = ninvalid + 1 end
+    end
+    assert.is_true(nvalid > 300 and ninvalid > 300, nvalid .. " valid, " .. ninvalid .. " invalid")
+  end)
+
+  it("long mostly-ASCII strings: a bad byte anywhere is found (ASCII fast path)", function()
+    local ascii = string.rep("abcdefgh", 12) -- 96 bytes
+    local bad = { "\xff", "\x80", "\xC0\x80", "\xED\xA0\x80", "\xF4\x90\x80\x80", "\xC3" }
+    for pos = 0, #ascii do
+      local pre, post = ascii:sub(1, pos), ascii:sub(pos + 1)
+      assert.is_true(core.utf8_valid(pre .. "\xC3\xA9" .. post))
+      assert.is_true(core.utf8_valid(pre .. "\xF0\x9F\x98\x80" .. post))
+      for _, b in ipairs(bad) do
+        assert.is_false(core.utf8_valid(pre .. b .. post), ("%q at %d"):format(b, pos))
+      end
+      -- truncated at the very end
+      assert.is_false(core.utf8_valid(pre .. "\xE2\x82"))
+    end
+    -- and through the reader, a 1 KiB text with one bad byte per position class
+    for pos = 1000, 1016 do
+      local good = string.rep("x", pos) .. "z" .. string.rep("y", 23)
+      local bad = string.rep("x", pos) .. "\xff" .. string.rep("y", 23)
+      assert_fails(SERVER, peer("server", "text", bad), 1007)
+      assert_fails(CLIENT, peer("client", "text", bad), 1007)
+      assert.are.same({ ev("text", good) }, read_all(SERVER, peer("server", "text", good)))
+    end
+  end)
+end)
+
+describe("mask()", function()
+  it("equals the pure-Lua XOR for every length 0..300 and key position 0..3", function()
+    local data, key = randbytes(300), randbytes(4)
+    for n = 0, 300 do
+      local d = data:sub(1, n)
+      for pos = 0, 3 do
+        assert.are.equal(xor(d, key, pos), core.mask(d, key, pos), "len " .. n .. " pos " .. pos)
+      end
+      assert.are.equal(xor(d, key, 0), core.mask(d, key))
+    end
+  end)
+
+  it("is its own inverse", function()
+    for _, n in ipairs { 0, 1, 7, 8, 9, 31, 32, 33, 1000, 65536 } do
+      local d, key = randbytes(n), randbytes(4)
+      for pos = 0, 3 do
+        local m = core.mask(d, key, pos)
+        if n >= 16 then assert.are_not.equal(d, m) end
+        assert.are.equal(d, core.mask(m, key, pos))
+      end
+    end
+  end)
+
+  it("substrings at offsets 0..7 of a larger string, and pieces that chain", function()
+    local big, key = randbytes(200), randbytes(4)
+    for off = 0, 7 do
+      for _, n in ipairs { 0, 1, 5, 8, 13, 31, 32, 33, 64, 100, 150 } do
+        local d = big:sub(off + 1, off + n)
+        assert.are.equal(xor(d, key), core.mask(d, key))
+        -- masking in pieces, continuing at the key position where the last piece ended
+        local whole = core.mask(big:sub(1, off + n), key)
+        assert.are.equal(whole, core.mask(big:sub(1, off), key) .. core.mask(d, key, off % 4))
+      end
+    end
+  end)
+
+  it("raises for a bad key or position", function()
+    assert.has_error(function() core.mask("abc", "123") end)
+    assert.has_error(function() core.mask("abc", "12345") end)
+    assert.has_error(function() core.mask("abc", "1234", 4) end)
+    assert.has_error(function() core.mask("abc", "1234", -1) end)
+    assert.has_error(function() core.mask({}, "1234") end)
+  end)
+end)
+
+describe("parse_request / parse_response / build_response", function()
+  local function head(lines) return table.concat(lines, "\r\n") .. "\r\n\r\n" end
+  local function req_with(extra_lines, first)
+    local lines = { first or "GET /chat HTTP/1.1", "Host: server.example.com" }
+    for _, l in ipairs(extra_lines) do lines[#lines + 1] = l end
+    return head(lines)
+  end
+  local GOOD = { "Upgrade: websocket", "Connection: Upgrade",
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13" }
+  local function without(name, add)
+    local t = {}
+    for _, l in ipairs(GOOD) do if not l:find("^" .. name .. ":") then t[#t + 1] = l end end
+    for _, l in ipairs(add or {}) do t[#t + 1] = l end
+    return t
+  end
+
+  it("parses the RFC 6455 section 1.3 request", function()
+    local req = assert(core.parse_request(head {
+      "GET /chat HTTP/1.1",
+      "Host: server.example.com",
+      "Upgrade: websocket",
+      "Connection: Upgrade",
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+      "Origin: http://example.com",
+      "Sec-WebSocket-Protocol: chat, superchat",
+      "Sec-WebSocket-Version: 13",
+    }))
+    assert.are.equal("GET", req.method)
+    assert.are.equal("/chat", req.target)
+    assert.are.equal("/chat", req.path)
+    assert.is_nil(req.query)
+    assert.are.equal("1.1", req.version)
+    assert.are.same({
+      host = "server.example.com",
+      upgrade = "websocket",
+      connection = "Upgrade",
+      ["sec-websocket-key"] = "dGhlIHNhbXBsZSBub25jZQ==",
+      origin = "http://example.com",
+      ["sec-websocket-protocol"] = "chat, superchat",
+      ["sec-websocket-version"] = "13",
+    }, req.headers)
+    assert.are.equal("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", req.ws_accept)
+    assert.is_nil(req.ws_status)
+    assert.is_nil(req.ws_error)
+  end)
+
+  it("header names are case-insensitive and lower-cased; repeats are joined", function()
+    local req = assert(core.parse_request(req_with {
+      "uPgRaDe: WebSocket", "CONNECTION: keep-alive", "connection: UPGRADE",
+      "SEC-WEBSOCKET-KEY: dGhlIHNhbXBsZSBub25jZQ==", "Sec-Websocket-Version:13",
+      "X-Thing:   padded value \t", "x-thing: two",
+    }))
+    assert.are.equal("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", req.ws_accept)
+    assert.are.equal("WebSocket", req.headers.upgrade)
+    assert.are.equal("keep-alive, UPGRADE", req.headers.connection)
+    assert.are.equal("13", req.headers["sec-websocket-version"])
+    assert.are.equal("padded value, two", req.headers["x-thing"])
+    assert.is_nil(req.headers.Upgrade)
+  end)
+
+  it("splits path and query", function()
+    local function target(t)
+      return assert(core.parse_request(req_with(GOOD, "GET " .. t .. " HTTP/1.1")))
+    end
+    local r = target("/chat?room=1&x=2")
+    assert.are.same({ "/chat?room=1&x=2", "/chat", "room=1&x=2" }, { r.target, r.path, r.query })
+    r = target("/a/b?")
+    assert.are.same({ "/a/b", "" }, { r.path, r.query })
+    r = target("/?a?b")
+    assert.are.same({ "/", "a?b" }, { r.path, r.query })
+    r = target("/plain")
+    assert.are.same({ "/plain" }, { r.path, r.query })
+  end)
+
+  it("a valid head that is not a valid upgrade gives ws_status and ws_error", function()
+    local function status(h)
+      local req, st, err = core.parse_request(h)
+      assert.is_table(req, tostring(st) .. " " .. tostring(err))
+      assert.is_nil(req.ws_accept)
+      assert.is_string(req.ws_error)
+      return req.ws_status
+    end
+    assert.are.equal(405, status(req_with(GOOD, "POST /chat HTTP/1.1")))
+    assert.are.equal(405, status(req_with(GOOD, "get /chat HTTP/1.1")))
+    assert.are.equal(426, status(req_with(without("Sec%-WebSocket%-Version", { "Sec-WebSocket-Version: 8" }))))
+    assert.are.equal(426, status(req_with(without("Sec%-WebSocket%-Version"))))
+    assert.are.equal(426, status(req_with(without("Sec%-WebSocket%-Version", { "Sec-WebSocket-Version: 13, 8" }))))
+    assert.are.equal(426, status(req_with(without("Sec%-WebSocket%-Version",
+      { "Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: 13" }))))
+    assert.are.equal(400, status(req_with(without("Sec%-WebSocket%-Key"))))
+    for _, key in ipairs { "abc", b64encode(string.rep("k", 15)), b64encode(string.rep("k", 17)), "" } do
+      assert.are.equal(400, status(req_with(without("Sec%-WebSocket%-Key", { "Sec-WebSocket-Key: " .. key }))))
+    end
+    assert.are.equal(400, status(req_with(without("Sec%-WebSocket%-Key",
+      { "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==" }))))
+    assert.are.equal(400, status(req_with(without("Upgrade"))))
+    assert.are.equal(400, status(req_with(without("Upgrade", { "Upgrade: h2c" }))))
+    assert.are.equal(400, status(req_with(without("Connection"))))
+    assert.are.equal(400, status(req_with(without("Connection", { "Connection: keep-alive" }))))
+    assert.are.equal(400, status(req_with(GOOD, "GET /chat HTTP/1.0")))
+    assert.are.equal(400, status(head { "GET /chat HTTP/1.1", table.unpack(GOOD) }))  -- no Host
+    assert.are.equal(400, status(req_with(without("X", { "Host: again" }))))
+    -- token lists: Upgrade among others works
+    local req = core.parse_request(req_with(without("Connection", { "Connection: keep-alive, Upgrade" })))
+    assert.are.equal("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", req.ws_accept)
+    req = core.parse_request(req_with(without("Upgrade", { "Upgrade: foo/1, websocket" })))
+    assert.are.equal("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", req.ws_accept)
+  end)
+
+  it("64 headers are fine, 65 give 431", function()
+    local lines = without("X")
+    while #lines < 63 do lines[#lines + 1] = "X-Filler-" .. #lines .. ": v" end
+    local req = core.parse_request(req_with(lines))   -- 63 + Host = 64
+    assert.is_table(req)
+    assert.is_string(req.ws_accept)
+    lines[#lines + 1] = "X-One-Too-Many: v"
+    local none, status, err = core.parse_request(req_with(lines))
+    assert.is_nil(none)
+    assert.are.equal(431, status)
+    assert.is_string(err)
+  end)
+
+  it("malformed heads give nil, 400", function()
+    local good = req_with(GOOD)
+    local bad = {
+      "",
+      "GET /chat HTTP/1.1",                                  -- no CRLF at all
+      "GET /chat HTTP/1.1\r\nHost: x\r\n",                   -- no empty line
+      (good:gsub("\r\n", "\n")),                             -- bare LF
+      (good:gsub("\r\nUpgrade", "\rUpgrade")),               -- bare CR
+      (good:gsub("Upgrade:", "Upgrade :")),                  -- space before colon
+      (good:gsub("\r\nUpgrade", "\r\n Upgrade")),            -- obsolete folding
+      (good:gsub("Upgrade: websocket", "Upgrade websocket")), -- no colon
+      (good:gsub("Upgrade:", ":")),                          -- empty name
+      (good:gsub("Upgrade: websocket", "Upgrade: web\1socket")), -- control in value
+      (good:gsub("^GET ", "GET  ")),                         -- double space
+      (good:gsub("^GET ", " GET ")),
+      (good:gsub("^GET /chat", "GET")),                      -- no target
+      (good:gsub(" HTTP/1.1", "")),                          -- no version
+      (good:gsub("HTTP/1.1", "http/1.1")),
+      (good:gsub("HTTP/1.1", "HTTP/1.1 ")),
+      (good:gsub("HTTP/1.1", "HTTP/11")),
+      (good:gsub("/chat", "/ch\127at")),
+    }
+    for _, h in ipairs(bad) do
+      local req, status, err = core.parse_request(h)
+      assert.is_nil(req, ("%q"):format(h))
+      assert.are.equal(400, status, ("%q"):format(h))
+      assert.is_string(err)
+    end
+    -- a well-formed but unsupported version is 505
+    local req, status = core.parse_request((good:gsub("HTTP/1.1", "HTTP/2.0")))
+    assert.is_nil(req)
+    assert.are.equal(505, status)
+  end)
+
+  it("stops at the empty line: bytes after it are not parsed", function()
+    local req = core.parse_request(req_with(GOOD) .. "\x81\x85garbage\r\n\n")
+    assert.are.equal("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", req.ws_accept)
+  end)
+
+  local RES = head {
+    "HTTP/1.1 101 Switching Protocols",
+    "Upgrade: websocket",
+    "Connection: Upgrade",
+    "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+    "Sec-WebSocket-Protocol: chat",
+  }
+  local KEY16 = "dGhlIHNhbXBsZSBub25jZQ=="
+
+  it("parse_response without a key: just parses", function()
+    local res = assert(core.parse_response(RES))
+    assert.are.equal(101, res.status)
+    assert.are.equal("Switching Protocols", res.reason)
+    assert.are.same({
+      upgrade = "websocket", connection = "Upgrade",
+      ["sec-websocket-accept"] = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", ["sec-websocket-protocol"] = "chat",
+    }, res.headers)
+    local r404 = assert(core.parse_response("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"))
+    assert.are.equal(404, r404.status)
+    assert.are.equal("Not Found", r404.reason)
+    assert.are.equal("0", r404.headers["content-length"])
+    local noreason = assert(core.parse_response("HTTP/1.1 200\r\n\r\n"))
+    assert.are.same({ 200, "" }, { noreason.status, noreason.reason })
+  end)
+
+  it("parse_response with a key checks the handshake", function()
+    assert.is_table(core.parse_response(RES, KEY16))
+    -- frames right after the head are not looked at
+    assert.is_table(core.parse_response(RES .. "\x81\x05Hello", KEY16))
+    local function rejects(h, why)
+      local none, err, res = core.parse_response(h, KEY16)
+      assert.is_nil(none, why)
+      assert.is_string(err, why)
+      assert.is_table(res, why)
+      return res
+    end
+    local other = core.new_key()
+    local none, err, res = core.parse_response(RES, other)   -- wrong accept for this key
+    assert.is_nil(none)
+    assert.is_string(err)
+    assert.are.equal(101, res.status)
+    rejects((RES:gsub("s3pPLMBiTxaQ9kYGzzhZRbK%+xOo=", "s3pPLMBiTxaQ9kYGzzhZRbK+xOA=")), "wrong accept")
+    rejects((RES:gsub("Sec%-WebSocket%-Accept: [^\r]*\r\n", "")), "no accept")
+    rejects((RES:gsub("101 Switching Protocols", "200 OK")), "status")
+    rejects((RES:gsub("Upgrade: websocket", "Upgrade: h2c")), "upgrade")
+    rejects((RES:gsub("Connection: Upgrade", "Connection: close")), "connection")
+    rejects((RES:gsub("\r\n\r\n$", "\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")), "two accepts")
+    local r = assert(core.parse_response(head {
+      "HTTP/1.1 101 Switching Protocols", "Upgrade: websocket", "Connection: Upgrade",
+      "Sec-WebSocket-Accept: " .. accept_of(other) }, other))
+    assert.are.equal(101, r.status)
+  end)
+
+  it("malformed responses give nil, err", function()
+    for _, h in ipairs {
+      "", "HTTP/1.1 101 Switching Protocols\r\n", "HTTP/1.0 101 x\r\n\r\n", "HTTP/1.1 1011\r\n\r\n",
+      "HTTP/1.1 99 x\r\n\r\n", "HTTP/1.1 600 x\r\n\r\n", "HTTP/1.1 10x x\r\n\r\n",
+      "HTTP/1.1 101 ok\nUpgrade: websocket\r\n\r\n", "HTTP/1.1 101 ok\r\nUpgrade : websocket\r\n\r\n",
+    } do
+      local res, err, extra = core.parse_response(h, KEY16)
+      assert.is_nil(res, ("%q"):format(h))
+      assert.is_string(err)
+      assert.is_nil(extra)
+    end
+  end)
+
+  it("build_response: a 101 with the accept and protocol that parse_response accepts", function()
+    local key = core.new_key()
+    local acc = core.accept_key(key)
+    local r = core.build_response(acc)
+    assert.matches("^HTTP/1%.1 101 [^\r\n]*\r\n", r)
+    assert.truthy(r:find("\r\nSec-WebSocket-Accept: " .. acc .. "\r\n", 1, true))
+    assert.is_nil(r:find("Sec-WebSocket-Protocol", 1, true))
+    assert.are.equal("\r\n\r\n", r:sub(-4))
+    assert.is_table(core.parse_response(r, key))
+
+    r = core.build_response(acc, "chat")
+    assert.truthy(r:find("\r\nSec-WebSocket-Protocol: chat\r\n", 1, true))
+    local res = assert(core.parse_response(r, key))
+    assert.are.equal("chat", res.headers["sec-websocket-protocol"])
+    assert.are.equal(acc, res.headers["sec-websocket-accept"])
+
+    r = core.build_response(acc, nil, "permessage-deflate")
+    assert.truthy(r:find("\r\nSec-WebSocket-Extensions: permessage-deflate\r\n", 1, true))
+    assert.is_nil(r:find("Sec-WebSocket-Protocol", 1, true))
+    assert.is_table(core.parse_response(r, key))
+  end)
+
+  it("build_response refuses CR, LF and other controls in header values", function()
+    local acc = core.accept_key(core.new_key())
+    assert.has_error(function() core.build_response(acc, "chat\r\nX-Evil: 1") end)
+    assert.has_error(function() core.build_response(acc, "chat\n") end)
+    assert.has_error(function() core.build_response(acc, "chat\r") end)
+    assert.has_error(function() core.build_response(acc, "a\0b") end)
+    assert.has_error(function() core.build_response(acc, "chat", "x\r\ny") end)
+    assert.has_error(function() core.build_response(acc, "chat", "x\127") end)
+  end)
+end)
+
+describe("close_payload", function()
+  it("encodes the code big-endian, then the reason", function()
+    assert.are.equal("\x03\xe8", core.close_payload(1000))
+    assert.are.equal("\x03\xe8bye", core.close_payload(1000, "bye"))
+    assert.are.equal("\x13\x87", core.close_payload(4999))
+    assert.are.equal("\x0b\xb8r\xC3\xA9", core.close_payload(3000, "r\xC3\xA9"))
+    for _, code in ipairs { 1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999 } do
+      local p = core.close_payload(code, "why " .. code)
+      assert.are.equal(string.char(code >> 8, code & 255) .. "why " .. code, p)
+      -- and the reader takes it back
+      assert.are.same({ ev("close", p, code, "why " .. code) }, read_all(CLIENT, core.frame(p, "close")))
+    end
+  end)
+
+  it("no code: an empty payload", function()
+    assert.are.equal("", core.close_payload())
+    assert.are.equal("", core.close_payload(nil))
+  end)
+
+  it("accepts a 123-byte reason, rejects 124", function()
+    local p = core.close_payload(1000, string.rep("r", 123))
+    assert.are.equal(125, #p)
+    local none, err = core.close_payload(1000, string.rep("r", 124))
+    assert.is_nil(none)
+    assert.is_string(err)
+  end)
+
+  it("rejects codes that may not be sent and non-UTF-8 reasons", function()
+    for _, code in ipairs { -1, 0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535, 65536, 1000 + 65536 } do
+      local none, err = core.close_payload(code, "x")
+      assert.is_nil(none, code)
+      assert.is_string(err)
+    end
+    for _, reason in ipairs { "\xff", "ab\xC3", "\xED\xA0\x80", "\xC0\x80" } do
+      local none, err = core.close_payload(1000, reason)
+      assert.is_nil(none)
+      assert.is_string(err)
+    end
+  end)
+end)
+
+describe("argument errors and the reader's lifecycle", function()
+  it("frame raises on bad arguments", function()
+    assert.has_error(function() core.frame({}, "text") end)
+    assert.has_error(function() core.frame("x", "bogus") end)
+    assert.has_error(function() core.frame("x", "Text") end)
+    assert.has_error(function() core.frame("x") end)
+    assert.has_error(function() core.frame("x", 16) end)
+    assert.has_error(function() core.frame("x", -1) end)
+    assert.has_error(function() core.frame("x", "text", true, "123") end)
+    assert.has_error(function() core.frame("x", "text", true, "12345") end)
+    assert.has_error(function() core.frame("x", "text", true, false, 8) end)
+    assert.has_error(function() core.frame("x", "text", true, false, -1) end)
+  end)
+
+  it("reader raises on bad options", function()
+    assert.has_error(function() core.reader { role = "x" } end)
+    assert.has_error(function() core.reader { role = "Server" } end)
+    assert.has_error(function() core.reader { max_message = -1 } end)
+    assert.has_error(function() core.reader { max_message = "big" } end)
+    assert.has_error(function() core.reader { rsv_allowed = 8 } end)
+    assert.has_error(function() core.reader { rsv_allowed = -1 } end)
+    assert.has_error(function() core.reader("server") end)
+    assert.has_error(function() core.reader() end)
+  end)
+
+  it("the default role is server", function()
+    local r = core.reader {}
+    r:feed(build("text", "x"))   -- unmasked: a server must refuse it
+    local _, _, code = r:next()
+    assert.are.equal(1002, code)
+    assert.are.same({ ev("text", "x") }, read_all({}, build("text", "x", { key = KEY })))
+  end)
+
+  it("feed raises on a non-string chunk", function()
+    local r = core.reader(SERVER)
+    assert.has_error(function() r:feed({}) end)
+    assert.has_error(function() r:feed() end)
+  end)
+
+  it("tostring shows the role and state", function()
+    local s, c = core.reader(SERVER), core.reader(CLIENT)
+    assert.matches("^ws%.reader %(server%)", tostring(s))
+    assert.matches("^ws%.reader %(client%)", tostring(c))
+    c:feed(build("text", "x", { key = KEY }))
+    local _, why = c:next()
+    assert.matches("^ws%.reader %(failed: ", tostring(c))
+    assert.truthy(tostring(c):find(why, 1, true))
+    s:close()
+    assert.are.equal("ws.reader (closed)", tostring(s))
+  end)
+
+  it("a closed reader raises on use; close is idempotent", function()
+    local r = core.reader(SERVER)
+    r:feed(build("text", "x", { key = KEY }))
+    r:close()
+    r:close()
+    assert.has_error(function() r:next() end, nil)
+    assert.has_error(function() r:feed("x") end)
+    assert.has_error(function() r:pending() end)
+    local ok, err = pcall(r.next, r)
+    assert.is_false(ok)
+    assert.matches("closed", err)
+  end)
+
+  it("can be closed with <close>", function()
+    local kept
+    do
+      local r <close> = core.reader(SERVER)
+      kept = r
+      r:feed(build("text", "x", { key = KEY }))
+      assert.are.equal("text", (r:next()))
+    end
+    assert.are.equal("ws.reader (closed)", tostring(kept))
+    assert.has_error(function() kept:next() end)
+    -- closed on error unwinding too
+    local ok = pcall(function()
+      local r <close> = core.reader(CLIENT)
+      kept = r
+      error("boom")
+    end)
+    assert.is_false(ok)
+    assert.are.equal("ws.reader (closed)", tostring(kept))
+  end)
+
+  it("readers are independent, and survive collection mid-message", function()
+    local a, b = core.reader(SERVER), core.reader(CLIENT)
+    local pa = randbytes(3000)
+    a:feed(build("binary", pa:sub(1, 1000), { key = KEY, fin = false }))
+    b:feed(build("text", "he", { fin = false }))
+    assert.is_nil(a:next())
+    assert.is_nil(b:next())
+    for _ = 1, 50 do   -- garbage readers holding partial messages
+      local g = core.reader(SERVER)
+      g:feed(build("binary", string.rep("g", 5000), { key = KEY, fin = false }))
+      g:next()
+    end
+    collectgarbage()
+    collectgarbage()
+    b:feed(build("continuation", "llo"))
+    a:feed(build("continuation", pa:sub(1001), { key = "\9\8\7\6" }))
+    assert.are.same({ "text", "hello" }, { b:next() })
+    assert.are.same({ "binary", pa }, { a:next() })
+  end)
+end)

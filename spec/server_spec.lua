@@ -1,0 +1,439 @@
+-- The server under load and misuse: real processes, real sockets, raw peers.
+local socket = require "socket"
+local ws = require "ws"
+local loop = require "ws.loop"
+local H = require "spec.helpers"
+
+local gettime = socket.gettime
+
+local function wait_output(proc, pattern, secs)
+  local deadline = gettime() + (secs or 3)
+  repeat
+    local m = proc.output():match(pattern)
+    if m then return m end
+    socket.sleep(0.02)
+  until gettime() > deadline
+  return nil
+end
+
+-- Start spec/servers/test_server.lua with listen options.
+local function test_server(settings, name)
+  local args = {}
+  for k, v in pairs(settings or {}) do args[#args + 1] = "--set " .. k .. "=" .. tostring(v) end
+  return H.start_lua("spec/servers/test_server.lua", table.concat(args, " "), name or "test-server")
+end
+
+-- A raw client, upgraded on path, with a socket timeout.
+local function raw(port, path, timeout)
+  local r, head = H.raw(port, nil, { path = path, timeout = timeout or 5 })
+  assert.matches("^HTTP/1.1 101", head)
+  return r
+end
+
+-- One echo round trip on a blocking client; returns seconds taken.
+local function round_trip(conn, msg)
+  local t = gettime()
+  assert.is_true(conn:send(msg))
+  local data, err = conn:receive(5)
+  assert.equal(msg, data, err)
+  return gettime() - t
+end
+
+describe("server against examples/echo.lua", function()
+  local echo, url
+  setup(function()
+    echo = H.start_lua("examples/echo.lua", nil, "echo-server-spec")
+    url = "ws://127.0.0.1:" .. echo.port .. "/ws"
+  end)
+  teardown(function() echo.stop() end)
+
+  it("echoes 100 messages each for 200 concurrent clients, all correct", function()
+    local N, M = 200, 100
+    local l = loop.new()
+    local good, failures, done, connected = 0, {}, 0, 0
+    local t0 = gettime()
+    H.run_task(l, 60, function()
+      for i = 1, N do
+        l:spawn(function()
+          local ok, err = pcall(function()
+            local conn = assert(ws.connect(url, { timeout = 10 }))
+            connected = connected + 1
+            -- wait until everyone is connected so all 200 are live at once
+            while connected < N do l:sleep(0.01) end
+            for j = 1, M do
+              local msg = string.format("%d:%d:%s", i, j, ("abcdefgh"):rep((i + j) % 16))
+              assert(conn:send(msg, j % 10 == 0 and "binary" or "text"))
+              local data, kind = conn:receive(10)
+              if data == msg and kind == (j % 10 == 0 and "binary" or "text") then
+                good = good + 1
+              else
+                failures[#failures + 1] = string.format("client %d msg %d: %s %s", i, j, tostring(data), tostring(kind))
+              end
+            end
+            assert(conn:close())
+          end)
+          if not ok then failures[#failures + 1] = tostring(err) end
+          done = done + 1
+        end)
+      end
+      while done < N do l:sleep(0.02) end
+    end)
+    assert.same({}, { table.unpack(failures, 1, math.min(#failures, 5)) })
+    assert.equal(N * M, good)
+    assert.is_true(gettime() - t0 < 45)
+    assert.is_true(echo.alive())
+  end)
+
+  it("a client that sends half a frame and stalls does not delay others", function()
+    -- stalled mid-header, and mid-payload with 1000 bytes announced
+    local a = raw(echo.port, "/ws")
+    a:send(H.frame(1, "hello"):sub(1, 3))
+    local b = raw(echo.port, "/ws")
+    local full = H.frame(1, ("z"):rep(1000))
+    b:send(full:sub(1, 20))
+    local conn = assert(ws.connect(url, { timeout = 3 }))
+    local worst = 0
+    for i = 1, 30 do
+      worst = math.max(worst, round_trip(conn, "others " .. i))
+    end
+    assert.is_true(worst < 1, "slowest round trip " .. worst)
+    -- the stalled ones finish their frames and get their echoes
+    a:send(H.frame(1, "hello"):sub(4))
+    b:send(full:sub(21))
+    local fa, fb = a:read_frame(), b:read_frame()
+    assert.equal("hello", fa.payload)
+    assert.equal(("z"):rep(1000), fb.payload)
+    assert.is_true(conn:close())
+    a:close()
+    b:close()
+  end)
+
+  it("file descriptors return to the baseline after 100 abrupt drops", function()
+    socket.sleep(0.2)
+    local base = H.fd_count(echo.pid)
+    assert.truthy(base)
+    local socks = {}
+    local function rst(s) s:setoption("linger", { on = true, timeout = 0 }) end
+    for i = 1, 100 do
+      local r = H.raw(echo.port, false, { timeout = 3 })
+      local s = r.sock
+      local req = H.request(echo.port, "/ws")
+      if i <= 50 then
+        -- mid-handshake: part of the request head
+        assert(s:send(req:sub(1, 20 + i)))
+      else
+        -- mid-frame: full handshake, then part of a frame
+        assert(s:send(req))
+        assert.matches("^HTTP/1.1 101", r:read_head())
+        assert(s:send(H.frame(2, ("q"):rep(300)):sub(1, 2 + i)))
+      end
+      if i % 2 == 0 then rst(s) end
+      socks[i] = s
+    end
+    socket.sleep(0.2)
+    local peak = H.fd_count(echo.pid)
+    assert.is_true(peak >= base + 90, string.format("base %d peak %d", base, peak))
+    for i = 1, 100 do socks[i]:close() end
+    local deadline = gettime() + 5
+    local n
+    repeat
+      socket.sleep(0.05)
+      n = H.fd_count(echo.pid)
+    until n <= base or gettime() > deadline
+    assert.equal(base, n)
+    -- and it still serves
+    local conn = assert(ws.connect(url, { timeout = 3 }))
+    round_trip(conn, "after the drops")
+    conn:close()
+  end)
+end)
+
+describe("server behaviour (spec/servers/test_server.lua)", function()
+  local srv
+  setup(function() srv = test_server({}, "test-server-default") end)
+  teardown(function() srv.stop() end)
+
+  it("a crashing handler closes its connection with 1011 and the server goes on", function()
+    local other = assert(ws.connect("ws://127.0.0.1:" .. srv.port .. "/echo", { timeout = 3 }))
+    round_trip(other, "before")
+    local r = raw(srv.port, "/crash")
+    r:send_frame(1, "hi")
+    local f = assert(r:read_frame())
+    assert.equal("hi", f.payload)
+    local code, reason = r:read_close()
+    assert.equal(1011, code)
+    assert.is_string(reason)
+    r:send_frame(8, string.pack(">I2", 1011))
+    assert.is_true(r:closed_by_peer(3))
+    r:close()
+    assert.truthy(wait_output(srv, "handler error[^\n]*boom: deliberate test crash"), srv.output())
+    -- a connection opened before keeps working, and new ones are served
+    round_trip(other, "after")
+    local new = assert(ws.connect("ws://127.0.0.1:" .. srv.port .. "/echo", { timeout = 3 }))
+    round_trip(new, "new")
+    new:close()
+    other:close()
+    assert.is_true(srv.alive())
+  end)
+
+  it("a receiving coroutine and a sending coroutine never interleave frames", function()
+    local r = raw(srv.port, "/concurrent", 10)
+    local msgs, echoes, sent = 0, 0, 0
+    while msgs < 100 or echoes < 10 do
+      local f = assert(r:read_frame())
+      assert.is_true(f.fin)
+      assert.equal(0, f.rsv)
+      assert.equal(1, f.opcode)
+      assert.is_false(f.masked)
+      local n = f.payload:match("^msg (%d%d%d)|")
+      if n then
+        msgs = msgs + 1
+        n = tonumber(n)
+        assert.equal(msgs, n, "messages out of order")
+        assert.equal(8 + 1000 * n, #f.payload)
+        assert.equal(string.rep(string.char(97 + n % 26), 1000 * n), f.payload:sub(9))
+      else
+        echoes = echoes + 1
+        assert.equal("echo:c" .. echoes, f.payload)
+      end
+      -- keep the receiving coroutine busy while the sender streams
+      if sent < 10 then
+        sent = sent + 1
+        r:send_frame(1, "c" .. sent)
+      end
+    end
+    r:send_frame(8, string.pack(">I2", 1000))
+    assert.equal(1000, r:read_close())
+    assert.is_true(r:closed_by_peer(3))
+    r:close()
+  end)
+end)
+
+describe("keepalive and idle timeout", function()
+  it("drops a client that never answers pings (1011) and keeps one that does", function()
+    local srv = test_server({ ping_interval = 0.2, ping_timeout = 0.3 }, "test-server-keepalive")
+    local ok, err = pcall(function()
+      local t = gettime()
+      local mute = raw(srv.port, "/echo", 3)
+      local pings = 0
+      local code
+      while true do
+        local f = assert(mute:read_frame())
+        if f.opcode == 9 then
+          pings = pings + 1
+        elseif f.opcode == 8 then
+          code = string.unpack(">I2", f.payload)
+          break
+        end
+      end
+      assert.equal(1011, code)
+      assert.is_true(pings >= 1)
+      assert.is_true(mute:closed_by_peer(1))
+      local dt = gettime() - t
+      assert.is_true(dt < 1.5, "dropped after " .. dt)
+      mute:close()
+
+      local polite = raw(srv.port, "/echo", 3)
+      polite.sock:settimeout(0.05)
+      local stop, answered = gettime() + 1.5, 0
+      while gettime() < stop do
+        local f, ferr = polite:read_frame()
+        if f then
+          assert.equal(9, f.opcode, "unexpected frame")
+          polite:send_frame(10, f.payload)
+          answered = answered + 1
+        else
+          assert.equal("timeout", ferr)
+        end
+      end
+      assert.is_true(answered >= 4, "answered " .. answered .. " pings")
+      polite.sock:settimeout(3)
+      polite:send_frame(1, "still here")
+      local f
+      repeat f = assert(polite:read_frame()) until f.opcode ~= 9
+      assert.equal("still here", f.payload)
+      polite:close()
+    end)
+    srv.stop()
+    assert(ok, err)
+  end)
+
+  it("idle_timeout closes a silent client with 1001; a chatty one stays", function()
+    local srv = test_server({ idle_timeout = 0.5 }, "test-server-idle")
+    local ok, err = pcall(function()
+      local chatty = raw(srv.port, "/echo", 3)
+      local t = gettime()
+      local silent = raw(srv.port, "/echo", 3)
+      assert.equal(1001, silent:read_close())
+      local dt = gettime() - t
+      assert.is_true(dt >= 0.4 and dt < 1.5, "closed after " .. dt)
+      assert.is_true(silent:closed_by_peer(1))
+      silent:close()
+      -- the first one has been silent as long: it is closed too
+      assert.equal(1001, chatty:read_close())
+      chatty:close()
+
+      chatty = raw(srv.port, "/echo", 3)
+      for i = 1, 8 do
+        socket.sleep(0.15)
+        chatty:send_frame(1, "tick " .. i)
+        assert.equal("tick " .. i, assert(chatty:read_frame()).payload)
+      end
+      chatty:close()
+    end)
+    srv.stop()
+    assert(ok, err)
+  end)
+end)
+
+describe("slow reader", function()
+  it("is dropped after send_timeout with bounded memory; others keep echoing", function()
+    local srv = test_server({ send_timeout = 1 }, "test-server-slow")
+    local ok, err = pcall(function()
+      local rss0 = H.rss_kib(srv.pid)
+      local bad = raw(srv.port, "/echo", 3)
+      bad.sock:settimeout(0)
+      local chunk = H.frame(2, ("\x5a"):rep(64 * 1024))
+      local good = assert(ws.connect("ws://127.0.0.1:" .. srv.port .. "/echo", { timeout = 3 }))
+      local deadline = gettime() + 10
+      local sent, peak, dropped, worst, trips = 0, rss0, nil, 0, 0
+      local i = 1
+      while gettime() < deadline and not dropped do
+        -- push as much as the socket takes, never reading
+        local last, serr, partial = bad.sock:send(chunk, i)
+        if last then
+          sent, i = sent + #chunk - i + 1, 1
+        elseif serr == "timeout" then
+          if partial and partial >= i then sent, i = sent + partial - i + 1, partial + 1 end
+          if i > #chunk then i = 1 end
+          worst = math.max(worst, round_trip(good, "good " .. trips))
+          trips = trips + 1
+          socket.sleep(0.02)
+        else
+          dropped = serr
+        end
+        peak = math.max(peak, H.rss_kib(srv.pid) or 0)
+      end
+      assert.truthy(dropped, "the slow reader was not dropped")
+      assert.is_true(sent > 1024 * 1024, "sent only " .. sent)
+      assert.is_true(peak - rss0 < 100 * 1024, string.format("RSS grew %d KiB", peak - rss0))
+      assert.is_true(trips > 0)
+      assert.is_true(worst < 1, "slowest good round trip " .. worst)
+      assert.truthy(wait_output(srv, "closed [^\n]* 1006 send timeout"), srv.output())
+      round_trip(good, "after the drop")
+      good:close()
+      bad:close()
+    end)
+    srv.stop()
+    assert(ok, err)
+  end)
+end)
+
+describe("ws.accept on a socket accepted elsewhere", function()
+  local listener, port
+  setup(function()
+    listener = assert(socket.bind("127.0.0.1", 0))
+    listener:settimeout(3)
+    port = select(2, listener:getsockname())
+  end)
+  teardown(function() listener:close() end)
+
+  it("does the handshake and echoes", function()
+    local r = H.raw(port, false)
+    r:send(H.request(port, "/anything", "Sec-WebSocket-Protocol: x, y\r\n"))
+    local s = assert(listener:accept())
+    local conn, err = ws.accept(s, { protocols = { "y" } })
+    assert.truthy(conn, err)
+    assert.equal("/anything", conn.request.path)
+    assert.equal("y", conn.protocol)
+    local head = r:read_head()
+    assert.matches("^HTTP/1.1 101", head)
+    assert.matches("[Ss]ec%-[Ww]eb[Ss]ocket%-[Aa]ccept: s3pPLMBiTxaQ9kYGzzhZRbK%+xOo=\r\n", head)
+    r:send_frame(1, "ping me")
+    local data, kind = conn:receive(3)
+    assert.equal("ping me", data)
+    assert.equal("text", kind)
+    assert.is_true(conn:send(data, kind))
+    assert.equal("ping me", r:read_frame().payload)
+    r:send_frame(8, string.pack(">I2", 1000))
+    local _, rerr, code = conn:receive(3)
+    assert.equal("closed", rerr)
+    assert.equal(1000, code)
+    assert.equal(1000, r:read_close())
+    assert.is_true(r:closed_by_peer(2))
+    r:close()
+  end)
+
+  it("answers a bad request with 400 and returns nil, err", function()
+    local r = H.raw(port, false)
+    r:send("GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    local s = assert(listener:accept())
+    local t = gettime()
+    local conn, err = ws.accept(s, { handshake_timeout = 2 })
+    assert.is_nil(conn)
+    assert.is_string(err)
+    assert.is_true(gettime() - t < 2)
+    assert.matches("^HTTP/1.1 400", r:read_head())
+    assert.is_true(r:closed_by_peer(2))
+    r:close()
+  end)
+
+  it("gives up on a silent peer after handshake_timeout", function()
+    local r = H.raw(port, false)
+    local s = assert(listener:accept())
+    local t = gettime()
+    local conn, err = ws.accept(s, { handshake_timeout = 0.3 })
+    assert.is_nil(conn)
+    assert.equal("timeout", err)
+    assert.is_true(gettime() - t < 1)
+    r:close()
+  end)
+end)
+
+describe("broadcast and close", function()
+  it("broadcast reaches every client exactly once; close sends 1001 to all", function()
+    local l = loop.new()
+    local server = assert(ws.listen { port = 0, loop = l })
+    server:route("/b", function(conn)
+      for _ in conn:messages() do end
+    end)
+    local N = 30
+    local got, results, connected, finished = {}, {}, 0, 0
+    for i = 1, N do
+      got[i] = {}
+      l:spawn(function()
+        local conn = assert(ws.connect("ws://127.0.0.1:" .. server.port .. "/b", { timeout = 3 }))
+        connected = connected + 1
+        while true do
+          local data, err, code = conn:receive(5)
+          if not data then
+            results[i] = { err, code }
+            break
+          end
+          got[i][#got[i] + 1] = data
+        end
+        finished = finished + 1
+      end)
+    end
+    local function nconns()
+      local n = 0
+      for _ in pairs(server.conns) do n = n + 1 end
+      return n
+    end
+    assert.is_true(H.step_until(l, 5, function() return connected == N and nconns() == N end))
+    assert.equal(N, server:broadcast("news for everyone"))
+    assert.equal(N, server:broadcast("\0\1\2", "binary"))
+    assert.is_true(H.step_until(l, 5, function()
+      for i = 1, N do if #got[i] < 2 then return false end end
+      return true
+    end))
+    server:close()
+    assert.is_true(H.step_until(l, 10, function() return finished == N end))
+    for i = 1, N do
+      assert.same({ "news for everyone", "\0\1\2" }, got[i])
+      assert.same({ "closed", 1001 }, results[i])
+    end
+    assert.is_true(H.step_until(l, 5, function() return l.stopped end))
+    assert.equal(0, nconns())
+  end)
+end)

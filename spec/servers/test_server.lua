@@ -1,0 +1,58 @@
+-- A server for spec/server_spec.lua.
+--   lua5.4 spec/servers/test_server.lua --port N [--set key=value ...]
+-- --set passes listen options (numbers, true/false, or strings).
+-- Routes:
+--   /echo        echoes every message with its kind
+--   /crash       echoes one message, then raises an error
+--   /concurrent  one coroutine echoes ("echo:" .. message) while a second,
+--                spawned with server.loop:spawn, sends 100 large messages
+--                "msg NNN|" .. filler on the same connection
+-- Logs "closed PEER CODE REASON" for every finished connection.
+local ws = require "ws"
+
+local opts = { host = "127.0.0.1", check_origin = function() return true end }
+local i = 1
+while arg[i] do
+  if arg[i] == "--port" then
+    opts.port = tonumber(arg[i + 1])
+  elseif arg[i] == "--set" then
+    local k, v = arg[i + 1]:match("^([%w_]+)=(.*)$")
+    if v == "true" then v = true elseif v == "false" then v = false else v = tonumber(v) or v end
+    opts[k] = v
+  else
+    error("unknown argument " .. arg[i])
+  end
+  i = i + 2
+end
+opts.on_disconnect = function(conn)
+  ws.log("closed %s %s %s", conn.peer, tostring(conn.close_code), tostring(conn.close_reason))
+end
+
+local server = assert(ws.listen(opts))
+
+server:route("/echo", function(conn)
+  for data, kind in conn:messages() do
+    if not conn:send(data, kind) then break end
+  end
+end)
+
+server:route("/crash", function(conn)
+  local data, kind = conn:receive()
+  conn:send(data, kind)
+  error("boom: deliberate test crash")
+end)
+
+server:route("/concurrent", function(conn)
+  server.loop:spawn(function()
+    for n = 1, 100 do
+      local msg = string.format("msg %03d|", n) .. string.rep(string.char(97 + n % 26), 1000 * n)
+      if not conn:send(msg) then break end
+    end
+  end)
+  for data, kind in conn:messages() do
+    if not conn:send("echo:" .. data, kind) then break end
+  end
+end)
+
+ws.log("test server on port %d", server.port)
+server:run()
