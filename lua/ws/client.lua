@@ -105,8 +105,9 @@ local function tls_wrap(sock, host, opts, deadline)
   if not done then return fail(s, "tls handshake failed: " .. tostring(herr)) end
   if verify then
     local cert = s:getpeercertificate()
-    if not cert or not verify_host(cert, t.server_name or host) then
-      return fail(s, "tls: certificate does not match host " .. host)
+    local name = t.server_name or host
+    if not cert or not verify_host(cert, name) then
+      return fail(s, "tls: certificate does not match host " .. name)
     end
   end
   return s
