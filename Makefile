@@ -10,7 +10,10 @@ SAN      := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fra
 export LUA_PATH  := $(TREE)/share/lua/$(LUAV)/?.lua;$(TREE)/share/lua/$(LUAV)/?/init.lua;;
 export LUA_CPATH := $(TREE)/lib/lua/$(LUAV)/?.so;;
 
-.PHONY: all deps build test run ctest ctest-asan ctest-valgrind fuzz bench clean
+.PHONY: all deps build test test-asan run ctest ctest-asan ctest-valgrind fuzz bench clean
+# the specs run again under ASan/UBSan: all but the browser's (Chromium
+# does not run with the ASan runtime preloaded)
+ASAN_SPECS ?= $(filter-out spec/browser_spec.lua,$(wildcard spec/*_spec.lua))
 all: build
 
 deps:
@@ -47,8 +50,33 @@ ctest-asan: $(foreach t,$(CTESTS),build/c/$(t)-asan)
 ctest-valgrind: $(foreach t,$(CTESTS),build/c/$(t)-gcc)
 	@for t in $^; do valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=1 ./$$t || exit 1; done
 
+# The whole busted suite against ws.core built with ASan/UBSan: the
+# sanitizer runtime is preloaded into the (uninstrumented) Lua interpreter
+# and every server process the specs start.
+ASAN_TREE := $(CURDIR)/build/asan-rocks
+test-asan: deps
+	luarocks --lua-version=$(LUAV) --tree=$(ASAN_TREE) make --deps-mode=none \
+	  CFLAGS="-O1 -g -fPIC -std=c99 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
+	  LIBFLAG="-shared -fsanitize=address,undefined" lua-ws-scm-1.rockspec >build/asan-build.log 2>&1 \
+	  || { cat build/asan-build.log; exit 1; }
+	LUA_PATH="$(ASAN_TREE)/share/lua/$(LUAV)/?.lua;$(ASAN_TREE)/share/lua/$(LUAV)/?/init.lua;;" \
+	LUA_CPATH="$(ASAN_TREE)/lib/lua/$(LUAV)/?.so;;" \
+	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(LUA) /usr/bin/busted -o plainTerminal $(ASAN_SPECS)
+
 bench: build
 	@sh bench/run.sh
 
 clean:
 	rm -rf build .rocks build.log csrc/*.o
+
+# libFuzzer targets (fuzz/) under ASan/UBSan; crashes are saved to
+# fuzz/regressions/ and replayed by every run. See scripts/fuzz.sh.
+FUZZ_SECONDS ?= 600
+FUZZ_SHORT_SECONDS ?= 20
+.PHONY: fuzz-short
+fuzz:
+	@FUZZ_MERGE=$${FUZZ_MERGE:-1} sh scripts/fuzz.sh $(FUZZ_SECONDS)
+fuzz-short:
+	@sh scripts/fuzz.sh $(FUZZ_SHORT_SECONDS)

@@ -32,6 +32,7 @@ suite c-gcc-clang make -s ctest
 suite c-asan make -s ctest-asan
 suite c-valgrind make -s ctest-valgrind
 suite busted lua5.4 /usr/bin/busted -o plainTerminal spec
+suite busted-asan make -s test-asan
 
 [ "$failed" -gt 0 ] && status=1
 echo "$passed passed, $failed failed"
