@@ -19,10 +19,13 @@ all: build
 deps:
 	@sh scripts/deps.sh
 
+# LuaRocks' script runs under whatever `lua` is; pin it to ours.
+LUAROCKS = $(LUA) "$$(command -v luarocks)"
+
 # The module is built by LuaRocks from the rockspec, as users build it,
 # with our warnings turned into errors.
 build: deps
-	luarocks --lua-version=$(LUAV) --tree=$(TREE) make --deps-mode=none \
+	$(LUAROCKS) --lua-version=$(LUAV) --tree=$(TREE) make --deps-mode=none \
 	  CFLAGS="-O2 -fPIC -std=c99 -Wall -Wextra -Werror" lua-ws-scm-1.rockspec >build.log 2>&1 \
 	  || { cat build.log; exit 1; }
 
@@ -55,7 +58,7 @@ ctest-valgrind: $(foreach t,$(CTESTS),build/c/$(t)-gcc)
 # and every server process the specs start.
 ASAN_TREE := $(CURDIR)/build/asan-rocks
 test-asan: deps
-	luarocks --lua-version=$(LUAV) --tree=$(ASAN_TREE) make --deps-mode=none \
+	$(LUAROCKS) --lua-version=$(LUAV) --tree=$(ASAN_TREE) make --deps-mode=none \
 	  CFLAGS="-O1 -g -fPIC -std=c99 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
 	  LIBFLAG="-shared -fsanitize=address,undefined" lua-ws-scm-1.rockspec >build/asan-build.log 2>&1 \
 	  || { cat build/asan-build.log; exit 1; }
