@@ -25,7 +25,7 @@ LUAROCKS = $(LUA) "$$(command -v luarocks)"
 # The module is built by LuaRocks from the rockspec, as users build it,
 # with our warnings turned into errors.
 build: deps
-	$(LUAROCKS) --lua-version=$(LUAV) --tree=$(TREE) make --deps-mode=none \
+	@$(LUAROCKS) --lua-version=$(LUAV) --tree=$(TREE) make --deps-mode=none \
 	  CFLAGS="-O2 -fPIC -std=c99 -Wall -Wextra -Werror" lua-ws-scm-1.rockspec >build.log 2>&1 \
 	  || { cat build.log; exit 1; }
 

@@ -1,0 +1,113 @@
+-- Turns bench/run.sh's raw results into one Markdown table with ratio rows.
+--   lua5.4 bench/report.lua build/bench/results.txt
+-- Input lines: "SERVER MODE RUN RESULT key=value ..." (wsload's RESULT line).
+local order, data = {}, {}
+for line in io.lines(arg[1]) do
+  local server, mode, fields = line:match("^(%S+) (%S+) %S+ RESULT ?(.*)$")
+  if server then
+    if not data[server] then data[server] = {}; order[#order + 1] = server end
+    local t = {}
+    for k, v in fields:gmatch("([%w_]+)=(%S+)") do t[k] = tonumber(v) or v end
+    local runs = data[server][mode] or {}
+    runs[#runs + 1] = t
+    data[server][mode] = runs
+  end
+end
+
+local function median(xs)
+  if #xs == 0 then return nil end
+  table.sort(xs)
+  local n = #xs
+  return n % 2 == 1 and xs[(n + 1) // 2] or (xs[n // 2] + xs[n // 2 + 1]) / 2
+end
+
+local flagged = false
+-- Median of one metric over the good runs; flag the cell if any run failed.
+local function metric(server, mode, f)
+  local xs, bad = {}, false
+  for _, t in ipairs(data[server][mode] or {}) do
+    if t.failed or (t.errors or 0) > 0 then bad = true end
+    local v = not t.failed and f(t)
+    if v then xs[#xs + 1] = v end
+  end
+  if bad then flagged = true end
+  return median(xs), bad
+end
+
+local function field(k) return function(t) return t[k] end end
+local function idle_kib(t)
+  if not t.conns or t.conns < t.want then return nil end
+  return (t.rss_kb - t.rss_base_kb) / t.conns
+end
+local function fmt(v, bad, digits)
+  if not v then return "fail" end
+  return string.format("%." .. (digits or 0) .. "f", v) .. (bad and " !" or "")
+end
+
+-- columns: label, mode, getter, digits
+local cols = {
+  { "64x32 B text msg/s", "m32", field "msgs_per_s", 0 },
+  { "64x4 KiB bin msg/s", "m4k", field "msgs_per_s", 0 },
+  { "4x1 MiB bin MiB/s", "m1m", field "mib_per_s", 0 },
+  { "upgrades/s (16 conc.)", "upg", field "upgrades_per_s", 0 },
+  { "idle KiB/conn", "idle", idle_kib, 1 },
+}
+local lats = {
+  { "32 B p50/p99/max µs", "m32", 1, 0 },
+  { "4 KiB p50/p99/max µs", "m4k", 1, 0 },
+  { "1 MiB p50/p99/max ms", "m1m", 1e3, 1 },
+}
+
+local values = {}   -- values[server][i] = number or {p50, p99, max}
+local header = { "server" }
+for _, c in ipairs(cols) do header[#header + 1] = c[1] end
+for _, l in ipairs(lats) do header[#header + 1] = l[1] end
+print("| " .. table.concat(header, " | ") .. " |")
+print("|---" .. string.rep("|---:", #header - 1) .. "|")
+for _, s in ipairs(order) do
+  local cells, vals = { s }, {}
+  for i, c in ipairs(cols) do
+    local v, bad = metric(s, c[2], c[3])
+    vals[i] = v
+    if c[2] == "idle" and not v then
+      local t = (data[s].idle or {})[1]
+      cells[#cells + 1] = t and t.conns and string.format("fail (%d/%d conns)", t.conns, t.want) or "fail"
+    else
+      cells[#cells + 1] = fmt(v, bad, c[4])
+    end
+  end
+  for j, l in ipairs(lats) do
+    local trio, parts = {}, {}
+    for k, key in ipairs { "p50_us", "p99_us", "max_us" } do
+      local v, bad = metric(s, l[2], field(key))
+      trio[k] = v and v / l[3]
+      parts[k] = fmt(trio[k], bad, l[4])
+    end
+    vals[#cols + j] = trio
+    cells[#cells + 1] = table.concat(parts, " / ")
+  end
+  values[s] = vals
+  print("| " .. table.concat(cells, " | ") .. " |")
+end
+
+-- Ratio rows: ours / peer for every column.
+local ours = values.ours
+local function ratio(a, b) return (a and b and b > 0) and string.format("%.2f", a / b) or "-" end
+if ours then
+  for _, s in ipairs(order) do
+    if s ~= "ours" then
+      local cells, peer = { "**ours/" .. s .. "**" }, values[s]
+      for i = 1, #cols do cells[#cells + 1] = ratio(ours[i], peer[i]) end
+      for j = 1, #lats do
+        local a, b, r = ours[#cols + j], peer[#cols + j], {}
+        for k = 1, 3 do r[k] = ratio(a[k], b[k]) end
+        cells[#cells + 1] = table.concat(r, " / ")
+      end
+      print("| " .. table.concat(cells, " | ") .. " |")
+    end
+  end
+end
+print()
+print("Ratios are ours/peer: above 1 is better for msg/s, MiB/s and upgrades/s;"
+  .. " below 1 is better for KiB/conn and latency.")
+if flagged then print("`!`: at least one run of that cell reported errors (see build/bench/wsload.log).") end

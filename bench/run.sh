@@ -1,0 +1,164 @@
+#!/bin/sh
+# Echo-server benchmark: lua-ws (examples/echo.lua) against peers, in one run.
+#   make bench        (or: sh bench/run.sh after make build)
+# Env: BENCH_SECS=5 BENCH_RUNS=3 (median of runs)  BENCH_IDLE_CONNS=10000
+#      BENCH_QUICK=1 (1 s x 1 run, 1000 idle conns)  BENCH_SERVERS="ours gorilla ..."
+#      BENCH_DEPTH=32 / BENCH_DEPTH_BIG=2: messages in flight per connection for
+#      32 B and 4 KiB / for 1 MiB; deep enough that the server, not the
+#      ping-pong of wake-ups between the two cores, is the bottleneck
+#      BENCH_CODEC=0 (skip codec.lua)  BENCH_PORT=18700 (ports are tried upward from it)
+# Servers run pinned to core 0, the load generator to core 1, over loopback.
+# Output: a Markdown table on stdout; raw results and logs in build/bench/.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+ROOT=$PWD
+OUT=$ROOT/build/bench
+mkdir -p "$OUT"
+
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+  SECS=${BENCH_SECS:-1} RUNS=${BENCH_RUNS:-1} IDLE=${BENCH_IDLE_CONNS:-1000}
+  WARMUP=0.2; export BENCH_CODEC_SECS=${BENCH_CODEC_SECS:-0.05}
+else
+  SECS=${BENCH_SECS:-5} RUNS=${BENCH_RUNS:-3} IDLE=${BENCH_IDLE_CONNS:-10000}; WARMUP=0.5
+fi
+DEPTH=${BENCH_DEPTH:-32} DEPTH_BIG=${BENCH_DEPTH_BIG:-2}
+SERVERS=${BENCH_SERVERS:-"ours gorilla node-ws py-websockets lua-http lws"}
+PORT=${BENCH_PORT:-18700}
+RES=$OUT/results.txt
+: >"$RES"; rm -f "$OUT"/*.log "$OUT/codec.md"
+
+timeout 1200 sh bench/deps.sh >&2   # apt/npm only when something is missing
+
+# 10k client sockets here, 10k accepted sockets in the server
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+OURS_PATH="$ROOT/.rocks/share/lua/5.4/?.lua;$ROOT/.rocks/share/lua/5.4/?/init.lua;;"
+OURS_CPATH="$ROOT/.rocks/lib/lua/5.4/?.so;;"
+# Debian installs lua-http (and basexx, fifo, lpeg_patterns) for Lua 5.1-5.3
+# only; the files are version-neutral and the C deps exist for 5.4.
+LH_PATH="/usr/share/lua/5.4/?.lua;/usr/share/lua/5.4/?/init.lua;/usr/share/lua/5.3/?.lua;/usr/share/lua/5.3/?/init.lua;/usr/share/lua/5.2/?.lua;/usr/share/lua/5.2/?/init.lua;;"
+
+echo "building wsload and peers..." >&2
+cc -std=c99 -O2 -Wall -Wextra -Werror bench/wsload.c -lcrypto -o "$OUT/wsload" || exit 1
+[ -f .rocks/lib/lua/5.4/ws/core.so ] || { echo "run 'make build' first" >&2; exit 1; }
+if command -v go >/dev/null 2>&1; then
+  (cd "$OUT" && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$OUT/gocache" \
+    timeout 300 go build -o "$OUT/gorilla_echo" "$ROOT/bench/peers/gorilla_echo.go") >&2 \
+    || echo "gorilla peer did not build" >&2
+fi
+cc -O2 -Wall -Wextra -Werror bench/peers/lws_echo.c -lwebsockets -o "$OUT/lws_echo" \
+  || echo "libwebsockets peer did not build" >&2
+
+PIDS=""
+cleanup() {
+  for _p in $PIDS; do kill -TERM "$_p" 2>/dev/null; done
+  sleep 0.3
+  for _p in $PIDS; do kill -KILL "$_p" 2>/dev/null; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+# A port no socket uses, not even one in TIME_WAIT or FIN_WAIT from a killed
+# server (some servers bind without SO_REUSEADDR).
+next_port() {
+  PORT=$((PORT + 1))
+  while ss -tanH "( sport = :$PORT or dport = :$PORT )" 2>/dev/null | grep -q .; do PORT=$((PORT + 1)); done
+}
+
+# start NAME: the server pinned to core 0 on a fresh port; sets SPID (taskset
+# execs, so it is the server's own pid, whose VmRSS we read) and SPORT.
+# Returns 1 if it never listens.
+start() {
+  log=$OUT/$1.log
+  next_port; set -- "$1" "$PORT"; SPORT=$PORT
+  case $1 in
+    ours) LUA_PATH=$OURS_PATH LUA_CPATH=$OURS_CPATH taskset -c 0 lua5.4 examples/echo.lua --port "$2" >>"$log" 2>&1 & ;;
+    gorilla) [ -x "$OUT/gorilla_echo" ] || return 1
+      GOMAXPROCS=1 taskset -c 0 "$OUT/gorilla_echo" "$2" >>"$log" 2>&1 & ;;
+    node-ws) NODE_PATH=$ROOT/bench/node_modules taskset -c 0 node bench/peers/node_echo.js "$2" >>"$log" 2>&1 & ;;
+    py-websockets) taskset -c 0 /usr/bin/python3 bench/peers/py_echo.py "$2" >>"$log" 2>&1 & ;;
+    lws) [ -x "$OUT/lws_echo" ] || return 1
+      taskset -c 0 "$OUT/lws_echo" "$2" >>"$log" 2>&1 & ;;
+    lua-http) LUA_PATH=$LH_PATH taskset -c 0 lua5.4 bench/peers/luahttp_echo.lua "$2" >>"$log" 2>&1 & ;;
+    *) return 1 ;;
+  esac
+  SPID=$!
+  PIDS="$PIDS $SPID"
+  i=0
+  while [ $i -lt 100 ]; do   # up to 10 s to listen
+    ss -ltnH "sport = :$2" 2>/dev/null | grep -q . && return 0
+    kill -0 "$SPID" 2>/dev/null || return 1
+    sleep 0.1; i=$((i + 1))
+  done
+  return 1
+}
+
+stop() { kill -TERM "$1" 2>/dev/null; sleep 0.3; kill -KILL "$1" 2>/dev/null; wait "$1" 2>/dev/null; }
+
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+load() { # load SERVER MODE RUN PORT wsload-args...: one measurement, appended to RES
+  tag="$1 $2 $3" lport=$4; shift 4
+  line=$(timeout -k 2 $((${SECS%.*} + 60)) taskset -c 1 "$OUT/wsload" "$@" --port "$lport" \
+         --secs "$SECS" --warmup "$WARMUP" 2>>"$OUT/wsload.log" | grep '^RESULT')
+  echo "$tag ${line:-RESULT errors=1 failed=1}" >>"$RES"
+  sleep 0.2   # let the server settle before the next load
+}
+
+# Phase 1: throughput and latency. All servers are up (idle ones cost
+# nothing) and runs interleave across servers, so machine noise spreads evenly.
+UP=""
+for s in $SERVERS; do
+  if start "$s"; then UP="$UP $s:$SPORT"; else echo "$s failed to start (see $OUT/$s.log)" >&2; echo "$s down 1 RESULT failed=1" >>"$RES"; fi
+done
+r=1
+while [ $r -le "$RUNS" ]; do
+  for sp in $UP; do
+    s=${sp%:*} p=${sp#*:}
+    echo "run $r/$RUNS: $s" >&2
+    load "$s" m32 $r "$p" echo --conns 64 --size 32 --text --depth "$DEPTH"
+    load "$s" m4k $r "$p" echo --conns 64 --size 4096 --binary --depth "$DEPTH"
+    load "$s" m1m $r "$p" echo --conns 4 --size 1048576 --binary --depth "$DEPTH_BIG"
+    load "$s" upg $r "$p" upgrade --conns 16
+  done
+  r=$((r + 1))
+done
+cleanup; PIDS=""
+
+# Phase 2: RSS per idle connection, each server fresh. A short churn first
+# warms code paths so one-time allocations do not count per connection.
+for sp in $UP; do
+  s=${sp%:*}
+  echo "idle $IDLE conns: $s" >&2
+  start "$s" && p=$SPORT || { echo "$s idle 1 RESULT failed=1" >>"$RES"; continue; }
+  timeout 20 taskset -c 1 "$OUT/wsload" upgrade --conns 4 --secs 0.5 --warmup 0 --port $p >/dev/null 2>&1
+  sleep 1
+  base=$(rss_kb "$SPID")
+  idle_out=$OUT/idle.out; : >"$idle_out"
+  timeout -k 2 200 taskset -c 1 "$OUT/wsload" idle --conns "$IDLE" --port $p --timeout 120 --secs 150 \
+    >"$idle_out" 2>>"$OUT/wsload.log" &
+  lpid=$!
+  i=0
+  while [ $i -lt 1400 ] && ! grep -q '^ready' "$idle_out" && kill -0 $lpid 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+  sleep 1   # let lazy per-connection work finish
+  rss=$(rss_kb "$SPID")
+  kill -TERM $lpid 2>/dev/null; wait $lpid 2>/dev/null
+  conns=$(sed -n 's/^ready conns=\([0-9]*\).*/\1/p' "$idle_out")
+  echo "$s idle 1 RESULT want=$IDLE conns=${conns:-0} rss_base_kb=$base rss_kb=$rss" >>"$RES"
+  stop "$SPID"
+done
+
+if [ "${BENCH_CODEC:-1}" = 1 ]; then
+  LUA_PATH=$OURS_PATH LUA_CPATH=$OURS_CPATH timeout 300 taskset -c 1 lua5.4 bench/codec.lua >"$OUT/codec.md" 2>&1
+fi
+
+# The report
+echo "# lua-ws echo benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo
+echo "Command: \`BENCH_SECS=$SECS BENCH_RUNS=$RUNS BENCH_IDLE_CONNS=$IDLE BENCH_DEPTH=$DEPTH BENCH_DEPTH_BIG=$DEPTH_BIG sh bench/run.sh\`;" \
+     "$(nproc) cores, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), Linux $(uname -r)."
+echo "Server on core 0 (\`taskset -c 0\`), wsload on core 1, loopback; median of $RUNS run(s) of $SECS s."
+echo
+lua5.4 bench/report.lua "$RES"
+[ -f "$OUT/codec.md" ] && { echo; cat "$OUT/codec.md"; }
+exit 0
