@@ -1,7 +1,11 @@
 #define _GNU_SOURCE
 #include "ws_io.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -45,6 +49,44 @@ int ws_poll_wait(int ep, ws_poll_event *ev, int max, int timeout_ms) {
     return n;
 }
 #endif
+
+int ws_fd_accept(int listen_fd) {
+    int fd;
+    do
+        fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    if (fd >= 0) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    return fd;
+}
+
+ssize_t ws_fd_send(int fd, const void *buf, size_t n) {
+    ssize_t r;
+    do
+        r = send(fd, buf, n, MSG_NOSIGNAL);
+    while (r < 0 && errno == EINTR);
+    return r;
+}
+
+int ws_fd_peer(int fd, char *ip, size_t ipcap, int *port) {
+    struct sockaddr_storage a;
+    socklen_t len = sizeof a;
+    if (getpeername(fd, (struct sockaddr *)&a, &len) != 0)
+        return -1;
+    if (a.ss_family == AF_INET) {
+        struct sockaddr_in *v4 = (struct sockaddr_in *)&a;
+        *port = ntohs(v4->sin_port);
+        return inet_ntop(AF_INET, &v4->sin_addr, ip, (socklen_t)ipcap) ? 4 : -1;
+    }
+    if (a.ss_family == AF_INET6) {
+        struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&a;
+        *port = ntohs(v6->sin6_port);
+        return inet_ntop(AF_INET6, &v6->sin6_addr, ip, (socklen_t)ipcap) ? 6 : -1;
+    }
+    return -1;
+}
 
 ssize_t ws_fd_read(int fd, void *buf, size_t n) {
     ssize_t r;

@@ -27,6 +27,16 @@ int ws_poll_unwatch(int ep, int fd);
 /* Wait up to timeout_ms (-1: forever). Returns the number of events, or -1. */
 int ws_poll_wait(int ep, ws_poll_event *ev, int max, int timeout_ms);
 
+/* accept4(2) a non-blocking, close-on-exec connection with TCP_NODELAY set:
+ * the descriptor, or -1 with errno (EAGAIN when none is pending). */
+int ws_fd_accept(int listen_fd);
+
+/* send(2) without SIGPIPE, retried on EINTR: bytes sent or -1 with errno. */
+ssize_t ws_fd_send(int fd, const void *buf, size_t n);
+
+/* Peer address as text into ip[ipcap] and its port: the family (4 or 6), or -1. */
+int ws_fd_peer(int fd, char *ip, size_t ipcap, int *port);
+
 /* read(2) retried on EINTR: >0 bytes, 0 end of stream, -1 with errno. */
 ssize_t ws_fd_read(int fd, void *buf, size_t n);
 

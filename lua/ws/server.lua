@@ -240,15 +240,21 @@ end
 
 function Server:accept_loop()
   local sock, l = self.sock, self.loop
+  local lfd = sock:getfd()
   while self.open do
-    local c = sock:accept()
+    -- accepted in C: a bare descriptor, not a LuaSocket object with its
+    -- 8 KiB buffer (see ws.core.accept)
+    local c, err = core.accept(lfd)
     if c then
-      c:settimeout(0)
-      c:setoption("tcp-nodelay", true)
       l:spawn(Server.serve_client, self, c)
-    else
-      local ok, err = l:wait(sock, "r")
-      if not ok and err == "closed" then break end
+    elseif err == "timeout" then
+      local ok, werr = l:wait(sock, "r")
+      if not ok and werr == "closed" then break end
+    elseif self.open then
+      -- out of descriptors or memory: back off instead of spinning, and
+      -- try again (an edge-triggered wait alone might never fire again)
+      log("accept: %s", err)
+      l:sleep(0.1)
     end
   end
 end
