@@ -428,8 +428,9 @@ static int keep_leftover(lreader *lr, const char *shared) {
     return 0;
 }
 
-static void drop_input(lua_State *L, lreader *lr) {
-    if (lr->own && lr->own_cap > KEEP_LEFTOVER) {
+/* Forget the consumed input; keep the leftover buffer if at most keep bytes. */
+static void drop_input(lua_State *L, lreader *lr, size_t keep) {
+    if (lr->own && lr->own_cap > keep) {
         free(lr->own);
         lr->own = NULL;
         lr->own_cap = 0;
@@ -471,7 +472,7 @@ static int l_reader_next(lua_State *L) {
                 return 1;
             }
         }
-        drop_input(L, lr);
+        drop_input(L, lr, KEEP_LEFTOVER);
         /* Always read until EAGAIN (or EOF) before reporting "timeout": a
          * short read does not mean the socket is empty. When data and the
          * peer's FIN arrive before one epoll_wait, edge-triggered epoll
@@ -510,13 +511,7 @@ static int l_reader_gc(lua_State *L) {
     if (lr->live) {
         lr->live = 0;
         ws_reader_free(&lr->r);
-        free(lr->own);
-        lr->own = NULL;
-        lr->own_cap = 0;
-        lr->in = NULL;
-        lr->in_len = lr->in_pos = 0;
-        lua_pushnil(L);
-        lua_setiuservalue(L, 1, 1);
+        drop_input(L, lr, 0);
     }
     return 0;
 }
