@@ -71,6 +71,12 @@ int ws_deflate_compress(ws_deflate *d, const unsigned char *in, size_t n,
     /* a sync flush ends with the empty stored block 00 00 ff ff: strip it */
     if (len >= 4 && memcmp(buf + len - 4, tail, 4) == 0)
         len -= 4;
+    /* zlib writes nothing for an empty message after a flush; the peer
+     * appends 00 00 ff ff, which needs a stored block header before it:
+     * send one (RFC 7692 section 7.2.3.6), else its inflater is left
+     * inside a block and misreads the next message */
+    if (len == 0)
+        buf[len++] = 0x00;
     if (d->out_reset) {
         deflateEnd(&d->out);
         d->out_live = 0;
@@ -80,9 +86,25 @@ int ws_deflate_compress(ws_deflate *d, const unsigned char *in, size_t n,
     return WS_DEFLATE_OK;
 }
 
-/* Feed src to the inflater, appending output to *buf; refuse past max. */
+/* A DEFLATE block with BFINAL set ended the stream inside a message, which
+ * RFC 7692 section 7.2.3.3 allows: start a new stream on the same LZ77
+ * window, so what follows (at least the 00 00 ff ff tail) and later
+ * messages may still refer back to it. */
+static int restart(ws_deflate *d) {
+    unsigned char win[1 << 15];
+    uInt n = 0;
+    if (inflateGetDictionary(&d->in, win, &n) != Z_OK || inflateReset(&d->in) != Z_OK)
+        return WS_DEFLATE_BAD;
+    if (n && inflateSetDictionary(&d->in, win, n) != Z_OK)
+        return WS_DEFLATE_BAD;
+    return WS_DEFLATE_OK;
+}
+
+/* Feed src to the inflater, appending output to *buf; refuse past max.
+ * *restarts: how many more BFINAL blocks this message may have (each costs
+ * two copies of the window, so a stream of empty final blocks is bounded). */
 static int inflate_some(ws_deflate *d, const unsigned char *src, size_t n, size_t max,
-                        unsigned char **buf, size_t *cap, size_t *len) {
+                        unsigned char **buf, size_t *cap, size_t *len, size_t *restarts) {
     d->in.next_in = (Bytef *)src;
     d->in.avail_in = (uInt)n;
     for (;;) {
@@ -99,8 +121,19 @@ static int inflate_some(ws_deflate *d, const unsigned char *src, size_t n, size_
         *len = *cap - d->in.avail_out;
         if (max && *len > max)
             return WS_DEFLATE_TOO_BIG;
-        if (rc == Z_STREAM_END || rc == Z_NEED_DICT || rc == Z_DATA_ERROR)
-            return WS_DEFLATE_BAD;   /* a final block or bad data: not a valid message */
+        if (rc == Z_STREAM_END) {
+            if (*restarts == 0)
+                return WS_DEFLATE_BAD;
+            --*restarts;
+            int r = restart(d);
+            if (r != WS_DEFLATE_OK)
+                return r;
+            if (d->in.avail_in == 0)
+                return WS_DEFLATE_OK;
+            continue;
+        }
+        if (rc == Z_NEED_DICT || rc == Z_DATA_ERROR)
+            return WS_DEFLATE_BAD;
         if (rc == Z_MEM_ERROR)
             return WS_DEFLATE_NOMEM;
         if (d->in.avail_in == 0 && d->in.avail_out > 0)
@@ -123,11 +156,17 @@ int ws_deflate_decompress(ws_deflate *d, const unsigned char *in, size_t n, size
     size_t first = n * 4 + 64;
     if (max && first > max + 1)
         first = max + 1;
+    size_t restarts = 4 + n / 4096;
     int rc = grow(&buf, &cap, first) != 0 ? WS_DEFLATE_NOMEM : WS_DEFLATE_OK;
     if (rc == WS_DEFLATE_OK)
-        rc = inflate_some(d, in, n, max, &buf, &cap, &len);
+        rc = inflate_some(d, in, n, max, &buf, &cap, &len, &restarts);
     if (rc == WS_DEFLATE_OK)
-        rc = inflate_some(d, tail, sizeof tail, max, &buf, &cap, &len);
+        rc = inflate_some(d, tail, sizeof tail, max, &buf, &cap, &len, &restarts);
+    /* the tail completes an empty stored block: the inflater must now be
+     * between blocks, else the message was cut short (or empty) and the
+     * next one would be read from the middle of a block */
+    if (rc == WS_DEFLATE_OK && !(d->in.data_type & 128))
+        rc = WS_DEFLATE_BAD;
     if (rc != WS_DEFLATE_OK || d->in_reset) {
         /* after an error the stream state is unusable anyway */
         inflateEnd(&d->in);

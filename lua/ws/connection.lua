@@ -72,6 +72,7 @@ function M.new(sock, opts)
     written = 0,               -- queue items fully written so far
     waiters = {},              -- senders waiting for their item: { seq, co }
     last_seen = gettime(),
+    burst = 0,                 -- messages received without waiting (see receive)
   }, Conn)
   sock:settimeout(0)
   -- plain TCP: read straight from the descriptor, and (server frames are
@@ -104,6 +105,8 @@ local function shutdown(self)
   if l then l:forget(self.sock) end
   self.sock:close()
   self.reader:close()
+  -- zlib holds ~300 KiB per connection that Lua's GC cannot see: free it now
+  if self.deflate then self.deflate:close() end
   self.q, self.qh, self.qt, self.qbytes = {}, 1, 0, 0
   local waiters = self.waiters
   self.waiters = {}
@@ -155,25 +158,31 @@ local function enqueue(self, s)
   return t
 end
 
--- Send one encoded frame, waiting (up to send_timeout) until it is written.
-local function send_raw(self, s)
-  if self.sock_closed then return nil, "closed" end
-  -- fast path: nothing queued, nobody flushing: write straight away
+-- With nothing queued and nobody flushing, write s at once; queue what the
+-- socket does not take. Returns true when all of s was written, false when
+-- some of it waits in the queue, nil when the connection broke.
+local function write_or_queue(self, s)
   if self.qh > self.qt and not self.flushing then
     local last, err, sent = self.sock:send(s)
-    if last then
-      self.last_sent = gettime()
-      return true
-    end
+    if last then return true end
     if err ~= "timeout" and err ~= "wantwrite" and err ~= "wantread" then
       self:abort(1006, err)
-      return nil, "closed"
+      return nil
     end
     enqueue(self, s)
     if sent and sent > 0 then self.qoff = sent + 1 end
-  else
-    enqueue(self, s)
+    return false
   end
+  enqueue(self, s)
+  return false
+end
+
+-- Send one encoded frame, waiting (up to send_timeout) until it is written.
+local function send_raw(self, s)
+  if self.sock_closed then return nil, "closed" end
+  local done = write_or_queue(self, s)
+  if done then return true end
+  if done == nil then return nil, "closed" end
   local seq = self.qt
   local deadline = self.send_timeout and gettime() + self.send_timeout
   if self.flushing then
@@ -190,33 +199,22 @@ local function send_raw(self, s)
   self.flushing = true
   local ok, err = flush(self, deadline)
   self.flushing = false
-  if ok then
-    self.last_sent = gettime()
-    return true
-  end
+  if ok then return true end
   self:abort(1006, err == "timeout" and "send timeout" or err)
   return nil, err == "timeout" and "timeout" or "closed"
 end
 
 -- Queue a frame without waiting (pongs, broadcast, keepalive); a background
--- task flushes it. A peer that lets the queue pass max_queue is dropped.
+-- task flushes it. A peer that lets its queue pass max_queue is dropped
+-- (only bytes the socket would not take count, so an idle peer never is).
 local function send_nowait(self, s)
   if self.sock_closed then return nil, "closed" end
-  if self.qbytes + #s > self.max_queue then
+  local done = write_or_queue(self, s)
+  if done then return true end
+  if done == nil then return nil, "closed" end
+  if self.qbytes - (self.qoff - 1) > self.max_queue then
     self:abort(1008, "send queue full")
     return nil, "send queue full"
-  end
-  if self.qh > self.qt and not self.flushing then
-    local last, err, sent = self.sock:send(s)
-    if last then return true end
-    if err ~= "timeout" and err ~= "wantwrite" and err ~= "wantread" then
-      self:abort(1006, err)
-      return nil, "closed"
-    end
-    enqueue(self, s)
-    if sent and sent > 0 then self.qoff = sent + 1 end
-  else
-    enqueue(self, s)
   end
   if not self.flushing then
     local l = loop.current()
@@ -341,6 +339,7 @@ local function wait_input(self, deadline, mode)
   local until_ = deadline
   local idle = self.idle_timeout and self.last_seen + self.idle_timeout
   if idle and (not until_ or idle < until_) then until_ = idle end
+  self.burst = 0
   local ok, err = io_.wait(self.sock, mode or "r", until_)
   if ok then
     self.last_seen = gettime()
@@ -363,6 +362,9 @@ end
 local function receive(self, deadline)
   local reader, sock = self.reader, self.sock
   while true do
+    -- answering a ping (send queue full), on_pong, or another task may
+    -- have dropped the connection meanwhile: its reader is closed then
+    if self.sock_closed then return nil, "closed", self.close_code, self.close_reason end
     -- with a descriptor, next() reads from it once its input is used up
     local kind, data, code, reason = reader:next(self.rfd)
     if kind == "text" or kind == "binary" then
@@ -372,6 +374,14 @@ local function receive(self, deadline)
         if not data then return fail(self, err == "message too big" and 1009 or 1007, err) end
         if kind == "text" and not utf8_valid(data) then return fail(self, 1007, "invalid utf-8") end
       end
+      -- a peer whose input never runs dry must not starve the other tasks
+      local burst = self.burst + 1
+      if burst >= 64 then
+        burst = 0
+        local l = loop.current()
+        if l then l:yield() end
+      end
+      self.burst = burst
       return data, kind
     elseif kind == "ping" then
       if self.state == "open" then send_nowait(self, frame(data, "pong", true, self.masked)) end

@@ -11,9 +11,9 @@ local M = {}
 
 M.NAME = "permessage-deflate"
 
+-- A window size: a decimal 8..15 without leading zeroes (RFC 7692 section 7.1.2).
 local function bits(v)
-  local n = tonumber(v)
-  if n and n >= 8 and n <= 15 and n == math.floor(n) and tostring(v):match("^%d+$") then return n end
+  if type(v) == "string" and (v:match("^[89]$") or v:match("^1[0-5]$")) then return tonumber(v) end
   return nil
 end
 
@@ -28,7 +28,9 @@ function M.parse(header)
       if not name then return nil end
       local params, dup = {}, false
       for p in rest:gmatch(";([^;]*)") do
-        local k, v = p:match('^%s*([%w_-]+)%s*=%s*"?([%w_.-]*)"?%s*$')
+        -- a value is a token or a quoted string (RFC 7230 section 3.2.6)
+        local k, v = p:match('^%s*([%w_-]+)%s*=%s*([%w_.-]+)%s*$')
+        if not k then k, v = p:match('^%s*([%w_-]+)%s*=%s*"([%w_.-]*)"%s*$') end
         if not k then
           k = p:match("^%s*([%w_-]+)%s*$")
           v = true

@@ -278,6 +278,12 @@ function Loop:sleep(secs)
   return co_yield()
 end
 
+--- Let the other ready tasks run first, then continue (inside a task).
+function Loop:yield()
+  schedule(self, entry(self).co, true)
+  return co_yield()
+end
+
 --- Suspend the current task until wake(co, ...) or the deadline (then nil, "timeout").
 function Loop:suspend(deadline)
   local e = entry(self)

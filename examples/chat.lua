@@ -1,0 +1,104 @@
+-- Chat server: every message from one client goes to all the others.
+--   lua5.4 examples/chat.lua [--host H] [--port P] [--verbose]
+-- ws://HOST:PORT/ws is the chat; http://HOST:PORT/ serves a page to chat
+-- from a browser. Messages are relayed as they are (text or binary) with
+-- server:broadcast, which encodes a message once and queues it to every
+-- connection without waiting: a slow reader never slows the others, and one
+-- that lets more than MAX_QUEUE bytes pile up is dropped (close code 1008).
+local ws = require "ws"
+
+local MAX_QUEUE = 1 << 20   -- bytes waiting for one client before it is dropped
+
+local host, port, verbose = "127.0.0.1", 8080, false
+local i = 1
+while arg[i] do
+  local a = arg[i]
+  if a == "--host" then host = arg[i + 1]; i = i + 1
+  elseif a == "--port" then port = tonumber(arg[i + 1]); i = i + 1
+  elseif a == "--verbose" then verbose = true
+  else
+    io.stderr:write("usage: lua5.4 examples/chat.lua [--host H] [--port P] [--verbose]\n")
+    os.exit(2)
+  end
+  i = i + 1
+end
+
+local log = ws.log
+
+local server = assert(ws.listen {
+  host = host,
+  port = port,
+  max_queue = MAX_QUEUE,
+  max_message = 64 * 1024,   -- a chat line, or a small picture
+  ping_interval = 30,        -- find peers that vanished without a close
+})
+
+local online = 0
+
+server:route("/ws", function(conn)
+  online = online + 1
+  log("join %s (%d online)", conn.peer, online)
+  for message, kind in conn:messages() do
+    local n = server:broadcast(message, kind, conn)
+    if verbose then log("relay %s: %s %d bytes to %d", conn.peer, kind, #message, n) end
+    -- receive() does not yield while this peer's input keeps coming and
+    -- broadcast() only queues: let the other tasks (those writing the
+    -- queues out, the other handlers) run between two messages
+    server.loop:sleep(0)
+  end
+  online = online - 1
+  log("leave %s (%s %s) (%d online)", conn.peer, tostring(conn.close_code), conn.close_reason or "", online)
+end)
+
+server:page("/", [[
+<!doctype html>
+<meta charset="utf-8">
+<title>lua-ws chat</title>
+<style>
+body{font:16px system-ui,sans-serif;max-width:40em;margin:2em auto}
+#log{height:20em;overflow-y:auto;border:1px solid #ccc;padding:.5em;white-space:pre-wrap}
+.me{color:#06c}.sys{color:#888;font-style:italic}
+form{display:flex;gap:.5em;margin-top:.5em}#msg{flex:1}
+</style>
+<h1>lua-ws chat</h1>
+<p><label>name <input id="nick" size="12"></label> <span id="state">connecting…</span></p>
+<div id="log"></div>
+<form id="f"><input id="msg" autocomplete="off" autofocus><button>Send</button></form>
+<script>
+const logEl = document.getElementById("log");
+const state = document.getElementById("state");
+const nick = document.getElementById("nick");
+nick.value = "guest" + Math.floor(Math.random() * 1000);
+const line = (text, cls) => {
+  const d = document.createElement("div");
+  d.textContent = text;
+  if (cls) d.className = cls;
+  logEl.appendChild(d);
+  logEl.scrollTop = logEl.scrollHeight;
+};
+let sock;
+const connect = () => {
+  sock = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
+  sock.onopen = () => { state.textContent = "online"; line("connected", "sys"); };
+  sock.onmessage = (e) => line(typeof e.data === "string" ? e.data : "(binary message)");
+  sock.onclose = (e) => {
+    state.textContent = "offline (" + e.code + "), reconnecting…";
+    line("disconnected (" + e.code + ")", "sys");
+    setTimeout(connect, 2000);
+  };
+};
+connect();
+document.getElementById("f").onsubmit = (e) => {
+  e.preventDefault();
+  const input = document.getElementById("msg");
+  if (!input.value || sock.readyState !== WebSocket.OPEN) return;
+  const text = nick.value + ": " + input.value;
+  sock.send(text);
+  line(text, "me");
+  input.value = "";
+};
+</script>
+]])
+
+log("chat server on ws://%s:%d/ws (page at http://%s:%d/)", server.host, server.port, server.host, server.port)
+server:run()
