@@ -1,0 +1,46 @@
+-- An echo server with small limits, for spec/hostile_spec.lua.
+--   lua5.4 spec/servers/hostile_server.lua --port N [--set key=value ...]
+-- Defaults: handshake_timeout=2, send_timeout=2, close_timeout=1,
+-- max_message=1 MiB, max_queue=1 MiB, idle_timeout=30; --set overrides
+-- them or sets any other listen option (numbers, true/false, strings).
+-- /ws echoes every message with its kind. Logs "closed PEER CODE REASON"
+-- for every finished connection.
+local ws = require "ws"
+
+local opts = {
+  host = "127.0.0.1",
+  check_origin = function() return true end,
+  handshake_timeout = 2,
+  send_timeout = 2,
+  close_timeout = 1,
+  max_message = 1024 * 1024,
+  max_queue = 1024 * 1024,
+  idle_timeout = 30,
+}
+local i = 1
+while arg[i] do
+  if arg[i] == "--port" then
+    opts.port = tonumber(arg[i + 1])
+  elseif arg[i] == "--set" then
+    local k, v = arg[i + 1]:match("^([%w_]+)=(.*)$")
+    if v == "true" then v = true elseif v == "false" then v = false else v = tonumber(v) or v end
+    opts[k] = v
+  else
+    error("unknown argument " .. arg[i])
+  end
+  i = i + 2
+end
+opts.on_disconnect = function(conn)
+  ws.log("closed %s %s %s", conn.peer, tostring(conn.close_code), tostring(conn.close_reason))
+end
+
+local server = assert(ws.listen(opts))
+server:route("/ws", function(conn)
+  while true do   -- not `for ... in conn:messages()`: Lua 5.1 cannot wait there
+    local data, kind = conn:receive()
+    if not data then break end
+    if not conn:send(data, kind) then break end
+  end
+end)
+ws.log("hostile test server on port %d", server.port)
+server:run()
