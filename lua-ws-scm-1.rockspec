@@ -13,7 +13,7 @@ ws:// / wss:// client on LuaSocket (and LuaSec for TLS).
    license = "MIT",
 }
 dependencies = {
-   "lua >= 5.4, < 5.5",
+   "lua >= 5.1, < 5.5",   -- 5.1, LuaJIT 2.1, 5.3, 5.4 tested by make test (5.2 builds too)
    "luasocket >= 3.0",
    -- wss:// needs "luasec"; it is loaded only when used.
 }

@@ -12,6 +12,7 @@
 
 #include <lua.h>
 #include <lauxlib.h>
+#include "ws_compat.h"   /* 5.1, LuaJIT, 5.2, 5.3: what they lack of the 5.4 API */
 
 #include "ws_crypto.h"
 #include "ws_deflate.h"

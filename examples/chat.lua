@@ -7,7 +7,7 @@
 -- that lets more than MAX_QUEUE bytes pile up is dropped (close code 1008).
 local ws = require "ws"
 
-local MAX_QUEUE = 1 << 20   -- bytes waiting for one client before it is dropped
+local MAX_QUEUE = 1024 * 1024   -- bytes waiting for one client before it is dropped
 
 local host, port, verbose = "127.0.0.1", 8080, false
 local i = 1
@@ -38,7 +38,11 @@ local online = 0
 server:route("/ws", function(conn)
   online = online + 1
   log("join %s (%d online)", conn.peer, online)
-  for message, kind in conn:messages() do
+  -- a while loop, not `for message, kind in conn:messages()`, so that it runs on
+  -- Lua 5.1 too (which cannot wait inside a for iterator)
+  while true do
+    local message, kind = conn:receive()
+    if not message then break end
     local n = server:broadcast(message, kind, conn)
     if verbose then log("relay %s: %s %d bytes to %d", conn.peer, kind, #message, n) end
     -- receive() does not yield while this peer's input keeps coming and

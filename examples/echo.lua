@@ -29,7 +29,11 @@ local server = assert(ws.listen {
 
 server:route("/ws", function(conn)
   log("connect %s", conn.peer)
-  for message, kind in conn:messages() do
+  -- a while loop, not `for message, kind in conn:messages()`, so that it runs on
+  -- Lua 5.1 too (which cannot wait inside a for iterator)
+  while true do
+    local message, kind = conn:receive()
+    if not message then break end
     if verbose then log("recv %s: %s %d bytes", conn.peer, kind, #message) end
     if not conn:send(message, kind) then break end
   end

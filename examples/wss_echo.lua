@@ -25,7 +25,11 @@ end
 local server = assert(ws.listen(opts))
 server:route("/ws", function(conn)
   ws.log("connect %s", conn.peer)
-  for message, kind in conn:messages() do
+  -- a while loop, not `for message, kind in conn:messages()`, so that it runs on
+  -- Lua 5.1 too (which cannot wait inside a for iterator)
+  while true do
+    local message, kind = conn:receive()
+    if not message then break end
     if not conn:send(message, kind) then break end
   end
   ws.log("disconnect %s (%s)", conn.peer, tostring(conn.close_code))

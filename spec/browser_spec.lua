@@ -126,7 +126,7 @@ run().catch((err) => out.push("error=" + String(err && err.message)))
 </script>
 ]]
 
-describe("headless Chromium", function()
+describe("headless Chromium #browser", function()
   local echo, server, report, browser, dump, profile
 
   setup(function()

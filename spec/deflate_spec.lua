@@ -719,7 +719,7 @@ describe("our client (compression = true)", function()
 end)
 
 ------------------------------------------------------------------------------
-describe("Chromium", function()
+describe("Chromium #browser", function()
   it("negotiates permessage-deflate with our server and gets every echo back exactly", function()
     local server = deflate_server(nil, "deflate-chromium")
     local dir = os.tmpname()

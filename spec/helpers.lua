@@ -34,6 +34,10 @@ end
 --- Start a command in the background; returns { pid, log, stop(), alive() }.
 function M.spawn(cmd, name)
   local log = string.format("%s/%s-%d.log", M.LOGDIR, name or "proc", math.random(1e9))
+  -- empty it now: specs seed math.random, so a later run reuses the name, and
+  -- output() must not read the old run's lines before the shell truncates it
+  local f = io.open(log, "w")
+  if f then f:close() end
   local p = io.popen(string.format("(%s) >'%s' 2>&1 </dev/null & echo $!", cmd, log))
   local pid = tonumber(p:read("*l"))
   p:close()

@@ -16,8 +16,8 @@ local co_running = coroutine.running
 local M = {}
 
 M.defaults = {
-  max_message = 1 << 20,     -- bytes; bigger messages are closed with 1009
-  max_queue = 16 << 20,      -- bytes queued without a waiting sender (pongs, broadcast)
+  max_message = 1024 * 1024,       -- bytes; bigger messages are closed with 1009
+  max_queue = 16 * 1024 * 1024,    -- bytes queued without a waiting sender (pongs, broadcast)
   send_timeout = 30,         -- seconds one send may wait for the peer to read
   close_timeout = 3,         -- seconds to wait for the peer's close frame
   idle_timeout = nil,        -- seconds of silence from the peer before closing (nil: never)
@@ -431,7 +431,13 @@ end
 
 --- Iterator over incoming messages: for data, kind in conn:messages() do ... end
 -- Ends when the connection closes or fails (see conn.close_code).
+-- Not in a ws.loop task on PUC Lua 5.1, which cannot yield out of a for
+-- iterator: use a while loop over conn:receive() there.
 function Conn:messages(timeout)
+  if loop.LUA51 and loop.current() then
+    error("conn:messages() cannot wait inside a for loop on Lua 5.1: " ..
+          "use `while true do local data, kind = conn:receive() if not data then break end ... end`", 2)
+  end
   return function()
     local data, kind = self:receive(timeout)
     if data then return data, kind end

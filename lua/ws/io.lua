@@ -9,7 +9,7 @@ local current = loop.current
 
 local M = {}
 
-M.CHUNK = 1 << 20   -- most bytes asked of one receive
+M.CHUNK = 1024 * 1024   -- most bytes asked of one receive
 
 --- The descriptor of a plain TCP socket, or nil (TLS sockets must be read
 -- through LuaSec; LuaSocket must hold no buffered input for it to be used).

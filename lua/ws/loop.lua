@@ -11,8 +11,16 @@ local socket = require "socket"
 local gettime = socket.gettime
 local co_create, co_resume, co_running, co_yield, co_status =
   coroutine.create, coroutine.resume, coroutine.running, coroutine.yield, coroutine.status
+local floor = math.floor
+-- Lua 5.1 and LuaJIT: no table.pack / table.unpack
+local pack = table.pack or function(...) return { n = select("#", ...), ... } end
+local unpack = table.unpack or unpack
+-- PUC Lua 5.1 (not LuaJIT) cannot yield across pcall/xpcall nor out of a
+-- for iterator; coroutine.running() gives nil in its main thread
+local lua51 = _VERSION == "Lua 5.1" and not rawget(_G, "jit")
 
 local M = {}
+M.LUA51 = lua51
 
 local Loop = {}
 Loop.__index = Loop
@@ -121,7 +129,7 @@ end
 
 local function heap_up(h, i)
   while i > 1 do
-    local p = i // 2
+    local p = floor(i / 2)
     if h[p].key <= h[i].key then break end
     heap_swap(h, i, p)
     i = p
@@ -240,13 +248,54 @@ function Loop:spawn(fn, ...)
     co = co_create(fn)
     schedule(self, co, ...)
   else
-    local args = table.pack(...)
-    co = co_create(function() return fn(table.unpack(args, 1, args.n)) end)
+    local args = pack(...)
+    co = co_create(function() return fn(unpack(args, 1, args.n)) end)
     schedule(self, co)
   end
   self.entries[co] = { co = co }
   self.ntasks = self.ntasks + 1
   return co
+end
+
+-- Resume the helper coroutine of M.xpcall and pass its yields up to the
+-- task; returns what xpcall returns.
+local function drive(l, co, msgh, r)
+  while true do
+    if not r[1] then
+      if l then l.entries[co] = nil end
+      if msgh == debug.traceback then return false, debug.traceback(co, r[2]) end
+      return false, msgh(r[2])
+    end
+    if co_status(co) == "dead" then
+      if l then l.entries[co] = nil end
+      return true, unpack(r, 2, r.n)
+    end
+    r = pack(co_resume(co, co_yield(unpack(r, 2, r.n))))
+  end
+end
+
+--- xpcall(f, msgh, ...) through which f may wait (yield), as in Lua 5.2+,
+-- on Lua 5.1 too: there f runs in a coroutine of its own that passes its
+-- yields up and, inside a task, stands for the task (same wait entry).
+-- msgh gets the error, not the stack (debug.traceback gets f's stack).
+function M.xpcall(f, msgh, ...)
+  if not lua51 then return xpcall(f, msgh, ...) end
+  local outer = co_running()
+  if not outer then
+    -- the main thread cannot yield anyway
+    local args = pack(...)
+    return xpcall(function() return f(unpack(args, 1, args.n)) end, msgh)
+  end
+  local l = active and active.entries[outer] and active or nil
+  local co = co_create(f)
+  if l then l.entries[co] = l.entries[outer] end
+  return drive(l, co, msgh, pack(co_resume(co, ...)))
+end
+
+--- pcall(f, ...) through which f may wait (yield), on Lua 5.1 too.
+function M.pcall(f, ...)
+  if not lua51 then return pcall(f, ...) end
+  return M.xpcall(f, function(e) return e end, ...)
 end
 
 --- Wait (inside a task) until sock is ready for mode "r" or "w", or deadline.

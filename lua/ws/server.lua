@@ -271,7 +271,7 @@ local function serve_page(self, sock, req, deadline)
   end
   local status, body, headers = 200, page, { ["Content-Type"] = "text/html; charset=utf-8" }
   if type(page) == "function" then
-    local ok, s, b, h = pcall(page, req)
+    local ok, s, b, h = loop.pcall(page, req)   -- (a page may wait, on Lua 5.1 too)
     if ok then status, body, headers = s, b or "", h else status, body = 500, "internal error\n" end
   end
   -- HEAD: the Content-Length GET would give, no body (RFC 9110 section 9.3.2)
@@ -304,7 +304,7 @@ function Server:serve_client(sock)
   if not conn then return end
   self.conns[conn] = true
   if o.on_connect then o.on_connect(conn) end
-  local ok, err = xpcall(handler, debug.traceback, conn)
+  local ok, err = loop.xpcall(handler, debug.traceback, conn)   -- (lets it wait on Lua 5.1 too)
   if not ok then
     log("handler error (%s): %s", conn.peer, tostring(err))
     conn:close(1011, "internal error")

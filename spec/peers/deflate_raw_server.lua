@@ -56,14 +56,14 @@ local function serve(c)
   elseif path == "/plain" then
     c:send(core.frame("not compressed, but RSV1", "text", true, false, 4))
   elseif path == "/bomb" then
-    local bomb = core.deflate{}:compress(string.rep("\0", 100 << 20))
+    local bomb = core.deflate{}:compress(string.rep("\0", 100 * 1024 * 1024))
     c:send(core.frame(bomb, "binary", true, false, 4))
   elseif path == "/bfinal" then
-    c:send(core.frame("\xf3\x48\xcd\xc9\xc9\x07\x00\x00", "text", true, false, 4))
-    c:send(core.frame("\xf2\x00\x11\x00\x00", "text", true, false, 4))
+    c:send(core.frame("\243\72\205\201\201\7\0\0", "text", true, false, 4))
+    c:send(core.frame("\242\0\17\0\0", "text", true, false, 4))
   end
   -- wait for the client's close frame (or EOF)
-  local reader = core.reader { role = "server", max_message = 1 << 20, rsv_allowed = 4 }
+  local reader = core.reader { role = "server", max_message = 1024 * 1024, rsv_allowed = 4 }
   local code = "none"
   while true do
     local data, err, partial = c:receive(65536)

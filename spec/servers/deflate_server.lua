@@ -18,7 +18,7 @@
 -- Logs "closed PEER CODE REASON" for every finished connection.
 local ws = require "ws"
 
-local opts = { host = "127.0.0.1", check_origin = function() return true end, max_message = 16 << 20 }
+local opts = { host = "127.0.0.1", check_origin = function() return true end, max_message = 16 * 1024 * 1024 }
 local comp, off = nil, false
 local function value(v)
   if v == "true" then return true elseif v == "false" then return false end
@@ -47,7 +47,9 @@ end
 local server = assert(ws.listen(opts))
 
 local function echo(conn)
-  for data, kind in conn:messages() do
+  while true do   -- not `for ... in conn:messages()`: Lua 5.1 cannot wait there
+    local data, kind = conn:receive()
+    if not data then break end
     if not conn:send(data, kind) then break end
   end
 end
@@ -62,7 +64,9 @@ end)
 
 local reported = false
 server:route("/report", function(conn)
-  for data in conn:messages() do
+  while true do   -- not `for ... in conn:messages()`: Lua 5.1 cannot wait there
+    local data = conn:receive()
+    if not data then break end
     ws.log("report %s", data)
     io.stderr:flush()
     reported = true

@@ -31,7 +31,9 @@ end
 local server = assert(ws.listen(opts))
 
 server:route("/echo", function(conn)
-  for data, kind in conn:messages() do
+  while true do   -- not `for ... in conn:messages()`: Lua 5.1 cannot wait there
+    local data, kind = conn:receive()
+    if not data then break end
     if not conn:send(data, kind) then break end
   end
 end)
@@ -49,7 +51,9 @@ server:route("/concurrent", function(conn)
       if not conn:send(msg) then break end
     end
   end)
-  for data, kind in conn:messages() do
+  while true do   -- not `for ... in conn:messages()`: Lua 5.1 cannot wait there
+    local data, kind = conn:receive()
+    if not data then break end
     if not conn:send("echo:" .. data, kind) then break end
   end
 end)
