@@ -9,15 +9,7 @@ local H = require "spec.helpers"
 
 local gettime = socket.gettime
 
-local function wait_output(proc, pattern, secs)
-  local deadline = gettime() + (secs or 3)
-  repeat
-    local m = proc.output():match(pattern)
-    if m then return m end
-    socket.sleep(0.02)
-  until gettime() > deadline
-  return nil
-end
+local wait_output = H.wait_output
 
 local function count(s, pattern)
   local n = 0

@@ -18,16 +18,7 @@ end
 
 local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
--- Poll a process's output for a Lua pattern; returns the first capture.
-local function wait_output(proc, pattern, secs)
-  local deadline = gettime() + (secs or 3)
-  repeat
-    local m = proc.output():match(pattern)
-    if m then return m end
-    socket.sleep(0.02)
-  until gettime() > deadline
-  return nil
-end
+local wait_output = H.wait_output
 
 -- An in-process server on a free port in a fresh loop.
 local function loop_server(opts, routes)

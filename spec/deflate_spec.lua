@@ -35,15 +35,7 @@ local function deflate_server(args, name)
   return H.start_lua("spec/servers/deflate_server.lua", args, name or "deflate-server")
 end
 
-local function wait_output(proc, pattern, secs)
-  local deadline = gettime() + (secs or 3)
-  repeat
-    local m = proc.output():match(pattern)
-    if m then return m end
-    socket.sleep(0.02)
-  until gettime() > deadline
-  return nil
-end
+local wait_output = H.wait_output
 
 -- A raw client on path offering `ext` (nil: no offer); returns it and the 101 head.
 local function raw(port, path, ext)

@@ -56,6 +56,18 @@ function M.spawn(cmd, name)
   return proc
 end
 
+--- Poll a process's output (see spawn) for a Lua pattern, up to secs
+-- (default 3); returns the first capture, or nil.
+function M.wait_output(proc, pattern, secs)
+  local deadline = socket.gettime() + (secs or 3)
+  repeat
+    local m = proc.output():match(pattern)
+    if m then return m end
+    socket.sleep(0.02)
+  until socket.gettime() > deadline
+  return nil
+end
+
 --- Start a Lua server script with --port; waits until it listens.
 function M.start_lua(script, args, name)
   local port = M.free_port()

@@ -54,16 +54,7 @@ local function one(lines, fields, out)
   return t[1]
 end
 
--- Poll a process's output for a Lua pattern; returns its captures (or nil).
-local function wait_output(proc, pattern, secs)
-  local deadline = gettime() + (secs or 5)
-  repeat
-    local out = proc.output()
-    if out:match(pattern) then return out:match(pattern) end
-    socket.sleep(0.02)
-  until gettime() > deadline
-  return nil
-end
+local function wait_output(proc, pattern, secs) return H.wait_output(proc, pattern, secs or 5) end
 
 -- nil when a == b, else a short description (never print 16 MiB strings).
 local function diff(a, b)
