@@ -52,7 +52,7 @@ local TEST_PAGE = [[
 <pre id="result">running</pre>
 <img src="/hold" alt="">
 <script>
-const ECHO = "ws://127.0.0.1:%d/ws", REPORT = "ws://" + location.host + "/report";
+const ECHO = "%s", REPORT = "ws://" + location.host + "/report";
 const out = [];
 const same = (a, b) => {
   if (a.byteLength !== b.byteLength) return false;
@@ -127,14 +127,22 @@ run().catch((err) => out.push("error=" + String(err && err.message)))
 ]]
 
 describe("headless Chromium #browser", function()
-  local echo, server, report, browser, dump, profile
+  local echo, wss, certdir, server, report, browser, dump, profile
 
   setup(function()
     assert(io.open(CHROMIUM), "no " .. CHROMIUM .. " (apt-get install -y chromium)"):close()
     echo = H.start_lua("examples/echo.lua", "", "echo-browser")
     server = assert(ws.listen { host = "127.0.0.1", port = 0, handshake_timeout = 60,
                                 check_origin = function() return true end })
-    server:page("/test-page", string.format(TEST_PAGE, echo.port))
+    server:page("/test-page", string.format(TEST_PAGE, "ws://127.0.0.1:" .. echo.port .. "/ws"))
+    -- the same page against the TLS example, with a throwaway certificate
+    certdir = tmpdir()
+    assert(os.execute(string.format("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost " ..
+      "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout %s/key.pem -out %s/cert.pem 2>/dev/null",
+      certdir, certdir)))
+    wss = H.start_lua("examples/wss_echo.lua",
+      string.format("--cert %s/cert.pem --key %s/key.pem", certdir, certdir), "wss-browser")
+    server:page("/test-page-wss", string.format(TEST_PAGE, "wss://127.0.0.1:" .. wss.port .. "/ws"))
     server:page("/hold", function()
       -- hold the page's load event until the report came (or 40 s)
       local deadline = gettime() + 40
@@ -153,6 +161,8 @@ describe("headless Chromium #browser", function()
     if profile then os.execute("rm -rf " .. shell_quote(profile)) end
     if server then server:close() end
     if echo then echo.stop() end
+    if wss then wss.stop() end
+    if certdir then os.execute("rm -rf " .. shell_quote(certdir)) end
   end)
 
   it("echoes text, binary (all 256 byte values), 1 MiB text and binary, in order, and closes cleanly", function()
@@ -173,6 +183,21 @@ describe("headless Chromium #browser", function()
       socket.sleep(0.02)
     end
     assert.truthy(log:find("(1000 done)", 1, true), log)
+  end)
+
+  it("does the same over wss:// against examples/wss_echo.lua", function()
+    report = nil
+    local b, d, p = chromium(string.format("http://127.0.0.1:%d/test-page-wss", server.port),
+      "--ignore-certificate-errors")
+    local deadline = gettime() + 70
+    while b.alive() and gettime() < deadline do server:step(0.05) end
+    for _ = 1, 10 do server:step(0.01) end
+    local dom = read_file(d)
+    os.execute("rm -rf " .. shell_quote(p))
+    assert.is_false(b.alive(), "chromium did not exit")
+    assert.equal(EXPECTED, report, "report over WebSocket; chromium log:\n" .. b.output():sub(-3000))
+    assert.truthy(dom:find('<pre id="result">' .. EXPECTED .. '</pre>', 1, true), "dumped DOM:\n" .. dom:sub(1, 3000))
+    assert.truthy(H.wait_output(wss, "disconnect [^\n]*%(1000%)"), wss.output())
   end)
 
   it("the example's own page at / carries the WebSocket script, and opens in the browser", function()
