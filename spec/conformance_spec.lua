@@ -69,52 +69,9 @@ local function enc(opcode, payload, opts)
   return string.char(b0) .. len .. key .. mask(payload, key)
 end
 
--- SHA-1 (FIPS 180-4) and base64, to check Sec-WebSocket-Accept independently.
-local function sha1(msg)
-  local function rol(x, n) return ((x << n) | (x >> (32 - n))) & 0xffffffff end
-  local h0, h1, h2, h3, h4 = 0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0
-  local ml = #msg * 8
-  msg = msg .. "\x80" .. ("\0"):rep((55 - #msg) % 64) .. string.pack(">I8", ml)
-  assert(#msg % 64 == 0)
-  for chunk = 1, #msg, 64 do
-    local w = { string.unpack(">" .. ("I4"):rep(16), msg, chunk) }
-    for i = 17, 80 do w[i] = rol(w[i - 3] ~ w[i - 8] ~ w[i - 14] ~ w[i - 16], 1) end
-    local a, b, c, d, e = h0, h1, h2, h3, h4
-    for i = 1, 80 do
-      local f, k
-      if i <= 20 then f, k = (b & c) | ((~b) & d), 0x5A827999
-      elseif i <= 40 then f, k = b ~ c ~ d, 0x6ED9EBA1
-      elseif i <= 60 then f, k = (b & c) | (b & d) | (c & d), 0x8F1BBCDC
-      else f, k = b ~ c ~ d, 0xCA62C1D6 end
-      local temp = (rol(a, 5) + (f & 0xffffffff) + e + k + w[i]) & 0xffffffff
-      e, d, c, b, a = d, c, rol(b, 30), a, temp
-    end
-    h0 = (h0 + a) & 0xffffffff; h1 = (h1 + b) & 0xffffffff; h2 = (h2 + c) & 0xffffffff
-    h3 = (h3 + d) & 0xffffffff; h4 = (h4 + e) & 0xffffffff
-  end
-  return string.pack(">I4I4I4I4I4", h0, h1, h2, h3, h4)
-end
-
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-local function base64(s)
-  local out = {}
-  for i = 1, #s, 3 do
-    local a, b, c = s:byte(i, i + 2)
-    local n = (a << 16) | ((b or 0) << 8) | (c or 0)
-    local q = {}
-    for j = 3, 0, -1 do
-      local v = (n >> (6 * j)) & 63
-      q[#q + 1] = B64:sub(v + 1, v + 1)
-    end
-    if not b then q[3], q[4] = "=", "="
-    elseif not c then q[4] = "=" end
-    out[#out + 1] = table.concat(q)
-  end
-  return table.concat(out)
-end
-
-local GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-local function accept_for(key) return base64(sha1(key .. GUID)) end
+-- Sec-WebSocket-Accept computed independently (spec/oracle.lua)
+local oracle = require "spec.oracle"
+local accept_for, base64 = oracle.accept, oracle.base64
 
 -- Deterministic, non-periodic payloads: 64 KiB random blocks, each stamped
 -- with its index so a reordered or repeated block cannot go unnoticed.
