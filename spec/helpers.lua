@@ -69,10 +69,11 @@ function M.wait_output(proc, pattern, secs)
 end
 
 --- Start a Lua server script with --port; waits until it listens.
-function M.start_lua(script, args, name)
+-- prefix: shell commands to run first (e.g. "ulimit -n 64;").
+function M.start_lua(script, args, name, prefix)
   local port = M.free_port()
-  local proc = M.spawn(string.format("exec %s %s/%s --port %d %s", M.LUA, M.ROOT, script, port, args or ""),
-    name or "server")
+  local proc = M.spawn(string.format("%s exec %s %s/%s --port %d %s", prefix or "", M.LUA, M.ROOT, script,
+    port, args or ""), name or "server")
   local ok, err = pcall(M.wait_port, port)
   if not ok then
     proc.stop()

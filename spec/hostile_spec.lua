@@ -27,22 +27,11 @@ end
 
 ---- servers -----------------------------------------------------------------------
 
--- Start a server script on a free port, like H.start_lua. Under ASan (make
--- test-asan) freed memory sits in a 256 MiB quarantine, which would make
--- RSS meaningless: the servers get a small one. prefix: shell commands to
--- run first (ulimit ...).
+-- Start a server script on a free port (make test-asan gives every process
+-- a small ASan quarantine, so RSS stays meaningful). prefix: shell commands
+-- to run first (ulimit ...).
 local function start_server(script, name, prefix)
-  local port = H.free_port()
-  local proc = H.spawn(string.format(
-    '%s ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=4" exec %s %s/%s --port %d',
-    prefix or "", H.LUA, H.ROOT, script, port), name)
-  local ok, err = pcall(H.wait_port, port)
-  if not ok then
-    proc.stop()
-    error(err .. "\n" .. proc.output())
-  end
-  proc.port = port
-  return proc
+  return H.start_lua(script, "", name, prefix)
 end
 
 ---- the guard: good client, RSS, descriptors -----------------------------------

@@ -194,7 +194,6 @@ function M.connect(url, opts)
   for _, k in ipairs(connection.options) do conn_opts[k] = opts[k] end
   conn_opts.role, conn_opts.buffered, conn_opts.response = "client", rest, res
   conn_opts.peer, conn_opts.protocol, conn_opts.on_pong = host .. ":" .. port, protocol, opts.on_pong
-  conn_opts.url = url
   conn_opts.deflate = dopts
   return connection.new(sock, conn_opts)
 end

@@ -114,7 +114,6 @@ local function shutdown(self)
     if l then l:wake(waiters[i][2], nil, "closed") end
   end
   if self.close_waiter and l then l:wake(self.close_waiter) end
-  if self.on_closed then self.on_closed(self) end
 end
 
 --- Drop the connection at once, without a close handshake (as ws.terminate()).
@@ -155,7 +154,16 @@ local function enqueue(self, s)
   local t = self.qt + 1
   self.q[t], self.qt = s, t
   self.qbytes = self.qbytes + #s
-  return t
+end
+
+-- Take the flushing role, write the queue out, give the role back; a
+-- failure drops the connection.
+local function flush_as_owner(self, deadline)
+  self.flushing = true
+  local ok, err = flush(self, deadline)
+  self.flushing = false
+  if not ok then self:abort(1006, err == "timeout" and "send timeout" or err) end
+  return ok, err
 end
 
 -- With nothing queued and nobody flushing, write s at once; queue what the
@@ -196,11 +204,8 @@ local function send_raw(self, s)
     if err == "timeout" then self:abort(1006, "send timeout") end
     return nil, err == "timeout" and "timeout" or "closed"
   end
-  self.flushing = true
-  local ok, err = flush(self, deadline)
-  self.flushing = false
+  local ok, err = flush_as_owner(self, deadline)
   if ok then return true end
-  self:abort(1006, err == "timeout" and "send timeout" or err)
   return nil, err == "timeout" and "timeout" or "closed"
 end
 
@@ -217,26 +222,17 @@ local function send_nowait(self, s)
     return nil, "send queue full"
   end
   if not self.flushing then
+    local deadline = self.send_timeout and gettime() + self.send_timeout
     local l = loop.current()
-    self.flushing = true
     if l then
-      l:spawn(function()
-        local ok, err = flush(self, self.send_timeout and gettime() + self.send_timeout)
-        self.flushing = false
-        if not ok then self:abort(1006, err) end
-      end)
-    else
-      local ok, err = flush(self, self.send_timeout and gettime() + self.send_timeout)
-      self.flushing = false
-      if not ok then
-        self:abort(1006, err)
-        return nil, "closed"
-      end
+      self.flushing = true   -- claimed now: later sends queue behind the task
+      l:spawn(flush_as_owner, self, deadline)
+    elseif not flush_as_owner(self, deadline) then
+      return nil, "closed"
     end
   end
   return true
 end
-M.send_nowait = send_nowait
 
 --- Send a message. kind is "text" (default; must be UTF-8) or "binary".
 -- Returns true, or nil, err ("closed", "timeout", "invalid utf-8").
@@ -289,6 +285,16 @@ function Conn:pong(data) return control(self, "pong", data) end
 
 ---- receiving -----------------------------------------------------------------
 
+-- This coroutine, as recorded in self.receiver (the one reading the
+-- connection); true stands for Lua 5.1's main thread, which has no name.
+local function me() return co_running() or true end
+
+-- Discard input until the peer closes TCP, for at most a second.
+local function drain(self)
+  local deadline = gettime() + math.min(self.close_timeout or 1, 1)
+  repeat until not io_.read(self.sock, deadline)
+end
+
 -- Answer the peer's close and finish the connection.
 local function peer_closed(self, code, reason)
   if not self.close_code then self.close_code, self.close_reason = code, reason end
@@ -300,8 +306,7 @@ local function peer_closed(self, code, reason)
   end
   if self.role == "client" and not self.sock_closed then
     -- let the server close TCP first so it holds TIME_WAIT (section 7.1.1)
-    local deadline = gettime() + math.min(self.close_timeout or 1, 1)
-    repeat until not io_.read(self.sock, deadline)
+    drain(self)
   end
   shutdown(self)
   return nil, "closed", code, reason
@@ -319,15 +324,14 @@ local function fail(self, code, reason)
     send_raw(self, frame(payload, "close", true, self.masked))
     self.send_timeout = t
   end
-  if not self.sock_closed and (not self.receiving or self.receiver == co_running()) then
+  if not self.sock_closed and (not self.receiver or self.receiver == me()) then
     -- (only the receiving coroutine may read; another one just drops TCP)
     -- Closing a socket with unread bytes (e.g. the rest of a too-big
     -- message) makes the kernel send a RST, which can destroy our close
     -- frame before the peer reads it (it then sees 1006, not our code).
     -- Half-close (plain TCP) and discard what arrives until EOF, briefly.
     if self.sock.shutdown then self.sock:shutdown("send") end
-    local deadline = gettime() + math.min(self.close_timeout or 1, 1)
-    repeat until not io_.read(self.sock, deadline)
+    drain(self)
   end
   shutdown(self)
   return nil, ERR[code] or "closed", code, reason
@@ -392,8 +396,6 @@ local function receive(self, deadline)
       return peer_closed(self, code, reason)
     elseif code then
       return fail(self, code, data)        -- data: reason, code: close code
-    elseif self.sock_closed then
-      return nil, "closed", self.close_code, self.close_reason
     elseif self.rfd then
       if data ~= "timeout" then return lost(self) end
       local ok, err, c, r = wait_input(self, deadline)
@@ -421,11 +423,11 @@ end
 -- when the peer broke the protocol (err: "protocol error", "invalid utf-8",
 -- "message too big") and the connection was failed with that code.
 function Conn:receive(timeout)
-  if self.receiving then error("another coroutine is already receiving on this connection", 2) end
+  if self.receiver then error("another coroutine is already receiving on this connection", 2) end
   if self.state == "closed" then return nil, "closed", self.close_code, self.close_reason end
-  self.receiving, self.receiver = true, co_running()
+  self.receiver = me()
   local a, b, c, d = receive(self, timeout and gettime() + timeout)
-  self.receiving, self.receiver = false, nil
+  self.receiver = nil
   return a, b, c, d
 end
 
@@ -460,7 +462,7 @@ function Conn:close(code, reason, timeout)
     end
   end
   local deadline = gettime() + (timeout or self.close_timeout or 3)
-  if self.receiving then
+  if self.receiver then
     -- the receiving coroutine will see the peer's close; wait for it
     local l = loop.current()
     if l and not self.sock_closed then
@@ -469,12 +471,12 @@ function Conn:close(code, reason, timeout)
       self.close_waiter = nil
     end
   else
-    self.receiving = true
+    self.receiver = me()
     while not self.sock_closed do
       local data, err = receive(self, deadline)
       if not data and err == "timeout" then break end
     end
-    self.receiving = false
+    self.receiver = nil
   end
   shutdown(self)
   if not self.close_code then

@@ -17,19 +17,7 @@ local opts = {
   max_queue = 1024 * 1024,
   idle_timeout = 30,
 }
-local i = 1
-while arg[i] do
-  if arg[i] == "--port" then
-    opts.port = tonumber(arg[i + 1])
-  elseif arg[i] == "--set" then
-    local k, v = arg[i + 1]:match("^([%w_]+)=(.*)$")
-    if v == "true" then v = true elseif v == "false" then v = false else v = tonumber(v) or v end
-    opts[k] = v
-  else
-    error("unknown argument " .. arg[i])
-  end
-  i = i + 2
-end
+dofile(arg[0]:gsub("[^/]*$", "") .. "options.lua")(arg, opts)
 opts.on_disconnect = function(conn)
   ws.log("closed %s %s %s", conn.peer, tostring(conn.close_code), tostring(conn.close_reason))
 end

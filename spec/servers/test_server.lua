@@ -11,19 +11,7 @@
 local ws = require "ws"
 
 local opts = { host = "127.0.0.1", check_origin = function() return true end }
-local i = 1
-while arg[i] do
-  if arg[i] == "--port" then
-    opts.port = tonumber(arg[i + 1])
-  elseif arg[i] == "--set" then
-    local k, v = arg[i + 1]:match("^([%w_]+)=(.*)$")
-    if v == "true" then v = true elseif v == "false" then v = false else v = tonumber(v) or v end
-    opts[k] = v
-  else
-    error("unknown argument " .. arg[i])
-  end
-  i = i + 2
-end
+dofile(arg[0]:gsub("[^/]*$", "") .. "options.lua")(arg, opts)
 opts.on_disconnect = function(conn)
   ws.log("closed %s %s %s", conn.peer, tostring(conn.close_code), tostring(conn.close_reason))
 end
