@@ -2,7 +2,8 @@
 # make test : install what is missing, build, run every test
 LUA      ?= lua5.4
 # also LUA=lua5.3, lua5.1 or luajit: `make build|test LUA=luajit` builds into
-# .rocks-luajit and runs scripts/test-lua.sh (LUAV: the ABI, 5.1 for LuaJIT)
+# .rocks-luajit and runs the busted suite under it (scripts/test-lua.sh;
+# LUAV: the ABI, 5.1 for LuaJIT)
 LUANAME  := $(notdir $(LUA))
 LUAV     ?= $(if $(filter luajit%,$(LUANAME)),5.1,$(patsubst lua%,%,$(LUANAME)))
 TREE     := $(CURDIR)/.rocks$(if $(filter-out lua5.4,$(LUANAME)),-$(LUANAME))

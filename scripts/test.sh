@@ -32,11 +32,11 @@ suite c-gcc-clang make -s ctest
 suite c-asan make -s ctest-asan
 suite c-valgrind make -s ctest-valgrind
 suite fuzz make -s fuzz-short
-suite busted lua5.4 /usr/bin/busted -o plainTerminal spec
+# the whole busted suite on every Lua, then once more under ASan/UBSan
+for lua in lua5.4 lua5.3 lua5.1 luajit; do
+  suite "$lua" sh scripts/test-lua.sh $lua
+done
 suite busted-asan make -s test-asan
-suite lua5.3 sh scripts/test-lua.sh lua5.3
-suite lua5.1 sh scripts/test-lua.sh lua5.1
-suite luajit sh scripts/test-lua.sh luajit
 
 [ "$failed" -gt 0 ] && status=1
 echo "$passed passed, $failed failed"

@@ -22,7 +22,7 @@ local function chat_clients(port, args, secs)
   local cmd = string.format("timeout %d %s %s/spec/peers/chat_clients.lua --url ws://127.0.0.1:%d/ws %s 2>&1",
     secs + 10, H.LUA, H.ROOT, port, args .. " --timeout " .. secs)
   local p = io.popen(cmd)
-  local out = p:read("a")
+  local out = p:read("*a")
   p:close()
   local line = out:match("({[^\n]*})")
   local res = line and json.decode(line)
@@ -38,7 +38,7 @@ describe("Server:broadcast", function()
     local on_server = {}
     server:route("/ws", function(conn)
       on_server[#on_server + 1] = conn
-      for _ in conn:messages() do end
+      repeat until not conn:receive()
     end)
     H.run_task(l, 20, function()
       local clients = {}
@@ -83,7 +83,7 @@ describe("Server:broadcast", function()
     local n = 0
     server:route("/ws", function(conn)
       n = n + 1
-      for _ in conn:messages() do end
+      repeat until not conn:receive()
     end)
     H.run_task(l, 20, function()
       local clients = {}

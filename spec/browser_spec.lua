@@ -12,19 +12,12 @@ local H = require "spec.helpers"
 local gettime = socket.gettime
 local CHROMIUM = os.getenv("CHROMIUM") or "/usr/bin/chromium"
 
-local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function tmpdir()
-  local p = io.popen("mktemp -d")
-  local d = p:read("*l")
-  p:close()
-  return d
-end
+local shell_quote, tmpdir = H.shell_quote, H.tmpdir
 
 local function read_file(path)
   local f = io.open(path, "rb")
   if not f then return "" end
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   return s
 end
@@ -136,12 +129,9 @@ describe("headless Chromium #browser", function()
                                 check_origin = function() return true end })
     server:page("/test-page", string.format(TEST_PAGE, "ws://127.0.0.1:" .. echo.port .. "/ws"))
     -- the same page against the TLS example, with a throwaway certificate
-    certdir = tmpdir()
-    assert(os.execute(string.format("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost " ..
-      "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout %s/key.pem -out %s/cert.pem 2>/dev/null",
-      certdir, certdir)))
+    certdir = H.throwaway_ca()
     wss = H.start_lua("examples/wss_echo.lua",
-      string.format("--cert %s/cert.pem --key %s/key.pem", certdir, certdir), "wss-browser")
+      string.format("--cert %s/server.pem --key %s/server.key", certdir, certdir), "wss-browser")
     server:page("/test-page-wss", string.format(TEST_PAGE, "wss://127.0.0.1:" .. wss.port .. "/ws"))
     server:page("/hold", function()
       -- hold the page's load event until the report came (or 40 s)

@@ -5,18 +5,14 @@ local socket = require "socket"
 local ws = require "ws"
 local loop = require "ws.loop"
 local H = require "spec.helpers"
+local B = require "spec.bits"
 
 local gettime = socket.gettime
 
 -- Run a shell command with a hard time limit; returns stdout, exit code.
-local function run(cmd)
-  local p = io.popen("timeout 20 " .. cmd)
-  local out = p:read("a")
-  local _, _, code = p:close()
-  return out, code
-end
+local function run(cmd) return H.run("timeout 20 " .. cmd) end
 
-local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local shell_quote = H.shell_quote
 
 local wait_output = H.wait_output
 
@@ -35,9 +31,11 @@ local function close_server(srv)
   H.step_until(srv.loop, 5, function() return srv.loop.stopped end)
 end
 
+-- (a while loop: PUC Lua 5.1 cannot wait inside a for iterator)
 local function echo_handler(conn)
-  for data, kind in conn:messages() do
-    if not conn:send(data, kind) then break end
+  while true do
+    local data, kind = conn:receive()
+    if not data or not conn:send(data, kind) then break end
   end
 end
 
@@ -104,7 +102,7 @@ describe("client and server in one loop", function()
     H.run_task(l, 30, function()
       for i = 1, N do
         l:spawn(function()
-          local ok, err = pcall(function()
+          local ok, err = loop.pcall(function()
             local conn = assert(ws.connect(base .. "/ws", { timeout = 5 }))
             conns[i] = conn
             local good = 0
@@ -135,7 +133,7 @@ describe("client and server in one loop", function()
     local got, ngot = {}, 0
     for i = 1, N do
       l:spawn(function()
-        got[i] = table.pack(conns[i]:receive(5))
+        got[i] = B.pack(conns[i]:receive(5))
         ngot = ngot + 1
       end)
     end
@@ -197,6 +195,33 @@ describe("client and server in one loop", function()
       assert.is_nil(c)
       assert.is_false(s)
     end)
+  end)
+
+  it("for ... in conn:messages() gives every message, then ends at the close (PUC 5.1: a clear error)", function()
+    local srv, l, base = loop_server({}, { ["/ws"] = function(conn)
+      conn:send("one")
+      conn:send("two", "binary")
+      conn:close(1000, "done")
+    end })
+    local got = H.run_task(l, 10, function()
+      local conn = assert(ws.connect(base .. "/ws", { timeout = 5 }))
+      if loop.LUA51 then
+        local ok, err = pcall(conn.messages, conn)
+        conn:close()
+        return { ok, err }
+      end
+      local t = {}
+      for data, kind in conn:messages() do t[#t + 1] = kind .. ":" .. data end
+      t[#t + 1] = conn.close_code .. " " .. conn.close_reason
+      return t
+    end)
+    close_server(srv)
+    if loop.LUA51 then
+      assert.is_false(got[1])
+      assert.matches("cannot wait inside a for loop on Lua 5.1", got[2], 1, true)
+    else
+      assert.same({ "text:one", "binary:two", "1000 done" }, got)
+    end
   end)
 
   it("custom headers and the origin reach the server", function()

@@ -11,12 +11,12 @@ local H = require "spec.helpers"
 local gettime = socket.gettime
 local ROOT = H.ROOT
 local NODE = "node"
-local MiB = 1 << 20
+local MiB = 1024 * 1024
 
 -- Run a command (bounded by `timeout`), return its stdout and the JSON lines in it.
 local function run_json(cmd, secs)
   local p = io.popen(string.format("timeout %d %s 2>&1", secs or 60, cmd))
-  local out = p:read("a")
+  local out = p:read("*a")
   p:close()
   local lines = {}
   for line in out:gmatch("[^\n]+") do
@@ -28,7 +28,7 @@ local function run_json(cmd, secs)
   return lines, out
 end
 
-local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local shell_quote = H.shell_quote
 
 -- Start spec/servers/deflate_server.lua; args: a string of its options.
 local function deflate_server(args, name)
@@ -78,7 +78,7 @@ local function utf8_text(n, seed)
   local t, len = {}, 0
   while len < n do
     rnd = (rnd * 1103515245 + 12345) % 2147483648
-    local c = pool[(rnd >> 16) % #pool + 1]
+    local c = pool[math.floor(rnd / 65536) % #pool + 1]
     if len + #c > n then c = string.rep("a", n - len) end
     t[#t + 1] = c
     len = len + #c
@@ -330,21 +330,21 @@ describe("ws.core.deflate", function()
     assert.equal("f248cdc9c90700", hex(d:compress("Hello")))
     assert.equal("f200110000", hex(d:compress("Hello")))
     local i = core.deflate {}
-    assert.equal("Hello", i:decompress("\xf2\x48\xcd\xc9\xc9\x07\x00"))
-    assert.equal("Hello", i:decompress("\xf2\x00\x11\x00\x00"))
+    assert.equal("Hello", i:decompress("\242\072\205\201\201\007\000"))
+    assert.equal("Hello", i:decompress("\242\000\017\000\000"))
   end)
 
   it("forgets the window with no context takeover", function()
     local d = core.deflate { out_reset = true }
     assert.equal(d:compress("Hello"), d:compress("Hello"))
     local i = core.deflate { in_reset = true }
-    assert.equal("Hello", i:decompress("\xf2\x48\xcd\xc9\xc9\x07\x00"))
-    assert.is_nil((i:decompress("\xf2\x00\x11\x00\x00")))   -- refers to a forgotten window
+    assert.equal("Hello", i:decompress("\242\072\205\201\201\007\000"))
+    assert.is_nil((i:decompress("\242\000\017\000\000")))   -- refers to a forgotten window
   end)
 
   it("reads an uncompressed (stored) block and an empty message", function()
-    assert.equal("Hello", core.deflate {}:decompress("\x00\x05\x00\xfa\xffHello\x00"))
-    assert.equal("", core.deflate {}:decompress("\x00"))
+    assert.equal("Hello", core.deflate {}:decompress("\000\005\000\250\255Hello\000"))
+    assert.equal("", core.deflate {}:decompress("\000"))
   end)
 
   it("compresses an empty message to 00, also after other messages (RFC 7692 section 7.2.3.6)", function()
@@ -362,27 +362,27 @@ describe("ws.core.deflate", function()
     -- message would be read from the middle of a block
     local c = core.deflate {}:compress(string.rep("hello world ", 1000))
     assert.same({ nil, "invalid compressed data" }, { core.deflate {}:decompress(c:sub(1, -2)) })
-    assert.same({ nil, "invalid compressed data" }, { core.deflate {}:decompress("\x00\x05\x00\xfa\xffHello") })
+    assert.same({ nil, "invalid compressed data" }, { core.deflate {}:decompress("\000\005\000\250\255Hello") })
     local i = core.deflate {}
     assert.same({ nil, "invalid compressed data" }, { i:decompress("") })
-    assert.equal("Hello", i:decompress("\xf2\x48\xcd\xc9\xc9\x07\x00"))
+    assert.equal("Hello", i:decompress("\242\072\205\201\201\007\000"))
   end)
 
   it("reads a message whose DEFLATE block has BFINAL set (RFC 7692 section 7.2.3.3)", function()
     local i = core.deflate {}
-    assert.equal("Hello", i:decompress("\xf3\x48\xcd\xc9\xc9\x07\x00\x00"))
+    assert.equal("Hello", i:decompress("\243\072\205\201\201\007\000\000"))
     -- the window survives the end of that DEFLATE stream
-    assert.equal("Hello", i:decompress("\xf2\x00\x11\x00\x00"))
+    assert.equal("Hello", i:decompress("\242\000\017\000\000"))
     -- and junk after a final block is still junk
     assert.same({ nil, "invalid compressed data" },
-      { core.deflate {}:decompress("\xf3\x48\xcd\xc9\xc9\x07\x00\xff\xff") })
+      { core.deflate {}:decompress("\243\072\205\201\201\007\000\255\255") })
   end)
 
   it("round-trips text and binary of many sizes with every window size", function()
     for bits = 9, 15 do
       local d = core.deflate { out_bits = bits, in_bits = bits }
       for _, n in ipairs { 0, 1, 100, 5000, 70000, 300000 } do
-        for _, s in ipairs { utf8_text(n, n + bits), random_bytes(n), string.rep("ab", n // 2) } do
+        for _, s in ipairs { utf8_text(n, n + bits), random_bytes(n), string.rep("ab", math.floor(n / 2)) } do
           assert.equal(s, d:decompress(d:compress(s)))
         end
       end
@@ -401,12 +401,12 @@ describe("ws.core.deflate", function()
   end)
 
   it("refuses invalid data", function()
-    assert.same({ nil, "invalid compressed data" }, { core.deflate {}:decompress("\xff\xff\xff\xff") })
-    assert.same({ nil, "invalid compressed data" }, { core.deflate {}:decompress("\x07") })
+    assert.same({ nil, "invalid compressed data" }, { core.deflate {}:decompress("\255\255\255\255") })
+    assert.same({ nil, "invalid compressed data" }, { core.deflate {}:decompress("\007") })
     -- a decompressor that saw an error starts afresh
     local i = core.deflate {}
-    assert.is_nil((i:decompress("\xff\xff")))
-    assert.equal("Hello", i:decompress("\xf2\x48\xcd\xc9\xc9\x07\x00"))
+    assert.is_nil((i:decompress("\255\255")))
+    assert.equal("Hello", i:decompress("\242\072\205\201\201\007\000"))
   end)
 
   it("checks its options", function()
@@ -721,12 +721,12 @@ describe("Chromium #browser", function()
       server.stop()
       os.execute("rm -rf " .. dir)
     end)
-    assert(os.execute("mkdir -p " .. dir))
+    assert(H.sh("mkdir -p " .. dir))
     local p = io.popen(string.format("timeout 60 /usr/bin/chromium --headless --no-sandbox --disable-gpu " ..
       "--disable-quic --no-first-run --disable-background-networking --disable-component-update " ..
       "--disable-sync --user-data-dir=%s --virtual-time-budget=30000 --dump-dom http://127.0.0.1:%d/ 2>/dev/null",
       dir, server.port))
-    local dom = p:read("a")
+    local dom = p:read("*a")
     p:close()
     local result = dom:match('<pre id="result">(.-)</pre>') or ""
     -- the same results reached the server over /report
@@ -783,7 +783,7 @@ describe("hostile peers against our server", function()
     end
     -- the same bomb in fragments
     r = raw(server.port, "/echo", EXT)
-    local cut = #bomb // 3
+    local cut = math.floor(#bomb / 3)
     r:send_frame(2, bomb:sub(1, cut), { rsv = 4, fin = false })
     r:send_frame(0, bomb:sub(cut + 1, 2 * cut), { fin = false })
     r:send_frame(0, bomb:sub(2 * cut + 1))
@@ -846,10 +846,10 @@ describe("hostile peers against our server", function()
 
   it("closes 1007 on invalid compressed data", function()
     for _, bad in ipairs {
-      "\xff\xff\xff\xff\xff",                 -- reserved block type
-      "\x00\x05\x00\x00\x00Hello",            -- stored block with a bad length check
-      "\xf2\x00\x11\x00\x00",                  -- refers to a window nobody sent
-      "\xf3\x48\xcd\xc9\xc9\x07\x00\xff\xff",  -- junk after a final block
+      "\255\255\255\255\255",                 -- reserved block type
+      "\000\005\000\000\000Hello",            -- stored block with a bad length check
+      "\242\000\017\000\000",                  -- refers to a window nobody sent
+      "\243\072\205\201\201\007\000\255\255",  -- junk after a final block
     } do
       local r = raw(server.port, "/echo", EXT)
       r:send_frame(2, bad, { rsv = 4 })
@@ -859,7 +859,7 @@ describe("hostile peers against our server", function()
 
   it("closes 1007 on compressed text that inflates to invalid UTF-8, single or fragmented", function()
     local d = core.deflate {}
-    local bad = d:compress("valid start \xff\xfe then invalid")
+    local bad = d:compress("valid start \255\254 then invalid")
     local r = raw(server.port, "/echo", EXT)
     r:send_frame(1, bad, { rsv = 4 })
     closes_with(r, 1007)
@@ -871,7 +871,7 @@ describe("hostile peers against our server", function()
     closes_with(r, 1007)
     -- the same bytes as binary are fine
     r = raw(server.port, "/echo", EXT)
-    local bin = string.rep("valid start \xff\xfe then invalid", 3)
+    local bin = string.rep("valid start \255\254 then invalid", 3)
     r:send_frame(2, core.deflate {}:compress(bin), { rsv = 4 })
     local f = r:read_frame()
     assert.equal(2, f.opcode)
@@ -887,7 +887,7 @@ describe("hostile peers against our server", function()
     local r = raw(server.port, "/echo", EXT)
     local inflate = core.deflate {}
     for _, parts in ipairs { 2, 7, #c } do
-      local step = math.max(1, #c // parts)
+      local step = math.max(1, math.floor(#c / parts))
       local i, first = 1, true
       while i <= #c do
         local j = math.min(#c, i + step - 1)
@@ -907,9 +907,9 @@ describe("hostile peers against our server", function()
 
   it("reads a BFINAL message (RFC 7692 section 7.2.3.3) and keeps the window after it", function()
     local r = raw(server.port, "/echo", EXT)
-    r:send_frame(1, "\xf3\x48\xcd\xc9\xc9\x07\x00\x00", { rsv = 4 })
+    r:send_frame(1, "\243\072\205\201\201\007\000\000", { rsv = 4 })
     assert.equal("Hello", r:read_frame().payload)   -- below the threshold: sent plain
-    r:send_frame(1, "\xf2\x00\x11\x00\x00", { rsv = 4 })
+    r:send_frame(1, "\242\000\017\000\000", { rsv = 4 })
     assert.equal("Hello", r:read_frame().payload)
     r:close()
   end)

@@ -2,14 +2,59 @@
 -- over real sockets with a tiny pure-Lua frame codec that shares no code
 -- with ws.core (an independent oracle).
 local socket = require "socket"
+local B = require "spec.bits"
 
 local M = {}
 
-M.LUA = os.getenv("LUA") or "lua5.4"
+-- the Lua for the servers and clients the specs start: $LUA, else the
+-- interpreter running the specs
+M.LUA = os.getenv("LUA") or (rawget(_G, "jit") and "luajit") or "lua" .. _VERSION:match("%d+%.%d+")
 M.PYTHON = "/usr/bin/python3"
 M.ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/helpers%.lua$")) or "."
 M.LOGDIR = M.ROOT .. "/build/test-logs"
-os.execute("mkdir -p '" .. M.LOGDIR .. "'")
+--- Run a shell command; true if it exited 0 (os.execute's result differs
+-- between Lua 5.1 and 5.2+).
+function M.sh(cmd)
+  local r = os.execute(cmd)
+  return r == true or r == 0
+end
+
+M.sh("mkdir -p '" .. M.LOGDIR .. "'")
+
+function M.shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+--- A fresh temporary directory.
+function M.tmpdir()
+  local out = M.run("mktemp -d")
+  return assert(out:match("^(%S+)"), "mktemp -d failed")
+end
+
+--- A fresh directory holding ca.pem, and server.pem + server.key for
+-- localhost and 127.0.0.1 signed by it (openssl, P-256).
+function M.throwaway_ca()
+  local dir = M.tmpdir()
+  local ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+  local script = table.concat({
+    "set -e", "cd " .. M.shell_quote(dir),
+    "openssl req -x509 " .. ec .. " -keyout ca.key -out ca.pem -days 2 -subj '/CN=lua-ws test CA'",
+    "openssl req " .. ec .. " -keyout server.key -out server.csr -subj '/CN=localhost'",
+    "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n" ..
+      "keyUsage=digitalSignature\\nextendedKeyUsage=serverAuth\\n' > ext.cnf",
+    "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext.cnf",
+  }, "\n")
+  local out, code = M.run("sh -c " .. M.shell_quote(script) .. " 2>&1")
+  assert(code == 0, "openssl failed:\n" .. out)
+  return dir
+end
+
+--- Run a shell command; returns its stdout and exit status.
+function M.run(cmd)
+  local p = io.popen("(" .. cmd .. "); echo \"[exit $?]\"")
+  local out = p:read("*a")
+  p:close()
+  local body, code = out:match("^(.*)%[exit (%d+)%]\n$")
+  return body, tonumber(code)
+end
 
 function M.free_port()
   local s = assert(socket.bind("127.0.0.1", 0))
@@ -42,14 +87,14 @@ function M.spawn(cmd, name)
   local pid = tonumber(p:read("*l"))
   p:close()
   local proc = { pid = pid, log = log }
-  function proc.alive() return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true end
+  function proc.alive() return M.sh("kill -0 " .. pid .. " 2>/dev/null") end
   function proc.stop()
     os.execute("kill " .. pid .. " 2>/dev/null; sleep 0.05; kill -9 " .. pid .. " 2>/dev/null")
   end
   function proc.output()
     local f = io.open(log)
     if not f then return "" end
-    local s = f:read("a")
+    local s = f:read("*a")
     f:close()
     return s
   end
@@ -87,7 +132,7 @@ end
 function M.rss_kib(pid)
   local f = io.open("/proc/" .. pid .. "/status")
   if not f then return nil end
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   return tonumber(s:match("VmRSS:%s*(%d+)"))
 end
@@ -103,9 +148,9 @@ end
 
 local function pack_len(n, masked)
   local m = masked and 0x80 or 0
-  if n < 126 then return string.char(m | n) end
-  if n < 65536 then return string.char(m | 126) .. string.pack(">I2", n) end
-  return string.char(m | 127) .. string.pack(">I8", n)
+  if n < 126 then return string.char(m + n) end
+  if n < 65536 then return string.char(m + 126) .. B.u16(n) end
+  return string.char(m + 127) .. B.u64(n)
 end
 
 --- Encode a frame in pure Lua. opts: fin (default true), rsv (0..7),
@@ -114,18 +159,13 @@ function M.frame(opcode, payload, opts)
   opts = opts or {}
   payload = payload or ""
   local fin = opts.fin == nil and true or opts.fin
-  local b0 = (fin and 0x80 or 0) | ((opts.rsv or 0) << 4) | opcode
+  local b0 = (fin and 0x80 or 0) + (opts.rsv or 0) * 16 + opcode
   local masked = opts.mask ~= false
   local out = { string.char(b0), pack_len(opts.len or #payload, masked) }
   if masked then
-    local key = opts.key or "\x37\xfa\x21\x3d"
+    local key = opts.key or "\055\250\033\061"
     out[#out + 1] = key
-    local k = { key:byte(1, 4) }
-    local t = {}
-    for i = 1, #payload do
-      t[i] = string.char(payload:byte(i) ~ k[(i - 1) % 4 + 1])
-    end
-    payload = table.concat(t)
+    payload = B.mask(payload, key)
   end
   out[#out + 1] = payload
   return table.concat(out)
@@ -208,13 +248,13 @@ function Raw:read_frame()
   local h, err = self:read(2)
   if not h then return nil, err end
   local b0, b1 = h:byte(1, 2)
-  local n = b1 & 0x7f
-  if n == 126 then n = string.unpack(">I2", assert(self:read(2)))
-  elseif n == 127 then n = string.unpack(">I8", assert(self:read(8))) end
+  local n = b1 % 128
+  if n == 126 then n = B.get_u16(assert(self:read(2)))
+  elseif n == 127 then n = B.get_u64(assert(self:read(8))) end
   local key
-  if b1 & 0x80 ~= 0 then key = assert(self:read(4)) end
+  if b1 >= 128 then key = assert(self:read(4)) end
   local payload = n > 0 and assert(self:read(n)) or ""
-  return { fin = b0 & 0x80 ~= 0, rsv = (b0 >> 4) & 7, opcode = b0 & 0x0f, masked = key ~= nil, payload = payload }
+  return { fin = b0 >= 128, rsv = math.floor(b0 / 16) % 8, opcode = b0 % 16, masked = key ~= nil, payload = payload }
 end
 
 --- Read frames until a close; returns code (1005 if none), reason, or nil, err.
@@ -223,7 +263,7 @@ function Raw:read_close()
     local f, err = self:read_frame()
     if not f then return nil, err end
     if f.opcode == 8 then
-      if #f.payload >= 2 then return string.unpack(">I2", f.payload), f.payload:sub(3) end
+      if #f.payload >= 2 then return B.get_u16(f.payload), f.payload:sub(3) end
       return 1005, ""
     end
   end
@@ -253,12 +293,13 @@ end
 -- pass. Returns fn's results; raises fn's error, or a timeout error.
 function M.run_task(l, secs, fn, ...)
   local res
-  l:spawn(function(...) res = table.pack(xpcall(fn, debug.traceback, ...)) end, ...)
+  -- ws.loop's xpcall: fn may wait inside it on Lua 5.1 too
+  l:spawn(function(...) res = B.pack(require("ws.loop").xpcall(fn, debug.traceback, ...)) end, ...)
   local deadline = socket.gettime() + secs
   while not res and socket.gettime() < deadline do l:step(0.05) end
   if not res then error(string.format("loop task did not finish within %g s", secs), 2) end
   if not res[1] then error(res[2], 0) end
-  return table.unpack(res, 2, res.n)
+  return B.unpack(res, 2, res.n)
 end
 
 --- Step ws.loop l until pred() is true or secs pass; returns pred().

@@ -8,23 +8,21 @@ local socket = require "socket"
 local json = require "dkjson"
 local ws = require "ws"
 local H = require "spec.helpers"
+local O = require "spec.oracle"
 
 local gettime = socket.gettime
-local MiB = 1 << 20
+local MiB = 1024 * 1024
 local SIZES = { 0, 1, 125, 126, 65535, 65536, MiB, 16 * MiB }
 local PEERS = H.ROOT .. "/spec/peers"
 local NODE = os.getenv("NODE") or "node"
 
 ---- local helpers -----------------------------------------------------------------
 
-local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local shell_quote = H.shell_quote
 
 -- Run a command with a hard time limit; returns stdout, exit code.
 local function run(cmd, secs)
-  local p = io.popen(string.format("timeout %d %s 2>>'%s/peers.log'", secs or 60, cmd, H.LOGDIR))
-  local out = p:read("a")
-  local _, _, code = p:close()
-  return out, code
+  return H.run(string.format("timeout %d %s 2>>'%s/peers.log'", secs or 60, cmd, H.LOGDIR))
 end
 
 -- Decode the JSON lines of a peer's output (other lines are ignored).
@@ -76,11 +74,11 @@ for b = 0, 255 do PICK[string.char(b)] = POOL[b % #POOL + 1] end
 
 -- Random valid UTF-8 with multi-byte characters, exactly n bytes.
 local function utf8_text(n)
-  local s = urandom(n // 2 + 1):gsub(".", PICK)
+  local s = urandom(math.floor(n / 2) + 1):gsub(".", PICK)
   local i = math.min(n, #s)
-  while i > 0 and i < #s and (s:byte(i + 1) & 0xC0) == 0x80 do i = i - 1 end   -- whole chars only
+  while i > 0 and i < #s and s:byte(i + 1) >= 0x80 and s:byte(i + 1) < 0xC0 do i = i - 1 end   -- whole chars only
   s = s:sub(1, i) .. string.rep("a", n - i)
-  assert(#s == n and utf8.len(s))
+  assert(#s == n and O.utf8_valid(s))
   return s
 end
 
@@ -116,7 +114,7 @@ local function frag_bin()
   local t = {}
   for k = 0, 2 do
     local b = {}
-    for i = 0, 69999 do b[i + 1] = string.char((i * 7 + k) & 0xff) end
+    for i = 0, 69999 do b[i + 1] = string.char((i * 7 + k) % 256) end
     t[#t + 1] = table.concat(b)
   end
   return table.concat(t)
@@ -358,21 +356,8 @@ describe("our client over wss:// (throwaway CA)", function()
   local dir, ca, servers = nil, nil, {}
 
   setup(function()
-    local p = io.popen("mktemp -d")
-    dir = p:read("*l")
-    p:close()
+    dir = H.throwaway_ca()
     ca = dir .. "/ca.pem"
-    local ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
-    local script = table.concat({
-      "set -e", "cd " .. shell_quote(dir),
-      "openssl req -x509 " .. ec .. " -keyout ca.key -out ca.pem -days 2 -subj '/CN=lua-ws test CA'",
-      "openssl req " .. ec .. " -keyout server.key -out server.csr -subj '/CN=localhost'",
-      "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n" ..
-        "keyUsage=digitalSignature\\nextendedKeyUsage=serverAuth\\n' > ext.cnf",
-      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext.cnf",
-    }, "\n")
-    local _, code = run("sh -c " .. shell_quote(script) .. " >/dev/null", 30)
-    assert.equal(0, code, "openssl failed, see " .. H.LOGDIR .. "/peers.log")
     local tls = string.format("--cert %s/server.pem --key %s/server.key", dir, dir)
     servers.node = start_peer("node", tls)
     servers.python = start_peer("python", tls)
@@ -429,19 +414,7 @@ describe("examples/wss_echo.lua with python and node clients", function()
   local dir, server
 
   setup(function()
-    local p = io.popen("mktemp -d")
-    dir = p:read("*l")
-    p:close()
-    local ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
-    local script = table.concat({
-      "set -e", "cd " .. shell_quote(dir),
-      "openssl req -x509 " .. ec .. " -keyout ca.key -out ca.pem -days 2 -subj '/CN=lua-ws test CA'",
-      "openssl req " .. ec .. " -keyout server.key -out server.csr -subj '/CN=localhost'",
-      "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > ext.cnf",
-      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext.cnf",
-    }, "\n")
-    local _, code = run("sh -c " .. shell_quote(script) .. " >/dev/null", 30)
-    assert.equal(0, code)
+    dir = H.throwaway_ca()
     server = H.start_lua("examples/wss_echo.lua",
       string.format("--cert %s/server.pem --key %s/server.key", dir, dir), "wss-echo")
   end)

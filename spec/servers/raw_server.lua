@@ -1,5 +1,5 @@
 -- A misbehaving HTTP/WebSocket server for client tests, on plain LuaSocket.
---   lua5.4 spec/servers/raw_server.lua --port N
+--   lua spec/servers/raw_server.lua --port N
 -- The request path picks the misbehaviour:
 --   /200        answers 200 OK
 --   /badaccept  answers 101 with a wrong Sec-WebSocket-Accept
@@ -9,8 +9,11 @@
 --   /proto      answers a valid 101 choosing subprotocol "zzz"
 --   /silent     reads the request and never answers
 -- Connections are served one at a time.
+local here = debug.getinfo(1, "S").source:match("^@(.*)/spec/servers/[^/]*$") or "."
+package.path = here .. "/?.lua;" .. package.path
 local socket = require "socket"
 local core = require "ws.core"
+local B = require "spec.bits"
 
 local port = assert(tonumber(arg[1] == "--port" and arg[2]), "usage: raw_server.lua --port N")
 local server = assert(socket.bind("127.0.0.1", port))
@@ -34,14 +37,12 @@ end
 local function read_frame(c)
   local h = assert(c:receive(2))
   local b0, b1 = h:byte(1, 2)
-  local n = b1 & 0x7f
-  if n == 126 then n = string.unpack(">I2", assert(c:receive(2)))
-  elseif n == 127 then n = string.unpack(">I8", assert(c:receive(8))) end
-  local key = b1 & 0x80 ~= 0 and assert(c:receive(4)) or "\0\0\0\0"
+  local n = b1 % 128
+  if n == 126 then n = B.get_u16(assert(c:receive(2)))
+  elseif n == 127 then n = B.get_u64(assert(c:receive(8))) end
+  local key = b1 >= 128 and assert(c:receive(4)) or "\0\0\0\0"
   local p = n > 0 and assert(c:receive(n)) or ""
-  local k, t = { key:byte(1, 4) }, {}
-  for i = 1, #p do t[i] = string.char(p:byte(i) ~ k[(i - 1) % 4 + 1]) end
-  return b0 & 0x0f, table.concat(t)
+  return b0 % 16, B.mask(p, key)
 end
 
 local function serve(c)
@@ -62,12 +63,11 @@ local function serve(c)
     c:send("HTTP/1.1 101 Swit")
   elseif path == "/masked" then
     c:send(accept_101(key))
-    local mkey, msg, t = "\1\2\3\4", "hi", {}
-    for i = 1, #msg do t[i] = string.char(msg:byte(i) ~ mkey:byte((i - 1) % 4 + 1)) end
-    c:send(string.char(0x81, 0x80 | #msg) .. mkey .. table.concat(t))
+    local mkey, msg = "\1\2\3\4", "hi"
+    c:send(string.char(0x81, 0x80 + #msg) .. mkey .. B.mask(msg, mkey))
     local ok, op, payload = pcall(read_frame, c)
     if ok and op == 8 and #payload >= 2 then
-      print("masked-close " .. string.unpack(">I2", payload))
+      print("masked-close " .. B.get_u16(payload))
     else
       print("masked-close none " .. tostring(op))
     end
