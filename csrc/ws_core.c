@@ -784,6 +784,19 @@ static int l_accept(lua_State *L) {
     return 1;
 }
 
+/* raise_fd_limit() -> the soft limit on open descriptors, raised to the
+ * hard limit | nil, err */
+static int l_raise_fd_limit(lua_State *L) {
+    long n = ws_fd_raise_limit();
+    if (n < 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, strerror(errno));
+        return 2;
+    }
+    lua_pushinteger(L, (lua_Integer)n);
+    return 1;
+}
+
 static int l_fd_getfd(lua_State *L) {
     lua_pushinteger(L, check_fd(L)->fd);
     return 1;
@@ -964,6 +977,7 @@ static const luaL_Reg funcs[] = {
     {"send_frame", l_send_frame},
     {"deflate", l_deflate},
     {"accept", l_accept},
+    {"raise_fd_limit", l_raise_fd_limit},
 #ifdef WS_HAVE_EPOLL
     {"epoll", l_epoll},
 #endif

@@ -40,6 +40,11 @@ int ws_fd_peer(int fd, char *ip, size_t ipcap, int *port);
 /* read(2) retried on EINTR: >0 bytes, 0 end of stream, -1 with errno. */
 ssize_t ws_fd_read(int fd, void *buf, size_t n);
 
+/* Raise the soft limit on open descriptors to the hard limit, as Go's
+ * runtime does at start: a server's connections should not stop at a
+ * shell's default of 1024. Returns the soft limit in force, or -1. */
+long ws_fd_raise_limit(void);
+
 /* writev(2) of two pieces, retried on EINTR: bytes written or -1 with errno. */
 ssize_t ws_fd_write2(int fd, const void *a, size_t an, const void *b, size_t bn);
 

@@ -18,8 +18,8 @@ end
 
 -- A raw client, upgraded on path, with a socket timeout.
 local function raw(port, path, timeout)
-  local r, head = H.raw(port, nil, { path = path, timeout = timeout or 5 })
-  assert.matches("^HTTP/1.1 101", head)
+  local r, head, err = H.raw(port, nil, { path = path, timeout = timeout or 5 })
+  assert.matches("^HTTP/1.1 101", tostring(head or err))
   return r
 end
 
@@ -199,6 +199,24 @@ describe("server behaviour (spec/servers/test_server.lua)", function()
     assert.equal(1000, r:read_close())
     assert.is_true(r:closed_by_peer(3))
     r:close()
+  end)
+end)
+
+describe("descriptor limit", function()
+  it("serves more connections than the soft limit it started with (raised to the hard limit)", function()
+    local N = 300
+    local srv = H.start_lua("spec/servers/test_server.lua", "", "test-server-nofile", "ulimit -S -n 128;")
+    local conns = {}
+    local ok, err = pcall(function()
+      for i = 1, N do conns[i] = raw(srv.port, "/echo", 5) end
+      for _, i in ipairs { 1, N / 2, N } do
+        conns[i]:send_frame(1, "conn " .. i)
+        assert.equal("conn " .. i, assert(conns[i]:read_frame()).payload)
+      end
+    end)
+    for _, r in pairs(conns) do r:close() end
+    srv.stop()
+    assert(ok, err)
   end)
 end)
 

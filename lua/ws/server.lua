@@ -200,6 +200,8 @@ function M.listen(opts)
   -- the same port hit "address already in use" while TIME_WAITs remained.
   local sock, err = socket.bind(o.host, o.port, o.backlog)
   if not sock then return nil, err end
+  -- as Go's runtime does: connections should not stop at a shell's 1024
+  core.raise_fd_limit()
   sock:settimeout(0)
   local tls
   if o.tls then
