@@ -1,18 +1,20 @@
 -- Echo server: the Lua twin of gorilla/websocket's echo example.
---   lua5.4 examples/echo.lua [--host H] [--port P] [--verbose]
+--   lua5.4 examples/echo.lua [--host H] [--port P] [--compression] [--verbose]
 -- ws://HOST:PORT/ws echoes every message with its type; http://HOST:PORT/
--- serves a page that tries it from a browser.
+-- serves a page that tries it from a browser. --compression accepts
+-- permessage-deflate (off by default, as in the original).
 local ws = require "ws"
 
-local host, port, verbose = "127.0.0.1", 8080, false
+local host, port, compression, verbose = "127.0.0.1", 8080, false, false
 local i = 1
 while arg[i] do
   local a = arg[i]
   if a == "--host" then host = arg[i + 1]; i = i + 1
   elseif a == "--port" then port = tonumber(arg[i + 1]); i = i + 1
+  elseif a == "--compression" then compression = true
   elseif a == "--verbose" then verbose = true
   else
-    io.stderr:write("usage: lua5.4 examples/echo.lua [--host H] [--port P] [--verbose]\n")
+    io.stderr:write("usage: lua5.4 examples/echo.lua [--host H] [--port P] [--compression] [--verbose]\n")
     os.exit(2)
   end
   i = i + 1
@@ -24,6 +26,7 @@ local server = assert(ws.listen {
   host = host,
   port = port,
   max_message = 16 * 1024 * 1024,              -- echo large messages too
+  compression = compression,
   check_origin = function() return true end,   -- like the original: accept all origins
 })
 

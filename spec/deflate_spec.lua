@@ -514,6 +514,25 @@ describe("our server + python-websockets client", function()
     check_echoes(lines, sizes, "python")
     assert.equal(1000, lines[#lines].code, out)
   end)
+
+  it("examples/echo.lua --compression too; without the flag it declines the offer", function()
+    local sizes = { 0, 126, 65536, MiB }
+    for _, on in ipairs { true, false } do
+      local echo = H.start_lua("examples/echo.lua", on and "--compression" or "", "deflate-echo-example")
+      local lines, out = run_json(string.format("%s %s/spec/peers/deflate_py.py client ws://127.0.0.1:%d/ws %s",
+        H.PYTHON, ROOT, echo.port, shell_quote(json.encode(sizes))), 60)
+      echo.stop()
+      assert.equal("open", lines[1] and lines[1].test, out)
+      if on then
+        assert.equal("permessage-deflate", lines[1].header)
+        check_echoes(lines, sizes, "python")
+      else
+        assert.is_nil(lines[1].header, out)
+        assert.same({}, lines[1].extensions)
+      end
+      assert.equal(1000, lines[#lines].code, out)
+    end
+  end)
 end)
 
 describe("every message compressed (threshold 0), empty ones included", function()

@@ -378,8 +378,9 @@ local function receive(self, deadline)
         if not data then return fail(self, err == "message too big" and 1009 or 1007, err) end
         if kind == "text" and not utf8_valid(data) then return fail(self, 1007, "invalid utf-8") end
       end
-      -- a peer whose input never runs dry must not starve the other tasks
-      local burst = self.burst + 1
+      -- a peer whose input never runs dry must not starve the other tasks:
+      -- yield after 64 messages or about 1 MiB, whichever comes first
+      local burst = self.burst + 1 + #data / 16384
       if burst >= 64 then
         burst = 0
         local l = loop.current()
