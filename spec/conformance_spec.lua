@@ -21,7 +21,7 @@ local server, PORT
 local mask = B.mask
 
 local MAX_LEN = B.hex "7f ff ff ff ff ff ff ff"   -- 2^63-1 in 64 bits: beyond a double
-local KEYS = { "\055\250\033\061", "\001\002\003\004", "\165\090\255\000", "\000\000\000\000" }
+local KEYS = { B.hex "37 fa 21 3d", B.hex "01 02 03 04", B.hex "a5 5a ff 00", B.hex "00 00 00 00" }
 local nkey = 0
 
 --- Encode a client frame. opts: fin (default true), rsv (0..7), len (the
@@ -660,11 +660,11 @@ describe("conformance (examples/echo.lua)", function()
       "κόσμε",
       "Hello-µ@ßöäüàá-UTF-8!!",
       "\240\159\152\128 emoji \240\159\142\137",
-      "\244\143\191\191",                 -- U+10FFFF, the largest code point
-      "\237\159\191\238\128\128",         -- U+D7FF, U+E000 (around the surrogates)
-      "\239\191\190\239\191\191",         -- U+FFFE, U+FFFF (noncharacters are valid)
+      B.hex "f4 8f bf bf",                 -- U+10FFFF, the largest code point
+      B.hex "ed 9f bf ee 80 80",         -- U+D7FF, U+E000 (around the surrogates)
+      B.hex "ef bf be ef bf bf",         -- U+FFFE, U+FFFF (noncharacters are valid)
       "\0 nul is valid",
-      "\194\128\223\191\224\160\128\240\144\128\128", -- the smallest 2/3/4-byte sequences
+      B.hex "c2 80 df bf e0 a0 80 f0 90 80 80", -- the smallest 2/3/4-byte sequences
     }
     for i, s in ipairs(VALID) do
       it("echoes valid text #" .. i, function()
@@ -697,20 +697,20 @@ describe("conformance (examples/echo.lua)", function()
     end)
 
     local INVALID = {
-      { "overlong 2-byte '/'", "\192\175" },
-      { "overlong 3-byte '/'", "\224\128\175" },
-      { "overlong 4-byte '/'", "\240\128\128\175" },
-      { "maximal overlong 2-byte", "\193\191" },
-      { "maximal overlong 3-byte", "\224\159\191" },
-      { "maximal overlong 4-byte", "\240\143\191\191" },
-      { "overlong NUL", "\192\128" },
-      { "high surrogate U+D800", "\237\160\128" },
-      { "low surrogate U+DFFF", "\237\191\191" },
-      { "surrogate pair", "\237\160\128\237\176\128" },
-      { "U+110000", "\244\144\128\128" },
-      { "U+1FFFFF", "\247\191\191\191" },
-      { "5-byte sequence", "\248\136\128\128\128" },
-      { "6-byte sequence", "\252\132\128\128\128\128" },
+      { "overlong 2-byte '/'", B.hex "c0 af" },
+      { "overlong 3-byte '/'", B.hex "e0 80 af" },
+      { "overlong 4-byte '/'", B.hex "f0 80 80 af" },
+      { "maximal overlong 2-byte", B.hex "c1 bf" },
+      { "maximal overlong 3-byte", B.hex "e0 9f bf" },
+      { "maximal overlong 4-byte", B.hex "f0 8f bf bf" },
+      { "overlong NUL", B.hex "c0 80" },
+      { "high surrogate U+D800", B.hex "ed a0 80" },
+      { "low surrogate U+DFFF", B.hex "ed bf bf" },
+      { "surrogate pair", B.hex "ed a0 80 ed b0 80" },
+      { "U+110000", B.hex "f4 90 80 80" },
+      { "U+1FFFFF", B.hex "f7 bf bf bf" },
+      { "5-byte sequence", B.hex "f8 88 80 80 80" },
+      { "6-byte sequence", B.hex "fc 84 80 80 80 80" },
       { "truncated 2-byte at the end", "κόσμ\206" },
       { "truncated 3-byte at the end", "abc\226\130" },
       { "truncated 4-byte at the end", "abc\240\159\152" },
@@ -719,7 +719,7 @@ describe("conformance (examples/echo.lua)", function()
       { "lead byte followed by ASCII", "\206 a" },
       { "C0", "\192" },
       { "C1", "\193" },
-      { "F5", "\245\128\128\128" },
+      { "F5", B.hex "f5 80 80 80" },
       { "FE", "\254" },
       { "FF", "\255" },
       { "bad byte after a long ASCII run", ("x"):rep(4000) .. "\255" .. ("y"):rep(10) },
@@ -754,7 +754,7 @@ describe("conformance (examples/echo.lua)", function()
 
     it("fails fast: invalid bytes in the first fragment close before the message ends", function()
       local c = connect()
-      send(c, enc(1, "\192\175", { fin = false }))
+      send(c, enc(1, B.hex "c0 af", { fin = false }))
       expect_fail(c, 1007)
     end)
 
@@ -768,7 +768,7 @@ describe("conformance (examples/echo.lua)", function()
 
     it("does not check binary messages for UTF-8", function()
       local c = connect()
-      echo_ok(c, 2, "\255\254\192\175\237\160\128")
+      echo_ok(c, 2, B.hex "ff fe c0 af ed a0 80")
       c:close()
     end)
   end)
@@ -1170,7 +1170,7 @@ describe("conformance (examples/echo.lua)", function()
     it("fails a frame declaring 2^63-1 bytes with 1009 at once", function()
       local c = connect()
       local t0 = gettime()
-      send(c, "\130\255" .. MAX_LEN, KEYS[1])
+      send(c, B.hex "82 ff" .. MAX_LEN, KEYS[1])
       -- the length is legal (top bit clear) but over max_message: 1009
       expect_fail(c, 1009)
       assert.is_true(gettime() - t0 < 1, "close took too long")
@@ -1204,7 +1204,7 @@ describe("conformance (examples/echo.lua)", function()
       send(bad, enc(1, "\255"))
       expect_fail(bad, 1007)
       local bad2 = connect()
-      send(bad2, "\130\255" .. MAX_LEN, KEYS[1])
+      send(bad2, B.hex "82 ff" .. MAX_LEN, KEYS[1])
       expect_fail(bad2, 1009)
       echo_ok(good, 1, "after")
       good:close()

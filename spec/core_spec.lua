@@ -102,7 +102,7 @@ end
 local function read_all(opts, data) return (read_chunks(opts, { data })) end
 
 local SERVER, CLIENT = { role = "server" }, { role = "client" }
-local KEY = "\055\250\033\061"   -- the key of the RFC 6455 section 5.7 examples
+local KEY = B.hex "37 fa 21 3d"   -- the key of the RFC 6455 section 5.7 examples
 
 -- A frame as the peer of a reader with that role sends it.
 local function peer(role, op, payload, o)
@@ -350,7 +350,7 @@ describe("reader: input split anywhere gives the same events", function()
   local ping125 = string.rep("p", 125)
 
   local function stream(role)
-    local k = { "\1\2\3\4", "\255\000\170\085", KEY, "\0\0\0\0" }
+    local k = { "\1\2\3\4", B.hex "ff 00 aa 55", KEY, "\0\0\0\0" }
     local i = 0
     local function f(op, payload, o)
       o = o or {}
@@ -482,7 +482,7 @@ describe("reader: protocol violations give the right close code", function()
     assert.are.same({ ev("text", "ab", 4) },
       read_all(opts, sf("text", "a", { rsv = 4, fin = false }) .. sf("continuation", "b")))
     -- RSV1 marks compressed data: text is not checked as UTF-8 here
-    assert.are.same({ ev("text", "\255\254", 4) }, read_all(opts, sf("text", "\255\254", { rsv = 4 })))
+    assert.are.same({ ev("text", B.hex "ff fe", 4) }, read_all(opts, sf("text", B.hex "ff fe", { rsv = 4 })))
     -- not on continuation frames, control frames, or other bits
     assert_fails(opts, sf("text", "a", { rsv = 4, fin = false }) .. sf("continuation", "b", { rsv = 4 }), 1002)
     assert_fails(opts, sf("text", "a", { fin = false }) .. sf("continuation", "b", { rsv = 4 }), 1002)
@@ -574,7 +574,7 @@ describe("reader: protocol violations give the right close code", function()
     -- 0x0F would begin a valid code (3840..4095) whatever byte followed,
     -- so only the length rule can refuse these
     assert_fails(SERVER, sf("close", "\015"), 1002)
-    assert_fails(CLIENT, cf("ping", "\015\160") .. cf("close", "\015"), 1002, { ev("ping", "\015\160") })
+    assert_fails(CLIENT, cf("ping", B.hex "0f a0") .. cf("close", "\015"), 1002, { ev("ping", B.hex "0f a0") })
     assert_fails(CLIENT, cf("close", "\3"), 1002)
   end)
 
@@ -628,7 +628,7 @@ describe("reader: protocol violations give the right close code", function()
   end)
 
   it("a character split across fragments is valid", function()
-    local euro = "\226\130\172"
+    local euro = B.hex "e2 82 ac"
     for cut = 0, 3 do
       assert.are.same({ ev("text", "a" .. euro .. "b") },
         read_all(SERVER, sf("text", "a" .. euro:sub(1, cut), { fin = false })
@@ -638,7 +638,7 @@ describe("reader: protocol violations give the right close code", function()
 
   it("bad UTF-8 fails as soon as it arrives, before the final fragment", function()
     assert_fails(SERVER, sf("text", "ok\192", { fin = false }), 1007)
-    assert_fails(SERVER, sf("text", "ok", { fin = false }) .. sf("continuation", "\237\160", { fin = false }), 1007)
+    assert_fails(SERVER, sf("text", "ok", { fin = false }) .. sf("continuation", B.hex "ed a0", { fin = false }), 1007)
     -- mid-frame: only part of the payload has arrived
     assert_fails(CLIENT, cf("text", "abc\255" .. string.rep("x", 100)):sub(1, 10), 1007)
   end)
@@ -664,21 +664,21 @@ describe("UTF-8 validation (utf8_valid and text messages)", function()
     "", "a", "hello world", "\0",
     enc(0x7F), enc(0x80), enc(0x7FF), enc(0x800), enc(0xFFFF), enc(0x10000), enc(0x10FFFF),
     enc(0xD7FF), enc(0xE000), enc(0xFFFD), enc(0x1F600),
-    "\194\128", "\223\191", "\224\160\128", "\237\159\191", "\238\128\128", "\239\191\191",
-    "\240\144\128\128", "\244\143\191\191", "\243\191\191\191",
+    B.hex "c2 80", B.hex "df bf", B.hex "e0 a0 80", B.hex "ed 9f bf", B.hex "ee 80 80", B.hex "ef bf bf",
+    B.hex "f0 90 80 80", B.hex "f4 8f bf bf", B.hex "f3 bf bf bf",
     "caf\195\169 \226\130\172 \240\159\152\128 end",
   }
   local invalid = {
-    "\192\128", "\193\191",                          -- overlong 2-byte
-    "\224\128\128", "\224\159\191",                  -- overlong 3-byte
-    "\240\128\128\128", "\240\143\191\191",          -- overlong 4-byte
-    "\237\160\128", "\237\191\191", "\237\175\191\237\176\128", -- surrogates (and a pair)
-    "\244\144\128\128",                              -- U+110000
-    "\194", "\226\130", "\240\159\152",              -- truncated at the end
+    B.hex "c0 80", B.hex "c1 bf",                          -- overlong 2-byte
+    B.hex "e0 80 80", B.hex "e0 9f bf",                  -- overlong 3-byte
+    B.hex "f0 80 80 80", B.hex "f0 8f bf bf",          -- overlong 4-byte
+    B.hex "ed a0 80", B.hex "ed bf bf", B.hex "ed af bf ed b0 80", -- surrogates (and a pair)
+    B.hex "f4 90 80 80",                              -- U+110000
+    "\194", B.hex "e2 82", B.hex "f0 9f 98",              -- truncated at the end
     "a\194", "ab\226\130", "abc\240\159\152",
     "\194a", "\226\130a", "\240\159\152a",           -- truncated before ASCII
-    "\194\194\128",                                  -- lead where a continuation belongs
-    "\254", "\255", "\254\255",
+    B.hex "c2 c2 80",                                  -- lead where a continuation belongs
+    "\254", "\255", B.hex "fe ff",
   }
   for b = 0xF5, 0xFF do invalid[#invalid + 1] = string.char(b, 0x80, 0x80, 0x80) end
   for b = 0x80, 0xBF do
@@ -762,16 +762,16 @@ describe("UTF-8 validation (utf8_valid and text messages)", function()
 
   it("long mostly-ASCII strings: a bad byte anywhere is found (ASCII fast path)", function()
     local ascii = string.rep("abcdefgh", 12) -- 96 bytes
-    local bad = { "\255", "\128", "\192\128", "\237\160\128", "\244\144\128\128", "\195" }
+    local bad = { "\255", "\128", B.hex "c0 80", B.hex "ed a0 80", B.hex "f4 90 80 80", "\195" }
     for pos = 0, #ascii do
       local pre, post = ascii:sub(1, pos), ascii:sub(pos + 1)
-      assert.is_true(core.utf8_valid(pre .. "\195\169" .. post))
-      assert.is_true(core.utf8_valid(pre .. "\240\159\152\128" .. post))
+      assert.is_true(core.utf8_valid(pre .. B.hex "c3 a9" .. post))
+      assert.is_true(core.utf8_valid(pre .. B.hex "f0 9f 98 80" .. post))
       for _, b in ipairs(bad) do
         assert.is_false(core.utf8_valid(pre .. b .. post), ("%q at %d"):format(b, pos))
       end
       -- truncated at the very end
-      assert.is_false(core.utf8_valid(pre .. "\226\130"))
+      assert.is_false(core.utf8_valid(pre .. B.hex "e2 82"))
     end
     -- and through the reader, a 1 KiB text with one bad byte per position class
     for pos = 1000, 1016 do
@@ -1091,9 +1091,9 @@ end)
 
 describe("close_payload", function()
   it("encodes the code big-endian, then the reason", function()
-    assert.are.equal("\003\232", core.close_payload(1000))
+    assert.are.equal(B.hex "03 e8", core.close_payload(1000))
     assert.are.equal("\003\232bye", core.close_payload(1000, "bye"))
-    assert.are.equal("\019\135", core.close_payload(4999))
+    assert.are.equal(B.hex "13 87", core.close_payload(4999))
     assert.are.equal("\011\184r\195\169", core.close_payload(3000, "r\195\169"))
     for _, code in ipairs { 1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999 } do
       local p = core.close_payload(code, "why " .. code)
@@ -1122,7 +1122,7 @@ describe("close_payload", function()
       assert.is_nil(none, code)
       assert.is_string(err)
     end
-    for _, reason in ipairs { "\255", "ab\195", "\237\160\128", "\192\128" } do
+    for _, reason in ipairs { "\255", "ab\195", B.hex "ed a0 80", B.hex "c0 80" } do
       local none, err = core.close_payload(1000, reason)
       assert.is_nil(none)
       assert.is_string(err)

@@ -7,6 +7,7 @@ local ws = require "ws"
 local core = require "ws.core"
 local deflate = require "ws.deflate"
 local H = require "spec.helpers"
+local B = require "spec.bits"
 
 local gettime = socket.gettime
 local ROOT = H.ROOT
@@ -330,16 +331,16 @@ describe("ws.core.deflate", function()
     assert.equal("f248cdc9c90700", hex(d:compress("Hello")))
     assert.equal("f200110000", hex(d:compress("Hello")))
     local i = core.deflate {}
-    assert.equal("Hello", i:decompress("\242\072\205\201\201\007\000"))
-    assert.equal("Hello", i:decompress("\242\000\017\000\000"))
+    assert.equal("Hello", i:decompress(B.hex "f2 48 cd c9 c9 07 00"))
+    assert.equal("Hello", i:decompress(B.hex "f2 00 11 00 00"))
   end)
 
   it("forgets the window with no context takeover", function()
     local d = core.deflate { out_reset = true }
     assert.equal(d:compress("Hello"), d:compress("Hello"))
     local i = core.deflate { in_reset = true }
-    assert.equal("Hello", i:decompress("\242\072\205\201\201\007\000"))
-    assert.is_nil((i:decompress("\242\000\017\000\000")))   -- refers to a forgotten window
+    assert.equal("Hello", i:decompress(B.hex "f2 48 cd c9 c9 07 00"))
+    assert.is_nil((i:decompress(B.hex "f2 00 11 00 00")))   -- refers to a forgotten window
   end)
 
   it("reads an uncompressed (stored) block and an empty message", function()
@@ -365,17 +366,17 @@ describe("ws.core.deflate", function()
     assert.same({ nil, "invalid compressed data" }, { core.deflate {}:decompress("\000\005\000\250\255Hello") })
     local i = core.deflate {}
     assert.same({ nil, "invalid compressed data" }, { i:decompress("") })
-    assert.equal("Hello", i:decompress("\242\072\205\201\201\007\000"))
+    assert.equal("Hello", i:decompress(B.hex "f2 48 cd c9 c9 07 00"))
   end)
 
   it("reads a message whose DEFLATE block has BFINAL set (RFC 7692 section 7.2.3.3)", function()
     local i = core.deflate {}
-    assert.equal("Hello", i:decompress("\243\072\205\201\201\007\000\000"))
+    assert.equal("Hello", i:decompress(B.hex "f3 48 cd c9 c9 07 00 00"))
     -- the window survives the end of that DEFLATE stream
-    assert.equal("Hello", i:decompress("\242\000\017\000\000"))
+    assert.equal("Hello", i:decompress(B.hex "f2 00 11 00 00"))
     -- and junk after a final block is still junk
     assert.same({ nil, "invalid compressed data" },
-      { core.deflate {}:decompress("\243\072\205\201\201\007\000\255\255") })
+      { core.deflate {}:decompress(B.hex "f3 48 cd c9 c9 07 00 ff ff") })
   end)
 
   it("round-trips text and binary of many sizes with every window size", function()
@@ -401,12 +402,12 @@ describe("ws.core.deflate", function()
   end)
 
   it("refuses invalid data", function()
-    assert.same({ nil, "invalid compressed data" }, { core.deflate {}:decompress("\255\255\255\255") })
+    assert.same({ nil, "invalid compressed data" }, { core.deflate {}:decompress(B.hex "ff ff ff ff") })
     assert.same({ nil, "invalid compressed data" }, { core.deflate {}:decompress("\007") })
     -- a decompressor that saw an error starts afresh
     local i = core.deflate {}
-    assert.is_nil((i:decompress("\255\255")))
-    assert.equal("Hello", i:decompress("\242\072\205\201\201\007\000"))
+    assert.is_nil((i:decompress(B.hex "ff ff")))
+    assert.equal("Hello", i:decompress(B.hex "f2 48 cd c9 c9 07 00"))
   end)
 
   it("checks its options", function()
@@ -865,10 +866,10 @@ describe("hostile peers against our server", function()
 
   it("closes 1007 on invalid compressed data", function()
     for _, bad in ipairs {
-      "\255\255\255\255\255",                 -- reserved block type
+      B.hex "ff ff ff ff ff",                 -- reserved block type
       "\000\005\000\000\000Hello",            -- stored block with a bad length check
-      "\242\000\017\000\000",                  -- refers to a window nobody sent
-      "\243\072\205\201\201\007\000\255\255",  -- junk after a final block
+      B.hex "f2 00 11 00 00",                  -- refers to a window nobody sent
+      B.hex "f3 48 cd c9 c9 07 00 ff ff",  -- junk after a final block
     } do
       local r = raw(server.port, "/echo", EXT)
       r:send_frame(2, bad, { rsv = 4 })
@@ -926,9 +927,9 @@ describe("hostile peers against our server", function()
 
   it("reads a BFINAL message (RFC 7692 section 7.2.3.3) and keeps the window after it", function()
     local r = raw(server.port, "/echo", EXT)
-    r:send_frame(1, "\243\072\205\201\201\007\000\000", { rsv = 4 })
+    r:send_frame(1, B.hex "f3 48 cd c9 c9 07 00 00", { rsv = 4 })
     assert.equal("Hello", r:read_frame().payload)   -- below the threshold: sent plain
-    r:send_frame(1, "\242\000\017\000\000", { rsv = 4 })
+    r:send_frame(1, B.hex "f2 00 11 00 00", { rsv = 4 })
     assert.equal("Hello", r:read_frame().payload)
     r:close()
   end)

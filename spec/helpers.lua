@@ -12,6 +12,7 @@ M.LUA = os.getenv("LUA") or (rawget(_G, "jit") and "luajit") or "lua" .. _VERSIO
 M.PYTHON = "/usr/bin/python3"
 M.ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/helpers%.lua$")) or "."
 M.LOGDIR = M.ROOT .. "/build/test-logs"
+
 --- Run a shell command; true if it exited 0 (os.execute's result differs
 -- between Lua 5.1 and 5.2+).
 function M.sh(cmd)
@@ -20,6 +21,15 @@ function M.sh(cmd)
 end
 
 M.sh("mkdir -p '" .. M.LOGDIR .. "'")
+
+--- Run a shell command; returns its stdout and exit status.
+function M.run(cmd)
+  local p = io.popen("(" .. cmd .. "); echo \"[exit $?]\"")
+  local out = p:read("*a")
+  p:close()
+  local body, code = out:match("^(.*)%[exit (%d+)%]\n$")
+  return body, tonumber(code)
+end
 
 function M.shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
@@ -45,15 +55,6 @@ function M.throwaway_ca()
   local out, code = M.run("sh -c " .. M.shell_quote(script) .. " 2>&1")
   assert(code == 0, "openssl failed:\n" .. out)
   return dir
-end
-
---- Run a shell command; returns its stdout and exit status.
-function M.run(cmd)
-  local p = io.popen("(" .. cmd .. "); echo \"[exit $?]\"")
-  local out = p:read("*a")
-  p:close()
-  local body, code = out:match("^(.*)%[exit (%d+)%]\n$")
-  return body, tonumber(code)
 end
 
 function M.free_port()

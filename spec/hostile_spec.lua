@@ -233,7 +233,7 @@ local function seeded(seed)
   end
 end
 
-local MASK = "\055\250\033\061"
+local MASK = B.hex "37 fa 21 3d"
 
 -- A masked binary frame header declaring n payload bytes (64-bit form;
 -- n a number, or its 8 bytes).

@@ -18,8 +18,8 @@ end
 
 -- A raw client, upgraded on path, with a socket timeout.
 local function raw(port, path, timeout)
-  local r, head, err = H.raw(port, nil, { path = path, timeout = timeout or 5 })
-  assert.matches("^HTTP/1.1 101", tostring(head or err))
+  local r, head = H.raw(port, nil, { path = path, timeout = timeout or 5 })
+  assert.matches("^HTTP/1.1 101", tostring(head))
   return r
 end
 

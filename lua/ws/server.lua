@@ -28,9 +28,13 @@ local REASONS = {
   [503] = "Service Unavailable", [505] = "HTTP Version Not Supported",
 }
 
--- One write per line: stderr is unbuffered, so pieces would cost a syscall each.
+-- One write per line: stderr is unbuffered, so pieces would cost a syscall
+-- each. The time stamp is formatted once per second, not per line.
+local stamp_sec, stamp = -1, ""
 local function log(fmt, ...)
-  io.stderr:write(os.date("%Y-%m-%d %H:%M:%S ") .. string.format(fmt, ...) .. "\n")
+  local now = os.time()
+  if now ~= stamp_sec then stamp_sec, stamp = now, os.date("%Y-%m-%d %H:%M:%S ", now) end
+  io.stderr:write(stamp .. string.format(fmt, ...) .. "\n")
 end
 M.log = log
 
