@@ -293,6 +293,46 @@ describe("client and server in one loop", function()
     assert.matches("invalid header", err)
     close_server(srv)
   end)
+
+  it("origins = { ... } allows those origins (any case) and clients without one; others get 403", function()
+    local srv, l, base = loop_server({ origins = { "https://Good.example", "http://localhost:3000" } },
+      { ["/ws"] = echo_handler })
+    local function try(origin)
+      return H.run_task(l, 5, function()
+        local conn, err = ws.connect(base .. "/ws", { timeout = 3, origin = origin })
+        if not conn then return err end
+        local back = conn:send("hi") and conn:receive(3)
+        conn:close()
+        return back
+      end)
+    end
+    assert.equal("hi", try("https://good.example"))
+    assert.equal("hi", try("HTTP://LOCALHOST:3000"))
+    assert.equal("hi", try(nil))
+    assert.matches("403", try("https://evil.example"))
+    assert.matches("403", try("https://good.example.evil"))
+    assert.matches("403", try("http://127.0.0.1:" .. srv.port))   -- the list replaces same-origin
+    close_server(srv)
+  end)
+
+  it("opts.sock: the handshake runs on a socket the caller connected (a tunnel, say)", function()
+    local srv, l = loop_server({}, { ["/ws"] = echo_handler })
+    local got = H.run_task(l, 5, function()
+      local sock = socket.tcp()
+      sock:settimeout(0)
+      sock:connect("127.0.0.1", srv.port)
+      assert(l:wait(sock, "w", gettime() + 3))
+      -- the URL names the host for the Host header (and TLS); nothing is resolved
+      local conn = assert(ws.connect("ws://tunnelled.invalid/ws", { timeout = 3, sock = sock }))
+      local host = conn.peer
+      assert(conn:send("through"))
+      local back = conn:receive(3)
+      conn:close()
+      return { back, host }
+    end)
+    assert.same({ "through", "tunnelled.invalid:80" }, got)
+    close_server(srv)
+  end)
 end)
 
 describe("blocking client in a plain script", function()

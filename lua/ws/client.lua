@@ -120,7 +120,8 @@ end
 --- Open a WebSocket connection.
 -- opts: headers (name -> value), origin, protocols (list), timeout,
 -- tls = { verify = true, cafile, capath, certificate, key, server_name },
--- and the connection limits (max_message, ...).
+-- sock (a connected LuaSocket TCP socket to use instead of connecting, e.g.
+-- a tunnel through a proxy), and the connection limits (max_message, ...).
 -- Returns a connection, or nil, err.
 function M.connect(url, opts)
   opts = opts or {}
@@ -128,8 +129,13 @@ function M.connect(url, opts)
   if not scheme then return nil, host end
   local deadline = gettime() + (opts.timeout or M.defaults.timeout)
 
-  local sock, err = tcp_connect(host, port, deadline)
-  if not sock then return nil, err end
+  local sock, err = opts.sock, nil
+  if sock then
+    sock:settimeout(0)
+  else
+    sock, err = tcp_connect(host, port, deadline)
+    if not sock then return nil, err end
+  end
   sock:setoption("tcp-nodelay", true)
   if scheme == "wss" then
     sock, err = tls_wrap(sock, host, opts, deadline)

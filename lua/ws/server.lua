@@ -75,6 +75,14 @@ function M.same_origin(origin, request)
   return host ~= nil and host_of(origin) == host:lower()
 end
 
+-- An origin check from a list of allowed Origin values ("https://example.com",
+-- compared without case); no Origin header (a non-browser client) is allowed.
+local function origin_list(origins)
+  local allowed = {}
+  for _, o in ipairs(origins) do allowed[o:lower()] = true end
+  return function(origin) return origin == nil or allowed[origin:lower()] == true end
+end
+
 -- Pick a subprotocol: a list in server preference order, or a function
 -- (offered list, request) -> chosen or nil. Never echo the whole list.
 local function choose_protocol(protocols, request)
@@ -106,6 +114,7 @@ local function merge(opts, defaults)
   for k, v in pairs(connection.defaults) do o[k] = v end
   for k, v in pairs(defaults) do o[k] = v end
   for k, v in pairs(opts or {}) do o[k] = v end
+  if o.origins and not o.check_origin then o.check_origin = origin_list(o.origins) end
   return o
 end
 
@@ -119,7 +128,7 @@ local function upgrade(sock, req, rest, o, deadline, peer)
   end
   local check = o.check_origin or M.same_origin
   if not check(req.headers.origin, req) then
-    respond(sock, 403, "origin not allowed (see the check_origin option)\n", nil, deadline)
+    respond(sock, 403, "origin not allowed (see the origins and check_origin options)\n", nil, deadline)
     return nil, "origin not allowed"
   end
   local protocol = choose_protocol(o.protocols, req)
