@@ -395,6 +395,20 @@ describe("our client over wss:// (throwaway CA)", function()
       assert.matches("does not match", err, 1, true)
     end)
 
+    it(name .. ": over a socket we connected (opts.sock), TLS still checks the URL's host name", function()
+      local function pre()
+        local sock = socket.tcp()
+        sock:settimeout(3)
+        assert(sock:connect("127.0.0.1", servers[name].port))
+        return sock
+      end
+      echo_all("wss://localhost:" .. servers[name].port .. "/echo", { 0, 65536 }, { tls = { cafile = ca }, sock = pre() })
+      local conn, err = ws.connect("wss://wrong.example:" .. servers[name].port .. "/echo",
+        { timeout = 5, tls = { cafile = ca }, sock = pre() })
+      assert.is_nil(conn)
+      assert.matches("does not match", err, 1, true)
+    end)
+
     it(name .. ": tls = { verify = false } connects without the CA", function()
       echo_all("wss://localhost:" .. servers[name].port .. "/echo", { 0, 126, 65536 }, { tls = { verify = false } })
     end)
