@@ -4,13 +4,11 @@
 -- or \x escapes: 5.1 would read "\x41" as "x41" without a word).
 -- Results are unsigned 32-bit numbers; every operation is independent of
 -- ws.core (the specs use these to check it).
-local M = {}
-
 local floor = math.floor
-local ops
+local M
 if not rawget(_G, "jit") and _VERSION >= "Lua 5.3" then
   -- native operators, hidden from older parsers
-  ops = assert(load [[
+  M = assert(load [[
     return {
       band = function(a, b) return a & b end,
       bor = function(a, b) return a | b end,
@@ -23,12 +21,11 @@ else
   -- LuaJIT's bit library (signed results) or bit32 (5.2, or 5.1 with lua-bit32)
   local lib = rawget(_G, "jit") and require "bit" or rawget(_G, "bit32") or require "bit32"
   local function u32(f) return function(a, b) return f(a, b) % 4294967296 end end
-  ops = {
+  M = {
     band = u32(lib.band), bor = u32(lib.bor), bxor = u32(lib.bxor), bnot = u32(lib.bnot),
     lshift = u32(lib.lshift), rshift = u32(lib.rshift),
   }
 end
-M.band, M.bor, M.bxor, M.bnot, M.lshift, M.rshift = ops.band, ops.bor, ops.bxor, ops.bnot, ops.lshift, ops.rshift
 
 M.unpack = rawget(table, "unpack") or rawget(_G, "unpack")
 function M.pack(...) return { n = select("#", ...), ... } end
@@ -64,7 +61,7 @@ function M.mask(data, key, pos)
   if not XOR then
     XOR = {}
     for a = 0, 255 do
-      for b = 0, 255 do XOR[a * 256 + b] = ops.bxor(a, b) end
+      for b = 0, 255 do XOR[a * 256 + b] = M.bxor(a, b) end
     end
   end
   local kb = { key:byte(1, 4) }

@@ -20,7 +20,7 @@ local server, PORT
 
 local mask = B.mask
 
-local MAX_LEN = B.hex "7f ff ff ff ff ff ff ff"   -- 2^63-1 in 64 bits: beyond a double
+local MAX_LEN = H.MAX_LEN   -- 2^63-1
 local KEYS = { B.hex "37 fa 21 3d", B.hex "01 02 03 04", B.hex "a5 5a ff 00", B.hex "00 00 00 00" }
 local nkey = 0
 

@@ -603,12 +603,12 @@ describe("our client (compression = true)", function()
   local sizes = { 0, 1, 200, 65536, MiB }
 
   it("against a Node ws server: echoes exactly, compressed both ways, far fewer bytes on the wire", function()
-    local port = H.free_port()
-    local node = H.spawn(string.format("exec %s %s/spec/peers/deflate_node.js server %d '{\"pmd\":{\"threshold\":0}}'",
-      NODE, ROOT, port), "deflate-node-server")
+    local node = H.start_server(function(port)
+      return string.format("exec %s %s/spec/peers/deflate_node.js server %d '{\"pmd\":{\"threshold\":0}}'",
+        NODE, ROOT, port)
+    end, "deflate-node-server")
     finally(node.stop)
-    H.wait_port(port)
-    local url = "ws://127.0.0.1:" .. port .. "/"
+    local url = "ws://127.0.0.1:" .. node.port .. "/"
     local conn, s, sent = client_round(url, true, sizes)
     local st = stats(conn)
     assert.equal("permessage-deflate", st.header)
@@ -625,14 +625,14 @@ describe("our client (compression = true)", function()
   end)
 
   it("against a Node ws server with no context takeover both ways and small windows", function()
-    local port = H.free_port()
     local cfg = { pmd = { threshold = 0, serverNoContextTakeover = true, clientNoContextTakeover = true,
                           serverMaxWindowBits = 9, clientMaxWindowBits = 9 } }
-    local node = H.spawn(string.format("exec %s %s/spec/peers/deflate_node.js server %d %s",
-      NODE, ROOT, port, shell_quote(json.encode(cfg))), "deflate-node-server")
+    local node = H.start_server(function(port)
+      return string.format("exec %s %s/spec/peers/deflate_node.js server %d %s",
+        NODE, ROOT, port, shell_quote(json.encode(cfg)))
+    end, "deflate-node-server")
     finally(node.stop)
-    H.wait_port(port)
-    local conn = client_round("ws://127.0.0.1:" .. port .. "/", true, { 0, 200, 70000 })
+    local conn = client_round("ws://127.0.0.1:" .. node.port .. "/", true, { 0, 200, 70000 })
     local st = stats(conn)
     local p = deflate.parse(st.header)[1].params
     assert.same({ server_no_context_takeover = true, client_no_context_takeover = true,
@@ -641,12 +641,11 @@ describe("our client (compression = true)", function()
   end)
 
   it("against a python-websockets server: echoes exactly, compressed both ways", function()
-    local port = H.free_port()
-    local py = H.spawn(string.format("exec %s %s/spec/peers/deflate_py.py server %d", H.PYTHON, ROOT, port),
-      "deflate-py-server")
+    local py = H.start_server(function(port)
+      return string.format("exec %s %s/spec/peers/deflate_py.py server %d", H.PYTHON, ROOT, port)
+    end, "deflate-py-server")
     finally(py.stop)
-    H.wait_port(port)
-    local conn, _, sent = client_round("ws://127.0.0.1:" .. port .. "/", true, sizes)
+    local conn, _, sent = client_round("ws://127.0.0.1:" .. py.port .. "/", true, sizes)
     local st = stats(conn)
     assert.equal(sent, st.compressed_frames)
     assert.matches("^permessage%-deflate", st.header)
@@ -679,11 +678,7 @@ describe("our client (compression = true)", function()
   describe("against a hand-made server", function()
     local raw_server
     setup(function()
-      local port = H.free_port()
-      raw_server = H.spawn(string.format("exec %s %s/spec/peers/deflate_raw_server.lua --port %d", H.LUA, ROOT, port),
-        "deflate-raw-server")
-      H.wait_port(port)
-      raw_server.port = port
+      raw_server = H.start_lua("spec/peers/deflate_raw_server.lua", "", "deflate-raw-server")
     end)
     teardown(function() raw_server.stop() end)
     local function url(path) return "ws://127.0.0.1:" .. raw_server.port .. path end

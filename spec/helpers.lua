@@ -114,19 +114,26 @@ function M.wait_output(proc, pattern, secs)
   return nil
 end
 
---- Start a Lua server script with --port; waits until it listens.
--- prefix: shell commands to run first (e.g. "ulimit -n 64;").
-function M.start_lua(script, args, name, prefix)
+--- Start a server: cmd_of(port) for a free port is the shell command; waits
+-- up to secs (default 10) until it listens, else stops it and raises.
+function M.start_server(cmd_of, name, secs)
   local port = M.free_port()
-  local proc = M.spawn(string.format("%s exec %s %s/%s --port %d %s", prefix or "", M.LUA, M.ROOT, script,
-    port, args or ""), name or "server")
-  local ok, err = pcall(M.wait_port, port)
+  local proc = M.spawn(cmd_of(port), name)
+  local ok, err = pcall(M.wait_port, port, secs)
   if not ok then
     proc.stop()
     error(err .. "\n" .. proc.output())
   end
   proc.port = port
   return proc
+end
+
+--- Start a Lua server script with --port; waits until it listens.
+-- prefix: shell commands to run first (e.g. "ulimit -n 64;").
+function M.start_lua(script, args, name, prefix)
+  return M.start_server(function(port)
+    return string.format("%s exec %s %s/%s --port %d %s", prefix or "", M.LUA, M.ROOT, script, port, args or "")
+  end, name or "server")
 end
 
 --- RSS of a process in KiB, and its count of open file descriptors.
@@ -146,6 +153,10 @@ function M.fd_count(pid)
 end
 
 ---- raw WebSocket client --------------------------------------------------------
+
+-- 2^63-1, the largest legal 64-bit frame length: its bytes, since a double
+-- cannot hold it
+M.MAX_LEN = B.hex "7f ff ff ff ff ff ff ff"
 
 local function pack_len(n, masked)
   local m = masked and 0x80 or 0

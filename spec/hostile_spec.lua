@@ -240,7 +240,7 @@ local MASK = B.hex "37 fa 21 3d"
 local function header64(n, opcode)
   return string.char(0x80 + (opcode or 2), 0x80 + 127) .. (type(n) == "string" and n or B.u64(n)) .. MASK
 end
-local MAX_LEN = B.hex "7f ff ff ff ff ff ff ff"   -- 2^63-1, beyond a double
+local MAX_LEN = H.MAX_LEN
 
 ---- the tests ---------------------------------------------------------------------
 

@@ -92,21 +92,11 @@ end
 
 -- Start a peer server (node or python) on a free port; waits until it listens.
 local function start_peer(name, extra)
-  local port = H.free_port()
-  local cmd
-  if name == "node" then
-    cmd = string.format("exec %s %s/node_server.js --port %d %s", NODE, PEERS, port, extra or "")
-  else
-    cmd = string.format("exec %s %s/py_server.py --port %d %s", H.PYTHON, PEERS, port, extra or "")
-  end
-  local proc = H.spawn(cmd, name .. "-server")
-  local ok, err = pcall(H.wait_port, port, 15)
-  if not ok then
-    proc.stop()
-    error(err .. "\n" .. proc.output())
-  end
-  proc.port = port
-  return proc
+  local run_it = name == "node" and NODE .. " " .. PEERS .. "/node_server.js"
+    or H.PYTHON .. " " .. PEERS .. "/py_server.py"
+  return H.start_server(function(port)
+    return string.format("exec %s --port %d %s", run_it, port, extra or "")
+  end, name .. "-server", 15)
 end
 
 -- The fragmented messages the peer servers send in mode "fragment".
@@ -127,12 +117,27 @@ local FRAG = {
 ---- A. our server with independent clients --------------------------------------
 
 -- Assertions shared by the python and node client runs.
-local function client_results(peer, get)
+-- Run a peer's client (command(port)) once against examples/echo.lua and
+-- check what every peer shares; returns the state (server, lines, out,
+-- code) the peer's own tests read.
+local function client_suite(peer, command)
+  local st = {}
+  setup(function()
+    st.server = H.start_lua("examples/echo.lua", "", "echo-" .. peer)
+    st.out, st.code = run(command(st.server.port), 100)
+    st.lines = json_lines(st.out)
+  end)
+  teardown(function() st.server.stop() end)
+
+  it("runs to the end without an error", function()
+    assert.same({}, select_lines(st.lines, { test = "error" }))
+    assert.equal(0, st.code, st.out)
+  end)
+
   for _, kind in ipairs { "text", "binary" } do
     it(peer .. ": " .. kind .. " messages of 0 B .. 16 MiB come back exact, as " .. kind, function()
-      local lines, out = get()
       for _, n in ipairs(SIZES) do
-        local r = one(lines, { test = "echo", kind = kind, size = n }, out)
+        local r = one(st.lines, { test = "echo", kind = kind, size = n }, st.out)
         assert.equal(kind, r.got_kind, "size " .. n)
         assert.equal(n, r.got_size, "size " .. n)
         assert.equal(r.sent_sha, r.got_sha, "size " .. n)
@@ -141,80 +146,52 @@ local function client_results(peer, get)
   end
 
   it(peer .. ": fragmented text and binary messages come back whole", function()
-    local lines, out = get()
     for _, kind in ipairs { "text", "binary" } do
-      local r = one(lines, { test = "fragmented", kind = kind }, out)
+      local r = one(st.lines, { test = "fragmented", kind = kind }, st.out)
       assert.equal(kind, r.got_kind)
       assert.equal(r.sent_sha, r.got_sha)
     end
   end)
+  return st
 end
 
 describe("our echo server with a python-websockets client", function()
-  local server, lines, out, code
-
-  setup(function()
-    server = H.start_lua("examples/echo.lua", "", "echo-py")
-    out, code = run(string.format("%s %s/py_client.py ws://127.0.0.1:%d/ws", H.PYTHON, PEERS, server.port), 100)
-    lines = json_lines(out)
+  local st = client_suite("python", function(port)
+    return string.format("%s %s/py_client.py ws://127.0.0.1:%d/ws", H.PYTHON, PEERS, port)
   end)
-  teardown(function() server.stop() end)
-
-  local function get() return lines, out end
-
-  it("runs to the end without an error", function()
-    assert.same({}, select_lines(lines, { test = "error" }))
-    assert.equal(0, code, out)
-  end)
-
-  client_results("python", get)
 
   it("python: a ping gets its pong", function()
-    assert.is_true(one(lines, { test = "ping" }, out).ok)
+    assert.is_true(one(st.lines, { test = "ping" }, st.out).ok)
   end)
 
   it("python: close with 1000 and 4000 and a reason: the server echoes the code", function()
-    local r = one(lines, { test = "close", sent_code = 1000 }, out)
+    local r = one(st.lines, { test = "close", sent_code = 1000 }, st.out)
     assert.equal(1000, r.code)
-    r = one(lines, { test = "close", sent_code = 4000 }, out)
+    r = one(st.lines, { test = "close", sent_code = 4000 }, st.out)
     assert.equal(4000, r.code)
     -- the server saw the reason we sent
-    assert.truthy(wait_output(server, "%(4000 bye from python ✓%)"), server.output())
+    assert.truthy(wait_output(st.server, "%(4000 bye from python ✓%)"), st.server.output())
   end)
 end)
 
 describe("our echo server with a Node ws client", function()
-  local server, lines, out, code
-
-  setup(function()
-    server = H.start_lua("examples/echo.lua", "", "echo-node")
-    out, code = run(string.format("%s %s/node_client.js ws://127.0.0.1:%d/ws %d", NODE, PEERS, server.port, 16 * MiB), 100)
-    lines = json_lines(out)
+  local st = client_suite("node", function(port)
+    return string.format("%s %s/node_client.js ws://127.0.0.1:%d/ws %d", NODE, PEERS, port, 16 * MiB)
   end)
-  teardown(function() server.stop() end)
-
-  local function get() return lines, out end
-
-  it("runs to the end without an error", function()
-    assert.same({}, select_lines(lines, { test = "error" }))
-    assert.equal(0, code, out)
-  end)
-
-  client_results("node", get)
 
   it("node: a ping gets a pong with the same payload", function()
-    local r = one(lines, { test = "ping" }, out)
+    local r = one(st.lines, { test = "ping" }, st.out)
     assert.equal("node-ping ✓", r.pong)
   end)
 
   it("node: close with 4001 and a reason: the server echoes 4001", function()
-    local r = one(lines, { test = "close" }, out)
+    local r = one(st.lines, { test = "close" }, st.out)
     assert.equal(4001, r.code)
-    assert.truthy(wait_output(server, "%(4001 bye from node%)"), server.output())
+    assert.truthy(wait_output(st.server, "%(4001 bye from node%)"), st.server.output())
   end)
 
   it("node: a message one byte over the 16 MiB limit is closed with 1009", function()
-    local r = one(lines, { test = "too_big" }, out)
+    local r = one(st.lines, { test = "too_big" }, st.out)
     assert.equal(16 * MiB + 1, r.size)
     assert.equal(1009, r.code)
   end)
@@ -222,10 +199,10 @@ describe("our echo server with a Node ws client", function()
   -- The server closed those connections first, so their TIME_WAITs hold the
   -- port: a restart must still bind it (SO_REUSEADDR on the listener).
   it("restarts on the same port at once after those connections", function()
-    local port = server.port
-    server.stop()
+    local port = st.server.port
+    st.server.stop()
     local proc = H.spawn(string.format("exec %s %s/examples/echo.lua --port %d", H.LUA, H.ROOT, port), "echo-restart")
-    server = proc
+    st.server = proc
     local ok = pcall(H.wait_port, port, 5)
     assert.is_true(ok, proc.output())
     local conn = assert(ws.connect("ws://127.0.0.1:" .. port .. "/ws", { timeout = 5 }))

@@ -25,22 +25,7 @@
 const path = require('path');
 const crypto = require('crypto');
 const WebSocket = require(path.join(__dirname, '../interop/node_modules/ws'));
-
-const emit = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
-const sha = (b) => crypto.createHash('sha256').update(b).digest('hex');
-const POOL = Array.from('az09 ~' + 'éßжλ' + '€中文ㅎ' + '😀🎉𝄞');
-
-// Random valid UTF-8 (with multi-byte characters) of exactly n bytes.
-function utf8Text(n) {
-  const idx = crypto.randomBytes(n / 2 + 1);
-  const parts = new Array(idx.length);
-  for (let i = 0; i < idx.length; i++) parts[i] = POOL[idx[i] % POOL.length];
-  let b = Buffer.from(parts.join(''));
-  let end = Math.min(n, b.length);
-  while (end > 0 && end < b.length && (b[end] & 0xc0) === 0x80) end--;
-  b = Buffer.concat([b.subarray(0, end), Buffer.alloc(n - end, 'a')]);
-  return b.toString('utf8');
-}
+const { emit, sha, utf8Text } = require('./peer_util');
 
 // Compressible: a short phrase repeated, cut to n bytes.
 function compressible(n, kind) {

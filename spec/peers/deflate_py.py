@@ -17,7 +17,6 @@
         Prints {"event": "listening", "port": P} once it listens.
 """
 import asyncio
-import hashlib
 import json
 import os
 import random
@@ -25,21 +24,7 @@ import sys
 
 import websockets
 
-POOL = "az09 ~" + "éßжλ" + "€中文ㅎ" + "😀🎉𝄞"
-
-
-def emit(**kw):
-    print(json.dumps(kw), flush=True)
-
-
-def sha(b):
-    return hashlib.sha256(b).hexdigest()
-
-
-def utf8_text(n, rng):
-    s = "".join(rng.choices(POOL, k=n // 2 + 1)).encode()
-    s = s[:n].decode("utf-8", errors="ignore").encode()
-    return (s + b"a" * (n - len(s))).decode()
+from peer_util import emit, sha, utf8_text
 
 
 def compressible(n):

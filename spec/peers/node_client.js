@@ -12,26 +12,11 @@
 const path = require('path');
 const crypto = require('crypto');
 const WebSocket = require(path.join(__dirname, '../interop/node_modules/ws'));
+const { emit, sha, utf8Text } = require('./peer_util');
 
 const url = process.argv[2];
 const LIMIT = Number(process.argv[3] || 16 * 1024 * 1024);
 const SIZES = [0, 1, 125, 126, 65535, 65536, 1 << 20, 16 << 20];
-const POOL = Array.from('az09 ~' + 'éßжλ' + '€中文ㅎ' + '😀🎉𝄞');
-
-const emit = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
-const sha = (b) => crypto.createHash('sha256').update(b).digest('hex');
-
-// Random valid UTF-8 (with multi-byte characters) of exactly n bytes.
-function utf8Text(n) {
-  const idx = crypto.randomBytes(n / 2 + 1);
-  const parts = new Array(idx.length);
-  for (let i = 0; i < idx.length; i++) parts[i] = POOL[idx[i] % POOL.length];
-  let b = Buffer.from(parts.join(''));
-  let end = Math.min(n, b.length);
-  while (end > 0 && end < b.length && (b[end] & 0xc0) === 0x80) end--;   // do not cut a char
-  b = Buffer.concat([b.subarray(0, end), Buffer.alloc(n - end, 'a')]);
-  return b.toString('utf8');
-}
 
 // A connection with a queue of incoming messages and events.
 function open(u) {

@@ -12,32 +12,15 @@ Talks to an echo server and prints one JSON line per check:
 Exit status 0 once every check ran (the spec judges the results).
 """
 import asyncio
-import hashlib
-import json
 import os
 import random
 import sys
 
 import websockets
 
+from peer_util import emit, sha, utf8_text
+
 SIZES = [0, 1, 125, 126, 65535, 65536, 1 << 20, 16 << 20]
-# 1-, 2-, 3- and 4-byte UTF-8 characters
-POOL = "az09 ~" + "éßжλ" + "€中文ㅎ" + "😀🎉𝄞"
-
-
-def emit(**kw):
-    print(json.dumps(kw), flush=True)
-
-
-def sha(b):
-    return hashlib.sha256(b).hexdigest()
-
-
-def utf8_text(n, rng):
-    """Random valid UTF-8 (with multi-byte characters) of exactly n bytes."""
-    s = "".join(rng.choices(POOL, k=n // 2 + 1)).encode()
-    s = s[:n].decode("utf-8", errors="ignore").encode()   # drop a cut trailing char
-    return (s + b"a" * (n - len(s))).decode()
 
 
 async def echo(ws, data):

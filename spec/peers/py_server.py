@@ -14,7 +14,6 @@ Every close is reported as a JSON line on stdout:
 """
 import argparse
 import asyncio
-import json
 import signal
 import ssl
 import sys
@@ -22,12 +21,10 @@ from urllib.parse import urlsplit, parse_qs
 
 import websockets
 
+from peer_util import emit
+
 FRAG_TEXT = ["héllo ", "", "wörld ", "€😀"]
 FRAG_BIN = [bytes((i * 7 + k) & 0xFF for i in range(70000)) for k in range(3)]
-
-
-def emit(**kw):
-    print(json.dumps(kw), flush=True)
 
 
 def parse_args():

@@ -17,42 +17,26 @@
 --   /report   logs "report <message>" for every message it gets
 -- Logs "closed PEER CODE REASON" for every finished connection.
 local ws = require "ws"
+local common = dofile(arg[0]:gsub("[^/]*$", "") .. "common.lua")
 
-local opts = { host = "127.0.0.1", check_origin = function() return true end, max_message = 16 * 1024 * 1024 }
-local comp, off = nil, false
-local function value(v)
-  if v == "true" then return true elseif v == "false" then return false end
-  return tonumber(v) or v
-end
-local i = 1
-while arg[i] do
-  local a = arg[i]
-  if a == "--port" then
-    opts.port = tonumber(arg[i + 1]); i = i + 2
-  elseif a == "--off" then
-    off = true; i = i + 1
-  elseif a == "--set" or a == "--c" then
-    local k, v = arg[i + 1]:match("^([%w_]+)=(.*)$")
-    if a == "--set" then opts[k] = value(v) else comp = comp or {}; comp[k] = value(v) end
-    i = i + 2
-  else
-    error("unknown argument " .. a)
+-- compression = true, or the --c options; none with --off
+local opts = { host = "127.0.0.1", check_origin = function() return true end, max_message = 16 * 1024 * 1024,
+               compression = true }
+local off = false
+local server = common.listen(arg, opts, function(flag, kv)
+  if flag == "--off" then
+    off, opts.compression = true, nil
+    return 1
+  elseif flag == "--c" then
+    local k, v = kv:match("^([%w_]+)=(.*)$")
+    if not off then
+      if opts.compression == true then opts.compression = {} end
+      opts.compression[k] = common.value(v)
+    end
+    return 2
   end
-end
-if not off then opts.compression = comp or true end
-opts.on_disconnect = function(conn)
-  ws.log("closed %s %s %s", conn.peer, tostring(conn.close_code), tostring(conn.close_reason))
-end
-
-local server = assert(ws.listen(opts))
-
-local function echo(conn)
-  while true do   -- not `for ... in conn:messages()`: Lua 5.1 cannot wait there
-    local data, kind = conn:receive()
-    if not data then break end
-    if not conn:send(data, kind) then break end
-  end
-end
+end)
+local echo = common.echo
 
 server:route("/echo", echo)
 

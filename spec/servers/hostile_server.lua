@@ -6,6 +6,7 @@
 -- /ws echoes every message with its kind. Logs "closed PEER CODE REASON"
 -- for every finished connection.
 local ws = require "ws"
+local common = dofile(arg[0]:gsub("[^/]*$", "") .. "common.lua")
 
 local opts = {
   host = "127.0.0.1",
@@ -17,18 +18,7 @@ local opts = {
   max_queue = 1024 * 1024,
   idle_timeout = 30,
 }
-dofile(arg[0]:gsub("[^/]*$", "") .. "options.lua")(arg, opts)
-opts.on_disconnect = function(conn)
-  ws.log("closed %s %s %s", conn.peer, tostring(conn.close_code), tostring(conn.close_reason))
-end
-
-local server = assert(ws.listen(opts))
-server:route("/ws", function(conn)
-  while true do   -- not `for ... in conn:messages()`: Lua 5.1 cannot wait there
-    local data, kind = conn:receive()
-    if not data then break end
-    if not conn:send(data, kind) then break end
-  end
-end)
+local server = common.listen(arg, opts)
+server:route("/ws", common.echo)
 ws.log("hostile test server on port %d", server.port)
 server:run()

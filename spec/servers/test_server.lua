@@ -9,22 +9,11 @@
 --                "msg NNN|" .. filler on the same connection
 -- Logs "closed PEER CODE REASON" for every finished connection.
 local ws = require "ws"
+local common = dofile(arg[0]:gsub("[^/]*$", "") .. "common.lua")
 
-local opts = { host = "127.0.0.1", check_origin = function() return true end }
-dofile(arg[0]:gsub("[^/]*$", "") .. "options.lua")(arg, opts)
-opts.on_disconnect = function(conn)
-  ws.log("closed %s %s %s", conn.peer, tostring(conn.close_code), tostring(conn.close_reason))
-end
+local server = common.listen(arg, { host = "127.0.0.1", check_origin = function() return true end })
 
-local server = assert(ws.listen(opts))
-
-server:route("/echo", function(conn)
-  while true do   -- not `for ... in conn:messages()`: Lua 5.1 cannot wait there
-    local data, kind = conn:receive()
-    if not data then break end
-    if not conn:send(data, kind) then break end
-  end
-end)
+server:route("/echo", common.echo)
 
 server:route("/crash", function(conn)
   local data, kind = conn:receive()

@@ -1,0 +1,72 @@
+/* The HTTP head parsers' oracles, shared by fuzz_request.c and
+ * fuzz_response.c: returned pointers lie inside the input, and the head
+ * alone, in an exact-size copy (so ASan sees any read past it), parses the
+ * same as the whole input. */
+#ifndef FUZZ_HTTP_ORACLE_H
+#define FUZZ_HTTP_ORACLE_H
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ws_handshake.h"
+
+/* Compared as integers: relational operators on unrelated pointers are UB. */
+static void must_be_inside(const char *p, size_t n, const uint8_t *data, size_t size)
+{
+    uintptr_t lo = (uintptr_t)data, q = (uintptr_t)p;
+
+    if (p == NULL || q < lo || n > size || q - lo > size - n)
+        abort();
+}
+
+/* p's offset from base, -1 for NULL (no arithmetic on a null pointer) */
+static long offset_of(const char *p, const char *base)
+{
+    return p == NULL ? -1 : (long)(p - base);
+}
+
+/* a (parsed from abuf) and b (from bbuf) hold the same fields at the same offsets */
+static int same_fields(const ws_http *a, const char *abuf, const ws_http *b, const char *bbuf)
+{
+    size_t i;
+
+    if (a->nheaders != b->nheaders || a->minor != b->minor || a->status != b->status
+        || a->method_len != b->method_len || offset_of(a->method, abuf) != offset_of(b->method, bbuf)
+        || a->target_len != b->target_len || offset_of(a->target, abuf) != offset_of(b->target, bbuf)
+        || a->reason_len != b->reason_len || offset_of(a->reason, abuf) != offset_of(b->reason, bbuf))
+        return 0;
+    for (i = 0; i < a->nheaders; i++)
+        if (a->headers[i].name - abuf != b->headers[i].name - bbuf
+            || a->headers[i].name_len != b->headers[i].name_len
+            || a->headers[i].value - abuf != b->headers[i].value - bbuf
+            || a->headers[i].value_len != b->headers[i].value_len)
+            return 0;
+    return 1;
+}
+
+typedef int (*http_parser)(const char *buf, size_t len, ws_http *h, const char **err);
+
+/* Parse buf[0..end) from its own block with parse: the same result rc,
+ * error err and fields as whole, parsed from all of the input. */
+static void same_as_head_alone(http_parser parse, const char *buf, size_t end, const ws_http *whole,
+                               int rc, const char *err)
+{
+    ws_http h;
+    const char *e2 = NULL;
+    char *copy;
+    int rc2;
+
+    if (end == 0)
+        return;
+    copy = (char *)malloc(end);
+    if (copy == NULL)
+        abort();
+    memcpy(copy, buf, end);
+    rc2 = parse(copy, end, &h, &e2);
+    if (rc2 != rc || (rc != 0 && e2 != err) || (rc == 0 && !same_fields(&h, copy, whole, buf)))
+        abort();
+    free(copy);
+}
+
+#endif
