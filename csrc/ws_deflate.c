@@ -8,7 +8,9 @@ static const unsigned char tail[4] = {0x00, 0x00, 0xff, 0xff};
 void ws_deflate_init(ws_deflate *d, int level, int out_bits, int in_bits, int out_reset, int in_reset) {
     memset(d, 0, sizeof *d);
     d->level = level;
-    /* zlib cannot make raw streams with an 8-bit window; 9 is the floor */
+    /* zlib makes no raw streams with an 8-bit window, but with 9 bits it
+     * never reaches back more than 512 - 262 = 250 bytes (MAX_DIST), so its
+     * output fits a peer's 256-byte window; inflating needs no more than 9 */
     d->out_bits = out_bits < 9 ? 9 : out_bits;
     d->in_bits = in_bits < 9 ? 9 : in_bits;
     d->out_reset = out_reset;

@@ -8,10 +8,13 @@
  *    message short nor let one through);
  *  - round trip: the input, as two messages and an empty one, compressed and
  *    decompressed on one pair of streams (with and without context
- *    takeover, any window size), comes back byte for byte.
+ *    takeover, any window size), comes back byte for byte; with an 8-bit
+ *    window, a plain zlib inflater whose window really is 256 bytes reads
+ *    it too (one inflate() call a message, so nothing reaches back further
+ *    than that window into an earlier message).
  * Every message is handed over in its own exact-size heap block.
  *
- * Input byte 0: bits 0-2 window bits 9..15, bit 3 decompressor resets
+ * Input byte 0: bits 0-2 window bits 8..15, bit 3 decompressor resets
  * after each message, bit 4 compressor resets, bits 5-6 the limit (1, 100,
  * 4096, 65536), bit 7 level 1 (else 6). Byte 1: where the data splits into
  * the two messages. The rest is the data.
@@ -98,13 +101,41 @@ static void limit_oracle(int bits, int reset, size_t max, const unsigned char *m
     ws_deflate_free(&lim_d);
 }
 
+/* Inflate one message (tail appended) on a bare zlib stream in one call:
+ * what the peer that asked for the window does. */
+static int inflate_exact(z_stream *z, const unsigned char *p, size_t n, const unsigned char *want,
+                         size_t want_n)
+{
+    unsigned char *in = (unsigned char *)malloc(n + 4), *out = (unsigned char *)malloc(want_n + 1);
+    int rc, same;
+
+    if (in == NULL || out == NULL)
+        abort();
+    memcpy(in, p, n);
+    memcpy(in + n, "\0\0\xff\xff", 4);
+    z->next_in = in;
+    z->avail_in = (uInt)(n + 4);
+    z->next_out = out;
+    z->avail_out = (uInt)(want_n + 1);
+    rc = inflate(z, Z_SYNC_FLUSH);
+    same = (rc == Z_OK || rc == Z_BUF_ERROR) && z->avail_in == 0
+        && want_n + 1 - z->avail_out == want_n && (want_n == 0 || memcmp(out, want, want_n) == 0);
+    free(in);
+    free(out);
+    return same;
+}
+
 /* Phase B: compress and decompress the messages on one pair of streams. */
 static void round_trip(int level, int bits, int out_reset, int in_reset,
                        const unsigned char *msg[3], const size_t n[3])
 {
     ws_deflate c, d;
+    z_stream w8;
     int i;
 
+    memset(&w8, 0, sizeof w8);
+    if (bits == 8 && inflateInit2(&w8, -8) != Z_OK)
+        abort();
     ws_deflate_init(&c, level, bits, bits, out_reset, out_reset);
     /* a decompressor may forget its window only if the compressor does */
     ws_deflate_init(&d, level, bits, bits, in_reset, in_reset && out_reset);
@@ -121,6 +152,8 @@ static void round_trip(int level, int bits, int out_reset, int in_reset,
         /* the sync-flush tail is stripped */
         if (zl >= 4 && memcmp(z + zl - 4, "\0\0\xff\xff", 4) == 0)
             abort();
+        if (bits == 8 && !inflate_exact(&w8, z, zl, msg[i], n[i]))
+            abort();
         rc = decompress(&d, z, zl, n[i] ? n[i] : 1, &back, &bl);
         free(z);
         if (rc == WS_DEFLATE_NOMEM)
@@ -131,6 +164,8 @@ static void round_trip(int level, int bits, int out_reset, int in_reset,
     }
     ws_deflate_free(&c);
     ws_deflate_free(&d);
+    if (bits == 8)
+        inflateEnd(&w8);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -143,9 +178,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (size < 2)
         return 0;
-    bits = 9 + (data[0] & 7);
-    if (bits > 15)
-        bits = 15;
+    bits = 8 + (data[0] & 7);
     in_reset = (data[0] >> 3) & 1;
     out_reset = (data[0] >> 4) & 1;
     max = limits[(data[0] >> 5) & 3];

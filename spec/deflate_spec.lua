@@ -182,7 +182,7 @@ describe("ws.deflate negotiation", function()
       assert.equal("permessage-deflate",
         resp("permessage-deflate; x_foo, permessage-deflate; client_max_window_bits=9"))
       assert.equal("permessage-deflate; server_no_context_takeover",
-        resp("permessage-deflate; server_max_window_bits=8, permessage-deflate; server_no_context_takeover"))
+        resp("permessage-deflate; server_max_window_bits=16, permessage-deflate; server_no_context_takeover"))
     end)
 
     it("declines offers with unknown, duplicate or invalid parameters", function()
@@ -191,7 +191,6 @@ describe("ws.deflate negotiation", function()
         "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
         "permessage-deflate; client_max_window_bits=10; client_max_window_bits=10",
         "permessage-deflate; server_max_window_bits",          -- needs a value
-        "permessage-deflate; server_max_window_bits=8",        -- zlib cannot
         "permessage-deflate; server_max_window_bits=16",
         "permessage-deflate; server_max_window_bits=7",
         "permessage-deflate; server_max_window_bits=09",       -- leading zero
@@ -230,6 +229,9 @@ describe("ws.deflate negotiation", function()
       r, o = deflate.accept("permessage-deflate; server_max_window_bits=9", { server_max_window_bits = 11 })
       assert.equal("permessage-deflate; server_max_window_bits=9", r)
       assert.equal(9, o.out_bits)
+      r, o = deflate.accept("permessage-deflate; server_max_window_bits=8", true)
+      assert.equal("permessage-deflate; server_max_window_bits=8", r)
+      assert.equal(8, o.out_bits)
     end)
 
     it("includes client_max_window_bits only when the client offered it", function()
@@ -307,10 +309,21 @@ describe("ws.deflate negotiation", function()
       end
     end)
 
-    it("rejects client_max_window_bits=8 (zlib cannot deflate with it)", function()
-      local o, err = deflate.agree("permessage-deflate; client_max_window_bits=8", true)
-      assert.is_nil(o)
-      assert.matches("8", err)
+    it("accepts client_max_window_bits=8 (zlib's 9-bit window reaches back at most 250 bytes)", function()
+      assert.equal(8, deflate.agree("permessage-deflate; client_max_window_bits=8", true).out_bits)
+    end)
+
+    it("rejects a window larger than the one offered", function()
+      local conf = { client_max_window_bits = 10, server_max_window_bits = 12 }
+      assert.truthy(deflate.agree("permessage-deflate; client_max_window_bits=9; server_max_window_bits=12", conf))
+      for _, h in ipairs {
+        "permessage-deflate; client_max_window_bits=11",
+        "permessage-deflate; server_max_window_bits=13",
+      } do
+        local o, err = deflate.agree(h, conf)
+        assert.is_nil(o, h)
+        assert.matches("above our offer", err)
+      end
     end)
 
     it("rejects an answer that drops the server_no_context_takeover we asked for", function()
@@ -419,9 +432,10 @@ describe("ws.core.deflate", function()
 end)
 
 ------------------------------------------------------------------------------
--- Node echo results: every echo the same bytes and kind; echoes of
--- messages >= 64 bytes (our server's threshold) came back compressed.
-local function check_echoes(lines, sizes, label)
+-- Echo results: every echo the same bytes and kind; echoes of messages
+-- >= 64 bytes (our server's threshold) came back compressed. Each size was
+-- sent as text and binary, `variants` times each (Node 2, python 3).
+local function check_echoes(lines, sizes, label, variants)
   local n = 0
   for _, l in ipairs(lines) do
     if l.test == "error" then error(label .. ": " .. l.error) end
@@ -434,7 +448,7 @@ local function check_echoes(lines, sizes, label)
       assert.equal(l.size >= 64 and 1 or 0, l.compressed_frames, what .. " compressed frames")
     end
   end
-  assert.equal(2 * 2 * #sizes, n, label .. ": echo count")
+  assert.equal(2 * variants * #sizes, n, label .. ": echo count")
 end
 
 describe("our server + Node ws client", function()
@@ -453,7 +467,7 @@ describe("our server + Node ws client", function()
     assert.equal("open", lines[1] and lines[1].test, out)
     assert.equal("permessage-deflate", lines[1].header)
     assert.equal("permessage-deflate", lines[1].extensions)
-    check_echoes(lines, sizes, "default")
+    check_echoes(lines, sizes, "default", 2)
     local frags = 0
     for _, l in ipairs(lines) do
       if l.test == "fragmented" then
@@ -478,6 +492,8 @@ describe("our server + Node ws client", function()
       header = "permessage-deflate; client_no_context_takeover", params = { client_no_context_takeover = true } },
     { name = "serverMaxWindowBits 10", pmd = { serverMaxWindowBits = 10 },
       header = "permessage-deflate; server_max_window_bits=10", params = { server_max_window_bits = 10 } },
+    { name = "serverMaxWindowBits 8", pmd = { serverMaxWindowBits = 8 },
+      header = "permessage-deflate; server_max_window_bits=8", params = { server_max_window_bits = 8 } },
     { name = "all three, clientMaxWindowBits 9", pmd = { serverNoContextTakeover = true, clientNoContextTakeover = true,
         serverMaxWindowBits = 10, clientMaxWindowBits = 9 },
       header = "permessage-deflate; server_max_window_bits=10; server_no_context_takeover; client_no_context_takeover",
@@ -490,7 +506,7 @@ describe("our server + Node ws client", function()
       assert.equal("open", lines[1] and lines[1].test, out)
       assert.equal(case.header, lines[1].header)
       assert.same(case.params, lines[1].params)
-      check_echoes(lines, sizes, case.name)
+      check_echoes(lines, sizes, case.name, 2)
       local frags = 0
       for _, l in ipairs(lines) do
         if l.test == "fragmented" then frags = frags + 1; assert.is_true(l.same, l.kind) end
@@ -512,7 +528,22 @@ describe("our server + python-websockets client", function()
     assert.equal("open", lines[1] and lines[1].test, out)
     assert.equal("permessage-deflate", lines[1].header)
     assert.same({ "PerMessageDeflate" }, lines[1].extensions)
-    check_echoes(lines, sizes, "python")
+    check_echoes(lines, sizes, "python", 3)
+    assert.equal(1000, lines[#lines].code, out)
+  end)
+
+  it("honours server_max_window_bits=8: python inflates our messages with a 256-byte window", function()
+    -- websockets inflates with exactly the agreed window; each random
+    -- message is sent twice in a row, so a compressor reaching back further
+    -- than 256 bytes into the previous message would break its inflater
+    local sizes = { 64, 200, 300, 5000, 65536 }
+    local lines, out = run_json(string.format("%s %s/spec/peers/deflate_py.py client ws://127.0.0.1:%d/echo %s %s",
+      H.PYTHON, ROOT, server.port, shell_quote(json.encode(sizes)),
+      shell_quote(json.encode { server_max_window_bits = 8 })), 60)
+    assert.equal("open", lines[1] and lines[1].test, out)
+    assert.equal("permessage-deflate; server_max_window_bits=8", lines[1].header)
+    assert.same({ { 15, 8 } }, lines[1].windows)
+    check_echoes(lines, sizes, "python window 8", 3)
     assert.equal(1000, lines[#lines].code, out)
   end)
 
@@ -526,7 +557,7 @@ describe("our server + python-websockets client", function()
       assert.equal("open", lines[1] and lines[1].test, out)
       if on then
         assert.equal("permessage-deflate", lines[1].header)
-        check_echoes(lines, sizes, "python")
+        check_echoes(lines, sizes, "python", 3)
       else
         assert.is_nil(lines[1].header, out)
         assert.same({}, lines[1].extensions)
@@ -542,7 +573,7 @@ describe("every message compressed (threshold 0), empty ones included", function
   teardown(function() server.stop() end)
   local sizes = { 0, 0, 1, 0, 100, 0 }
 
-  local function check(lines, out, label)
+  local function check(lines, out, label, variants)
     local n = 0
     for _, l in ipairs(lines) do
       assert.is_not.equal("error", l.test, out)
@@ -552,19 +583,19 @@ describe("every message compressed (threshold 0), empty ones included", function
         assert.equal(1, l.compressed_frames, label .. " " .. l.kind .. " " .. l.size)
       end
     end
-    assert.equal(4 * #sizes, n, out)
+    assert.equal(2 * variants * #sizes, n, out)
   end
 
   it("with Node ws", function()
     local lines, out = run_json(string.format("%s %s/spec/peers/deflate_node.js client ws://127.0.0.1:%d/echo %s",
       NODE, ROOT, server.port, shell_quote(json.encode { pmd = { threshold = 0 }, sizes = sizes })), 30)
-    check(lines, out, "node")
+    check(lines, out, "node", 2)
   end)
 
   it("with python-websockets", function()
     local lines, out = run_json(string.format("%s %s/spec/peers/deflate_py.py client ws://127.0.0.1:%d/echo %s",
       H.PYTHON, ROOT, server.port, shell_quote(json.encode(sizes))), 30)
-    check(lines, out, "python")
+    check(lines, out, "python", 3)
   end)
 end)
 
@@ -652,6 +683,26 @@ describe("our client (compression = true)", function()
     assert.is_true(conn:close())
   end)
 
+  it("against a python-websockets server that inflates with the 8-bit window it asked of us", function()
+    local py = H.start_server(function(port)
+      return string.format("exec %s %s/spec/peers/deflate_py.py server %d %s", H.PYTHON, ROOT, port,
+        shell_quote(json.encode { client_max_window_bits = 8 }))
+    end, "deflate-py-server-8")
+    finally(py.stop)
+    local conn, _, sent = client_round("ws://127.0.0.1:" .. py.port .. "/", true, { 0, 200, 300, 65536 })
+    assert.equal("permessage-deflate; client_max_window_bits=8", conn.response.headers["sec-websocket-extensions"])
+    -- random data twice in a row: a reference back into the first copy
+    -- further than 256 bytes would break python's inflater
+    local r = random_bytes(5000)
+    for _ = 1, 2 do
+      assert.is_true(conn:send(r, "binary"))
+      assert.is_true(conn:receive(10) == r)
+    end
+    local st = stats(conn)
+    assert.equal(sent + 2, st.compressed_frames)
+    assert.is_true(conn:close())
+  end)
+
   it("against our own server, with every option on both sides", function()
     local server = deflate_server("--c server_no_context_takeover=true --c client_max_window_bits=10", "deflate-own")
     finally(server.stop)
@@ -686,7 +737,7 @@ describe("our client (compression = true)", function()
 
     it("fails the handshake on answers it cannot accept", function()
       for _, h in ipairs {
-        "x-webkit-deflate-frame", "permessage-deflate; x_foo", "permessage-deflate; client_max_window_bits=8",
+        "x-webkit-deflate-frame", "permessage-deflate; x_foo", "permessage-deflate; client_max_window_bits=7",
         "permessage-deflate, permessage-deflate", "permessage-deflate; server_max_window_bits=16",
       } do
         local conn, err = ws.connect(url("/ext?h=" .. esc(h)), { compression = true, timeout = 5 })

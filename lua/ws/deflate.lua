@@ -5,8 +5,9 @@
 -- Options (server `compression = true | {...}`, client likewise):
 --   level (1..9, default 6), threshold (bytes; smaller messages are sent
 --   uncompressed, default 64), server_no_context_takeover,
---   client_no_context_takeover, server_max_window_bits (9..15),
---   client_max_window_bits (9..15).
+--   client_no_context_takeover, server_max_window_bits (8..15),
+--   client_max_window_bits (8..15). An 8-bit window is honoured with zlib's
+--   9-bit one, which never reaches back more than 250 bytes.
 local M = {}
 
 M.NAME = "permessage-deflate"
@@ -69,8 +70,6 @@ function M.accept(header, conf)
         if k == "server_max_window_bits" and v == true then ok = false end
       elseif v ~= true then ok = false end
     end
-    -- zlib cannot produce raw streams with an 8-bit window
-    if ok and p.server_max_window_bits and bits(p.server_max_window_bits) == 8 then ok = false end
     if ok then
       local resp = { M.NAME }
       local out_bits = conf.server_max_window_bits or 15
@@ -119,9 +118,10 @@ function M.agree(header, conf)
     if not KNOWN[k] then return nil, "unknown permessage-deflate parameter: " .. k end
     if k:match("bits$") and not bits(v) then return nil, "bad " .. k end
     if not k:match("bits$") and v ~= true then return nil, "bad " .. k end
+    -- a window may only shrink what we offered (RFC 7692 section 7.1.2)
+    if k:match("bits$") and conf[k] and bits(v) > conf[k] then return nil, k .. " above our offer" end
   end
   local out_bits = p.client_max_window_bits and bits(p.client_max_window_bits) or conf.client_max_window_bits or 15
-  if out_bits == 8 then return nil, "client_max_window_bits=8 is not supported" end
   if conf.server_no_context_takeover and not p.server_no_context_takeover then
     return nil, "server ignored server_no_context_takeover"
   end

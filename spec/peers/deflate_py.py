@@ -1,18 +1,23 @@
 """python-websockets (10.4) peer for the permessage-deflate tests (spec/deflate_spec.lua).
 
-    /usr/bin/python3 spec/peers/deflate_py.py client URL SIZES_JSON
-        Connects with compression="deflate" (the default offer), echoes text
-        and binary messages (compressible and random) of the given sizes and
-        prints one JSON line per check:
-          {"test": "open", "header": <Sec-WebSocket-Extensions answer>, "extensions": [...]}
-          {"test": "echo", "kind": ..., "data": "compressible"|"random", "size": N,
+    /usr/bin/python3 spec/peers/deflate_py.py client URL SIZES_JSON [OFFER_JSON]
+        Connects with compression="deflate" (the default offer), or with
+        ClientPerMessageDeflateFactory(**OFFER_JSON), echoes text and binary
+        messages of the given sizes (compressible, random, and the same random
+        data again, which a compressor may refer back to) and prints one JSON
+        line per check:
+          {"test": "open", "header": <Sec-WebSocket-Extensions answer>, "extensions": [...],
+           "windows": [[local_max_window_bits, remote_max_window_bits], ...]}
+          {"test": "echo", "kind": ..., "data": "compressible"|"random"|"again", "size": N,
            "got_kind": ..., "got_size": N, "same": bool, "compressed_frames": N}
           {"test": "close", "code": N}
           {"test": "error", "error": "..."} if anything raised
 
-    /usr/bin/python3 spec/peers/deflate_py.py server PORT
+    /usr/bin/python3 spec/peers/deflate_py.py server PORT [ACCEPT_JSON]
         An echo server with compression="deflate" (websockets compresses every
-        message it sends). The text "__stats__" is answered with
+        message it sends), or with ServerPerMessageDeflateFactory(**ACCEPT_JSON).
+        websockets inflates with exactly the window agreed, so 8 bits means a
+        256-byte window. The text "__stats__" is answered with
           {"compressed_frames": N, "messages": N, "header": "..."}
         Prints {"event": "listening", "port": P} once it listens.
 """
@@ -23,6 +28,8 @@ import random
 import sys
 
 import websockets
+from websockets.extensions.permessage_deflate import (
+    ClientPerMessageDeflateFactory, ServerPerMessageDeflateFactory)
 
 from peer_util import emit, sha, utf8_text
 
@@ -46,21 +53,30 @@ def count_compressed(ws):
         ext.decode = decode
 
 
-async def client(url, sizes):
+def deflate_options(factory, args):
+    """compression= and extensions= for websockets: its default, or factory(**json)."""
+    if not args:
+        return {"compression": "deflate"}
+    return {"compression": None, "extensions": [factory(**json.loads(args[0]))]}
+
+
+async def client(url, sizes, offer):
     rng = random.Random(7)
-    async with websockets.connect(url, compression="deflate", max_size=64 << 20,
-                                  open_timeout=10, close_timeout=5) as ws:
+    async with websockets.connect(url, max_size=64 << 20, open_timeout=10, close_timeout=5,
+                                  **deflate_options(ClientPerMessageDeflateFactory, offer)) as ws:
         count_compressed(ws)
         emit(test="open", header=ws.response_headers.get("Sec-WebSocket-Extensions"),
-             extensions=[type(e).__name__ for e in ws.extensions])
+             extensions=[type(e).__name__ for e in ws.extensions],
+             windows=[[e.local_max_window_bits, e.remote_max_window_bits] for e in ws.extensions])
         for kind in ("text", "binary"):
-            for what in ("compressible", "random"):
-                for n in sizes:
+            for n in sizes:
+                for what in ("compressible", "random", "again"):
                     if what == "compressible":
                         data = compressible(n)
                         data = data.decode() if kind == "text" else data
-                    else:
+                    elif what == "random":
                         data = utf8_text(n, rng) if kind == "text" else os.urandom(n)
+                    # "again": the random data once more
                     before = ws.compressed_frames
                     await ws.send(data)
                     got = await asyncio.wait_for(ws.recv(), 30)
@@ -74,7 +90,7 @@ async def client(url, sizes):
         emit(test="close", code=ws.close_code)
 
 
-async def server(port):
+async def server(port, accept):
     async def handler(ws, path=None):
         count_compressed(ws)
         messages = 0
@@ -87,8 +103,8 @@ async def server(port):
             else:
                 await ws.send(msg)
 
-    async with websockets.serve(handler, "127.0.0.1", port, compression="deflate",
-                                max_size=64 << 20):
+    async with websockets.serve(handler, "127.0.0.1", port, max_size=64 << 20,
+                                **deflate_options(ServerPerMessageDeflateFactory, accept)):
         emit(event="listening", port=port)
         await asyncio.Future()
 
@@ -97,12 +113,12 @@ def main():
     mode, where = sys.argv[1], sys.argv[2]
     if mode == "client":
         try:
-            asyncio.run(client(where, json.loads(sys.argv[3])))
+            asyncio.run(client(where, json.loads(sys.argv[3]), sys.argv[4:]))
         except Exception as e:  # report, the spec judges
             emit(test="error", error=repr(e))
             sys.exit(1)
     else:
-        asyncio.run(server(int(where)))
+        asyncio.run(server(int(where), sys.argv[3:]))
 
 
 main()
