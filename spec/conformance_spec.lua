@@ -9,6 +9,7 @@
 local H = require "spec.helpers"
 local B = require "spec.bits"
 local O = require "spec.oracle"
+local S = require "spec.samples"
 local socket = require "socket"
 
 local gettime = socket.gettime
@@ -656,17 +657,7 @@ describe("conformance (examples/echo.lua)", function()
   end)
 
   describe("6 utf-8", function()
-    local VALID = {
-      "κόσμε",
-      "Hello-µ@ßöäüàá-UTF-8!!",
-      "\240\159\152\128 emoji \240\159\142\137",
-      B.hex "f4 8f bf bf",                 -- U+10FFFF, the largest code point
-      B.hex "ed 9f bf ee 80 80",         -- U+D7FF, U+E000 (around the surrogates)
-      B.hex "ef bf be ef bf bf",         -- U+FFFE, U+FFFF (noncharacters are valid)
-      "\0 nul is valid",
-      B.hex "c2 80 df bf e0 a0 80 f0 90 80 80", -- the smallest 2/3/4-byte sequences
-    }
-    for i, s in ipairs(VALID) do
+    for i, s in ipairs(S.VALID_UTF8) do
       it("echoes valid text #" .. i, function()
         local c = connect()
         echo_ok(c, 1, s)
@@ -696,35 +687,7 @@ describe("conformance (examples/echo.lua)", function()
       c:close()
     end)
 
-    local INVALID = {
-      { "overlong 2-byte '/'", B.hex "c0 af" },
-      { "overlong 3-byte '/'", B.hex "e0 80 af" },
-      { "overlong 4-byte '/'", B.hex "f0 80 80 af" },
-      { "maximal overlong 2-byte", B.hex "c1 bf" },
-      { "maximal overlong 3-byte", B.hex "e0 9f bf" },
-      { "maximal overlong 4-byte", B.hex "f0 8f bf bf" },
-      { "overlong NUL", B.hex "c0 80" },
-      { "high surrogate U+D800", B.hex "ed a0 80" },
-      { "low surrogate U+DFFF", B.hex "ed bf bf" },
-      { "surrogate pair", B.hex "ed a0 80 ed b0 80" },
-      { "U+110000", B.hex "f4 90 80 80" },
-      { "U+1FFFFF", B.hex "f7 bf bf bf" },
-      { "5-byte sequence", B.hex "f8 88 80 80 80" },
-      { "6-byte sequence", B.hex "fc 84 80 80 80 80" },
-      { "truncated 2-byte at the end", "κόσμ\206" },
-      { "truncated 3-byte at the end", "abc\226\130" },
-      { "truncated 4-byte at the end", "abc\240\159\152" },
-      { "lone continuation byte", "\128" },
-      { "lone continuation in ASCII", "a\191b" },
-      { "lead byte followed by ASCII", "\206 a" },
-      { "C0", "\192" },
-      { "C1", "\193" },
-      { "F5", B.hex "f5 80 80 80" },
-      { "FE", "\254" },
-      { "FF", "\255" },
-      { "bad byte after a long ASCII run", ("x"):rep(4000) .. "\255" .. ("y"):rep(10) },
-    }
-    for _, case in ipairs(INVALID) do
+    for _, case in ipairs(S.INVALID_UTF8) do
       it("fails invalid text (" .. case[1] .. ") with 1007", function()
         local c = connect()
         send(c, enc(1, case[2]))
@@ -795,8 +758,7 @@ describe("conformance (examples/echo.lua)", function()
       c:close()
     end)
 
-    for _, code in ipairs { 1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014,
-                            3000, 3999, 4000, 4999 } do
+    for _, code in ipairs(S.VALID_CLOSE) do
       it("echoes valid close code " .. code, function()
         local c = connect()
         send(c, enc(8, B.u16(code) .. "reason"))
@@ -806,7 +768,7 @@ describe("conformance (examples/echo.lua)", function()
       end)
     end
 
-    for _, code in ipairs { 0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535 } do
+    for _, code in ipairs(S.INVALID_CLOSE) do
       it("fails invalid close code " .. code .. " with 1002", function()
         local c = connect()
         send(c, enc(8, B.u16(code)))
