@@ -340,6 +340,72 @@ describe("slow reader", function()
   end)
 end)
 
+describe("on_request: the application decides before the upgrade", function()
+  local srv
+  setup(function() srv = H.start_lua("spec/servers/test_server.lua", "--auth", "test-server-auth") end)
+  teardown(function() srv.stop() end)
+  local function url(token) return "ws://127.0.0.1:" .. srv.port .. "/echo?token=" .. token end
+
+  -- the raw answer to an upgrade request for token: status line, head,
+  -- body (an HTTP answer must be followed by the end of the connection)
+  local function answer(token)
+    local r, head = H.raw(srv.port, nil, { path = "/echo?token=" .. token })
+    local len = tonumber(head:match("\r\n[Cc]ontent%-[Ll]ength: (%d+)\r\n"))
+    local body = len and len > 0 and r:read(len) or ""
+    if not head:match("^HTTP/1.1 101") then assert.is_true(r:closed_by_peer(3)) end
+    r:close()
+    return head:match("^[^\r]*"), head, body
+  end
+
+  it("refuses with the status, headers and body it returns (401 here)", function()
+    local status, head, body = answer("wrong")
+    assert.equal("HTTP/1.1 401 Unauthorized", status)
+    assert.matches('\r\nWWW%-Authenticate: Bearer realm="ws"\r\n', head)
+    assert.equal("who are you?\n", body)
+    local conn, err = ws.connect(url("wrong"), { timeout = 3 })
+    assert.is_nil(conn)
+    assert.equal("handshake: server answered 401 Unauthorized", err)
+    -- and a real peer sees the same
+    local out = H.run(H.PYTHON .. [[ -c "
+import asyncio, sys, websockets
+async def main():
+    try:
+        await websockets.connect(sys.argv[1])
+    except websockets.exceptions.InvalidStatusCode as e:
+        print('status', e.status_code)
+asyncio.run(main())" ]] .. H.shell_quote(url("wrong")))
+    assert.equal("status 401\n", out)
+  end)
+
+  it("upgrades on nil, and on 101 with its headers added to the 101", function()
+    local status, head = answer("good")
+    assert.equal("HTTP/1.1 101 Switching Protocols", status)
+    assert.matches("\r\nSet%-Cookie: session=1\r\n", head)
+    assert.matches("\r\nSec%-WebSocket%-Accept: s3pPLMBiTxaQ9kYGzzhZRbK%+xOo=\r\n", head)
+    for _, token in ipairs { "good", "plain" } do
+      local conn = assert(ws.connect(url(token), { timeout = 3 }))
+      assert.equal(token == "good" and "session=1" or nil, conn.response.headers["set-cookie"])
+      round_trip(conn, "let in with " .. token)
+      assert.is_true(conn:close())
+    end
+  end)
+
+  it("answers 500 (and logs) when it raises, returns a bad status or a header with CR/LF", function()
+    for _, token in ipairs { "boom", "status", "inject" } do
+      local status, head = answer(token)
+      assert.equal("HTTP/1.1 500 Internal Server Error", status, token)
+      assert.is_nil(head:find("X-B", 1, true), "a header was injected")
+    end
+    assert.truthy(wait_output(srv, "on_request error[^\n]*deliberate on_request failure"), srv.output())
+    assert.truthy(wait_output(srv, "invalid response %(status nope"), srv.output())
+    assert.truthy(wait_output(srv, "on_request %([^)]*%): invalid header X%-A"), srv.output())
+    -- and it goes on serving
+    local conn = assert(ws.connect(url("plain"), { timeout = 3 }))
+    round_trip(conn, "still here")
+    conn:close()
+  end)
+end)
+
 describe("ws.accept on a socket accepted elsewhere", function()
   local listener, port
   setup(function()

@@ -113,10 +113,6 @@ local function tls_wrap(sock, host, opts, deadline)
   return s
 end
 
-local function header_ok(s)
-  return type(s) == "string" and not s:find("[%c]")
-end
-
 --- Open a WebSocket connection.
 -- opts: headers (name -> value), origin, protocols (list), timeout,
 -- tls = { verify = true, cafile, capath, certificate, key, server_name },
@@ -157,17 +153,13 @@ function M.connect(url, opts)
   if opts.compression then
     lines[#lines + 1] = "Sec-WebSocket-Extensions: " .. deflate.offer(opts.compression)
   end
-  for name, value in pairs(opts.headers or {}) do
-    if not header_ok(name) or name:find("[:%s]") or not header_ok(value) then
-      return fail(sock, "invalid header: " .. tostring(name))
-    end
-    lines[#lines + 1] = name .. ": " .. value
-  end
   for i = 1, #lines do
-    if not header_ok(lines[i]) then return fail(sock, "invalid request line: " .. lines[i]) end
+    if lines[i]:find("%c") then return fail(sock, "invalid request line: " .. lines[i]) end
   end
+  local extra, bad = io_.header_lines(opts.headers)
+  if not extra then return fail(sock, "invalid header: " .. bad) end
   local ok
-  ok, err = io_.write(sock, table.concat(lines, "\r\n") .. "\r\n\r\n", 1, deadline)
+  ok, err = io_.write(sock, table.concat(lines, "\r\n") .. "\r\n" .. extra .. "\r\n", 1, deadline)
   if not ok then return fail(sock, "handshake: " .. err) end
 
   local head, rest = io_.read_head(sock, deadline, opts.max_header or M.defaults.max_header)

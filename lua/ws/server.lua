@@ -22,10 +22,13 @@ M.defaults = {
 }
 
 local REASONS = {
-  [200] = "OK", [400] = "Bad Request", [403] = "Forbidden", [404] = "Not Found",
-  [405] = "Method Not Allowed", [426] = "Upgrade Required",
-  [431] = "Request Header Fields Too Large", [500] = "Internal Server Error",
-  [503] = "Service Unavailable", [505] = "HTTP Version Not Supported",
+  [200] = "OK", [204] = "No Content", [301] = "Moved Permanently", [302] = "Found",
+  [303] = "See Other", [307] = "Temporary Redirect", [308] = "Permanent Redirect",
+  [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
+  [405] = "Method Not Allowed", [409] = "Conflict", [410] = "Gone", [426] = "Upgrade Required",
+  [429] = "Too Many Requests", [431] = "Request Header Fields Too Large",
+  [500] = "Internal Server Error", [502] = "Bad Gateway", [503] = "Service Unavailable",
+  [505] = "HTTP Version Not Supported",
 }
 
 -- One write per line: stderr is unbuffered, so pieces would cost a syscall
@@ -38,22 +41,26 @@ local function log(fmt, ...)
 end
 M.log = log
 
---- An HTTP response head and body; extra is a table of header lines.
+-- An HTTP response: status (100..599), body and headers as an application
+-- gave them, checked, or a 500 (logged) when they are not valid.
 -- head_only (a HEAD request): the Content-Length of body, without the body.
 local function response(status, body, headers, head_only)
-  local t = { string.format("HTTP/1.1 %d %s\r\n", status, REASONS[status] or "Status") }
-  for name, value in pairs(headers or {}) do
-    t[#t + 1] = name .. ": " .. value .. "\r\n"
+  local lines, bad = io_.header_lines(headers)
+  if type(status) ~= "number" or status % 1 ~= 0 or status < 100 or status > 599
+     or type(body) ~= "string" or not lines then
+    log("invalid response (status %s, body %s, header %s): answering 500",
+      tostring(status), type(body), tostring(bad))
+    status, body, lines = 500, "internal error\n", ""
   end
-  t[#t + 1] = string.format("Content-Length: %d\r\nConnection: close\r\n\r\n", #body)
-  if not head_only then t[#t + 1] = body end
-  return table.concat(t)
+  if not ("\n" .. lines):lower():find("\ncontent%-type:") then
+    lines = lines .. "Content-Type: text/plain; charset=utf-8\r\n"
+  end
+  return string.format("HTTP/1.1 %d %s\r\n%sContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+    status, REASONS[status] or "Status", lines, #body, head_only and "" or body)
 end
 
 -- Answer with an HTTP error (or page) and close.
 local function respond(sock, status, body, headers, deadline, head_only)
-  headers = headers or {}
-  headers["Content-Type"] = headers["Content-Type"] or "text/plain; charset=utf-8"
   io_.write(sock, response(status, body, headers, head_only), 1, deadline)
   -- half-close and drain briefly so the client reads our answer, not a reset
   if sock.shutdown then sock:shutdown("send") end
@@ -131,15 +138,40 @@ local function upgrade(sock, req, rest, o, deadline, peer)
     respond(sock, 403, "origin not allowed (see the origins and check_origin options)\n", nil, deadline)
     return nil, "origin not allowed"
   end
+  peer = peer or o.peer or M.peername(sock)
+  -- the application's word (authentication, say): nil or 101 upgrades,
+  -- with headers added to the 101; any other status is the answer
+  local extra = ""
+  if o.on_request then
+    local ok, status, body, headers = loop.pcall(o.on_request, req)   -- (it may wait, on 5.1 too)
+    if not ok then
+      log("on_request error (%s): %s", peer, tostring(status))
+      status, body, headers = 500, "internal error\n", nil
+    end
+    if status == nil or status == 101 then
+      local bad
+      extra, bad = io_.header_lines(headers)
+      if not extra then
+        log("on_request (%s): invalid header %s", peer, bad)
+        status, body, headers = 500, "internal error\n", nil
+      end
+    end
+    if status ~= nil and status ~= 101 then
+      respond(sock, status, body or "", headers, deadline)   -- (checked there too)
+      return nil, "refused by on_request"
+    end
+  end
   local protocol = choose_protocol(o.protocols, req)
   local ext, dopts
   if o.compression then ext, dopts = deflate.accept(req.headers["sec-websocket-extensions"], o.compression) end
-  local ok, err = io_.write(sock, core.build_response(req.ws_accept, protocol, ext), 1, deadline)
+  -- extra header lines go before the blank line that ends the 101
+  local head = core.build_response(req.ws_accept, protocol, ext)
+  if extra ~= "" then head = head:sub(1, -3) .. extra .. "\r\n" end
+  local ok, err = io_.write(sock, head, 1, deadline)
   if not ok then
     sock:close()
     return nil, err
   end
-  peer = peer or o.peer or M.peername(sock)
   local conn_opts = {}
   for _, k in ipairs(connection.options) do conn_opts[k] = o[k] end
   conn_opts.role, conn_opts.buffered, conn_opts.request = "server", rest, req

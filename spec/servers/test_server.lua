@@ -1,6 +1,11 @@
 -- A server for spec/server_spec.lua.
---   lua5.4 spec/servers/test_server.lua --port N [--set key=value ...]
+--   lua5.4 spec/servers/test_server.lua --port N [--set key=value ...] [--auth]
 -- --set passes listen options (numbers, true/false, or strings).
+-- --auth sets on_request, deciding by the query's token (after a short wait):
+--   good   upgrades, with "Set-Cookie: session=1" in the 101
+--   plain  upgrades
+--   boom   raises an error;  inject  a header with CR/LF;  status  a bad status
+--   other  401 "who are you?" with WWW-Authenticate
 -- Routes:
 --   /echo        echoes every message with its kind
 --   /crash       echoes one message, then raises an error
@@ -11,7 +16,24 @@
 local ws = require "ws"
 local common = dofile(arg[0]:gsub("[^/]*$", "") .. "common.lua")
 
-local server = common.listen(arg, { host = "127.0.0.1", check_origin = function() return true end })
+local function on_request(req)
+  ws.loop.current():sleep(0.01)   -- (a real check may wait, say on a database)
+  local token = (req.query or ""):match("token=(%w+)")
+  if token == "good" then return 101, nil, { ["Set-Cookie"] = "session=1" } end
+  if token == "plain" then return nil end
+  if token == "boom" then error("deliberate on_request failure") end
+  if token == "inject" then return 101, nil, { ["X-A"] = "a\r\nX-B: b" } end
+  if token == "status" then return "nope" end
+  return 401, "who are you?\n", { ["WWW-Authenticate"] = 'Bearer realm="ws"' }
+end
+
+local opts = { host = "127.0.0.1", check_origin = function() return true end }
+local server = common.listen(arg, opts, function(flag)
+  if flag == "--auth" then
+    opts.on_request = on_request
+    return 1
+  end
+end)
 
 server:route("/echo", common.echo)
 
