@@ -35,17 +35,16 @@ local function chromium(url, extra)
   return H.spawn(cmd, "chromium"), dump, profile
 end
 
--- What the test page checks; the summary it reports when all pass.
-local EXPECTED = "RESULT text=ok empty=ok binary256=ok text1m=ok binary1m=ok order=ok close=1000/clean END"
-
-local TEST_PAGE = [[
+-- A test page: its run() (the body given) pushes "name=value" results to
+-- out; the page writes the summary into the DOM and reports it.
+local PAGE = [[
 <!doctype html>
 <meta charset="utf-8">
 <title>lua-ws browser test</title>
 <pre id="result">running</pre>
 <img src="/hold" alt="">
 <script>
-const ECHO = "%s", REPORT = "ws://" + location.host + "/report";
+const TARGET = "__TARGET__", REPORT = "ws://" + location.host + "/report";
 const out = [];
 const same = (a, b) => {
   if (a.byteLength !== b.byteLength) return false;
@@ -56,9 +55,9 @@ const same = (a, b) => {
 function within(p, ms, what) {
   return Promise.race([p, new Promise((_, rej) => setTimeout(() => rej(new Error("timeout: " + what)), ms))]);
 }
-function open(url) {
+function open(url, protocols) {
   return within(new Promise((resolve, reject) => {
-    const ws = new WebSocket(url);
+    const ws = new WebSocket(url, protocols || []);
     ws.binaryType = "arraybuffer";
     const inbox = [], waiters = [];
     ws.onmessage = (e) => { if (waiters.length) waiters.shift()(e.data); else inbox.push(e.data); };
@@ -80,7 +79,29 @@ function randomText(bytes) {   // random UTF-8 with 1- to 4-byte characters, exa
   return parts.join("") + "a".repeat(bytes - n);
 }
 async function run() {
-  const ws = await open(ECHO);
+__RUN__
+}
+run().catch((err) => out.push("error=" + String(err && err.message)))
+  .then(async () => {
+    const summary = "RESULT " + out.join(" ") + " END";
+    document.getElementById("result").textContent = summary;
+    try {
+      const r = await open(REPORT);
+      r.send(summary);
+      await within(r.closed, 5000, "report close");
+    } catch (err) {}
+  });
+</script>
+]]
+
+local function page(target, run)
+  return (PAGE:gsub("__TARGET__", target):gsub("__RUN__", function() return run end))
+end
+
+-- Echo checks; the summary they report when all pass.
+local EXPECTED = "RESULT text=ok empty=ok binary256=ok text1m=ok binary1m=ok order=ok close=1000/clean END"
+local ECHO_RUN = [[
+  const ws = await open(TARGET);
   const check = async (name, data, test) => {
     ws.send(data);
     const got = await ws.next();
@@ -105,34 +126,43 @@ async function run() {
   ws.close(1000, "done");
   const e = await within(ws.closed, 10000, "close");
   out.push("close=" + e.code + "/" + (e.wasClean ? "clean" : "unclean"));
-}
-run().catch((err) => out.push("error=" + String(err && err.message)))
-  .then(async () => {
-    const summary = "RESULT " + out.join(" ") + " END";
-    document.getElementById("result").textContent = summary;
-    try {
-      const r = await open(REPORT);
-      r.send(summary);
-      await within(r.closed, 5000, "report close");
-    } catch (err) {}
-  });
-</script>
+]]
+
+-- Subprotocols against a server that supports chat.v2 and chat.v1, in that
+-- order, and answers every message with its choice. A browser that offered
+-- protocols refuses a server that picks none.
+local PROTO_EXPECTED = "RESULT chosen=chat.v2/chat.v2 single=chat.v1/chat.v1 none=refused END"
+local PROTO_RUN = [[
+  const ask = async (protocols) => {
+    const ws = await open(TARGET, protocols);
+    ws.send("which");
+    const says = await ws.next();
+    ws.close(1000);
+    return ws.protocol + "/" + says;
+  };
+  out.push("chosen=" + await ask(["chat.v1", "chat.v2"]));
+  out.push("single=" + await ask(["chat.v1"]));
+  out.push("none=" + await ask(["x-unknown"]).catch(() => "refused"));
 ]]
 
 describe("headless Chromium #browser", function()
-  local echo, wss, certdir, server, report, browser, dump, profile
+  local echo, wss, certdir, server, report, browser, profile
 
   setup(function()
     assert(io.open(CHROMIUM), "no " .. CHROMIUM .. " (apt-get install -y chromium)"):close()
     echo = H.start_lua("examples/echo.lua", "", "echo-browser")
     server = assert(ws.listen { host = "127.0.0.1", port = 0, handshake_timeout = 60,
-                                check_origin = function() return true end })
-    server:page("/test-page", string.format(TEST_PAGE, "ws://127.0.0.1:" .. echo.port .. "/ws"))
+                                check_origin = function() return true end, protocols = { "chat.v2", "chat.v1" } })
+    server:page("/test-page", page("ws://127.0.0.1:" .. echo.port .. "/ws", ECHO_RUN))
+    server:page("/proto-page", page("ws://127.0.0.1:" .. server.port .. "/proto", PROTO_RUN))
+    server:route("/proto", function(conn)
+      while conn:receive(10) do conn:send(conn.protocol or "none") end
+    end)
     -- the same page against the TLS example, with a throwaway certificate
     certdir = H.throwaway_ca()
     wss = H.start_lua("examples/wss_echo.lua",
       string.format("--cert %s/server.pem --key %s/server.key", certdir, certdir), "wss-browser")
-    server:page("/test-page-wss", string.format(TEST_PAGE, "wss://127.0.0.1:" .. wss.port .. "/ws"))
+    server:page("/test-page-wss", page("wss://127.0.0.1:" .. wss.port .. "/ws", ECHO_RUN))
     server:page("/hold", function()
       -- hold the page's load event until the report came (or 40 s)
       local deadline = gettime() + 40
@@ -155,16 +185,25 @@ describe("headless Chromium #browser", function()
     if certdir then os.execute("rm -rf " .. shell_quote(certdir)) end
   end)
 
-  it("echoes text, binary (all 256 byte values), 1 MiB text and binary, in order, and closes cleanly", function()
-    browser, dump, profile = chromium(string.format("http://127.0.0.1:%d/test-page", server.port))
-    -- run our test server's loop until Chromium is done (timeout kills it at 60 s)
+  -- Open one of our test pages in Chromium, serving our test server's loop
+  -- until it is done (timeout kills it at 60 s); check that the page
+  -- reported `expected` over WebSocket and shows it in its DOM.
+  local function browse(path, expected, extra)
+    report = nil
+    local b, d, p = chromium(string.format("http://127.0.0.1:%d%s", server.port, path), extra)
+    browser, profile = b, p
     local deadline = gettime() + 70
-    while browser.alive() and gettime() < deadline do server:step(0.05) end
+    while b.alive() and gettime() < deadline do server:step(0.05) end
     for _ = 1, 10 do server:step(0.01) end
-    assert.is_false(browser.alive(), "chromium did not exit")
-    assert.equal(EXPECTED, report, "report over WebSocket; chromium log:\n" .. browser.output():sub(-3000))
-    local dom = read_file(dump)
-    assert.truthy(dom:find('<pre id="result">' .. EXPECTED .. '</pre>', 1, true), "dumped DOM:\n" .. dom:sub(1, 3000))
+    local dom = read_file(d)
+    os.execute("rm -rf " .. shell_quote(p))
+    assert.is_false(b.alive(), "chromium did not exit")
+    assert.equal(expected, report, "report over WebSocket; chromium log:\n" .. b.output():sub(-3000))
+    assert.truthy(dom:find('<pre id="result">' .. expected .. '</pre>', 1, true), "dumped DOM:\n" .. dom:sub(1, 3000))
+  end
+
+  it("echoes text, binary (all 256 byte values), 1 MiB text and binary, in order, and closes cleanly", function()
+    browse("/test-page", EXPECTED)
     -- the echo server saw the browser's close
     local log
     for _ = 1, 50 do
@@ -176,18 +215,12 @@ describe("headless Chromium #browser", function()
   end)
 
   it("does the same over wss:// against examples/wss_echo.lua", function()
-    report = nil
-    local b, d, p = chromium(string.format("http://127.0.0.1:%d/test-page-wss", server.port),
-      "--ignore-certificate-errors")
-    local deadline = gettime() + 70
-    while b.alive() and gettime() < deadline do server:step(0.05) end
-    for _ = 1, 10 do server:step(0.01) end
-    local dom = read_file(d)
-    os.execute("rm -rf " .. shell_quote(p))
-    assert.is_false(b.alive(), "chromium did not exit")
-    assert.equal(EXPECTED, report, "report over WebSocket; chromium log:\n" .. b.output():sub(-3000))
-    assert.truthy(dom:find('<pre id="result">' .. EXPECTED .. '</pre>', 1, true), "dumped DOM:\n" .. dom:sub(1, 3000))
+    browse("/test-page-wss", EXPECTED, "--ignore-certificate-errors")
     assert.truthy(H.wait_output(wss, "disconnect [^\n]*%(1000%)"), wss.output())
+  end)
+
+  it("subprotocols: the server picks by its preference among the browser's offer", function()
+    browse("/proto-page", PROTO_EXPECTED)
   end)
 
   it("the example's own page at / carries the WebSocket script, and opens in the browser", function()

@@ -14,20 +14,7 @@ local ROOT = H.ROOT
 local NODE = "node"
 local MiB = 1024 * 1024
 
--- Run a command (bounded by `timeout`), return its stdout and the JSON lines in it.
-local function run_json(cmd, secs)
-  local p = io.popen(string.format("timeout %d %s 2>&1", secs or 60, cmd))
-  local out = p:read("*a")
-  p:close()
-  local lines = {}
-  for line in out:gmatch("[^\n]+") do
-    if line:sub(1, 1) == "{" then
-      local obj = json.decode(line)
-      if obj then lines[#lines + 1] = obj end
-    end
-  end
-  return lines, out
-end
+local run_json = H.run_json
 
 local shell_quote = H.shell_quote
 

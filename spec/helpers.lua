@@ -31,6 +31,24 @@ function M.run(cmd)
   return body, tonumber(code)
 end
 
+--- The JSON objects among a peer's output lines (other lines are ignored).
+function M.json_lines(out)
+  local json = require "dkjson"
+  local t = {}
+  for line in out:gmatch("[^\n]+") do
+    local obj = line:sub(1, 1) == "{" and json.decode(line)
+    if type(obj) == "table" then t[#t + 1] = obj end
+  end
+  return t
+end
+
+--- Run a peer command (bounded by secs, default 60); returns the JSON
+-- objects it printed and its whole output.
+function M.run_json(cmd, secs)
+  local out = M.run(string.format("timeout %d %s 2>&1", secs or 60, cmd))
+  return M.json_lines(out), out
+end
+
 function M.shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 --- A fresh temporary directory.

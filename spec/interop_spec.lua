@@ -25,15 +25,7 @@ local function run(cmd, secs)
   return H.run(string.format("timeout %d %s 2>>'%s/peers.log'", secs or 60, cmd, H.LOGDIR))
 end
 
--- Decode the JSON lines of a peer's output (other lines are ignored).
-local function json_lines(out)
-  local t = {}
-  for line in out:gmatch("[^\n]+") do
-    local obj = line:sub(1, 1) == "{" and json.decode(line)
-    if type(obj) == "table" then t[#t + 1] = obj end
-  end
-  return t
-end
+local json_lines = H.json_lines
 
 local function select_lines(lines, fields)
   local t = {}

@@ -1,6 +1,8 @@
 -- A server for spec/server_spec.lua.
 --   lua5.4 spec/servers/test_server.lua --port N [--set key=value ...] [--auth]
+--                                        [--protocols a,b,...]
 -- --set passes listen options (numbers, true/false, or strings).
+-- --protocols sets the subprotocols the server supports, in its preference order.
 -- --auth sets on_request, deciding by the query's token (after a short wait):
 --   good   upgrades, with "Set-Cookie: session=1" in the 101
 --   plain  upgrades
@@ -8,6 +10,7 @@
 --   other  401 "who are you?" with WWW-Authenticate
 -- Routes:
 --   /echo        echoes every message with its kind
+--   /proto       answers every message with the chosen subprotocol ("none" if none)
 --   /crash       echoes one message, then raises an error
 --   /concurrent  one coroutine echoes ("echo:" .. message) while a second,
 --                spawned with server.loop:spawn, sends 100 large messages
@@ -28,14 +31,24 @@ local function on_request(req)
 end
 
 local opts = { host = "127.0.0.1", check_origin = function() return true end }
-local server = common.listen(arg, opts, function(flag)
+local server = common.listen(arg, opts, function(flag, arg_value)
   if flag == "--auth" then
     opts.on_request = on_request
     return 1
+  elseif flag == "--protocols" then
+    opts.protocols = {}
+    for p in arg_value:gmatch("[^,]+") do opts.protocols[#opts.protocols + 1] = p end
+    return 2
   end
 end)
 
 server:route("/echo", common.echo)
+
+server:route("/proto", function(conn)
+  while true do   -- not `for ... in conn:messages()`: Lua 5.1 cannot wait there
+    if not conn:receive() or not conn:send(conn.protocol or "none") then break end
+  end
+end)
 
 server:route("/crash", function(conn)
   local data, kind = conn:receive()
