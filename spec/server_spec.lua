@@ -390,6 +390,15 @@ asyncio.run(main())" ]] .. H.shell_quote(url("wrong")))
     end
   end)
 
+  it("what it stores on the request reaches the handler as conn.request", function()
+    for token, user in pairs { good = "alice", plain = "nobody" } do
+      local conn = assert(ws.connect("ws://127.0.0.1:" .. srv.port .. "/whoami?token=" .. token, { timeout = 3 }))
+      assert.is_true(conn:send("who?"))
+      assert.equal(user, (conn:receive(3)))
+      assert.is_true(conn:close())
+    end
+  end)
+
   it("answers 500 (and logs) when it raises, returns a bad status or a header with CR/LF", function()
     for _, token in ipairs { "boom", "status", "inject" } do
       local status, head = answer(token)

@@ -4,13 +4,15 @@
 -- --set passes listen options (numbers, true/false, or strings).
 -- --protocols sets the subprotocols the server supports, in its preference order.
 -- --auth sets on_request, deciding by the query's token (after a short wait):
---   good   upgrades, with "Set-Cookie: session=1" in the 101
+--   good   upgrades, with "Set-Cookie: session=1" in the 101, and sets
+--          request.user = "alice" for the handler
 --   plain  upgrades
 --   boom   raises an error;  inject  a header with CR/LF;  status  a bad status
 --   other  401 "who are you?" with WWW-Authenticate
 -- Routes:
 --   /echo        echoes every message with its kind
 --   /proto       answers every message with the chosen subprotocol ("none" if none)
+--   /whoami      answers every message with conn.request.user ("nobody" if unset)
 --   /crash       echoes one message, then raises an error
 --   /concurrent  one coroutine echoes ("echo:" .. message) while a second,
 --                spawned with server.loop:spawn, sends 100 large messages
@@ -22,7 +24,10 @@ local common = dofile(arg[0]:gsub("[^/]*$", "") .. "common.lua")
 local function on_request(req)
   ws.loop.current():sleep(0.01)   -- (a real check may wait, say on a database)
   local token = (req.query or ""):match("token=(%w+)")
-  if token == "good" then return 101, nil, { ["Set-Cookie"] = "session=1" } end
+  if token == "good" then
+    req.user = "alice"
+    return 101, nil, { ["Set-Cookie"] = "session=1" }
+  end
   if token == "plain" then return nil end
   if token == "boom" then error("deliberate on_request failure") end
   if token == "inject" then return 101, nil, { ["X-A"] = "a\r\nX-B: b" } end
@@ -47,6 +52,12 @@ server:route("/echo", common.echo)
 server:route("/proto", function(conn)
   while true do   -- not `for ... in conn:messages()`: Lua 5.1 cannot wait there
     if not conn:receive() or not conn:send(conn.protocol or "none") then break end
+  end
+end)
+
+server:route("/whoami", function(conn)
+  while true do
+    if not conn:receive() or not conn:send(conn.request.user or "nobody") then break end
   end
 end)
 
