@@ -104,5 +104,5 @@ document.getElementById("f").onsubmit = (e) => {
 </script>
 ]])
 
-log("chat server on ws://%s:%d/ws (page at http://%s:%d/)", server.host, server.port, server.host, server.port)
+log("chat server on ws://%s/ws (page at http://%s/)", server.address, server.address)
 server:run()

@@ -34,5 +34,5 @@ server:route("/ws", function(conn)
   end
   ws.log("disconnect %s (%s)", conn.peer, tostring(conn.close_code))
 end)
-ws.log("wss echo server on wss://%s:%d/ws", server.host, server.port)
+ws.log("wss echo server on wss://%s/ws", server.address)
 server:run()

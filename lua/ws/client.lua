@@ -140,8 +140,8 @@ function M.connect(url, opts)
 
   local key = core.new_key()
   local default_port = scheme == "wss" and 443 or 80
-  local hosthdr = host:find(":", 1, true) and "[" .. host .. "]" or host
-  if port ~= default_port then hosthdr = hosthdr .. ":" .. port end
+  local bracketed = host:find(":", 1, true) and "[" .. host .. "]" or host   -- IPv6
+  local hosthdr = port ~= default_port and bracketed .. ":" .. port or bracketed
   local lines = {
     "GET " .. target .. " HTTP/1.1", "Host: " .. hosthdr, "Upgrade: websocket",
     "Connection: Upgrade", "Sec-WebSocket-Key: " .. key, "Sec-WebSocket-Version: 13",
@@ -191,7 +191,7 @@ function M.connect(url, opts)
   local conn_opts = {}
   for _, k in ipairs(connection.options) do conn_opts[k] = opts[k] end
   conn_opts.role, conn_opts.buffered, conn_opts.response = "client", rest, res
-  conn_opts.peer, conn_opts.protocol, conn_opts.on_pong = host .. ":" .. port, protocol, opts.on_pong
+  conn_opts.peer, conn_opts.protocol, conn_opts.on_pong = bracketed .. ":" .. port, protocol, opts.on_pong
   conn_opts.deflate = dopts
   return connection.new(sock, conn_opts)
 end

@@ -108,12 +108,17 @@ local function choose_protocol(protocols, request)
   return nil
 end
 
+-- "ip:port", "[ip]:port" for IPv6 (as in a URL)
+local function address(ip, port)
+  return ip:find(":", 1, true) and "[" .. ip .. "]:" .. port or ip .. ":" .. port
+end
+
 --- "ip:port" of a socket's peer ("[ip]:port" for IPv6).
 function M.peername(sock)
   if not sock.getpeername then return "?" end
   local ip, port = sock:getpeername()
   if not ip then return "?" end
-  return ip:find(":", 1, true) and "[" .. ip .. "]:" .. port or ip .. ":" .. port
+  return address(ip, port)
 end
 
 local function merge(opts, defaults)
@@ -267,6 +272,7 @@ function M.listen(opts)
     open = true,
   }, Server)
   self.host, self.port = sock:getsockname()
+  self.address = address(self.host, self.port)   -- for URLs: ws://ADDRESS/path
   self.loop:spawn(Server.accept_loop, self)
   return self
 end
