@@ -131,17 +131,14 @@ case("6.3.2", "fails fast: invalid bytes in a first fragment whose rest never co
   F(TEXT, B.hex "c0 af", { fin = false }), {}, 1007)
 case("6.3.3", "fails fast: invalid bytes early in a frame whose payload never ends",
   F(TEXT, "abc\255defghi" .. string.rep("z", 990)):sub(1, 4 + 10), {}, 1007)
-case("6.3.4", "valid text split at every byte position",
-  (function()
-    local s, t = "κόσμε \240\159\152\128", {}
-    for i = 1, #s - 1 do t[i] = F(TEXT, s:sub(1, i), { fin = false }) .. F(0, s:sub(i + 1)) end
-    return table.concat(t)
-  end)(),
-  (function()
-    local s, t = "κόσμε \240\159\152\128", {}
-    for i = 1, #s - 1 do t[i] = { TEXT, s } end
-    return t
-  end)())
+do
+  local s, frames, replies = "κόσμε \240\159\152\128", {}, {}
+  for i = 1, #s - 1 do
+    frames[i] = F(TEXT, s:sub(1, i), { fin = false }) .. F(0, s:sub(i + 1))
+    replies[i] = { TEXT, s }
+  end
+  case("6.3.4", "valid text split at every byte position", table.concat(frames), replies)
+end
 case("6.3.5", "binary messages are not checked for UTF-8", F(BINARY, "\255\254"), { { BINARY, "\255\254" } })
 
 -- 7 close

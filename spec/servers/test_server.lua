@@ -49,17 +49,17 @@ end)
 
 server:route("/echo", common.echo)
 
-server:route("/proto", function(conn)
-  while true do   -- not `for ... in conn:messages()`: Lua 5.1 cannot wait there
-    if not conn:receive() or not conn:send(conn.protocol or "none") then break end
+-- a handler answering every message with answer(conn)
+local function answering(answer)
+  return function(conn)
+    while true do   -- not `for ... in conn:messages()`: Lua 5.1 cannot wait there
+      if not conn:receive() or not conn:send(answer(conn)) then break end
+    end
   end
-end)
+end
 
-server:route("/whoami", function(conn)
-  while true do
-    if not conn:receive() or not conn:send(conn.request.user or "nobody") then break end
-  end
-end)
+server:route("/proto", answering(function(conn) return conn.protocol or "none" end))
+server:route("/whoami", answering(function(conn) return conn.request.user or "nobody" end))
 
 server:route("/crash", function(conn)
   local data, kind = conn:receive()
