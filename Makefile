@@ -19,7 +19,8 @@ export LUA_CPATH := $(TREE)/lib/lua/$(LUAV)/?.so;;
 
 .PHONY: all deps build test test-asan run ctest ctest-asan ctest-valgrind fuzz bench clean
 # the specs run again under ASan/UBSan, all but those tagged #browser
-# (Chromium does not run with the ASan runtime preloaded); a small
+# (Chromium does not run with the ASan runtime preloaded) or #slow (they
+# run once, on Lua 5.4, in scripts/test-lua.sh); a small
 # quarantine keeps RSS-bound assertions meaningful
 ASAN_SPECS ?= spec
 all: build
@@ -74,7 +75,7 @@ test-asan: deps
 	LUA_CPATH="$(ASAN_TREE)/lib/lua/$(LUAV)/?.so;;" \
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:quarantine_size_mb=4 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  $(LUA) /usr/bin/busted -o plainTerminal --exclude-tags=browser $(ASAN_SPECS)
+	  $(LUA) /usr/bin/busted -o plainTerminal --exclude-tags=browser,slow $(ASAN_SPECS)
 
 bench: build
 	@sh bench/run.sh
