@@ -40,5 +40,6 @@ build = {
       ["ws.client"] = "lua/ws/client.lua",
       ["ws.io"] = "lua/ws/io.lua",
       ["ws.deflate"] = "lua/ws/deflate.lua",
+      ["ws.log"] = "lua/ws/log.lua",
    },
 }

@@ -114,6 +114,31 @@ local function shutdown(self)
     if l then l:wake(waiters[i][2], nil, "closed") end
   end
   if self.close_waiter and l then l:wake(self.close_waiter) end
+  -- on_close hooks (rooms, pub/sub): once, whoever closed, in order added
+  local hooks = self.close_hooks
+  if hooks then
+    self.close_hooks = nil
+    if not self.close_code then self.close_code, self.close_reason = 1006, "" end
+    for i = 1, #hooks do
+      local ok, err = pcall(hooks[i], self, self.close_code, self.close_reason)
+      if not ok then io.stderr:write("ws: on_close hook failed: ", tostring(err), "\n") end
+    end
+  end
+end
+
+--- Call fn(conn, code, reason) once when the connection is torn down,
+-- whoever closed it (the peer, a limit, the server or this side). Hooks run
+-- in the order added; one added after the close runs at once. Returns conn.
+function Conn:on_close(fn)
+  if type(fn) ~= "function" then error("bad argument #1 to 'on_close' (function expected)", 2) end
+  if self.sock_closed then
+    fn(self, self.close_code or 1006, self.close_reason or "")
+    return self
+  end
+  local hooks = self.close_hooks or {}
+  hooks[#hooks + 1] = fn
+  self.close_hooks = hooks
+  return self
 end
 
 --- Drop the connection at once, without a close handshake (as ws.terminate()).

@@ -16,7 +16,7 @@ local M = {
   accept = server.accept,         -- accept(sock, opts) -> conn | nil, err
   connect = client.connect,       -- connect(url, opts) -> conn | nil, err
   same_origin = server.same_origin,
-  log = server.log,               -- log(fmt, ...) to stderr with a timestamp
+  log = require("ws.log").printf, -- log(fmt, ...) to stderr with a timestamp
 }
 
 return M

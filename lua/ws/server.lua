@@ -7,6 +7,7 @@ local loop = require "ws.loop"
 local io_ = require "ws.io"
 local connection = require "ws.connection"
 local deflate = require "ws.deflate"
+local logging = require "ws.log"
 
 local gettime = socket.gettime
 
@@ -31,25 +32,15 @@ local REASONS = {
   [505] = "HTTP Version Not Supported",
 }
 
--- One write per line: stderr is unbuffered, so pieces would cost a syscall
--- each. The time stamp is formatted once per second, not per line.
-local stamp_sec, stamp = -1, ""
-local function log(fmt, ...)
-  local now = os.time()
-  if now ~= stamp_sec then stamp_sec, stamp = now, os.date("%Y-%m-%d %H:%M:%S ", now) end
-  io.stderr:write(stamp .. string.format(fmt, ...) .. "\n")
-end
-M.log = log
-
 -- An HTTP response: status (100..599), body and headers as an application
 -- gave them, checked, or a 500 (logged) when they are not valid.
 -- head_only (a HEAD request): the Content-Length of body, without the body.
-local function response(status, body, headers, head_only)
+local function response(log, status, body, headers, head_only)
   local lines, bad = io_.header_lines(headers)
   if type(status) ~= "number" or status % 1 ~= 0 or status < 100 or status > 599
      or type(body) ~= "string" or not lines then
-    log("invalid response (status %s, body %s, header %s): answering 500",
-      tostring(status), type(body), tostring(bad))
+    log("error", string.format("invalid response (status %s, body %s, header %s): answering 500",
+      tostring(status), type(body), tostring(bad)))
     status, body, lines = 500, "internal error\n", ""
   end
   if not ("\n" .. lines):lower():find("\ncontent%-type:") then
@@ -60,8 +51,8 @@ local function response(status, body, headers, head_only)
 end
 
 -- Answer with an HTTP error (or page) and close.
-local function respond(sock, status, body, headers, deadline, head_only)
-  io_.write(sock, response(status, body, headers, head_only), 1, deadline)
+local function respond(o, sock, status, body, headers, deadline, head_only)
+  io_.write(sock, response(o.log, status, body, headers, head_only), 1, deadline)
   -- half-close and drain briefly so the client reads our answer, not a reset
   if sock.shutdown then sock:shutdown("send") end
   local stop = math.min(deadline or math.huge, gettime() + 0.5)
@@ -127,6 +118,7 @@ local function merge(opts, defaults)
   for k, v in pairs(defaults) do o[k] = v end
   for k, v in pairs(opts or {}) do o[k] = v end
   if o.origins and not o.check_origin then o.check_origin = origin_list(o.origins) end
+  o.log = logging.get(o.logger)
   return o
 end
 
@@ -135,12 +127,12 @@ end
 local function upgrade(sock, req, rest, o, deadline, peer)
   if not req.ws_accept then
     local headers = req.ws_status == 426 and { ["Sec-WebSocket-Version"] = "13" } or nil
-    respond(sock, req.ws_status, req.ws_error .. "\n", headers, deadline)
+    respond(o, sock, req.ws_status, req.ws_error .. "\n", headers, deadline)
     return nil, req.ws_error
   end
   local check = o.check_origin or M.same_origin
   if not check(req.headers.origin, req) then
-    respond(sock, 403, "origin not allowed (see the origins and check_origin options)\n", nil, deadline)
+    respond(o, sock, 403, "origin not allowed (see the origins and check_origin options)\n", nil, deadline)
     return nil, "origin not allowed"
   end
   peer = peer or o.peer or M.peername(sock)
@@ -150,19 +142,19 @@ local function upgrade(sock, req, rest, o, deadline, peer)
   if o.on_request then
     local ok, status, body, headers = loop.pcall(o.on_request, req)   -- (it may wait, on 5.1 too)
     if not ok then
-      log("on_request error (%s): %s", peer, tostring(status))
+      o.log("error", "on_request error: " .. tostring(status), { peer = peer, path = req.path })
       status, body, headers = 500, "internal error\n", nil
     end
     if status == nil or status == 101 then
       local bad
       extra, bad = io_.header_lines(headers)
       if not extra then
-        log("on_request (%s): invalid header %s", peer, bad)
+        o.log("error", "on_request: invalid header " .. tostring(bad), { peer = peer, path = req.path })
         status, body, headers = 500, "internal error\n", nil
       end
     end
     if status ~= nil and status ~= 101 then
-      respond(sock, status, body or "", headers, deadline)   -- (checked there too)
+      respond(o, sock, status, body or "", headers, deadline)   -- (checked there too)
       return nil, "refused by on_request"
     end
   end
@@ -190,7 +182,7 @@ local function read_request(sock, o, deadline)
   local head, rest = io_.read_head(sock, deadline, o.max_header)
   if not head then
     if rest == "too large" then
-      respond(sock, 431, "request header too large\n", nil, deadline)
+      respond(o, sock, 431, "request header too large\n", nil, deadline)
     else
       sock:close()
     end
@@ -198,7 +190,7 @@ local function read_request(sock, o, deadline)
   end
   local req, status, err = core.parse_request(head)
   if not req then
-    respond(sock, status, err .. "\n", nil, deadline)
+    respond(o, sock, status, err .. "\n", nil, deadline)
     return nil, err
   end
   return req, rest
@@ -306,20 +298,21 @@ function Server:accept_loop()
     elseif self.open then
       -- out of descriptors or memory: back off instead of spinning, and
       -- try again (an edge-triggered wait alone might never fire again)
-      log("accept: %s", err)
+      self.opts.log("error", "accept: " .. tostring(err))
       l:sleep(0.1)
     end
   end
 end
 
 local function serve_page(self, sock, req, deadline)
+  local o = self.opts
   local page = self.pages[req.path]
   if not page then
-    respond(sock, 404, "not found\n", nil, deadline)
+    respond(o, sock, 404, "not found\n", nil, deadline)
     return
   end
   if req.method ~= "GET" and req.method ~= "HEAD" then
-    respond(sock, 405, "method not allowed\n", { Allow = "GET, HEAD" }, deadline)
+    respond(o, sock, 405, "method not allowed\n", { Allow = "GET, HEAD" }, deadline)
     return
   end
   local status, body, headers = 200, page, { ["Content-Type"] = "text/html; charset=utf-8" }
@@ -328,7 +321,7 @@ local function serve_page(self, sock, req, deadline)
     if ok then status, body, headers = s, b or "", h else status, body = 500, "internal error\n" end
   end
   -- HEAD: the Content-Length GET would give, no body (RFC 9110 section 9.3.2)
-  respond(sock, status, body, headers, deadline, req.method == "HEAD")
+  respond(o, sock, status, body, headers, deadline, req.method == "HEAD")
 end
 
 function Server:serve_client(sock)
@@ -338,12 +331,14 @@ function Server:serve_client(sock)
   if self.tls then
     local s, err = self.tls.ssl.wrap(sock, self.tls.ctx)
     if not s then
+      o.log("warn", "tls wrap failed: " .. tostring(err), { peer = peer })
       sock:close()
       return
     end
     s:settimeout(0)
-    local ok = io_.tls_handshake(s, deadline)
+    local ok, herr = io_.tls_handshake(s, deadline)
     if not ok then
+      o.log("info", "tls handshake failed: " .. tostring(herr), { peer = peer })
       s:close()
       return
     end
@@ -359,7 +354,7 @@ function Server:serve_client(sock)
   if o.on_connect then o.on_connect(conn) end
   local ok, err = loop.xpcall(handler, debug.traceback, conn)   -- (lets it wait on Lua 5.1 too)
   if not ok then
-    log("handler error (%s): %s", conn.peer, tostring(err))
+    o.log("error", "handler error: " .. tostring(err), { peer = conn.peer, path = conn.request and conn.request.path })
     conn:close(1011, "internal error")
   elseif conn.state ~= "closed" then
     conn:close(1000)
