@@ -328,22 +328,12 @@ typedef struct {
 
 /* What reader:next and send_frame read from / write to: an integer
  * descriptor (a LuaSocket socket's) or a ws.fd, plain or TLS. */
-typedef struct {
-    int fd;
-    ws_tls *tls;
-} conn_io;
-
-static conn_io check_io(lua_State *L, int idx) {
-    conn_io c;
+static lfd check_io(lua_State *L, int idx) {
     if (lua_type(L, idx) == LUA_TNUMBER) {
-        c.fd = (int)luaL_checkinteger(L, idx);
-        c.tls = NULL;
-    } else {
-        lfd *s = (lfd *)luaL_checkudata(L, idx, FD_MT);
-        c.fd = s->fd;
-        c.tls = s->tls;
+        lfd c = {(int)luaL_checkinteger(L, idx), NULL};
+        return c;
     }
-    return c;
+    return *(lfd *)luaL_checkudata(L, idx, FD_MT);
 }
 
 static const char *errno_text(int err) {
@@ -369,7 +359,7 @@ static const char *tls_text(const ws_tls *t, int r, int writing) {
 
 /* Read up to n bytes: > 0, or 0 with *err ("timeout", "wantwrite",
  * "closed", or an error). */
-static size_t io_read(const conn_io *c, void *buf, size_t n, const char **err) {
+static size_t io_read(const lfd *c, void *buf, size_t n, const char **err) {
     if (c->fd < 0) {
         *err = "closed";
         return 0;
@@ -391,7 +381,7 @@ static size_t io_read(const conn_io *c, void *buf, size_t n, const char **err) {
 
 /* One write of up to n bytes: > 0 (progress), or 0 with *err ("timeout":
  * wait until writable; "wantread"; "closed"; or an error). */
-static size_t io_write(const conn_io *c, const void *buf, size_t n, const char **err) {
+static size_t io_write(const lfd *c, const void *buf, size_t n, const char **err) {
     if (c->fd < 0) {
         *err = "closed";
         return 0;
@@ -551,7 +541,7 @@ static void drop_input(lua_State *L, lreader *lr, size_t keep) {
 static int l_reader_next(lua_State *L) {
     lreader *lr = check_reader(L);
     int have_fd = !lua_isnoneornil(L, 2);
-    conn_io c = {-1, NULL};
+    lfd c = {-1, NULL};
     if (have_fd)
         c = check_io(L, 2);
     char *shared = (char *)lua_touserdata(L, lua_upvalueindex(1));
@@ -636,7 +626,7 @@ static int l_reader_tostring(lua_State *L) {
 
 /* Write header and payload over TLS, one record at a time; the bytes
  * written, stopping at the first call that makes no progress (*err). */
-static size_t tls_send_frame(const conn_io *c, const unsigned char *head, size_t hl,
+static size_t tls_send_frame(const lfd *c, const unsigned char *head, size_t hl,
                              const char *payload, size_t n, const char **err) {
     unsigned char one[TLS_COPY];
     size_t total = hl + n, done = 0;
@@ -672,7 +662,7 @@ static size_t tls_send_frame(const conn_io *c, const unsigned char *head, size_t
  * rest is the part the socket did not take (the whole frame if none).
  * An uncompressed text payload must be UTF-8 (nil, "invalid utf-8"). */
 static int l_send_frame(lua_State *L) {
-    conn_io c = check_io(L, 1);
+    lfd c = check_io(L, 1);
     size_t n;
     const char *payload = luaL_checklstring(L, 2, &n);
     int op = check_opcode(L, 3);
@@ -684,7 +674,9 @@ static int l_send_frame(lua_State *L) {
     size_t hl = ws_frame_write_header(head, 1, (int)rsv, op, n, NULL);
     size_t done;
     const char *err = NULL;
-    if (c.tls || c.fd < 0) {
+    if (c.fd < 0) {
+        return fail(L, "closed");
+    } else if (c.tls) {
         done = tls_send_frame(&c, head, hl, payload, n, &err);
     } else {
         struct iovec iov[2] = {{head, hl}, {(void *)payload, n}};
@@ -971,13 +963,6 @@ static int l_fd_dirty(lua_State *L) {
     return 1;
 }
 
-static conn_io fd_io(const lfd *s) {
-    conn_io c;
-    c.fd = s->fd;
-    c.tls = s->tls;
-    return c;
-}
-
 /* receive([n]) -> up to n bytes | nil, "timeout" | "wantwrite" | "closed" | err */
 static int l_fd_receive(lua_State *L) {
     lfd *s = check_fd(L);
@@ -985,9 +970,8 @@ static int l_fd_receive(lua_State *L) {
     if (want <= 0 || want > SHARED_READ)
         want = SHARED_READ;
     char *buf = (char *)lua_touserdata(L, lua_upvalueindex(1));
-    conn_io c = fd_io(s);
     const char *err = NULL;
-    size_t n = io_read(&c, buf, (size_t)want, &err);
+    size_t n = io_read(s, buf, (size_t)want, &err);
     if (n == 0)
         return push_err(L, err);
     lua_pushlstring(L, buf, n);
@@ -1007,10 +991,9 @@ static int l_fd_send(lua_State *L) {
     if (j > (lua_Integer)n)
         j = (lua_Integer)n;
     size_t pos = (size_t)i - 1, end = j < i ? pos : (size_t)j;
-    conn_io c = fd_io(s);
     const char *err = NULL;
     while (pos < end) {
-        size_t w = io_write(&c, data + pos, end - pos, &err);
+        size_t w = io_write(s, data + pos, end - pos, &err);
         if (w == 0)
             break;
         pos += w;

@@ -315,7 +315,9 @@ int ws_tls_write(ws_tls *t, const void *buf, size_t n, size_t *put) {
 }
 
 int ws_tls_pending(const ws_tls *t) {
-    return !t->dead && (SSL_pending(t->ssl) > 0 || SSL_has_pending(t->ssl));
+    /* decrypted bytes only: a partial record OpenSSL holds waits for the
+     * rest of it from the socket, which readiness does announce */
+    return !t->dead && SSL_pending(t->ssl) > 0;
 }
 
 void ws_tls_shutdown(ws_tls *t) {

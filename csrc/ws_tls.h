@@ -63,8 +63,8 @@ int ws_tls_read(ws_tls *t, void *buf, size_t n, size_t *got);
  * buffer may move; it may have grown). */
 int ws_tls_write(ws_tls *t, const void *buf, size_t n, size_t *put);
 
-/* Decrypted or received bytes OpenSSL holds that the descriptor's
- * readiness will not announce. */
+/* 1 when OpenSSL holds decrypted bytes that the descriptor's readiness
+ * will not announce. */
 int ws_tls_pending(const ws_tls *t);
 
 /* Send close_notify once, best effort, never blocking; reading stays
