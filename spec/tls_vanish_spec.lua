@@ -110,6 +110,34 @@ describe("wss:// server (examples/wss_echo.lua) against TLS clients that vanish"
   end
 end)
 
+describe("LuaSec sockets handed to ws.accept, against TLS clients that vanish", function()
+  local dir, ca, server, baseline
+
+  setup(function()
+    dir = H.throwaway_ca()
+    ca = dir .. "/ca.pem"
+    server = H.start_lua("spec/peers/luasec_echo.lua",
+      string.format("--cert %s/server.pem --key %s/server.key", dir, dir), "luasec-vanish")
+    canary(server.port, ca)
+    baseline = fd_settled(server.pid, H.fd_count(server.pid))
+  end)
+
+  teardown(function()
+    if server then server.stop() end
+    if dir then os.execute("rm -rf " .. H.shell_quote(dir)) end
+  end)
+
+  -- (LuaSec 1.2 spins inside a write to a session OpenSSL has failed:
+  -- ws.io never writes after a read saw the transport end)
+  for _, sequence in ipairs { "close_at_once", "reset_after_close_frame", "close_frame_notify_close" } do
+    it(sequence .. " x200: still serves, idles, and holds no descriptor", function()
+      local r = hostile(server.port, ca, sequence, 200)
+      assert.equal(0, r.errors, sequence .. ": " .. table.concat(r.first, "; "))
+      assert_healthy(server, ca, baseline, sequence)
+    end)
+  end
+end)
+
 describe("our wss:// client against a TLS server that vanishes", function()
   local dir, peer, results, fds = nil, nil, {}, nil
   local COUNT_EACH = 60
