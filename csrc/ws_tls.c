@@ -11,6 +11,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -271,38 +272,21 @@ int ws_tls_handshake(ws_tls *t) {
     return r;
 }
 
-int ws_tls_read(ws_tls *t, void *buf, size_t n, size_t *got) {
-    *got = 0;
-    if (t->dead)
+/* One SSL_read or SSL_write of up to n bytes: WS_TLS_DONE with *done > 0,
+ * or a result without progress. */
+static int transfer(ws_tls *t, int writing, void *buf, size_t n, size_t *done) {
+    *done = 0;
+    if (t->dead || (writing && t->sent_close))
         return WS_TLS_CLOSED;
     if (n == 0)
         return WS_TLS_DONE;
-    if (n > 0x7fffffff)
-        n = 0x7fffffff;
+    if (n > INT_MAX)
+        n = INT_MAX;
     prepare();
-    int rc = SSL_read(t->ssl, buf, (int)n);
+    int rc = writing ? SSL_write(t->ssl, buf, (int)n) : SSL_read(t->ssl, buf, (int)n);
     if (rc > 0) {
         t->ready = 1;
-        *got = (size_t)rc;
-        return WS_TLS_DONE;
-    }
-    int r = result(t, rc);
-    return r == WS_TLS_DONE ? WS_TLS_CLOSED : r;
-}
-
-int ws_tls_write(ws_tls *t, const void *buf, size_t n, size_t *put) {
-    *put = 0;
-    if (t->dead || t->sent_close)
-        return WS_TLS_CLOSED;
-    if (n == 0)
-        return WS_TLS_DONE;
-    if (n > 0x7fffffff)
-        n = 0x7fffffff;
-    prepare();
-    int rc = SSL_write(t->ssl, buf, (int)n);
-    if (rc > 0) {
-        t->ready = 1;
-        *put = (size_t)rc;
+        *done = (size_t)rc;
         return WS_TLS_DONE;
     }
     int r = result(t, rc);
@@ -312,6 +296,14 @@ int ws_tls_write(ws_tls *t, const void *buf, size_t n, size_t *put) {
         return WS_TLS_CLOSED;
     }
     return r;
+}
+
+int ws_tls_read(ws_tls *t, void *buf, size_t n, size_t *got) {
+    return transfer(t, 0, buf, n, got);
+}
+
+int ws_tls_write(ws_tls *t, const void *buf, size_t n, size_t *put) {
+    return transfer(t, 1, (void *)buf, n, put);
 }
 
 int ws_tls_pending(const ws_tls *t) {

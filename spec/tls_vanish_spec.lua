@@ -80,63 +80,44 @@ local SEQUENCES = {
   -- close_notify, with and without TCP close
   "close_notify_keep_tcp", "close_notify_and_close", "close_frame_notify_close", "half_message_notify",
 }
--- the large echoes take ~40 ms each
-local COUNT = { reset_during_large_echo = 100, close_during_large_echo = 100 }
+-- (the large echoes take ~40 ms each: 100 of them)
+-- A server script with --cert and --key against each sequence, count times
+-- (counts[sequence] or 200), then the health checks.
+local function server_suite(title, script, sequences, counts)
+  describe(title, function()
+    local dir, ca, server, baseline
 
-describe("wss:// server (examples/wss_echo.lua) against TLS clients that vanish", function()
-  local dir, ca, server, baseline
-
-  setup(function()
-    dir = H.throwaway_ca()
-    ca = dir .. "/ca.pem"
-    server = H.start_lua("examples/wss_echo.lua",
-      string.format("--cert %s/server.pem --key %s/server.key", dir, dir), "wss-vanish")
-    canary(server.port, ca)   -- whatever a first connection sets up stays
-    baseline = fd_settled(server.pid, H.fd_count(server.pid))
-  end)
-
-  teardown(function()
-    if server then server.stop() end
-    if dir then os.execute("rm -rf " .. H.shell_quote(dir)) end
-  end)
-
-  for _, sequence in ipairs(SEQUENCES) do
-    local count = COUNT[sequence] or 200
-    it(sequence .. " x" .. count .. ": still serves, idles, and holds no descriptor", function()
-      local r = hostile(server.port, ca, sequence, count)
-      assert.equal(0, r.errors, sequence .. ": " .. table.concat(r.first, "; "))
-      assert_healthy(server, ca, baseline, sequence)
+    setup(function()
+      dir = H.throwaway_ca()
+      ca = dir .. "/ca.pem"
+      server = H.start_lua(script, string.format("--cert %s/server.pem --key %s/server.key", dir, dir), "tls-vanish")
+      canary(server.port, ca)   -- whatever a first connection sets up stays
+      baseline = fd_settled(server.pid, H.fd_count(server.pid))
     end)
-  end
-end)
 
-describe("LuaSec sockets handed to ws.accept, against TLS clients that vanish", function()
-  local dir, ca, server, baseline
-
-  setup(function()
-    dir = H.throwaway_ca()
-    ca = dir .. "/ca.pem"
-    server = H.start_lua("spec/peers/luasec_echo.lua",
-      string.format("--cert %s/server.pem --key %s/server.key", dir, dir), "luasec-vanish")
-    canary(server.port, ca)
-    baseline = fd_settled(server.pid, H.fd_count(server.pid))
-  end)
-
-  teardown(function()
-    if server then server.stop() end
-    if dir then os.execute("rm -rf " .. H.shell_quote(dir)) end
-  end)
-
-  -- (LuaSec 1.2 spins inside a write to a session OpenSSL has failed:
-  -- ws.io never writes after a read saw the transport end)
-  for _, sequence in ipairs { "close_at_once", "reset_after_close_frame", "close_frame_notify_close" } do
-    it(sequence .. " x200: still serves, idles, and holds no descriptor", function()
-      local r = hostile(server.port, ca, sequence, 200)
-      assert.equal(0, r.errors, sequence .. ": " .. table.concat(r.first, "; "))
-      assert_healthy(server, ca, baseline, sequence)
+    teardown(function()
+      if server then server.stop() end
+      if dir then os.execute("rm -rf " .. H.shell_quote(dir)) end
     end)
-  end
-end)
+
+    for _, sequence in ipairs(sequences) do
+      local count = counts[sequence] or 200
+      it(sequence .. " x" .. count .. ": still serves, idles, and holds no descriptor", function()
+        local r = hostile(server.port, ca, sequence, count)
+        assert.equal(0, r.errors, sequence .. ": " .. table.concat(r.first, "; "))
+        assert_healthy(server, ca, baseline, sequence)
+      end)
+    end
+  end)
+end
+
+server_suite("wss:// server (examples/wss_echo.lua) against TLS clients that vanish",
+  "examples/wss_echo.lua", SEQUENCES, { reset_during_large_echo = 100, close_during_large_echo = 100 })
+
+-- (LuaSec 1.2 spins inside a write to a session OpenSSL has failed: ws.io
+-- never writes to a LuaSec socket after a read saw the transport end)
+server_suite("LuaSec sockets handed to ws.accept, against TLS clients that vanish",
+  "spec/peers/luasec_echo.lua", { "close_at_once", "reset_after_close_frame", "close_frame_notify_close" }, {})
 
 describe("our wss:// client against a TLS server that vanishes", function()
   local dir, peer, results, fds = nil, nil, {}, nil

@@ -71,6 +71,15 @@ def read_head(s):
     return buf
 
 
+def notify_only(s):
+    """Send close_notify without waiting for the peer's."""
+    s.setblocking(False)
+    try:
+        s.unwrap()
+    except (ssl.SSLWantReadError, ssl.SSLWantWriteError, OSError):
+        pass
+
+
 # ---- the client side: sequences against our wss server ------------------------
 
 class Client:
@@ -203,11 +212,7 @@ def seq_close_notify_keep_tcp(c):
 def seq_close_notify_and_close(c):
     # close_notify, then TCP close at once
     s = c.upgraded()
-    s.setblocking(False)
-    try:
-        s.unwrap()
-    except (ssl.SSLWantReadError, ssl.SSLWantWriteError, OSError):
-        pass
+    notify_only(s)
     s.close()
 
 
@@ -215,11 +220,7 @@ def seq_close_frame_notify_close(c):
     # close frame, close_notify and TCP close, all at once
     s = c.upgraded()
     s.sendall(close_frame())
-    s.setblocking(False)
-    try:
-        s.unwrap()
-    except (ssl.SSLWantReadError, ssl.SSLWantWriteError, OSError):
-        pass
+    notify_only(s)
     s.close()
 
 
@@ -227,11 +228,7 @@ def seq_half_message_notify(c):
     # half a message, then close_notify and close
     s = c.upgraded()
     s.sendall(frame(0x1, b"hello", fin=False))
-    s.setblocking(False)
-    try:
-        s.unwrap()
-    except (ssl.SSLWantReadError, ssl.SSLWantWriteError, OSError):
-        pass
+    notify_only(s)
     s.close()
 
 
@@ -265,14 +262,6 @@ def upgrade(s):
     resp = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             "Sec-WebSocket-Accept: %s\r\n\r\n" % accept_key(key)).encode()
     return path.lstrip("/"), resp
-
-
-def notify_only(s):
-    s.setblocking(False)
-    try:
-        s.unwrap()
-    except (ssl.SSLWantReadError, ssl.SSLWantWriteError, OSError):
-        pass
 
 
 def serve_one(raw, ctx):
