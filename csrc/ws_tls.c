@@ -60,6 +60,18 @@ static int is_ip(const char *name) {
 
 /* ---- contexts ---------------------------------------------------------- */
 
+/* The key's password from the options; without one, an encrypted key
+ * fails instead of OpenSSL prompting on the terminal. */
+static int password_cb(char *buf, int size, int rwflag, void *u) {
+    (void)rwflag;
+    const char *pw = (const char *)u;
+    size_t n = pw ? strlen(pw) : 0;
+    if (!pw || n > (size_t)size)
+        return -1;
+    memcpy(buf, pw, n);
+    return (int)n;
+}
+
 ws_tls_ctx *ws_tls_ctx_new(const ws_tls_opts *o, char *err, size_t errcap) {
     ERR_clear_error();
     ws_tls_ctx *c = (ws_tls_ctx *)calloc(1, sizeof *c);
@@ -96,8 +108,8 @@ ws_tls_ctx *ws_tls_ctx_new(const ws_tls_opts *o, char *err, size_t errcap) {
         goto fail;
     }
     if (o->certificate) {
-        if (o->password)
-            SSL_CTX_set_default_passwd_cb_userdata(ctx, (void *)o->password);
+        SSL_CTX_set_default_passwd_cb(ctx, password_cb);
+        SSL_CTX_set_default_passwd_cb_userdata(ctx, (void *)o->password);
         int ok = SSL_CTX_use_certificate_chain_file(ctx, o->certificate) == 1;
         if (!ok)
             set_err(err, errcap, "certificate");

@@ -55,6 +55,11 @@ static int make_cert(const char *name, const char *cn, const char *sans) {
     f = fopen(path, "w");
     PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
     fclose(f);
+    /* and the same key encrypted with the password "secret" */
+    snprintf(path, sizeof path, "%s/%s.enc", dir, name);
+    f = fopen(path, "w");
+    PEM_write_PrivateKey(f, key, EVP_aes_128_cbc(), (unsigned char *)"secret", 6, NULL, NULL);
+    fclose(f);
     X509_free(x);
     EVP_PKEY_free(key);
     return 0;
@@ -168,6 +173,18 @@ static void test_contexts(void) {
     ws_tls_ctx *c = ws_tls_ctx_new(&o, err, sizeof err);
     CHECK(c != NULL && ws_tls_ctx_is_server(c));
     ws_tls_ctx_free(c);
+    /* an encrypted key: the right password, a wrong one */
+    o.key = file("host", "enc");
+    o.password = "secret";
+    c = ws_tls_ctx_new(&o, err, sizeof err);
+    CHECK(c != NULL);
+    ws_tls_ctx_free(c);
+    o.password = "wrong";
+    CHECK(ws_tls_ctx_new(&o, err, sizeof err) == NULL);
+    CHECK(strncmp(err, "key: ", 5) == 0);
+    o.password = NULL;              /* fails, never prompts on a terminal */
+    CHECK(ws_tls_ctx_new(&o, err, sizeof err) == NULL);
+    CHECK(strncmp(err, "key: ", 5) == 0);
 }
 
 static void test_names(void) {
@@ -202,6 +219,45 @@ static void test_names(void) {
     free_pair(&p);
     ws_tls_ctx_free(cc);
     ws_tls_ctx_free(sc);
+}
+
+/* Client certificates: a server with cafile and verify REQUIRE accepts a
+ * client presenting a certificate signed by it, refuses one without. */
+static void test_client_certificates(void) {
+    char err[256];
+    ws_tls_opts o;
+    memset(&o, 0, sizeof o);
+    o.server = 1;
+    o.certificate = file("host", "pem");
+    o.key = file("host", "key");
+    o.cafile = file("wild", "pem");
+    o.verify = WS_TLS_VERIFY_REQUIRE;
+    ws_tls_ctx *sc = ws_tls_ctx_new(&o, err, sizeof err);
+    CHECK(sc != NULL);
+    memset(&o, 0, sizeof o);
+    o.cafile = file("host", "pem");
+    o.verify = WS_TLS_VERIFY_REQUIRE;
+    ws_tls_ctx *anon = ws_tls_ctx_new(&o, err, sizeof err);
+    o.certificate = file("wild", "pem");
+    o.key = file("wild", "key");
+    ws_tls_ctx *signed_ = ws_tls_ctx_new(&o, err, sizeof err);
+    CHECK(anon != NULL && signed_ != NULL);
+    pair p;
+    int rs;
+    char buf[8];
+    size_t n;
+    CHECK(make_pair(&p, sc, signed_, "localhost") == 0);
+    CHECK(handshake(&p, &rs) == WS_TLS_DONE && rs == WS_TLS_DONE);
+    free_pair(&p);
+    CHECK(make_pair(&p, sc, anon, "localhost") == 0);
+    handshake(&p, &rs);
+    /* (TLS 1.3: the client learns of the refusal on its first read) */
+    CHECK(rs == WS_TLS_ERROR);
+    CHECK(ws_tls_read(p.c, buf, sizeof buf, &n) != WS_TLS_DONE);
+    free_pair(&p);
+    ws_tls_ctx_free(sc);
+    ws_tls_ctx_free(anon);
+    ws_tls_ctx_free(signed_);
 }
 
 static void test_io(void) {
@@ -322,12 +378,14 @@ int main(void) {
     }
     test_contexts();
     test_names();
+    test_client_certificates();
     test_io();
     test_vanish();
     const char *names[] = {"host", "wild", "other"};
     for (int i = 0; i < 3; i++) {
         unlink(file(names[i], "pem"));
         unlink(file(names[i], "key"));
+        unlink(file(names[i], "enc"));
     }
     rmdir(dir);
     return check_report("test_tls");
