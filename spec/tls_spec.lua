@@ -41,7 +41,9 @@ describe("ws.tls options", function()
 
   it("refuses unknown keys and bad values (a programmer's mistake)", function()
     local good = { certificate = f("server.pem"), key = f("server.key") }
-    assert.has_error(function() tls.context({ certificate = good.certificate, key = good.key, cert = "x" }, "server") end)
+    assert.has_error(function()
+      tls.context({ certificate = good.certificate, key = good.key, cert = "x" }, "server")
+    end)
     assert.has_error(function() tls.context({ verify = "sometimes" }, "client") end)
     assert.has_error(function() tls.context({ protocol = "sslv3" }, "client") end)
     good.server_name = "x"   -- a client's key
