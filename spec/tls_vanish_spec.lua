@@ -2,7 +2,7 @@
 -- sent a close frame and closed its socket at once left the wss:// server
 -- spinning at 100% CPU forever, serving nobody).
 -- Server side: examples/wss_echo.lua against spec/peers/tls_vanish.py
--- (Python's ssl module), each sequence hundreds of times; then a canary
+-- (Python's ssl module), each sequence 50 to 120 times; then a canary
 -- wss:// client must still echo within 100 ms, the server must be idle (under
 -- 10% of a core over a second) and hold as many descriptors as before.
 -- Client side: our client against the same script's misbehaving server.
@@ -80,9 +80,9 @@ local SEQUENCES = {
   -- close_notify, with and without TCP close
   "close_notify_keep_tcp", "close_notify_and_close", "close_frame_notify_close", "half_message_notify",
 }
--- (the large echoes take ~40 ms each: 100 of them)
+-- (the large echoes take ~40 ms each: 50 of them)
 -- A server script with --cert and --key against each sequence, count times
--- (counts[sequence] or 200), then the health checks.
+-- (counts[sequence] or 120), then the health checks.
 local function server_suite(title, script, sequences, counts)
   describe(title, function()
     local dir, ca, server, baseline
@@ -101,7 +101,7 @@ local function server_suite(title, script, sequences, counts)
     end)
 
     for _, sequence in ipairs(sequences) do
-      local count = counts[sequence] or 200
+      local count = counts[sequence] or 120
       it(sequence .. " x" .. count .. ": still serves, idles, and holds no descriptor", function()
         local r = hostile(server.port, ca, sequence, count)
         assert.equal(0, r.errors, sequence .. ": " .. table.concat(r.first, "; "))
@@ -112,7 +112,7 @@ local function server_suite(title, script, sequences, counts)
 end
 
 server_suite("wss:// server (examples/wss_echo.lua) against TLS clients that vanish",
-  "examples/wss_echo.lua", SEQUENCES, { reset_during_large_echo = 100, close_during_large_echo = 100 })
+  "examples/wss_echo.lua", SEQUENCES, { reset_during_large_echo = 50, close_during_large_echo = 50 })
 
 -- (LuaSec 1.2 spins inside a write to a session OpenSSL has failed: ws.io
 -- never writes to a LuaSec socket after a read saw the transport end)
@@ -121,7 +121,7 @@ server_suite("LuaSec sockets handed to ws.accept, against TLS clients that vanis
 
 describe("our wss:// client against a TLS server that vanishes", function()
   local dir, peer, results, fds = nil, nil, {}, nil
-  local COUNT_EACH = 60
+  local COUNT_EACH = 40
   local MODES = { "reset_handshake", "reset_upgrade", "half_101", "reset_mid_frame", "close_at_once",
                   "close_reset", "close_notify_keep_tcp", "close_notify_close", "frame_notify_close",
                   "reset_while_client_sends", "reset_during_close" }

@@ -24,6 +24,7 @@ end
 
 local function serve(c)
   c:settimeout(0)
+  c:setoption("tcp-nodelay", true)
   local s = assert(ssl.wrap(c, ctx))
   s:settimeout(0)
   if not handshake(s, socket.gettime() + 5) then s:close(); return end
