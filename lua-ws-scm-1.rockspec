@@ -8,16 +8,18 @@ description = {
    detailed = [[
 A WebSocket library whose codec (handshake, frames, masking, UTF-8, reader)
 is plain C on OpenSSL's libcrypto, with a coroutine server loop and a
-ws:// / wss:// client on LuaSocket (and LuaSec for TLS).
+ws:// / wss:// client on LuaSocket; TLS (wss://) on OpenSSL's libssl.
 ]],
    license = "MIT",
 }
 dependencies = {
    "lua >= 5.1, < 5.5",   -- 5.1, LuaJIT 2.1, 5.3, 5.4 tested by make test (5.2 builds too)
    "luasocket >= 3.0",
-   -- wss:// needs "luasec"; it is loaded only when used.
+   -- wss:// runs on OpenSSL's libssl through ws.core; "luasec" is needed
+   -- only for LuaSec sockets an application hands to ws.accept or ws.connect.
 }
 external_dependencies = {
+   OPENSSL = { header = "openssl/ssl.h", library = "ssl" },
    CRYPTO = { header = "openssl/sha.h", library = "crypto" },
    ZLIB = { header = "zlib.h", library = "z" },
 }
@@ -28,10 +30,11 @@ build = {
          sources = {
             "csrc/ws_core.c", "csrc/ws_crypto.c", "csrc/ws_handshake.c",
             "csrc/ws_frame.c", "csrc/ws_reader.c", "csrc/ws_utf8.c", "csrc/ws_io.c", "csrc/ws_deflate.c",
+            "csrc/ws_tls.c",
          },
-         libraries = { "crypto", "z" },
-         incdirs = { "$(CRYPTO_INCDIR)", "$(ZLIB_INCDIR)", "csrc" },
-         libdirs = { "$(CRYPTO_LIBDIR)", "$(ZLIB_LIBDIR)" },
+         libraries = { "ssl", "crypto", "z" },
+         incdirs = { "$(OPENSSL_INCDIR)", "$(CRYPTO_INCDIR)", "$(ZLIB_INCDIR)", "csrc" },
+         libdirs = { "$(OPENSSL_LIBDIR)", "$(CRYPTO_LIBDIR)", "$(ZLIB_LIBDIR)" },
       },
       ["ws"] = "lua/ws/init.lua",
       ["ws.loop"] = "lua/ws/loop.lua",
@@ -41,5 +44,6 @@ build = {
       ["ws.io"] = "lua/ws/io.lua",
       ["ws.deflate"] = "lua/ws/deflate.lua",
       ["ws.log"] = "lua/ws/log.lua",
+      ["ws.tls"] = "lua/ws/tls.lua",
    },
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdint.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -20,12 +21,14 @@
 #include "ws_handshake.h"
 #include "ws_io.h"
 #include "ws_reader.h"
+#include "ws_tls.h"
 #include "ws_utf8.h"
 
 #define READER_MT "ws.reader"
 #define POLLER_MT "ws.poller"
 #define DEFLATE_MT "ws.deflate"
 #define FD_MT "ws.fd"
+#define TLSCTX_MT "ws.tls_context"
 /* One read buffer shared by every reader: input left over after an event
  * is copied out, so an idle connection holds no read buffer. */
 #define SHARED_READ (256 * 1024)
@@ -311,6 +314,93 @@ static int l_utf8_valid(lua_State *L) {
     return 1;
 }
 
+/* ---- descriptor I/O, plain or TLS --------------------------------------- */
+
+/* A connection accepted here (or adopted by wrap_fd) is a bare descriptor
+ * with the part of the LuaSocket API the library and LuaSec use (receive,
+ * send, close, shutdown, getfd/setfd, getpeername, settimeout, dirty,
+ * setoption), and optionally our TLS session on it (starttls): an idle
+ * connection then costs a few bytes, not LuaSocket's 8 KiB buffer. */
+typedef struct {
+    int fd;                   /* -1 once closed or handed over (setfd) */
+    ws_tls *tls;              /* NULL: plain TCP */
+} lfd;
+
+/* What reader:next and send_frame read from / write to: an integer
+ * descriptor (a LuaSocket socket's) or a ws.fd, plain or TLS. */
+static lfd check_io(lua_State *L, int idx) {
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        lfd c = {(int)luaL_checkinteger(L, idx), NULL};
+        return c;
+    }
+    return *(lfd *)luaL_checkudata(L, idx, FD_MT);
+}
+
+static const char *errno_text(int err) {
+    if (err == EAGAIN || err == EWOULDBLOCK)
+        return "timeout";
+    if (err == EPIPE || err == ECONNRESET || err == ENOTCONN || err == EBADF)
+        return "closed";
+    return strerror(err);
+}
+
+/* What to do after a TLS call that made no progress: "timeout" (wait for
+ * the direction the call naturally needs: readable for a read, writable for
+ * a write), "wantread"/"wantwrite" (the other direction), "closed", or why
+ * the handshake failed. */
+static const char *tls_text(const ws_tls *t, int r, int writing) {
+    switch (r) {
+    case WS_TLS_WANT_READ: return writing ? "wantread" : "timeout";
+    case WS_TLS_WANT_WRITE: return writing ? "timeout" : "wantwrite";
+    case WS_TLS_ERROR: return ws_tls_error(t);
+    default: return "closed";
+    }
+}
+
+/* Read up to n bytes: > 0, or 0 with *err ("timeout", "wantwrite",
+ * "closed", or an error). */
+static size_t io_read(const lfd *c, void *buf, size_t n, const char **err) {
+    if (c->fd < 0) {
+        *err = "closed";
+        return 0;
+    }
+    if (c->tls) {
+        size_t got;
+        int r = ws_tls_read(c->tls, buf, n, &got);
+        if (r == WS_TLS_DONE)
+            return got;
+        *err = tls_text(c->tls, r, 0);
+        return 0;
+    }
+    ssize_t r = ws_fd_read(c->fd, buf, n);
+    if (r > 0)
+        return (size_t)r;
+    *err = r == 0 ? "closed" : errno_text(errno);
+    return 0;
+}
+
+/* One write of up to n bytes: > 0 (progress), or 0 with *err ("timeout":
+ * wait until writable; "wantread"; "closed"; or an error). */
+static size_t io_write(const lfd *c, const void *buf, size_t n, const char **err) {
+    if (c->fd < 0) {
+        *err = "closed";
+        return 0;
+    }
+    if (c->tls) {
+        size_t put;
+        int r = ws_tls_write(c->tls, buf, n, &put);
+        if (r == WS_TLS_DONE && put > 0)
+            return put;
+        *err = tls_text(c->tls, r, 1);
+        return 0;
+    }
+    ssize_t w = ws_fd_send(c->fd, buf, n);
+    if (w > 0)
+        return (size_t)w;
+    *err = w == 0 ? "closed" : errno_text(errno);
+    return 0;
+}
+
 /* ---- reader ------------------------------------------------------------- */
 
 /* The userdata holds the C reader and the chunk being consumed; the chunk
@@ -444,15 +534,19 @@ static void drop_input(lua_State *L, lreader *lr, size_t keep) {
 
 /* reader:next([fd]) -> kind, payload [, close code, close reason]
  *                    | nil                       (needs more input; no fd given)
- *                    | nil, "timeout" | "closed" | os error   (fd given: nothing to read now)
+ *                    | nil, "timeout" | "wantwrite" | "closed" | error   (fd given: nothing to read now)
  *                    | nil, reason, close_code   (the peer broke the protocol)
- * With fd, input is read straight from the socket once what was fed is used up. */
+ * With fd (a descriptor or a ws.fd, plain or TLS), input is read straight
+ * from it once what was fed is used up. */
 static int l_reader_next(lua_State *L) {
     lreader *lr = check_reader(L);
-    int fd = lua_isnoneornil(L, 2) ? -1 : (int)luaL_checkinteger(L, 2);
+    int have_fd = !lua_isnoneornil(L, 2);
+    lfd c = {-1, NULL};
+    if (have_fd)
+        c = check_io(L, 2);
     char *shared = (char *)lua_touserdata(L, lua_upvalueindex(1));
     for (;;) {
-        if (lr->in_pos < lr->in_len || fd < 0) {
+        if (lr->in_pos < lr->in_len || !have_fd) {
             ws_event ev;
             size_t used = 0;
             int rc = ws_reader_feed(&lr->r, (const unsigned char *)lr->in + lr->in_pos,
@@ -468,7 +562,7 @@ static int l_reader_next(lua_State *L) {
                 return luaL_error(L, "not enough memory");
             if (rc != WS_READ_NEED)
                 return push_error(L, &lr->r);
-            if (fd < 0) {
+            if (!have_fd) {
                 lua_pushnil(L);
                 return 1;
             }
@@ -480,22 +574,17 @@ static int l_reader_next(lua_State *L) {
          * reports them as one edge; read() returns the data and only the next
          * read sees EOF. Skipping that read left such a connection waiting
          * for an edge that never comes (CLOSE-WAIT until idle_timeout;
-         * found by spec/hostile_spec.lua, connections dropped mid-frame). */
-        ssize_t n = ws_fd_read(fd, shared, SHARED_READ);
+         * found by spec/hostile_spec.lua, connections dropped mid-frame).
+         * TLS alike: "timeout" only once OpenSSL wants the socket to read. */
+        const char *err = NULL;
+        size_t n = io_read(&c, shared, SHARED_READ, &err);
         if (n > 0) {
             lr->in = shared;
-            lr->in_len = (size_t)n;
+            lr->in_len = n;
             continue;
         }
         lua_pushnil(L);
-        if (n == 0)
-            lua_pushliteral(L, "closed");
-        else if (errno == EAGAIN || errno == EWOULDBLOCK)
-            lua_pushliteral(L, "timeout");
-        else if (errno == ECONNRESET)
-            lua_pushliteral(L, "closed");
-        else
-            lua_pushstring(L, strerror(errno));
+        lua_pushstring(L, err);
         return 2;
     }
 }
@@ -531,12 +620,49 @@ static int l_reader_tostring(lua_State *L) {
 
 /* ---- fd I/O ------------------------------------------------------------ */
 
+/* Largest frame copied into one TLS record with its header (a record
+ * carries up to 16 KiB); bigger ones go as header, then payload. */
+#define TLS_COPY 16384
+
+/* Write header and payload over TLS, one record at a time; the bytes
+ * written, stopping at the first call that makes no progress (*err). */
+static size_t tls_send_frame(const lfd *c, const unsigned char *head, size_t hl,
+                             const char *payload, size_t n, const char **err) {
+    unsigned char one[TLS_COPY];
+    size_t total = hl + n, done = 0;
+    int copy = total <= TLS_COPY;
+    if (copy) {
+        memcpy(one, head, hl);
+        memcpy(one + hl, payload, n);
+    }
+    while (done < total) {
+        const void *p;
+        size_t len;
+        if (copy) {
+            p = one + done;
+            len = total - done;
+        } else if (done < hl) {
+            p = head + done;
+            len = hl - done;
+        } else {
+            p = payload + (done - hl);
+            len = total - done;
+        }
+        size_t w = io_write(c, p, len, err);
+        if (w == 0)
+            break;
+        done += w;
+    }
+    return done;
+}
+
 /* send_frame(fd, payload, kind [, rsv]) -> true | rest | nil, err
- * Writes an unmasked (server) frame with one gathered send, no payload copy.
+ * Writes an unmasked (server) frame to a descriptor or a ws.fd (plain or
+ * TLS): plain with one gathered send, no payload copy.
  * rest is the part the socket did not take (the whole frame if none).
  * An uncompressed text payload must be UTF-8 (nil, "invalid utf-8"). */
 static int l_send_frame(lua_State *L) {
-    int fd = (int)luaL_checkinteger(L, 1);
+    lfd c = check_io(L, 1);
     size_t n;
     const char *payload = luaL_checklstring(L, 2, &n);
     int op = check_opcode(L, 3);
@@ -546,28 +672,32 @@ static int l_send_frame(lua_State *L) {
         return fail(L, "invalid utf-8");
     unsigned char head[WS_MAX_HEADER];
     size_t hl = ws_frame_write_header(head, 1, (int)rsv, op, n, NULL);
-    struct iovec iov[2] = {{head, hl}, {(void *)payload, n}};
-    struct msghdr msg;
-    memset(&msg, 0, sizeof msg);
-    msg.msg_iov = iov;
-    msg.msg_iovlen = n ? 2 : 1;
-    ssize_t w;
-    do
-        w = sendmsg(fd, &msg, MSG_NOSIGNAL);
-    while (w < 0 && errno == EINTR);
-    if (w < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            lua_pushnil(L);
-            lua_pushstring(L, errno == EPIPE || errno == ECONNRESET ? "closed" : strerror(errno));
-            return 2;
-        }
-        w = 0;
+    size_t done;
+    const char *err = NULL;
+    if (c.fd < 0) {
+        return fail(L, "closed");
+    } else if (c.tls) {
+        done = tls_send_frame(&c, head, hl, payload, n, &err);
+    } else {
+        struct iovec iov[2] = {{head, hl}, {(void *)payload, n}};
+        struct msghdr msg;
+        memset(&msg, 0, sizeof msg);
+        msg.msg_iov = iov;
+        msg.msg_iovlen = n ? 2 : 1;
+        ssize_t w;
+        do
+            w = sendmsg(c.fd, &msg, MSG_NOSIGNAL);
+        while (w < 0 && errno == EINTR);
+        if (w < 0)
+            err = errno_text(errno);
+        done = w < 0 ? 0 : (size_t)w;
     }
-    size_t done = (size_t)w;
     if (done == hl + n) {
         lua_pushboolean(L, 1);
         return 1;
     }
+    if (err && strcmp(err, "timeout") != 0 && strcmp(err, "wantread") != 0)
+        return fail(L, err);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     if (done < hl)
@@ -749,37 +879,47 @@ static const luaL_Reg deflate_meta[] = {
 
 /* ---- accepted connections ---------------------------------------------- */
 
-/* A connection accepted here is a bare descriptor with the part of the
- * LuaSocket API the library and LuaSec use (receive, send, close, shutdown,
- * getfd/setfd, getpeername, settimeout, dirty, setoption): an idle
- * connection then costs a few bytes, not LuaSocket's 8 KiB buffer. */
-typedef struct {
-    int fd;                   /* -1 once closed or handed over (setfd) */
-} lfd;
-
 static lfd *check_fd(lua_State *L) {
     return (lfd *)luaL_checkudata(L, 1, FD_MT);
 }
 
-static int fd_errno(lua_State *L, int err) {
+static int push_err(lua_State *L, const char *err) {
     lua_pushnil(L);
-    if (err == EAGAIN || err == EWOULDBLOCK)
-        lua_pushliteral(L, "timeout");
-    else if (err == EPIPE || err == ECONNRESET || err == ENOTCONN || err == EBADF)
-        lua_pushliteral(L, "closed");
-    else
-        lua_pushstring(L, strerror(err));
+    lua_pushstring(L, err);
     return 2;
+}
+
+static int fd_errno(lua_State *L, int err) {
+    return push_err(L, errno_text(err));
+}
+
+static lfd *new_fd(lua_State *L) {
+    lfd *s = (lfd *)lua_newuserdatauv(L, sizeof *s, 0);
+    s->fd = -1;
+    s->tls = NULL;
+    luaL_setmetatable(L, FD_MT);
+    return s;
 }
 
 /* accept(listen_fd) -> connection | nil, "timeout" | nil, err */
 static int l_accept(lua_State *L) {
     int listen_fd = (int)luaL_checkinteger(L, 1);
-    lfd *s = (lfd *)lua_newuserdatauv(L, sizeof *s, 0);
-    s->fd = -1;
-    luaL_setmetatable(L, FD_MT);
+    lfd *s = new_fd(L);
     s->fd = ws_fd_accept(listen_fd);
     if (s->fd < 0)
+        return fd_errno(L, errno);
+    return 1;
+}
+
+/* wrap_fd(fd) -> connection: takes over a connected descriptor (e.g. one
+ * a LuaSocket object gave up with setfd(-1)) and makes it non-blocking. */
+static int l_wrap_fd(lua_State *L) {
+    int fd = (int)luaL_checkinteger(L, 1);
+    luaL_argcheck(L, fd >= 0, 1, "descriptor expected");
+    lfd *s = new_fd(L);
+    s->fd = fd;                   /* ours from here: closed by __gc on failure too */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
         return fd_errno(L, errno);
     return 1;
 }
@@ -802,9 +942,11 @@ static int l_fd_getfd(lua_State *L) {
     return 1;
 }
 
-/* setfd(fd): LuaSec takes the descriptor over with setfd(-1) */
+/* setfd(fd): LuaSec takes a plain descriptor over with setfd(-1) */
 static int l_fd_setfd(lua_State *L) {
-    check_fd(L)->fd = (int)luaL_checkinteger(L, 2);
+    lfd *s = check_fd(L);
+    luaL_argcheck(L, !s->tls, 1, "a TLS connection cannot give its descriptor away");
+    s->fd = (int)luaL_checkinteger(L, 2);
     return 0;
 }
 
@@ -814,34 +956,31 @@ static int l_fd_settimeout(lua_State *L) {
     return 1;
 }
 
+/* dirty() -> true when OpenSSL holds input the poller cannot announce */
 static int l_fd_dirty(lua_State *L) {
-    check_fd(L);                  /* nothing is buffered here */
-    lua_pushboolean(L, 0);
+    lfd *s = check_fd(L);
+    lua_pushboolean(L, s->tls && s->fd >= 0 && ws_tls_pending(s->tls));
     return 1;
 }
 
-/* receive([n]) -> up to n bytes | nil, "timeout" | nil, "closed" */
+/* receive([n]) -> up to n bytes | nil, "timeout" | "wantwrite" | "closed" | err */
 static int l_fd_receive(lua_State *L) {
     lfd *s = check_fd(L);
     lua_Integer want = luaL_optinteger(L, 2, SHARED_READ);
     if (want <= 0 || want > SHARED_READ)
         want = SHARED_READ;
-    if (s->fd < 0)
-        return fd_errno(L, EBADF);
     char *buf = (char *)lua_touserdata(L, lua_upvalueindex(1));
-    ssize_t n = ws_fd_read(s->fd, buf, (size_t)want);
-    if (n == 0) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "closed");
-        return 2;
-    }
-    if (n < 0)
-        return fd_errno(L, errno);
-    lua_pushlstring(L, buf, (size_t)n);
+    const char *err = NULL;
+    size_t n = io_read(s, buf, (size_t)want, &err);
+    if (n == 0)
+        return push_err(L, err);
+    lua_pushlstring(L, buf, n);
     return 1;
 }
 
-/* send(data [, i [, j]]) -> last index sent | nil, err, last index sent */
+/* send(data [, i [, j]]) -> last index sent | nil, err, last index sent
+ * err: "timeout" (wait until writable), "wantread" (TLS: until readable),
+ * "closed", or an error. Each write makes progress or ends the call. */
 static int l_fd_send(lua_State *L) {
     lfd *s = check_fd(L);
     size_t n;
@@ -852,26 +991,29 @@ static int l_fd_send(lua_State *L) {
     if (j > (lua_Integer)n)
         j = (lua_Integer)n;
     size_t pos = (size_t)i - 1, end = j < i ? pos : (size_t)j;
-    int err = 0;
+    const char *err = NULL;
     while (pos < end) {
-        ssize_t w = s->fd < 0 ? -1 : ws_fd_send(s->fd, data + pos, end - pos);
-        if (w < 0) {
-            err = s->fd < 0 ? EBADF : errno;
+        size_t w = io_write(s, data + pos, end - pos, &err);
+        if (w == 0)
             break;
-        }
-        pos += (size_t)w;
+        pos += w;
     }
     if (pos == end) {
         lua_pushinteger(L, (lua_Integer)end);
         return 1;
     }
-    fd_errno(L, err);
+    push_err(L, err);
     lua_pushinteger(L, (lua_Integer)pos);
     return 3;
 }
 
 static int l_fd_close(lua_State *L) {
     lfd *s = check_fd(L);
+    if (s->tls) {
+        ws_tls_shutdown(s->tls);    /* close_notify, best effort */
+        ws_tls_free(s->tls);
+        s->tls = NULL;
+    }
     if (s->fd >= 0) {
         close(s->fd);
         s->fd = -1;
@@ -880,12 +1022,15 @@ static int l_fd_close(lua_State *L) {
     return 1;
 }
 
-/* shutdown(["both"|"send"|"receive"]) */
+/* shutdown(["both"|"send"|"receive"]); over TLS, "send" and "both" send
+ * close_notify first */
 static int l_fd_shutdown(lua_State *L) {
     static const char *const how[] = {"both", "send", "receive", NULL};
     static const int flags[] = {SHUT_RDWR, SHUT_WR, SHUT_RD};
     lfd *s = check_fd(L);
     int h = luaL_checkoption(L, 2, "both", how);
+    if (s->tls && s->fd >= 0 && flags[h] != SHUT_RD)
+        ws_tls_shutdown(s->tls);
     if (s->fd < 0 || shutdown(s->fd, flags[h]) != 0)
         return fd_errno(L, s->fd < 0 ? EBADF : errno);
     lua_pushinteger(L, 1);
@@ -922,9 +1067,127 @@ static int l_fd_tostring(lua_State *L) {
     if (s->fd < 0)
         lua_pushliteral(L, "ws.fd (closed)");
     else
-        lua_pushfstring(L, "ws.fd: %d", s->fd);
+        lua_pushfstring(L, "ws.fd%s: %d", s->tls ? " (tls)" : "", s->fd);
     return 1;
 }
+
+/* ---- TLS ---------------------------------------------------------------- */
+
+typedef struct {
+    ws_tls_ctx *ctx;          /* NULL once closed */
+} ltlsctx;
+
+static const char *opt_field_str(lua_State *L, int t, const char *k) {
+    lua_getfield(L, t, k);
+    const char *v = lua_isnil(L, -1) ? NULL : luaL_checkstring(L, -1);
+    lua_pop(L, 1);                /* (the string stays referenced by the table) */
+    return v;
+}
+
+/* tls_context{ mode = "server"|"client", certificate, key, password,
+ *   cafile, capath, verify = 0|1|2 (none, peer, require), ciphers,
+ *   ciphersuites, min_version = 12|13 } -> context | nil, err
+ * verify defaults to 2 for a client, 0 for a server. Strings must be
+ * plain values in the table (they are read while it is alive). */
+static int l_tls_context(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    ws_tls_opts o;
+    memset(&o, 0, sizeof o);
+    const char *mode = opt_field_str(L, 1, "mode");
+    luaL_argcheck(L, mode && (strcmp(mode, "server") == 0 || strcmp(mode, "client") == 0), 1,
+                  "mode must be \"server\" or \"client\"");
+    o.server = mode[0] == 's';
+    o.certificate = opt_field_str(L, 1, "certificate");
+    o.key = opt_field_str(L, 1, "key");
+    o.password = opt_field_str(L, 1, "password");
+    o.cafile = opt_field_str(L, 1, "cafile");
+    o.capath = opt_field_str(L, 1, "capath");
+    o.ciphers = opt_field_str(L, 1, "ciphers");
+    o.ciphersuites = opt_field_str(L, 1, "ciphersuites");
+    lua_Integer v = opt_field_int(L, 1, "verify", o.server ? 0 : 2);
+    luaL_argcheck(L, v >= 0 && v <= 2, 1, "verify must be 0, 1 or 2");
+    o.verify = (int)v;
+    lua_Integer mv = opt_field_int(L, 1, "min_version", 12);
+    luaL_argcheck(L, mv == 12 || mv == 13, 1, "min_version must be 12 or 13");
+    o.min_version = (int)mv;
+    /* born closed, then filled: a failure in between leaves nothing to free */
+    ltlsctx *c = (ltlsctx *)lua_newuserdatauv(L, sizeof *c, 0);
+    c->ctx = NULL;
+    luaL_setmetatable(L, TLSCTX_MT);
+    char err[256];
+    c->ctx = ws_tls_ctx_new(&o, err, sizeof err);
+    if (!c->ctx)
+        return fail(L, err);
+    return 1;
+}
+
+static int l_tlsctx_gc(lua_State *L) {
+    ltlsctx *c = (ltlsctx *)luaL_checkudata(L, 1, TLSCTX_MT);
+    ws_tls_ctx_free(c->ctx);      /* sessions keep their own reference */
+    c->ctx = NULL;
+    return 0;
+}
+
+static int l_tlsctx_tostring(lua_State *L) {
+    ltlsctx *c = (ltlsctx *)luaL_checkudata(L, 1, TLSCTX_MT);
+    if (!c->ctx)
+        lua_pushliteral(L, "ws.tls_context (closed)");
+    else
+        lua_pushfstring(L, "ws.tls_context (%s): %p",
+                        ws_tls_ctx_is_server(c->ctx) ? "server" : "client", (void *)c);
+    return 1;
+}
+
+/* fd:starttls(context [, server_name]) -> true | nil, err
+ * Puts a TLS session on the connection; the handshake is fd:handshake().
+ * A client sends server_name as SNI and checks the certificate against it. */
+static int l_fd_starttls(lua_State *L) {
+    lfd *s = check_fd(L);
+    ltlsctx *c = (ltlsctx *)luaL_checkudata(L, 2, TLSCTX_MT);
+    const char *name = luaL_optstring(L, 3, NULL);
+    luaL_argcheck(L, c->ctx != NULL, 2, "closed TLS context");
+    luaL_argcheck(L, s->tls == NULL, 1, "TLS already started");
+    if (s->fd < 0)
+        return push_err(L, "closed");
+    char err[256];
+    s->tls = ws_tls_new(c->ctx, s->fd, name, err, sizeof err);
+    if (!s->tls)
+        return push_err(L, err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* fd:handshake() -> true | nil, "wantread" | "wantwrite" | err */
+static int l_fd_handshake(lua_State *L) {
+    lfd *s = check_fd(L);
+    if (!s->tls)
+        return luaL_error(L, "handshake without starttls");
+    if (s->fd < 0)
+        return push_err(L, "closed");
+    switch (ws_tls_handshake(s->tls)) {
+    case WS_TLS_DONE:
+        lua_pushboolean(L, 1);
+        return 1;
+    case WS_TLS_WANT_READ:
+        return push_err(L, "wantread");
+    case WS_TLS_WANT_WRITE:
+        return push_err(L, "wantwrite");
+    default:
+        return push_err(L, ws_tls_error(s->tls));
+    }
+}
+
+static const luaL_Reg tlsctx_methods[] = {
+    {"close", l_tlsctx_gc},
+    {NULL, NULL}
+};
+
+static const luaL_Reg tlsctx_meta[] = {
+    {"__gc", l_tlsctx_gc},
+    {"__close", l_tlsctx_gc},
+    {"__tostring", l_tlsctx_tostring},
+    {NULL, NULL}
+};
 
 static const luaL_Reg fd_methods[] = {
     {"getfd", l_fd_getfd},
@@ -937,6 +1200,8 @@ static const luaL_Reg fd_methods[] = {
     {"shutdown", l_fd_shutdown},
     {"getpeername", l_fd_getpeername},
     {"setoption", l_fd_setoption},
+    {"starttls", l_fd_starttls},
+    {"handshake", l_fd_handshake},
     {NULL, NULL}
 };
 
@@ -977,6 +1242,8 @@ static const luaL_Reg funcs[] = {
     {"send_frame", l_send_frame},
     {"deflate", l_deflate},
     {"accept", l_accept},
+    {"wrap_fd", l_wrap_fd},
+    {"tls_context", l_tls_context},
     {"raise_fd_limit", l_raise_fd_limit},
 #ifdef WS_HAVE_EPOLL
     {"epoll", l_epoll},
@@ -1002,6 +1269,11 @@ int luaopen_ws_core(lua_State *L) {
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
     lua_pop(L, 1);                          /* shared buffer: kept by the upvalues */
+    luaL_newmetatable(L, TLSCTX_MT);
+    luaL_setfuncs(L, tlsctx_meta, 0);
+    luaL_newlib(L, tlsctx_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
     luaL_newmetatable(L, DEFLATE_MT);
     luaL_setfuncs(L, deflate_meta, 0);
     luaL_newlib(L, deflate_methods);

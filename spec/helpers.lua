@@ -57,8 +57,9 @@ function M.tmpdir()
   return assert(out:match("^(%S+)"), "mktemp -d failed")
 end
 
---- A fresh directory holding ca.pem, and server.pem + server.key for
--- localhost and 127.0.0.1 signed by it (openssl, P-256).
+--- A fresh directory holding ca.pem, server.pem + server.key for
+-- localhost and 127.0.0.1 signed by it, and client.pem + client.key (a
+-- client certificate) signed by it (openssl, P-256).
 function M.throwaway_ca()
   local dir = M.tmpdir()
   local ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
@@ -69,6 +70,9 @@ function M.throwaway_ca()
     "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n" ..
       "keyUsage=digitalSignature\\nextendedKeyUsage=serverAuth\\n' > ext.cnf",
     "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext.cnf",
+    "openssl req " .. ec .. " -keyout client.key -out client.csr -subj '/CN=lua-ws test client'",
+    "printf 'basicConstraints=CA:FALSE\\nkeyUsage=digitalSignature\\nextendedKeyUsage=clientAuth\\n' > client.cnf",
+    "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2 -extfile client.cnf",
   }, "\n")
   local out, code = M.run("sh -c " .. M.shell_quote(script) .. " 2>&1")
   assert(code == 0, "openssl failed:\n" .. out)

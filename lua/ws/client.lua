@@ -1,4 +1,4 @@
---- The client: ws:// and wss:// (LuaSec) connections with the same
+--- The client: ws:// and wss:// (ws.tls) connections with the same
 -- connection object as the server side. Inside a ws.loop task it yields;
 -- in a plain script it blocks, always bounded by opts.timeout.
 local socket = require "socket"
@@ -6,6 +6,7 @@ local core = require "ws.core"
 local io_ = require "ws.io"
 local connection = require "ws.connection"
 local deflate = require "ws.deflate"
+local tls_ = require "ws.tls"
 
 local gettime = socket.gettime
 
@@ -54,70 +55,12 @@ local function tcp_connect(host, port, deadline)
   return fail(sock, "connect " .. host .. ":" .. port .. ": " .. err)
 end
 
--- RFC 6125 host name check against the certificate's names; a wildcard
--- matches exactly one left-most label.
-local function name_matches(pattern, host)
-  pattern, host = pattern:lower(), host:lower()
-  if pattern == host then return true end
-  local rest = pattern:match("^%*(%..+%..+)$")
-  return rest ~= nil and host:sub(-#rest) == rest and not host:sub(1, -#rest - 1):find("[.]")
-    and #host > #rest
-end
-
-local function verify_host(cert, host)
-  local ext = cert:extensions() or {}
-  local san = ext["2.5.29.17"]
-  if san then
-    local is_ip = host:match("^[%d.]+$") or host:find(":", 1, true)
-    for _, name in ipairs(is_ip and (san.iPAddress or {}) or (san.dNSName or {})) do
-      if is_ip and name:lower() == host:lower() or not is_ip and name_matches(name, host) then
-        return true
-      end
-    end
-    return false
-  end
-  for _, field in ipairs(cert:subject()) do
-    if field.name == "commonName" and name_matches(field.value, host) then return true end
-  end
-  return false
-end
-
-local function tls_wrap(sock, host, opts, deadline)
-  local ok, ssl = pcall(require, "ssl")
-  if not ok then return fail(sock, "wss:// needs LuaSec (require \"ssl\" failed)") end
-  local t = opts.tls or {}
-  local verify = t.verify ~= false
-  local params = {
-    mode = "client",
-    protocol = t.protocol or "any",
-    options = t.options or { "all", "no_sslv2", "no_sslv3", "no_tlsv1", "no_tlsv1_1" },
-    verify = verify and "peer" or "none",
-    cafile = t.cafile,
-    capath = t.capath or (not t.cafile and "/etc/ssl/certs" or nil),
-    certificate = t.certificate,
-    key = t.key,
-  }
-  local s, err = ssl.wrap(sock, params)
-  if not s then return fail(sock, "tls: " .. tostring(err)) end
-  s:settimeout(0)
-  if not host:match("^[%d.]+$") and not host:find(":", 1, true) then s:sni(host) end
-  local done, herr = io_.tls_handshake(s, deadline)
-  if not done then return fail(s, "tls handshake failed: " .. tostring(herr)) end
-  if verify then
-    local cert = s:getpeercertificate()
-    local name = t.server_name or host
-    if not cert or not verify_host(cert, name) then
-      return fail(s, "tls: certificate does not match host " .. name)
-    end
-  end
-  return s
-end
-
 --- Open a WebSocket connection.
 -- opts: headers (name -> value), origin, protocols (list), timeout,
 -- tls = { verify = true, cafile, capath, certificate, key, server_name },
 -- sock (a connected LuaSocket TCP socket to use instead of connecting, e.g.
--- a tunnel through a proxy), and the connection limits (max_message, ...).
+-- a tunnel through a proxy; for wss:// its descriptor is taken over, or a
+-- LuaSec socket, used as it is), and the connection limits (max_message, ...).
 -- Returns a connection, or nil, err.
 function M.connect(url, opts)
   opts = opts or {}
@@ -134,7 +77,7 @@ function M.connect(url, opts)
   end
   sock:setoption("tcp-nodelay", true)
   if scheme == "wss" then
-    sock, err = tls_wrap(sock, host, opts, deadline)
+    sock, err = tls_.connect(sock, host, opts.tls, deadline)
     if not sock then return nil, err end
   end
 

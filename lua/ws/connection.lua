@@ -75,8 +75,8 @@ function M.new(sock, opts)
     burst = 0,                 -- messages received without waiting (see receive)
   }, Conn)
   sock:settimeout(0)
-  -- plain TCP: read straight from the descriptor, and (server frames are
-  -- unmasked) write header and payload with one gathered send
+  -- plain TCP or our TLS: read straight from the descriptor, and (server
+  -- frames are unmasked) write header and payload at once
   local fd = io_.raw_fd(sock)
   self.rfd = fd
   self.wfd = role == "server" and fd or nil
@@ -196,7 +196,7 @@ end
 -- some of it waits in the queue, nil when the connection broke.
 local function write_or_queue(self, s)
   if self.qh > self.qt and not self.flushing then
-    local last, err, sent = self.sock:send(s)
+    local last, err, sent = io_.send(self.sock, s)
     if last then return true end
     if err ~= "timeout" and err ~= "wantwrite" and err ~= "wantread" then
       self:abort(1006, err)
@@ -423,14 +423,14 @@ local function receive(self, deadline)
     elseif code then
       return fail(self, code, data)        -- data: reason, code: close code
     elseif self.rfd then
-      if data ~= "timeout" then return lost(self) end
-      local ok, err, c, r = wait_input(self, deadline)
+      -- (TLS may need to write to read on: "wantwrite")
+      if data ~= "timeout" and data ~= "wantwrite" then return lost(self) end
+      local ok, err, c, r = wait_input(self, deadline, data == "wantwrite" and "w" or "r")
       if not ok then return ok, err, c, r end
     else
-      -- TLS: LuaSec decrypts what is there
-      local chunk, err, partial = sock:receive(io_.CHUNK)
-      chunk = chunk or partial
-      if chunk and chunk ~= "" then
+      -- a socket ws.core cannot read (LuaSec, a wrapper): its own receive
+      local chunk, err = io_.receive(sock)
+      if chunk then
         reader:feed(chunk)
       elseif err ~= "timeout" and err ~= "wantread" and err ~= "wantwrite" then
         return lost(self)

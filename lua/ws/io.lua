@@ -1,6 +1,7 @@
 --- Non-blocking socket I/O that waits through the running ws.loop when
 -- called from one of its tasks, and blocks in socket.select otherwise.
--- Works for LuaSocket TCP sockets and LuaSec SSL sockets alike.
+-- Works for LuaSocket TCP sockets, ws.fd connections (plain or TLS) and
+-- LuaSec SSL sockets alike.
 local socket = require "socket"
 local loop = require "ws.loop"
 
@@ -11,9 +12,12 @@ local M = {}
 
 M.CHUNK = 1024 * 1024   -- most bytes asked of one receive
 
---- The descriptor of a plain TCP socket, or nil (TLS sockets must be read
--- through LuaSec; LuaSocket must hold no buffered input for it to be used).
+--- What ws.core can read and write directly (reader:next, send_frame): a
+-- ws.fd connection, plain or TLS, as it is; the descriptor of a plain
+-- LuaSocket TCP socket holding no buffered input; else nil (LuaSec
+-- sockets and wrappers are read through their own receive).
 function M.raw_fd(sock)
+  if sock.starttls then return sock end
   if sock.getpeercertificate or not sock.getfd then return nil end
   if sock.dirty and sock:dirty() then return nil end
   local fd = sock:getfd()
@@ -32,54 +36,81 @@ function M.wait(sock, mode, deadline)
   return nil, err or "timeout"
 end
 
--- What a failed non-blocking call asks us to wait for: LuaSocket says
--- "timeout", LuaSec says "wantread"/"wantwrite" (TLS may read to write).
+-- What a failed non-blocking call asks us to wait for: LuaSocket and
+-- ws.fd say "timeout", TLS says "wantread"/"wantwrite" (TLS may read to
+-- write).
 local WANT = { timeout = false, wantread = "r", wantwrite = "w" }
+
+-- A read that saw the transport end (an error that came with the last
+-- partial data): [sock] = err. Later reads return it at once, and a LuaSec
+-- socket is never written after it: LuaSec 1.2 reports a write on a
+-- session OpenSSL has failed (SSL_ERROR_SYSCALL, errno 0) as "0 bytes
+-- sent, no error", and LuaSocket's send loop then spins forever.
+local ended = setmetatable({}, { __mode = "k" })
+
+-- Rounds without progress after which a read waits anyway, and a write
+-- gives up: a transport that claims to be ready and is not must not spin.
+local STALLS = 16
+
+--- One non-blocking receive of whatever is there (at most M.CHUNK bytes).
+-- Returns data, or nil, "timeout" / "wantread" / "wantwrite" / "closed" / err.
+function M.receive(sock)
+  local gone = ended[sock]
+  if gone then return nil, gone end
+  local data, err, partial = sock:receive(M.CHUNK)
+  if data then return data end
+  if WANT[err] == nil then ended[sock] = err end
+  if partial and partial ~= "" then return partial end
+  return nil, err
+end
+
+--- One non-blocking send of s[i..]: as sock:send, but nil, "closed" at
+-- once for a LuaSec socket whose reads saw the transport end.
+function M.send(sock, s, i)
+  if ended[sock] and sock.getpeercertificate then return nil, "closed", (i or 1) - 1 end
+  return sock:send(s, i)
+end
 
 --- Read whatever is available (at least one byte), waiting until deadline.
 -- Returns data, or nil, "timeout" / "closed" / an OS or TLS error.
 function M.read(sock, deadline)
+  local stalls = 0
   while true do
-    local data, err, partial = sock:receive(M.CHUNK)
+    local data, err = M.receive(sock)
     if data then return data end
-    if partial and partial ~= "" then return partial end
     local want = WANT[err]
     if want == nil then return nil, err end
-    -- LuaSec may hold decrypted bytes the poller cannot see
-    if not (sock.dirty and sock:dirty()) then
+    -- TLS may hold decrypted bytes the poller cannot see
+    stalls = stalls + 1
+    if stalls > STALLS or not (sock.dirty and sock:dirty()) then
       local ok, werr = M.wait(sock, want or "r", deadline)
       if not ok then return nil, werr end
     end
   end
 end
 
---- Write s[i..] until done or deadline. Returns true, or nil, err, last index sent.
+--- Write s[i..] until done or deadline. Each round makes progress or waits
+-- for the socket; STALLS rounds in a row without progress give up ("closed").
+-- Returns true, or nil, err, last index sent.
 function M.write(sock, s, i, deadline)
   i = i or 1
   local n = #s
+  local stalls = 0
   while i <= n do
-    local last, err, sent = sock:send(s, i)
+    local last, err, sent = M.send(sock, s, i)
     if last then return true end
-    if sent and sent >= i then i = sent + 1 end
+    if sent and sent >= i then
+      i, stalls = sent + 1, 0
+    else
+      stalls = stalls + 1
+      if stalls > STALLS then return nil, "closed", i - 1 end
+    end
     local want = WANT[err]
     if want == nil then return nil, err, i - 1 end
     local ok, werr = M.wait(sock, want or "w", deadline)
     if not ok then return nil, werr, i - 1 end
   end
   return true
-end
-
---- Finish a LuaSec handshake without blocking the loop.
--- Returns true, or nil, err.
-function M.tls_handshake(s, deadline)
-  while true do
-    local ok, err = s:dohandshake()
-    if ok then return true end
-    local want = WANT[err]
-    if want == nil then return nil, err end
-    local wok, werr = M.wait(s, want or "r", deadline)
-    if not wok then return nil, werr end
-  end
 end
 
 --- HTTP header lines ("Name: value\r\n"...) from a table name -> value

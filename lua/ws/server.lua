@@ -8,6 +8,7 @@ local io_ = require "ws.io"
 local connection = require "ws.connection"
 local deflate = require "ws.deflate"
 local logging = require "ws.log"
+local tls_ = require "ws.tls"
 
 local gettime = socket.gettime
 
@@ -209,26 +210,6 @@ function M.accept(sock, opts)
   return upgrade(sock, req, rest, o, deadline)
 end
 
---- A LuaSec server context from { certificate, key [, protocol, options,
--- ciphers, cafile, verify] } (file paths, PEM).
-function M.tls_context(t)
-  local ok, ssl = pcall(require, "ssl")
-  if not ok then return nil, "tls needs LuaSec (require \"ssl\" failed)" end
-  local ctx, err = ssl.newcontext {
-    mode = "server",
-    protocol = t.protocol or "any",
-    options = t.options or { "all", "no_sslv2", "no_sslv3", "no_tlsv1", "no_tlsv1_1" },
-    certificate = t.certificate,
-    key = t.key,
-    password = t.password,
-    ciphers = t.ciphers,
-    cafile = t.cafile,
-    verify = t.verify or "none",
-  }
-  if not ctx then return nil, "tls: " .. tostring(err) end
-  return { ssl = ssl, ctx = ctx }
-end
-
 local Server = {}
 Server.__index = Server
 
@@ -247,7 +228,7 @@ function M.listen(opts)
   sock:settimeout(0)
   local tls
   if o.tls then
-    tls, err = M.tls_context(o.tls)
+    tls, err = tls_.context(o.tls, "server")
     if not tls then
       sock:close()
       return nil, err
@@ -256,7 +237,7 @@ function M.listen(opts)
   local self = setmetatable({
     sock = sock,
     opts = o,
-    tls = tls,       -- LuaSec context when serving wss://
+    tls = tls,       -- TLS context (ws.tls) when serving wss://
     loop = o.loop or loop.new(),
     routes = {},     -- path -> handler(conn)
     pages = {},      -- path -> function(request) -> status, body, headers
@@ -329,20 +310,13 @@ function Server:serve_client(sock)
   local deadline = gettime() + o.handshake_timeout
   local peer = M.peername(sock)
   if self.tls then
-    local s, err = self.tls.ssl.wrap(sock, self.tls.ctx)
-    if not s then
-      o.log("warn", "tls wrap failed: " .. tostring(err), { peer = peer })
+    -- TLS in ws.core on the same descriptor: the fast path stays
+    local ok, err = tls_.accept(sock, self.tls, deadline)
+    if not ok then
+      o.log("info", "tls handshake failed: " .. tostring(err), { peer = peer })
       sock:close()
       return
     end
-    s:settimeout(0)
-    local ok, herr = io_.tls_handshake(s, deadline)
-    if not ok then
-      o.log("info", "tls handshake failed: " .. tostring(herr), { peer = peer })
-      s:close()
-      return
-    end
-    sock = s
   end
   local req, rest = read_request(sock, o, deadline)
   if not req then return end

@@ -1,0 +1,392 @@
+/* Unit tests for ws_tls: handshakes, reads and writes over a non-blocking
+ * socketpair with certificates made here (self-signed, P-256), host name
+ * and IP checks (RFC 6125 wildcards), partial writes, and every way the
+ * peer can vanish: each must end in WS_TLS_CLOSED or WS_TLS_ERROR, and a
+ * dead session must stay dead. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include "check.h"
+#include "ws_tls.h"
+
+static char dir[64];
+
+/* dir/NAME.pem and dir/NAME.key: a self-signed certificate for CN=cn with
+ * subjectAltName sans (OpenSSL config syntax). */
+static int make_cert(const char *name, const char *cn, const char *sans) {
+    char path[128];
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    if (!key || !x)
+        return -1;
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), -60);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_set_pubkey(x, key);
+    X509_NAME *n = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+    X509_set_issuer_name(x, n);
+    X509V3_CTX v3;
+    X509V3_set_ctx_nodb(&v3);
+    X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
+    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, sans);
+    if (!ext)
+        return -1;
+    X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+    if (!X509_sign(x, key, EVP_sha256()))
+        return -1;
+    snprintf(path, sizeof path, "%s/%s.pem", dir, name);
+    FILE *f = fopen(path, "w");
+    PEM_write_X509(f, x);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/%s.key", dir, name);
+    f = fopen(path, "w");
+    PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
+    fclose(f);
+    /* and the same key encrypted with the password "secret" */
+    snprintf(path, sizeof path, "%s/%s.enc", dir, name);
+    f = fopen(path, "w");
+    PEM_write_PrivateKey(f, key, EVP_aes_128_cbc(), (unsigned char *)"secret", 6, NULL, NULL);
+    fclose(f);
+    X509_free(x);
+    EVP_PKEY_free(key);
+    return 0;
+}
+
+static const char *file(const char *name, const char *ext) {
+    static char buf[4][128];
+    static int i;
+    i = (i + 1) % 4;
+    snprintf(buf[i], sizeof buf[i], "%s/%s.%s", dir, name, ext);
+    return buf[i];
+}
+
+static ws_tls_ctx *server_ctx(const char *cert) {
+    char err[256];
+    ws_tls_opts o;
+    memset(&o, 0, sizeof o);
+    o.server = 1;
+    o.certificate = file(cert, "pem");
+    o.key = file(cert, "key");
+    ws_tls_ctx *c = ws_tls_ctx_new(&o, err, sizeof err);
+    if (!c)
+        fprintf(stderr, "server ctx: %s\n", err);
+    return c;
+}
+
+/* a client trusting cafile's certificate (NULL: the system store) */
+static ws_tls_ctx *client_ctx(const char *ca) {
+    char err[256];
+    ws_tls_opts o;
+    memset(&o, 0, sizeof o);
+    o.cafile = ca ? file(ca, "pem") : NULL;
+    o.verify = WS_TLS_VERIFY_REQUIRE;
+    ws_tls_ctx *c = ws_tls_ctx_new(&o, err, sizeof err);
+    if (!c)
+        fprintf(stderr, "client ctx: %s\n", err);
+    return c;
+}
+
+typedef struct {
+    int fd[2];               /* [0] server, [1] client */
+    ws_tls *s, *c;
+} pair;
+
+static int make_pair(pair *p, ws_tls_ctx *sc, ws_tls_ctx *cc, const char *name) {
+    char err[256];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, p->fd) != 0)
+        return -1;
+    for (int i = 0; i < 2; i++)
+        fcntl(p->fd[i], F_SETFL, fcntl(p->fd[i], F_GETFL) | O_NONBLOCK);
+    p->s = ws_tls_new(sc, p->fd[0], NULL, err, sizeof err);
+    p->c = ws_tls_new(cc, p->fd[1], name, err, sizeof err);
+    return p->s && p->c ? 0 : -1;
+}
+
+static void free_pair(pair *p) {
+    ws_tls_free(p->s);
+    ws_tls_free(p->c);
+    if (p->fd[0] >= 0)
+        close(p->fd[0]);
+    if (p->fd[1] >= 0)
+        close(p->fd[1]);
+}
+
+/* Both handshakes, alternately, at most 50 rounds: the client's result. */
+static int handshake(pair *p, int *server_result) {
+    int rs = WS_TLS_WANT_READ, rc = WS_TLS_WANT_READ;
+    for (int i = 0; i < 50; i++) {
+        if (rc > 0)
+            rc = ws_tls_handshake(p->c);
+        if (rs > 0)
+            rs = ws_tls_handshake(p->s);
+        if (rc <= 0 && rs <= 0)
+            break;
+    }
+    if (server_result)
+        *server_result = rs;
+    return rc;
+}
+
+static int connects(const char *cert, const char *name) {
+    ws_tls_ctx *sc = server_ctx(cert), *cc = client_ctx(cert);
+    pair p;
+    int r = make_pair(&p, sc, cc, name) == 0 ? handshake(&p, NULL) : -9;
+    free_pair(&p);
+    ws_tls_ctx_free(sc);
+    ws_tls_ctx_free(cc);
+    return r;
+}
+
+static void test_contexts(void) {
+    char err[256];
+    ws_tls_opts o;
+    memset(&o, 0, sizeof o);
+    o.server = 1;
+    CHECK(ws_tls_ctx_new(&o, err, sizeof err) == NULL);
+    CHECK(strstr(err, "certificate") != NULL);
+    o.certificate = "/nonexistent.pem";
+    o.key = "/nonexistent.key";
+    CHECK(ws_tls_ctx_new(&o, err, sizeof err) == NULL);
+    CHECK(strncmp(err, "certificate: ", 13) == 0);
+    o.certificate = file("host", "pem");
+    o.key = file("other", "key");
+    CHECK(ws_tls_ctx_new(&o, err, sizeof err) == NULL);
+    CHECK(strncmp(err, "key", 3) == 0);     /* "key: key values mismatch" */
+    o.key = file("host", "key");
+    o.ciphers = "NO-SUCH-CIPHER";
+    CHECK(ws_tls_ctx_new(&o, err, sizeof err) == NULL);
+    CHECK(strncmp(err, "ciphers", 7) == 0);
+    o.ciphers = NULL;
+    ws_tls_ctx *c = ws_tls_ctx_new(&o, err, sizeof err);
+    CHECK(c != NULL && ws_tls_ctx_is_server(c));
+    ws_tls_ctx_free(c);
+    /* an encrypted key: the right password, a wrong one */
+    o.key = file("host", "enc");
+    o.password = "secret";
+    c = ws_tls_ctx_new(&o, err, sizeof err);
+    CHECK(c != NULL);
+    ws_tls_ctx_free(c);
+    o.password = "wrong";
+    CHECK(ws_tls_ctx_new(&o, err, sizeof err) == NULL);
+    CHECK(strncmp(err, "key: ", 5) == 0);
+    o.password = NULL;              /* fails, never prompts on a terminal */
+    CHECK(ws_tls_ctx_new(&o, err, sizeof err) == NULL);
+    CHECK(strncmp(err, "key: ", 5) == 0);
+}
+
+static void test_names(void) {
+    /* host: DNS:localhost, IP:127.0.0.1, IP:::1 */
+    CHECK(connects("host", "localhost") == WS_TLS_DONE);
+    CHECK(connects("host", "LOCALHOST") == WS_TLS_DONE);
+    CHECK(connects("host", "127.0.0.1") == WS_TLS_DONE);
+    CHECK(connects("host", "::1") == WS_TLS_DONE);
+    CHECK(connects("host", "0:0:0:0:0:0:0:1") == WS_TLS_DONE);
+    CHECK(connects("host", "127.0.0.2") == WS_TLS_ERROR);
+    CHECK(connects("host", "example.com") == WS_TLS_ERROR);
+    /* wild: DNS:*.example.com, DNS:f*.example.org — a wildcard is one whole
+     * left-most label, as the Lua check it replaces accepted */
+    CHECK(connects("wild", "a.example.com") == WS_TLS_DONE);
+    CHECK(connects("wild", "a.b.example.com") == WS_TLS_ERROR);
+    CHECK(connects("wild", "example.com") == WS_TLS_ERROR);
+    CHECK(connects("wild", "foo.example.org") == WS_TLS_ERROR);
+    /* the error names the problem */
+    ws_tls_ctx *sc = server_ctx("host"), *cc = client_ctx("host");
+    pair p;
+    CHECK(make_pair(&p, sc, cc, "example.com") == 0);
+    CHECK(handshake(&p, NULL) == WS_TLS_ERROR);
+    CHECK(strcmp(ws_tls_error(p.c), "certificate does not match host") == 0);
+    CHECK(ws_tls_handshake(p.c) == WS_TLS_ERROR);    /* and stays failed */
+    free_pair(&p);
+    ws_tls_ctx_free(cc);
+    /* an unknown issuer */
+    cc = client_ctx("other");
+    CHECK(make_pair(&p, sc, cc, "localhost") == 0);
+    CHECK(handshake(&p, NULL) == WS_TLS_ERROR);
+    CHECK(strncmp(ws_tls_error(p.c), "certificate verify failed: ", 27) == 0);
+    free_pair(&p);
+    ws_tls_ctx_free(cc);
+    ws_tls_ctx_free(sc);
+}
+
+/* Client certificates: a server with cafile and verify REQUIRE accepts a
+ * client presenting a certificate signed by it, refuses one without. */
+static void test_client_certificates(void) {
+    char err[256];
+    ws_tls_opts o;
+    memset(&o, 0, sizeof o);
+    o.server = 1;
+    o.certificate = file("host", "pem");
+    o.key = file("host", "key");
+    o.cafile = file("wild", "pem");
+    o.verify = WS_TLS_VERIFY_REQUIRE;
+    ws_tls_ctx *sc = ws_tls_ctx_new(&o, err, sizeof err);
+    CHECK(sc != NULL);
+    memset(&o, 0, sizeof o);
+    o.cafile = file("host", "pem");
+    o.verify = WS_TLS_VERIFY_REQUIRE;
+    ws_tls_ctx *anon = ws_tls_ctx_new(&o, err, sizeof err);
+    o.certificate = file("wild", "pem");
+    o.key = file("wild", "key");
+    ws_tls_ctx *signed_ = ws_tls_ctx_new(&o, err, sizeof err);
+    CHECK(anon != NULL && signed_ != NULL);
+    pair p;
+    int rs;
+    char buf[8];
+    size_t n;
+    CHECK(make_pair(&p, sc, signed_, "localhost") == 0);
+    CHECK(handshake(&p, &rs) == WS_TLS_DONE && rs == WS_TLS_DONE);
+    free_pair(&p);
+    CHECK(make_pair(&p, sc, anon, "localhost") == 0);
+    handshake(&p, &rs);
+    /* (TLS 1.3: the client learns of the refusal on its first read) */
+    CHECK(rs == WS_TLS_ERROR);
+    CHECK(ws_tls_read(p.c, buf, sizeof buf, &n) != WS_TLS_DONE);
+    free_pair(&p);
+    ws_tls_ctx_free(sc);
+    ws_tls_ctx_free(anon);
+    ws_tls_ctx_free(signed_);
+}
+
+static void test_io(void) {
+    ws_tls_ctx *sc = server_ctx("host"), *cc = client_ctx("host");
+    pair p;
+    char buf[4096];
+    size_t n;
+    CHECK(make_pair(&p, sc, cc, "localhost") == 0);
+    int rs;
+    CHECK(handshake(&p, &rs) == WS_TLS_DONE);
+    CHECK(rs == WS_TLS_DONE);
+    CHECK(ws_tls_ready(p.c) && ws_tls_ready(p.s));
+    /* nothing to read yet */
+    CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_WANT_READ && n == 0);
+    CHECK(ws_tls_write(p.c, "hello world", 11, &n) == WS_TLS_DONE && n == 11);
+    /* a short read leaves the rest of the record pending in OpenSSL */
+    CHECK(ws_tls_read(p.s, buf, 5, &n) == WS_TLS_DONE && n == 5);
+    CHECK(memcmp(buf, "hello", 5) == 0);
+    CHECK(ws_tls_pending(p.s));
+    CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_DONE && n == 6);
+    CHECK(!ws_tls_pending(p.s));
+    /* a full socket: writes stop with WANT_WRITE and no progress, then
+     * resume with the same bytes once the peer reads */
+    static char big[1 << 20];
+    memset(big, 'x', sizeof big);
+    size_t sent = 0, got = 0;
+    int r = WS_TLS_DONE, rounds = 0;
+    while (sent < sizeof big && rounds++ < 10000) {
+        r = ws_tls_write(p.s, big + sent, sizeof big - sent, &n);
+        if (r != WS_TLS_DONE)
+            break;
+        CHECK(n > 0);
+        sent += n;
+    }
+    CHECK(r == WS_TLS_WANT_WRITE && n == 0 && sent < sizeof big);
+    rounds = 0;
+    while (got < sizeof big && rounds++ < 100000) {
+        if (ws_tls_read(p.c, buf, sizeof buf, &n) == WS_TLS_DONE) {
+            got += n;
+            continue;
+        }
+        if (sent < sizeof big && ws_tls_write(p.s, big + sent, sizeof big - sent, &n) == WS_TLS_DONE)
+            sent += n;
+    }
+    CHECK(got == sizeof big && sent == sizeof big);
+    /* close_notify: the peer reads "closed"; the sender can still read */
+    ws_tls_shutdown(p.c);
+    CHECK(ws_tls_write(p.c, "x", 1, &n) == WS_TLS_CLOSED && n == 0);
+    CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_CLOSED);
+    CHECK(ws_tls_write(p.s, "late", 4, &n) == WS_TLS_CLOSED);   /* dead after close_notify */
+    free_pair(&p);
+    ws_tls_ctx_free(sc);
+    ws_tls_ctx_free(cc);
+}
+
+/* Issue 11: the peer sends its last bytes and closes at once; our reads and
+ * writes must all end in CLOSED, and a dead session must not reach OpenSSL. */
+static void test_vanish(void) {
+    ws_tls_ctx *sc = server_ctx("host"), *cc = client_ctx("host");
+    char buf[256];
+    size_t n;
+    for (int variant = 0; variant < 3; variant++) {
+        pair p;
+        CHECK(make_pair(&p, sc, cc, "localhost") == 0);
+        CHECK(handshake(&p, NULL) == WS_TLS_DONE);
+        CHECK(ws_tls_write(p.c, "close", 5, &n) == WS_TLS_DONE);
+        if (variant == 1)
+            ws_tls_shutdown(p.c);         /* with close_notify */
+        close(p.fd[1]);                   /* the client vanishes */
+        p.fd[1] = -1;
+        CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_DONE && n == 5);
+        int r = WS_TLS_DONE;
+        if (variant == 2) {
+            /* write first: EPIPE */
+            r = ws_tls_write(p.s, "reply", 5, &n);
+        } else {
+            r = ws_tls_read(p.s, buf, sizeof buf, &n);
+            CHECK(r == WS_TLS_CLOSED);
+            r = ws_tls_write(p.s, "reply", 5, &n);
+        }
+        CHECK(r == WS_TLS_CLOSED && n == 0);
+        /* dead: every later call says so at once, none makes "progress" */
+        for (int i = 0; i < 3; i++) {
+            CHECK(ws_tls_write(p.s, "reply", 5, &n) == WS_TLS_CLOSED && n == 0);
+            CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_CLOSED && n == 0);
+        }
+        CHECK(!ws_tls_pending(p.s) && !ws_tls_ready(p.s));
+        ws_tls_shutdown(p.s);             /* harmless on a dead session */
+        free_pair(&p);
+    }
+    /* the peer vanishes mid-handshake: an error, not a wait */
+    pair p;
+    CHECK(make_pair(&p, sc, cc, "localhost") == 0);
+    CHECK(ws_tls_handshake(p.c) == WS_TLS_WANT_READ);   /* ClientHello sent */
+    close(p.fd[1]);
+    p.fd[1] = -1;
+    int r = WS_TLS_WANT_READ;
+    for (int i = 0; i < 5 && r > 0; i++)
+        r = ws_tls_handshake(p.s);
+    CHECK(r == WS_TLS_ERROR);
+    CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_CLOSED);
+    CHECK(ws_tls_write(p.s, "x", 1, &n) == WS_TLS_CLOSED);
+    free_pair(&p);
+    ws_tls_ctx_free(sc);
+    ws_tls_ctx_free(cc);
+}
+
+int main(void) {
+    signal(SIGPIPE, SIG_IGN);         /* as LuaSocket does: OpenSSL uses write(2) */
+    snprintf(dir, sizeof dir, "/tmp/ws-tls-test-XXXXXX");
+    if (!mkdtemp(dir))
+        return 2;
+    if (make_cert("host", "localhost", "DNS:localhost,IP:127.0.0.1,IP:::1") != 0 ||
+        make_cert("wild", "wild", "DNS:*.example.com,DNS:f*.example.org") != 0 ||
+        make_cert("other", "localhost", "DNS:localhost") != 0) {
+        fprintf(stderr, "could not make certificates\n");
+        return 2;
+    }
+    test_contexts();
+    test_names();
+    test_client_certificates();
+    test_io();
+    test_vanish();
+    const char *names[] = {"host", "wild", "other"};
+    for (int i = 0; i < 3; i++) {
+        unlink(file(names[i], "pem"));
+        unlink(file(names[i], "key"));
+        unlink(file(names[i], "enc"));
+    }
+    rmdir(dir);
+    return check_report("test_tls");
+}

@@ -1,0 +1,111 @@
+-- ws.tls: the tls option tables of server and client, against our own
+-- server and client in one loop (a throwaway CA): bad files and options,
+-- client certificates, server_name, and what errors say.
+local ws = require "ws"
+local loop = require "ws.loop"
+local tls = require "ws.tls"
+local H = require "spec.helpers"
+
+describe("ws.tls options", function()
+  local dir
+
+  setup(function() dir = H.throwaway_ca() end)
+  teardown(function() if dir then os.execute("rm -rf " .. H.shell_quote(dir)) end end)
+
+  local function f(name) return dir .. "/" .. name end
+
+  -- A wss:// echo server in a fresh loop with these tls options.
+  local function server(t)
+    local l = loop.new()
+    local srv = assert(ws.listen { port = 0, loop = l, tls = t, logger = false })
+    srv:route("/ws", function(conn)
+      while true do
+        local data, kind = conn:receive()
+        if not data or not conn:send(data, kind) then break end
+      end
+    end)
+    return srv, l
+  end
+
+  -- connect (in the loop) and echo one message; returns the echo or nil, err
+  local function echo(srv, l, url_host, t)
+    return H.run_task(l, 10, function()
+      local conn, err = ws.connect("wss://" .. url_host .. ":" .. srv.port .. "/ws", { timeout = 3, tls = t })
+      if not conn then return nil, err end
+      conn:send("ping me")
+      local data, rerr = conn:receive(3)
+      conn:close()
+      return data, rerr
+    end)
+  end
+
+  it("refuses unknown keys and bad values (a programmer's mistake)", function()
+    local good = { certificate = f("server.pem"), key = f("server.key") }
+    assert.has_error(function()
+      tls.context({ certificate = good.certificate, key = good.key, cert = "x" }, "server")
+    end)
+    assert.has_error(function() tls.context({ verify = "sometimes" }, "client") end)
+    assert.has_error(function() tls.context({ protocol = "sslv3" }, "client") end)
+    good.server_name = "x"   -- a client's key
+    assert.has_error(function() ws.listen { port = 0, tls = good } end)
+  end)
+
+  it("answers nil, err for missing or unusable files", function()
+    local srv, err = ws.listen { port = 0, tls = { certificate = f("server.pem") } }
+    assert.is_nil(srv)
+    assert.equal("tls: a server needs tls.certificate and tls.key", err)
+    srv, err = ws.listen { port = 0, tls = { certificate = f("nope.pem"), key = f("server.key") } }
+    assert.is_nil(srv)
+    assert.matches("^tls: certificate: ", err)
+    srv, err = ws.listen { port = 0, tls = { certificate = f("server.pem"), key = f("client.key") } }
+    assert.is_nil(srv)
+    assert.matches("^tls: key", err)
+    srv, err = ws.listen { port = 0, tls = { certificate = f("server.pem"), key = f("server.key"), ciphers = "NOPE" } }
+    assert.is_nil(srv)
+    assert.matches("^tls: ciphers", err)
+    local ctx
+    ctx, err = tls.context({ cafile = f("nope.pem") }, "client")
+    assert.is_nil(ctx)
+    assert.matches("^tls: cafile", err)
+  end)
+
+  it("verifies the host name and IP address, or the name in server_name", function()
+    local srv, l = server { certificate = f("server.pem"), key = f("server.key") }
+    assert.equal("ping me", (echo(srv, l, "localhost", { cafile = f("ca.pem") })))
+    assert.equal("ping me", (echo(srv, l, "127.0.0.1", { cafile = f("ca.pem") })))
+    assert.equal("ping me", (echo(srv, l, "127.0.0.1", { cafile = f("ca.pem"), server_name = "localhost" })))
+    local data, err = echo(srv, l, "localhost", { cafile = f("ca.pem"), server_name = "other.example" })
+    assert.is_nil(data)
+    assert.equal("tls: certificate does not match host other.example", err)
+    data, err = echo(srv, l, "localhost", { cafile = f("client.pem") })
+    assert.is_nil(data)
+    assert.matches("^tls handshake failed: certificate verify failed: ", err)
+    assert.equal("ping me", (echo(srv, l, "localhost", { verify = false })))
+    srv:close()
+  end)
+
+  it("requires a client certificate signed by cafile with verify = true", function()
+    local srv, l = server { certificate = f("server.pem"), key = f("server.key"), cafile = f("ca.pem"), verify = true }
+    local mine = { cafile = f("ca.pem"), certificate = f("client.pem"), key = f("client.key") }
+    assert.equal("ping me", (echo(srv, l, "localhost", mine)))
+    -- without one: refused in the TLS handshake (TLS 1.3: the client may
+    -- see it only when it reads the answer to its upgrade request)
+    local data, err = echo(srv, l, "localhost", { cafile = f("ca.pem") })
+    assert.is_nil(data)
+    assert.is_string(err)
+    -- "peer": checked when sent, not required
+    local srv2, l2 = server { certificate = f("server.pem"), key = f("server.key"), cafile = f("ca.pem"),
+                              verify = "peer" }
+    assert.equal("ping me", (echo(srv2, l2, "localhost", { cafile = f("ca.pem") })))
+    assert.equal("ping me", (echo(srv2, l2, "localhost", mine)))
+    srv:close()
+    srv2:close()
+  end)
+
+  it("takes LuaSec's protocol key: tlsv1_3 raises the floor", function()
+    local srv, l = server { certificate = f("server.pem"), key = f("server.key"), protocol = "tlsv1_3",
+                            options = { "all" } }
+    assert.equal("ping me", (echo(srv, l, "localhost", { cafile = f("ca.pem") })))
+    srv:close()
+  end)
+end)
