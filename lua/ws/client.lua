@@ -1,11 +1,14 @@
 --- The client: ws:// and wss:// (LuaSec) connections with the same
--- connection object as the server side. Inside a ws.loop task it yields;
--- in a plain script it blocks, always bounded by opts.timeout.
+-- connection object as the server side. Inside a ws.loop task (or a
+-- cqueues / copas coroutine, or with opts.sched) it yields; in a plain
+-- script it blocks, always bounded by opts.timeout.
 local socket = require "socket"
 local core = require "ws.core"
 local io_ = require "ws.io"
 local connection = require "ws.connection"
 local deflate = require "ws.deflate"
+local logging = require "ws.log"
+local hosts = require "ws.sched"
 
 local gettime = socket.gettime
 
@@ -39,7 +42,7 @@ local function fail(sock, err)
 end
 
 -- Non-blocking connect that waits through the loop (or blocks, in a script).
-local function tcp_connect(host, port, deadline)
+local function tcp_connect(host, port, deadline, sched)
   local sock, err = socket.tcp()
   if not sock then return nil, err end
   sock:settimeout(0)
@@ -47,7 +50,7 @@ local function tcp_connect(host, port, deadline)
   ok, err = sock:connect(host, port)
   if ok then return sock end
   if err ~= "timeout" then return fail(sock, "connect " .. host .. ":" .. port .. ": " .. err) end
-  ok, err = io_.wait(sock, "w", deadline)
+  ok, err = io_.wait(sock, "w", deadline, sched)
   if not ok then return fail(sock, "connect " .. host .. ":" .. port .. ": " .. err) end
   ok, err = sock:connect(host, port)
   if ok or err == "already connected" then return sock end
@@ -82,7 +85,7 @@ local function verify_host(cert, host)
   return false
 end
 
-local function tls_wrap(sock, host, opts, deadline)
+local function tls_wrap(sock, host, opts, deadline, sched)
   local ok, ssl = pcall(require, "ssl")
   if not ok then return fail(sock, "wss:// needs LuaSec (require \"ssl\" failed)") end
   local t = opts.tls or {}
@@ -101,7 +104,7 @@ local function tls_wrap(sock, host, opts, deadline)
   if not s then return fail(sock, "tls: " .. tostring(err)) end
   s:settimeout(0)
   if not host:match("^[%d.]+$") and not host:find(":", 1, true) then s:sni(host) end
-  local done, herr = io_.tls_handshake(s, deadline)
+  local done, herr = io_.tls_handshake(s, deadline, sched)
   if not done then return fail(s, "tls handshake failed: " .. tostring(herr)) end
   if verify then
     local cert = s:getpeercertificate()
@@ -117,24 +120,32 @@ end
 -- opts: headers (name -> value), origin, protocols (list), timeout,
 -- tls = { verify = true, cafile, capath, certificate, key, server_name },
 -- sock (a connected LuaSocket TCP socket to use instead of connecting, e.g.
--- a tunnel through a proxy), and the connection limits (max_message, ...).
+-- a tunnel through a proxy), logger, sched (the scheduler to wait through;
+-- default: the running ws.loop, cqueues or copas coroutine, else block) and
+-- the connection limits (max_message, ...).
 -- Returns a connection, or nil, err.
+---@param url string ws://host[:port]/path or wss://...
+---@param opts? table
+---@return table|nil conn, string|nil err
 function M.connect(url, opts)
   opts = opts or {}
   local scheme, host, port, target = M.parse_url(url)
   if not scheme then return nil, host end
   local deadline = gettime() + (opts.timeout or M.defaults.timeout)
+  local sched, log = hosts.current(opts), logging.get(opts.logger, "ws.connect")
 
   local sock, err = opts.sock, nil
   if sock then
+    sock, err = hosts.socket(sock)
+    if not sock then return nil, err end
     sock:settimeout(0)
   else
-    sock, err = tcp_connect(host, port, deadline)
+    sock, err = tcp_connect(host, port, deadline, sched)
     if not sock then return nil, err end
   end
   sock:setoption("tcp-nodelay", true)
   if scheme == "wss" then
-    sock, err = tls_wrap(sock, host, opts, deadline)
+    sock, err = tls_wrap(sock, host, opts, deadline, sched)
     if not sock then return nil, err end
   end
 
@@ -159,10 +170,10 @@ function M.connect(url, opts)
   local extra, bad = io_.header_lines(opts.headers)
   if not extra then return fail(sock, "invalid header: " .. bad) end
   local ok
-  ok, err = io_.write(sock, table.concat(lines, "\r\n") .. "\r\n" .. extra .. "\r\n", 1, deadline)
+  ok, err = io_.write(sock, table.concat(lines, "\r\n") .. "\r\n" .. extra .. "\r\n", 1, deadline, sched)
   if not ok then return fail(sock, "handshake: " .. err) end
 
-  local head, rest = io_.read_head(sock, deadline, opts.max_header or M.defaults.max_header)
+  local head, rest = io_.read_head(sock, deadline, opts.max_header or M.defaults.max_header, nil, sched)
   if not head then return fail(sock, "handshake: " .. (rest == "closed" and "connection closed by server" or rest)) end
   local res, rerr = core.parse_response(head, key)
   if not res then
@@ -192,7 +203,7 @@ function M.connect(url, opts)
   for _, k in ipairs(connection.options) do conn_opts[k] = opts[k] end
   conn_opts.role, conn_opts.buffered, conn_opts.response = "client", rest, res
   conn_opts.peer, conn_opts.protocol, conn_opts.on_pong = bracketed .. ":" .. port, protocol, opts.on_pong
-  conn_opts.deflate = dopts
+  conn_opts.deflate, conn_opts.sched, conn_opts.log = dopts, sched, log
   return connection.new(sock, conn_opts)
 end
 
