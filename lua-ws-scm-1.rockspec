@@ -41,5 +41,9 @@ build = {
       ["ws.io"] = "lua/ws/io.lua",
       ["ws.deflate"] = "lua/ws/deflate.lua",
       ["ws.log"] = "lua/ws/log.lua",
+      ["ws.sched"] = "lua/ws/sched.lua",
+      ["ws.cqueues"] = "lua/ws/cqueues.lua",
+      ["ws.luv"] = "lua/ws/luv.lua",
+      ["ws.copas"] = "lua/ws/copas.lua",
    },
 }

@@ -36,8 +36,11 @@ function M.parse_url(url)
   return scheme, host, port, target
 end
 
-local function fail(sock, err)
-  if sock then sock:close() end
+local function fail(sock, err, sched)
+  if sock then
+    if sched then sched:forget(sock) end
+    sock:close()
+  end
   return nil, err
 end
 
@@ -49,12 +52,12 @@ local function tcp_connect(host, port, deadline, sched)
   local ok
   ok, err = sock:connect(host, port)
   if ok then return sock end
-  if err ~= "timeout" then return fail(sock, "connect " .. host .. ":" .. port .. ": " .. err) end
+  if err ~= "timeout" then return fail(sock, "connect " .. host .. ":" .. port .. ": " .. err, sched) end
   ok, err = io_.wait(sock, "w", deadline, sched)
-  if not ok then return fail(sock, "connect " .. host .. ":" .. port .. ": " .. err) end
+  if not ok then return fail(sock, "connect " .. host .. ":" .. port .. ": " .. err, sched) end
   ok, err = sock:connect(host, port)
   if ok or err == "already connected" then return sock end
-  return fail(sock, "connect " .. host .. ":" .. port .. ": " .. err)
+  return fail(sock, "connect " .. host .. ":" .. port .. ": " .. err, sched)
 end
 
 -- RFC 6125 host name check against the certificate's names; a wildcard
@@ -101,16 +104,16 @@ local function tls_wrap(sock, host, opts, deadline, sched)
     key = t.key,
   }
   local s, err = ssl.wrap(sock, params)
-  if not s then return fail(sock, "tls: " .. tostring(err)) end
+  if not s then return fail(sock, "tls: " .. tostring(err), sched) end
   s:settimeout(0)
   if not host:match("^[%d.]+$") and not host:find(":", 1, true) then s:sni(host) end
   local done, herr = io_.tls_handshake(s, deadline, sched)
-  if not done then return fail(s, "tls handshake failed: " .. tostring(herr)) end
+  if not done then return fail(s, "tls handshake failed: " .. tostring(herr), sched) end
   if verify then
     local cert = s:getpeercertificate()
     local name = t.server_name or host
     if not cert or not verify_host(cert, name) then
-      return fail(s, "tls: certificate does not match host " .. name)
+      return fail(s, "tls: certificate does not match host " .. name, sched)
     end
   end
   return s
@@ -165,38 +168,38 @@ function M.connect(url, opts)
     lines[#lines + 1] = "Sec-WebSocket-Extensions: " .. deflate.offer(opts.compression)
   end
   for i = 1, #lines do
-    if lines[i]:find("%c") then return fail(sock, "invalid request line: " .. lines[i]) end
+    if lines[i]:find("%c") then return fail(sock, "invalid request line: " .. lines[i], sched) end
   end
   local extra, bad = io_.header_lines(opts.headers)
-  if not extra then return fail(sock, "invalid header: " .. bad) end
+  if not extra then return fail(sock, "invalid header: " .. bad, sched) end
   local ok
   ok, err = io_.write(sock, table.concat(lines, "\r\n") .. "\r\n" .. extra .. "\r\n", 1, deadline, sched)
-  if not ok then return fail(sock, "handshake: " .. err) end
+  if not ok then return fail(sock, "handshake: " .. err, sched) end
 
   local head, rest = io_.read_head(sock, deadline, opts.max_header or M.defaults.max_header, nil, sched)
-  if not head then return fail(sock, "handshake: " .. (rest == "closed" and "connection closed by server" or rest)) end
+  if not head then return fail(sock, "handshake: " .. (rest == "closed" and "connection closed by server" or rest), sched) end
   local res, rerr = core.parse_response(head, key)
   if not res then
     local r = core.parse_response(head)
     if r and r.status ~= 101 then
-      return fail(sock, string.format("handshake: server answered %d %s", r.status, r.reason))
+      return fail(sock, string.format("handshake: server answered %d %s", r.status, r.reason), sched)
     end
-    return fail(sock, "handshake: " .. rerr)
+    return fail(sock, "handshake: " .. rerr, sched)
   end
   local protocol = res.headers["sec-websocket-protocol"]
   if protocol then
     local offered = false
     for _, p in ipairs(opts.protocols or {}) do if p == protocol then offered = true end end
-    if not offered then return fail(sock, "handshake: server chose a subprotocol we did not offer: " .. protocol) end
+    if not offered then return fail(sock, "handshake: server chose a subprotocol we did not offer: " .. protocol, sched) end
   end
   local ext, dopts = res.headers["sec-websocket-extensions"], nil
   if ext then
     if not opts.compression then
-      return fail(sock, "handshake: server chose an extension we did not offer: " .. ext)
+      return fail(sock, "handshake: server chose an extension we did not offer: " .. ext, sched)
     end
     local derr
     dopts, derr = deflate.agree(ext, opts.compression)
-    if not dopts then return fail(sock, "handshake: " .. derr) end
+    if not dopts then return fail(sock, "handshake: " .. derr, sched) end
   end
 
   local conn_opts = {}

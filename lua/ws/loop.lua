@@ -260,6 +260,7 @@ function Loop:spawn(fn, ...)
   end
   self.entries[co] = { co = co }
   self.ntasks = self.ntasks + 1
+  if active ~= self and self.notify then self.notify() end
   return co
 end
 
@@ -352,6 +353,7 @@ function Loop:wake(co, a, b)
   local e = self.entries[co]
   if not e or e.kind ~= "suspend" then return false end
   finish(self, e, a, b)
+  if active ~= self and self.notify then self.notify() end
   return true
 end
 
@@ -455,7 +457,9 @@ end
 
 ---- nesting in another event loop (the cqueues polling convention): the
 -- host waits until pollfd() is readable or timeout() seconds have passed,
--- then calls step(0). cqueues.poll(loop) does exactly that.
+-- then calls step(0). cqueues.poll(loop) does exactly that. A host that
+-- sets loop.notify (a function) is told when code outside the loop's tasks
+-- spawns or wakes one, so it can step soon (ws.cqueues, ws.luv do).
 
 --- The descriptor another loop watches for readability (epoll only), or nil.
 ---@return integer|nil

@@ -51,6 +51,13 @@ local function response(log, status, body, headers, head_only)
     status, REASONS[status] or "Status", lines, #body, head_only and "" or body)
 end
 
+-- Close a socket no connection owns yet; its scheduler forgets it first
+-- (cqueues keeps state per descriptor number).
+local function close(o, sock)
+  if o.sched then o.sched:forget(sock) end
+  sock:close()
+end
+
 -- Answer with an HTTP error (or page) and close.
 local function respond(o, sock, status, body, headers, deadline, head_only)
   io_.write(sock, response(o.log, status, body, headers, head_only), 1, deadline, o.sched)
@@ -58,7 +65,7 @@ local function respond(o, sock, status, body, headers, deadline, head_only)
   if sock.shutdown then sock:shutdown("send") end
   local stop = math.min(deadline or math.huge, gettime() + 0.5)
   repeat until not io_.read(sock, stop, o.sched)
-  sock:close()
+  close(o, sock)
 end
 
 local function host_of(origin)
@@ -170,7 +177,7 @@ local function upgrade(sock, req, rest, o, deadline, peer)
   local ok, err = io_.write(sock, head, 1, deadline, o.sched)
   if not ok then
     o.log("debug", "handshake failed: " .. tostring(err), { peer = peer, path = req.path, error = err })
-    sock:close()
+    close(o, sock)
     return nil, err
   end
   local conn_opts = {}
@@ -189,7 +196,7 @@ local function read_request(sock, o, deadline, peer)
     if rest == "too large" then
       respond(o, sock, 431, "request header too large\n", nil, deadline)
     else
-      sock:close()
+      close(o, sock)
     end
     return nil, rest
   end
@@ -361,7 +368,7 @@ function Server:serve_client(sock)
     local ok, herr = io_.tls_handshake(s, deadline, o.sched)
     if not ok then
       o.log("info", "tls handshake failed: " .. tostring(herr), { peer = peer, error = herr })
-      s:close()
+      close(o, s)
       return
     end
     sock = s
