@@ -34,8 +34,8 @@ function M.attach(target)
     if l:step(0) then arm(l:timeout()) else h.close() end
   end
   function h.close()
-    if poll:is_closing() then return end
-    l.notify = nil
+    if h.closed then return end
+    h.closed, l.notify = true, nil
     poll:close()
     timer:close()
   end
@@ -46,15 +46,14 @@ function M.attach(target)
   return h
 end
 
-local shared
+local shared, handle
 
---- The ws.loop luv drives for this process (created and attached at first use).
+--- The ws.loop luv drives for this process (created at first use; attached
+-- again when it ran out of tasks and was let go).
 ---@return table
 function M.loop()
-  if not shared then
-    shared = loop.new()
-    M.attach(shared)
-  end
+  shared = shared or loop.new()
+  if not handle or handle.closed then handle = M.attach(shared) end
   return shared
 end
 
