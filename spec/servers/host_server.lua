@@ -108,7 +108,7 @@ if kind == "cqueues" or kind == "cqueues-nested" then
     local srv = require("cqueues.socket").listen(opts.host, port)
     assert(srv:listen())
     cq:wrap(function()
-      for s in srv:clients() do cq:wrap(accept, s) end
+      while true do cq:wrap(accept, assert(srv:accept())) end   -- (Lua 5.1 cannot yield in a for)
     end)
   else
     require("ws.cqueues").attach(cq, nested())
