@@ -7,12 +7,7 @@ local H = require "spec.helpers"
 
 local gettime = socket.gettime
 
-local function echo(conn)
-  while true do
-    local data, kind = conn:receive()
-    if not data or not conn:send(data, kind) then break end
-  end
-end
+local echo = require("spec.servers.common").echo
 
 describe("a nested server", function()
   it("tells a host loop its descriptor, events and when work is due", function()

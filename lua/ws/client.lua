@@ -190,7 +190,9 @@ function M.connect(url, opts)
   if protocol then
     local offered = false
     for _, p in ipairs(opts.protocols or {}) do if p == protocol then offered = true end end
-    if not offered then return fail(sock, "handshake: server chose a subprotocol we did not offer: " .. protocol, sched) end
+    if not offered then
+      return fail(sock, "handshake: server chose a subprotocol we did not offer: " .. protocol, sched)
+    end
   end
   local ext, dopts = res.headers["sec-websocket-extensions"], nil
   if ext then

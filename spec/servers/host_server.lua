@@ -56,7 +56,12 @@ local function handler(conn)
     while true do
       local m = conn:receive()
       if not m then break end
-      if m == "reset" then worst, last, last_wait = 0, gettime(), cpu_wait(); conn:send("ok") else conn:send(string.format("%.4f", worst)) end
+      if m == "reset" then
+        worst, last, last_wait = 0, gettime(), cpu_wait()
+        conn:send("ok")
+      else
+        conn:send(string.format("%.4f", worst))
+      end
     end
   elseif path == "/dial" then
     local url = conn:receive()
