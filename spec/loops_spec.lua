@@ -177,6 +177,25 @@ for _, host in ipairs(HOSTS) do
       assert.is_truthy(H.wait_output(proc, "closed 127%.0%.0%.1:%d+ 4000 client bye"))
     end)
 
+    it("holds send_timeout, max_queue and close_timeout against a peer that does not read", function()
+      local p = start(host, "--set send_timeout=0.5 --set close_timeout=0.5 --set max_queue=1048576")
+      local raws = {}
+      for _, path in ipairs { "/flood", "/queue", "/close" } do
+        raws[#raws + 1] = H.raw(p.port, nil, { path = path, timeout = 3 })   -- and then reads nothing
+      end
+      local flood = H.wait_output(p, "flood: (nil timeout after [%d.]+)", 10)
+      local queue = H.wait_output(p, "queue: (nil send queue full after [%d.]+)", 10)
+      local close = H.wait_output(p, "close: (nil timeout after [%d.]+)", 10)
+      for _, r in ipairs(raws) do r:close() end
+      p.stop()
+      assert.is_truthy(flood, "send_timeout did not end the flood:\n" .. p.output())
+      assert.is_truthy(queue, "max_queue did not stop the queue:\n" .. p.output())
+      assert.is_truthy(close, "close_timeout did not end the close:\n" .. p.output())
+      local function secs(line) return tonumber(line:match("after ([%d.]+)")) end
+      assert.is_true(secs(flood) > 0.4 and secs(flood) < 3, flood)
+      assert.is_true(secs(close) > 0.4 and secs(close) < 3, close)
+    end)
+
     it("closes an idle connection at idle_timeout with 1001", function()
       local p = start(host, "--set idle_timeout=0.6")
       local r = H.raw(p.port, nil, { path = "/echo", timeout = 3 })

@@ -9,7 +9,10 @@
 -- echoes); /bye (echoes one message, then closes 4002 "server bye");
 -- /stats ("reset" -> "ok"; "get" -> the ticker's worst gap in seconds);
 -- /dial (a ws:// URL -> connects to it from the host loop, sends "hi",
--- answers "dialed:ECHO:CODE" after closing with 4001).
+-- answers "dialed:ECHO:CODE" after closing with 4001); /flood (sends 1 MiB
+-- messages until a send fails), /queue (queues frames without waiting until
+-- one is refused), /close (closes; the peer is expected never to answer):
+-- these log "LIMIT: RESULTS after SECONDS".
 -- Logs "closed PEER CODE REASON" when a handler ends.
 local ws = require "ws"
 local common = require "spec.servers.common"
@@ -74,6 +77,19 @@ local function handler(conn)
       answer = string.format("dialed:%s:%s:%s", tostring(echo), tostring(ok), tostring(code))
     end
     conn:send(answer)
+  elseif path == "/flood" or path == "/queue" or path == "/close" then
+    local t, a, b = gettime(), nil, nil
+    if path == "/flood" then
+      local big = ("x"):rep(1024 * 1024)
+      repeat a, b = conn:send(big, "binary") until not a
+    elseif path == "/queue" then
+      local frame = ws.core.frame(("q"):rep(64 * 1024), "binary")
+      repeat a, b = conn:send_encoded(frame) until not a
+    else
+      a, b = conn:close(1000)
+    end
+    ws.log("%s: %s %s after %.3f", path:sub(2), tostring(a), tostring(b), gettime() - t)
+    return
   elseif path == "/bye" then
     local m, k = conn:receive()
     if m then conn:send(m, k) end
@@ -97,7 +113,7 @@ end
 local function nested(loop_opt)
   opts.loop = loop_opt
   local server = assert(ws.listen(opts))
-  for _, p in ipairs { "/echo", "/timeout", "/bye", "/stats", "/dial" } do
+  for _, p in ipairs { "/echo", "/timeout", "/bye", "/stats", "/dial", "/flood", "/queue", "/close" } do
     server:route(p, function(conn) handler(conn) end)
   end
   server.opts.on_disconnect = function(conn)
