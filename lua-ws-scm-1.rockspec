@@ -45,5 +45,9 @@ build = {
       ["ws.deflate"] = "lua/ws/deflate.lua",
       ["ws.log"] = "lua/ws/log.lua",
       ["ws.tls"] = "lua/ws/tls.lua",
+      ["ws.sched"] = "lua/ws/sched.lua",
+      ["ws.cqueues"] = "lua/ws/cqueues.lua",
+      ["ws.luv"] = "lua/ws/luv.lua",
+      ["ws.copas"] = "lua/ws/copas.lua",
    },
 }

@@ -775,6 +775,13 @@ static int l_poller_wait(lua_State *L) {
     return 2;
 }
 
+/* poller:fd() -> the epoll descriptor, readable while an event is pending:
+ * another event loop watches it to nest ours (ws.loop:pollfd) */
+static int l_poller_fd(lua_State *L) {
+    lua_pushinteger(L, check_poller(L)->ep);
+    return 1;
+}
+
 static int l_poller_gc(lua_State *L) {
     lpoller *p = (lpoller *)luaL_checkudata(L, 1, POLLER_MT);
     if (p->ep >= 0) {
@@ -788,6 +795,7 @@ static const luaL_Reg poller_methods[] = {
     {"watch", l_poller_watch},
     {"unwatch", l_poller_unwatch},
     {"wait", l_poller_wait},
+    {"fd", l_poller_fd},
     {"close", l_poller_gc},
     {NULL, NULL}
 };
@@ -921,6 +929,17 @@ static int l_wrap_fd(lua_State *L) {
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
         return fd_errno(L, errno);
+    return 1;
+}
+
+/* adopt(fd) -> connection on a duplicate of fd | nil, err: the caller
+ * closes its own handle (see ws_fd_adopt) */
+static int l_adopt(lua_State *L) {
+    int fd = (int)luaL_checkinteger(L, 1);
+    lfd *s = new_fd(L);
+    s->fd = ws_fd_adopt(fd);
+    if (s->fd < 0)
+        return fail(L, strerror(errno));
     return 1;
 }
 
@@ -1244,6 +1263,7 @@ static const luaL_Reg funcs[] = {
     {"accept", l_accept},
     {"wrap_fd", l_wrap_fd},
     {"tls_context", l_tls_context},
+    {"adopt", l_adopt},
     {"raise_fd_limit", l_raise_fd_limit},
 #ifdef WS_HAVE_EPOLL
     {"epoll", l_epoll},

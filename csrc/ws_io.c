@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -62,6 +63,22 @@ int ws_fd_accept(int listen_fd) {
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
     return fd;
+}
+
+int ws_fd_adopt(int fd) {
+    int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (d < 0)
+        return -1;
+    int fl = fcntl(d, F_GETFL);
+    if (fl < 0 || fcntl(d, F_SETFL, fl | O_NONBLOCK) != 0) {
+        int e = errno;
+        close(d);
+        errno = e;
+        return -1;
+    }
+    int one = 1;   /* not a TCP socket (a pipe, a Unix socket): no matter */
+    setsockopt(d, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return d;
 }
 
 ssize_t ws_fd_send(int fd, const void *buf, size_t n) {

@@ -31,6 +31,11 @@ int ws_poll_wait(int ep, ws_poll_event *ev, int max, int timeout_ms);
  * the descriptor, or -1 with errno (EAGAIN when none is pending). */
 int ws_fd_accept(int listen_fd);
 
+/* A non-blocking, close-on-exec duplicate of fd (TCP_NODELAY set where it
+ * applies), so a socket another event loop accepted can be taken over while
+ * the loop closes its own handle: the duplicate, or -1 with errno. */
+int ws_fd_adopt(int fd);
+
 /* send(2) without SIGPIPE, retried on EINTR: bytes sent or -1 with errno. */
 ssize_t ws_fd_send(int fd, const void *buf, size_t n);
 

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install what the build and the tests need, only what is missing (Debian 12).
 set -e
-PKGS="lua5.4 liblua5.4-dev lua-socket lua-sec lua-busted luarocks libssl-dev zlib1g-dev
+PKGS="lua5.4 lua-cqueues lua-luv lua-copas liblua5.4-dev lua-socket lua-sec lua-busted luarocks libssl-dev zlib1g-dev
       python3-websockets chromium clang libclang-rt-14-dev valgrind openssl make gcc
       lua5.1 liblua5.1-0-dev lua5.3 liblua5.3-dev luajit libluajit-5.1-dev pkg-config
       lua-bit32 lua-dkjson"

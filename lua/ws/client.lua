@@ -1,12 +1,15 @@
 --- The client: ws:// and wss:// (ws.tls) connections with the same
--- connection object as the server side. Inside a ws.loop task it yields;
--- in a plain script it blocks, always bounded by opts.timeout.
+-- connection object as the server side. Inside a ws.loop task (or a
+-- cqueues / copas coroutine, or with opts.sched) it yields; in a plain
+-- script it blocks, always bounded by opts.timeout.
 local socket = require "socket"
 local core = require "ws.core"
 local io_ = require "ws.io"
 local connection = require "ws.connection"
 local deflate = require "ws.deflate"
 local tls_ = require "ws.tls"
+local logging = require "ws.log"
+local hosts = require "ws.sched"
 
 local gettime = socket.gettime
 
@@ -34,25 +37,28 @@ function M.parse_url(url)
   return scheme, host, port, target
 end
 
-local function fail(sock, err)
-  if sock then sock:close() end
+local function fail(sock, err, sched)
+  if sock then
+    if sched then sched:forget(sock) end
+    sock:close()
+  end
   return nil, err
 end
 
 -- Non-blocking connect that waits through the loop (or blocks, in a script).
-local function tcp_connect(host, port, deadline)
+local function tcp_connect(host, port, deadline, sched)
   local sock, err = socket.tcp()
   if not sock then return nil, err end
   sock:settimeout(0)
   local ok
   ok, err = sock:connect(host, port)
   if ok then return sock end
-  if err ~= "timeout" then return fail(sock, "connect " .. host .. ":" .. port .. ": " .. err) end
-  ok, err = io_.wait(sock, "w", deadline)
-  if not ok then return fail(sock, "connect " .. host .. ":" .. port .. ": " .. err) end
+  if err ~= "timeout" then return fail(sock, "connect " .. host .. ":" .. port .. ": " .. err, sched) end
+  ok, err = io_.wait(sock, "w", deadline, sched)
+  if not ok then return fail(sock, "connect " .. host .. ":" .. port .. ": " .. err, sched) end
   ok, err = sock:connect(host, port)
   if ok or err == "already connected" then return sock end
-  return fail(sock, "connect " .. host .. ":" .. port .. ": " .. err)
+  return fail(sock, "connect " .. host .. ":" .. port .. ": " .. err, sched)
 end
 
 --- Open a WebSocket connection.
@@ -60,24 +66,32 @@ end
 -- tls = { verify = true, cafile, capath, certificate, key, server_name },
 -- sock (a connected LuaSocket TCP socket to use instead of connecting, e.g.
 -- a tunnel through a proxy; for wss:// its descriptor is taken over, or a
--- LuaSec socket, used as it is), and the connection limits (max_message, ...).
+-- LuaSec socket, used as it is), logger, sched (the scheduler to wait
+-- through; default: the running ws.loop, cqueues or copas coroutine, else
+-- block) and the connection limits (max_message, ...).
 -- Returns a connection, or nil, err.
+---@param url string ws://host[:port]/path or wss://...
+---@param opts? table
+---@return table|nil conn, string|nil err
 function M.connect(url, opts)
   opts = opts or {}
   local scheme, host, port, target = M.parse_url(url)
   if not scheme then return nil, host end
   local deadline = gettime() + (opts.timeout or M.defaults.timeout)
+  local sched, log = hosts.current(opts), logging.get(opts.logger, "ws.connect")
 
   local sock, err = opts.sock, nil
   if sock then
+    sock, err = hosts.socket(sock)
+    if not sock then return nil, err end
     sock:settimeout(0)
   else
-    sock, err = tcp_connect(host, port, deadline)
+    sock, err = tcp_connect(host, port, deadline, sched)
     if not sock then return nil, err end
   end
   sock:setoption("tcp-nodelay", true)
   if scheme == "wss" then
-    sock, err = tls_.connect(sock, host, opts.tls, deadline)
+    sock, err = tls_.connect(sock, host, opts.tls, deadline, sched)
     if not sock then return nil, err end
   end
 
@@ -97,45 +111,47 @@ function M.connect(url, opts)
     lines[#lines + 1] = "Sec-WebSocket-Extensions: " .. deflate.offer(opts.compression)
   end
   for i = 1, #lines do
-    if lines[i]:find("%c") then return fail(sock, "invalid request line: " .. lines[i]) end
+    if lines[i]:find("%c") then return fail(sock, "invalid request line: " .. lines[i], sched) end
   end
   local extra, bad = io_.header_lines(opts.headers)
-  if not extra then return fail(sock, "invalid header: " .. bad) end
+  if not extra then return fail(sock, "invalid header: " .. bad, sched) end
   local ok
-  ok, err = io_.write(sock, table.concat(lines, "\r\n") .. "\r\n" .. extra .. "\r\n", 1, deadline)
-  if not ok then return fail(sock, "handshake: " .. err) end
+  ok, err = io_.write(sock, table.concat(lines, "\r\n") .. "\r\n" .. extra .. "\r\n", 1, deadline, sched)
+  if not ok then return fail(sock, "handshake: " .. err, sched) end
 
-  local head, rest = io_.read_head(sock, deadline, opts.max_header or M.defaults.max_header)
-  if not head then return fail(sock, "handshake: " .. (rest == "closed" and "connection closed by server" or rest)) end
+  local head, rest = io_.read_head(sock, deadline, opts.max_header or M.defaults.max_header, nil, sched)
+  if not head then return fail(sock, "handshake: " .. (rest == "closed" and "connection closed by server" or rest), sched) end
   local res, rerr = core.parse_response(head, key)
   if not res then
     local r = core.parse_response(head)
     if r and r.status ~= 101 then
-      return fail(sock, string.format("handshake: server answered %d %s", r.status, r.reason))
+      return fail(sock, string.format("handshake: server answered %d %s", r.status, r.reason), sched)
     end
-    return fail(sock, "handshake: " .. rerr)
+    return fail(sock, "handshake: " .. rerr, sched)
   end
   local protocol = res.headers["sec-websocket-protocol"]
   if protocol then
     local offered = false
     for _, p in ipairs(opts.protocols or {}) do if p == protocol then offered = true end end
-    if not offered then return fail(sock, "handshake: server chose a subprotocol we did not offer: " .. protocol) end
+    if not offered then
+      return fail(sock, "handshake: server chose a subprotocol we did not offer: " .. protocol, sched)
+    end
   end
   local ext, dopts = res.headers["sec-websocket-extensions"], nil
   if ext then
     if not opts.compression then
-      return fail(sock, "handshake: server chose an extension we did not offer: " .. ext)
+      return fail(sock, "handshake: server chose an extension we did not offer: " .. ext, sched)
     end
     local derr
     dopts, derr = deflate.agree(ext, opts.compression)
-    if not dopts then return fail(sock, "handshake: " .. derr) end
+    if not dopts then return fail(sock, "handshake: " .. derr, sched) end
   end
 
   local conn_opts = {}
   for _, k in ipairs(connection.options) do conn_opts[k] = opts[k] end
   conn_opts.role, conn_opts.buffered, conn_opts.response = "client", rest, res
   conn_opts.peer, conn_opts.protocol, conn_opts.on_pong = bracketed .. ":" .. port, protocol, opts.on_pong
-  conn_opts.deflate = dopts
+  conn_opts.deflate, conn_opts.sched, conn_opts.log = dopts, sched, log
   return connection.new(sock, conn_opts)
 end
 

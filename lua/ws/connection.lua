@@ -7,6 +7,7 @@ local socket = require "socket"
 local core = require "ws.core"
 local loop = require "ws.loop"
 local io_ = require "ws.io"
+local logging = require "ws.log"
 
 local gettime = socket.gettime
 local frame, close_payload, utf8_valid, send_frame =
@@ -44,7 +45,10 @@ end
 
 --- Wrap an upgraded, non-blocking socket.
 -- opts: role ("server"|"client"), buffered (bytes read past the handshake),
--- request, response, peer, protocol, on_pong, and the limits in M.defaults.
+-- request, response, peer, protocol, on_pong, log (a ws.log logger), sched
+-- (the scheduler it waits through: ws.loop or a host-loop adapter; default
+-- the running ws.loop, nil in a plain script, which then blocks), and the
+-- limits in M.defaults.
 function M.new(sock, opts)
   local role = opts.role or "server"
   local self = setmetatable({
@@ -56,6 +60,8 @@ function M.new(sock, opts)
     peer = opts.peer,
     protocol = opts.protocol,
     on_pong = opts.on_pong,
+    log = opts.log,
+    sched = opts.sched or loop.current(),
     max_queue = opt(opts, "max_queue"),
     send_timeout = opt(opts, "send_timeout"),
     close_timeout = opt(opts, "close_timeout"),
@@ -83,7 +89,7 @@ function M.new(sock, opts)
   if opts.buffered and opts.buffered ~= "" then self.reader:feed(opts.buffered) end
   local interval = opt(opts, "ping_interval")
   if interval then
-    local l = loop.current()
+    local l = self.sched
     if l then l:spawn(M.keepalive, self, l, interval, opt(opts, "ping_timeout")) end
   end
   return self
@@ -101,7 +107,7 @@ local function shutdown(self)
   self.sock_closed = true
   self.state = "closed"
   self.rfd, self.wfd = nil, nil
-  local l = loop.current()
+  local l = self.sched
   if l then l:forget(self.sock) end
   self.sock:close()
   self.reader:close()
@@ -121,7 +127,9 @@ local function shutdown(self)
     if not self.close_code then self.close_code, self.close_reason = 1006, "" end
     for i = 1, #hooks do
       local ok, err = pcall(hooks[i], self, self.close_code, self.close_reason)
-      if not ok then io.stderr:write("ws: on_close hook failed: ", tostring(err), "\n") end
+      if not ok then
+        (self.log or logging.stderr)("error", "on_close hook failed", { peer = self.peer, error = tostring(err) })
+      end
     end
   end
 end
@@ -155,7 +163,7 @@ local function flush(self, deadline)
   local sock, q = self.sock, self.q
   while self.qh <= self.qt do
     local s = q[self.qh]
-    local ok, err, last = io_.write(sock, s, self.qoff, deadline)
+    local ok, err, last = io_.write(sock, s, self.qoff, deadline, self.sched)
     if not ok then
       if last and last >= self.qoff then self.qoff = last + 1 end
       return nil, err
@@ -168,7 +176,7 @@ local function flush(self, deadline)
     local w = self.waiters
     while w[1] and w[1][1] <= self.written do
       local co = table.remove(w, 1)[2]
-      local l = loop.current()
+      local l = self.sched
       if l then l:wake(co, true) end
     end
   end
@@ -220,7 +228,7 @@ local function send_raw(self, s)
   local deadline = self.send_timeout and gettime() + self.send_timeout
   if self.flushing then
     -- someone else is writing; wait until our item is out
-    local l = loop.current()
+    local l = self.sched
     if not l then error("send from outside the loop while a send is in progress", 3) end
     local w = self.waiters
     w[#w + 1] = { seq, co_running() }
@@ -248,7 +256,7 @@ local function send_nowait(self, s)
   end
   if not self.flushing then
     local deadline = self.send_timeout and gettime() + self.send_timeout
-    local l = loop.current()
+    local l = self.sched
     if l then
       self.flushing = true   -- claimed now: later sends queue behind the task
       l:spawn(flush_as_owner, self, deadline)
@@ -317,7 +325,7 @@ local function me() return co_running() or true end
 -- Discard input until the peer closes TCP, for at most a second.
 local function drain(self)
   local deadline = gettime() + math.min(self.close_timeout or 1, 1)
-  repeat until not io_.read(self.sock, deadline)
+  repeat until not io_.read(self.sock, deadline, self.sched)
 end
 
 -- Answer the peer's close and finish the connection.
@@ -369,7 +377,7 @@ local function wait_input(self, deadline, mode)
   local idle = self.idle_timeout and self.last_seen + self.idle_timeout
   if idle and (not until_ or idle < until_) then until_ = idle end
   self.burst = 0
-  local ok, err = io_.wait(self.sock, mode or "r", until_)
+  local ok, err = io_.wait(self.sock, mode or "r", until_, self.sched)
   if ok then
     self.last_seen = gettime()
     return true
@@ -408,7 +416,7 @@ local function receive(self, deadline)
       local burst = self.burst + 1 + #data / 16384
       if burst >= 64 then
         burst = 0
-        local l = loop.current()
+        local l = self.sched
         if l then l:yield() end
       end
       self.burst = burst
@@ -462,7 +470,7 @@ end
 -- Not in a ws.loop task on PUC Lua 5.1, which cannot yield out of a for
 -- iterator: use a while loop over conn:receive() there.
 function Conn:messages(timeout)
-  if loop.LUA51 and loop.current() then
+  if loop.LUA51 and self.sched then
     error("conn:messages() cannot wait inside a for loop on Lua 5.1: " ..
           "use `while true do local data, kind = conn:receive() if not data then break end ... end`", 2)
   end
@@ -490,7 +498,7 @@ function Conn:close(code, reason, timeout)
   local deadline = gettime() + (timeout or self.close_timeout or 3)
   if self.receiver then
     -- the receiving coroutine will see the peer's close; wait for it
-    local l = loop.current()
+    local l = self.sched
     if l and not self.sock_closed then
       self.close_waiter = co_running()
       l:suspend(deadline)

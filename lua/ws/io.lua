@@ -1,5 +1,8 @@
---- Non-blocking socket I/O that waits through the running ws.loop when
--- called from one of its tasks, and blocks in socket.select otherwise.
+--- Non-blocking socket I/O that waits through a scheduler (the `sched`
+-- argument: ws.loop, or an adapter for cqueues, luv or copas; see
+-- ws.loop's wait/sleep/spawn/suspend/wake/yield/forget), through the
+-- running ws.loop when none is given and called from one of its tasks,
+-- and blocks in socket.select otherwise.
 -- Works for LuaSocket TCP sockets, ws.fd connections (plain or TLS) and
 -- LuaSec SSL sockets alike.
 local socket = require "socket"
@@ -26,9 +29,9 @@ end
 
 --- Wait until sock is ready for "r" or "w", or deadline (absolute, or nil).
 -- Returns true, or nil, "timeout" / "closed".
-function M.wait(sock, mode, deadline)
-  local l = current()
-  if l then return l:wait(sock, mode, deadline) end
+function M.wait(sock, mode, deadline, sched)
+  sched = sched or current()
+  if sched then return sched:wait(sock, mode, deadline) end
   local t = deadline and math.max(deadline - gettime(), 0)
   local r, w, err = select(mode == "r" and { sock } or nil, mode == "w" and { sock } or nil, t)
   if err == "timeout" then return nil, "timeout" end
@@ -73,7 +76,7 @@ end
 
 --- Read whatever is available (at least one byte), waiting until deadline.
 -- Returns data, or nil, "timeout" / "closed" / an OS or TLS error.
-function M.read(sock, deadline)
+function M.read(sock, deadline, sched)
   local stalls = 0
   while true do
     local data, err = M.receive(sock)
@@ -83,7 +86,7 @@ function M.read(sock, deadline)
     -- TLS may hold decrypted bytes the poller cannot see
     stalls = stalls + 1
     if stalls > STALLS or not (sock.dirty and sock:dirty()) then
-      local ok, werr = M.wait(sock, want or "r", deadline)
+      local ok, werr = M.wait(sock, want or "r", deadline, sched)
       if not ok then return nil, werr end
     end
   end
@@ -92,7 +95,7 @@ end
 --- Write s[i..] until done or deadline. Each round makes progress or waits
 -- for the socket; STALLS rounds in a row without progress give up ("closed").
 -- Returns true, or nil, err, last index sent.
-function M.write(sock, s, i, deadline)
+function M.write(sock, s, i, deadline, sched)
   i = i or 1
   local n = #s
   local stalls = 0
@@ -107,7 +110,7 @@ function M.write(sock, s, i, deadline)
     end
     local want = WANT[err]
     if want == nil then return nil, err, i - 1 end
-    local ok, werr = M.wait(sock, want or "w", deadline)
+    local ok, werr = M.wait(sock, want or "w", deadline, sched)
     if not ok then return nil, werr, i - 1 end
   end
   return true
@@ -132,7 +135,7 @@ end
 --- Read an HTTP head (up to and including the blank line), at most max bytes.
 -- Returns head, rest (bytes after the head), or nil, err ("timeout",
 -- "closed", "too large").
-function M.read_head(sock, deadline, max, buffered)
+function M.read_head(sock, deadline, max, buffered, sched)
   local buf = buffered or ""
   local from = 1
   while true do
@@ -143,7 +146,7 @@ function M.read_head(sock, deadline, max, buffered)
     end
     if #buf >= max then return nil, "too large" end
     from = math.max(#buf - 2, 1)
-    local data, err = M.read(sock, deadline)
+    local data, err = M.read(sock, deadline, sched)
     if not data then return nil, err end
     buf = buf .. data
   end

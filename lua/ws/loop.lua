@@ -7,6 +7,7 @@
 -- a deadline that moves later (an idle timeout renewed on every message)
 -- keeps its place in the timer heap and is re-armed only when it fires.
 local socket = require "socket"
+local logging = require "ws.log"
 
 local gettime = socket.gettime
 local co_create, co_resume, co_running, co_yield, co_status =
@@ -117,6 +118,7 @@ function M.epoll_poller()
     for i = 1, nw do w[i] = socks[wfd[i]] or false end
     return r, nr, w, nw
   end
+  function P.fd() return ep:fd() end
   return P
 end
 
@@ -171,8 +173,11 @@ end
 
 ---- the loop
 
---- A new loop. opts.poller: "epoll" (default where available), "select",
--- or a poller object.
+--- A new loop.
+---@param opts? table poller: "epoll" (default where available), "select" or a
+--- poller object; logger: function(level, message, fields), false (silent) or
+--- nil (stderr), which gets "task failed" lines
+---@return table loop
 function M.new(opts)
   opts = opts or {}
   local poller = opts.poller
@@ -190,6 +195,7 @@ function M.new(opts)
     sco = {}, sa = {}, sb = {},                    -- spare arrays, swapped in
     ntasks = 0,
     stopped = false,
+    log = logging.get(opts.logger, "ws.loop"),
   }, Loop)
 end
 
@@ -254,6 +260,7 @@ function Loop:spawn(fn, ...)
   end
   self.entries[co] = { co = co }
   self.ntasks = self.ntasks + 1
+  if active ~= self and self.notify then self.notify() end
   return co
 end
 
@@ -346,6 +353,7 @@ function Loop:wake(co, a, b)
   local e = self.entries[co]
   if not e or e.kind ~= "suspend" then return false end
   finish(self, e, a, b)
+  if active ~= self and self.notify then self.notify() end
   return true
 end
 
@@ -367,7 +375,7 @@ local function resume(self, co, a, b)
   local ok, err = co_resume(co, a, b)
   active = prev
   if not ok then
-    io.stderr:write("ws.loop: task failed: ", tostring(err), "\n")
+    self.log("error", "ws.loop: task failed", { error = tostring(err) })
   end
   if co_status(co) == "dead" then
     local e = self.entries[co]
@@ -394,24 +402,13 @@ local function deliver(self, list, n, mode)
   end
 end
 
---- One round: run ready tasks, wait at most timeout seconds (nil: until
--- something happens) for readiness or a deadline, and resume what is due.
--- Returns false when no task is left.
+--- One round: wait at most timeout seconds (nil: until something happens;
+-- 0 when tasks are ready) for readiness or a deadline, resume what is due,
+-- then run the ready tasks. Returns false when no task is left.
+---@param timeout? number seconds
+---@return boolean
 function Loop:step(timeout)
-  local n = self.qn
-  if n > 0 then
-    -- tasks woken while these run go to the spare arrays, run next round
-    local cos, as, bs = self.qco, self.qa, self.qb
-    self.qco, self.qa, self.qb, self.qn = self.sco, self.sa, self.sb, 0
-    for i = 1, n do
-      local co, a, b = cos[i], as[i], bs[i]
-      cos[i], as[i], bs[i] = nil, nil, nil
-      resume(self, co, a, b)
-    end
-    self.sco, self.sa, self.sb = cos, as, bs
-  end
   if self.ntasks == 0 and self.qn == 0 then return false end
-
   local wait = timeout
   if self.qn > 0 then
     wait = 0
@@ -442,7 +439,47 @@ function Loop:step(timeout)
       end
     end
   end
-  return true
+
+  local n = self.qn
+  if n > 0 then
+    -- tasks woken while these run go to the spare arrays, run next round
+    local cos, as, bs = self.qco, self.qa, self.qb
+    self.qco, self.qa, self.qb, self.qn = self.sco, self.sa, self.sb, 0
+    for i = 1, n do
+      local co, a, b = cos[i], as[i], bs[i]
+      cos[i], as[i], bs[i] = nil, nil, nil
+      resume(self, co, a, b)
+    end
+    self.sco, self.sa, self.sb = cos, as, bs
+  end
+  return self.ntasks > 0 or self.qn > 0
+end
+
+---- nesting in another event loop (the cqueues polling convention): the
+-- host waits until pollfd() is readable or timeout() seconds have passed,
+-- then calls step(0). cqueues.poll(loop) does exactly that. A host that
+-- sets loop.notify (a function) is told when code outside the loop's tasks
+-- spawns or wakes one, so it can step soon (ws.cqueues, ws.luv do).
+
+--- The descriptor another loop watches for readability (epoll only), or nil.
+---@return integer|nil
+function Loop:pollfd()
+  return self.poller.fd and self.poller:fd() or nil
+end
+
+--- The events to watch pollfd() for: always "r".
+---@return string
+function Loop:events() return "r" end
+
+--- Seconds until the next deadline (0 when tasks are ready to run), or nil
+-- when nothing is due: the host then waits on pollfd() alone, costing no CPU.
+---@return number|nil
+function Loop:timeout()
+  if self.qn > 0 then return 0 end
+  local top = self.heap[1]
+  if not top then return nil end
+  local d = top.key - gettime()
+  return d > 0 and d or 0
 end
 
 --- Run until stop() is called or no task is left.

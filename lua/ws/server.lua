@@ -9,6 +9,7 @@ local connection = require "ws.connection"
 local deflate = require "ws.deflate"
 local logging = require "ws.log"
 local tls_ = require "ws.tls"
+local hosts = require "ws.sched"
 
 local gettime = socket.gettime
 
@@ -51,14 +52,21 @@ local function response(log, status, body, headers, head_only)
     status, REASONS[status] or "Status", lines, #body, head_only and "" or body)
 end
 
+-- Close a socket no connection owns yet; its scheduler forgets it first
+-- (cqueues keeps state per descriptor number).
+local function close(o, sock)
+  if o.sched then o.sched:forget(sock) end
+  sock:close()
+end
+
 -- Answer with an HTTP error (or page) and close.
 local function respond(o, sock, status, body, headers, deadline, head_only)
-  io_.write(sock, response(o.log, status, body, headers, head_only), 1, deadline)
+  io_.write(sock, response(o.log, status, body, headers, head_only), 1, deadline, o.sched)
   -- half-close and drain briefly so the client reads our answer, not a reset
   if sock.shutdown then sock:shutdown("send") end
   local stop = math.min(deadline or math.huge, gettime() + 0.5)
-  repeat until not io_.read(sock, stop)
-  sock:close()
+  repeat until not io_.read(sock, stop, o.sched)
+  close(o, sock)
 end
 
 local function host_of(origin)
@@ -126,17 +134,19 @@ end
 -- Validate an upgrade request already parsed and answer it: the 101 and a
 -- connection, or an HTTP error (sent) and nil, err.
 local function upgrade(sock, req, rest, o, deadline, peer)
+  peer = peer or o.peer or M.peername(sock)
   if not req.ws_accept then
+    o.log("debug", "upgrade refused: " .. req.ws_error, { peer = peer, path = req.path, code = req.ws_status })
     local headers = req.ws_status == 426 and { ["Sec-WebSocket-Version"] = "13" } or nil
     respond(o, sock, req.ws_status, req.ws_error .. "\n", headers, deadline)
     return nil, req.ws_error
   end
   local check = o.check_origin or M.same_origin
   if not check(req.headers.origin, req) then
+    o.log("debug", "upgrade refused: origin not allowed", { peer = peer, path = req.path, origin = req.headers.origin })
     respond(o, sock, 403, "origin not allowed (see the origins and check_origin options)\n", nil, deadline)
     return nil, "origin not allowed"
   end
-  peer = peer or o.peer or M.peername(sock)
   -- the application's word (authentication, say): nil or 101 upgrades,
   -- with headers added to the 101; any other status is the answer
   local extra = ""
@@ -165,32 +175,35 @@ local function upgrade(sock, req, rest, o, deadline, peer)
   -- extra header lines go before the blank line that ends the 101
   local head = core.build_response(req.ws_accept, protocol, ext)
   if extra ~= "" then head = head:sub(1, -3) .. extra .. "\r\n" end
-  local ok, err = io_.write(sock, head, 1, deadline)
+  local ok, err = io_.write(sock, head, 1, deadline, o.sched)
   if not ok then
-    sock:close()
+    o.log("debug", "handshake failed: " .. tostring(err), { peer = peer, path = req.path, error = err })
+    close(o, sock)
     return nil, err
   end
   local conn_opts = {}
   for _, k in ipairs(connection.options) do conn_opts[k] = o[k] end
   conn_opts.role, conn_opts.buffered, conn_opts.request = "server", rest, req
   conn_opts.peer, conn_opts.protocol, conn_opts.on_pong = peer, protocol, o.on_pong
-  conn_opts.deflate = dopts
+  conn_opts.deflate, conn_opts.sched, conn_opts.log = dopts, o.sched, o.log
   return connection.new(sock, conn_opts)
 end
 
 -- Read and parse a request head; on failure answer it and return nil, err.
-local function read_request(sock, o, deadline)
-  local head, rest = io_.read_head(sock, deadline, o.max_header)
+local function read_request(sock, o, deadline, peer)
+  local head, rest = io_.read_head(sock, deadline, o.max_header, nil, o.sched)
   if not head then
+    o.log("debug", "handshake failed: " .. tostring(rest), { peer = peer or M.peername(sock), error = rest })
     if rest == "too large" then
       respond(o, sock, 431, "request header too large\n", nil, deadline)
     else
-      sock:close()
+      close(o, sock)
     end
     return nil, rest
   end
   local req, status, err = core.parse_request(head)
   if not req then
+    o.log("debug", "bad request: " .. tostring(err), { peer = peer or M.peername(sock), code = status, error = err })
     respond(o, sock, status, err .. "\n", nil, deadline)
     return nil, err
   end
@@ -198,11 +211,19 @@ local function read_request(sock, o, deadline)
 end
 
 --- The server side of the handshake on a socket someone else accepted
--- (for copas, cqueues or an HTTP framework). Reads the request, validates
--- it, answers 101 or an HTTP error. Returns a connection, or nil, err.
--- opts: check_origin, protocols, handshake_timeout, max_header, limits.
+-- (copas, cqueues, luv or an HTTP framework; see ws.sched.socket for what
+-- is taken). Reads the request, validates it, answers 101 or an HTTP error.
+-- Waits through opts.sched, else the loop running this coroutine (ws.loop,
+-- a cqueues controller, copas), else blocks.
+---@param sock any an accepted socket
+---@param opts? table check_origin, origins, protocols, handshake_timeout, max_header, logger, sched, limits
+---@return table|nil conn, string|nil err
 function M.accept(sock, opts)
   local o = merge(opts, M.defaults)
+  o.sched = hosts.current(o)
+  local err
+  sock, err = hosts.socket(sock)
+  if not sock then return nil, err end
   sock:settimeout(0)
   local deadline = gettime() + o.handshake_timeout
   local req, rest = read_request(sock, o, deadline)
@@ -212,6 +233,7 @@ end
 
 local Server = {}
 Server.__index = Server
+Server.__name = "ws.server"
 
 --- Listen on host:port. opts: host, port, backlog, loop, and every
 -- handshake option and limit (see M.defaults and connection.defaults).
@@ -234,11 +256,13 @@ function M.listen(opts)
       return nil, err
     end
   end
+  o.loop = o.loop or loop.new { logger = o.logger }
+  o.sched = o.loop
   local self = setmetatable({
     sock = sock,
     opts = o,
     tls = tls,       -- TLS context (ws.tls) when serving wss://
-    loop = o.loop or loop.new(),
+    loop = o.loop,
     routes = {},     -- path -> handler(conn)
     pages = {},      -- path -> function(request) -> status, body, headers
     conns = {},      -- open connections (set)
@@ -299,7 +323,12 @@ local function serve_page(self, sock, req, deadline)
   local status, body, headers = 200, page, { ["Content-Type"] = "text/html; charset=utf-8" }
   if type(page) == "function" then
     local ok, s, b, h = loop.pcall(page, req)   -- (a page may wait, on Lua 5.1 too)
-    if ok then status, body, headers = s, b or "", h else status, body = 500, "internal error\n" end
+    if ok then
+      status, body, headers = s, b or "", h
+    else
+      o.log("error", "page error: " .. tostring(s), { peer = M.peername(sock), path = req.path, error = s })
+      status, body = 500, "internal error\n"
+    end
   end
   -- HEAD: the Content-Length GET would give, no body (RFC 9110 section 9.3.2)
   respond(o, sock, status, body, headers, deadline, req.method == "HEAD")
@@ -311,14 +340,14 @@ function Server:serve_client(sock)
   local peer = M.peername(sock)
   if self.tls then
     -- TLS in ws.core on the same descriptor: the fast path stays
-    local ok, err = tls_.accept(sock, self.tls, deadline)
+    local ok, err = tls_.accept(sock, self.tls, deadline, o.sched)
     if not ok then
-      o.log("info", "tls handshake failed: " .. tostring(err), { peer = peer })
-      sock:close()
+      o.log("info", "tls handshake failed: " .. tostring(err), { peer = peer, error = err })
+      close(o, sock)
       return
     end
   end
-  local req, rest = read_request(sock, o, deadline)
+  local req, rest = read_request(sock, o, deadline, peer)
   if not req then return end
   local handler = self.routes[req.path]
   if not handler then return serve_page(self, sock, req, deadline) end
@@ -349,10 +378,26 @@ function Server:broadcast(data, kind, except)
   return n
 end
 
---- One round of the loop, waiting at most timeout seconds: for embedding.
+--- One round of the loop, waiting at most timeout seconds (default 0):
+-- for nesting in another loop, with pollfd, events and timeout.
+---@param timeout? number
+---@return boolean
 function Server:step(timeout)
   return self.loop:step(timeout or 0)
 end
+
+--- The descriptor a host loop watches for readability (cqueues polling
+-- convention: cqueues.poll(server) works; luv: uv.new_poll(server:pollfd())).
+---@return integer|nil
+function Server:pollfd() return self.loop:pollfd() end
+
+--- The events to watch pollfd for: "r".
+---@return string
+function Server:events() return "r" end
+
+--- Seconds until the loop has work due (0: now), or nil: wait on pollfd only.
+---@return number|nil
+function Server:timeout() return self.loop:timeout() end
 
 --- Serve until close().
 function Server:run()
@@ -376,6 +421,23 @@ function Server:close(code, reason)
     end)
   end
   if pending == 0 then l:stop() end
+end
+
+--- For `local server <close> = ws.listen{...}`: close, and outside the
+-- server's own tasks, run its loop until the connections are closed (at
+-- most close_timeout + 1 seconds).
+function Server:__close()
+  self:close()
+  if loop.current() == self.loop then return end
+  local deadline = gettime() + (self.opts.close_timeout or 3) + 1
+  while next(self.conns) and gettime() < deadline and self.loop:step(0.05) do end
+end
+
+function Server:__tostring()
+  local n = 0
+  for _ in pairs(self.conns) do n = n + 1 end
+  return string.format("ws.server (%s): %s, %d connection%s", self.open and "listening" or "closed",
+    self.address, n, n == 1 and "" or "s")
 end
 
 return M

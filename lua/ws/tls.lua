@@ -79,13 +79,13 @@ end
 -- (fd:handshake) and LuaSec sockets (s:dohandshake) alike.
 ---@return true|nil ok
 ---@return string|nil err "timeout", "closed" or why the handshake failed
-function M.handshake(s, deadline)
+function M.handshake(s, deadline, sched)
   local step = s.handshake or s.dohandshake
   while true do
     local ok, err = step(s)
     if ok then return true end
     if err ~= "wantread" and err ~= "wantwrite" then return nil, err end
-    local wok, werr = io_.wait(s, err == "wantwrite" and "w" or "r", deadline)
+    local wok, werr = io_.wait(s, err == "wantwrite" and "w" or "r", deadline, sched)
     if not wok then return nil, werr end
   end
 end
@@ -93,10 +93,10 @@ end
 --- Server side: TLS on an accepted ws.fd connection, handshake done.
 ---@return true|nil ok
 ---@return string|nil err
-function M.accept(conn, ctx, deadline)
+function M.accept(conn, ctx, deadline, sched)
   local ok, err = conn:starttls(ctx)
   if not ok then return nil, err end
-  return M.handshake(conn, deadline)
+  return M.handshake(conn, deadline, sched)
 end
 
 --- Client side: TLS over a connected socket, checked against host (or
@@ -105,7 +105,7 @@ end
 -- socket, returned as it is. On failure sock is closed.
 ---@return userdata|nil conn the TLS connection (a ws.fd)
 ---@return string|nil err "tls: certificate does not match host NAME", "tls handshake failed: ..."
-function M.connect(sock, host, t, deadline)
+function M.connect(sock, host, t, deadline, sched)
   if sock.getpeercertificate then return sock end   -- already LuaSec TLS
   t = t or {}
   local ctx, err = M.context(t, "client")
@@ -125,7 +125,7 @@ function M.connect(sock, host, t, deadline)
   local name = t.server_name or host
   local ok
   ok, err = conn:starttls(ctx, name)
-  if ok then ok, err = M.handshake(conn, deadline) end
+  if ok then ok, err = M.handshake(conn, deadline, sched) end
   if ok then return conn end
   conn:close()
   if err == "certificate does not match host" then

@@ -1,0 +1,152 @@
+--- lua-ws inside cqueues.
+--
+-- `sched` waits through the running cqueues controller: ws.accept(sock) and
+-- ws.connect(url) called from a cqueues coroutine use it by themselves (see
+-- ws.sched), so every wait of the handshake and of the connection yields to
+-- cqueues, with every limit (timeouts, keepalive, queues) in force.
+-- `attach(cq, server)` runs a whole ws.listen server (or a ws.loop) nested
+-- in a controller instead: cqueues waits on its epoll descriptor.
+--
+--   local cq = cqueues.new()
+--   cq:wrap(function() ... local conn = ws.accept(cqueues_socket) ... end)
+local cqueues = require "cqueues"
+local condition = require "cqueues.condition"
+local socket = require "socket"
+local loop = require "ws.loop"
+local logging = require "ws.log"
+
+local gettime, co_running = socket.gettime, coroutine.running
+local poll = cqueues.poll
+
+local M = {}
+
+local weak = { __mode = "k" }
+local conds = setmetatable({}, weak)    -- task -> its condition (wake, forget)
+local woken = setmetatable({}, weak)    -- task -> { a, b } handed over by wake / forget
+local asleep = setmetatable({}, weak)   -- task -> true while in suspend()
+local pollers = setmetatable({}, weak)  -- socket -> { r = pollable, w = pollable, rco = task, wco = task }
+local WAITER = { r = "rco", w = "wco" }
+
+local function cond_of(co)
+  local c = conds[co]
+  if not c then
+    c = condition.new()
+    conds[co] = c
+  end
+  return c
+end
+
+local function left(deadline)
+  if not deadline then return nil end
+  local t = deadline - gettime()
+  return t > 0 and t or 0
+end
+
+-- Hand a, b to a waiting task and signal it.
+local function hand(co, a, b)
+  woken[co] = { a, b }
+  cond_of(co):signal()
+end
+
+---@class ws.cqueues.sched the scheduler interface of ws.loop, over cqueues
+local S = {}
+M.sched = S
+
+--- Wait (in a cqueues coroutine) until sock is ready for "r" or "w", or
+-- the deadline. Returns true, or nil, "timeout" / "closed".
+function S:wait(sock, mode, deadline)
+  local co = co_running()
+  local p = pollers[sock]
+  if not p then
+    local fd = sock:getfd()
+    p = { r = { pollfd = fd, events = "r" }, w = { pollfd = fd, events = "w" } }
+    pollers[sock] = p
+  end
+  local key = WAITER[mode]
+  if p[key] then error("two tasks wait to " .. (mode == "r" and "read" or "write") .. " on one socket", 2) end
+  local obj, c = p[mode], cond_of(co)
+  p[key] = co
+  local ready = poll(obj, c, left(deadline))
+  p[key] = nil
+  local r = woken[co]
+  if r then
+    woken[co] = nil
+    return r[1], r[2]
+  end
+  if ready == obj then return true end
+  return nil, "timeout"
+end
+
+--- Sleep for secs seconds.
+function S:sleep(secs) cqueues.sleep(secs) end
+
+--- Let the other coroutines run, then continue.
+function S:yield() cqueues.sleep(0) end
+
+--- Run fn(...) as a new coroutine of the running controller; an error is
+-- logged (as ws.loop does), not raised out of the controller's loop.
+function S:spawn(fn, ...)
+  local cq = cqueues.running()
+  if not cq then error("ws.cqueues: spawn outside a cqueues controller", 2) end
+  return cq:wrap(function(...)
+    local ok, err = loop.pcall(fn, ...)
+    if not ok then logging.stderr("error", "ws.cqueues: task failed", { error = tostring(err) }) end
+  end, ...)
+end
+
+--- Suspend until wake(co, ...) (its values) or the deadline (nil, "timeout").
+function S:suspend(deadline)
+  local co = co_running()
+  local c = cond_of(co)
+  asleep[co] = true
+  while not woken[co] do
+    local t = left(deadline)
+    if t == 0 or (not c:wait(t) and deadline) then break end
+  end
+  asleep[co] = nil
+  local r = woken[co]
+  woken[co] = nil
+  if r then return r[1], r[2] end
+  return nil, "timeout"
+end
+
+--- Wake a task in suspend() with a, b; false if it is not suspended.
+function S:wake(co, a, b)
+  if not asleep[co] or woken[co] then return false end
+  hand(co, a, b)
+  return true
+end
+
+--- Wake the tasks waiting on sock with nil, "closed" (call before closing it).
+function S:forget(sock)
+  local p = pollers[sock]
+  if not p then return end
+  pollers[sock] = nil
+  if p.rco then hand(p.rco, nil, "closed") end
+  if p.wco then hand(p.wco, nil, "closed") end
+  -- cqueues keeps state per descriptor: drop it before the number is reused
+  cqueues.cancel(p.r.pollfd)
+end
+
+--- Run a ws.listen server (or a ws.loop) nested in controller cq: one
+-- coroutine waits on its epoll descriptor and timeout and steps it.
+-- Returns that coroutine; it ends when the server's loop has no task left.
+---@param cq table a cqueues controller
+---@param target table a server from ws.listen, or a ws.loop
+---@return thread
+function M.attach(cq, target)
+  local l = target.loop or target
+  local kick = condition.new()
+  -- code outside the loop's tasks (another cqueues coroutine broadcasting,
+  -- say) queued work: step now, not at the next event
+  l.notify = function() kick:signal() end
+  return cq:wrap(function()
+    while l:step(0) do
+      local t = l:timeout()
+      if t ~= 0 then poll(l, kick, t) end
+    end
+    l.notify = nil
+  end)
+end
+
+return M

@@ -1,0 +1,211 @@
+-- lua-ws inside the event loops Lua applications run: cqueues, luv and copas
+-- (ws.accept / ws.connect through the adapters), and a ws.listen server
+-- nested in cqueues and luv (pollfd / timeout / step). Each host runs as a
+-- real process (spec/servers/host_server.lua) under the Lua being tested;
+-- a loop that is not packaged for that Lua is reported pending.
+local socket = require "socket"
+local ws = require "ws"
+local loop = require "ws.loop"
+local H = require "spec.helpers"
+
+local gettime = socket.gettime
+
+local HOSTS = {
+  { name = "cqueues", lib = "cqueues" },
+  { name = "luv", lib = "luv" },
+  { name = "copas", lib = "copas" },
+  { name = "cqueues-nested", lib = "cqueues" },
+  { name = "luv-nested", lib = "luv" },
+}
+
+local LIMITS = "--set handshake_timeout=1 --set ping_interval=0.3 --set ping_timeout=0.5 " ..
+               "--set max_message=2097152 --set idle_timeout=30"
+
+local function start(host, args)
+  return H.start_lua("spec/servers/host_server.lua", "--loop " .. host.name .. " " .. (args or LIMITS),
+    "host-" .. host.name)
+end
+
+-- Run fn as a task of a fresh ws.loop (the clients), bounded by secs.
+local function clients(secs, fn)
+  return H.run_task(loop.new(), secs, fn)
+end
+
+-- (a while loop: PUC Lua 5.1 cannot wait inside a for iterator)
+local function ask(conn, message)
+  assert(conn:send(message))
+  return (assert(conn:receive(5)))
+end
+
+for _, host in ipairs(HOSTS) do
+  local available = pcall(require, host.lib)
+  describe("lua-ws in " .. host.name, function()
+    if not available then
+      it("(skipped)", function() pending(host.lib .. " is not packaged for " .. _VERSION) end)
+      return
+    end
+    local proc, base
+    setup(function()
+      proc = start(host)
+      base = "ws://127.0.0.1:" .. proc.port
+    end)
+    teardown(function() if proc then proc.stop() end end)
+
+    it("keeps the host loop's ticker under 50 ms while serving three clients, one silent (cut at handshake_timeout)",
+      function()
+        clients(20, function()
+          -- (a stats connection at a time: an idle client reads no pings)
+          local stats = assert(ws.connect(base .. "/stats"))
+          assert.equal("ok", ask(stats, "reset"))
+          stats:close()
+          local l = loop.current()
+          local silent = assert(socket.connect("127.0.0.1", proc.port))
+          local t0 = gettime()
+          local done, echoed = 0, 0
+          for c = 1, 2 do
+            l:spawn(function()
+              local conn = assert(ws.connect(base .. "/echo"))
+              for i = 1, 20 do
+                local msg = ("c" .. c):rep(i * 300)
+                assert(conn:send(msg, "binary"))
+                assert.equal(msg, (conn:receive(5)))
+                echoed = echoed + 1
+                l:sleep(0.05)
+              end
+              conn:close()
+              done = done + 1
+            end)
+          end
+          -- the silent one: the server drops it after handshake_timeout (1 s)
+          silent:settimeout(0)
+          local cut
+          while not cut and gettime() - t0 < 5 do
+            local _, err = silent:receive(1)
+            if err == "closed" then cut = gettime() - t0 else l:wait(silent, "r", t0 + 5) end
+          end
+          silent:close()
+          while done < 2 and gettime() - t0 < 15 do l:sleep(0.05) end
+          assert.equal(40, echoed)
+          assert.is_truthy(cut, "the silent client was never cut")
+          assert.is_true(cut > 0.8 and cut < 2.5, "silent client cut after " .. tostring(cut) .. " s")
+          stats = assert(ws.connect(base .. "/stats"))
+          local worst = tonumber(ask(stats, "get"))
+          assert.is_true(worst < 0.05, "the host loop's ticker stalled " .. worst .. " s")
+          stats:close()
+        end)
+      end)
+
+    it("echoes messages of 0 B to 1 MiB, text and binary", function()
+      clients(20, function()
+        local conn = assert(ws.connect(base .. "/echo", { max_message = 2 * 1024 * 1024 }))
+        for _, n in ipairs { 0, 1, 125, 126, 65535, 65536, 1024 * 1024 } do
+          for _, kind in ipairs { "binary", "text" } do
+            local msg = ("\0\1x"):rep(math.floor(n / 3) + 1):sub(1, n)
+            if kind == "text" then msg = ("é"):rep(math.floor(n / 2)) end
+            assert(conn:send(msg, kind))
+            local got, k = conn:receive(10)
+            assert.equal(#msg, #(got or ""))
+            assert.is_true(got == msg and k == kind, "echo of " .. #msg .. " B " .. kind)
+          end
+        end
+        assert.same({ true, 1000, "" }, { conn:close() })
+      end)
+    end)
+
+    it("answers a message over max_message with 1009", function()
+      clients(10, function()
+        local conn = assert(ws.connect(base .. "/echo"))
+        assert(conn:send(("x"):rep(2097153), "binary"))
+        local data, err, code = conn:receive(5)
+        assert.is_nil(data)
+        assert.equal("closed", err)
+        assert.equal(1009, code)
+      end)
+    end)
+
+    it("times out a receive, and keeps the connection", function()
+      clients(10, function()
+        local conn = assert(ws.connect(base .. "/timeout"))
+        local t = gettime()
+        assert.equal("timeout:timeout", conn:receive(5))
+        local dt = gettime() - t
+        assert.is_true(dt > 0.25 and dt < 1.5, "receive(0.3) returned after " .. dt .. " s")
+        assert.equal("still here", ask(conn, "still here"))
+        conn:close()
+      end)
+    end)
+
+    it("pings on the wire at ping_interval, and drops a peer whose pong is late with 1011", function()
+      local r = H.raw(proc.port, nil, { path = "/echo", timeout = 3 })
+      local t = gettime()
+      local f = assert(r:read_frame())
+      assert.equal(9, f.opcode)
+      local first = gettime() - t
+      assert.is_true(first > 0.2 and first < 1.0, "first ping after " .. first .. " s")
+      r:send_frame(10, f.payload)                    -- answered: the connection lives on
+      f = assert(r:read_frame())
+      assert.equal(9, f.opcode)
+      local code, reason = r:read_close()            -- not answered: dropped
+      assert.equal(1011, code)
+      assert.equal("keepalive ping timeout", reason)
+      assert.is_true(gettime() - t < 3)
+      r:close()
+    end)
+
+    it("connects as a client from inside the host loop", function()
+      clients(10, function()
+        local conn = assert(ws.connect(base .. "/dial"))
+        -- (the echo server answers the dialer's close with its code)
+        assert.equal("dialed:hi:true:4001", ask(conn, base .. "/echo"))
+        conn:close()
+      end)
+      -- the dialer's close code reached the server side (same process)
+      assert.is_truthy(H.wait_output(proc, "closed 127%.0%.0%.1:%d+ (4001) dialer done"))
+    end)
+
+    it("closes cleanly both ways with the codes given", function()
+      clients(10, function()
+        local conn = assert(ws.connect(base .. "/echo"))
+        assert.equal("x", ask(conn, "x"))
+        assert.same({ true, 4000, "" }, { conn:close(4000, "client bye") })
+        conn = assert(ws.connect(base .. "/bye"))
+        assert.equal("y", ask(conn, "y"))
+        local data, err, code, reason = conn:receive(5)
+        assert.same({ "closed", 4002, "server bye" }, { err, code, reason })
+        assert.is_nil(data)
+      end)
+      assert.is_truthy(H.wait_output(proc, "closed 127%.0%.0%.1:%d+ 4000 client bye"))
+    end)
+
+    it("holds send_timeout, max_queue and close_timeout against a peer that does not read", function()
+      local p = start(host, "--set send_timeout=0.5 --set close_timeout=0.5 --set max_queue=1048576")
+      local raws = {}
+      for _, path in ipairs { "/flood", "/queue", "/close" } do
+        raws[#raws + 1] = H.raw(p.port, nil, { path = path, timeout = 3 })   -- and then reads nothing
+      end
+      local flood = H.wait_output(p, "flood: (nil timeout after [%d.]+)", 10)
+      local queue = H.wait_output(p, "queue: (nil send queue full after [%d.]+)", 10)
+      local close = H.wait_output(p, "close: (nil timeout after [%d.]+)", 10)
+      for _, r in ipairs(raws) do r:close() end
+      p.stop()
+      assert.is_truthy(flood, "send_timeout did not end the flood:\n" .. p.output())
+      assert.is_truthy(queue, "max_queue did not stop the queue:\n" .. p.output())
+      assert.is_truthy(close, "close_timeout did not end the close:\n" .. p.output())
+      local function secs(line) return tonumber(line:match("after ([%d.]+)")) end
+      assert.is_true(secs(flood) > 0.4 and secs(flood) < 3, flood)
+      assert.is_true(secs(close) > 0.4 and secs(close) < 3, close)
+    end)
+
+    it("closes an idle connection at idle_timeout with 1001", function()
+      local p = start(host, "--set idle_timeout=0.6")
+      local r = H.raw(p.port, nil, { path = "/echo", timeout = 3 })
+      local t = gettime()
+      local code, reason = r:read_close()
+      local dt = gettime() - t
+      p.stop()
+      assert.equal(1001, code)
+      assert.equal("idle timeout", reason)
+      assert.is_true(dt > 0.5 and dt < 2, "idle close after " .. dt .. " s")
+    end)
+  end)
+end
