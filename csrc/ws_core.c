@@ -7,6 +7,7 @@
 #include <string.h>
 #include <stdint.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -1129,6 +1130,11 @@ static int l_tls_context(lua_State *L) {
     lua_Integer mv = opt_field_int(L, 1, "min_version", 12);
     luaL_argcheck(L, mv == 12 || mv == 13, 1, "min_version must be 12 or 13");
     o.min_version = (int)mv;
+    /* OpenSSL writes with write(2): a peer gone must give EPIPE, not kill
+     * the process. LuaSocket ignores SIGPIPE when it loads; make sure. */
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
     /* born closed, then filled: a failure in between leaves nothing to free */
     ltlsctx *c = (ltlsctx *)lua_newuserdatauv(L, sizeof *c, 0);
     c->ctx = NULL;

@@ -2,8 +2,8 @@
  * Every call makes at most one attempt and never blocks; SSL_get_error is
  * read in one place (ws_tls.c: result()), and after any fatal result the
  * session is dead: later calls return WS_TLS_CLOSED without calling OpenSSL.
- * Knows nothing of Lua. The process must ignore SIGPIPE (LuaSocket does
- * when it loads): OpenSSL writes with write(2). */
+ * Knows nothing of Lua. The process must ignore SIGPIPE (ws.core's
+ * tls_context makes sure): OpenSSL writes with write(2). */
 #ifndef WS_TLS_H
 #define WS_TLS_H
 
