@@ -21,9 +21,11 @@ function M.raw_fd(sock)
 end
 
 --- Wait until sock is ready for "r" or "w", or deadline (absolute, or nil).
--- Returns true, or nil, "timeout" / "closed".
-function M.wait(sock, mode, deadline)
-  local l = current()
+-- sched: the scheduler to wait through (false: none, block; nil: the
+-- running ws.loop, if any). Returns true, or nil, "timeout" / "closed".
+function M.wait(sock, mode, deadline, sched)
+  local l = sched
+  if l == nil then l = current() end
   if l then return l:wait(sock, mode, deadline) end
   local t = deadline and math.max(deadline - gettime(), 0)
   local r, w, err = select(mode == "r" and { sock } or nil, mode == "w" and { sock } or nil, t)
@@ -36,9 +38,10 @@ end
 -- "timeout", LuaSec says "wantread"/"wantwrite" (TLS may read to write).
 local WANT = { timeout = false, wantread = "r", wantwrite = "w" }
 
---- Read whatever is available (at least one byte), waiting until deadline.
--- Returns data, or nil, "timeout" / "closed" / an OS or TLS error.
-function M.read(sock, deadline)
+--- Read whatever is available (at least one byte), waiting until deadline
+-- (through sched, as in M.wait). Returns data, or nil, "timeout" /
+-- "closed" / an OS or TLS error.
+function M.read(sock, deadline, sched)
   while true do
     local data, err, partial = sock:receive(M.CHUNK)
     if data then return data end
@@ -47,14 +50,15 @@ function M.read(sock, deadline)
     if want == nil then return nil, err end
     -- LuaSec may hold decrypted bytes the poller cannot see
     if not (sock.dirty and sock:dirty()) then
-      local ok, werr = M.wait(sock, want or "r", deadline)
+      local ok, werr = M.wait(sock, want or "r", deadline, sched)
       if not ok then return nil, werr end
     end
   end
 end
 
---- Write s[i..] until done or deadline. Returns true, or nil, err, last index sent.
-function M.write(sock, s, i, deadline)
+--- Write s[i..] until done or deadline (waiting through sched, as in
+-- M.wait). Returns true, or nil, err, last index sent.
+function M.write(sock, s, i, deadline, sched)
   i = i or 1
   local n = #s
   while i <= n do
@@ -63,7 +67,7 @@ function M.write(sock, s, i, deadline)
     if sent and sent >= i then i = sent + 1 end
     local want = WANT[err]
     if want == nil then return nil, err, i - 1 end
-    local ok, werr = M.wait(sock, want or "w", deadline)
+    local ok, werr = M.wait(sock, want or "w", deadline, sched)
     if not ok then return nil, werr, i - 1 end
   end
   return true
