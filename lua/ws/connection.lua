@@ -166,7 +166,8 @@ local function write_queue(self, deadline)
     if not s then break end
     local ok, werr, last = io_.write(sock, s, i, deadline, self.sched or false)
     if not ok then
-      if last and last >= i then self:wrote(last) end
+      -- (a wait woken by teardown finds the queue gone)
+      if self.state ~= "closed" and last and last >= i then self:wrote(last) end
       err = werr
       break
     end
@@ -378,18 +379,6 @@ local function lost(self)
   return nil, "closed", self.close_code, self.close_reason
 end
 
--- A message for the caller; a peer whose input never runs dry must not
--- starve the other tasks: yield after 64 messages or about 1 MiB.
-local function deliver(self, data, kind)
-  local burst = self.burst + 1 + #data / 16384
-  if burst >= 64 then
-    burst = 0
-    if self.sched then self.sched:yield() end
-  end
-  self.burst = burst
-  return data, kind
-end
-
 local function receive(self, deadline)
   local reader, sock = self.reader, self.sock
   while true do
@@ -398,14 +387,26 @@ local function receive(self, deadline)
     if self.state == "closed" then return nil, "closed", self.close_code, self.close_reason end
     -- with a descriptor, next() reads from it once its input is used up
     local kind, data, code, reason = reader:next(self.rfd)
-    if code == nil and (kind == "text" or kind == "binary") then
-      return deliver(self, data, kind)        -- the hot path
-    elseif kind or code then
+    if kind == "text" or kind == "binary" then
+      if code then                            -- RSV bits: a compressed message
+        local err, c, r
+        data, err, c, r = self:event(kind, data, code)
+        if not data then return settle(self, data, err, c, r) end
+      end
+      -- a peer whose input never runs dry must not starve the other tasks:
+      -- yield after 64 messages or about 1 MiB, whichever comes first
+      local burst = self.burst + 1 + #data / 16384
+      if burst >= 64 then
+        burst = 0
+        if self.sched then self.sched:yield() end
+      end
+      self.burst = burst
+      return data, kind
+    elseif kind or code then                  -- a control frame, or the peer broke the protocol
       local a, b, c, d = self:event(kind, data, code, reason)
-      if a then return deliver(self, a, b) end
       if a == nil then return settle(self, a, b, c, d) end
       if b == "ping" then
-        kick(self)                              -- the pong waits in the queue
+        kick(self)                            -- the pong waits in the queue
       elseif self.on_pong then
         self.on_pong(self, c)
       end
