@@ -150,9 +150,10 @@ end
 
 ---- the writer ----------------------------------------------------------------
 
--- The send queue has one writer. Invariant: bytes reach the socket only
--- from the coroutine in self.writer, in queue order, or directly (the fast
--- path) when the queue is empty and there is no writer; so frames never
+-- The send queue has one writer. Invariant: bytes reach the socket in
+-- queue order, either from the coroutine in self.writer (which may wait),
+-- or, while there is no writer, from a call that never waits (write_now;
+-- send_frame, and only when the queue is empty); so frames never
 -- interleave. Other senders wait in self.waiters for their item's seq.
 
 -- Become the writer and write the queue until it is empty (or deadline);
@@ -206,15 +207,10 @@ local function wait_written(self, seq, deadline)
   return nil, err == "timeout" and "timeout" or "closed"
 end
 
--- Queue encoded bytes and wait (up to send_timeout) until they are written.
-local function send_bytes(self, s)
-  if self.state == "closed" then return nil, "closed" end
-  return wait_written(self, self:push(s), self.send_timeout and gettime() + self.send_timeout)
-end
-
 -- With no writer: write what the socket takes now, without waiting.
 -- Returns true (queue empty), false (the rest waits), nil (connection broke).
 local function write_now(self)
+  assert(not self.writer, "write_now with a writer at work")
   local sock = self.sock
   while true do
     local s, i = self:head()
@@ -230,6 +226,24 @@ local function write_now(self)
     end
     self:wrote(#s)
   end
+end
+
+-- Wait until queue item seq is written: at once if the socket takes it
+-- and nobody else is writing, else as the writer or behind it, for at most
+-- timeout seconds (nil: no limit). Returns true, or nil, "timeout" / "closed".
+local function flush(self, seq, timeout)
+  if not self.writer then
+    local empty = write_now(self)
+    if empty then return true end
+    if empty == nil then return nil, "closed" end
+  end
+  return wait_written(self, seq, timeout and gettime() + timeout)
+end
+
+-- Queue encoded bytes and wait (up to send_timeout) until they are written.
+local function send_bytes(self, s)
+  if self.state == "closed" then return nil, "closed" end
+  return flush(self, self:push(s), self.send_timeout)
 end
 
 -- Have the queue written without waiting: what the socket takes now, the
@@ -281,8 +295,7 @@ local function settle(self, a, b, c, d)
   -- a peer that does not read must not hold us past a second when we fail
   local t = self.send_timeout
   if failing then t = min(t or 1, 1) end
-  local seq = self.qt
-  if seq > self.written and not wait_written(self, seq, t and gettime() + t) then return a, b, c, d end
+  if self.qt > self.written and not flush(self, self.qt, t) then return a, b, c, d end
   local step = self:transport()
   -- (only the receiving coroutine may read; another one just drops TCP)
   if step and step ~= "close" and (not self.receiver or self.receiver == me()) then
@@ -338,7 +351,7 @@ local function control(self, kind, data)
   if #data > 125 then error("bad argument #1 to '" .. kind .. "' (at most 125 bytes)", 3) end
   local seq, err = self:send_control(kind, data)
   if not seq then return nil, err end
-  return wait_written(self, seq, self.send_timeout and gettime() + self.send_timeout)
+  return flush(self, seq, self.send_timeout)
 end
 
 --- Send a ping (at most 125 bytes). The pong goes to opts.on_pong.
@@ -469,7 +482,7 @@ function Conn:close(code, reason, timeout)
   if self.state == "open" then
     local seq, err = self:send_close(code or 1000, reason)
     if not seq then error("bad argument to 'close' (" .. err .. ")", 2) end
-    if not wait_written(self, seq, self.send_timeout and gettime() + self.send_timeout) then
+    if not flush(self, seq, self.send_timeout) then
       teardown(self)
       return nil, "closed"
     end

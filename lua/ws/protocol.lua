@@ -291,7 +291,9 @@ function Protocol:connection_lost(code, reason)
   self.reader:close()
   -- zlib holds ~300 KiB per connection that Lua's GC cannot see: free it now
   if self.deflate then self.deflate:close() end
-  self.q, self.qh, self.qt, self.qoff, self.qbytes = {}, 1, 0, 1, 0
+  local q = self.q
+  for i = self.qh, self.qt do q[i] = nil end
+  self.qh, self.qoff, self.qbytes = self.qt + 1, 1, 0
   return nil, "closed", self.close_code, self.close_reason
 end
 
