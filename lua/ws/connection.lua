@@ -59,7 +59,7 @@ local keepalive
 -- deflate (negotiated permessage-deflate) and the limits in M.defaults.
 function M.new(sock, opts)
   local role = opts.role or "server"
-  local self = protocol.init({
+  local self = protocol.new({
     role = role,
     max_message = opt(opts, "max_message"),
     max_queue = opt(opts, "max_queue"),
@@ -68,7 +68,7 @@ function M.new(sock, opts)
     ping_interval = opt(opts, "ping_interval"),
     ping_timeout = opt(opts, "ping_timeout"),
     now = gettime(),
-  }, setmetatable({}, Conn))
+  }, Conn)
   self.sock = sock
   self.request, self.response = opts.request, opts.response
   self.peer, self.protocol, self.on_pong = opts.peer, opts.protocol, opts.on_pong

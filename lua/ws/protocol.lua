@@ -43,42 +43,41 @@ M.Protocol = Protocol
 ---@field ping_timeout? number seconds a keepalive ping may wait for its pong (default 20)
 ---@field now? number the clock at the start (timers count from it; default 0)
 
---- Fill self (a table, or a new one) with the state of a fresh, open
--- connection; connection.lua builds its conn on the same fields.
+--- The state of a fresh, open connection. mt: the metatable of the
+-- object (default: the protocol's own; connection.lua passes its class,
+-- which inherits these methods). Built in one table constructor, so the
+-- object is sized once.
 ---@param opts ws.protocol_opts
----@param self? table
----@return table self
-function M.init(opts, self)
-  self = self or setmetatable({}, Protocol)
+---@param mt? table
+---@return table
+function M.new(opts, mt)
+  opts = opts or {}
   local role = opts.role or "server"
   if role ~= "server" and role ~= "client" then error("role must be \"server\" or \"client\"", 2) end
-  local now = opts.now or 0
-  self.role = role
-  self.masked = role == "client"
-  self.state = "open"
-  self.close_sent, self.close_rcvd = nil, nil
-  self.close_rcvd_then_sent, self.eof_sent = false, false
-  self.close_code, self.close_reason = nil, nil
-  self.max_message = opts.max_message
-  self.reader = core.reader { role = role, max_message = opts.max_message or 0,
-                              rsv_allowed = opts.deflate and 4 or 0 }
-  -- permessage-deflate, when negotiated: RSV1 marks a compressed message
-  self.deflate = opts.deflate and core.deflate(opts.deflate)
-  self.threshold = opts.deflate and opts.deflate.threshold or 0
-  self.q, self.qh, self.qt, self.qoff, self.qbytes, self.written = {}, 1, 0, 1, 0, 0
-  self.max_queue = opts.max_queue
-  self.idle_timeout = opts.idle_timeout
-  self.last_seen = now
-  self.ping_interval = opts.ping_interval
-  self.ping_timeout = opts.ping_timeout or 20
-  self.ping_sent = nil                   -- when the unanswered keepalive ping went out
-  self.next_ping = opts.ping_interval and now + opts.ping_interval
-  return self
+  local now, deflate, interval = opts.now or 0, opts.deflate, opts.ping_interval
+  return setmetatable({
+    role = role,
+    masked = role == "client",
+    state = "open",
+    close_sent = nil, close_rcvd = nil,
+    close_rcvd_then_sent = false, eof_sent = false,
+    close_code = nil, close_reason = nil,
+    max_message = opts.max_message,
+    reader = core.reader { role = role, max_message = opts.max_message or 0,
+                           rsv_allowed = deflate and 4 or 0 },
+    -- permessage-deflate, when negotiated: RSV1 marks a compressed message
+    deflate = deflate and core.deflate(deflate),
+    threshold = deflate and deflate.threshold or 0,
+    q = {}, qh = 1, qt = 0, qoff = 1, qbytes = 0, written = 0,
+    max_queue = opts.max_queue,
+    idle_timeout = opts.idle_timeout,
+    last_seen = now,
+    ping_interval = interval,
+    ping_timeout = opts.ping_timeout or 20,
+    ping_sent = nil,                     -- when the unanswered keepalive ping went out
+    next_ping = interval and now + interval,
+  }, mt or Protocol)
 end
-
---- A new protocol object (see M.init).
----@param opts ws.protocol_opts
-function M.new(opts) return M.init(opts or {}) end
 
 function Protocol:__tostring()
   return string.format("ws.protocol (%s %s)", self.role, self.state)
