@@ -38,6 +38,7 @@ build = {
       },
       ["ws"] = "lua/ws/init.lua",
       ["ws.loop"] = "lua/ws/loop.lua",
+      ["ws.protocol"] = "lua/ws/protocol.lua",
       ["ws.connection"] = "lua/ws/connection.lua",
       ["ws.server"] = "lua/ws/server.lua",
       ["ws.client"] = "lua/ws/client.lua",

@@ -1,5 +1,12 @@
 --- One WebSocket connection, server or client side: receive / send / ping /
--- close, the close handshake, automatic pongs, limits and keepalive.
+-- close on a protocol object (ws.protocol: the close handshake, limits,
+-- automatic pongs and timers, with no I/O) and a thin driver that moves its
+-- bytes over a transport and waits through the connection's scheduler.
+--
+-- Transports: a plain TCP descriptor (the fast path: reader:next(fd) reads
+-- and decodes in one C call, send_frame writes header and payload with one
+-- gathered send), or a LuaSocket/LuaSec-style object (receive / send /
+-- dirty) whose bytes are fed to the protocol.
 --
 -- Concurrency: one coroutine may receive while others send; sends are
 -- queued whole, so frames of two sends never interleave.
@@ -7,12 +14,13 @@ local socket = require "socket"
 local core = require "ws.core"
 local loop = require "ws.loop"
 local io_ = require "ws.io"
+local protocol = require "ws.protocol"
 local logging = require "ws.log"
 
 local gettime = socket.gettime
-local frame, close_payload, utf8_valid, send_frame =
-  core.frame, core.close_payload, core.utf8_valid, core.send_frame
+local send_frame = core.send_frame
 local co_running = coroutine.running
+local min = math.min
 
 local M = {}
 
@@ -28,12 +36,10 @@ M.defaults = {
 
 --- Every connection option, including those whose default is nil.
 M.options = { "max_message", "max_queue", "send_timeout", "close_timeout",
-              "idle_timeout", "ping_interval", "ping_timeout" }
+              "idle_timeout", "ping_interval", "ping_timeout", "logger" }
 
--- Error tokens returned with nil for a close the peer caused.
-local ERR = { [1002] = "protocol error", [1007] = "invalid utf-8", [1009] = "message too big" }
-
-local Conn = {}
+-- A connection is a protocol object (its fields and methods) plus a transport.
+local Conn = setmetatable({}, { __index = protocol.Protocol })
 Conn.__index = Conn
 Conn.__name = "ws.conn"
 
@@ -43,55 +49,45 @@ local function opt(opts, k)
   return v
 end
 
+local keepalive
+
 --- Wrap an upgraded, non-blocking socket.
 -- opts: role ("server"|"client"), buffered (bytes read past the handshake),
--- request, response, peer, protocol, on_pong, log (a ws.log logger), sched
--- (the scheduler it waits through: ws.loop or a host-loop adapter; default
--- the running ws.loop, nil in a plain script, which then blocks), and the
--- limits in M.defaults.
+-- request, response, peer, protocol, on_pong, sched (the scheduler to wait
+-- through; default: the ws.loop running this task, or none: block),
+-- log (function(level, message, fields); default from opts.logger),
+-- deflate (negotiated permessage-deflate) and the limits in M.defaults.
 function M.new(sock, opts)
   local role = opts.role or "server"
-  local self = setmetatable({
-    sock = sock,
+  local self = protocol.new({
     role = role,
-    state = "open",
-    request = opts.request,
-    response = opts.response,
-    peer = opts.peer,
-    protocol = opts.protocol,
-    on_pong = opts.on_pong,
-    log = opts.log,
-    sched = opts.sched or loop.current(),
-    max_queue = opt(opts, "max_queue"),
-    send_timeout = opt(opts, "send_timeout"),
-    close_timeout = opt(opts, "close_timeout"),
-    idle_timeout = opt(opts, "idle_timeout"),
     max_message = opt(opts, "max_message"),
-    -- permessage-deflate, when negotiated: RSV1 marks a compressed message
-    deflate = opts.deflate and core.deflate(opts.deflate),
-    threshold = opts.deflate and opts.deflate.threshold or 0,
-    reader = core.reader { role = role, max_message = opt(opts, "max_message"),
-                           rsv_allowed = opts.deflate and 4 or 0 },
-    masked = role == "client",
-    -- send queue: strings q[qh..], first one sent up to qoff - 1
-    q = {}, qh = 1, qt = 0, qoff = 1, qbytes = 0,
-    written = 0,               -- queue items fully written so far
-    waiters = {},              -- senders waiting for their item: { seq, co }
-    last_seen = gettime(),
-    burst = 0,                 -- messages received without waiting (see receive)
+    max_queue = opt(opts, "max_queue"),
+    deflate = opts.deflate,
+    idle_timeout = opt(opts, "idle_timeout"),
+    ping_interval = opt(opts, "ping_interval"),
+    ping_timeout = opt(opts, "ping_timeout"),
+    now = gettime(),
   }, Conn)
+  self.sock = sock
+  self.request, self.response = opts.request, opts.response
+  self.peer, self.protocol, self.on_pong = opts.peer, opts.protocol, opts.on_pong
+  self.send_timeout = opt(opts, "send_timeout")
+  self.close_timeout = opt(opts, "close_timeout")
+  self.sched = opts.sched or loop.current()
+  self.log = opts.log or logging.get(opts.logger)
+  self.writer = nil          -- the coroutine writing the send queue (true: a task about to)
+  self.waiters = {}          -- senders waiting for their queue item: { seq, co }
+  self.receiver = nil        -- the coroutine receiving (true: Lua 5.1's main thread)
+  self.burst = 0             -- messages received without waiting (see receive)
   sock:settimeout(0)
   -- plain TCP or our TLS: read straight from the descriptor, and (server
   -- frames are unmasked) write header and payload at once
   local fd = io_.raw_fd(sock)
   self.rfd = fd
   self.wfd = role == "server" and fd or nil
-  if opts.buffered and opts.buffered ~= "" then self.reader:feed(opts.buffered) end
-  local interval = opt(opts, "ping_interval")
-  if interval then
-    local l = self.sched
-    if l then l:spawn(M.keepalive, self, l, interval, opt(opts, "ping_timeout")) end
-  end
+  if opts.buffered and opts.buffered ~= "" then self:receive_data(opts.buffered) end
+  if self.ping_interval and self.sched then self.sched:spawn(keepalive, self) end
   return self
 end
 
@@ -99,37 +95,35 @@ function Conn:__tostring()
   return string.format("ws.conn (%s %s): %s", self.role, self.state, self.peer or "?")
 end
 
----- closing -------------------------------------------------------------------
+---- transport -----------------------------------------------------------------
 
--- Close the TCP connection once; wake everyone waiting on it.
-local function shutdown(self)
-  if self.sock_closed then return end
-  self.sock_closed = true
-  self.state = "closed"
+-- Wait through the scheduler, or block in socket.select without one.
+local function wait(self, mode, deadline)
+  return io_.wait(self.sock, mode, deadline, self.sched or false)
+end
+
+-- Close the transport once (the protocol records code and reason, or
+-- 1006); wake everyone waiting on the connection; run the on_close hooks.
+local function teardown(self, code, reason)
+  if self.state == "closed" then return end
+  self:connection_lost(code, reason)
   self.rfd, self.wfd = nil, nil
-  local l = self.sched
-  if l then l:forget(self.sock) end
+  local sched = self.sched
+  if sched then sched:forget(self.sock) end
   self.sock:close()
-  self.reader:close()
-  -- zlib holds ~300 KiB per connection that Lua's GC cannot see: free it now
-  if self.deflate then self.deflate:close() end
-  self.q, self.qh, self.qt, self.qbytes = {}, 1, 0, 0
   local waiters = self.waiters
   self.waiters = {}
-  for i = 1, #waiters do
-    if l then l:wake(waiters[i][2], nil, "closed") end
+  if sched then
+    for i = 1, #waiters do sched:wake(waiters[i][2], nil, "closed") end
+    if self.close_waiter then sched:wake(self.close_waiter) end
   end
-  if self.close_waiter and l then l:wake(self.close_waiter) end
   -- on_close hooks (rooms, pub/sub): once, whoever closed, in order added
   local hooks = self.close_hooks
   if hooks then
     self.close_hooks = nil
-    if not self.close_code then self.close_code, self.close_reason = 1006, "" end
     for i = 1, #hooks do
       local ok, err = pcall(hooks[i], self, self.close_code, self.close_reason)
-      if not ok then
-        (self.log or logging.stderr)("error", "on_close hook failed", { peer = self.peer, error = tostring(err) })
-      end
+      if not ok then self.log("error", "on_close hook failed: " .. tostring(err), { peer = self.peer }) end
     end
   end
 end
@@ -139,8 +133,8 @@ end
 -- in the order added; one added after the close runs at once. Returns conn.
 function Conn:on_close(fn)
   if type(fn) ~= "function" then error("bad argument #1 to 'on_close' (function expected)", 2) end
-  if self.sock_closed then
-    fn(self, self.close_code or 1006, self.close_reason or "")
+  if self.state == "closed" then
+    fn(self, self.close_code, self.close_reason)
     return self
   end
   local hooks = self.close_hooks or {}
@@ -151,121 +145,168 @@ end
 
 --- Drop the connection at once, without a close handshake (as ws.terminate()).
 function Conn:abort(code, reason)
-  if not self.close_code then self.close_code, self.close_reason = code or 1006, reason or "" end
-  shutdown(self)
+  teardown(self, code or 1006, reason or "")
 end
 
----- sending -------------------------------------------------------------------
+---- the writer ----------------------------------------------------------------
 
--- Write queued items until empty. Called by the one coroutine that holds
--- the "flushing" role; others wait for their item in self.waiters.
-local function flush(self, deadline)
-  local sock, q = self.sock, self.q
-  while self.qh <= self.qt do
-    local s = q[self.qh]
-    local ok, err, last = io_.write(sock, s, self.qoff, deadline, self.sched)
+-- The send queue has one writer. Invariant: bytes reach the socket in
+-- queue order, either from the coroutine in self.writer (which may wait),
+-- or, while there is no writer, from a call that never waits (write_now;
+-- send_frame, and only when the queue is empty); so frames never
+-- interleave. Other senders wait in self.waiters for their item's seq.
+
+-- Become the writer and write the queue until it is empty (or deadline);
+-- wake the senders whose items went out. A failure drops the connection.
+local function write_queue(self, deadline)
+  assert(self.writer == nil or self.writer == true, "two writers on one send queue")
+  self.writer = co_running() or true
+  local sock, err = self.sock, nil
+  while true do
+    local s, i = self:head()
+    if not s then break end
+    local ok, werr, last = io_.write(sock, s, i, deadline, self.sched or false)
     if not ok then
-      if last and last >= self.qoff then self.qoff = last + 1 end
-      return nil, err
+      -- (a wait woken by teardown finds the queue gone)
+      if self.state ~= "closed" and last and last >= i then self:wrote(last) end
+      err = werr
+      break
     end
-    q[self.qh] = nil
-    self.qh = self.qh + 1
-    self.qoff = 1
-    self.qbytes = self.qbytes - #s
-    self.written = self.written + 1
+    self:wrote(#s)
     local w = self.waiters
     while w[1] and w[1][1] <= self.written do
       local co = table.remove(w, 1)[2]
-      local l = self.sched
-      if l then l:wake(co, true) end
+      self.sched:wake(co, true)
     end
+  end
+  self.writer = nil
+  if err then
+    teardown(self, 1006, err == "timeout" and "send timeout" or err)
+    return nil, err
   end
   return true
 end
 
-local function enqueue(self, s)
-  local t = self.qt + 1
-  self.q[t], self.qt = s, t
-  self.qbytes = self.qbytes + #s
-end
-
--- Take the flushing role, write the queue out, give the role back; a
--- failure drops the connection.
-local function flush_as_owner(self, deadline)
-  self.flushing = true
-  local ok, err = flush(self, deadline)
-  self.flushing = false
-  if not ok then self:abort(1006, err == "timeout" and "send timeout" or err) end
-  return ok, err
-end
-
--- With nothing queued and nobody flushing, write s at once; queue what the
--- socket does not take. Returns true when all of s was written, false when
--- some of it waits in the queue, nil when the connection broke.
-local function write_or_queue(self, s)
-  if self.qh > self.qt and not self.flushing then
-    local last, err, sent = io_.send(self.sock, s)
-    if last then return true end
-    if err ~= "timeout" and err ~= "wantwrite" and err ~= "wantread" then
-      self:abort(1006, err)
-      return nil
-    end
-    enqueue(self, s)
-    if sent and sent > 0 then self.qoff = sent + 1 end
-    return false
-  end
-  enqueue(self, s)
-  return false
-end
-
--- Send one encoded frame, waiting (up to send_timeout) until it is written.
-local function send_raw(self, s)
-  if self.sock_closed then return nil, "closed" end
-  local done = write_or_queue(self, s)
-  if done then return true end
-  if done == nil then return nil, "closed" end
-  local seq = self.qt
-  local deadline = self.send_timeout and gettime() + self.send_timeout
-  if self.flushing then
-    -- someone else is writing; wait until our item is out
-    local l = self.sched
-    if not l then error("send from outside the loop while a send is in progress", 3) end
+-- Wait until queue item seq is written (or deadline), writing the queue
+-- ourselves when nobody else is. Returns true, or nil, "timeout" / "closed".
+local function wait_written(self, seq, deadline)
+  if self.state == "closed" then return nil, "closed" end
+  if self.written >= seq then return true end
+  if self.writer then
+    local sched = self.sched
+    if not sched then error("send from outside the loop while a send is in progress", 3) end
     local w = self.waiters
     w[#w + 1] = { seq, co_running() }
-    local ok, err = l:suspend(deadline)
+    local ok, err = sched:suspend(deadline)
     if ok then return true end
-    if err == "timeout" then self:abort(1006, "send timeout") end
+    if err == "timeout" then teardown(self, 1006, "send timeout") end
     return nil, err == "timeout" and "timeout" or "closed"
   end
-  local ok, err = flush_as_owner(self, deadline)
+  local ok, err = write_queue(self, deadline)
   if ok then return true end
   return nil, err == "timeout" and "timeout" or "closed"
 end
 
--- Queue a frame without waiting (pongs, broadcast, keepalive); a background
--- task flushes it. A peer that lets its queue pass max_queue is dropped
--- (only bytes the socket would not take count, so an idle peer never is).
-local function send_nowait(self, s)
-  if self.sock_closed then return nil, "closed" end
-  local done = write_or_queue(self, s)
-  if done then return true end
-  if done == nil then return nil, "closed" end
-  if self.qbytes - (self.qoff - 1) > self.max_queue then
-    self:abort(1008, "send queue full")
+-- With no writer: write what the socket takes now, without waiting.
+-- Returns true (queue empty), false (the rest waits), nil (connection broke).
+local function write_now(self)
+  assert(not self.writer, "write_now with a writer at work")
+  local sock = self.sock
+  while true do
+    local s, i = self:head()
+    if not s then return true end
+    local last, err, sent = io_.send(sock, s, i)
+    if not last then
+      if err ~= "timeout" and err ~= "wantwrite" and err ~= "wantread" then
+        teardown(self, 1006, err)
+        return nil
+      end
+      if sent and sent >= i then self:wrote(sent) end
+      return false
+    end
+    self:wrote(#s)
+  end
+end
+
+-- Wait until queue item seq is written: at once if the socket takes it
+-- and nobody else is writing, else as the writer or behind it, for at most
+-- timeout seconds (nil: no limit). Returns true, or nil, "timeout" / "closed".
+local function flush(self, seq, timeout)
+  if not self.writer then
+    local empty = write_now(self)
+    if empty then return true end
+    if empty == nil then return nil, "closed" end
+  end
+  return wait_written(self, seq, timeout and gettime() + timeout)
+end
+
+-- Queue encoded bytes and wait (up to send_timeout) until they are written.
+local function send_bytes(self, s)
+  if self.state == "closed" then return nil, "closed" end
+  return flush(self, self:push(s), self.send_timeout)
+end
+
+-- Have the queue written without waiting: what the socket takes now, the
+-- rest by a task (or, with no scheduler, by this call). A peer that lets
+-- the queue pass max_queue is dropped (only bytes the socket would not
+-- take count, so an idle peer never is). Returns true, or nil, err.
+local function kick(self)
+  if self.state == "closed" then return nil, "closed" end
+  if not self.writer then
+    local empty = write_now(self)
+    if empty == nil then return nil, "closed" end
+    if empty then return true end
+  end
+  if self:queue_full() then
+    self.log("warn", "send queue full: dropping the connection", { peer = self.peer })
+    teardown(self, 1008, "send queue full")
     return nil, "send queue full"
   end
-  if not self.flushing then
-    local deadline = self.send_timeout and gettime() + self.send_timeout
-    local l = self.sched
-    if l then
-      self.flushing = true   -- claimed now: later sends queue behind the task
-      l:spawn(flush_as_owner, self, deadline)
-    elseif not flush_as_owner(self, deadline) then
-      return nil, "closed"
-    end
+  if self.writer then return true end
+  local deadline = self.send_timeout and gettime() + self.send_timeout
+  local sched = self.sched
+  if sched then
+    self.writer = true   -- claimed now: later sends queue behind the task
+    sched:spawn(write_queue, self, deadline)
+    return true
   end
+  if not write_queue(self, deadline) then return nil, "closed" end
   return true
 end
+
+---- closing -------------------------------------------------------------------
+
+-- This coroutine, as recorded in self.receiver (the one reading the
+-- connection); true stands for Lua 5.1's main thread, which has no name.
+local function me() return co_running() or true end
+
+-- Discard input until the peer closes TCP, for at most a second.
+local function drain(self)
+  local deadline = gettime() + min(self.close_timeout or 1, 1)
+  local sock, sched = self.sock, self.sched or false
+  repeat until not io_.read(sock, deadline, sched)
+end
+
+-- The protocol has closed or failed: write its close frame (bounded), do
+-- what it asks of the transport, and return the results given.
+local function settle(self, a, b, c, d)
+  if self.state == "closed" then return a, b, c, d end
+  local failing = self.eof_sent
+  -- a peer that does not read must not hold us past a second when we fail
+  local t = self.send_timeout
+  if failing then t = min(t or 1, 1) end
+  if self.qt > self.written and not flush(self, self.qt, t) then return a, b, c, d end
+  local step = self:transport()
+  -- (only the receiving coroutine may read; another one just drops TCP)
+  if step and step ~= "close" and (not self.receiver or self.receiver == me()) then
+    if step == "shutdown" and self.sock.shutdown then self.sock:shutdown("send") end
+    drain(self)
+  end
+  if step then teardown(self) end
+  return a, b, c, d
+end
+
+---- sending -------------------------------------------------------------------
 
 --- Send a message. kind is "text" (default; must be UTF-8) or "binary".
 -- Returns true, or nil, err ("closed", "timeout", "invalid utf-8").
@@ -275,39 +316,42 @@ function Conn:send(data, kind)
   if kind ~= "text" and kind ~= "binary" then error("bad argument #2 to 'send' (\"text\" or \"binary\" expected)", 2) end
   if self.state ~= "open" then return nil, "closed" end
   local rsv = 0
-  if self.deflate and #data >= self.threshold then
-    if kind == "text" and not utf8_valid(data) then return nil, "invalid utf-8" end
-    data, rsv = self.deflate:compress(data), 4
+  if self.deflate then
+    data, rsv = self:compress(data, kind)
+    if not data then return nil, rsv end
   end
   local fd = self.wfd
-  if fd and self.qh > self.qt and not self.flushing then
+  if fd and self.qh > self.qt and not self.writer then
     -- send_frame checks the UTF-8 of uncompressed text itself
     local rest, err = send_frame(fd, data, kind, rsv)
     if rest == true then return true end
     if not rest then
       if err == "invalid utf-8" then return nil, err end
-      self:abort(1006, err)
+      teardown(self, 1006, err)
       return nil, "closed"
     end
-    return send_raw(self, rest)
+    return send_bytes(self, rest)
   end
-  if rsv == 0 and kind == "text" and not utf8_valid(data) then return nil, "invalid utf-8" end
-  return send_raw(self, frame(data, kind, true, self.masked, rsv))
+  local bytes, err = self:encode(data, kind, rsv)
+  if not bytes then return nil, err end
+  return send_bytes(self, bytes)
 end
 
 --- Send an already encoded frame to this connection without waiting
 -- (server:broadcast encodes once for all connections).
 function Conn:send_encoded(bytes)
   if self.state ~= "open" then return nil, "closed" end
-  return send_nowait(self, bytes)
+  self:push(bytes)
+  return kick(self)
 end
 
 local function control(self, kind, data)
   data = data or ""
   if type(data) ~= "string" then error("bad argument #1 to '" .. kind .. "' (string expected)", 3) end
   if #data > 125 then error("bad argument #1 to '" .. kind .. "' (at most 125 bytes)", 3) end
-  if self.state ~= "open" then return nil, "closed" end
-  return send_raw(self, frame(data, kind, true, self.masked))
+  local seq, err = self:send_control(kind, data)
+  if not seq then return nil, err end
+  return flush(self, seq, self.send_timeout)
 end
 
 --- Send a ping (at most 125 bytes). The pong goes to opts.on_pong.
@@ -318,81 +362,33 @@ function Conn:pong(data) return control(self, "pong", data) end
 
 ---- receiving -----------------------------------------------------------------
 
--- This coroutine, as recorded in self.receiver (the one reading the
--- connection); true stands for Lua 5.1's main thread, which has no name.
-local function me() return co_running() or true end
-
--- Discard input until the peer closes TCP, for at most a second.
-local function drain(self)
-  local deadline = gettime() + math.min(self.close_timeout or 1, 1)
-  repeat until not io_.read(self.sock, deadline, self.sched)
-end
-
--- Answer the peer's close and finish the connection.
-local function peer_closed(self, code, reason)
-  if not self.close_code then self.close_code, self.close_reason = code, reason end
-  if self.state == "open" then
-    self.state = "closing"
-    -- echo the code, as RFC 6455 section 5.5.1 asks; 1005 means "none given"
-    local payload = code ~= 1005 and close_payload(code) or ""
-    send_raw(self, frame(payload, "close", true, self.masked))
-  end
-  if self.role == "client" and not self.sock_closed then
-    -- let the server close TCP first so it holds TIME_WAIT (section 7.1.1)
-    drain(self)
-  end
-  shutdown(self)
-  return nil, "closed", code, reason
-end
-
--- We fail the connection: send a close with code, then drop TCP.
-local function fail(self, code, reason)
-  if self.state == "open" then
-    self.state = "closing"
-    self.close_code, self.close_reason = code, reason
-    local payload = close_payload(code, reason) or close_payload(code)
-    -- bounded: a peer that does not read must not hold us
-    local t = self.send_timeout
-    self.send_timeout = math.min(t or 1, 1)
-    send_raw(self, frame(payload, "close", true, self.masked))
-    self.send_timeout = t
-  end
-  if not self.sock_closed and (not self.receiver or self.receiver == me()) then
-    -- (only the receiving coroutine may read; another one just drops TCP)
-    -- Closing a socket with unread bytes (e.g. the rest of a too-big
-    -- message) makes the kernel send a RST, which can destroy our close
-    -- frame before the peer reads it (it then sees 1006, not our code).
-    -- Half-close (plain TCP) and discard what arrives until EOF, briefly.
-    if self.sock.shutdown then self.sock:shutdown("send") end
-    drain(self)
-  end
-  shutdown(self)
-  return nil, ERR[code] or "closed", code, reason
-end
-
 -- Wait for input until deadline or the idle limit. Returns true, or the
 -- results receive() should return.
 local function wait_input(self, deadline, mode)
   local until_ = deadline
-  local idle = self.idle_timeout and self.last_seen + self.idle_timeout
+  local idle = self:idle_due()
   if idle and (not until_ or idle < until_) then until_ = idle end
   self.burst = 0
-  local ok, err = io_.wait(self.sock, mode or "r", until_, self.sched)
+  local ok, err = wait(self, mode or "r", until_)
   if ok then
-    self.last_seen = gettime()
+    self:activity(gettime())
     return true
   end
   if err == "timeout" then
-    if idle and until_ == idle then return fail(self, 1001, "idle timeout") end
+    if idle and until_ == idle then
+      local r, e, c, d = self:idle(gettime())
+      if r == nil then return settle(self, r, e, c, d) end
+      return true                             -- (woken a hair early: go round)
+    end
     return nil, "timeout"
   end
   return nil, "closed", self.close_code, self.close_reason
 end
 
--- The transport ended: a close frame never came.
+-- The transport ended: a close frame never came (1006), or it did and
+-- this is the end the client waited for.
 local function lost(self)
-  if not self.close_code then self.close_code, self.close_reason = 1006, "" end
-  shutdown(self)
+  teardown(self)
   return nil, "closed", self.close_code, self.close_reason
 end
 
@@ -401,35 +397,32 @@ local function receive(self, deadline)
   while true do
     -- answering a ping (send queue full), on_pong, or another task may
     -- have dropped the connection meanwhile: its reader is closed then
-    if self.sock_closed then return nil, "closed", self.close_code, self.close_reason end
+    if self.state == "closed" then return nil, "closed", self.close_code, self.close_reason end
     -- with a descriptor, next() reads from it once its input is used up
     local kind, data, code, reason = reader:next(self.rfd)
     if kind == "text" or kind == "binary" then
-      if code then                             -- code: RSV bits, 4 = compressed
-        local err
-        data, err = self.deflate:decompress(data, self.max_message)
-        if not data then return fail(self, err == "message too big" and 1009 or 1007, err) end
-        if kind == "text" and not utf8_valid(data) then return fail(self, 1007, "invalid utf-8") end
+      if code then                            -- RSV bits: a compressed message
+        local err, c, r
+        data, err, c, r = self:event(kind, data, code)
+        if not data then return settle(self, data, err, c, r) end
       end
       -- a peer whose input never runs dry must not starve the other tasks:
       -- yield after 64 messages or about 1 MiB, whichever comes first
       local burst = self.burst + 1 + #data / 16384
       if burst >= 64 then
         burst = 0
-        local l = self.sched
-        if l then l:yield() end
+        if self.sched then self.sched:yield() end
       end
       self.burst = burst
       return data, kind
-    elseif kind == "ping" then
-      if self.state == "open" then send_nowait(self, frame(data, "pong", true, self.masked)) end
-    elseif kind == "pong" then
-      self.awaiting_pong = nil
-      if self.on_pong then self.on_pong(self, data) end
-    elseif kind == "close" then
-      return peer_closed(self, code, reason)
-    elseif code then
-      return fail(self, code, data)        -- data: reason, code: close code
+    elseif kind or code then                  -- a control frame, or the peer broke the protocol
+      local a, b, c, d = self:event(kind, data, code, reason)
+      if a == nil then return settle(self, a, b, c, d) end
+      if b == "ping" then
+        kick(self)                            -- the pong waits in the queue
+      elseif self.on_pong then
+        self.on_pong(self, c)
+      end
     elseif self.rfd then
       -- (TLS may need to write to read on: "wantwrite")
       if data ~= "timeout" and data ~= "wantwrite" then return lost(self) end
@@ -437,9 +430,10 @@ local function receive(self, deadline)
       if not ok then return ok, err, c, r end
     else
       -- a socket ws.core cannot read (LuaSec, a wrapper): its own receive
+      -- (LuaSec decrypts what is there)
       local chunk, err = io_.receive(sock)
       if chunk then
-        reader:feed(chunk)
+        self:receive_data(chunk)
       elseif err ~= "timeout" and err ~= "wantread" and err ~= "wantwrite" then
         return lost(self)
       elseif not (sock.dirty and sock:dirty()) then
@@ -470,7 +464,7 @@ end
 -- Not in a ws.loop task on PUC Lua 5.1, which cannot yield out of a for
 -- iterator: use a while loop over conn:receive() there.
 function Conn:messages(timeout)
-  if loop.LUA51 and self.sched then
+  if loop.LUA51 and self.sched and co_running() then
     error("conn:messages() cannot wait inside a for loop on Lua 5.1: " ..
           "use `while true do local data, kind = conn:receive() if not data then break end ... end`", 2)
   end
@@ -487,56 +481,56 @@ end
 function Conn:close(code, reason, timeout)
   if self.state == "closed" then return true, self.close_code, self.close_reason end
   if self.state == "open" then
-    local payload, err = close_payload(code or 1000, reason)
-    if not payload then error("bad argument to 'close' (" .. err .. ")", 2) end
-    self.state = "closing"
-    if not send_raw(self, frame(payload, "close", true, self.masked)) then
-      shutdown(self)
+    local seq, err = self:send_close(code or 1000, reason)
+    if not seq then error("bad argument to 'close' (" .. err .. ")", 2) end
+    if not flush(self, seq, self.send_timeout) then
+      teardown(self)
       return nil, "closed"
     end
   end
   local deadline = gettime() + (timeout or self.close_timeout or 3)
   if self.receiver then
     -- the receiving coroutine will see the peer's close; wait for it
-    local l = self.sched
-    if l and not self.sock_closed then
+    local sched = self.sched
+    if sched and self.state ~= "closed" then
       self.close_waiter = co_running()
-      l:suspend(deadline)
+      sched:suspend(deadline)
       self.close_waiter = nil
     end
   else
     self.receiver = me()
-    while not self.sock_closed do
+    while self.state ~= "closed" do
       local data, err = receive(self, deadline)
       if not data and err == "timeout" then break end
     end
     self.receiver = nil
   end
-  shutdown(self)
-  if not self.close_code then
-    self.close_code, self.close_reason = 1006, ""
-    return nil, "timeout"
-  end
+  local answered = self.close_code ~= nil
+  teardown(self)
+  if not answered then return nil, "timeout" end
   return true, self.close_code, self.close_reason
 end
 
 Conn.__close = function(self) if self.state ~= "closed" then self:close() end end
-Conn.__gc = function(self) if not self.sock_closed then self.sock_closed = true; self.sock:close() end end
+Conn.__gc = function(self) if self.state ~= "closed" then self.sock:close() end end
 
 ---- keepalive -----------------------------------------------------------------
 
---- Task: ping every interval; drop a peer whose pong is late.
-function M.keepalive(self, l, interval, timeout)
-  while self.state == "open" do
-    l:sleep(interval)
-    if self.state ~= "open" then break end
-    if self.awaiting_pong and gettime() - self.awaiting_pong >= timeout then
-      fail(self, 1011, "keepalive ping timeout")
-      break
-    end
-    if not self.awaiting_pong then
-      self.awaiting_pong = gettime()
-      send_nowait(self, frame("", "ping", true, self.masked))
+-- Task: wake when the protocol's keepalive timer is due; ping, or fail a
+-- peer whose pong is late (1011).
+function keepalive(self)
+  local sched = self.sched
+  while true do
+    local due = self:keepalive_due()
+    if not due then return end
+    sched:sleep(math.max(due - gettime(), 0))
+    local r, err, code, reason = self:keepalive(gettime())
+    if r then
+      kick(self)
+    elseif r == nil then
+      self.log("info", "keepalive ping timeout", { peer = self.peer, code = code })
+      settle(self, r, err, code, reason)
+      return
     end
   end
 end

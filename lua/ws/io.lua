@@ -28,10 +28,12 @@ function M.raw_fd(sock)
 end
 
 --- Wait until sock is ready for "r" or "w", or deadline (absolute, or nil).
--- Returns true, or nil, "timeout" / "closed".
+-- sched: the scheduler to wait through (false: none, block; nil: the
+-- running ws.loop, if any). Returns true, or nil, "timeout" / "closed".
 function M.wait(sock, mode, deadline, sched)
-  sched = sched or current()
-  if sched then return sched:wait(sock, mode, deadline) end
+  local l = sched
+  if l == nil then l = current() end
+  if l then return l:wait(sock, mode, deadline) end
   local t = deadline and math.max(deadline - gettime(), 0)
   local r, w, err = select(mode == "r" and { sock } or nil, mode == "w" and { sock } or nil, t)
   if err == "timeout" then return nil, "timeout" end
@@ -74,8 +76,9 @@ function M.send(sock, s, i)
   return sock:send(s, i)
 end
 
---- Read whatever is available (at least one byte), waiting until deadline.
--- Returns data, or nil, "timeout" / "closed" / an OS or TLS error.
+--- Read whatever is available (at least one byte), waiting until deadline
+-- (through sched, as in M.wait). Returns data, or nil, "timeout" /
+-- "closed" / an OS or TLS error.
 function M.read(sock, deadline, sched)
   local stalls = 0
   while true do
@@ -92,8 +95,9 @@ function M.read(sock, deadline, sched)
   end
 end
 
---- Write s[i..] until done or deadline. Each round makes progress or waits
--- for the socket; STALLS rounds in a row without progress give up ("closed").
+--- Write s[i..] until done or deadline (waiting through sched, as in
+-- M.wait). Each round makes progress or waits for the socket; STALLS rounds
+-- in a row without progress give up ("closed").
 -- Returns true, or nil, err, last index sent.
 function M.write(sock, s, i, deadline, sched)
   i = i or 1
