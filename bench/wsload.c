@@ -6,14 +6,20 @@
  *                          until SIGTERM/SIGINT (or EOF when stdin is a pipe/tty)
  *
  * Options: --host 127.0.0.1 --port 8080 --path /ws --conns N --size BYTES
- *          --text|--binary --depth K --secs S --warmup S --timeout S
+ *          --text|--binary|--json --depth K --secs S --warmup S --timeout S
+ *          --deflate takeover|none   offer permessage-deflate (RFC 7692) with
+ *                                    context takeover, or with none on both sides
+ *          --level N                 our own zlib level (default 1)
+ * --json: text messages cut from JSON-like records (compressible, like an API's
+ * traffic). With --deflate every message is sent compressed and every echoed
+ * message, compressed or not, is inflated and checked byte for byte.
  *
  * Each run prints one line on stdout:
  *   RESULT mode=echo conns=64 size=32 msgs=... msgs_per_s=... mib_per_s=...
  *          p50_us=... p99_us=... max_us=... errors=0
  * Client frames are masked with keys from the kernel CSPRNG (RFC 6455 5.3),
  * drawn 4 KiB at a time so masking costs no syscall per frame.
- * Build: cc -std=c99 -O2 -Wall -Wextra -Werror wsload.c -lcrypto */
+ * Build: cc -std=c99 -O2 -Wall -Wextra -Werror wsload.c -lcrypto -lz */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -34,6 +40,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 enum { M_ECHO, M_UPGRADE, M_IDLE };
 enum { S_FREE, S_CONNECTING, S_HANDSHAKE, S_OPEN, S_CLOSING };
@@ -52,14 +59,21 @@ typedef struct {
     /* echo accounting: messages sent and received in order */
     uint64_t sent, recvd;
     uint64_t *send_ns;             /* ring of depth send times */
+    /* permessage-deflate, when negotiated */
+    int pmd, out_reset, out_bits, in_rsv1;
+    z_stream zout, zin;
+    int zlive;
+    unsigned char *zbuf;           /* compressed message being received */
+    size_t zbuf_len, zbuf_cap;
 } conn;
 
 static struct {
-    int mode, port, nconns, depth, text;
+    int mode, port, nconns, depth, text, json, deflate, level;
     size_t size;
     double secs, warmup, timeout;
     const char *host, *path;
-} opt = {M_ECHO, 8080, 1, 1, 0, 32, 5, 0.5, 30, "127.0.0.1", "/ws"};
+} opt = {M_ECHO, 8080, 1, 1, 0, 0, 0, 1, 32, 5, 0.5, 30, "127.0.0.1", "/ws"};
+enum { PMD_OFF, PMD_TAKEOVER, PMD_NONE };
 
 static int ep;
 static conn *conns;
@@ -68,6 +82,8 @@ static unsigned char *pattern;     /* message payloads are windows of this */
 static size_t pattern_len;
 static uint64_t errors, done_msgs, done_bytes, upgrades;
 static uint64_t *lat; static size_t nlat, cap_lat;
+static unsigned char *zscratch;    /* compressed out / inflated in, one message */
+static size_t zscratch_cap;
 static int started, measuring, stopping;
 static volatile sig_atomic_t got_signal;
 
@@ -137,11 +153,11 @@ static void out_reserve(conn *c, size_t n) {
     c->out = xrealloc(c->out, c->out_cap);
 }
 
-static void queue_frame(conn *c, int op, const unsigned char *p, size_t n) {
+static void queue_frame_rsv(conn *c, int op, int rsv1, const unsigned char *p, size_t n) {
     out_reserve(c, n + 14);
     unsigned char *h = c->out + c->out_len, key[4];
     size_t hl = 2;
-    h[0] = (unsigned char)(0x80 | op);
+    h[0] = (unsigned char)(0x80 | (rsv1 ? 0x40 : 0) | op);
     if (n < 126) h[1] = (unsigned char)(0x80 | n);
     else if (n < 65536) { h[1] = 0x80 | 126; h[2] = (unsigned char)(n >> 8); h[3] = (unsigned char)n; hl = 4; }
     else { h[1] = 0x80 | 127; for (int i = 0; i < 8; i++) h[2 + i] = (unsigned char)((uint64_t)n >> (56 - 8 * i)); hl = 10; }
@@ -149,6 +165,64 @@ static void queue_frame(conn *c, int op, const unsigned char *p, size_t n) {
     memcpy(h + hl, key, 4);
     mask_copy(h + hl + 4, p, n, key);
     c->out_len += hl + 4 + n;
+}
+
+static void queue_frame(conn *c, int op, const unsigned char *p, size_t n) { queue_frame_rsv(c, op, 0, p, n); }
+
+/* ---- permessage-deflate ------------------------------------------------- */
+/* Message s of connection c is pattern[off .. off+size): distinct per message,
+ * checked with one memcmp; text patterns are printable ASCII. */
+static size_t msg_off(const conn *c, uint64_t s) { return (size_t)((s * 97 + (uint64_t)c->slot * 31) % 4093); }
+
+static void zscratch_reserve(size_t n) {
+    if (n > zscratch_cap) zscratch = xrealloc(zscratch, zscratch_cap = n);
+}
+
+static void z_open(conn *c) {
+    memset(&c->zout, 0, sizeof c->zout);
+    memset(&c->zin, 0, sizeof c->zin);
+    if (deflateInit2(&c->zout, opt.level, Z_DEFLATED, -c->out_bits, 8, Z_DEFAULT_STRATEGY) != Z_OK ||
+        inflateInit2(&c->zin, -15) != Z_OK) die("zlib init");
+    c->zlive = 1;
+}
+
+static void z_close(conn *c) {
+    if (!c->zlive) return;
+    deflateEnd(&c->zout);
+    inflateEnd(&c->zin);
+    c->zlive = 0;
+}
+
+/* One message compressed as RFC 7692 says: sync flush, 00 00 ff ff cut off. */
+static void send_compressed(conn *c, int op, const unsigned char *p, size_t n) {
+    zscratch_reserve(deflateBound(&c->zout, (uLong)n) + 64);
+    c->zout.next_in = (Bytef *)p, c->zout.avail_in = (uInt)n;
+    c->zout.next_out = zscratch, c->zout.avail_out = (uInt)zscratch_cap;
+    if (deflate(&c->zout, Z_SYNC_FLUSH) != Z_OK || c->zout.avail_in) die("deflate");
+    size_t len = zscratch_cap - c->zout.avail_out;
+    if (len >= 4 && !memcmp(zscratch + len - 4, "\0\0\xff\xff", 4)) len -= 4;
+    if (c->out_reset) deflateReset(&c->zout);
+    queue_frame_rsv(c, op, 1, zscratch, len);
+}
+
+/* Inflate the compressed message gathered in c->zbuf and check it. */
+static int check_compressed(conn *c) {
+    static const unsigned char tail[4] = {0, 0, 0xff, 0xff};
+    zscratch_reserve(opt.size + 1);
+    c->zin.next_out = zscratch, c->zin.avail_out = (uInt)opt.size + 1;
+    for (int i = 0; i < 2; i++) {
+        c->zin.next_in = i ? (Bytef *)tail : c->zbuf;
+        c->zin.avail_in = i ? 4 : (uInt)c->zbuf_len;
+        int rc = inflate(&c->zin, Z_SYNC_FLUSH);
+        if (rc != Z_OK && rc != Z_BUF_ERROR) return err_log(c, "echo does not inflate");
+        if (c->zin.avail_in) return err_log(c, "inflated echo too long");
+    }
+    size_t n = opt.size + 1 - c->zin.avail_out;
+    c->zbuf_len = 0;
+    if (n != opt.size) return err_log(c, "echoed message has the wrong size");
+    if (memcmp(zscratch, pattern + msg_off(c, c->recvd), n) != 0) return err_log(c, "echoed bytes differ");
+    c->msg_off = n;
+    return 0;
 }
 
 static void set_events(conn *c, int want_out) {
@@ -174,14 +248,22 @@ static int flush_out(conn *c) {
 }
 
 /* ---- echo payloads -------------------------------------------------------- */
-/* Message s of connection c is pattern[off .. off+size): distinct per message,
- * checked with one memcmp; text patterns are printable ASCII. */
-static size_t msg_off(const conn *c, uint64_t s) { return (size_t)((s * 97 + (uint64_t)c->slot * 31) % 4093); }
-
 static void make_pattern(void) {
     pattern_len = opt.size + 4096;
-    pattern = xrealloc(NULL, pattern_len);
+    pattern = xrealloc(NULL, pattern_len + 256);
     uint32_t x = 2463534242u;
+    if (opt.json) {   /* records like an API's: same keys, varying values */
+        static const char *const names[] = {"alice", "bob", "carol", "dave", "erin", "frank"};
+        size_t i = 0;
+        for (unsigned id = 1000; i < pattern_len; id++) {
+            x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+            i += (size_t)snprintf((char *)pattern + i, 256,
+                "{\"id\":%u,\"user\":\"%s\",\"score\":%u.%02u,\"active\":%s,\"tags\":[\"t%u\",\"ws\"],"
+                "\"updated\":\"2026-11-%02uT%02u:%02u:00Z\"},", id, names[x % 6], x % 1000, (x >> 10) % 100,
+                x & 1 ? "true" : "false", (x >> 4) % 50, 1 + (x >> 8) % 28, (x >> 12) % 24, (x >> 16) % 60);
+        }
+        return;
+    }
     for (size_t i = 0; i < pattern_len; i++) {
         x ^= x << 13, x ^= x >> 17, x ^= x << 5;
         pattern[i] = opt.text ? (unsigned char)(' ' + x % 95) : (unsigned char)(x >> 24);
@@ -190,7 +272,8 @@ static void make_pattern(void) {
 
 static void send_msg(conn *c) {
     c->send_ns[c->sent % (uint64_t)opt.depth] = now_ns();
-    queue_frame(c, opt.text ? 1 : 2, pattern + msg_off(c, c->sent), opt.size);
+    if (c->pmd) send_compressed(c, opt.text ? 1 : 2, pattern + msg_off(c, c->sent), opt.size);
+    else queue_frame(c, opt.text ? 1 : 2, pattern + msg_off(c, c->sent), opt.size);
     c->sent++;
 }
 
@@ -208,6 +291,7 @@ static void b64(char *dst, const unsigned char *src, int n) { EVP_EncodeBlock((u
 static void conn_close(conn *c) {
     if (c->fd >= 0) close(c->fd);  /* close() also drops it from epoll */
     c->fd = -1;
+    z_close(c);
     c->state = S_FREE;
 }
 
@@ -221,6 +305,7 @@ static int conn_open(conn *c) {
     c->in_frame = c->in_msg = 0;
     c->sent = c->recvd = 0;
     c->want_out = 1;
+    c->pmd = 0, c->zbuf_len = 0;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
     if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) die("epoll_ctl");
     if (connect(c->fd, (struct sockaddr *)&addr, sizeof addr) < 0 && errno != EINPROGRESS) {
@@ -240,8 +325,12 @@ static int conn_open(conn *c) {
     char req[512];
     n = snprintf(req, sizeof req,
                  "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                 opt.path, opt.host, opt.port, c->key);
+                 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
+                 opt.path, opt.host, opt.port, c->key,
+                 opt.deflate == PMD_OFF ? "" :
+                 opt.deflate == PMD_TAKEOVER ? "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" :
+                 "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits; "
+                 "server_no_context_takeover; client_no_context_takeover\r\n");
     out_reserve(c, (size_t)n);
     memcpy(c->out, req, (size_t)n);
     c->out_len = (size_t)n;
@@ -264,7 +353,7 @@ static long parse_handshake(conn *c) {
     *end = 0;
     char *s = (char *)c->in;
     if (strncmp(s, "HTTP/1.1 101", 12) != 0) return err_log(c, "status is not 101");
-    int ok = 0;
+    int ok = 0, pmd = 0;
     for (char *line = strstr(s, "\r\n"); line; line = strstr(line + 2, "\r\n")) {
         char *h = line + 2;
         if (strncasecmp(h, "sec-websocket-accept:", 21) == 0) {
@@ -272,9 +361,24 @@ static long parse_handshake(conn *c) {
             while (*h == ' ' || *h == '\t') h++;
             size_t n = strlen(c->accept);
             ok = strncmp(h, c->accept, n) == 0 && (h[n] == '\r' || h[n] == ' ' || h[n] == 0);
+        } else if (strncasecmp(h, "sec-websocket-extensions:", 25) == 0) {
+            char *eol = strstr(h, "\r\n"), save = 0;
+            if (eol) save = *eol, *eol = 0;
+            pmd = strstr(h, "permessage-deflate") != NULL;
+            /* our window: what the server allows (zlib's 9 bits stay within 256 bytes) */
+            char *wb = strstr(h, "client_max_window_bits=");
+            c->out_bits = wb ? atoi(wb + 23) : 15;
+            if (c->out_bits < 8 || c->out_bits > 15) pmd = -1;
+            if (c->out_bits == 8) c->out_bits = 9;
+            c->out_reset = opt.deflate == PMD_NONE || strstr(h, "client_no_context_takeover") != NULL;
+            if (eol) *eol = save;
         }
     }
     if (!ok) return err_log(c, "bad Sec-WebSocket-Accept");
+    if (pmd < 0) return err_log(c, "bad client_max_window_bits");
+    if (opt.deflate && !pmd) return err_log(c, "server declined permessage-deflate");
+    if (pmd && !opt.deflate) return err_log(c, "server chose an extension we did not offer");
+    if (pmd) c->pmd = 1, z_open(c);
     return (long)(end + 4 - c->in);
 }
 
@@ -309,7 +413,9 @@ static int process_frames(conn *c) {
             int fin = p[0] >> 7, op = p[0] & 15, len7 = p[1] & 127;
             size_t hl = len7 == 126 ? 4 : len7 == 127 ? 10 : 2;
             if (p[1] & 0x80) return err_log(c, "server frame is masked");
-            if (p[0] & 0x70) return err_log(c, "RSV bits set");
+            int rsv1 = (p[0] & 0x40) != 0;
+            if (p[0] & 0x30 || (rsv1 && (!c->pmd || (p[0] & 15) == 0 || (p[0] & 15) >= 8)))
+                return err_log(c, "bad RSV bits");
             if (avail < hl) break;
             uint64_t n = (uint64_t)len7;
             if (len7 == 126) n = (uint64_t)p[2] << 8 | p[3];
@@ -328,13 +434,18 @@ static int process_frames(conn *c) {
             }
             if ((op == 0) != c->in_msg) return err_log(c, "bad continuation");
             if (op && op != (opt.text ? 1 : 2)) return err_log(c, "echo has the wrong type");
-            if (op) c->in_msg = 1, c->msg_off = 0;
+            if (op) c->in_msg = 1, c->msg_off = 0, c->in_rsv1 = rsv1, c->zbuf_len = 0;
             c->in_frame = 1, c->frame_fin = fin, c->frame_left = n;
             pos += hl;
             avail -= hl, p += hl;
         }
         size_t k = c->frame_left < avail ? (size_t)c->frame_left : avail;
-        if (k) {
+        if (k && c->in_rsv1) {           /* compressed: gather, check when whole */
+            if (c->zbuf_len + k > opt.size + 4096) return err_log(c, "compressed echo too long");
+            if (c->zbuf_len + k > c->zbuf_cap) c->zbuf = xrealloc(c->zbuf, c->zbuf_cap = opt.size + 4096);
+            memcpy(c->zbuf + c->zbuf_len, p, k);
+            c->zbuf_len += k, c->frame_left -= k, pos += k;
+        } else if (k) {
             if (opt.mode != M_ECHO || c->msg_off + k > opt.size) return err_log(c, "echoed message too long");
             if (memcmp(p, pattern + msg_off(c, c->recvd) + c->msg_off, k) != 0)
                 return err_log(c, "echoed bytes differ");
@@ -342,6 +453,7 @@ static int process_frames(conn *c) {
         }
         if (c->frame_left) break;
         c->in_frame = 0;
+        if (c->frame_fin && c->in_rsv1 && check_compressed(c) < 0) return -1;
         if (c->frame_fin && on_message_done(c) < 0) return -1;
     }
     memmove(c->in, c->in + pos, c->in_len - pos);
@@ -542,7 +654,7 @@ static void on_signal(int s) { (void)s; got_signal = 1; }
 
 static void usage(void) {
     fprintf(stderr, "usage: wsload echo|upgrade|idle [--host H] [--port P] [--path /ws] [--conns N]\n"
-                    "       [--size BYTES] [--text|--binary] [--depth K] [--secs S] [--warmup S] [--timeout S]\n");
+                    "       [--size BYTES] [--text|--binary|--json] [--deflate takeover|none] [--level N] [--depth K] [--secs S] [--warmup S] [--timeout S]\n");
     exit(2);
 }
 
@@ -556,6 +668,7 @@ int main(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--text")) { opt.text = 1; continue; }
         if (!strcmp(a, "--binary")) { opt.text = 0; continue; }
+        if (!strcmp(a, "--json")) { opt.text = opt.json = 1; continue; }
         if (!v) usage();
         i++;
         if (!strcmp(a, "--host")) opt.host = v;
@@ -567,6 +680,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--secs")) opt.secs = atof(v);
         else if (!strcmp(a, "--warmup")) opt.warmup = atof(v);
         else if (!strcmp(a, "--timeout")) opt.timeout = atof(v);
+        else if (!strcmp(a, "--level")) opt.level = atoi(v);
+        else if (!strcmp(a, "--deflate"))
+            opt.deflate = !strcmp(v, "takeover") ? PMD_TAKEOVER : !strcmp(v, "none") ? PMD_NONE : (usage(), 0);
         else usage();
     }
     if (opt.nconns < 1 || opt.depth < 1 || opt.port < 1) usage();

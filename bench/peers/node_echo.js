@@ -1,4 +1,5 @@
-// Node ws echo server on /ws:  node node_echo.js PORT
+// Node ws echo server on /ws:  node node_echo.js PORT [deflate]
+// deflate: permessage-deflate on with ws's defaults (zlib level default, 1 KiB threshold)
 // ws comes from spec/interop (pinned 8.23.0); bufferutil from bench/node_modules
 // (run.sh sets NODE_PATH so ws's own require('bufferutil') finds it).
 'use strict';
@@ -12,10 +13,10 @@ const port = Number(process.argv[2] || 8080);
 const wss = new WebSocketServer({
   host: '127.0.0.1', port, path: '/ws',
   maxPayload: 16 * 1024 * 1024,
-  perMessageDeflate: false,
+  perMessageDeflate: process.argv[3] === 'deflate',
 });
 wss.on('connection', (sock) => {
   sock.on('message', (data, isBinary) => sock.send(data, { binary: isBinary }));
   sock.on('error', () => {});
 });
-wss.on('listening', () => console.error(`node ws echo on ${port} (bufferutil: ${native})`));
+wss.on('listening', () => console.error(`node ws echo on ${port} (bufferutil: ${native}, deflate: ${process.argv[3] === 'deflate'})`));

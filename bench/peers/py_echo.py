@@ -1,4 +1,6 @@
-"""python3-websockets 10.4 echo server on /ws:  /usr/bin/python3 py_echo.py PORT"""
+"""python3-websockets 10.4 echo server on /ws:  /usr/bin/python3 py_echo.py PORT [deflate]
+
+deflate: permessage-deflate with the library's defaults (on by default there)."""
 import asyncio
 import sys
 
@@ -16,11 +18,12 @@ async def echo(sock, path):
 
 
 async def main(port):
-    # no compression, 16 MiB messages, no keepalive pings during a bench
-    async with websockets.serve(echo, "127.0.0.1", port, compression=None,
+    # 16 MiB messages, no keepalive pings during a bench
+    async with websockets.serve(echo, "127.0.0.1", port, compression=compression,
                                 max_size=16 << 20, ping_interval=None):
         print(f"python websockets echo on {port}", file=sys.stderr)
         await asyncio.Future()
 
 
+compression = "deflate" if sys.argv[2:3] == ["deflate"] else None
 asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 8080))
