@@ -47,6 +47,7 @@ end
 -- request, response, peer, protocol, on_pong, and the limits in M.defaults.
 function M.new(sock, opts)
   local role = opts.role or "server"
+  local z = opts.deflate and core.deflate(opts.deflate)
   local self = setmetatable({
     sock = sock,
     role = role,
@@ -61,11 +62,12 @@ function M.new(sock, opts)
     close_timeout = opt(opts, "close_timeout"),
     idle_timeout = opt(opts, "idle_timeout"),
     max_message = opt(opts, "max_message"),
-    -- permessage-deflate, when negotiated: RSV1 marks a compressed message
-    deflate = opts.deflate and core.deflate(opts.deflate),
+    -- permessage-deflate, when negotiated: RSV1 marks a compressed message;
+    -- the reader inflates those and send_frame compresses (one C call each)
+    deflate = z,
     threshold = opts.deflate and opts.deflate.threshold or 0,
     reader = core.reader { role = role, max_message = opt(opts, "max_message"),
-                           rsv_allowed = opts.deflate and 4 or 0 },
+                           rsv_allowed = z and 4 or 0, deflate = z },
     masked = role == "client",
     -- send queue: strings q[qh..], first one sent up to qoff - 1
     q = {}, qh = 1, qt = 0, qoff = 1, qbytes = 0,
@@ -266,15 +268,11 @@ function Conn:send(data, kind)
   kind = kind or "text"
   if kind ~= "text" and kind ~= "binary" then error("bad argument #2 to 'send' (\"text\" or \"binary\" expected)", 2) end
   if self.state ~= "open" then return nil, "closed" end
-  local rsv = 0
-  if self.deflate and #data >= self.threshold then
-    if kind == "text" and not utf8_valid(data) then return nil, "invalid utf-8" end
-    data, rsv = self.deflate:compress(data), 4
-  end
+  local z = self.deflate and #data >= self.threshold and self.deflate
   local fd = self.wfd
   if fd and self.qh > self.qt and not self.flushing then
-    -- send_frame checks the UTF-8 of uncompressed text itself
-    local rest, err = send_frame(fd, data, kind, rsv)
+    -- send_frame checks the UTF-8 of text itself (and compresses with z)
+    local rest, err = send_frame(fd, data, kind, z or 0)
     if rest == true then return true end
     if not rest then
       if err == "invalid utf-8" then return nil, err end
@@ -283,8 +281,9 @@ function Conn:send(data, kind)
     end
     return send_raw(self, rest)
   end
-  if rsv == 0 and kind == "text" and not utf8_valid(data) then return nil, "invalid utf-8" end
-  return send_raw(self, frame(data, kind, true, self.masked, rsv))
+  if kind == "text" and not utf8_valid(data) then return nil, "invalid utf-8" end
+  if z then return send_raw(self, frame(z:compress(data), kind, true, self.masked, 4)) end
+  return send_raw(self, frame(data, kind, true, self.masked))
 end
 
 --- Send an already encoded frame to this connection without waiting
@@ -395,14 +394,9 @@ local function receive(self, deadline)
     -- have dropped the connection meanwhile: its reader is closed then
     if self.sock_closed then return nil, "closed", self.close_code, self.close_reason end
     -- with a descriptor, next() reads from it once its input is used up
+    -- (a compressed message comes out inflated and checked)
     local kind, data, code, reason = reader:next(self.rfd)
     if kind == "text" or kind == "binary" then
-      if code then                             -- code: RSV bits, 4 = compressed
-        local err
-        data, err = self.deflate:decompress(data, self.max_message)
-        if not data then return fail(self, err == "message too big" and 1009 or 1007, err) end
-        if kind == "text" and not utf8_valid(data) then return fail(self, 1007, "invalid utf-8") end
-      end
       -- a peer whose input never runs dry must not starve the other tasks:
       -- yield after 64 messages or about 1 MiB, whichever comes first
       local burst = self.burst + 1 + #data / 16384
