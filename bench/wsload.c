@@ -10,6 +10,8 @@
  *          --deflate takeover|none   offer permessage-deflate (RFC 7692) with
  *                                    context takeover, or with none on both sides
  *          --level N                 our own zlib level (default 1)
+ *          --count N                 echo: stop once N messages were measured
+ *                                    (fixed work, for timing a whole run; --secs caps it)
  * --json: text messages cut from JSON-like records (compressible, like an API's
  * traffic). With --deflate every message is sent compressed and every echoed
  * message, compressed or not, is inflated and checked byte for byte.
@@ -71,8 +73,9 @@ static struct {
     int mode, port, nconns, depth, text, json, deflate, level;
     size_t size;
     double secs, warmup, timeout;
+    uint64_t count;
     const char *host, *path;
-} opt = {M_ECHO, 8080, 1, 1, 0, 0, 0, 1, 32, 5, 0.5, 30, "127.0.0.1", "/ws"};
+} opt = {M_ECHO, 8080, 1, 1, 0, 0, 0, 1, 32, 5, 0.5, 30, 0, "127.0.0.1", "/ws"};
 enum { PMD_OFF, PMD_TAKEOVER, PMD_NONE };
 
 static int ep;
@@ -563,7 +566,7 @@ static void run_echo(void) {
     while (!got_signal) {
         uint64_t t = now_ns();
         if (!measuring && t >= t_meas) measuring = 1, t_meas = t;
-        if (t >= t_end || count_state(S_OPEN) == 0) break;
+        if (t >= t_end || count_state(S_OPEN) == 0 || (opt.count && done_msgs >= opt.count)) break;
         poll_once(5);
     }
     double elapsed = (double)(now_ns() - t_meas) / 1e9;
@@ -654,7 +657,7 @@ static void on_signal(int s) { (void)s; got_signal = 1; }
 
 static void usage(void) {
     fprintf(stderr, "usage: wsload echo|upgrade|idle [--host H] [--port P] [--path /ws] [--conns N]\n"
-                    "       [--size BYTES] [--text|--binary|--json] [--deflate takeover|none] [--level N] [--depth K] [--secs S] [--warmup S] [--timeout S]\n");
+                    "       [--size BYTES] [--text|--binary|--json] [--deflate takeover|none] [--level N] [--count N] [--depth K] [--secs S] [--warmup S] [--timeout S]\n");
     exit(2);
 }
 
@@ -681,6 +684,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--warmup")) opt.warmup = atof(v);
         else if (!strcmp(a, "--timeout")) opt.timeout = atof(v);
         else if (!strcmp(a, "--level")) opt.level = atoi(v);
+        else if (!strcmp(a, "--count")) opt.count = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--deflate"))
             opt.deflate = !strcmp(v, "takeover") ? PMD_TAKEOVER : !strcmp(v, "none") ? PMD_NONE : (usage(), 0);
         else usage();
