@@ -34,12 +34,13 @@
 #define KEEP_ZBUF (1024 * 1024)
 
 /* Per Lua state: the zlib streams connections with no context takeover
- * borrow, and one output buffer every (de)compression writes into before
- * its result becomes a Lua string or goes to the socket. An upvalue of the
- * functions that compress or inflate. */
+ * borrow, one output buffer every (de)compression writes into before its
+ * result becomes a Lua string or goes to the socket, and the client's mask
+ * keys. An upvalue of the functions that use them. */
 typedef struct {
     ws_deflate_shared sh;
     ws_zbuf buf;
+    ws_mask_keys keys;        /* client mask keys (frame(..., mask = true)) */
 } lzctx;
 
 #define ZCTX(i) ((lzctx *)lua_touserdata(L, lua_upvalueindex(i)))
@@ -253,7 +254,7 @@ static int check_opcode(lua_State *L, int idx) {
 }
 
 /* frame(payload, kind_or_opcode [, fin=true [, mask=false [, rsv=0]]]) -> bytes
- * mask=true draws a fresh key from RAND_bytes; mask may also be a 4-byte key. */
+ * mask=true draws a fresh key (buffered RAND_bytes); mask may also be a 4-byte key. */
 static int l_frame(lua_State *L) {
     size_t n;
     const char *payload = luaL_checklstring(L, 1, &n);
@@ -270,7 +271,7 @@ static int l_frame(lua_State *L) {
         memcpy(key, k, 4);
         kp = key;
     } else if (lua_toboolean(L, 4)) {
-        if (ws_random(key, 4) != 0)
+        if (ws_mask_key(&ZCTX(1)->keys, key) != 0)
             return luaL_error(L, "RAND_bytes failed");
         kp = key;
     }
@@ -1072,6 +1073,7 @@ static const luaL_Reg funcs[] = {
 static int l_zctx_gc(lua_State *L) {
     lzctx *z = (lzctx *)lua_touserdata(L, 1);
     ws_deflate_shared_free(&z->sh);
+    memset(&z->keys, 0, sizeof z->keys);
     free(z->buf.p);
     z->buf.p = NULL;
     z->buf.cap = 0;
@@ -1082,6 +1084,7 @@ int luaopen_ws_core(lua_State *L) {
     /* made before any ws.deflate, so finalised after them all */
     lzctx *zc = (lzctx *)lua_newuserdatauv(L, sizeof *zc, 0);
     memset(zc, 0, sizeof *zc);
+    zc->keys.pos = sizeof zc->keys.buf;
     int zctx = lua_gettop(L);
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, l_zctx_gc);

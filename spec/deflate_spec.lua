@@ -140,7 +140,7 @@ describe("ws.deflate negotiation", function()
     it("accepts a plain offer with the defaults", function()
       local r, o = deflate.accept("permessage-deflate", true)
       assert.equal("permessage-deflate", r)
-      assert.same({ level = 6, threshold = 64, out_bits = 15, in_bits = 15, out_reset = false, in_reset = false }, o)
+      assert.same({ level = 1, threshold = 64, out_bits = 15, in_bits = 15, out_reset = false, in_reset = false }, o)
     end)
 
     it("declines nothing offered, other extensions and malformed headers", function()
@@ -257,7 +257,7 @@ describe("ws.deflate negotiation", function()
     end)
 
     it("turns a valid answer into compressor settings", function()
-      assert.same({ level = 6, threshold = 64, out_bits = 15, in_bits = 15, out_reset = false, in_reset = false },
+      assert.same({ level = 1, threshold = 64, out_bits = 15, in_bits = 15, out_reset = false, in_reset = false },
         deflate.agree("permessage-deflate", true))
       local o = deflate.agree("permessage-deflate; server_no_context_takeover; client_no_context_takeover; " ..
         "client_max_window_bits=10; server_max_window_bits=9", { level = 1, threshold = 0 })
