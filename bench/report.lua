@@ -74,6 +74,13 @@ local tables = {
     lat("4 KiB no takeover p50/p99/max µs", "z4kn", 1, 0),
     lat("64 KiB no takeover p50/p99/max µs", "z64kn", 1, 0),
   },
+  { title = "wss:// (TLS 1.3, TLS_AES_128_GCM_SHA256, X25519, ECDSA P-256)",
+    { "64x32 B text msg/s", "s32", field "msgs_per_s", 0 },
+    { "4x1 MiB bin MiB/s", "s1m", field "mib_per_s", 0 },
+    { "TLS upgrades/s (16 conc.)", "supg", field "upgrades_per_s", 0 },
+    lat("32 B p50/p99/max µs", "s32", 1, 0),
+    lat("1 MiB p50/p99/max ms", "s1m", 1e3, 1),
+  },
 }
 
 local function ratio(a, b) return (a and b and b > 0) and string.format("%.2f", a / b) or "-" end

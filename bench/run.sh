@@ -12,6 +12,9 @@
 #        rt1:  32 B / 4 KiB echo, one message in flight per connection
 #        pmd:  permessage-deflate echo, 4 KiB and 64 KiB JSON-like text, with
 #              no context takeover and with it (servers restarted with deflate on)
+#        tls:  wss:// echo 64 x 32 B and 4 x 1 MiB, TLS upgrades/s (TLS 1.3,
+#              TLS_AES_128_GCM_SHA256, X25519, ECDSA P-256 certificate, for
+#              every server; ours is examples/wss_echo.lua)
 #        upg:  upgrades/s    idle: RSS per idle connection
 # Servers run pinned to core 0, the load generator to core 1, over loopback.
 # Output: a Markdown table on stdout; raw results and logs in build/bench/.
@@ -29,12 +32,15 @@ else
 fi
 DEPTH=${BENCH_DEPTH:-32} DEPTH_BIG=${BENCH_DEPTH_BIG:-2}
 SERVERS=${BENCH_SERVERS:-"ours gorilla node-ws py-websockets lua-http lws"}
-COLUMNS=${BENCH_COLUMNS:-"deep rt1 pmd upg idle"}
+COLUMNS=${BENCH_COLUMNS:-"deep rt1 pmd tls upg idle"}
 has() { case " $COLUMNS " in *" $1 "*) return 0 ;; esac; return 1; }
 # permessage-deflate peers: those with the extension (lua-http and our lws
 # peer have it off)
 PMD_SERVERS=""
 for s in $SERVERS; do case $s in ours|gorilla|node-ws|py-websockets) PMD_SERVERS="$PMD_SERVERS $s" ;; esac; done
+# and TLS (the same ones)
+TLS_SERVERS=$PMD_SERVERS
+CERT=$OUT/tls/cert.pem KEY=$OUT/tls/key.pem
 PORT=${BENCH_PORT:-18700}
 RES=$OUT/results.txt
 : >"$RES"; rm -f "$OUT"/*.log "$OUT/codec.md"
@@ -51,7 +57,12 @@ OURS_CPATH="$ROOT/.rocks/lib/lua/5.4/?.so;;"
 LH_PATH="/usr/share/lua/5.4/?.lua;/usr/share/lua/5.4/?/init.lua;/usr/share/lua/5.3/?.lua;/usr/share/lua/5.3/?/init.lua;/usr/share/lua/5.2/?.lua;/usr/share/lua/5.2/?/init.lua;;"
 
 echo "building wsload and peers..." >&2
-cc -std=c99 -O2 -Wall -Wextra -Werror bench/wsload.c -lcrypto -lz -o "$OUT/wsload" || exit 1
+cc -std=c99 -O2 -Wall -Wextra -Werror bench/wsload.c -lssl -lcrypto -lz -o "$OUT/wsload" || exit 1
+if has tls && [ ! -f "$CERT" ]; then
+  mkdir -p "$OUT/tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 -subj /CN=127.0.0.1 \
+    -keyout "$KEY" -out "$CERT" 2>/dev/null || exit 1
+fi
 [ -f .rocks/lib/lua/5.4/ws/core.so ] || { echo "run 'make build' first" >&2; exit 1; }
 if command -v go >/dev/null 2>&1; then
   (cd "$OUT" && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$OUT/gocache" \
@@ -77,19 +88,26 @@ next_port() {
   while ss -tanH "( sport = :$PORT or dport = :$PORT )" 2>/dev/null | grep -q .; do PORT=$((PORT + 1)); done
 }
 
-# start NAME [deflate]: the server pinned to core 0 on a fresh port; sets SPID
-# (taskset execs, so it is the server's own pid, whose VmRSS we read) and
-# SPORT. deflate: permessage-deflate on. Returns 1 if it never listens.
+# start NAME [deflate|tls]: the server pinned to core 0 on a fresh port; sets
+# SPID (taskset execs, so it is the server's own pid, whose VmRSS we read) and
+# SPORT. deflate: permessage-deflate on; tls: wss://. Returns 1 if it never listens.
 start() {
   log=$OUT/$1.log
   next_port; set -- "$1" "$PORT" "${2:-}"; SPORT=$PORT
+  peer_args=$3
+  [ "$3" = tls ] && peer_args="tls $CERT $KEY"
   case $1 in
-    ours) LUA_PATH=$OURS_PATH LUA_CPATH=$OURS_CPATH taskset -c 0 lua5.4 examples/echo.lua --port "$2" \
-            ${3:+--compression} >>"$log" 2>&1 & ;;
+    ours) if [ "$3" = tls ]; then
+            LUA_PATH=$OURS_PATH LUA_CPATH=$OURS_CPATH taskset -c 0 lua5.4 examples/wss_echo.lua --port "$2" \
+              --cert "$CERT" --key "$KEY" >>"$log" 2>&1 &
+          else
+            LUA_PATH=$OURS_PATH LUA_CPATH=$OURS_CPATH taskset -c 0 lua5.4 examples/echo.lua --port "$2" \
+              ${3:+--compression} >>"$log" 2>&1 &
+          fi ;;
     gorilla) [ -x "$OUT/gorilla_echo" ] || return 1
-      GOMAXPROCS=1 taskset -c 0 "$OUT/gorilla_echo" "$2" $3 >>"$log" 2>&1 & ;;
-    node-ws) NODE_PATH=$ROOT/bench/node_modules taskset -c 0 node bench/peers/node_echo.js "$2" $3 >>"$log" 2>&1 & ;;
-    py-websockets) taskset -c 0 /usr/bin/python3 bench/peers/py_echo.py "$2" $3 >>"$log" 2>&1 & ;;
+      GOMAXPROCS=1 taskset -c 0 "$OUT/gorilla_echo" "$2" $peer_args >>"$log" 2>&1 & ;;
+    node-ws) NODE_PATH=$ROOT/bench/node_modules taskset -c 0 node bench/peers/node_echo.js "$2" $peer_args >>"$log" 2>&1 & ;;
+    py-websockets) taskset -c 0 /usr/bin/python3 bench/peers/py_echo.py "$2" $peer_args >>"$log" 2>&1 & ;;
     lws) [ -x "$OUT/lws_echo" ] || return 1
       taskset -c 0 "$OUT/lws_echo" "$2" >>"$log" 2>&1 & ;;
     lua-http) LUA_PATH=$LH_PATH taskset -c 0 lua5.4 bench/peers/luahttp_echo.lua "$2" >>"$log" 2>&1 & ;;
@@ -120,7 +138,7 @@ load() { # load SERVER MODE RUN PORT wsload-args...: one measurement, appended t
 
 # Phase 1: throughput and latency. All servers are up (idle ones cost
 # nothing) and runs interleave across servers, so machine noise spreads evenly.
-# run_phase SERVERS [deflate]: one round of the selected columns per run.
+# run_phase SERVERS [deflate|tls]: one round of the selected columns per run.
 run_phase() {
   _servers=$1 _pmd=${2:-}
   UP=""
@@ -132,6 +150,12 @@ run_phase() {
     for sp in $UP; do
       s=${sp%:*} p=${sp#*:}
       echo "run $r/$RUNS: $s ${_pmd:-plain}" >&2
+      if [ "$_pmd" = tls ]; then
+        load "$s" s32 $r "$p" echo --tls --conns 64 --size 32 --text --depth "$DEPTH"
+        load "$s" s1m $r "$p" echo --tls --conns 4 --size 1048576 --binary --depth "$DEPTH_BIG"
+        load "$s" supg $r "$p" upgrade --tls --conns 16
+        continue
+      fi
       if [ -n "$_pmd" ]; then
         for size in 4096 65536; do
           zs=$([ $size = 4096 ] && echo 4k || echo 64k)
@@ -158,6 +182,7 @@ run_phase() {
 }
 if has deep || has rt1 || has upg; then run_phase "$SERVERS"; fi
 has pmd && run_phase "$PMD_SERVERS" deflate
+has tls && run_phase "$TLS_SERVERS" tls
 
 # Phase 2: RSS per idle connection, each server fresh. A short churn first
 # warms code paths so one-time allocations do not count per connection.

@@ -10,6 +10,9 @@
  *          --deflate takeover|none   offer permessage-deflate (RFC 7692) with
  *                                    context takeover, or with none on both sides
  *          --level N                 our own zlib level (default 1)
+ *          --tls                     wss://: TLS 1.3 only, TLS_AES_128_GCM_SHA256 and
+ *                                    X25519 (the same for every server), no
+ *                                    certificate check, no session resumption
  *          --count N                 echo: stop once N messages were measured
  *                                    (fixed work, for timing a whole run; --secs caps it)
  * --json: text messages cut from JSON-like records (compressible, like an API's
@@ -21,14 +24,16 @@
  *          p50_us=... p99_us=... max_us=... errors=0
  * Client frames are masked with keys from the kernel CSPRNG (RFC 6455 5.3),
  * drawn 4 KiB at a time so masking costs no syscall per frame.
- * Build: cc -std=c99 -O2 -Wall -Wextra -Werror wsload.c -lcrypto -lz */
+ * Build: cc -std=c99 -O2 -Wall -Wextra -Werror wsload.c -lssl -lcrypto -lz */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -45,10 +50,11 @@
 #include <zlib.h>
 
 enum { M_ECHO, M_UPGRADE, M_IDLE };
-enum { S_FREE, S_CONNECTING, S_HANDSHAKE, S_OPEN, S_CLOSING };
+enum { S_FREE, S_CONNECTING, S_TLS, S_HANDSHAKE, S_OPEN, S_CLOSING };
 
 typedef struct {
     int fd, state, slot;
+    SSL *ssl;                      /* --tls */
     char key[32], accept[32];
     unsigned char *out;            /* bytes to send: [out_off, out_len) */
     size_t out_len, out_off, out_cap;
@@ -70,12 +76,13 @@ typedef struct {
 } conn;
 
 static struct {
-    int mode, port, nconns, depth, text, json, deflate, level;
+    int mode, port, nconns, depth, text, json, deflate, level, tls;
     size_t size;
     double secs, warmup, timeout;
     uint64_t count;
     const char *host, *path;
-} opt = {M_ECHO, 8080, 1, 1, 0, 0, 0, 1, 32, 5, 0.5, 30, 0, "127.0.0.1", "/ws"};
+} opt = {M_ECHO, 8080, 1, 1, 0, 0, 0, 1, 0, 32, 5, 0.5, 30, 0, "127.0.0.1", "/ws"};
+static SSL_CTX *tls_ctx;
 enum { PMD_OFF, PMD_TAKEOVER, PMD_NONE };
 
 static int ep;
@@ -141,6 +148,42 @@ static void mask_copy(unsigned char *dst, const unsigned char *src, size_t n, co
         memcpy(dst + i, &w, 8);
     }
     for (; i < n; i++) dst[i] = src[i] ^ k[i & 3];
+}
+
+/* ---- transport: plain TCP or TLS ------------------------------------------ */
+/* Both return bytes moved, 0 on EOF (recv), -1 with errno (EAGAIN: try after
+ * the next event). */
+static ssize_t io_send(conn *c, const void *p, size_t n) {
+    if (!c->ssl) return send(c->fd, p, n, MSG_NOSIGNAL);
+    int w = SSL_write(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+    if (w > 0) return w;
+    int e = SSL_get_error(c->ssl, w);
+    ERR_clear_error();
+    errno = e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? EAGAIN : EPROTO;
+    return -1;
+}
+
+static ssize_t io_recv(conn *c, void *p, size_t n) {
+    if (!c->ssl) return recv(c->fd, p, n, 0);
+    int r = SSL_read(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+    if (r > 0) return r;
+    int e = SSL_get_error(c->ssl, r);
+    ERR_clear_error();
+    if (e == SSL_ERROR_ZERO_RETURN) return 0;
+    if (e == SSL_ERROR_SYSCALL && errno == 0) return 0;   /* EOF without close_notify */
+    if (e != SSL_ERROR_SYSCALL) errno = e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? EAGAIN : EPROTO;
+    return -1;
+}
+
+static void tls_init(void) {
+    tls_ctx = SSL_CTX_new(TLS_client_method());
+    if (!tls_ctx ||
+        !SSL_CTX_set_min_proto_version(tls_ctx, TLS1_3_VERSION) ||
+        !SSL_CTX_set_ciphersuites(tls_ctx, "TLS_AES_128_GCM_SHA256") ||
+        !SSL_CTX_set1_groups_list(tls_ctx, "X25519")) die("SSL_CTX");
+    SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_session_cache_mode(tls_ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 }
 
 /* ---- output ------------------------------------------------------------- */
@@ -237,7 +280,7 @@ static void set_events(conn *c, int want_out) {
 /* Write what we can; wait for EPOLLOUT only while something is left. */
 static int flush_out(conn *c) {
     while (c->out_off < c->out_len) {
-        ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        ssize_t w = io_send(c, c->out + c->out_off, c->out_len - c->out_off);
         if (w < 0) {
             if (errno == EAGAIN) break;
             if (errno == EINTR) continue;
@@ -292,6 +335,8 @@ static void record_latency(uint64_t ns) {
 static void b64(char *dst, const unsigned char *src, int n) { EVP_EncodeBlock((unsigned char *)dst, src, n); }
 
 static void conn_close(conn *c) {
+    if (c->ssl) SSL_free(c->ssl);
+    c->ssl = NULL;
     if (c->fd >= 0) close(c->fd);  /* close() also drops it from epoll */
     c->fd = -1;
     z_close(c);
@@ -468,7 +513,7 @@ static int process_frames(conn *c) {
 static int on_readable(conn *c) {
     for (;;) {
         if (c->in_len == c->in_cap) return err_log(c, "input buffer full");
-        ssize_t r = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+        ssize_t r = io_recv(c, c->in + c->in_len, c->in_cap - c->in_len);
         if (r < 0) {
             if (errno == EAGAIN) return 0;
             if (errno == EINTR) continue;
@@ -476,7 +521,7 @@ static int on_readable(conn *c) {
         }
         if (r == 0) return err_log(c, c->state == S_CLOSING ? "EOF before the close frame" : "EOF");
         c->in_len += (size_t)r;
-        if (c->state == S_HANDSHAKE || c->state == S_CONNECTING) {
+        if (c->state == S_HANDSHAKE) {
             long used = parse_handshake(c);
             if (used < 0) return -1;
             if (used == 0) continue;
@@ -488,7 +533,8 @@ static int on_readable(conn *c) {
         int rc = process_frames(c);
         if (rc) return rc;
         if (flush_out(c) < 0) return -1;
-        if ((size_t)r < c->in_cap / 2) return 0;   /* likely drained: back to epoll */
+        /* likely drained: back to epoll (TLS: OpenSSL may hold more records) */
+        if (!c->ssl && (size_t)r < c->in_cap / 2) return 0;
     }
 }
 
@@ -500,10 +546,29 @@ static void on_event(conn *c, uint32_t ev) {
         getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &l);
         rc = err_log(c, e ? strerror(e) : "hangup");
     }
-    if (!rc && (ev & EPOLLOUT)) {
-        if (c->state == S_CONNECTING) c->state = S_HANDSHAKE;
-        rc = flush_out(c);
+    if (!rc && c->state == S_CONNECTING && (ev & EPOLLOUT)) {
+        c->state = S_HANDSHAKE;
+        if (opt.tls) {
+            c->state = S_TLS;
+            if (!(c->ssl = SSL_new(tls_ctx)) || !SSL_set_fd(c->ssl, c->fd)) die("SSL_new");
+        }
     }
+    if (!rc && c->state == S_TLS) {
+        int r = SSL_connect(c->ssl);
+        if (r == 1) {
+            c->state = S_HANDSHAKE;
+            ev |= EPOLLOUT;            /* the request is waiting */
+        } else {
+            int e = SSL_get_error(c->ssl, r);
+            ERR_clear_error();
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+                if ((e == SSL_ERROR_WANT_WRITE) != c->want_out) set_events(c, e == SSL_ERROR_WANT_WRITE);
+                return;
+            }
+            rc = err_log(c, "TLS handshake failed");
+        }
+    }
+    if (!rc && (ev & EPOLLOUT)) rc = flush_out(c);
     if (!rc && (ev & EPOLLIN)) rc = on_readable(c);
     if (rc) conn_close(c);
 }
@@ -527,7 +592,7 @@ static int count_state(int s) {
 static void open_all(int window, uint64_t deadline) {
     int next = 0;
     while (now_ns() < deadline && !got_signal) {
-        int pending = count_state(S_CONNECTING) + count_state(S_HANDSHAKE);
+        int pending = count_state(S_CONNECTING) + count_state(S_TLS) + count_state(S_HANDSHAKE);
         while (next < opt.nconns && pending < window) {
             if (conn_open(&conns[next++]) == 0) pending++;
         }
@@ -657,7 +722,7 @@ static void on_signal(int s) { (void)s; got_signal = 1; }
 
 static void usage(void) {
     fprintf(stderr, "usage: wsload echo|upgrade|idle [--host H] [--port P] [--path /ws] [--conns N]\n"
-                    "       [--size BYTES] [--text|--binary|--json] [--deflate takeover|none] [--level N] [--count N] [--depth K] [--secs S] [--warmup S] [--timeout S]\n");
+                    "       [--size BYTES] [--text|--binary|--json] [--deflate takeover|none] [--level N] [--count N] [--tls] [--depth K] [--secs S] [--warmup S] [--timeout S]\n");
     exit(2);
 }
 
@@ -672,6 +737,7 @@ int main(int argc, char **argv) {
         if (!strcmp(a, "--text")) { opt.text = 1; continue; }
         if (!strcmp(a, "--binary")) { opt.text = 0; continue; }
         if (!strcmp(a, "--json")) { opt.text = opt.json = 1; continue; }
+        if (!strcmp(a, "--tls")) { opt.tls = 1; continue; }
         if (!v) usage();
         i++;
         if (!strcmp(a, "--host")) opt.host = v;
@@ -709,6 +775,7 @@ int main(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    if (opt.tls) tls_init();
     ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0) die("epoll_create1");
     if (opt.mode == M_ECHO) make_pattern();

@@ -1,4 +1,5 @@
-// gorilla/websocket echo server on /ws:  gorilla_echo PORT [deflate]
+// gorilla/websocket echo server on /ws:  gorilla_echo PORT [deflate | tls CERT KEY]
+// tls: wss:// over crypto/tls
 // deflate: EnableCompression (gorilla offers no context takeover only, level 1)
 // Built in GOPATH mode against Debian's golang-github-gorilla-websocket-dev.
 package main
@@ -43,5 +44,8 @@ func main() {
 	}
 	upgrader.EnableCompression = len(os.Args) > 2 && os.Args[2] == "deflate"
 	http.HandleFunc("/ws", echo)
+	if len(os.Args) > 4 && os.Args[2] == "tls" {
+		log.Fatal(http.ListenAndServeTLS("127.0.0.1:"+port, os.Args[3], os.Args[4], nil))
+	}
 	log.Fatal(http.ListenAndServe("127.0.0.1:"+port, nil))
 }
