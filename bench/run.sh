@@ -15,6 +15,10 @@
 #        tls:  wss:// echo 64 x 32 B and 4 x 1 MiB, TLS upgrades/s (TLS 1.3,
 #              TLS_AES_128_GCM_SHA256, X25519, ECDSA P-256 certificate, for
 #              every server; ours is examples/wss_echo.lua)
+#        fan:  fan-out, one publisher and BENCH_FAN_SUBS (1000) receivers on one
+#              chat server (every message to all the others), 32 B and 4 KiB,
+#              BENCH_FAN_DEPTH (4) messages not yet everywhere at a time;
+#              ours is examples/chat.lua
 #        upg:  upgrades/s    idle: RSS per idle connection
 # Servers run pinned to core 0, the load generator to core 1, over loopback.
 # Output: a Markdown table on stdout; raw results and logs in build/bench/.
@@ -32,14 +36,15 @@ else
 fi
 DEPTH=${BENCH_DEPTH:-32} DEPTH_BIG=${BENCH_DEPTH_BIG:-2}
 SERVERS=${BENCH_SERVERS:-"ours gorilla node-ws py-websockets lua-http lws"}
-COLUMNS=${BENCH_COLUMNS:-"deep rt1 pmd tls upg idle"}
+COLUMNS=${BENCH_COLUMNS:-"deep rt1 pmd tls fan upg idle"}
+FAN_SUBS=${BENCH_FAN_SUBS:-1000} FAN_DEPTH=${BENCH_FAN_DEPTH:-4}
 has() { case " $COLUMNS " in *" $1 "*) return 0 ;; esac; return 1; }
 # permessage-deflate peers: those with the extension (lua-http and our lws
 # peer have it off)
 PMD_SERVERS=""
 for s in $SERVERS; do case $s in ours|gorilla|node-ws|py-websockets) PMD_SERVERS="$PMD_SERVERS $s" ;; esac; done
-# and TLS (the same ones)
-TLS_SERVERS=$PMD_SERVERS
+# and TLS, and fan-out (the same ones)
+TLS_SERVERS=$PMD_SERVERS FAN_SERVERS=$PMD_SERVERS
 CERT=$OUT/tls/cert.pem KEY=$OUT/tls/key.pem
 PORT=${BENCH_PORT:-18700}
 RES=$OUT/results.txt
@@ -65,9 +70,10 @@ if has tls && [ ! -f "$CERT" ]; then
 fi
 [ -f .rocks/lib/lua/5.4/ws/core.so ] || { echo "run 'make build' first" >&2; exit 1; }
 if command -v go >/dev/null 2>&1; then
-  (cd "$OUT" && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$OUT/gocache" \
-    timeout 300 go build -o "$OUT/gorilla_echo" "$ROOT/bench/peers/gorilla_echo.go") >&2 \
-    || echo "gorilla peer did not build" >&2
+  (cd "$OUT" && export GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$OUT/gocache" &&
+    timeout 300 go build -o "$OUT/gorilla_echo" "$ROOT/bench/peers/gorilla_echo.go" &&
+    timeout 300 go build -o "$OUT/gorilla_fanout" "$ROOT/bench/peers/gorilla_fanout.go") >&2 \
+    || echo "gorilla peers did not build" >&2
 fi
 cc -O2 -Wall -Wextra -Werror bench/peers/lws_echo.c -lwebsockets -o "$OUT/lws_echo" \
   || echo "libwebsockets peer did not build" >&2
@@ -96,6 +102,16 @@ start() {
   next_port; set -- "$1" "$PORT" "${2:-}"; SPORT=$PORT
   peer_args=$3
   [ "$3" = tls ] && peer_args="tls $CERT $KEY"
+  if [ "$3" = fan ]; then   # the fan-out servers
+    case $1 in
+      ours) LUA_PATH=$OURS_PATH LUA_CPATH=$OURS_CPATH taskset -c 0 lua5.4 examples/chat.lua --port "$2" >>"$log" 2>&1 & ;;
+      gorilla) [ -x "$OUT/gorilla_fanout" ] || return 1
+        GOMAXPROCS=1 taskset -c 0 "$OUT/gorilla_fanout" "$2" >>"$log" 2>&1 & ;;
+      node-ws) taskset -c 0 node bench/peers/node_fanout.js "$2" >>"$log" 2>&1 & ;;
+      py-websockets) taskset -c 0 /usr/bin/python3 bench/peers/py_fanout.py "$2" >>"$log" 2>&1 & ;;
+      *) return 1 ;;
+    esac
+  else
   case $1 in
     ours) if [ "$3" = tls ]; then
             LUA_PATH=$OURS_PATH LUA_CPATH=$OURS_CPATH taskset -c 0 lua5.4 examples/wss_echo.lua --port "$2" \
@@ -113,6 +129,7 @@ start() {
     lua-http) LUA_PATH=$LH_PATH taskset -c 0 lua5.4 bench/peers/luahttp_echo.lua "$2" >>"$log" 2>&1 & ;;
     *) return 1 ;;
   esac
+  fi
   SPID=$!
   PIDS="$PIDS $SPID"
   i=0
@@ -150,6 +167,11 @@ run_phase() {
     for sp in $UP; do
       s=${sp%:*} p=${sp#*:}
       echo "run $r/$RUNS: $s ${_pmd:-plain}" >&2
+      if [ "$_pmd" = fan ]; then
+        load "$s" f32 $r "$p" fanout --conns $((FAN_SUBS + 1)) --size 32 --text --depth "$FAN_DEPTH"
+        load "$s" f4k $r "$p" fanout --conns $((FAN_SUBS + 1)) --size 4096 --binary --depth "$FAN_DEPTH"
+        continue
+      fi
       if [ "$_pmd" = tls ]; then
         load "$s" s32 $r "$p" echo --tls --conns 64 --size 32 --text --depth "$DEPTH"
         load "$s" s1m $r "$p" echo --tls --conns 4 --size 1048576 --binary --depth "$DEPTH_BIG"
@@ -183,6 +205,7 @@ run_phase() {
 if has deep || has rt1 || has upg; then run_phase "$SERVERS"; fi
 has pmd && run_phase "$PMD_SERVERS" deflate
 has tls && run_phase "$TLS_SERVERS" tls
+has fan && run_phase "$FAN_SERVERS" fan
 
 # Phase 2: RSS per idle connection, each server fresh. A short churn first
 # warms code paths so one-time allocations do not count per connection.

@@ -2,6 +2,12 @@
  *
  *   wsload echo    [opts]  N connections echo messages; every byte is checked
  *   wsload upgrade [opts]  C slots churn connect + handshake + close
+ *   wsload fanout  [opts]  connection 0 publishes, the other N-1 receive what
+ *                          the server relays (a chat: every message to all the
+ *                          others); msgs_per_s counts messages every receiver
+ *                          got, deliveries_per_s receipts, latency is publish
+ *                          -> last receiver; --depth messages not yet
+ *                          everywhere at a time; every byte checked
  *   wsload idle    [opts]  open N connections, print "ready ...", hold them
  *                          until SIGTERM/SIGINT (or EOF when stdin is a pipe/tty)
  *
@@ -49,7 +55,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-enum { M_ECHO, M_UPGRADE, M_IDLE };
+enum { M_ECHO, M_UPGRADE, M_IDLE, M_FANOUT };
 enum { S_FREE, S_CONNECTING, S_TLS, S_HANDSHAKE, S_OPEN, S_CLOSING };
 
 typedef struct {
@@ -90,7 +96,8 @@ static conn *conns;
 static struct sockaddr_in addr;
 static unsigned char *pattern;     /* message payloads are windows of this */
 static size_t pattern_len;
-static uint64_t errors, done_msgs, done_bytes, upgrades;
+static uint64_t errors, done_msgs, done_bytes, upgrades, deliveries;
+static int *fan_got;               /* fanout: receivers that have message s, at s % depth */
 static uint64_t *lat; static size_t nlat, cap_lat;
 static unsigned char *zscratch;    /* compressed out / inflated in, one message */
 static size_t zscratch_cap;
@@ -220,6 +227,9 @@ static void queue_frame(conn *c, int op, const unsigned char *p, size_t n) { que
  * checked with one memcmp; text patterns are printable ASCII. */
 static size_t msg_off(const conn *c, uint64_t s) { return (size_t)((s * 97 + (uint64_t)c->slot * 31) % 4093); }
 
+/* The message c receives next: its own echoed, or (fanout) the publisher's. */
+static const unsigned char *expected(conn *c);
+
 static void zscratch_reserve(size_t n) {
     if (n > zscratch_cap) zscratch = xrealloc(zscratch, zscratch_cap = n);
 }
@@ -266,7 +276,7 @@ static int check_compressed(conn *c) {
     size_t n = opt.size + 1 - c->zin.avail_out;
     c->zbuf_len = 0;
     if (n != opt.size) return err_log(c, "echoed message has the wrong size");
-    if (memcmp(zscratch, pattern + msg_off(c, c->recvd), n) != 0) return err_log(c, "echoed bytes differ");
+    if (memcmp(zscratch, expected(c), n) != 0) return err_log(c, "echoed bytes differ");
     c->msg_off = n;
     return 0;
 }
@@ -430,13 +440,38 @@ static long parse_handshake(conn *c) {
     return (long)(end + 4 - c->in);
 }
 
+static const unsigned char *expected(conn *c) {
+    return pattern + msg_off(opt.mode == M_FANOUT ? &conns[0] : c, c->recvd);
+}
+
 static void echo_fill(conn *c) {
     while (started && !stopping && c->sent - c->recvd < (uint64_t)opt.depth) send_msg(c);
 }
 
+/* fanout: a receiver has the next message; the last one completes it */
+static int fan_received(conn *c) {
+    conn *pub = &conns[0];
+    if (c == pub || c->recvd >= pub->sent) return err_log(c, "unexpected message");
+    deliveries += measuring;
+    int *got = &fan_got[c->recvd % (uint64_t)opt.depth];
+    c->recvd++;
+    c->in_msg = 0;
+    if (++*got < opt.nconns - 1) return 0;
+    *got = 0;
+    if (measuring) {
+        record_latency(now_ns() - pub->send_ns[pub->recvd % (uint64_t)opt.depth]);
+        done_msgs++;
+        done_bytes += opt.size;
+    }
+    pub->recvd++;                      /* the publisher's "recvd": messages complete */
+    echo_fill(pub);
+    return flush_out(pub);
+}
+
 static int on_message_done(conn *c) {
-    if (opt.mode != M_ECHO) return err_log(c, "unexpected data message");
+    if (opt.mode != M_ECHO && opt.mode != M_FANOUT) return err_log(c, "unexpected data message");
     if (c->msg_off != opt.size) return err_log(c, "echoed message has the wrong size");
+    if (opt.mode == M_FANOUT) return fan_received(c);
     uint64_t t = now_ns();
     if (measuring) {
         record_latency(t - c->send_ns[c->recvd % (uint64_t)opt.depth]);
@@ -494,8 +529,8 @@ static int process_frames(conn *c) {
             memcpy(c->zbuf + c->zbuf_len, p, k);
             c->zbuf_len += k, c->frame_left -= k, pos += k;
         } else if (k) {
-            if (opt.mode != M_ECHO || c->msg_off + k > opt.size) return err_log(c, "echoed message too long");
-            if (memcmp(p, pattern + msg_off(c, c->recvd) + c->msg_off, k) != 0)
+            if (!pattern || c->msg_off + k > opt.size) return err_log(c, "echoed message too long");
+            if (memcmp(p, expected(c) + c->msg_off, k) != 0)
                 return err_log(c, "echoed bytes differ");
             c->msg_off += k, c->frame_left -= k, pos += k;
         }
@@ -620,7 +655,7 @@ static void run_echo(void) {
     /* the load starts on all connections at once, after every handshake:
      * a server busy echoing must not be left to starve later handshakes */
     started = 1;
-    for (int i = 0; i < opt.nconns; i++) {
+    for (int i = 0; i < (opt.mode == M_FANOUT ? 1 : opt.nconns); i++) {
         conn *c = &conns[i];
         if (c->state != S_OPEN) continue;
         echo_fill(c);
@@ -642,7 +677,7 @@ static void run_echo(void) {
     uint64_t lim = now_ns() + 3000000000u;
     for (;;) {
         int busy = 0;
-        for (int i = 0; i < opt.nconns; i++)
+        for (int i = 0; i < (opt.mode == M_FANOUT ? 1 : opt.nconns); i++)
             busy += conns[i].state == S_OPEN && conns[i].sent != conns[i].recvd;
         if (!busy || now_ns() > lim) break;
         poll_once(5);
@@ -658,10 +693,10 @@ static void run_echo(void) {
     lim = now_ns() + 2000000000u;
     while (count_state(S_CLOSING) && now_ns() < lim) poll_once(5);
     qsort(lat, nlat, sizeof *lat, cmp_u64);
-    printf("RESULT mode=echo conns=%d size=%zu type=%s depth=%d secs=%.2f msgs=%llu msgs_per_s=%.0f "
-           "mib_per_s=%.2f p50_us=%.1f p99_us=%.1f max_us=%.1f open=%d errors=%llu\n",
-           opt.nconns, opt.size, opt.text ? "text" : "binary", opt.depth, elapsed,
-           (unsigned long long)done_msgs, (double)done_msgs / elapsed,
+    printf("RESULT mode=%s conns=%d size=%zu type=%s depth=%d secs=%.2f msgs=%llu msgs_per_s=%.0f "
+           "deliveries_per_s=%.0f mib_per_s=%.2f p50_us=%.1f p99_us=%.1f max_us=%.1f open=%d errors=%llu\n",
+           opt.mode == M_FANOUT ? "fanout" : "echo", opt.nconns, opt.size, opt.text ? "text" : "binary", opt.depth, elapsed,
+           (unsigned long long)done_msgs, (double)done_msgs / elapsed, (double)deliveries / elapsed,
            (double)done_bytes / elapsed / 1048576.0, pct_us(0.5), pct_us(0.99), pct_us(1.0), open,
            (unsigned long long)errors);
 }
@@ -721,7 +756,7 @@ static void run_idle(void) {
 static void on_signal(int s) { (void)s; got_signal = 1; }
 
 static void usage(void) {
-    fprintf(stderr, "usage: wsload echo|upgrade|idle [--host H] [--port P] [--path /ws] [--conns N]\n"
+    fprintf(stderr, "usage: wsload echo|upgrade|idle|fanout [--host H] [--port P] [--path /ws] [--conns N]\n"
                     "       [--size BYTES] [--text|--binary|--json] [--deflate takeover|none] [--level N] [--count N] [--tls] [--depth K] [--secs S] [--warmup S] [--timeout S]\n");
     exit(2);
 }
@@ -731,6 +766,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "echo")) opt.mode = M_ECHO;
     else if (!strcmp(argv[1], "upgrade")) opt.mode = M_UPGRADE;
     else if (!strcmp(argv[1], "idle")) opt.mode = M_IDLE;
+    else if (!strcmp(argv[1], "fanout")) opt.mode = M_FANOUT;
     else usage();
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -778,17 +814,19 @@ int main(int argc, char **argv) {
     if (opt.tls) tls_init();
     ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0) die("epoll_create1");
-    if (opt.mode == M_ECHO) make_pattern();
+    int loaded = opt.mode == M_ECHO || opt.mode == M_FANOUT;
+    if (loaded) make_pattern();
+    if (opt.mode == M_FANOUT && (opt.nconns < 2 || !(fan_got = calloc((size_t)opt.depth, sizeof *fan_got)))) usage();
     conns = calloc((size_t)opt.nconns, sizeof *conns);
     if (!conns) die("calloc");
-    size_t in_cap = opt.mode == M_ECHO ? (opt.size > 16384 ? 262144 : 65536) : 8192;
+    size_t in_cap = loaded ? (opt.size > 16384 ? 262144 : 65536) : 8192;
     for (int i = 0; i < opt.nconns; i++) {
         conn *c = &conns[i];
         c->fd = -1, c->slot = i, c->in_cap = in_cap;
         c->in = xrealloc(NULL, in_cap);
-        if (opt.mode == M_ECHO) c->send_ns = xrealloc(NULL, (size_t)opt.depth * sizeof *c->send_ns);
+        if (loaded) c->send_ns = xrealloc(NULL, (size_t)opt.depth * sizeof *c->send_ns);
     }
-    if (opt.mode == M_ECHO) run_echo();
+    if (loaded) run_echo();
     else if (opt.mode == M_UPGRADE) run_upgrade();
     else run_idle();
     return errors ? 1 : 0;
