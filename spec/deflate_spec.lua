@@ -398,6 +398,58 @@ describe("ws.core.deflate", function()
     assert.equal("Hello", i:decompress(B.hex "f2 48 cd c9 c9 07 00"))
   end)
 
+  it("inflates RSV1 messages inside reader:next, checking UTF-8 and max_message on what comes out", function()
+    local c, z = core.deflate {}, core.deflate {}
+    local r = core.reader { role = "server", max_message = 1000, rsv_allowed = 4, deflate = z }
+    local function feed(reader, payload, kind, rsv) reader:feed(core.frame(payload, kind, true, true, rsv)) end
+    feed(r, c:compress("héllo"), "text", 4)
+    feed(r, c:compress("\0\1\2"), "binary", 4)
+    feed(r, "plain", "text")
+    assert.same({ "text", "héllo" }, { r:next() })
+    assert.same({ "binary", "\0\1\2" }, { r:next() })
+    assert.same({ "text", "plain" }, { r:next() })
+    assert.equal(2, z:stats().inflated)
+    -- each fault fails the reader with its close code, and it stays failed
+    local faults = {
+      { c:compress("\255"), "text", "invalid utf-8", 1007 },
+      { core.deflate {}:compress(string.rep("a", 1001)), "binary", "message too big", 1009 },
+      { "\255\255", "binary", "invalid compressed data", 1007 },
+    }
+    for _, f in ipairs(faults) do
+      local bad = core.reader { role = "server", max_message = 1000, rsv_allowed = 4, deflate = core.deflate {} }
+      feed(bad, f[1], f[2], 4)
+      feed(bad, "after", "text")
+      assert.same({ nil, f[3], f[4] }, { bad:next() })
+      assert.same({ nil, f[3], f[4] }, { bad:next() })
+    end
+    -- exactly max_message inflated bytes pass
+    local edge = core.reader { role = "server", max_message = 1000, rsv_allowed = 4, deflate = core.deflate {} }
+    feed(edge, core.deflate {}:compress(string.rep("a", 1000)), "binary", 4)
+    assert.same({ "binary", string.rep("a", 1000) }, { edge:next() })
+  end)
+
+  it("compresses inside send_frame(fd, data, kind, deflate): one RSV1 frame on the socket", function()
+    local socket = require "socket"
+    local l = assert(socket.bind("127.0.0.1", 0))
+    local ip, port = l:getsockname()
+    local a = assert(socket.connect(ip, port))
+    local b = assert(l:accept())
+    l:close()
+    local d, msg = core.deflate { out_reset = true }, string.rep("lua-ws ", 300)
+    assert.is_true(core.send_frame(b:getfd(), msg, "text", d))
+    assert.same({ nil, "invalid utf-8" }, { core.send_frame(b:getfd(), "\255", "text", d) })
+    assert.equal(1, d:stats().deflated)   -- the refused text was not compressed
+    a:settimeout(5)
+    local head = assert(a:receive(2))
+    assert.equal(0xC1, head:byte(1))      -- FIN, RSV1, text
+    local n = head:byte(2)
+    assert.is_true(n < 126, "compressed to " .. n .. " bytes")
+    assert.equal(msg, core.deflate {}:decompress(assert(a:receive(n))))
+    assert.equal(n, d:stats().wire_out)
+    a:close()
+    b:close()
+  end)
+
   it("checks its options", function()
     assert.has_error(function() core.deflate { level = 10 } end)
     assert.has_error(function() core.deflate { out_bits = 16 } end)
