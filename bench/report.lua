@@ -118,7 +118,7 @@ for _, tab in ipairs(tables) do
             parts[k] = fmt(trio[k], bad, c.digits)
           end
           vals[i] = trio
-          cells[#cells + 1] = table.concat(parts, " / ")
+          cells[#cells + 1] = data[s][c[2]] and table.concat(parts, " / ") or "-"
         else
           local v, bad = metric(s, c[2], c[3])
           vals[i] = v

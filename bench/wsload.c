@@ -651,7 +651,10 @@ static double pct_us(double q) {
 static void run_echo(void) {
     open_all(256, now_ns() + (uint64_t)(opt.timeout * 1e9));
     int open = count_state(S_OPEN);
-    if (open < opt.nconns) fprintf(stderr, "wsload: only %d of %d connections opened\n", open, opt.nconns);
+    if (open < opt.nconns) {   /* a server that stops answering handshakes fails the run */
+        fprintf(stderr, "wsload: only %d of %d connections opened\n", open, opt.nconns);
+        errors += (uint64_t)(opt.nconns - open);
+    }
     /* the load starts on all connections at once, after every handshake:
      * a server busy echoing must not be left to starve later handshakes */
     started = 1;
@@ -715,6 +718,7 @@ static void run_upgrade(void) {
     }
     double elapsed = (double)(now_ns() - t_meas) / 1e9;
     for (int i = 0; i < opt.nconns; i++) conn_close(&conns[i]);
+    if (!upgrades && errors++ < 5) fprintf(stderr, "wsload: no upgrade completed\n");
     printf("RESULT mode=upgrade conns=%d secs=%.2f upgrades=%llu upgrades_per_s=%.0f errors=%llu\n",
            opt.nconns, elapsed, (unsigned long long)upgrades, (double)upgrades / elapsed,
            (unsigned long long)errors);

@@ -23,20 +23,20 @@ void ws_deflate_init(ws_deflate *d, int level, int out_bits, int in_bits, int ou
     d->shared = shared;
 }
 
+static void end_streams(z_stream *out, int *out_live, z_stream *in, int *in_live) {
+    if (*out_live)
+        deflateEnd(out);
+    if (*in_live)
+        inflateEnd(in);
+    *out_live = *in_live = 0;
+}
+
 void ws_deflate_free(ws_deflate *d) {
-    if (d->out_live)
-        deflateEnd(&d->out);
-    if (d->in_live)
-        inflateEnd(&d->in);
-    d->out_live = d->in_live = 0;
+    end_streams(&d->out, &d->out_live, &d->in, &d->in_live);
 }
 
 void ws_deflate_shared_free(ws_deflate_shared *s) {
-    if (s->out_live)
-        deflateEnd(&s->out);
-    if (s->in_live)
-        inflateEnd(&s->in);
-    s->out_live = s->in_live = 0;
+    end_streams(&s->out, &s->out_live, &s->in, &s->in_live);
 }
 
 static int grow(ws_zbuf *b, size_t need) {
