@@ -19,6 +19,9 @@
 #              chat server (every message to all the others), 32 B and 4 KiB,
 #              BENCH_FAN_DEPTH (4) messages not yet everywhere at a time;
 #              ours is examples/chat.lua
+#        cli:  client throughput: our client, Node ws's and python-websockets'
+#              (bench/peers/client_*) each on one connection, 32 messages in
+#              flight, 32 B and 4 KiB, through the libwebsockets echo server
 #        upg:  upgrades/s    idle: RSS per idle connection
 # Servers run pinned to core 0, the load generator to core 1, over loopback.
 # Output: a Markdown table on stdout; raw results and logs in build/bench/.
@@ -36,7 +39,7 @@ else
 fi
 DEPTH=${BENCH_DEPTH:-32} DEPTH_BIG=${BENCH_DEPTH_BIG:-2}
 SERVERS=${BENCH_SERVERS:-"ours gorilla node-ws py-websockets lua-http lws"}
-COLUMNS=${BENCH_COLUMNS:-"deep rt1 pmd tls fan upg idle"}
+COLUMNS=${BENCH_COLUMNS:-"deep rt1 pmd tls fan cli upg idle"}
 FAN_SUBS=${BENCH_FAN_SUBS:-1000} FAN_DEPTH=${BENCH_FAN_DEPTH:-4}
 has() { case " $COLUMNS " in *" $1 "*) return 0 ;; esac; return 1; }
 # permessage-deflate peers: those with the extension (lua-http and our lws
@@ -206,6 +209,37 @@ if has deep || has rt1 || has upg; then run_phase "$SERVERS"; fi
 has pmd && run_phase "$PMD_SERVERS" deflate
 has tls && run_phase "$TLS_SERVERS" tls
 has fan && run_phase "$FAN_SERVERS" fan
+
+# Client throughput: the clients take turns against one libwebsockets server.
+client_load() { # client_load CLIENT MODE RUN PORT SIZE
+  url=ws://127.0.0.1:$4/ws
+  case $1 in
+    ours) cmd="lua5.4 bench/peers/client_ours.lua" ;;
+    node-ws) cmd="node bench/peers/client_node.js" ;;
+    py-websockets) cmd="/usr/bin/python3 bench/peers/client_py.py" ;;
+  esac
+  # shellcheck disable=SC2086
+  line=$(LUA_PATH=$OURS_PATH LUA_CPATH=$OURS_CPATH timeout -k 2 $((${SECS%.*} + 30)) taskset -c 1 \
+         $cmd "$url" "$5" 32 "$SECS" 2>>"$OUT/wsload.log" | grep '^RESULT')
+  echo "$1 $2 $3 ${line:-RESULT errors=1 failed=1}" >>"$RES"
+  sleep 0.2
+}
+if has cli; then
+  if start lws; then
+    p=$SPORT r=1
+    while [ $r -le "$RUNS" ]; do
+      for c in ours node-ws py-websockets; do
+        echo "run $r/$RUNS: client $c" >&2
+        client_load "$c" c32 $r "$p" 32
+        client_load "$c" c4k $r "$p" 4096
+      done
+      r=$((r + 1))
+    done
+    cleanup; PIDS=""
+  else
+    echo "lws failed to start: no client columns" >&2
+  fi
+fi
 
 # Phase 2: RSS per idle connection, each server fresh. A short churn first
 # warms code paths so one-time allocations do not count per connection.
