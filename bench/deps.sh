@@ -2,7 +2,7 @@
 # Install what the benchmark peers need, only what is missing (Debian 12).
 # Failures are reported, not fatal: run.sh marks a peer it cannot start.
 cd "$(dirname "$0")/.." || exit 1
-PKGS="gcc libssl-dev lua5.4 python3-websockets golang-go golang-github-gorilla-websocket-dev
+PKGS="gcc libssl-dev zlib1g-dev openssl lua5.4 python3-websockets golang-go golang-github-gorilla-websocket-dev
       lua-http lua-cqueues lua-luaossl lua-lpeg libwebsockets-dev iproute2 util-linux"
 missing=""
 for p in $PKGS; do

@@ -44,70 +44,123 @@ local function fmt(v, bad, digits)
   return string.format("%." .. (digits or 0) .. "f", v) .. (bad and " !" or "")
 end
 
--- columns: label, mode, getter, digits
-local cols = {
-  { "64x32 B text msg/s", "m32", field "msgs_per_s", 0 },
-  { "64x4 KiB bin msg/s", "m4k", field "msgs_per_s", 0 },
-  { "4x1 MiB bin MiB/s", "m1m", field "mib_per_s", 0 },
-  { "upgrades/s (16 conc.)", "upg", field "upgrades_per_s", 0 },
-  { "idle KiB/conn", "idle", idle_kib, 1 },
-}
-local lats = {
-  { "32 B p50/p99/max µs", "m32", 1, 0 },
-  { "4 KiB p50/p99/max µs", "m4k", 1, 0 },
-  { "1 MiB p50/p99/max ms", "m1m", 1e3, 1 },
+-- Tables of columns. A column is { label, mode, getter, digits } (a number;
+-- the ratio row divides ours by the peer's) or { label, mode, lat = scale,
+-- digits } (p50 / p99 / max round trip). A table is printed when one of its
+-- modes has results; its rows are the servers with results in it.
+local function lat(label, mode, scale, digits) return { label, mode, lat = scale, digits = digits } end
+local tables = {
+  { title = "Echo, many messages in flight; upgrades; idle memory",
+    { "64x32 B text msg/s", "m32", field "msgs_per_s", 0 },
+    { "64x4 KiB bin msg/s", "m4k", field "msgs_per_s", 0 },
+    { "4x1 MiB bin MiB/s", "m1m", field "mib_per_s", 0 },
+    { "upgrades/s (16 conc.)", "upg", field "upgrades_per_s", 0 },
+    { "idle KiB/conn", "idle", idle_kib, 1 },
+    lat("32 B p50/p99/max µs", "m32", 1, 0),
+    lat("4 KiB p50/p99/max µs", "m4k", 1, 0),
+    lat("1 MiB p50/p99/max ms", "m1m", 1e3, 1),
+  },
+  { title = "Echo, one message in flight per connection (64 connections)",
+    { "32 B text msg/s", "r32", field "msgs_per_s", 0 },
+    lat("32 B p50/p99/max µs", "r32", 1, 0),
+    { "4 KiB bin msg/s", "r4k", field "msgs_per_s", 0 },
+    lat("4 KiB p50/p99/max µs", "r4k", 1, 0),
+  },
+  { title = "permessage-deflate echo, JSON-like text, one message in flight (64 connections)",
+    { "4 KiB no takeover msg/s", "z4kn", field "msgs_per_s", 0 },
+    { "4 KiB takeover msg/s", "z4kt", field "msgs_per_s", 0 },
+    { "64 KiB no takeover msg/s", "z64kn", field "msgs_per_s", 0 },
+    { "64 KiB takeover msg/s", "z64kt", field "msgs_per_s", 0 },
+    lat("4 KiB no takeover p50/p99/max µs", "z4kn", 1, 0),
+    lat("64 KiB no takeover p50/p99/max µs", "z64kn", 1, 0),
+  },
+  { title = "Fan-out: 1 publisher -> 1,000 receivers on one server (every message to all the others)",
+    { "32 B deliveries/s", "f32", field "deliveries_per_s", 0 },
+    lat("32 B publish -> last receiver p50/p99/max µs", "f32", 1, 0),
+    { "4 KiB deliveries/s", "f4k", field "deliveries_per_s", 0 },
+    lat("4 KiB publish -> last receiver p50/p99/max µs", "f4k", 1, 0),
+  },
+  { title = "Client throughput: one connection, 32 in flight, through the libwebsockets echo server (rows are clients)",
+    { "32 B text msg/s", "c32", field "msgs_per_s", 0 },
+    { "4 KiB text msg/s", "c4k", field "msgs_per_s", 0 },
+  },
+  { title = "wss:// (TLS 1.3, TLS_AES_128_GCM_SHA256, X25519, ECDSA P-256)",
+    { "64x32 B text msg/s", "s32", field "msgs_per_s", 0 },
+    { "4x1 MiB bin MiB/s", "s1m", field "mib_per_s", 0 },
+    { "TLS upgrades/s (16 conc.)", "supg", field "upgrades_per_s", 0 },
+    lat("32 B p50/p99/max µs", "s32", 1, 0),
+    lat("1 MiB p50/p99/max ms", "s1m", 1e3, 1),
+  },
 }
 
-local values = {}   -- values[server][i] = number or {p50, p99, max}
-local header = { "server" }
-for _, c in ipairs(cols) do header[#header + 1] = c[1] end
-for _, l in ipairs(lats) do header[#header + 1] = l[1] end
-print("| " .. table.concat(header, " | ") .. " |")
-print("|---" .. string.rep("|---:", #header - 1) .. "|")
-for _, s in ipairs(order) do
-  local cells, vals = { s }, {}
-  for i, c in ipairs(cols) do
-    local v, bad = metric(s, c[2], c[3])
-    vals[i] = v
-    if c[2] == "idle" and not v then
-      local t = (data[s].idle or {})[1]
-      cells[#cells + 1] = t and t.conns and string.format("fail (%d/%d conns)", t.conns, t.want) or "fail"
-    else
-      cells[#cells + 1] = fmt(v, bad, c[4])
-    end
-  end
-  for j, l in ipairs(lats) do
-    local trio, parts = {}, {}
-    for k, key in ipairs { "p50_us", "p99_us", "max_us" } do
-      local v, bad = metric(s, l[2], field(key))
-      trio[k] = v and v / l[3]
-      parts[k] = fmt(trio[k], bad, l[4])
-    end
-    vals[#cols + j] = trio
-    cells[#cells + 1] = table.concat(parts, " / ")
-  end
-  values[s] = vals
-  print("| " .. table.concat(cells, " | ") .. " |")
-end
-
--- Ratio rows: ours / peer for every column.
-local ours = values.ours
 local function ratio(a, b) return (a and b and b > 0) and string.format("%.2f", a / b) or "-" end
-if ours then
+local KEYS = { "p50_us", "p99_us", "max_us" }
+
+for _, tab in ipairs(tables) do
+  local rows = {}
   for _, s in ipairs(order) do
-    if s ~= "ours" then
-      local cells, peer = { "**ours/" .. s .. "**" }, values[s]
-      for i = 1, #cols do cells[#cells + 1] = ratio(ours[i], peer[i]) end
-      for j = 1, #lats do
-        local a, b, r = ours[#cols + j], peer[#cols + j], {}
-        for k = 1, 3 do r[k] = ratio(a[k], b[k]) end
-        cells[#cells + 1] = table.concat(r, " / ")
+    for _, c in ipairs(tab) do
+      if data[s][c[2]] then rows[#rows + 1] = s; break end
+    end
+  end
+  if #rows > 0 then
+    local header = { "server" }
+    for _, c in ipairs(tab) do header[#header + 1] = c[1] end
+    print("**" .. tab.title .. "**")
+    print()
+    print("| " .. table.concat(header, " | ") .. " |")
+    print("|---" .. string.rep("|---:", #header - 1) .. "|")
+    local values = {}   -- values[server][i] = number or {p50, p99, max}
+    for _, s in ipairs(rows) do
+      local cells, vals = { s }, {}
+      for i, c in ipairs(tab) do
+        if c.lat then
+          local trio, parts = {}, {}
+          for k, key in ipairs(KEYS) do
+            local v, bad = metric(s, c[2], field(key))
+            trio[k] = v and v / c.lat
+            parts[k] = fmt(trio[k], bad, c.digits)
+          end
+          vals[i] = trio
+          cells[#cells + 1] = data[s][c[2]] and table.concat(parts, " / ") or "-"
+        else
+          local v, bad = metric(s, c[2], c[3])
+          vals[i] = v
+          if c[2] == "idle" and not v and data[s].idle then
+            local t = data[s].idle[1]
+            cells[#cells + 1] = t.conns and string.format("fail (%d/%d conns)", t.conns, t.want) or "fail"
+          elseif not data[s][c[2]] then
+            cells[#cells + 1] = "-"
+          else
+            cells[#cells + 1] = fmt(v, bad, c[4])
+          end
+        end
       end
+      values[s] = vals
       print("| " .. table.concat(cells, " | ") .. " |")
     end
+    -- ratio rows: ours / peer for every column
+    local ours = values.ours
+    if ours then
+      for _, s in ipairs(rows) do
+        if s ~= "ours" then
+          local cells, peer = { "**ours/" .. s .. "**" }, values[s]
+          for i, c in ipairs(tab) do
+            if c.lat then
+              local r = {}
+              for k = 1, 3 do r[k] = ratio(ours[i][k], peer[i][k]) end
+              cells[#cells + 1] = table.concat(r, " / ")
+            else
+              cells[#cells + 1] = ratio(ours[i], peer[i])
+            end
+          end
+          print("| " .. table.concat(cells, " | ") .. " |")
+        end
+      end
+    end
+    print()
   end
 end
-print()
 print("Ratios are ours/peer: above 1 is better for msg/s, MiB/s and upgrades/s;"
   .. " below 1 is better for KiB/conn and latency.")
 if flagged then print("`!`: at least one run of that cell reported errors (see build/bench/wsload.log).") end

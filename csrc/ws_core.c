@@ -34,6 +34,28 @@
  * is copied out, so an idle connection holds no read buffer. */
 #define SHARED_READ (256 * 1024)
 #define KEEP_LEFTOVER 4096
+/* permessage-deflate output above this is not kept between messages */
+#define KEEP_ZBUF (1024 * 1024)
+
+/* Per Lua state: the zlib streams connections with no context takeover
+ * borrow, one output buffer every (de)compression writes into before its
+ * result becomes a Lua string or goes to the socket, and the client's mask
+ * keys. An upvalue of the functions that use them. */
+typedef struct {
+    ws_deflate_shared sh;
+    ws_zbuf buf;
+    ws_mask_keys keys;        /* client mask keys (frame(..., mask = true)) */
+} lzctx;
+
+#define ZCTX(i) ((lzctx *)lua_touserdata(L, lua_upvalueindex(i)))
+
+static void zbuf_trim(lzctx *z) {
+    if (z->buf.cap > KEEP_ZBUF) {
+        free(z->buf.p);
+        z->buf.p = NULL;
+        z->buf.cap = 0;
+    }
+}
 
 static int fail(lua_State *L, const char *err) {
     lua_pushnil(L);
@@ -236,7 +258,7 @@ static int check_opcode(lua_State *L, int idx) {
 }
 
 /* frame(payload, kind_or_opcode [, fin=true [, mask=false [, rsv=0]]]) -> bytes
- * mask=true draws a fresh key from RAND_bytes; mask may also be a 4-byte key. */
+ * mask=true draws a fresh key (buffered RAND_bytes); mask may also be a 4-byte key. */
 static int l_frame(lua_State *L) {
     size_t n;
     const char *payload = luaL_checklstring(L, 1, &n);
@@ -253,7 +275,7 @@ static int l_frame(lua_State *L) {
         memcpy(key, k, 4);
         kp = key;
     } else if (lua_toboolean(L, 4)) {
-        if (ws_random(key, 4) != 0)
+        if (ws_mask_key(&ZCTX(1)->keys, key) != 0)
             return luaL_error(L, "RAND_bytes failed");
         kp = key;
     }
@@ -413,6 +435,7 @@ typedef struct {
     size_t in_len, in_pos;
     char *own;                /* leftover input copied out of the shared buffer */
     size_t own_cap;
+    ws_deflate *z;            /* permessage-deflate: RSV1 messages are inflated here */
 } lreader;
 
 static lreader *check_reader(lua_State *L) {
@@ -429,7 +452,8 @@ static lua_Integer opt_field_int(lua_State *L, int t, const char *k, lua_Integer
     return v;
 }
 
-/* reader{ role = "server"|"client", max_message = n (0 = none), rsv_allowed = bits } */
+/* reader{ role = "server"|"client", max_message = n (0 = none), rsv_allowed = bits,
+ *         deflate = ws.deflate object (messages with RSV1 come out inflated) } */
 static int l_reader(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     ws_reader_opts o;
@@ -449,13 +473,18 @@ static int l_reader(lua_State *L) {
     lua_Integer rsv = opt_field_int(L, 1, "rsv_allowed", 0);
     luaL_argcheck(L, rsv >= 0 && rsv <= 7, 1, "rsv_allowed out of range");
     o.rsv_allowed = (int)rsv;
+    lua_getfield(L, 1, "deflate");
+    ws_deflate *z = lua_isnil(L, -1) ? NULL : (ws_deflate *)luaL_checkudata(L, -1, DEFLATE_MT);
 
     /* born closed, then filled: a failure in between leaves nothing to free */
-    lreader *lr = (lreader *)lua_newuserdatauv(L, sizeof *lr, 1);
+    lreader *lr = (lreader *)lua_newuserdatauv(L, sizeof *lr, 2);
     memset(lr, 0, sizeof *lr);
     luaL_setmetatable(L, READER_MT);
     ws_reader_init(&lr->r, &o);
     lr->live = 1;
+    lr->z = z;
+    lua_pushvalue(L, -2);
+    lua_setiuservalue(L, -2, 2);   /* the deflate object lives as long as the reader */
     return 1;
 }
 
@@ -498,6 +527,30 @@ static int push_event(lua_State *L, const ws_event *ev) {
         return 3;
     }
     return 2;
+}
+
+/* A message with RSV1 on a reader with deflate: inflated (at most
+ * max_message bytes), text checked for UTF-8, pushed as kind, message. A
+ * failure fails the reader like a protocol error: nil, reason, close code. */
+static int push_inflated(lua_State *L, lreader *lr, const ws_event *ev, lzctx *zc) {
+    size_t n = 0;
+    int rc = ws_deflate_decompress(lr->z, ev->data, ev->len, (size_t)lr->r.opts.max_message, &zc->buf, &n);
+    if (rc == WS_DEFLATE_NOMEM)
+        return luaL_error(L, "not enough memory");
+    if (rc == WS_DEFLATE_TOO_BIG)
+        lr->r.error_code = 1009, lr->r.error = "message too big";
+    else if (rc != WS_DEFLATE_OK)
+        lr->r.error_code = 1007, lr->r.error = "invalid compressed data";
+    else if (ev->opcode == WS_OP_TEXT && !ws_utf8_valid(zc->buf.p, n))
+        lr->r.error_code = 1007, lr->r.error = "invalid utf-8";
+    else {
+        lua_pushstring(L, kind_names[ev->opcode]);
+        lua_pushlstring(L, (const char *)zc->buf.p, n);
+        zbuf_trim(zc);
+        return 2;
+    }
+    zbuf_trim(zc);
+    return push_error(L, &lr->r);
 }
 
 /* Input after an event still sits in the shared buffer, which the next
@@ -554,7 +607,8 @@ static int l_reader_next(lua_State *L) {
                                     lr->in_len - lr->in_pos, &used, &ev);
             lr->in_pos += used;
             if (rc == WS_READ_EVENT) {
-                int n = push_event(L, &ev);
+                int n = (ev.rsv & 4) && lr->z && ev.opcode < 8 ? push_inflated(L, lr, &ev, ZCTX(2))
+                                                               : push_event(L, &ev);
                 if (keep_leftover(lr, shared) != 0)
                     return luaL_error(L, "not enough memory");
                 return n;
@@ -657,20 +711,28 @@ static size_t tls_send_frame(const lfd *c, const unsigned char *head, size_t hl,
     return done;
 }
 
-/* send_frame(fd, payload, kind [, rsv]) -> true | rest | nil, err
+/* send_frame(fd, payload, kind [, rsv | deflate]) -> true | rest | nil, err
  * Writes an unmasked (server) frame to a descriptor or a ws.fd (plain or
  * TLS): plain with one gathered send, no payload copy.
  * rest is the part the socket did not take (the whole frame if none).
- * An uncompressed text payload must be UTF-8 (nil, "invalid utf-8"). */
+ * An uncompressed text payload must be UTF-8 (nil, "invalid utf-8").
+ * With a ws.deflate object the payload is compressed here and sent with RSV1. */
 static int l_send_frame(lua_State *L) {
     lfd c = check_io(L, 1);
     size_t n;
     const char *payload = luaL_checklstring(L, 2, &n);
     int op = check_opcode(L, 3);
-    lua_Integer rsv = luaL_optinteger(L, 4, 0);
+    ws_deflate *z = lua_type(L, 4) == LUA_TUSERDATA ? (ws_deflate *)luaL_checkudata(L, 4, DEFLATE_MT) : NULL;
+    lua_Integer rsv = z ? 4 : luaL_optinteger(L, 4, 0);
     luaL_argcheck(L, rsv >= 0 && rsv <= 7, 4, "rsv out of range");
-    if (op == WS_OP_TEXT && rsv == 0 && !ws_utf8_valid((const unsigned char *)payload, n))
+    if (op == WS_OP_TEXT && (rsv == 0 || z) && !ws_utf8_valid((const unsigned char *)payload, n))
         return fail(L, "invalid utf-8");
+    lzctx *zc = ZCTX(1);
+    if (z) {
+        if (ws_deflate_compress(z, (const unsigned char *)payload, n, &zc->buf, &n) != WS_DEFLATE_OK)
+            return luaL_error(L, "not enough memory");
+        payload = (const char *)zc->buf.p;
+    }
     unsigned char head[WS_MAX_HEADER];
     size_t hl = ws_frame_write_header(head, 1, (int)rsv, op, n, NULL);
     size_t done;
@@ -693,19 +755,25 @@ static int l_send_frame(lua_State *L) {
             err = errno_text(errno);
         done = w < 0 ? 0 : (size_t)w;
     }
-    if (done == hl + n) {
-        lua_pushboolean(L, 1);
-        return 1;
-    }
-    if (err && strcmp(err, "timeout") != 0 && strcmp(err, "wantread") != 0)
+    int ok = done == hl + n;
+    if (!ok && err && strcmp(err, "timeout") != 0 && strcmp(err, "wantread") != 0) {
+        if (z)
+            zbuf_trim(zc);
         return fail(L, err);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    if (done < hl)
-        luaL_addlstring(&b, (const char *)head + done, hl - done);
-    size_t from = done > hl ? done - hl : 0;
-    luaL_addlstring(&b, payload + from, n - from);
-    luaL_pushresult(&b);
+    }
+    if (ok) {
+        lua_pushboolean(L, 1);
+    } else {
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        if (done < hl)
+            luaL_addlstring(&b, (const char *)head + done, hl - done);
+        size_t from = done > hl ? done - hl : 0;
+        luaL_addlstring(&b, payload + from, n - from);
+        luaL_pushresult(&b);
+    }
+    if (z)
+        zbuf_trim(zc);
     return 1;
 }
 
@@ -828,14 +896,14 @@ static int l_deflate(lua_State *L) {
     int in_reset = lua_toboolean(L, -1);
     lua_pop(L, 2);
     ws_deflate *d = (ws_deflate *)lua_newuserdatauv(L, sizeof *d, 0);
-    ws_deflate_init(d, (int)level, (int)ob, (int)ib, out_reset, in_reset);
+    ws_deflate_init(d, (int)level, (int)ob, (int)ib, out_reset, in_reset, &ZCTX(1)->sh);
     luaL_setmetatable(L, DEFLATE_MT);
     return 1;
 }
 
-static int push_owned(lua_State *L, unsigned char *buf, size_t n) {
-    lua_pushlstring(L, (const char *)buf, n);
-    free(buf);
+static int push_zbuf(lua_State *L, lzctx *zc, size_t n) {
+    lua_pushlstring(L, (const char *)zc->buf.p, n);
+    zbuf_trim(zc);
     return 1;
 }
 
@@ -844,10 +912,10 @@ static int l_deflate_compress(lua_State *L) {
     ws_deflate *d = check_deflate(L);
     size_t n, len;
     const char *s = luaL_checklstring(L, 2, &n);
-    unsigned char *out;
-    if (ws_deflate_compress(d, (const unsigned char *)s, n, &out, &len) != WS_DEFLATE_OK)
+    lzctx *zc = ZCTX(1);
+    if (ws_deflate_compress(d, (const unsigned char *)s, n, &zc->buf, &len) != WS_DEFLATE_OK)
         return luaL_error(L, "not enough memory");
-    return push_owned(L, out, len);
+    return push_zbuf(L, zc, len);
 }
 
 /* d:decompress(payload [, max]) -> message | nil, "message too big" | "invalid compressed data" */
@@ -857,15 +925,36 @@ static int l_deflate_decompress(lua_State *L) {
     const char *s = luaL_checklstring(L, 2, &n);
     lua_Integer max = luaL_optinteger(L, 3, 0);
     luaL_argcheck(L, max >= 0, 3, "max must be >= 0");
-    unsigned char *out;
-    int rc = ws_deflate_decompress(d, (const unsigned char *)s, n, (size_t)max, &out, &len);
+    lzctx *zc = ZCTX(1);
+    int rc = ws_deflate_decompress(d, (const unsigned char *)s, n, (size_t)max, &zc->buf, &len);
+    if (rc != WS_DEFLATE_OK)
+        zbuf_trim(zc);
     if (rc == WS_DEFLATE_TOO_BIG)
         return fail(L, "message too big");
     if (rc == WS_DEFLATE_BAD)
         return fail(L, "invalid compressed data");
     if (rc != WS_DEFLATE_OK)
         return luaL_error(L, "not enough memory");
-    return push_owned(L, out, len);
+    return push_zbuf(L, zc, len);
+}
+
+/* d:stats() -> { deflated = messages, wire_out = their compressed bytes,
+ *                inflated = messages, wire_in = their compressed bytes,
+ *                streams = zlib streams held of its own (0..2) } */
+static int l_deflate_stats(lua_State *L) {
+    ws_deflate *d = check_deflate(L);
+    lua_createtable(L, 0, 5);
+    lua_pushinteger(L, d->out_live + d->in_live);
+    lua_setfield(L, -2, "streams");
+    lua_pushinteger(L, (lua_Integer)d->msgs_out);
+    lua_setfield(L, -2, "deflated");
+    lua_pushinteger(L, (lua_Integer)d->wire_out);
+    lua_setfield(L, -2, "wire_out");
+    lua_pushinteger(L, (lua_Integer)d->msgs_in);
+    lua_setfield(L, -2, "inflated");
+    lua_pushinteger(L, (lua_Integer)d->wire_in);
+    lua_setfield(L, -2, "wire_in");
+    return 1;
 }
 
 static int l_deflate_gc(lua_State *L) {
@@ -876,6 +965,7 @@ static int l_deflate_gc(lua_State *L) {
 static const luaL_Reg deflate_methods[] = {
     {"compress", l_deflate_compress},
     {"decompress", l_deflate_decompress},
+    {"stats", l_deflate_stats},
     {"close", l_deflate_gc},
     {NULL, NULL}
 };
@@ -1277,14 +1367,34 @@ static const luaL_Reg funcs[] = {
     {NULL, NULL}
 };
 
+static int l_zctx_gc(lua_State *L) {
+    lzctx *z = (lzctx *)lua_touserdata(L, 1);
+    ws_deflate_shared_free(&z->sh);
+    memset(&z->keys, 0, sizeof z->keys);
+    free(z->buf.p);
+    z->buf.p = NULL;
+    z->buf.cap = 0;
+    return 0;
+}
+
 int luaopen_ws_core(lua_State *L) {
+    /* made before any ws.deflate, so finalised after them all */
+    lzctx *zc = (lzctx *)lua_newuserdatauv(L, sizeof *zc, 0);
+    memset(zc, 0, sizeof *zc);
+    zc->keys.pos = sizeof zc->keys.buf;
+    int zctx = lua_gettop(L);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, l_zctx_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, zctx);
     lua_newuserdatauv(L, SHARED_READ, 0);   /* the shared read buffer */
     int shared = lua_gettop(L);
     luaL_newmetatable(L, READER_MT);
     luaL_setfuncs(L, reader_meta, 0);
     luaL_newlibtable(L, reader_methods);
     lua_pushvalue(L, shared);
-    luaL_setfuncs(L, reader_methods, 1);
+    lua_pushvalue(L, zctx);
+    luaL_setfuncs(L, reader_methods, 2);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
     luaL_newmetatable(L, FD_MT);
@@ -1302,7 +1412,9 @@ int luaopen_ws_core(lua_State *L) {
     lua_pop(L, 1);
     luaL_newmetatable(L, DEFLATE_MT);
     luaL_setfuncs(L, deflate_meta, 0);
-    luaL_newlib(L, deflate_methods);
+    luaL_newlibtable(L, deflate_methods);
+    lua_pushvalue(L, zctx);
+    luaL_setfuncs(L, deflate_methods, 1);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
 #ifdef WS_HAVE_EPOLL
@@ -1312,6 +1424,8 @@ int luaopen_ws_core(lua_State *L) {
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
 #endif
-    luaL_newlib(L, funcs);
+    luaL_newlibtable(L, funcs);
+    lua_pushvalue(L, zctx);
+    luaL_setfuncs(L, funcs, 1);
     return 1;
 }

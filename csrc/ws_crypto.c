@@ -4,6 +4,7 @@
 #include "ws_crypto.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/err.h>
@@ -28,6 +29,32 @@ int ws_random(unsigned char *buf, size_t n)
         buf += chunk;
         n -= (size_t)chunk;
     }
+    return 0;
+}
+
+/* bumped in a forked child: its buffered key bytes are its parent's too */
+static volatile unsigned fork_gen;
+static int atfork_set;
+
+static void forked(void)
+{
+    fork_gen++;
+}
+
+int ws_mask_key(ws_mask_keys *k, unsigned char key[4])
+{
+    if (!atfork_set)
+        atfork_set = pthread_atfork(NULL, NULL, forked) == 0;
+    if (k->pos + 4 > sizeof k->buf || k->gen != fork_gen) {
+        if (ws_random(k->buf, sizeof k->buf) != 0)
+            return -1;
+        k->pos = 0;
+        k->gen = fork_gen;
+    }
+    memcpy(key, k->buf + k->pos, 4);
+    /* used bytes are wiped: nothing later reads them back */
+    memset(k->buf + k->pos, 0, 4);
+    k->pos += 4;
     return 0;
 }
 

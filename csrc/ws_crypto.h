@@ -10,6 +10,19 @@
 /* Fill buf with n unpredictable bytes (RAND_bytes). 0 ok, -1 failure. */
 int ws_random(unsigned char *buf, size_t n);
 
+/* Client mask keys drawn from a buffer of RAND_bytes output, refilled 1,024
+ * keys at a time (one RAND_bytes call per frame cost more than the frame).
+ * Start with pos = sizeof buf (empty); a forked child refills before using
+ * bytes its parent may use too. */
+typedef struct {
+    unsigned char buf[4096];
+    size_t pos;
+    unsigned gen;             /* fork generation of the buffer's bytes */
+} ws_mask_keys;
+
+/* 0 ok, -1 failure (key untouched). */
+int ws_mask_key(ws_mask_keys *k, unsigned char key[4]);
+
 /* base64(SHA-1(key .. GUID)) into out[WS_ACCEPT_LEN + 1], NUL-terminated. 0 ok, -1 failure. */
 int ws_accept_key(const char *key, size_t len, char *out);
 

@@ -12,12 +12,19 @@
  *    window, a plain zlib inflater whose window really is 256 bytes reads
  *    it too (one inflate() call a message, so nothing reaches back further
  *    than that window into an earlier message).
- * Every message is handed over in its own exact-size heap block.
+ *  - shared streams: directions with no context takeover may borrow one
+ *    ws_deflate_shared set (both ends of the round trip use the same one);
+ *    between messages, a third connection with another level and window
+ *    round-trips its own message through the same set, which must change
+ *    nothing for the first two (a shared stream carries no context over).
+ * Every message is handed over in its own exact-size heap block; output
+ * buffers are reused across calls, as the binding reuses its own.
  *
  * Input byte 0: bits 0-2 window bits 8..15, bit 3 decompressor resets
  * after each message, bit 4 compressor resets, bits 5-6 the limit (1, 100,
  * 4096, 65536), bit 7 level 1 (else 6). Byte 1: where the data splits into
- * the two messages. The rest is the data.
+ * the two messages. Byte 2: bit 0 shared streams, bit 1 the third connection
+ * (with bit 0). The rest is the data.
  *
  * Built and run by scripts/fuzz.sh (make fuzz, make fuzz-short).
  */
@@ -38,19 +45,18 @@ static unsigned char *copy_of(const unsigned char *p, size_t n)
 }
 
 static int decompress(ws_deflate *d, const unsigned char *p, size_t n, size_t max,
-                      unsigned char **out, size_t *len)
+                      ws_zbuf *buf, size_t *len)
 {
     unsigned char *in = copy_of(p, n);
     int rc;
 
-    *out = NULL;
     *len = 0;
-    rc = ws_deflate_decompress(d, in, n, max, out, len);
+    rc = ws_deflate_decompress(d, in, n, max, buf, len);
     free(in);
     if (rc != WS_DEFLATE_OK && rc != WS_DEFLATE_NOMEM && rc != WS_DEFLATE_TOO_BIG
         && rc != WS_DEFLATE_BAD)
         abort();
-    if (rc == WS_DEFLATE_OK && *out == NULL)
+    if (rc == WS_DEFLATE_OK && buf->p == NULL)
         abort();
     if (rc == WS_DEFLATE_TOO_BIG && max == 0)
         abort();
@@ -64,24 +70,21 @@ static void limit_oracle(int bits, int reset, size_t max, const unsigned char *m
                          const size_t n[2])
 {
     ws_deflate free_d, lim_d;
+    ws_zbuf a = { NULL, 0 }, b = { NULL, 0 };
     int i;
 
-    ws_deflate_init(&free_d, 6, bits, bits, reset, reset);
-    ws_deflate_init(&lim_d, 6, bits, bits, reset, reset);
+    ws_deflate_init(&free_d, 6, bits, bits, reset, reset, NULL);
+    ws_deflate_init(&lim_d, 6, bits, bits, reset, reset, NULL);
     for (i = 0; i < 2; i++) {
-        unsigned char *a, *b;
         size_t la, lb;
         int ra = decompress(&free_d, msg[i], n[i], 0, &a, &la);
         int rb = decompress(&lim_d, msg[i], n[i], max, &b, &lb);
         int same_state = 1;
 
-        if (ra == WS_DEFLATE_NOMEM || rb == WS_DEFLATE_NOMEM) {
-            free(a);
-            free(b);
+        if (ra == WS_DEFLATE_NOMEM || rb == WS_DEFLATE_NOMEM)
             break;
-        }
         if (ra == WS_DEFLATE_OK && la <= max) {
-            if (rb != WS_DEFLATE_OK || lb != la || (la && memcmp(a, b, la) != 0))
+            if (rb != WS_DEFLATE_OK || lb != la || (la && memcmp(a.p, b.p, la) != 0))
                 abort();
         } else if (ra == WS_DEFLATE_OK) {
             if (rb != WS_DEFLATE_TOO_BIG)
@@ -92,11 +95,11 @@ static void limit_oracle(int bits, int reset, size_t max, const unsigned char *m
             if (rb != WS_DEFLATE_BAD && rb != WS_DEFLATE_TOO_BIG)
                 abort();
         }
-        free(a);
-        free(b);
         if (!same_state)
             break;
     }
+    free(a.p);
+    free(b.p);
     ws_deflate_free(&free_d);
     ws_deflate_free(&lim_d);
 }
@@ -125,43 +128,75 @@ static int inflate_exact(z_stream *z, const unsigned char *p, size_t n, const un
     return same;
 }
 
+/* A message of another connection (level 9, 10-bit window, no context
+ * takeover) through the shared set: it must come back whole. */
+static void other_connection(ws_deflate_shared *sh, const unsigned char *p, size_t n)
+{
+    ws_deflate e;
+    ws_zbuf z = { NULL, 0 }, back = { NULL, 0 };
+    size_t zl = 0, bl = 0;
+    unsigned char *in = copy_of(p, n);
+    int rc;
+
+    ws_deflate_init(&e, 9, 10, 10, 1, 1, sh);
+    rc = ws_deflate_compress(&e, in, n, &z, &zl);
+    free(in);
+    if (rc == WS_DEFLATE_OK) {
+        rc = decompress(&e, z.p, zl, 0, &back, &bl);
+        if (rc != WS_DEFLATE_NOMEM && (rc != WS_DEFLATE_OK || bl != n || (n && memcmp(back.p, p, n) != 0)))
+            abort();
+    } else if (rc != WS_DEFLATE_NOMEM) {
+        abort();
+    }
+    ws_deflate_free(&e);
+    free(z.p);
+    free(back.p);
+}
+
 /* Phase B: compress and decompress the messages on one pair of streams. */
-static void round_trip(int level, int bits, int out_reset, int in_reset,
-                       const unsigned char *msg[3], const size_t n[3])
+static void round_trip(int level, int bits, int out_reset, int in_reset, ws_deflate_shared *sh,
+                       int interleave, const unsigned char *msg[3], const size_t n[3])
 {
     ws_deflate c, d;
+    ws_zbuf z = { NULL, 0 }, back = { NULL, 0 };
     z_stream w8;
     int i;
 
     memset(&w8, 0, sizeof w8);
     if (bits == 8 && inflateInit2(&w8, -8) != Z_OK)
         abort();
-    ws_deflate_init(&c, level, bits, bits, out_reset, out_reset);
+    ws_deflate_init(&c, level, bits, bits, out_reset, out_reset, sh);
     /* a decompressor may forget its window only if the compressor does */
-    ws_deflate_init(&d, level, bits, bits, in_reset, in_reset && out_reset);
+    ws_deflate_init(&d, level, bits, bits, in_reset, in_reset && out_reset, sh);
     for (i = 0; i < 3; i++) {
-        unsigned char *in = copy_of(msg[i], n[i]), *z = NULL, *back;
+        unsigned char *in = copy_of(msg[i], n[i]);
         size_t zl = 0, bl;
         int rc = ws_deflate_compress(&c, in, n[i], &z, &zl);
 
         free(in);
         if (rc == WS_DEFLATE_NOMEM)
             break;
-        if (rc != WS_DEFLATE_OK || z == NULL || zl == 0)
+        if (rc != WS_DEFLATE_OK || z.p == NULL || zl == 0)
             abort();
         /* the sync-flush tail is stripped */
-        if (zl >= 4 && memcmp(z + zl - 4, "\0\0\xff\xff", 4) == 0)
+        if (zl >= 4 && memcmp(z.p + zl - 4, "\0\0\xff\xff", 4) == 0)
             abort();
-        if (bits == 8 && !inflate_exact(&w8, z, zl, msg[i], n[i]))
+        if (bits == 8 && !inflate_exact(&w8, z.p, zl, msg[i], n[i]))
             abort();
-        rc = decompress(&d, z, zl, n[i] ? n[i] : 1, &back, &bl);
-        free(z);
+        if (interleave)
+            other_connection(sh, msg[1 - i % 2], n[1 - i % 2]);
+        rc = decompress(&d, z.p, zl, n[i] ? n[i] : 1, &back, &bl);
         if (rc == WS_DEFLATE_NOMEM)
             break;
-        if (rc != WS_DEFLATE_OK || bl != n[i] || (bl && memcmp(back, msg[i], bl) != 0))
+        if (rc != WS_DEFLATE_OK || bl != n[i] || (bl && memcmp(back.p, msg[i], bl) != 0))
             abort();
-        free(back);
+        if (c.msgs_out != (uint64_t)i + 1 || d.msgs_in != (uint64_t)i + 1)
+            abort();
+        if (interleave)
+            other_connection(sh, msg[i % 2], n[i % 2]);
     }
+    free(z.p);
+    free(back.p);
     ws_deflate_free(&c);
     ws_deflate_free(&d);
     if (bits == 8)
@@ -173,19 +208,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const size_t limits[4] = { 1, 100, 4096, 65536 };
     const unsigned char *msg[3];
     size_t n[3], split;
-    int bits, in_reset, out_reset, level;
+    int bits, in_reset, out_reset, level, use_shared, interleave;
+    ws_deflate_shared sh;
     size_t max;
 
-    if (size < 2)
+    if (size < 3)
         return 0;
     bits = 8 + (data[0] & 7);
     in_reset = (data[0] >> 3) & 1;
     out_reset = (data[0] >> 4) & 1;
     max = limits[(data[0] >> 5) & 3];
     level = (data[0] & 0x80) ? 1 : 6;
-    data += 2;
-    size -= 2;
-    split = size ? (size_t)data[-1] * size / 255 : 0;
+    use_shared = data[2] & 1;
+    interleave = use_shared && (data[2] & 2);
+    split = size > 3 ? (size_t)data[1] * (size - 3) / 255 : 0;
+    data += 3;
+    size -= 3;
     if (split > size)
         split = size;
     msg[0] = data;
@@ -196,6 +234,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     n[2] = 0;
 
     limit_oracle(bits, in_reset, max, msg, n);
-    round_trip(level, bits, out_reset, in_reset, msg, n);
+    memset(&sh, 0, sizeof sh);
+    round_trip(level, bits, out_reset, in_reset, use_shared ? &sh : NULL, interleave, msg, n);
+    ws_deflate_shared_free(&sh);
     return 0;
 }

@@ -37,27 +37,15 @@ local function answered_ext(head)
   return head:match("\r\n[Ss]ec%-[Ww]eb[Ss]ocket%-[Ee]xtensions: ([^\r]*)\r\n")
 end
 
--- Make conn.deflate count what it inflates: every decompress is one message
--- that arrived with RSV1; wire is the sum of the compressed payload sizes.
+-- What conn's deflate object counted (ws.deflate:stats()): inflated and
+-- deflated messages, wire_in and wire_out their compressed bytes, streams
+-- the zlib streams it holds of its own. Read live, counting from the spy's
+-- creation: s.inflated is the count since then.
 local function spy(conn)
-  local real = conn.deflate
-  local s = { inflated = 0, wire_in = 0, deflated = 0, wire_out = 0 }
-  conn.deflate = {
-    decompress = function(_, data, max)
-      s.inflated, s.wire_in = s.inflated + 1, s.wire_in + #data
-      return real:decompress(data, max)
-    end,
-    compress = function(_, data)
-      local out = real:compress(data)
-      s.deflated, s.wire_out = s.deflated + 1, s.wire_out + #out
-      return out
-    end,
-    close = function()
-      s.closed = true
-      return real:close()
-    end,
-  }
-  return s
+  local d = conn.deflate
+  local base = d:stats()
+  base.streams = 0
+  return setmetatable({}, { __index = function(_, k) return d:stats()[k] - base[k] end })
 end
 
 local function utf8_text(n, seed)
@@ -152,7 +140,7 @@ describe("ws.deflate negotiation", function()
     it("accepts a plain offer with the defaults", function()
       local r, o = deflate.accept("permessage-deflate", true)
       assert.equal("permessage-deflate", r)
-      assert.same({ level = 6, threshold = 64, out_bits = 15, in_bits = 15, out_reset = false, in_reset = false }, o)
+      assert.same({ level = 1, threshold = 64, out_bits = 15, in_bits = 15, out_reset = false, in_reset = false }, o)
     end)
 
     it("declines nothing offered, other extensions and malformed headers", function()
@@ -269,7 +257,7 @@ describe("ws.deflate negotiation", function()
     end)
 
     it("turns a valid answer into compressor settings", function()
-      assert.same({ level = 6, threshold = 64, out_bits = 15, in_bits = 15, out_reset = false, in_reset = false },
+      assert.same({ level = 1, threshold = 64, out_bits = 15, in_bits = 15, out_reset = false, in_reset = false },
         deflate.agree("permessage-deflate", true))
       local o = deflate.agree("permessage-deflate; server_no_context_takeover; client_no_context_takeover; " ..
         "client_max_window_bits=10; server_max_window_bits=9", { level = 1, threshold = 0 })
@@ -408,6 +396,58 @@ describe("ws.core.deflate", function()
     local i = core.deflate {}
     assert.is_nil((i:decompress(B.hex "ff ff")))
     assert.equal("Hello", i:decompress(B.hex "f2 48 cd c9 c9 07 00"))
+  end)
+
+  it("inflates RSV1 messages inside reader:next, checking UTF-8 and max_message on what comes out", function()
+    local c, z = core.deflate {}, core.deflate {}
+    local r = core.reader { role = "server", max_message = 1000, rsv_allowed = 4, deflate = z }
+    local function feed(reader, payload, kind, rsv) reader:feed(core.frame(payload, kind, true, true, rsv)) end
+    feed(r, c:compress("héllo"), "text", 4)
+    feed(r, c:compress("\0\1\2"), "binary", 4)
+    feed(r, "plain", "text")
+    assert.same({ "text", "héllo" }, { r:next() })
+    assert.same({ "binary", "\0\1\2" }, { r:next() })
+    assert.same({ "text", "plain" }, { r:next() })
+    assert.equal(2, z:stats().inflated)
+    -- each fault fails the reader with its close code, and it stays failed
+    local faults = {
+      { c:compress("\255"), "text", "invalid utf-8", 1007 },
+      { core.deflate {}:compress(string.rep("a", 1001)), "binary", "message too big", 1009 },
+      { "\255\255", "binary", "invalid compressed data", 1007 },
+    }
+    for _, f in ipairs(faults) do
+      local bad = core.reader { role = "server", max_message = 1000, rsv_allowed = 4, deflate = core.deflate {} }
+      feed(bad, f[1], f[2], 4)
+      feed(bad, "after", "text")
+      assert.same({ nil, f[3], f[4] }, { bad:next() })
+      assert.same({ nil, f[3], f[4] }, { bad:next() })
+    end
+    -- exactly max_message inflated bytes pass
+    local edge = core.reader { role = "server", max_message = 1000, rsv_allowed = 4, deflate = core.deflate {} }
+    feed(edge, core.deflate {}:compress(string.rep("a", 1000)), "binary", 4)
+    assert.same({ "binary", string.rep("a", 1000) }, { edge:next() })
+  end)
+
+  it("compresses inside send_frame(fd, data, kind, deflate): one RSV1 frame on the socket", function()
+    local socket = require "socket"
+    local l = assert(socket.bind("127.0.0.1", 0))
+    local ip, port = l:getsockname()
+    local a = assert(socket.connect(ip, port))
+    local b = assert(l:accept())
+    l:close()
+    local d, msg = core.deflate { out_reset = true }, string.rep("lua-ws ", 300)
+    assert.is_true(core.send_frame(b:getfd(), msg, "text", d))
+    assert.same({ nil, "invalid utf-8" }, { core.send_frame(b:getfd(), "\255", "text", d) })
+    assert.equal(1, d:stats().deflated)   -- the refused text was not compressed
+    a:settimeout(5)
+    local head = assert(a:receive(2))
+    assert.equal(0xC1, head:byte(1))      -- FIN, RSV1, text
+    local n = head:byte(2)
+    assert.is_true(n < 126, "compressed to " .. n .. " bytes")
+    assert.equal(msg, core.deflate {}:decompress(assert(a:receive(n))))
+    assert.equal(n, d:stats().wire_out)
+    a:close()
+    b:close()
   end)
 
   it("checks its options", function()
@@ -639,7 +679,11 @@ describe("our client (compression = true)", function()
     local after = stats(conn).bytes_read
     assert.is_true(after - before < 16 * 1024, "node read " .. (after - before) .. " bytes for 1 MiB")
     assert.is_true(s.wire_in - w0 < 16 * 1024, "we read " .. (s.wire_in - w0) .. " bytes for 1 MiB")
+    -- context takeover both ways: a compressor and a decompressor of its own,
+    -- whose ~300 KiB (invisible to Lua's GC) go with the connection
+    assert.equal(2, s.streams)
     assert.is_true(conn:close())
+    assert.equal(0, s.streams)
   end)
 
   it("against a Node ws server with no context takeover both ways and small windows", function()
@@ -708,9 +752,9 @@ describe("our client (compression = true)", function()
     end
     assert.equal(20, s.inflated)
     assert.equal(20, s.deflated)
+    -- no context takeover either way: the streams are borrowed per message
+    assert.equal(0, s.streams)
     assert.is_true(conn:close())
-    -- zlib's ~300 KiB, invisible to Lua's GC, is released with the connection
-    assert.is_true(s.closed)
   end)
 
   describe("against a hand-made server", function()

@@ -1,6 +1,9 @@
 /* Unit tests for ws_crypto and ws_handshake: RFC 4648 and RFC 6455 vectors,
  * every failure status of the server check, malformed heads, client check. */
 #include <stdlib.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "ws_crypto.h"
@@ -122,6 +125,37 @@ static void test_crypto(void)
     CHECK(ws_random(r2, sizeof r2) == 0);
     CHECK(memcmp(r1, r2, sizeof r1) != 0);
     CHECK(ws_random(r1, 0) == 0);
+}
+
+/* Mask keys: drawn 4 bytes at a time across refills; a forked child does
+ * not reuse the bytes left in its parent's buffer. */
+static void test_mask_keys(void)
+{
+    static ws_mask_keys k;
+    unsigned char key[4], prev[4] = {0, 0, 0, 0}, parent[4];
+    int same = 0, i, fds[2], status;
+
+    k.pos = sizeof k.buf;
+    for (i = 0; i < 3000; i++) {   /* three refills */
+        CHECK(ws_mask_key(&k, key) == 0);
+        same += memcmp(key, prev, 4) == 0;
+        memcpy(prev, key, 4);
+    }
+    CHECK(same < 3);   /* 2^-32 each by chance */
+    CHECK(pipe(fds) == 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        if (ws_mask_key(&k, key) != 0 || write(fds[1], key, 4) != 4)
+            _exit(1);
+        _exit(0);
+    }
+    CHECK(ws_mask_key(&k, parent) == 0);
+    CHECK(read(fds[0], key, 4) == 4);
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(memcmp(key, parent, 4) != 0);
+    close(fds[0]);
+    close(fds[1]);
 }
 
 static void test_head_end(void)
@@ -475,6 +509,7 @@ int main(void)
 {
     test_base64();
     test_crypto();
+    test_mask_keys();
     test_head_end();
     test_sample_request();
     test_fields();

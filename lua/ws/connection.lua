@@ -315,15 +315,12 @@ function Conn:send(data, kind)
   kind = kind or "text"
   if kind ~= "text" and kind ~= "binary" then error("bad argument #2 to 'send' (\"text\" or \"binary\" expected)", 2) end
   if self.state ~= "open" then return nil, "closed" end
-  local rsv = 0
-  if self.deflate then
-    data, rsv = self:compress(data, kind)
-    if not data then return nil, rsv end
-  end
   local fd = self.wfd
   if fd and self.qh > self.qt and not self.writer then
-    -- send_frame checks the UTF-8 of uncompressed text itself
-    local rest, err = send_frame(fd, data, kind, rsv)
+    -- send_frame checks the UTF-8 of text itself (and compresses with z)
+    local z = self.deflate
+    if z and #data < self.threshold then z = nil end
+    local rest, err = send_frame(fd, data, kind, z or 0)
     if rest == true then return true end
     if not rest then
       if err == "invalid utf-8" then return nil, err end
@@ -331,6 +328,11 @@ function Conn:send(data, kind)
       return nil, "closed"
     end
     return send_bytes(self, rest)
+  end
+  local rsv = 0
+  if self.deflate then
+    data, rsv = self:compress(data, kind)
+    if not data then return nil, rsv end
   end
   local bytes, err = self:encode(data, kind, rsv)
   if not bytes then return nil, err end
@@ -399,13 +401,9 @@ local function receive(self, deadline)
     -- have dropped the connection meanwhile: its reader is closed then
     if self.state == "closed" then return nil, "closed", self.close_code, self.close_reason end
     -- with a descriptor, next() reads from it once its input is used up
+    -- (a compressed message comes out inflated and checked)
     local kind, data, code, reason = reader:next(self.rfd)
     if kind == "text" or kind == "binary" then
-      if code then                            -- RSV bits: a compressed message
-        local err, c, r
-        data, err, c, r = self:event(kind, data, code)
-        if not data then return settle(self, data, err, c, r) end
-      end
       -- a peer whose input never runs dry must not starve the other tasks:
       -- yield after 64 messages or about 1 MiB, whichever comes first
       local burst = self.burst + 1 + #data / 16384

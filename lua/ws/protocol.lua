@@ -55,6 +55,9 @@ function M.new(opts, mt)
   local role = opts.role or "server"
   if role ~= "server" and role ~= "client" then error("role must be \"server\" or \"client\"", 2) end
   local now, deflate, interval = opts.now or 0, opts.deflate, opts.ping_interval
+  -- permessage-deflate, when negotiated: RSV1 marks a compressed message;
+  -- the reader inflates those (UTF-8 and max_message checked in C)
+  local z = deflate and core.deflate(deflate)
   return setmetatable({
     role = role,
     masked = role == "client",
@@ -64,9 +67,8 @@ function M.new(opts, mt)
     close_code = nil, close_reason = nil,
     max_message = opts.max_message,
     reader = core.reader { role = role, max_message = opts.max_message or 0,
-                           rsv_allowed = deflate and 4 or 0 },
-    -- permessage-deflate, when negotiated: RSV1 marks a compressed message
-    deflate = deflate and core.deflate(deflate),
+                           rsv_allowed = z and 4 or 0, deflate = z },
+    deflate = z,
     threshold = deflate and deflate.threshold or 0,
     q = {}, qh = 1, qt = 0, qoff = 1, qbytes = 0, written = 0,
     max_queue = opts.max_queue,
@@ -251,13 +253,7 @@ function Protocol:event(kind, data, code, reason)
     return nil, "closed", self.close_code, self.close_reason
   end
   if kind == "text" or kind == "binary" then
-    if code then                             -- code: RSV bits, 4 = compressed
-      local err
-      data, err = self.deflate:decompress(data, self.max_message or 0)
-      if not data then return self:fail(err == "message too big" and 1009 or 1007, err) end
-      if kind == "text" and not utf8_valid(data) then return self:fail(1007, "invalid utf-8") end
-    end
-    return data, kind
+    return data, kind   -- (a compressed message comes out of the reader inflated)
   elseif kind == "ping" then
     -- answer while open; after our close frame nothing may follow it
     if self.state == "open" then self:push(frame(data, "pong", true, self.masked)) end
