@@ -28,6 +28,7 @@ build = {
          sources = {
             "csrc/ws_core.c", "csrc/ws_crypto.c", "csrc/ws_handshake.c",
             "csrc/ws_frame.c", "csrc/ws_reader.c", "csrc/ws_utf8.c", "csrc/ws_io.c", "csrc/ws_deflate.c",
+            "csrc/ws_core_sys.c", "csrc/ws_proxy.c",
          },
          libraries = { "crypto", "z" },
          incdirs = { "$(CRYPTO_INCDIR)", "$(ZLIB_INCDIR)", "csrc" },
@@ -41,5 +42,8 @@ build = {
       ["ws.io"] = "lua/ws/io.lua",
       ["ws.deflate"] = "lua/ws/deflate.lua",
       ["ws.log"] = "lua/ws/log.lua",
+      ["ws.proxy"] = "lua/ws/proxy.lua",
+      ["ws.drain"] = "lua/ws/drain.lua",
+      ["ws.workers"] = "lua/ws/workers.lua",
    },
 }

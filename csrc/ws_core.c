@@ -26,6 +26,9 @@
 #define POLLER_MT "ws.poller"
 #define DEFLATE_MT "ws.deflate"
 #define FD_MT "ws.fd"
+
+/* deployment bindings (listeners, signals, processes, PROXY): ws_core_sys.c */
+int ws_core_sys_register(lua_State *L);
 /* One read buffer shared by every reader: input left over after an event
  * is copied out, so an idle connection holds no read buffer. */
 #define SHARED_READ (256 * 1024)
@@ -1015,5 +1018,6 @@ int luaopen_ws_core(lua_State *L) {
     lua_pop(L, 1);
 #endif
     luaL_newlib(L, funcs);
+    ws_core_sys_register(L);
     return 1;
 }
