@@ -413,7 +413,9 @@ function Loop:step(timeout)
   if self.ntasks == 0 and self.qn == 0 then return false end
 
   local wait = timeout
-  if self.qn > 0 then
+  if self.qn > 0 or self.stopped then
+    -- (stopped: a task called stop(); run() must return now, not after
+    -- the next event, which may never come)
     wait = 0
   else
     local top = self.heap[1]

@@ -1,0 +1,219 @@
+-- Many processes on one port (SO_REUSEPORT, ws.workers) and the graceful
+-- stop (SIGTERM -> drain -> exit 0), with examples/echo.lua as real
+-- processes and hundreds of real clients.
+local socket = require "socket"
+local ws = require "ws"
+local loop = require "ws.loop"
+local H = require "spec.helpers"
+
+local gettime = socket.gettime
+
+-- the "connect <peer> (pid N)" lines: client port -> server pid
+local function connects(out)
+  local t = {}
+  for port, pid in out:gmatch("connect [%d.]+:(%d+) %(pid (%d+)%)") do t[tonumber(port)] = tonumber(pid) end
+  return t
+end
+
+local function count(t)
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  return n
+end
+
+local function local_port(conn) return tonumber((select(2, conn.sock:getsockname()))) end
+
+-- n clients connected to port from tasks of loop l, made inside a task
+local function connect_all(l, port, n)
+  local clients = {}
+  for i = 1, n do
+    clients[i] = assert(ws.connect("ws://127.0.0.1:" .. port .. "/ws", { timeout = 10 }))
+  end
+  return clients
+end
+
+-- wait until the process exits; its exit status (nil if still running)
+local function wait_exit(proc, secs)
+  local deadline = gettime() + secs
+  while gettime() < deadline do
+    if not proc.alive() then return true end
+    socket.sleep(0.05)
+  end
+  return false
+end
+
+-- start examples/echo.lua with args through a shell that reports its
+-- exit status in the log: "[exit N]"
+local function start_echo(args, name)
+  return H.start_server(function(port)
+    return string.format("%s %s/examples/echo.lua --port %d %s; echo \"[exit $?]\"", H.LUA, H.ROOT, port, args)
+  end, name)
+end
+
+-- the pid of the shell's child (the echo process itself)
+local function child_pid(proc)
+  local out = H.run("pgrep -P " .. proc.pid)
+  return tonumber(out:match("%d+"))
+end
+
+describe("workers #slow", function()
+  it("3 workers share one port: 300 connections all served, each worker serves some; a plain listener is refused", function()
+    local proc = start_echo("--workers 3", "workers3")
+    finally(proc.stop)
+    assert.truthy(H.wait_output(proc, "worker started.-worker=3", 10))
+    local l = loop.new()
+    local clients
+    H.run_task(l, 60, function()
+      clients = connect_all(l, proc.port, 300)
+      for i, c in ipairs(clients) do assert(c:send("m" .. i)) end
+      for i, c in ipairs(clients) do assert.same({ "m" .. i, "text" }, { c:receive(10) }) end
+    end)
+    local seen = {}
+    local deadline = gettime() + 10
+    while count(connects(proc.output())) < 300 and gettime() < deadline do socket.sleep(0.05) end
+    local map = connects(proc.output())
+    for _, c in ipairs(clients) do
+      local pid = map[local_port(c)]
+      assert.truthy(pid, "no worker logged client " .. local_port(c))
+      seen[pid] = (seen[pid] or 0) + 1
+    end
+    assert.equal(3, count(seen))   -- a hash: no evenness asserted
+    -- a 4th listener without SO_REUSEPORT cannot join the group
+    local s, err = ws.listen { host = "127.0.0.1", port = proc.port, logger = false }
+    assert.is_nil(s)
+    assert.equal("address already in use", err)
+    H.run_task(l, 30, function() for _, c in ipairs(clients) do c:close() end end)
+  end)
+
+  it("a worker killed with SIGKILL is restarted; the other workers' clients are not disturbed", function()
+    local proc = start_echo("--workers 3", "workers-kill")
+    finally(proc.stop)
+    assert.truthy(H.wait_output(proc, "worker started.-worker=3", 10))
+    local l = loop.new()
+    H.run_task(l, 60, function()
+      local clients = connect_all(l, proc.port, 60)
+      for i, c in ipairs(clients) do assert(c:send("a" .. i)); assert.equal("a" .. i, c:receive(10)) end
+      local map = connects(proc.output())
+      local victim = map[local_port(clients[1])]
+      assert(H.sh("kill -9 " .. victim))
+      -- restarted: a 4th "worker started" line, with a new pid
+      local deadline = gettime() + 10
+      repeat l:sleep(0.05) until select(2, proc.output():gsub("worker started", "")) >= 4 or gettime() > deadline
+      assert.truthy(proc.output():find("worker died; restarting in 0.1s %(pid=" .. victim .. " signal=KILL"))
+      assert.equal(4, select(2, proc.output():gsub("worker started", "")))
+      local others = 0
+      for i, c in ipairs(clients) do
+        if map[local_port(c)] == victim then
+          assert.is_nil((c:receive(5)))          -- its worker is gone
+          assert.equal(1006, c.close_code)
+        else
+          others = others + 1
+          assert(c:send("b" .. i))
+          assert.same({ "b" .. i, "text" }, { c:receive(10) })
+          assert.equal("open", c.state)
+        end
+      end
+      assert.truthy(others > 0)
+      -- new connections are served (by the restarted worker too, in time)
+      local fresh = connect_all(l, proc.port, 30)
+      for i, c in ipairs(fresh) do assert(c:send("c" .. i)); assert.equal("c" .. i, c:receive(10)) end
+      for _, c in ipairs(clients) do if c.state == "open" then c:close() end end
+      for _, c in ipairs(fresh) do c:close() end
+    end)
+  end)
+end)
+
+-- 200 clients each send MSGS messages at once and read until closed; the
+-- process gets SIGTERM while the echoes are in flight. Every echo the
+-- server's send accepted (its "echoed N" line for that client) must arrive,
+-- in order, then close 1001; the process exits 0 in time.
+local CLIENTS, MSGS, GRACE, CLOSE_TIMEOUT = 200, 20, 2, 3
+
+local function drain_check(proc, signal_pid)
+  local l = loop.new()
+  local results = {}
+  local t_signal
+  H.run_task(l, 90, function()
+    local clients = connect_all(l, proc.port, CLIENTS)
+    local done = 0
+    for i, c in ipairs(clients) do
+      local r = { got = 0, inorder = true, port = local_port(c) }
+      results[i] = r
+      l:spawn(function()
+        while true do
+          local m = c:receive(30)
+          if not m then break end
+          r.got = r.got + 1
+          if m ~= string.format("%d:%d:", i, r.got) .. string.rep("x", 2000) then r.inorder = false end
+        end
+        r.code = c.close_code
+        done = done + 1
+      end)
+    end
+    for i, c in ipairs(clients) do
+      for k = 1, MSGS do assert(c:send(string.format("%d:%d:", i, k) .. string.rep("x", 2000))) end
+    end
+    t_signal = gettime()
+    assert(H.sh("kill -TERM " .. signal_pid))
+    local deadline = gettime() + 60
+    while done < CLIENTS and gettime() < deadline do l:sleep(0.05) end
+    assert.equal(CLIENTS, done)
+  end)
+  assert.is_true(wait_exit(proc, GRACE + CLOSE_TIMEOUT + 1 - (gettime() - t_signal) + 0.5))
+  local took = gettime() - t_signal
+  assert.truthy(took <= GRACE + CLOSE_TIMEOUT + 1, "exited after " .. took .. " s")
+  local out = proc.output()
+  assert.truthy(out:find("%[exit 0%]"), out:sub(-2000))
+  local echoed = {}
+  for port, n in out:gmatch("disconnect [%d.]+:(%d+) %b() echoed (%d+)") do echoed[tonumber(port)] = tonumber(n) end
+  local full = 0
+  for _, r in ipairs(results) do
+    assert.equal(1001, r.code)
+    assert.is_true(r.inorder)
+    assert.equal(echoed[r.port], r.got)     -- every message send accepted was delivered
+    if r.got == MSGS then full = full + 1 end
+  end
+  -- spread over the grace period, most clients were owed and got all
+  assert.truthy(full > CLIENTS / 2, full .. " clients got all " .. MSGS)
+  return out
+end
+
+describe("graceful stop #slow", function()
+  it("SIGTERM to a single server: every echo owed, then 1001; exit 0 within grace + close_timeout + 1 s", function()
+    local proc = start_echo("--grace " .. GRACE, "drain-single")
+    finally(proc.stop)
+    assert.truthy(H.wait_output(proc, "echo server on", 10))
+    local out = drain_check(proc, child_pid(proc))
+    assert.truthy(out:find("SIGTERM: draining"))
+    assert.truthy(out:find("drained %(closed=" .. CLIENTS))
+  end)
+
+  it("SIGTERM to a --workers parent drains every worker the same way", function()
+    local proc = start_echo("--workers 2 --grace " .. GRACE, "drain-workers")
+    finally(proc.stop)
+    assert.truthy(H.wait_output(proc, "worker started.-worker=2", 10))
+    local out = drain_check(proc, child_pid(proc))
+    assert.equal(2, select(2, out:gsub("worker done %(exit=0", "")))
+    assert.truthy(out:find("all workers done"))
+  end)
+
+  it("Ctrl-C twice: the second SIGINT during a drain stops at once", function()
+    local proc = start_echo("--grace 30", "drain-twice")
+    finally(proc.stop)
+    assert.truthy(H.wait_output(proc, "echo server on", 10))
+    local pid = child_pid(proc)
+    local l = loop.new()
+    H.run_task(l, 30, function()
+      local clients = connect_all(l, proc.port, 3)
+      assert(H.sh("kill -INT " .. pid))
+      local deadline = gettime() + 5
+      repeat l:sleep(0.05) until proc.output():find("draining 3 connections") or gettime() > deadline
+      local t0 = gettime()
+      assert(H.sh("kill -INT " .. pid))
+      assert.is_true(wait_exit(proc, 3))
+      assert.truthy(gettime() - t0 < 2)
+      assert.truthy(proc.output():find("SIGINT again: stopping now"))
+      for _, c in ipairs(clients) do c.sock:close() end
+    end)
+  end)
+end)
