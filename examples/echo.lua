@@ -1,23 +1,24 @@
 -- Echo server: the Lua twin of gorilla/websocket's echo example.
 --   lua5.4 examples/echo.lua [--host H] [--port P] [--compression] [--verbose]
 --     [--workers N] [--reuseport] [--fd N] [--trusted-proxy ADDR_OR_CIDR]...
---     [--proxy-protocol] [--healthz] [--grace S] [--ping S]
+--     [--proxy-protocol] [--healthz] [--grace S] [--ping S] [--same-origin]
 -- ws://HOST:PORT/ws echoes every message with its type; http://HOST:PORT/
 -- serves a page that tries it from a browser. --compression accepts
 -- permessage-deflate (off by default, as in the original).
 -- --workers N: N processes on the port (0: one per core); SIGTERM or
 -- SIGINT drains (1001 to every client, spread over --grace seconds) and
 -- exits 0. One line per connection starts "connect <client address>".
+-- --same-origin: the library's default Origin check instead of accepting all.
 local ws = require "ws"
 
 local o = {
   host = "127.0.0.1", port = 8080, compression = false, verbose = false,
   workers = nil, reuseport = false, trusted = nil, proxy_protocol = false,
-  healthz = false, grace = 0, ping = nil, fd = nil,
+  healthz = false, grace = 0, ping = nil, fd = nil, same_origin = false,
 }
 local USAGE = "usage: lua5.4 examples/echo.lua [--host H] [--port P] [--compression] [--verbose]\n" ..
   "  [--workers N] [--reuseport] [--fd N] [--trusted-proxy ADDR_OR_CIDR]... [--proxy-protocol]\n" ..
-  "  [--healthz] [--grace S] [--ping S]\n"
+  "  [--healthz] [--grace S] [--ping S] [--same-origin]\n"
 local i = 1
 while arg[i] do
   local a, v = arg[i], arg[i + 1]
@@ -34,6 +35,7 @@ while arg[i] do
   elseif a == "--healthz" then o.healthz = true
   elseif a == "--grace" then o.grace = tonumber(value())
   elseif a == "--ping" then o.ping = tonumber(value())
+  elseif a == "--same-origin" then o.same_origin = true
   else
     io.stderr:write(USAGE)
     os.exit(2)
@@ -78,7 +80,8 @@ local function serve()
     reuseport = o.reuseport or o.workers ~= nil,
     max_message = 16 * 1024 * 1024,              -- echo large messages too
     compression = o.compression,
-    check_origin = function() return true end,   -- like the original: accept all origins
+    -- like the original: accept all origins (--same-origin: the default check)
+    check_origin = not o.same_origin and function() return true end or nil,
     trusted_proxies = o.trusted,
     proxy_protocol = o.proxy_protocol,
     health_path = o.healthz and "/healthz" or nil,

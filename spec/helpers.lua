@@ -339,4 +339,46 @@ function M.step_until(l, secs, pred)
   return pred()
 end
 
+---- proxies in front (nginx, HAProxy) --------------------------------------------
+
+--- text with each key of subs (a literal string) replaced by its value
+function M.template(text, subs)
+  for from, to in pairs(subs) do
+    local at = text:find(from, 1, true)
+    assert(at, "template: " .. from .. " not found")
+    text = text:gsub(from:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0"), (tostring(to):gsub("%%", "%%%%")))
+  end
+  return text
+end
+
+local function start_config(name, text, file, cmd_of, port)
+  local dir = M.tmpdir()
+  local f = assert(io.open(dir .. "/" .. file, "w"))
+  f:write(text)
+  f:close()
+  local proc = M.spawn(cmd_of(dir .. "/" .. file, dir), name)
+  local ok, err = pcall(M.wait_port, port, 10)
+  if not ok then
+    proc.stop()
+    error(err .. "\n" .. proc.output())
+  end
+  return proc
+end
+
+--- Start the system nginx in the foreground on config text (a whole
+-- nginx.conf); waits until port listens. Returns the process (see spawn).
+function M.start_nginx(text, port)
+  return start_config("nginx", text, "nginx.conf", function(conf, dir)
+    return string.format("exec nginx -p %s -c %s -g 'daemon off; pid %s/nginx.pid; error_log stderr;'",
+      M.shell_quote(dir), M.shell_quote(conf), dir)
+  end, port)
+end
+
+--- Start the system haproxy in the foreground (-db) on config text.
+function M.start_haproxy(text, port)
+  return start_config("haproxy", text, "haproxy.cfg", function(conf)
+    return "exec haproxy -db -f " .. M.shell_quote(conf)
+  end, port)
+end
+
 return M
