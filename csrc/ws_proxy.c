@@ -37,6 +37,11 @@ static int field(const char *line, size_t *pos, size_t end, char *dst, size_t ca
     size_t n = i - start;
     if (n == 0 || n >= cap || (last ? i != end : i == end))
         return -1;
+    /* only what addresses and ports are made of: a NUL would cut the
+     * text short for inet_pton and let "::1\0junk" through */
+    for (size_t k = start; k < i; k++)
+        if (!strchr("0123456789abcdefABCDEF:.", line[k]) || line[k] == '\0')
+            return -1;
     memcpy(dst, line + start, n);
     dst[n] = '\0';
     *pos = last ? i : i + 1;
