@@ -217,3 +217,34 @@ describe("graceful stop #slow", function()
     end)
   end)
 end)
+
+-- Linux 5.14+: with net.ipv4.tcp_migrate_req=1, connections queued on a
+-- reuseport listener that closes (a draining worker) move to a sibling.
+-- Run in a private network namespace (unshare -n, root) so the sysctl
+-- touches nothing else.
+describe("tcp_migrate_req #slow", function()
+  local can = H.sh("unshare -n true 2>/dev/null")
+  local function run(migrate)
+    local cmd = string.format("unshare -n sh -c 'ip link set lo up && sysctl -q -w net.ipv4.tcp_migrate_req=%d" ..
+      " && exec %s %s/spec/peers/reuseport_migrate.lua %s 9000' 2>&1", migrate, H.LUA, H.ROOT, H.ROOT)
+    local out = H.run("timeout 120 " .. cmd)
+    local ok, reset = out:match("ok=(%d+) reset=(%d+)")
+    assert(ok, out)
+    return tonumber(ok), tonumber(reset)
+  end
+
+  if not can then
+    pending("tcp_migrate_req: needs root and unshare -n (a private network namespace); not available here")
+    return
+  end
+
+  it("0 of 200 connections queued on a draining worker's listener are reset with tcp_migrate_req=1", function()
+    assert.same({ 200, 0 }, { run(1) })
+  end)
+
+  it("(and without it, the ones hashed to that listener are reset: the test can fail)", function()
+    local ok, reset = run(0)
+    assert.equal(200, ok + reset)
+    assert.truthy(reset > 0 and ok > 0, ok .. " ok, " .. reset .. " reset")
+  end)
+end)
