@@ -30,7 +30,7 @@ function M.drain(self, opts)
   for conn in pairs(self.conns) do list[#list + 1] = conn end
   local n, pending, waiter = #list, #list, nil
   o.log("info", string.format("draining %d connections over %gs", n, grace))
-  local t0 = gettime()
+  local t0, cpu0 = gettime(), os.clock()
   for i, conn in ipairs(list) do
     l:spawn(function()
       local delay = t0 + grace * (i - 1) / n - gettime()
@@ -44,7 +44,8 @@ function M.drain(self, opts)
     waiter = coroutine.running()
     l:suspend(t0 + grace + (o.close_timeout or 3) + 1)
   end
-  o.log("info", "drained", { closed = n - pending, seconds = string.format("%.2f", gettime() - t0) })
+  o.log("info", "drained", { closed = n - pending, seconds = string.format("%.2f", gettime() - t0),
+    cpu = string.format("%.2f", os.clock() - cpu0) })
   return n - pending
 end
 
