@@ -15,7 +15,6 @@ local function read(path)
   return s
 end
 
-local NGINX = read(H.ROOT .. "/examples/deploy/nginx.conf")
 local HAPROXY = read(H.ROOT .. "/examples/deploy/haproxy.cfg")
 local SIZES = { 0, 125, 126, 65535, 65536, 1024 * 1024 }
 
@@ -59,18 +58,9 @@ describe("behind nginx #slow", function()
     w1 = echo_server("--trusted-proxy 127.0.0.1 --ping 1 --same-origin", "nginx-w1")
     w2 = echo_server("--trusted-proxy 127.0.0.1 --ping 1 --same-origin", "nginx-w2")
     pp = echo_server("--proxy-protocol --trusted-proxy 127.0.0.1", "nginx-pp")
-    HTTP, TLS, STREAM = H.free_port(), H.free_port(), H.free_port()
-    nginx = H.start_nginx(H.template(NGINX, {
-      ["127.0.0.1:9001"] = "127.0.0.1:" .. w1.port,
-      ["127.0.0.1:9002"] = "127.0.0.1:" .. w2.port,
-      ["127.0.0.1:9003"] = "127.0.0.1:" .. pp.port,
-      ["127.0.0.1:8080"] = "127.0.0.1:" .. HTTP,
-      ["127.0.0.1:8443"] = "127.0.0.1:" .. TLS,
-      ["127.0.0.1:8081"] = "127.0.0.1:" .. STREAM,
-      ["/etc/ssl/lua-ws/server.pem"] = ca .. "/server.pem",
-      ["/etc/ssl/lua-ws/server.key"] = ca .. "/server.key",
-      ["proxy_read_timeout 75s"] = "proxy_read_timeout 3s",
-    }), HTTP)
+    nginx = H.nginx_in_front { w1 = w1.port, w2 = w2.port, pp = pp.port, tls = ca,
+      subs = { ["proxy_read_timeout 75s"] = "proxy_read_timeout 3s" } }
+    HTTP, TLS, STREAM = nginx.http, nginx.tls, nginx.stream
   end)
   teardown(function()
     for _, p in ipairs { nginx, w1, w2, pp } do if p then p.stop() end end
@@ -120,18 +110,9 @@ describe("behind nginx #slow", function()
   end)
 
   it("with Host $host instead (the port dropped) the same browser is refused: the line that matters", function()
-    local port = H.free_port()
-    local other = H.start_nginx(H.template(NGINX, {
-      ["127.0.0.1:9001"] = "127.0.0.1:" .. w1.port,
-      ["127.0.0.1:9002"] = "127.0.0.1:" .. w2.port,
-      ["127.0.0.1:9003"] = "127.0.0.1:" .. pp.port,
-      ["127.0.0.1:8080"] = "127.0.0.1:" .. port,
-      ["listen 127.0.0.1:8443 ssl;"] = "",
-      ["listen 127.0.0.1:8081;"] = "listen 127.0.0.1:" .. H.free_port() .. ";",
-      ["/etc/ssl/lua-ws/server.pem"] = ca .. "/server.pem",
-      ["/etc/ssl/lua-ws/server.key"] = ca .. "/server.key",
-      ["proxy_set_header Host $http_host;"] = "proxy_set_header Host $host;",
-    }), port)
+    local other = H.nginx_in_front { w1 = w1.port, w2 = w2.port, pp = pp.port,
+      subs = { ["proxy_set_header Host $http_host;"] = "proxy_set_header Host $host;" } }
+    local port = other.http
     finally(other.stop)
     task(30, function()
       local c, err = ws.connect("ws://127.0.0.1:" .. port .. "/ws", { origin = "http://127.0.0.1:" .. port })
@@ -177,6 +158,16 @@ describe("behind nginx #slow", function()
       assert.equal("still here", c:receive(5))
       c:close()
     end)
+  end)
+end)
+
+describe("conformance through nginx #slow", function()
+  it("the Autobahn-shaped server suite passes through examples/deploy/nginx.conf (all but the HTTP-level section 8)", function()
+    local out = H.run(string.format("cd %s && WS_CONFORMANCE_VIA=nginx timeout 600 %s /usr/bin/busted -o TAP spec/conformance_spec.lua 2>&1",
+      H.shell_quote(H.ROOT), H.LUA))
+    local ok = select(2, out:gsub("\nok %d+", ""))
+    assert.falsy(out:find("\nnot ok "), out:match("\nnot ok [^\n]*") or "")
+    assert.truthy(ok > 150, ok .. " cases passed\n" .. out:sub(-1500))
   end)
 end)
 
