@@ -76,7 +76,7 @@ local function serve()
   local server = assert(ws.listen {
     host = o.host,
     port = o.port,
-    fd = o.fd,
+    fd = o.fd or require("ws.server").systemd_fd(),   -- systemd socket activation
     reuseport = o.reuseport or o.workers ~= nil,
     max_message = 16 * 1024 * 1024,              -- echo large messages too
     compression = o.compression,

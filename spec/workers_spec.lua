@@ -218,6 +218,36 @@ describe("graceful stop #slow", function()
   end)
 end)
 
+describe("systemd socket activation #slow", function()
+  it("echo.lua serves on the listener systemd passes (LISTEN_FDS), and SIGTERM still drains and exits 0", function()
+    if not H.sh("command -v systemd-socket-activate >/dev/null") then
+      pending("systemd-socket-activate is not installed")
+      return
+    end
+    -- (it clears the environment: pass on where our modules are)
+    local env = {}
+    for _, v in ipairs { "LUA_PATH", "LUA_CPATH", "LUA_PATH_5_3", "LUA_CPATH_5_3", "LUA_PATH_5_4", "LUA_CPATH_5_4" } do
+      if os.getenv(v) then env[#env + 1] = "-E " .. v end
+    end
+    local proc = H.start_server(function(port)
+      return string.format("systemd-socket-activate %s -l 127.0.0.1:%d %s %s/examples/echo.lua --port 1; echo \"[exit $?]\"",
+        table.concat(env, " "), port, H.LUA, H.ROOT)
+    end, "socket-activated")
+    finally(proc.stop)
+    H.run_task(loop.new(), 30, function()
+      local c = assert(ws.connect("ws://127.0.0.1:" .. proc.port .. "/ws"))
+      assert(c:send("activated"))
+      assert.equal("activated", c:receive(5))
+      c:close()
+    end)
+    -- --port 1 was never bound: the server took descriptor 3
+    assert.truthy(proc.output():find("echo server on ws://127%.0%.0%.1:" .. proc.port .. "/ws"))
+    assert(H.sh("kill -TERM " .. child_pid(proc)))
+    assert.is_true(wait_exit(proc, 5))
+    assert.truthy(proc.output():find("%[exit 0%]"))
+  end)
+end)
+
 -- Linux 5.14+: with net.ipv4.tcp_migrate_req=1, connections queued on a
 -- reuseport listener that closes (a draining worker) move to a sibling.
 -- Run in a private network namespace (unshare -n, root) so the sysctl

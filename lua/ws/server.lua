@@ -267,6 +267,16 @@ local function forwarded(o, req, peer, proxy_peer)
   return peer, proxy_peer, scheme
 end
 
+--- The listening descriptor systemd's socket activation passed to this
+-- process (the first, 3), or nil when there is none (LISTEN_FDS and
+-- LISTEN_PID, as sd_listen_fds reads them): ws.listen { fd = M.systemd_fd() }.
+---@return integer|nil
+function M.systemd_fd()
+  local n, pid = tonumber(os.getenv("LISTEN_FDS")), tonumber(os.getenv("LISTEN_PID"))
+  if n and n >= 1 and pid == core.getpid() then return 3 end
+  return nil
+end
+
 local Server = {}
 Server.__index = Server
 
