@@ -83,6 +83,25 @@ static int l_fd_getsockname(lua_State *L) {
 
 /* ---- PROXY protocol ----------------------------------------------------- */
 
+/* { version, family (4, 6 or absent), src, src_port, dst, dst_port } */
+static void push_info(lua_State *L, const ws_proxy_info *info) {
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, info->version);
+    lua_setfield(L, -2, "version");
+    if (info->family) {
+        lua_pushinteger(L, info->family);
+        lua_setfield(L, -2, "family");
+        lua_pushstring(L, info->src);
+        lua_setfield(L, -2, "src");
+        lua_pushinteger(L, info->src_port);
+        lua_setfield(L, -2, "src_port");
+        lua_pushstring(L, info->dst);
+        lua_setfield(L, -2, "dst");
+        lua_pushinteger(L, info->dst_port);
+        lua_setfield(L, -2, "dst_port");
+    }
+}
+
 /* proxy_header(fd) -> info | nil, "timeout" (incomplete) | nil, err.
  * Peeks, so that exactly the header is consumed and the bytes after it (a
  * TLS ClientHello, an HTTP request) stay in the socket for whoever reads
@@ -119,21 +138,7 @@ static int l_proxy_header(lua_State *L) {
     }
     if (ws_fd_read(fd, buf, (size_t)r) != r)   /* what was peeked is there */
         return fail_errno(L, errno);
-    lua_createtable(L, 0, 6);
-    lua_pushinteger(L, info.version);
-    lua_setfield(L, -2, "version");
-    if (info.family) {
-        lua_pushinteger(L, info.family);
-        lua_setfield(L, -2, "family");
-        lua_pushstring(L, info.src);
-        lua_setfield(L, -2, "src");
-        lua_pushinteger(L, info.src_port);
-        lua_setfield(L, -2, "src_port");
-        lua_pushstring(L, info.dst);
-        lua_setfield(L, -2, "dst");
-        lua_pushinteger(L, info.dst_port);
-        lua_setfield(L, -2, "dst_port");
-    }
+    push_info(L, &info);
     return 1;
 }
 
@@ -153,21 +158,7 @@ static int l_proxy_parse(lua_State *L) {
     lua_pushinteger(L, r);
     if (r == 0)
         return 1;
-    lua_createtable(L, 0, 6);
-    lua_pushinteger(L, info.version);
-    lua_setfield(L, -2, "version");
-    if (info.family) {
-        lua_pushinteger(L, info.family);
-        lua_setfield(L, -2, "family");
-        lua_pushstring(L, info.src);
-        lua_setfield(L, -2, "src");
-        lua_pushinteger(L, info.src_port);
-        lua_setfield(L, -2, "src_port");
-        lua_pushstring(L, info.dst);
-        lua_setfield(L, -2, "dst");
-        lua_pushinteger(L, info.dst_port);
-        lua_setfield(L, -2, "dst_port");
-    }
+    push_info(L, &info);
     return 2;
 }
 

@@ -44,7 +44,18 @@ local function task(secs, fn)
   H.run_task(loop.new(), secs, fn)
 end
 
-local function port_of(sock) return (select(2, sock:getsockname())) end
+-- echo_all from a client at address `from` through port; the client's port
+local function echo_from(from, port)
+  local client_port
+  task(30, function()
+    local s = connect_from(from, port)
+    client_port = select(2, s:getsockname())
+    local c = assert(ws.connect("ws://127.0.0.1:" .. port .. "/ws", { sock = s }))
+    echo_all(c)
+    c:close()
+  end)
+  return client_port
+end
 
 local function echo_server(args, name)
   return H.start_lua("examples/echo.lua", args, name)
@@ -138,14 +149,7 @@ describe("behind nginx #slow", function()
   end)
 
   it("PROXY protocol v1 from the stream proxy gives the client's address and port", function()
-    local port
-    task(30, function()
-      local s = connect_from("127.0.0.3", STREAM)
-      port = port_of(s)
-      local c = assert(ws.connect("ws://127.0.0.1:" .. STREAM .. "/ws", { sock = s }))
-      echo_all(c)
-      c:close()
-    end)
+    local port = echo_from("127.0.0.3", STREAM)
     assert.is_true(connect_line("127.0.0.3:" .. port))
   end)
 
@@ -162,9 +166,9 @@ describe("behind nginx #slow", function()
 end)
 
 describe("conformance through nginx #slow", function()
-  it("the Autobahn-shaped server suite passes through examples/deploy/nginx.conf (all but the HTTP-level section 8)", function()
-    local out = H.run(string.format("cd %s && WS_CONFORMANCE_VIA=nginx timeout 600 %s /usr/bin/busted -o TAP spec/conformance_spec.lua 2>&1",
-      H.shell_quote(H.ROOT), H.LUA))
+  it("the Autobahn-shaped server suite passes through examples/deploy/nginx.conf (but section 8, HTTP)", function()
+    local out = H.run(string.format("cd %s && WS_CONFORMANCE_VIA=nginx timeout 600 %s /usr/bin/busted -o TAP %s 2>&1",
+      H.shell_quote(H.ROOT), H.LUA, "spec/conformance_spec.lua"))
     local ok = select(2, out:gsub("\nok %d+", ""))
     assert.falsy(out:find("\nnot ok "), out:match("\nnot ok [^\n]*") or "")
     assert.truthy(ok > 150, ok .. " cases passed\n" .. out:sub(-1500))
@@ -212,7 +216,8 @@ describe("behind HAProxy #slow", function()
   it("a forged X-Forwarded-For is ignored: conn.peer is the real client", function()
     task(30, function()
       local s = connect_from("127.0.0.4", HTTP)
-      local c = assert(ws.connect("ws://127.0.0.1:" .. HTTP .. "/ws", { sock = s, headers = { ["X-Forwarded-For"] = "6.6.6.6" } }))
+      local c = assert(ws.connect("ws://127.0.0.1:" .. HTTP .. "/ws",
+        { sock = s, headers = { ["X-Forwarded-For"] = "6.6.6.6" } }))
       assert(c:send("x"))
       assert.equal("x", c:receive(5))
       c:close()
@@ -223,14 +228,7 @@ describe("behind HAProxy #slow", function()
   end)
 
   it("PROXY protocol v2 (send-proxy-v2) gives the client's address and port", function()
-    local port
-    task(30, function()
-      local s = connect_from("127.0.0.5", TCP)
-      port = port_of(s)
-      local c = assert(ws.connect("ws://127.0.0.1:" .. TCP .. "/ws", { sock = s }))
-      echo_all(c)
-      c:close()
-    end)
+    local port = echo_from("127.0.0.5", TCP)
     assert.truthy(H.wait_output(pp, "()connect 127%.0%.0%.5:" .. port .. " "))
   end)
 

@@ -23,8 +23,8 @@ end
 
 local function local_port(conn) return tonumber((select(2, conn.sock:getsockname()))) end
 
--- n clients connected to port from tasks of loop l, made inside a task
-local function connect_all(l, port, n)
+-- n clients connected to port (inside a loop task)
+local function connect_all(port, n)
   local clients = {}
   for i = 1, n do
     clients[i] = assert(ws.connect("ws://127.0.0.1:" .. port .. "/ws", { timeout = 10 }))
@@ -57,14 +57,14 @@ local function child_pid(proc)
 end
 
 describe("workers #slow", function()
-  it("3 workers share one port: 300 connections all served, each worker serves some; a plain listener is refused", function()
+  it("3 workers on one port: 300 connections served, each worker serves some; a plain listener is refused", function()
     local proc = start_echo("--workers 3", "workers3")
     finally(proc.stop)
     assert.truthy(H.wait_output(proc, "worker started.-worker=3", 10))
     local l = loop.new()
     local clients
     H.run_task(l, 60, function()
-      clients = connect_all(l, proc.port, 300)
+      clients = connect_all(proc.port, 300)
       for i, c in ipairs(clients) do assert(c:send("m" .. i)) end
       for i, c in ipairs(clients) do assert.same({ "m" .. i, "text" }, { c:receive(10) }) end
     end)
@@ -91,7 +91,7 @@ describe("workers #slow", function()
     assert.truthy(H.wait_output(proc, "worker started.-worker=3", 10))
     local l = loop.new()
     H.run_task(l, 60, function()
-      local clients = connect_all(l, proc.port, 60)
+      local clients = connect_all(proc.port, 60)
       for i, c in ipairs(clients) do assert(c:send("a" .. i)); assert.equal("a" .. i, c:receive(10)) end
       local map = connects(proc.output())
       local victim = map[local_port(clients[1])]
@@ -115,7 +115,7 @@ describe("workers #slow", function()
       end
       assert.truthy(others > 0)
       -- new connections are served (by the restarted worker too, in time)
-      local fresh = connect_all(l, proc.port, 30)
+      local fresh = connect_all(proc.port, 30)
       for i, c in ipairs(fresh) do assert(c:send("c" .. i)); assert.equal("c" .. i, c:receive(10)) end
       for _, c in ipairs(clients) do if c.state == "open" then c:close() end end
       for _, c in ipairs(fresh) do c:close() end
@@ -134,7 +134,7 @@ local function drain_check(proc, signal_pid)
   local results = {}
   local t_signal
   H.run_task(l, 90, function()
-    local clients = connect_all(l, proc.port, CLIENTS)
+    local clients = connect_all(proc.port, CLIENTS)
     local done = 0
     for i, c in ipairs(clients) do
       local r = { got = 0, inorder = true, port = local_port(c) }
@@ -204,7 +204,7 @@ describe("graceful stop #slow", function()
     local pid = child_pid(proc)
     local l = loop.new()
     H.run_task(l, 30, function()
-      local clients = connect_all(l, proc.port, 3)
+      local clients = connect_all(proc.port, 3)
       assert(H.sh("kill -INT " .. pid))
       local deadline = gettime() + 5
       repeat l:sleep(0.05) until proc.output():find("draining 3 connections") or gettime() > deadline
@@ -230,8 +230,8 @@ describe("systemd socket activation #slow", function()
       if os.getenv(v) then env[#env + 1] = "-E " .. v end
     end
     local proc = H.start_server(function(port)
-      return string.format("systemd-socket-activate %s -l 127.0.0.1:%d %s %s/examples/echo.lua --port 1; echo \"[exit $?]\"",
-        table.concat(env, " "), port, H.LUA, H.ROOT)
+      return string.format("systemd-socket-activate %s -l 127.0.0.1:%d %s %s/examples/echo.lua --port 1; %s",
+        table.concat(env, " "), port, H.LUA, H.ROOT, 'echo "[exit $?]"')
     end, "socket-activated")
     finally(proc.stop)
     H.run_task(loop.new(), 30, function()
