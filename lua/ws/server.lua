@@ -240,14 +240,18 @@ function M.tls_context(t)
   return { ssl = ssl, ctx = ctx }
 end
 
+-- the address part of "ip:port" or "[ip]:port"
+local function ip_of(peer)
+  return peer:match("^%[(.*)%]") or peer:match("^(.*):%d+$") or peer
+end
+
 -- The PROXY protocol header of a new connection (o.proxy_protocol): the
 -- client's address it names, or the TCP peer's for LOCAL/UNKNOWN; nil
 -- (logged, closed) for a peer that is not trusted or sent no valid header.
 local function proxy_header(self, sock, peer, deadline)
   local o = self.opts
-  local ip = peer:match("^%[(.*)%]") or peer:match("^(.*):%d+$")
   local client, err
-  if o.trusted(ip) then client, err = proxy.read_header(sock, deadline)
+  if o.trusted(ip_of(peer)) then client, err = proxy.read_header(sock, deadline)
   else client, err = false, "PROXY header from an untrusted peer" end
   if client == false then
     o.log("warn", "refused: " .. tostring(err), { peer = peer })
@@ -260,8 +264,7 @@ end
 -- peer, proxy_peer, scheme after the forwarding headers, read only when
 -- the TCP peer (or the PROXY header's client) is a trusted proxy
 local function forwarded(o, req, peer, proxy_peer)
-  local ip = peer:match("^%[(.*)%]") or peer:match("^(.*):%d+$") or peer
-  if not o.trusted(ip) then return peer, proxy_peer, nil end
+  if not o.trusted(ip_of(peer)) then return peer, proxy_peer, nil end
   local client, scheme = proxy.from_headers(req.headers, o.trusted)
   if client then return client, proxy_peer or peer, scheme end
   return peer, proxy_peer, scheme
