@@ -232,6 +232,21 @@ describe("drain, health paths, signals, listeners", function()
     end)
   end)
 
+  it("drain from outside the loop steps it until the close handshakes are done", function()
+    local port = H.free_port()
+    local server = assert(ws.listen { host = "127.0.0.1", port = port, loop = l, logger = false })
+    server:route("/ws", function(conn) repeat until not conn:receive() end)
+    local clients, codes = {}, {}
+    H.run_task(l, 10, function()
+      for i = 1, 2 do clients[i] = assert(ws.connect("ws://127.0.0.1:" .. port .. "/ws")) end
+      l:sleep(0.05)
+    end)
+    for i, c in ipairs(clients) do l:spawn(function() c:receive(5); codes[i] = c.close_code end) end
+    assert.equal(2, server:drain())
+    H.step_until(l, 2, function() return codes[1] and codes[2] end)
+    assert.same({ 1001, 1001 }, codes)
+  end)
+
   it("SIGTERM reaches an idle run() through the loop at once: drain, run() returns; on_signal replaces it", function()
     local port = H.free_port()
     local server = assert(ws.listen { host = "127.0.0.1", port = port, loop = l, logger = false })

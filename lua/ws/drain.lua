@@ -2,6 +2,7 @@
 -- (SIGTERM, SIGINT, SIGHUP read through the loop from a signalfd).
 local socket = require "socket"
 local core = require "ws.core"
+local loop = require "ws.loop"
 
 local gettime = socket.gettime
 
@@ -11,8 +12,9 @@ local M = {}
 -- connection with 1001 "going away", the closes spread evenly over grace
 -- seconds (so thousands of clients do not reconnect in the same instant).
 -- A close goes out after the messages already queued, so nothing send
--- accepted is lost. Waits (inside a loop task) for the close handshakes,
--- each up to close_timeout, then returns the count of connections closed.
+-- accepted is lost. Waits for the close handshakes, each up to
+-- close_timeout (inside a loop task it yields; outside, it steps the
+-- loop), then returns the count of connections closed.
 ---@param self table the server
 ---@param opts? { grace?: number } grace: seconds (default the server's grace option, else 0)
 ---@return integer
@@ -40,10 +42,12 @@ function M.drain(self, opts)
       if pending == 0 and waiter then l:wake(waiter) end
     end)
   end
-  if pending > 0 then
+  local deadline = t0 + grace + (o.close_timeout or 3) + 1
+  if pending > 0 and loop.current() == l then
     waiter = coroutine.running()
-    l:suspend(t0 + grace + (o.close_timeout or 3) + 1)
+    l:suspend(deadline)
   end
+  while pending > 0 and gettime() < deadline do l:step(0.05) end
   o.log("info", "drained", { closed = n - pending, seconds = string.format("%.2f", gettime() - t0),
     cpu = string.format("%.2f", os.clock() - cpu0) })
   return n - pending
