@@ -125,6 +125,21 @@ describe("server behind proxies", function()
     server:close()
   end)
 
+  it("proxy_protocol with wss://: the header is read before the TLS handshake", function()
+    local ca = H.throwaway_ca()
+    finally(function() H.sh("rm -rf " .. H.shell_quote(ca)) end)
+    local server = whoami_server(l, { trusted_proxies = { "127.0.0.1" }, proxy_protocol = true,
+      tls = { certificate = ca .. "/server.pem", key = ca .. "/server.key" } })
+    H.run_task(l, 20, function()
+      local s = raw_from("127.0.0.1", server.port, "PROXY TCP4 192.0.2.9 127.0.0.1 6000 443\r\n")
+      local c = assert(ws.connect("wss://localhost:" .. server.port .. "/ws",
+        { sock = s, timeout = 5, tls = { cafile = ca .. "/ca.pem" } }))
+      assert.truthy(c:receive(3):match("^192%.0%.2%.9:6000|127%.0%.0%.1:%d+|https$"))
+      c:close()
+    end)
+    server:close()
+  end)
+
   it("proxy_protocol: a header split across writes is awaited", function()
     local server = whoami_server(l, { trusted_proxies = { "127.0.0.1" }, proxy_protocol = true })
     H.run_task(l, 20, function()
