@@ -53,7 +53,10 @@ stop() { kill -TERM "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null; SPID=""; }
 rss_sum() {
   pids=$(pgrep -P "$SPID"); [ -n "$pids" ] || pids=$SPID
   t=0
-  for p in $pids; do t=$((t + $(sed -n 's/^VmRSS:[^0-9]*\([0-9]*\).*/\1/p' /proc/$p/status))); done
+  for p in $pids; do
+    r=$(sed -n 's/^VmRSS:[^0-9]*\([0-9]*\).*/\1/p' /proc/$p/status 2>/dev/null)
+    t=$((t + ${r:-0}))
+  done
   echo $t
 }
 
