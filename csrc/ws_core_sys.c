@@ -61,8 +61,13 @@ static int l_listen(lua_State *L) {
 /* listen_fd(n) -> ws.fd for an inherited listening descriptor | nil, err */
 static int l_listen_fd(lua_State *L) {
     int fd = (int)luaL_checkinteger(L, 1);
-    if (ws_fd_adopt_listener(fd) != 0)
-        return fail_errno(L, errno == EINVAL ? EINVAL : errno);
+    if (ws_fd_adopt_listener(fd) != 0) {
+        if (errno != EINVAL)
+            return fail_errno(L, errno);
+        lua_pushnil(L);
+        lua_pushliteral(L, "not a listening socket");
+        return 2;
+    }
     push_fd(L, fd);
     return 1;
 }
@@ -271,13 +276,29 @@ static int l_signals_dirty(lua_State *L) {
     return 1;
 }
 
-/* close(): discard pending signals, unblock them */
+/* close([keep]): discard pending signals and unblock them, but those
+ * named in the list keep (they stay blocked: a forked worker keeps TERM
+ * blocked until its own loop reads it, so none is lost in between) */
 static int l_signals_close(lua_State *L) {
     lsignals *s = check_signals(L);
-    if (s->fd >= 0) {
-        ws_signals_release(s->fd, s->sigs, s->n);
-        s->fd = -1;
+    if (s->fd < 0)
+        return 0;
+    int rel[MAX_SIGS], n = 0;
+    for (int i = 0; i < s->n; i++) {
+        int kept = 0;
+        if (lua_istable(L, 2)) {
+            int k = (int)lua_rawlen(L, 2);
+            for (int j = 1; j <= k && !kept; j++) {
+                lua_rawgeti(L, 2, j);
+                kept = sig_of(L, -1) == s->sigs[i];
+                lua_pop(L, 1);
+            }
+        }
+        if (!kept)
+            rel[n++] = s->sigs[i];
     }
+    ws_signals_release(s->fd, rel, n);
+    s->fd = -1;
     return 0;
 }
 

@@ -251,7 +251,7 @@ void ws_signals_release(int sfd, const int *sigs, int n) {
      * second SIGTERM after a drain must not kill a process that is about
      * to exit 0) */
     struct timespec zero = {0, 0};
-    while (sigtimedwait(&set, NULL, &zero) > 0) {
+    while (n > 0 && sigtimedwait(&set, NULL, &zero) > 0) {
     }
     close(sfd);
     sigprocmask(SIG_UNBLOCK, &set, NULL);

@@ -75,7 +75,7 @@ int ws_signals_block(const int *sigs, int n, int nonblock);
  * 0: not at all): the signal number, 0 when none came, or -1 with errno. */
 int ws_signals_next(int sfd, int timeout_ms);
 
-/* Discard pending sigs, close sfd and unblock them. */
+/* Close sfd; discard what is pending of sigs[n] and unblock them. */
 void ws_signals_release(int sfd, const int *sigs, int n);
 
 /* fork(2): the child's pid in the parent, 0 in the child, -1 with errno. */

@@ -47,7 +47,9 @@ function M.run(n, start, opts)
     io.stderr:flush()
     local pid, err = core.fork()
     if pid == 0 then
-      sigs:close()               -- the worker takes signals its own way (server:run)
+      -- the worker's server:run() reads TERM, INT and HUP from its own
+      -- signalfd; until then they stay blocked (pending), not fatal
+      sigs:close { "TERM", "INT", "HUP" }
       local ok, r = xpcall(start, debug.traceback, i)
       if not ok then io.stderr:write("worker ", i, ": ", tostring(r), "\n") end
       io.stdout:flush()
