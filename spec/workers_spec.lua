@@ -218,6 +218,25 @@ describe("graceful stop #slow", function()
   end)
 end)
 
+describe("supervisor #slow", function()
+  it("backs off a worker that keeps dying (0.1, 0.2, 0.4, 0.8 s ...) and still stops at once on SIGTERM", function()
+    local proc = H.start_lua("spec/peers/crashing_workers.lua", "", "crashing-workers")
+    finally(proc.stop)
+    assert.truthy(H.wait_output(proc, "()restarting in 0%.8s", 5), proc.output())
+    local out = proc.output()
+    local delays = {}
+    for d in out:gmatch("worker died; restarting in ([%d.]+)s %(exit=3") do delays[#delays + 1] = tonumber(d) end
+    assert.same({ 0.1, 0.2, 0.4, 0.8 }, { delays[1], delays[2], delays[3], delays[4] })
+    assert.equal(1, select(2, out:gsub("worker started %(pid=%d+ worker=2%)", "")))   -- the other one untouched
+    local t0 = gettime()
+    assert(H.sh("kill -TERM " .. proc.pid))
+    assert.is_true(wait_exit(proc, 5))
+    assert.truthy(gettime() - t0 < 3)
+    assert.truthy(proc.output():find("worker done %(exit=0 pid=%d+ worker=2%)"))
+    assert.truthy(proc.output():find("all workers done"))
+  end)
+end)
+
 describe("systemd socket activation #slow", function()
   it("echo.lua serves on the listener systemd passes (LISTEN_FDS), and SIGTERM still drains and exits 0", function()
     if not H.sh("command -v systemd-socket-activate >/dev/null") then
