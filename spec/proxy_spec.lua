@@ -273,6 +273,7 @@ describe("drain, health paths, signals, listeners", function()
       t0 = gettime()
       os.execute("kill -TERM " .. pid)
     end)
+    l:spawn(function() l:sleep(5); l:stop() end)   -- bounds run() if the signal is missed
     server:run()   -- would be killed by the SIGTERM without the signalfd
     assert.truthy(gettime() - t0 < 1)
     assert.is_true(server.draining)
@@ -284,6 +285,23 @@ describe("drain, health paths, signals, listeners", function()
     server2:run()
     assert.equal("HUP", seen)
     server2:close()
+  end)
+
+  it("SIGTERM with clients open: run() returns as soon as their close handshakes are done", function()
+    local port = H.free_port()
+    local server = assert(ws.listen { host = "127.0.0.1", port = port, loop = l, logger = false })
+    server:route("/ws", function(conn) repeat until not conn:receive() end)
+    local clients = {}
+    H.run_task(l, 10, function()
+      for i = 1, 2 do clients[i] = assert(ws.connect("ws://127.0.0.1:" .. port .. "/ws")) end
+    end)
+    for _, c in ipairs(clients) do l:spawn(function() c:receive(5) end) end
+    local t0
+    l:spawn(function() l:sleep(0.1); t0 = gettime(); os.execute("kill -TERM " .. core.getpid()) end)
+    l:spawn(function() l:sleep(5); l:stop() end)   -- bounds run()
+    server:run()
+    assert.truthy(gettime() - t0 < 2, "run() returned after " .. (gettime() - t0) .. " s")
+    assert.same({ 1001, 1001 }, { clients[1].close_code, clients[2].close_code })
   end)
 
   it("listen{ fd = N } serves an inherited listener; a descriptor that is not listening is refused", function()
