@@ -1,7 +1,7 @@
 -- Echo server: the Lua twin of gorilla/websocket's echo example.
 --   lua5.4 examples/echo.lua [--host H] [--port P] [--compression] [--verbose]
 --     [--workers N] [--reuseport] [--fd N] [--trusted-proxy ADDR_OR_CIDR]...
---     [--proxy-protocol] [--healthz] [--grace S] [--ping S] [--same-origin]
+--     [--proxy-protocol] [--healthz] [--grace S] [--linger S] [--ping S] [--same-origin]
 -- ws://HOST:PORT/ws echoes every message with its type; http://HOST:PORT/
 -- serves a page that tries it from a browser. --compression accepts
 -- permessage-deflate (off by default, as in the original).
@@ -14,11 +14,11 @@ local ws = require "ws"
 local o = {
   host = "127.0.0.1", port = 8080, compression = false, verbose = false,
   workers = nil, reuseport = false, trusted = nil, proxy_protocol = false,
-  healthz = false, grace = 0, ping = nil, fd = nil, same_origin = false,
+  healthz = false, grace = 0, linger = 0, ping = nil, fd = nil, same_origin = false,
 }
 local USAGE = "usage: lua5.4 examples/echo.lua [--host H] [--port P] [--compression] [--verbose]\n" ..
   "  [--workers N] [--reuseport] [--fd N] [--trusted-proxy ADDR_OR_CIDR]... [--proxy-protocol]\n" ..
-  "  [--healthz] [--grace S] [--ping S] [--same-origin]\n"
+  "  [--healthz] [--grace S] [--linger S] [--ping S] [--same-origin]\n"
 local i = 1
 while arg[i] do
   local a, v = arg[i], arg[i + 1]
@@ -34,6 +34,7 @@ while arg[i] do
   elseif a == "--proxy-protocol" then o.proxy_protocol = true
   elseif a == "--healthz" then o.healthz = true
   elseif a == "--grace" then o.grace = tonumber(value())
+  elseif a == "--linger" then o.linger = tonumber(value())
   elseif a == "--ping" then o.ping = tonumber(value())
   elseif a == "--same-origin" then o.same_origin = true
   else
@@ -86,6 +87,7 @@ local function serve()
     proxy_protocol = o.proxy_protocol,
     health_path = o.healthz and "/healthz" or nil,
     grace = o.grace,
+    linger = o.linger,
     ping_interval = o.ping,
   })
   local pid = ws.core.getpid()

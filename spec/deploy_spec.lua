@@ -180,7 +180,7 @@ describe("behind HAProxy #slow", function()
   setup(function()
     ca = H.throwaway_ca()
     assert(H.sh("cat " .. ca .. "/server.pem " .. ca .. "/server.key > " .. ca .. "/both.pem"))
-    w1 = echo_server("--trusted-proxy 127.0.0.1 --healthz --grace 30 --same-origin", "haproxy-w1")
+    w1 = echo_server("--trusted-proxy 127.0.0.1 --healthz --linger 4 --grace 30 --same-origin", "haproxy-w1")
     w2 = echo_server("--trusted-proxy 127.0.0.1 --healthz --same-origin", "haproxy-w2")
     pp = echo_server("--proxy-protocol --trusted-proxy 127.0.0.1", "haproxy-pp")
     HTTP, TLS, TCP = H.free_port(), H.free_port(), H.free_port()
@@ -239,12 +239,14 @@ describe("behind HAProxy #slow", function()
       local b = assert(ws.connect("ws://127.0.0.1:" .. HTTP .. "/ws"))
       for _, c in ipairs { a, b } do assert(c:send("before")); assert.equal("before", c:receive(5)) end
       local pid = w1.pid
-      assert(H.sh("kill -TERM " .. pid))    -- w1 drains: 1001s spread over 30 s
+      assert(H.sh("kill -TERM " .. pid))    -- w1 drains: /healthz 503 for 4 s, then 1001s over 30 s
       socket.sleep(0)
       local deadline = gettime() + 5
       while not w1.output():find("draining") and gettime() < deadline do loop.current():sleep(0.05) end
-      loop.current():sleep(2.5)             -- inter 1s, fall 1
-      assert.truthy(haproxy.output():find("Server lua_ws/w1 is DOWN"))
+      loop.current():sleep(2.5)             -- inter 1s, fall 1; w1 lingers 4 s
+      -- taken out by the health check's 503, while w1 still accepts
+      assert.truthy(haproxy.output():find("Server lua_ws/w1 is DOWN, reason: Layer7 wrong status, code: 503"),
+        haproxy.output())
       assert.falsy(haproxy.output():find("Server lua_ws/w2 is DOWN"))
       -- every new connection now lands on w2, and works
       local before = select(2, w2.output():gsub("%d connect ", ""))

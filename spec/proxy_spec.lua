@@ -221,6 +221,41 @@ describe("drain, health paths, signals, listeners", function()
     end)
   end)
 
+  it("drain{ linger }: still serving with the health path at 503, then it stops accepting", function()
+    local port = H.free_port()
+    local server = assert(ws.listen { host = "127.0.0.1", port = port, loop = l, logger = false,
+      health_path = { "/healthz", "/ready" } })
+    server:route("/ws", function(conn) conn:send("served"); repeat until not conn:receive() end)
+    H.run_task(l, 20, function()
+      local done = false
+      l:spawn(function() server:drain { linger = 0.5 }; done = true end)
+      l:sleep(0.1)
+      local c = assert(ws.connect("ws://127.0.0.1:" .. port .. "/ws"))   -- still accepted
+      assert.equal("served", c:receive(3))
+      for _, path in ipairs { "/healthz", "/ready" } do
+        local s = socket.tcp()
+        s:settimeout(0)
+        s:connect("127.0.0.1", port)
+        assert(l:wait(s, "w", gettime() + 3))
+        s:send("GET " .. path .. " HTTP/1.1\r\nHost: x\r\n\r\n")
+        local head = ""
+        while not head:find("\r\n\r\n") do
+          assert(l:wait(s, "r", gettime() + 3))
+          local d, err, part = s:receive(4096)
+          head = head .. (d or part or "")
+          if err == "closed" then break end
+        end
+        assert.truthy(head:match("^HTTP/1.1 503 "), head)
+        s:close()
+      end
+      c:receive(5)                          -- the 1001 after the linger
+      assert.equal(1001, c.close_code)
+      while not done do l:sleep(0.05) end
+      local refused = ws.connect("ws://127.0.0.1:" .. port .. "/ws", { timeout = 1 })
+      assert.is_nil(refused)
+    end)
+  end)
+
   it("drain: messages send accepted before the drain reach the client before its 1001", function()
     local port = H.free_port()
     local server = assert(ws.listen { host = "127.0.0.1", port = port, loop = l, logger = false })

@@ -8,21 +8,33 @@ local gettime = socket.gettime
 
 local M = {}
 
---- Stop accepting, answer the health paths with 503, then close every
--- connection with 1001 "going away", the closes spread evenly over grace
--- seconds (so thousands of clients do not reconnect in the same instant).
+--- Answer the health paths with 503 and stop accepting (after linger
+-- seconds of still serving, so a load balancer's health check takes the
+-- server out of its rotation first), then close every connection with
+-- 1001 "going away", the closes spread evenly over grace seconds (so
+-- thousands of clients do not reconnect in the same instant).
 -- A close goes out after the messages already queued, so nothing send
 -- accepted is lost. Waits for the close handshakes, each up to
 -- close_timeout (inside a loop task it yields; outside, it steps the
 -- loop), then returns the count of connections closed.
 ---@param self table the server
----@param opts? { grace?: number } grace: seconds (default the server's grace option, else 0)
+---@param opts? { grace?: number, linger?: number } seconds (defaults: the server's options, else 0)
 ---@return integer
 function M.drain(self, opts)
   local o, l = self.opts, self.loop
   local grace = (opts and opts.grace) or o.grace or 0
+  local linger = (opts and opts.linger) or o.linger or 0
   if type(grace) ~= "number" or grace < 0 then error("drain: grace must be a number >= 0", 2) end
+  if type(linger) ~= "number" or linger < 0 then error("drain: linger must be a number >= 0", 2) end
+  local inside = loop.current() == l
   self.draining = true
+  if linger > 0 and self.open then
+    o.log("info", string.format("draining: health paths answer 503; still serving for %gs", linger))
+    if inside then l:sleep(linger) else
+      local stop = gettime() + linger
+      while gettime() < stop do l:step(math.min(0.05, stop - gettime())) end
+    end
+  end
   if self.open then
     self.open = false
     l:forget(self.sock)
@@ -43,7 +55,7 @@ function M.drain(self, opts)
     end)
   end
   local deadline = t0 + grace + (o.close_timeout or 3) + 1
-  if pending > 0 and loop.current() == l then
+  if pending > 0 and inside then
     waiter = coroutine.running()
     l:suspend(deadline)
   end

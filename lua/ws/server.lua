@@ -26,6 +26,7 @@ M.defaults = {
   reuseport = false,          -- SO_REUSEPORT: several processes listen on one port
   fd = nil,                   -- serve on this inherited listening descriptor (systemd LISTEN_FDS)
   grace = 0,                  -- drain(): seconds over which the 1001 closes are spread
+  linger = 0,                 -- drain(): seconds still serving, health paths at 503, before it stops accepting
   health_path = nil,          -- e.g. "/healthz" (or a list): 200 "ok", 503 while draining
   signals = true,             -- run(): SIGTERM/SIGINT drain, then run() returns
   trusted_proxies = nil,      -- addresses/CIDR blocks whose forwarding headers are believed
@@ -315,7 +316,7 @@ function M.listen(opts)
     pages = {},      -- path -> function(request) -> status, body, headers
     conns = {},      -- open connections (set)
     open = true,
-    draining = false, -- drain() started: no new connections, health paths 503
+    draining = false, -- drain() started: health paths 503 (open = false: no new connections)
     signal_handlers = {},
   }, Server)
   self.host, self.port = sock:getsockname()
@@ -423,7 +424,7 @@ function Server:serve_client(sock)
   if not req then return end
   local handler = self.routes[req.path]
   if not handler then return serve_page(self, sock, req, deadline) end
-  if self.draining then return respond(o, sock, 503, "server is shutting down\n", nil, deadline) end
+  if not self.open then return respond(o, sock, 503, "server is shutting down\n", nil, deadline) end
   local scheme
   if o.trusted then peer, proxy_peer, scheme = forwarded(o, req, peer, proxy_peer) end
   local conn = upgrade(sock, req, rest, o, deadline, peer)
