@@ -172,6 +172,32 @@ describe("server behind proxies", function()
   end)
 end)
 
+-- a non-blocking TCP connection to port (connecting)
+local function tcp_to(port)
+  local s = socket.tcp()
+  s:settimeout(0)
+  s:connect("127.0.0.1", port)
+  return s
+end
+
+-- GET path on connection s from a task of loop l: the whole response
+-- (until the server closes), or nil, err
+local function http_get(l, s, path)
+  if not l:wait(s, "w", gettime() + 3) then return nil, "connect" end
+  assert(s:send("GET " .. path .. " HTTP/1.1\r\nHost: x\r\n\r\n"))
+  local out = {}
+  while true do
+    local ok, werr = l:wait(s, "r", gettime() + 3)
+    if not ok then return nil, werr end
+    local data, err, partial = s:receive(4096)
+    data = data or partial
+    if data and data ~= "" then out[#out + 1] = data end
+    if err == "closed" then break end
+  end
+  s:close()
+  return table.concat(out)
+end
+
 describe("drain, health paths, signals, listeners", function()
   local l
   before_each(function() l = loop.new() end)
@@ -181,30 +207,14 @@ describe("drain, health paths, signals, listeners", function()
     local server = assert(ws.listen { host = "127.0.0.1", port = port, loop = l, logger = false,
       health_path = "/healthz", close_timeout = 2 })
     server:route("/ws", function(conn) repeat until not conn:receive() end)
-    local function get(s)
-      assert(s:send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"))
-      local out = {}
-      while true do
-        local ok, werr = l:wait(s, "r", gettime() + 3)
-        if not ok then return nil, werr end
-        local data, err, partial = s:receive(4096)
-        data = data or partial
-        if data and data ~= "" then out[#out + 1] = data end
-        if err == "closed" then break end
-      end
-      return table.concat(out)
-    end
+    local function get(s) return http_get(l, s, "/healthz") end
     H.run_task(l, 20, function()
-      local s = socket.tcp()
-      s:settimeout(0)
-      s:connect("127.0.0.1", port)
+      local s = tcp_to(port)
       assert.truthy(get(s):match("^HTTP/1.1 200 OK\r\n.*\r\n\r\nok\n$"))
       local clients = {}
       for i = 1, 3 do clients[i] = assert(ws.connect("ws://127.0.0.1:" .. port .. "/ws")) end
       -- a health check connected (accepted) before the drain asks after it
-      local late = socket.tcp()
-      late:settimeout(0)
-      late:connect("127.0.0.1", port)
+      local late = tcp_to(port)
       l:sleep(0.1)
       local got = {}
       for i, c in ipairs(clients) do
@@ -233,20 +243,8 @@ describe("drain, health paths, signals, listeners", function()
       local c = assert(ws.connect("ws://127.0.0.1:" .. port .. "/ws"))   -- still accepted
       assert.equal("served", c:receive(3))
       for _, path in ipairs { "/healthz", "/ready" } do
-        local s = socket.tcp()
-        s:settimeout(0)
-        s:connect("127.0.0.1", port)
-        assert(l:wait(s, "w", gettime() + 3))
-        s:send("GET " .. path .. " HTTP/1.1\r\nHost: x\r\n\r\n")
-        local head = ""
-        while not head:find("\r\n\r\n") do
-          assert(l:wait(s, "r", gettime() + 3))
-          local d, err, part = s:receive(4096)
-          head = head .. (d or part or "")
-          if err == "closed" then break end
-        end
-        assert.truthy(head:match("^HTTP/1.1 503 "), head)
-        s:close()
+        local answer = http_get(l, tcp_to(port), path)
+        assert.truthy(answer:match("^HTTP/1.1 503 .*\r\n\r\ndraining\n$"), answer)
       end
       c:receive(5)                          -- the 1001 after the linger
       assert.equal(1001, c.close_code)
