@@ -30,7 +30,7 @@ build = {
          sources = {
             "csrc/ws_core.c", "csrc/ws_crypto.c", "csrc/ws_handshake.c",
             "csrc/ws_frame.c", "csrc/ws_reader.c", "csrc/ws_utf8.c", "csrc/ws_io.c", "csrc/ws_deflate.c",
-            "csrc/ws_tls.c",
+            "csrc/ws_tls.c", "csrc/ws_core_sys.c", "csrc/ws_proxy.c",
          },
          libraries = { "ssl", "crypto", "z" },
          incdirs = { "$(OPENSSL_INCDIR)", "$(CRYPTO_INCDIR)", "$(ZLIB_INCDIR)", "csrc" },
@@ -50,5 +50,8 @@ build = {
       ["ws.cqueues"] = "lua/ws/cqueues.lua",
       ["ws.luv"] = "lua/ws/luv.lua",
       ["ws.copas"] = "lua/ws/copas.lua",
+      ["ws.proxy"] = "lua/ws/proxy.lua",
+      ["ws.drain"] = "lua/ws/drain.lua",
+      ["ws.workers"] = "lua/ws/workers.lua",
    },
 }

@@ -30,6 +30,9 @@
 #define DEFLATE_MT "ws.deflate"
 #define FD_MT "ws.fd"
 #define TLSCTX_MT "ws.tls_context"
+
+/* deployment bindings (listeners, signals, processes, PROXY): ws_core_sys.c */
+int ws_core_sys_register(lua_State *L);
 /* One read buffer shared by every reader: input left over after an event
  * is copied out, so an idle connection holds no read buffer. */
 #define SHARED_READ (256 * 1024)
@@ -1427,5 +1430,6 @@ int luaopen_ws_core(lua_State *L) {
     luaL_newlibtable(L, funcs);
     lua_pushvalue(L, zctx);
     luaL_setfuncs(L, funcs, 1);
+    ws_core_sys_register(L);
     return 1;
 }

@@ -9,6 +9,7 @@
 #include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/signalfd.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -138,4 +139,171 @@ ssize_t ws_fd_write2(int fd, const void *a, size_t an, const void *b, size_t bn)
         r = writev(fd, iov, bn ? 2 : 1);
     while (r < 0 && errno == EINTR);
     return r;
+}
+
+/* ---- processes, listeners, signals (deployment) ---------------------------- */
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+
+int ws_fd_listen(const char *host, int port, int backlog, int reuseport, int *gai_err) {
+    struct addrinfo hints, *res = NULL;
+    char service[8];
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    snprintf(service, sizeof service, "%d", port);
+    *gai_err = getaddrinfo(host, service, &hints, &res);
+    if (*gai_err != 0)
+        return -1;
+    int fd = -1, err = 0;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        /* the socket is made for the family of the address, so options set
+         * before bind stay on it */
+        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            err = errno;
+            continue;
+        }
+        int one = 1;
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
+            (!reuseport || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == 0) &&
+            bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, backlog) == 0)
+            break;
+        err = errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0)
+        errno = err;
+    return fd;
+}
+
+int ws_fd_adopt_listener(int fd) {
+    int on = 0;
+    socklen_t len = sizeof on;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) != 0)
+        return -1;
+    if (!on) {
+        errno = EINVAL;
+        return -1;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)
+        return -1;
+    return 0;
+}
+
+static int addr_text(const struct sockaddr_storage *a, char *ip, size_t ipcap, int *port) {
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)a;
+        *port = ntohs(v4->sin_port);
+        return inet_ntop(AF_INET, &v4->sin_addr, ip, (socklen_t)ipcap) ? 4 : -1;
+    }
+    if (a->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)a;
+        *port = ntohs(v6->sin6_port);
+        return inet_ntop(AF_INET6, &v6->sin6_addr, ip, (socklen_t)ipcap) ? 6 : -1;
+    }
+    errno = EAFNOSUPPORT;
+    return -1;
+}
+
+int ws_fd_sockname(int fd, char *ip, size_t ipcap, int *port) {
+    struct sockaddr_storage a;
+    socklen_t len = sizeof a;
+    if (getsockname(fd, (struct sockaddr *)&a, &len) != 0)
+        return -1;
+    return addr_text(&a, ip, ipcap, port);
+}
+
+ssize_t ws_fd_peek(int fd, void *buf, size_t n) {
+    ssize_t r;
+    do
+        r = recv(fd, buf, n, MSG_PEEK);
+    while (r < 0 && errno == EINTR);
+    return r;
+}
+
+int ws_signals_block(const int *sigs, int n, int nonblock) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int i = 0; i < n; i++)
+        sigaddset(&set, sigs[i]);
+    /* blocked, the signals wait in the signalfd instead of killing us */
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
+        return -1;
+    return signalfd(-1, &set, SFD_CLOEXEC | (nonblock ? SFD_NONBLOCK : 0));
+}
+
+int ws_signals_next(int sfd, int timeout_ms) {
+    if (timeout_ms != 0) {
+        struct pollfd p = {sfd, POLLIN, 0};
+        int r = poll(&p, 1, timeout_ms);
+        if (r < 0 && errno == EINTR)
+            return 0;
+        if (r <= 0)
+            return r;
+    }
+    struct signalfd_siginfo si;
+    ssize_t r = read(sfd, &si, sizeof si);
+    if (r == (ssize_t)sizeof si)
+        return (int)si.ssi_signo;
+    return r < 0 && (errno == EAGAIN || errno == EINTR) ? 0 : -1;
+}
+
+void ws_signals_release(int sfd, const int *sigs, int n) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int i = 0; i < n; i++)
+        sigaddset(&set, sigs[i]);
+    /* consume what is pending so unblocking does not deliver it now (a
+     * second SIGTERM after a drain must not kill a process that is about
+     * to exit 0) */
+    struct timespec zero = {0, 0};
+    while (n > 0 && sigtimedwait(&set, NULL, &zero) > 0) {
+    }
+    close(sfd);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+}
+
+long ws_fork(void) {
+    return (long)fork();
+}
+
+long ws_reap(int *how, int *code) {
+    int st;
+    pid_t pid;
+    do
+        pid = waitpid(-1, &st, WNOHANG);
+    while (pid < 0 && errno == EINTR);
+    if (pid <= 0)
+        return pid;
+    if (WIFSIGNALED(st)) {
+        *how = 's';
+        *code = WTERMSIG(st);
+    } else {
+        *how = 'e';
+        *code = WEXITSTATUS(st);
+    }
+    return (long)pid;
+}
+
+int ws_kill(long pid, int sig) {
+    return kill((pid_t)pid, sig);
+}
+
+long ws_cpu_count(void) {
+    return sysconf(_SC_NPROCESSORS_ONLN);
+}
+
+long ws_getpid(void) {
+    return (long)getpid();
 }

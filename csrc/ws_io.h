@@ -53,4 +53,46 @@ long ws_fd_raise_limit(void);
 /* writev(2) of two pieces, retried on EINTR: bytes written or -1 with errno. */
 ssize_t ws_fd_write2(int fd, const void *a, size_t an, const void *b, size_t bn);
 
+/* ---- processes, listeners, signals (deployment; Linux) --------------------- */
+
+/* A non-blocking, close-on-exec listening TCP socket on host:port, made for
+ * the family host resolves to, with SO_REUSEADDR (and SO_REUSEPORT when
+ * reuseport: several processes share the port, the kernel spreads
+ * connections by a hash). The fd, or -1 with errno, or with *gai_err set
+ * when host does not resolve (getaddrinfo's code, for gai_strerror). */
+int ws_fd_listen(const char *host, int port, int backlog, int reuseport, int *gai_err);
+
+/* Take over an inherited listening socket (systemd's LISTEN_FDS): checks
+ * SO_ACCEPTCONN (EINVAL if not listening), sets O_NONBLOCK and FD_CLOEXEC. */
+int ws_fd_adopt_listener(int fd);
+
+/* Local address of fd as text and its port: the family (4 or 6), or -1. */
+int ws_fd_sockname(int fd, char *ip, size_t ipcap, int *port);
+
+/* recv(2) with MSG_PEEK (the bytes stay queued), retried on EINTR. */
+ssize_t ws_fd_peek(int fd, void *buf, size_t n);
+
+/* Block sigs[n] and return a signalfd(2) that reads them (close-on-exec,
+ * non-blocking when nonblock), or -1 with errno. */
+int ws_signals_block(const int *sigs, int n, int nonblock);
+
+/* The next signal from a signalfd, waiting up to timeout_ms (-1: forever,
+ * 0: not at all): the signal number, 0 when none came, or -1 with errno. */
+int ws_signals_next(int sfd, int timeout_ms);
+
+/* Close sfd; discard what is pending of sigs[n] and unblock them. */
+void ws_signals_release(int sfd, const int *sigs, int n);
+
+/* fork(2): the child's pid in the parent, 0 in the child, -1 with errno. */
+long ws_fork(void);
+
+/* waitpid(-1, WNOHANG): the pid of a child that ended, with *how 'e'
+ * (exited, *code its status) or 's' (killed, *code the signal); 0 when none
+ * has ended, -1 with errno (ECHILD: no children). */
+long ws_reap(int *how, int *code);
+
+int ws_kill(long pid, int sig);
+long ws_cpu_count(void);
+long ws_getpid(void);
+
 #endif

@@ -1,49 +1,54 @@
 -- Echo server: the Lua twin of gorilla/websocket's echo example.
 --   lua5.4 examples/echo.lua [--host H] [--port P] [--compression] [--verbose]
+--     [--workers N] [--reuseport] [--fd N] [--trusted-proxy ADDR_OR_CIDR]...
+--     [--proxy-protocol] [--healthz] [--grace S] [--linger S] [--ping S] [--same-origin]
 -- ws://HOST:PORT/ws echoes every message with its type; http://HOST:PORT/
 -- serves a page that tries it from a browser. --compression accepts
 -- permessage-deflate (off by default, as in the original).
+-- --workers N: N processes on the port (0: one per core); SIGTERM or
+-- SIGINT drains (1001 to every client, spread over --grace seconds) and
+-- exits 0. One line per connection starts "connect <client address>".
+-- --same-origin: the library's default Origin check instead of accepting all.
 local ws = require "ws"
 
-local host, port, compression, verbose = "127.0.0.1", 8080, false, false
+local o = {
+  host = "127.0.0.1", port = 8080, compression = false, verbose = false,
+  workers = nil, reuseport = false, trusted = nil, proxy_protocol = false,
+  healthz = false, grace = 0, linger = 0, ping = nil, fd = nil, same_origin = false,
+}
+local USAGE = "usage: lua5.4 examples/echo.lua [--host H] [--port P] [--compression] [--verbose]\n" ..
+  "  [--workers N] [--reuseport] [--fd N] [--trusted-proxy ADDR_OR_CIDR]... [--proxy-protocol]\n" ..
+  "  [--healthz] [--grace S] [--linger S] [--ping S] [--same-origin]\n"
 local i = 1
 while arg[i] do
-  local a = arg[i]
-  if a == "--host" then host = arg[i + 1]; i = i + 1
-  elseif a == "--port" then port = tonumber(arg[i + 1]); i = i + 1
-  elseif a == "--compression" then compression = true
-  elseif a == "--verbose" then verbose = true
+  local a, v = arg[i], arg[i + 1]
+  local function value() i = i + 1; return v end
+  if a == "--host" then o.host = value()
+  elseif a == "--port" then o.port = tonumber(value())
+  elseif a == "--compression" then o.compression = true
+  elseif a == "--verbose" then o.verbose = true
+  elseif a == "--workers" then o.workers = tonumber(value())
+  elseif a == "--reuseport" then o.reuseport = true
+  elseif a == "--fd" then o.fd = tonumber(value())
+  elseif a == "--trusted-proxy" then o.trusted = o.trusted or {}; o.trusted[#o.trusted + 1] = value()
+  elseif a == "--proxy-protocol" then o.proxy_protocol = true
+  elseif a == "--healthz" then o.healthz = true
+  elseif a == "--grace" then o.grace = tonumber(value())
+  elseif a == "--linger" then o.linger = tonumber(value())
+  elseif a == "--ping" then o.ping = tonumber(value())
+  elseif a == "--same-origin" then o.same_origin = true
   else
-    io.stderr:write("usage: lua5.4 examples/echo.lua [--host H] [--port P] [--compression] [--verbose]\n")
+    io.stderr:write(USAGE)
     os.exit(2)
   end
   i = i + 1
 end
+-- the PROXY header is taken from loopback unless told otherwise
+if o.proxy_protocol and not o.trusted then o.trusted = { "127.0.0.1", "::1" } end
 
 local log = ws.log or function(fmt, ...) io.stderr:write(string.format(fmt, ...), "\n") end
 
-local server = assert(ws.listen {
-  host = host,
-  port = port,
-  max_message = 16 * 1024 * 1024,              -- echo large messages too
-  compression = compression,
-  check_origin = function() return true end,   -- like the original: accept all origins
-})
-
-server:route("/ws", function(conn)
-  log("connect %s", conn.peer)
-  -- a while loop, not `for message, kind in conn:messages()`, so that it runs on
-  -- Lua 5.1 too (which cannot wait inside a for iterator)
-  while true do
-    local message, kind = conn:receive()
-    if not message then break end
-    if verbose then log("recv %s: %s %d bytes", conn.peer, kind, #message) end
-    if not conn:send(message, kind) then break end
-  end
-  log("disconnect %s (%s %s)", conn.peer, tostring(conn.close_code), conn.close_reason or "")
-end)
-
-server:page("/", [[
+local PAGE = [[
 <!doctype html>
 <meta charset="utf-8">
 <title>lua-ws echo</title>
@@ -65,7 +70,47 @@ document.getElementById("f").onsubmit = (e) => {
   sock.send(m); log("sent: " + m);
 };
 </script>
-]])
+]]
 
-log("echo server on ws://%s/ws (page at http://%s/)", server.address, server.address)
-server:run()
+-- one server, run until a signal drains it
+local function serve()
+  local server = assert(ws.listen {
+    host = o.host,
+    port = o.port,
+    fd = o.fd or require("ws.server").systemd_fd(),   -- systemd socket activation
+    reuseport = o.reuseport or o.workers ~= nil,
+    max_message = 16 * 1024 * 1024,              -- echo large messages too
+    compression = o.compression,
+    -- like the original: accept all origins (--same-origin: the default check)
+    check_origin = not o.same_origin and function() return true end or nil,
+    trusted_proxies = o.trusted,
+    proxy_protocol = o.proxy_protocol,
+    health_path = o.healthz and "/healthz" or nil,
+    grace = o.grace,
+    linger = o.linger,
+    ping_interval = o.ping,
+  })
+  local pid = ws.core.getpid()
+  server:route("/ws", function(conn)
+    log("connect %s (pid %d)", conn.peer, pid)
+    -- a while loop, not `for message, kind in conn:messages()`, so that it runs on
+    -- Lua 5.1 too (which cannot wait inside a for iterator)
+    local echoed = 0
+    while true do
+      local message, kind = conn:receive()
+      if not message then break end
+      if o.verbose then log("recv %s: %s %d bytes", conn.peer, kind, #message) end
+      if not conn:send(message, kind) then break end
+      echoed = echoed + 1
+    end
+    log("disconnect %s (%s %s) echoed %d", conn.peer, tostring(conn.close_code), conn.close_reason or "", echoed)
+  end)
+  server:page("/", PAGE)
+  log("echo server on ws://%s/ws (page at http://%s/) pid %d", server.address, server.address, pid)
+  server:run()
+end
+
+if o.workers then
+  os.exit(require("ws.workers").run(o.workers, serve))
+end
+serve()

@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh SECONDS [TARGET...]
 #
 # Targets: reader, reader_big (the reader on big generated messages), utf8,
-# request, response, deflate; all of them by default.
+# request, response, deflate, proxy (PROXY protocol headers); all of them by default.
 #
 # For each target: build fuzz/fuzz_TARGET.c with the codec sources into
 # build/fuzz/fuzz_TARGET, replay every saved crash in fuzz/regressions/TARGET/
@@ -28,7 +28,7 @@ cd "$(dirname "$0")/.." || exit 2
 
 SECONDS_PER_TARGET=${1:?usage: scripts/fuzz.sh SECONDS [TARGET...]}
 shift
-TARGETS=${*:-reader reader_big utf8 request response deflate}
+TARGETS=${*:-reader reader_big utf8 request response deflate proxy}
 JOBS=${FUZZ_JOBS:-2}
 [ "$JOBS" -gt 2 ] && JOBS=2
 [ "$JOBS" -lt 1 ] && JOBS=1
@@ -53,6 +53,7 @@ sources() {
     utf8)     echo "csrc/ws_utf8.c" ;;
     request|response) echo "csrc/ws_crypto.c csrc/ws_handshake.c -lcrypto" ;;
     deflate)  echo "csrc/ws_deflate.c -lz" ;;
+    proxy)    echo "csrc/ws_proxy.c" ;;
     *) return 1 ;;
   esac
 }

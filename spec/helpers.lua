@@ -343,4 +343,79 @@ function M.step_until(l, secs, pred)
   return pred()
 end
 
+---- proxies in front (nginx, HAProxy) --------------------------------------------
+
+--- text with each key of subs (a literal string) replaced by its value
+function M.template(text, subs)
+  for from, to in pairs(subs) do
+    local at = text:find(from, 1, true)
+    assert(at, "template: " .. from .. " not found")
+    text = text:gsub(from:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0"), (tostring(to):gsub("%%", "%%%%")))
+  end
+  return text
+end
+
+local function start_config(name, text, file, cmd_of, port)
+  local dir = M.tmpdir()
+  local f = assert(io.open(dir .. "/" .. file, "w"))
+  f:write(text)
+  f:close()
+  local proc = M.spawn(cmd_of(dir .. "/" .. file, dir), name)
+  local ok, err = pcall(M.wait_port, port, 10)
+  if not ok then
+    proc.stop()
+    error(err .. "\n" .. proc.output())
+  end
+  return proc
+end
+
+--- Start the system nginx in the foreground on config text (a whole
+-- nginx.conf); waits until port listens. Returns the process (see spawn).
+function M.start_nginx(text, port)
+  return start_config("nginx", text, "nginx.conf", function(conf, dir)
+    return string.format("exec nginx -p %s -c %s -g 'daemon off; pid %s/nginx.pid; error_log stderr;'",
+      M.shell_quote(dir), M.shell_quote(conf), dir)
+  end, port)
+end
+
+--- Start the system haproxy in the foreground (-db) on config text.
+function M.start_haproxy(text, port)
+  return start_config("haproxy", text, "haproxy.cfg", function(conf)
+    return "exec haproxy -db -f " .. M.shell_quote(conf)
+  end, port)
+end
+
+--- examples/deploy/nginx.conf started in front of lua-ws servers on
+-- loopback: the upstreams (9001, 9002, and 9003 for the PROXY-protocol
+-- stream server) replaced by opts.w1, opts.w2 (default w1), opts.pp
+-- (default w1); its own listeners on fresh ports; opts.tls = a directory
+-- with server.pem/server.key (else the TLS listener is dropped); opts.subs:
+-- more replacements. Returns the process with .http, .tls, .stream ports.
+function M.nginx_in_front(opts)
+  local f = assert(io.open(M.ROOT .. "/examples/deploy/nginx.conf"))
+  local text = f:read("*a")
+  f:close()
+  local http, tls, stream = M.free_port(), M.free_port(), M.free_port()
+  local subs = {
+    ["127.0.0.1:9001"] = "127.0.0.1:" .. opts.w1,
+    ["127.0.0.1:9002"] = "127.0.0.1:" .. (opts.w2 or opts.w1),
+    ["127.0.0.1:9003"] = "127.0.0.1:" .. (opts.pp or opts.w1),
+    ["127.0.0.1:8080"] = "127.0.0.1:" .. http,
+    ["127.0.0.1:8081"] = "127.0.0.1:" .. stream,
+  }
+  if opts.tls then
+    subs["127.0.0.1:8443"] = "127.0.0.1:" .. tls
+    subs["/etc/ssl/lua-ws/server.pem"] = opts.tls .. "/server.pem"
+    subs["/etc/ssl/lua-ws/server.key"] = opts.tls .. "/server.key"
+  else
+    subs["listen 127.0.0.1:8443 ssl;"] = ""
+    subs["ssl_certificate     /etc/ssl/lua-ws/server.pem;"] = ""
+    subs["ssl_certificate_key /etc/ssl/lua-ws/server.key;"] = ""
+  end
+  for k, v in pairs(opts.subs or {}) do subs[k] = v end
+  local proc = M.start_nginx(M.template(text, subs), http)
+  proc.http, proc.tls, proc.stream = http, tls, stream
+  return proc
+end
+
 return M

@@ -410,7 +410,10 @@ end
 function Loop:step(timeout)
   if self.ntasks == 0 and self.qn == 0 then return false end
   local wait = timeout
-  if self.qn > 0 then
+  if self.qn > 0 or self.stopping then
+    -- (stopping: a task called stop() this round; run() must return now,
+    -- not after the next event, which may never come)
+    self.stopping = nil
     wait = 0
   else
     local top = self.heap[1]
@@ -491,7 +494,7 @@ function Loop:run()
 end
 
 function Loop:stop()
-  self.stopped = true
+  self.stopped, self.stopping = true, true
 end
 
 return M

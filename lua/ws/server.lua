@@ -10,6 +10,8 @@ local deflate = require "ws.deflate"
 local logging = require "ws.log"
 local tls_ = require "ws.tls"
 local hosts = require "ws.sched"
+local proxy = require "ws.proxy"
+local drain = require "ws.drain"
 
 local gettime = socket.gettime
 
@@ -22,6 +24,15 @@ M.defaults = {
   handshake_timeout = 10,     -- seconds to receive the request head and answer it
   max_header = 16 * 1024,     -- bytes of request head; more is answered with 431
   idle_timeout = 300,         -- seconds a receive() may wait with no data from the peer
+  -- deployment (README "Many processes, proxies, graceful stop")
+  reuseport = false,          -- SO_REUSEPORT: several processes listen on one port
+  fd = nil,                   -- serve on this inherited listening descriptor (systemd LISTEN_FDS)
+  grace = 0,                  -- drain(): seconds over which the 1001 closes are spread
+  linger = 0,                 -- drain(): seconds still serving, health paths at 503, before it stops accepting
+  health_path = nil,          -- e.g. "/healthz" (or a list): 200 "ok", 503 while draining
+  signals = true,             -- run(): SIGTERM/SIGINT drain, then run() returns
+  trusted_proxies = nil,      -- addresses/CIDR blocks whose forwarding headers are believed
+  proxy_protocol = false,     -- every connection starts with a PROXY v1/v2 header (trusted peers only)
 }
 
 local REASONS = {
@@ -128,6 +139,7 @@ local function merge(opts, defaults)
   for k, v in pairs(opts or {}) do o[k] = v end
   if o.origins and not o.check_origin then o.check_origin = origin_list(o.origins) end
   o.log = logging.get(o.logger)
+  proxy.configure(o)
   return o
 end
 
@@ -231,6 +243,46 @@ function M.accept(sock, opts)
   return upgrade(sock, req, rest, o, deadline)
 end
 
+-- the address part of "ip:port" or "[ip]:port"
+local function ip_of(peer)
+  return peer:match("^%[(.*)%]") or peer:match("^(.*):%d+$") or peer
+end
+
+-- The PROXY protocol header of a new connection (o.proxy_protocol): the
+-- client's address it names, or the TCP peer's for LOCAL/UNKNOWN; nil
+-- (logged, closed) for a peer that is not trusted or sent no valid header.
+local function proxy_header(self, sock, peer, deadline)
+  local o = self.opts
+  local client, err
+  if o.trusted(ip_of(peer)) then client, err = proxy.read_header(sock, deadline)
+  else client, err = false, "PROXY header from an untrusted peer" end
+  if client == false then
+    o.log("warn", "refused: " .. tostring(err), { peer = peer })
+    close(o, sock)
+    return nil
+  end
+  return client or peer
+end
+
+-- peer, proxy_peer, scheme after the forwarding headers, read only when
+-- the TCP peer (or the PROXY header's client) is a trusted proxy
+local function forwarded(o, req, peer, proxy_peer)
+  if not o.trusted(ip_of(peer)) then return peer, proxy_peer, nil end
+  local client, scheme = proxy.from_headers(req.headers, o.trusted)
+  if client then return client, proxy_peer or peer, scheme end
+  return peer, proxy_peer, scheme
+end
+
+--- The listening descriptor systemd's socket activation passed to this
+-- process (the first, 3), or nil when there is none (LISTEN_FDS and
+-- LISTEN_PID, as sd_listen_fds reads them): ws.listen { fd = M.systemd_fd() }.
+---@return integer|nil
+function M.systemd_fd()
+  local n, pid = tonumber(os.getenv("LISTEN_FDS")), tonumber(os.getenv("LISTEN_PID"))
+  if n and n >= 1 and pid == core.getpid() then return 3 end
+  return nil
+end
+
 local Server = {}
 Server.__index = Server
 Server.__name = "ws.server"
@@ -239,11 +291,13 @@ Server.__name = "ws.server"
 -- handshake option and limit (see M.defaults and connection.defaults).
 function M.listen(opts)
   local o = merge(opts, M.defaults)
-  -- socket.bind creates a tcp4/tcp6 socket per address and sets reuseaddr
-  -- before binding; socket.tcp() has no descriptor until bind in LuaSocket
-  -- 3, so setoption("reuseaddr") on it silently failed and a restart on
-  -- the same port hit "address already in use" while TIME_WAITs remained.
-  local sock, err = socket.bind(o.host, o.port, o.backlog)
+  -- The listener is made in C for the family of the host's address, with
+  -- SO_REUSEADDR (and SO_REUSEPORT) set before bind: LuaSocket's
+  -- socket.tcp() has no descriptor until bind, so options set on it were
+  -- silently lost. fd: a listening socket inherited from systemd.
+  local sock, err
+  if o.fd then sock, err = core.listen_fd(o.fd)
+  else sock, err = core.listen(o.host, o.port, o.backlog, o.reuseport) end
   if not sock then return nil, err end
   -- as Go's runtime does: connections should not stop at a shell's 1024
   core.raise_fd_limit()
@@ -267,6 +321,8 @@ function M.listen(opts)
     pages = {},      -- path -> function(request) -> status, body, headers
     conns = {},      -- open connections (set)
     open = true,
+    draining = false, -- drain() started: health paths 503 (open = false: no new connections)
+    signal_handlers = {},
   }, Server)
   self.host, self.port = sock:getsockname()
   self.address = address(self.host, self.port)   -- for URLs: ws://ADDRESS/path
@@ -309,9 +365,23 @@ function Server:accept_loop()
   end
 end
 
+local function is_health_path(hp, path)
+  if type(hp) == "table" then
+    for _, p in ipairs(hp) do if p == path then return true end end
+    return false
+  end
+  return hp == path
+end
+
 local function serve_page(self, sock, req, deadline)
   local o = self.opts
   local page = self.pages[req.path]
+  if o.health_path and is_health_path(o.health_path, req.path) then
+    page = function()
+      if self.draining then return 503, "draining\n" end
+      return 200, "ok\n"
+    end
+  end
   if not page then
     respond(o, sock, 404, "not found\n", nil, deadline)
     return
@@ -338,6 +408,12 @@ function Server:serve_client(sock)
   local o = self.opts
   local deadline = gettime() + o.handshake_timeout
   local peer = M.peername(sock)
+  local proxy_peer
+  if o.proxy_protocol then
+    -- before TLS and HTTP: the header is the first thing on the wire
+    proxy_peer, peer = peer, proxy_header(self, sock, peer, deadline)
+    if not peer then return end
+  end
   if self.tls then
     -- TLS in ws.core on the same descriptor: the fast path stays
     local ok, err = tls_.accept(sock, self.tls, deadline, o.sched)
@@ -351,8 +427,12 @@ function Server:serve_client(sock)
   if not req then return end
   local handler = self.routes[req.path]
   if not handler then return serve_page(self, sock, req, deadline) end
+  if not self.open then return respond(o, sock, 503, "server is shutting down\n", nil, deadline) end
+  local scheme
+  if o.trusted then peer, proxy_peer, scheme = forwarded(o, req, peer, proxy_peer) end
   local conn = upgrade(sock, req, rest, o, deadline, peer)
   if not conn then return end
+  conn.proxy_peer, conn.scheme = proxy_peer, scheme or (self.tls and "https" or "http")
   self.conns[conn] = true
   if o.on_connect then o.on_connect(conn) end
   local ok, err = loop.xpcall(handler, debug.traceback, conn)   -- (lets it wait on Lua 5.1 too)
@@ -399,10 +479,30 @@ function Server:events() return "r" end
 ---@return number|nil
 function Server:timeout() return self.loop:timeout() end
 
---- Serve until close().
+--- Serve until close(), or until a drain that a signal started is done.
+-- Unless the signals option is false, SIGTERM and SIGINT (and SIGHUP) are
+-- read through the loop while it runs: by default they drain and return.
 function Server:run()
+  local release = self.opts.signals and drain.watch(self)
   self.loop:run()
+  if release then release() end
 end
+
+--- What a signal ("TERM", "INT" or "HUP") does while run() runs:
+-- fn(server, name) in a loop task, in place of the default (drain, then
+-- stop the loop; a second SIGINT stops at once; HUP is logged).
+---@param name string
+---@param fn fun(server: table, name: string)
+function Server:on_signal(name, fn)
+  local known = false
+  for _, s in ipairs(drain.SIGNALS) do known = known or s == name end
+  if not known then error("on_signal: one of TERM, INT, HUP expected, got " .. tostring(name), 2) end
+  assert(type(fn) == "function", "on_signal: fn must be a function")
+  self.signal_handlers[name] = fn
+  return self
+end
+
+Server.drain = drain.drain
 
 --- Stop accepting, close every connection with 1001, then stop the loop.
 function Server:close(code, reason)

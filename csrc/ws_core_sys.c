@@ -1,0 +1,403 @@
+/* ws.core, deployment part: listeners (SO_REUSEPORT, inherited), fork and
+ * wait, signals as a descriptor the loop can wait on, and the PROXY
+ * protocol header. Bound here, apart from the codec bindings in ws_core.c;
+ * the system calls are in ws_io.c, the parser in ws_proxy.c. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+#include "ws_compat.h"
+
+#include "ws_io.h"
+#include "ws_proxy.h"
+
+#define FD_MT "ws.fd"          /* defined by ws_core.c: { int fd } */
+#define SIGNALS_MT "ws.signals"
+
+int ws_core_sys_register(lua_State *L);
+
+static int fail_errno(lua_State *L, int err) {
+    lua_pushnil(L);
+    lua_pushstring(L, strerror(err));
+    return 2;
+}
+
+/* a ws.fd userdata owning fd (its layout is ws_core.c's: one int) */
+static void push_fd(lua_State *L, int fd) {
+    int *u = (int *)lua_newuserdatauv(L, sizeof(int), 0);
+    *u = fd;
+    luaL_setmetatable(L, FD_MT);
+}
+
+/* listen(host, port, backlog, reuseport) -> ws.fd | nil, err */
+static int l_listen(lua_State *L) {
+    const char *host = luaL_checkstring(L, 1);
+    int port = (int)luaL_checkinteger(L, 2);
+    int backlog = (int)luaL_optinteger(L, 3, 4096);
+    int reuseport = lua_toboolean(L, 4);
+    luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
+    int gai = 0;
+    int fd = ws_fd_listen(host, port, backlog, reuseport, &gai);
+    if (fd < 0) {
+        lua_pushnil(L);
+        if (gai)
+            lua_pushstring(L, gai_strerror(gai));
+        else if (errno == EADDRINUSE)
+            lua_pushliteral(L, "address already in use");   /* LuaSocket's words */
+        else
+            lua_pushstring(L, strerror(errno));
+        return 2;
+    }
+    push_fd(L, fd);
+    return 1;
+}
+
+/* listen_fd(n) -> ws.fd for an inherited listening descriptor | nil, err */
+static int l_listen_fd(lua_State *L) {
+    int fd = (int)luaL_checkinteger(L, 1);
+    if (ws_fd_adopt_listener(fd) != 0) {
+        if (errno != EINVAL)
+            return fail_errno(L, errno);
+        lua_pushnil(L);
+        lua_pushliteral(L, "not a listening socket");
+        return 2;
+    }
+    push_fd(L, fd);
+    return 1;
+}
+
+/* fd:getsockname() -> ip, port, "inet"|"inet6" | nil, err */
+static int l_fd_getsockname(lua_State *L) {
+    int fd = *(int *)luaL_checkudata(L, 1, FD_MT);
+    char ip[64];
+    int port = 0;
+    int fam = fd < 0 ? (errno = EBADF, -1) : ws_fd_sockname(fd, ip, sizeof ip, &port);
+    if (fam < 0)
+        return fail_errno(L, errno);
+    lua_pushstring(L, ip);
+    lua_pushinteger(L, port);
+    lua_pushstring(L, fam == 6 ? "inet6" : "inet");
+    return 3;
+}
+
+/* ---- PROXY protocol ----------------------------------------------------- */
+
+/* { version, family (4, 6 or absent), src, src_port, dst, dst_port } */
+static void push_info(lua_State *L, const ws_proxy_info *info) {
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, info->version);
+    lua_setfield(L, -2, "version");
+    if (info->family) {
+        lua_pushinteger(L, info->family);
+        lua_setfield(L, -2, "family");
+        lua_pushstring(L, info->src);
+        lua_setfield(L, -2, "src");
+        lua_pushinteger(L, info->src_port);
+        lua_setfield(L, -2, "src_port");
+        lua_pushstring(L, info->dst);
+        lua_setfield(L, -2, "dst");
+        lua_pushinteger(L, info->dst_port);
+        lua_setfield(L, -2, "dst_port");
+    }
+}
+
+/* proxy_header(fd) -> info | nil, "timeout" (incomplete) | nil, err.
+ * Peeks, so that exactly the header is consumed and the bytes after it (a
+ * TLS ClientHello, an HTTP request) stay in the socket for whoever reads
+ * next. info = { version, family (4, 6 or nil), src, src_port, dst, dst_port } */
+static int l_proxy_header(lua_State *L) {
+    int fd = (int)luaL_checkinteger(L, 1);
+    unsigned char buf[WS_PROXY_MAX];
+    ssize_t n = ws_fd_peek(fd, buf, sizeof buf);
+    if (n == 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "closed");
+        return 2;
+    }
+    if (n < 0) {
+        lua_pushnil(L);
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            lua_pushliteral(L, "timeout");
+        else
+            lua_pushstring(L, strerror(errno));
+        return 2;
+    }
+    ws_proxy_info info;
+    const char *why = "invalid";
+    int r = ws_proxy_parse(buf, (size_t)n, &info, &why);
+    if (r == 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "timeout");
+        return 2;
+    }
+    if (r < 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "PROXY protocol: %s", why);
+        return 2;
+    }
+    if (ws_fd_read(fd, buf, (size_t)r) != r)   /* what was peeked is there */
+        return fail_errno(L, errno);
+    push_info(L, &info);
+    return 1;
+}
+
+/* proxy_parse(bytes) -> length, info | 0 (incomplete) | nil, err: the
+ * parser on a string, for tests */
+static int l_proxy_parse(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    ws_proxy_info info;
+    const char *why = "invalid";
+    int r = ws_proxy_parse((const unsigned char *)s, n, &info, &why);
+    if (r < 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, why);
+        return 2;
+    }
+    lua_pushinteger(L, r);
+    if (r == 0)
+        return 1;
+    push_info(L, &info);
+    return 2;
+}
+
+/* inet_pton(text) -> 4 or 16 address bytes | nil; an IPv4-mapped IPv6
+ * address gives its 4 IPv4 bytes, so ::ffff:10.0.0.1 matches 10.0.0.0/8 */
+static int l_inet_pton(lua_State *L) {
+    const char *s = luaL_checkstring(L, 1);
+    unsigned char b[16];
+    if (inet_pton(AF_INET, s, b) == 1) {
+        lua_pushlstring(L, (const char *)b, 4);
+        return 1;
+    }
+    if (inet_pton(AF_INET6, s, b) == 1) {
+        static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (memcmp(b, mapped, 12) == 0)
+            lua_pushlstring(L, (const char *)b + 12, 4);
+        else
+            lua_pushlstring(L, (const char *)b, 16);
+        return 1;
+    }
+    lua_pushnil(L);
+    return 1;
+}
+
+/* ---- signals -------------------------------------------------------------- */
+
+static const struct { const char *name; int sig; } SIGNALS[] = {
+    {"TERM", SIGTERM}, {"INT", SIGINT}, {"HUP", SIGHUP}, {"QUIT", SIGQUIT},
+    {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"CHLD", SIGCHLD}, {"KILL", SIGKILL},
+    {NULL, 0}
+};
+
+static int sig_of(lua_State *L, int arg) {
+    const char *name = luaL_checkstring(L, arg);
+    if (strncmp(name, "SIG", 3) == 0)
+        name += 3;
+    for (int i = 0; SIGNALS[i].name; i++)
+        if (strcmp(name, SIGNALS[i].name) == 0)
+            return SIGNALS[i].sig;
+    return luaL_argerror(L, arg, lua_pushfstring(L, "unknown signal '%s'", name));
+}
+
+static const char *name_of(int sig) {
+    for (int i = 0; SIGNALS[i].name; i++)
+        if (SIGNALS[i].sig == sig)
+            return SIGNALS[i].name;
+    return "?";
+}
+
+#define MAX_SIGS 8
+typedef struct {
+    int fd;
+    int n;
+    int sigs[MAX_SIGS];
+} lsignals;
+
+static lsignals *check_signals(lua_State *L) {
+    return (lsignals *)luaL_checkudata(L, 1, SIGNALS_MT);
+}
+
+/* signals({ "TERM", "INT", ... }) -> a ws.signals | nil, err: the signals
+ * are blocked and queue in a descriptor (getfd) a loop can wait on */
+static int l_signals(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int n = (int)lua_rawlen(L, 1);
+    luaL_argcheck(L, n > 0 && n <= MAX_SIGS, 1, "1 to 8 signal names");
+    lsignals *s = (lsignals *)lua_newuserdatauv(L, sizeof *s, 0);
+    s->fd = -1;
+    s->n = n;
+    for (int i = 0; i < n; i++) {
+        lua_rawgeti(L, 1, i + 1);
+        s->sigs[i] = sig_of(L, -1);
+        luaL_argcheck(L, s->sigs[i] != SIGKILL, 1, "KILL cannot be caught");
+        lua_pop(L, 1);
+    }
+    luaL_setmetatable(L, SIGNALS_MT);
+    s->fd = ws_signals_block(s->sigs, n, 1);
+    if (s->fd < 0)
+        return fail_errno(L, errno);
+    return 1;
+}
+
+/* s:next([timeout]) -> name | nil, "timeout" | nil, err: timeout in
+ * seconds (nil or 0: do not wait; negative: forever) */
+static int l_signals_next(lua_State *L) {
+    lsignals *s = check_signals(L);
+    double t = luaL_optnumber(L, 2, 0);
+    if (s->fd < 0)
+        return fail_errno(L, EBADF);
+    int r = ws_signals_next(s->fd, t < 0 ? -1 : (int)(t * 1000 + 0.5));
+    if (r < 0)
+        return fail_errno(L, errno);
+    if (r == 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "timeout");
+        return 2;
+    }
+    lua_pushstring(L, name_of(r));
+    return 1;
+}
+
+static int l_signals_getfd(lua_State *L) {
+    lua_pushinteger(L, check_signals(L)->fd);
+    return 1;
+}
+
+static int l_signals_dirty(lua_State *L) {
+    check_signals(L);
+    lua_pushboolean(L, 0);
+    return 1;
+}
+
+/* close([keep]): discard pending signals and unblock them, but those
+ * named in the list keep (they stay blocked: a forked worker keeps TERM
+ * blocked until its own loop reads it, so none is lost in between) */
+static int l_signals_close(lua_State *L) {
+    lsignals *s = check_signals(L);
+    if (s->fd < 0)
+        return 0;
+    int rel[MAX_SIGS], n = 0;
+    for (int i = 0; i < s->n; i++) {
+        int kept = 0;
+        if (lua_istable(L, 2)) {
+            int k = (int)lua_rawlen(L, 2);
+            for (int j = 1; j <= k && !kept; j++) {
+                lua_rawgeti(L, 2, j);
+                kept = sig_of(L, -1) == s->sigs[i];
+                lua_pop(L, 1);
+            }
+        }
+        if (!kept)
+            rel[n++] = s->sigs[i];
+    }
+    ws_signals_release(s->fd, rel, n);
+    s->fd = -1;
+    return 0;
+}
+
+/* ---- processes ------------------------------------------------------------ */
+
+/* fork() -> pid (0 in the child) | nil, err */
+static int l_fork(lua_State *L) {
+    long pid = ws_fork();
+    if (pid < 0)
+        return fail_errno(L, errno);
+    lua_pushinteger(L, (lua_Integer)pid);
+    return 1;
+}
+
+/* reap() -> pid, "exit"|"signal", status or signal name | nil (none ended) */
+static int l_reap(lua_State *L) {
+    int how = 0, code = 0;
+    long pid = ws_reap(&how, &code);
+    if (pid <= 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushinteger(L, (lua_Integer)pid);
+    if (how == 's') {
+        lua_pushliteral(L, "signal");
+        lua_pushstring(L, name_of(code));
+    } else {
+        lua_pushliteral(L, "exit");
+        lua_pushinteger(L, code);
+    }
+    return 3;
+}
+
+/* kill(pid, name) -> true | nil, err */
+static int l_kill(lua_State *L) {
+    long pid = (long)luaL_checkinteger(L, 1);
+    int sig = sig_of(L, 2);
+    luaL_argcheck(L, pid > 0, 1, "pid must be positive");
+    if (ws_kill(pid, sig) != 0)
+        return fail_errno(L, errno);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_cpu_count(lua_State *L) {
+    long n = ws_cpu_count();
+    lua_pushinteger(L, n > 0 ? (lua_Integer)n : 1);
+    return 1;
+}
+
+static int l_getpid(lua_State *L) {
+    lua_pushinteger(L, (lua_Integer)ws_getpid());
+    return 1;
+}
+
+static const luaL_Reg signals_methods[] = {
+    {"next", l_signals_next},
+    {"getfd", l_signals_getfd},
+    {"dirty", l_signals_dirty},
+    {"settimeout", l_signals_dirty},
+    {"close", l_signals_close},
+    {NULL, NULL}
+};
+
+static const luaL_Reg signals_meta[] = {
+    {"__gc", l_signals_close},
+    {"__close", l_signals_close},
+    {NULL, NULL}
+};
+
+static const luaL_Reg funcs[] = {
+    {"listen", l_listen},
+    {"listen_fd", l_listen_fd},
+    {"proxy_header", l_proxy_header},
+    {"proxy_parse", l_proxy_parse},
+    {"inet_pton", l_inet_pton},
+    {"signals", l_signals},
+    {"fork", l_fork},
+    {"reap", l_reap},
+    {"kill", l_kill},
+    {"cpu_count", l_cpu_count},
+    {"getpid", l_getpid},
+    {NULL, NULL}
+};
+
+/* Add these functions to the module table on top of the stack (called by
+ * luaopen_ws_core after ws.fd's metatable exists). */
+int ws_core_sys_register(lua_State *L) {
+    luaL_setfuncs(L, funcs, 0);
+    luaL_newmetatable(L, SIGNALS_MT);
+    luaL_setfuncs(L, signals_meta, 0);
+    luaL_newlib(L, signals_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    /* listeners are ws.fd too: give that type getsockname */
+    luaL_getmetatable(L, FD_MT);
+    lua_getfield(L, -1, "__index");
+    lua_pushcfunction(L, l_fd_getsockname);
+    lua_setfield(L, -2, "getsockname");
+    lua_pop(L, 2);
+    return 0;
+}

@@ -1,0 +1,118 @@
+--- Graceful stop: server:drain{ grace = S } and the signals that start it
+-- (SIGTERM, SIGINT, SIGHUP read through the loop from a signalfd).
+local socket = require "socket"
+local core = require "ws.core"
+local loop = require "ws.loop"
+
+local gettime = socket.gettime
+
+local M = {}
+
+--- Answer the health paths with 503 and stop accepting (after linger
+-- seconds of still serving, so a load balancer's health check takes the
+-- server out of its rotation first), then close every connection with
+-- 1001 "going away", the closes spread evenly over grace seconds (so
+-- thousands of clients do not reconnect in the same instant).
+-- A close goes out after the messages already queued, so nothing send
+-- accepted is lost. Waits for the close handshakes, each up to
+-- close_timeout (inside a loop task it yields; outside, it steps the
+-- loop), then returns the count of connections closed.
+---@param self table the server
+---@param opts? { grace?: number, linger?: number } seconds (defaults: the server's options, else 0)
+---@return integer
+function M.drain(self, opts)
+  local o, l = self.opts, self.loop
+  local grace = (opts and opts.grace) or o.grace or 0
+  local linger = (opts and opts.linger) or o.linger or 0
+  if type(grace) ~= "number" or grace < 0 then error("drain: grace must be a number >= 0", 2) end
+  if type(linger) ~= "number" or linger < 0 then error("drain: linger must be a number >= 0", 2) end
+  local inside = loop.current() == l
+  self.draining = true
+  if linger > 0 and self.open then
+    o.log("info", string.format("draining: health paths answer 503; still serving for %gs", linger))
+    if inside then l:sleep(linger) else
+      local stop = gettime() + linger
+      while gettime() < stop do l:step(math.min(0.05, stop - gettime())) end
+    end
+  end
+  if self.open then
+    self.open = false
+    l:forget(self.sock)
+    self.sock:close()
+  end
+  local list = {}
+  for conn in pairs(self.conns) do list[#list + 1] = conn end
+  local n, pending, waiter = #list, #list, nil
+  o.log("info", string.format("draining %d connections over %gs", n, grace))
+  local t0, cpu0 = gettime(), os.clock()
+  for i, conn in ipairs(list) do
+    l:spawn(function()
+      local delay = t0 + grace * (i - 1) / n - gettime()
+      if delay > 0 then l:sleep(delay) end
+      if conn.state ~= "closed" then conn:close(1001, "going away") end
+      pending = pending - 1
+      if pending == 0 and waiter then l:wake(waiter) end
+    end)
+  end
+  local deadline = t0 + grace + (o.close_timeout or 3) + 1
+  if pending > 0 and inside then
+    waiter = coroutine.running()
+    l:suspend(deadline)
+  end
+  while pending > 0 and gettime() < deadline do l:step(0.05) end
+  o.log("info", "drained", { closed = n - pending, seconds = string.format("%.2f", gettime() - t0),
+    cpu = string.format("%.2f", os.clock() - cpu0) })
+  return n - pending
+end
+
+-- What SIGTERM and SIGINT do unless the application says otherwise: drain,
+-- then stop the loop (run() returns); a second SIGINT while draining
+-- stops at once (Ctrl-C twice).
+local function default(self, name)
+  if name == "HUP" then
+    self.opts.log("info", "SIGHUP: no handler (server:on_signal(\"HUP\", fn) sets one)")
+    return
+  end
+  if self.draining then
+    if name == "INT" then
+      self.opts.log("warn", "SIGINT again: stopping now")
+      self.loop:stop()
+    end
+    return
+  end
+  self.opts.log("info", "SIG" .. name .. ": draining (SIGINT again stops at once)")
+  M.drain(self)
+  self.loop:stop()
+end
+
+M.SIGNALS = { "TERM", "INT", "HUP" }
+
+--- Take SIGTERM, SIGINT and SIGHUP for this server's loop: each one runs
+-- server.signal_handlers[name](server, name) (or the default) in a loop
+-- task. Returns a function that gives them back.
+function M.watch(self)
+  local sigs, err = core.signals(M.SIGNALS)
+  if not sigs then
+    self.opts.log("warn", "signals: " .. tostring(err))
+    return function() end
+  end
+  local l, stopped = self.loop, false
+  l:spawn(function()
+    while not stopped do
+      local name = sigs:next()
+      if name then
+        local fn = self.signal_handlers and self.signal_handlers[name] or default
+        l:spawn(fn, self, name)
+      elseif not l:wait(sigs, "r") then   -- "closed": given back
+        break
+      end
+    end
+  end)
+  return function()
+    stopped = true
+    l:forget(sigs)
+    sigs:close()
+  end
+end
+
+return M
