@@ -41,5 +41,8 @@ build = {
       ["ws.io"] = "lua/ws/io.lua",
       ["ws.deflate"] = "lua/ws/deflate.lua",
       ["ws.log"] = "lua/ws/log.lua",
+      ["ws.resp"] = "lua/ws/resp.lua",
+      ["ws.redis"] = "lua/ws/redis.lua",
+      ["ws.hub"] = "lua/ws/hub.lua",
    },
 }
