@@ -92,7 +92,7 @@ function M.new(opts)
     excepts = setmetatable({}, { __mode = "v" }),   -- ordered: "topic seq" -> conn left out
     outbox = {},      -- ordered: publishes waiting for Redis
     retry = {},       -- ordered: sends that failed, to go out before the outbox
-    stats = { published = 0, received = 0, delivered = 0, dropped = 0 },
+    stats = { published = 0, received = 0, delivered = 0, dropped = 0, unconfirmed = 0, missed = 0 },
     state = opts.redis and "down" or "local",
   }, Hub)
   for k, v in pairs(M.defaults) do
@@ -227,8 +227,11 @@ function Hub:count(topic)
 end
 
 --- { state ("local", "down", "up"), node, topics, published, received,
--- delivered, dropped, outbox }: received counts messages from other
--- processes; dropped those that never reached Redis.
+-- delivered, dropped, unconfirmed, missed, outbox }: received counts
+-- messages from other processes; dropped those that never reached Redis;
+-- unconfirmed those written to a connection that broke before Redis
+-- answered (it may or may not have published them); missed the messages
+-- of other processes this one never got (seen by their sequence numbers).
 function Hub:status()
   local s = { state = self.state, node = self.node, outbox = #self.outbox, topics = 0 }
   for k, v in pairs(self.stats) do s[k] = v end
@@ -242,11 +245,19 @@ local function drop(self)
   self.stats.dropped = self.stats.dropped + 1
 end
 
--- Can publish now: the publish connection is open (ordered mode: and the
--- retries and outbox went out first, after the last reconnect).
+-- The reply to a PUBLISH: a connection lost before the command was
+-- written is a drop; after, Redis may or may not have published it.
+local function published(self)
+  return function(ok, err)
+    if ok then return end
+    if err == "not sent" then drop(self) else self.stats.unconfirmed = self.stats.unconfirmed + 1 end
+  end
+end
+
+-- Can publish now: both connections up and subscribed (ordered mode: and
+-- the retries and outbox went out first).
 local function ready(self)
-  if self.ordered then return self.up and self.pub.open end
-  return self.pub ~= nil and self.pub.open
+  return self.up and self.pub.open
 end
 
 -- Ordered mode: keep msg in list (the outbox, or the retries that go out
@@ -293,7 +304,7 @@ function Hub:publish(topic, data, kind, opts)
   if not self.url then return n end
   if not ready(self) then drop(self); return n, nil, "redis down" end
   local env = "u " .. self.node .. " " .. seq .. " " .. KINDS[kind] .. "\n" .. data
-  local ok = self.pub:send(function(good) if not good then drop(self) end end, "PUBLISH", channel(self, topic), env)
+  local ok = self.pub:send(published(self), "PUBLISH", channel(self, topic), env)
   if not ok then drop(self); return n, nil, "redis down" end
   return n, true
 end
@@ -309,7 +320,7 @@ function Hub:broadcast(data, kind, opts)
   if not self.url then return n end
   if not ready(self) then drop(self); return n, nil, "redis down" end
   local env = "u " .. self.node .. " 0 " .. KINDS[kind] .. "\n" .. data
-  local ok = self.pub:send(function(good) if not good then drop(self) end end, "PUBLISH", self.all_channel, env)
+  local ok = self.pub:send(published(self), "PUBLISH", self.all_channel, env)
   if not ok then drop(self); return n, nil, "redis down" end
   return n, true
 end
@@ -371,7 +382,9 @@ local function ordered_message(self, topic, t, m)
     o.buffer[#o.buffer + 1] = m
     return
   end
-  if m.epoch ~= o.epoch then
+  if o.epoch == nil then
+    o.epoch = m.epoch         -- the first epoch seen, or the first after history was lost
+  elseif m.epoch ~= o.epoch then
     if self.opts.on_gap then pcall(self.opts.on_gap, topic, { epoch = m.epoch, old_epoch = o.epoch, since = o.off }) end
     self.log("warn", "hub: new epoch, history lost", { topic = topic, epoch = m.epoch })
     o.epoch, o.off = m.epoch, 0
@@ -400,30 +413,32 @@ function replay(self, topic, t)
   local skey, mkey = keys(self, topic)
   local pub = self.pub
   local epoch = pub and pub:call("HGET", mkey, "e")
+  if epoch and epoch ~= o.epoch then
+    -- Redis lost the topic's history (restarted empty, or it expired)
+    if o.epoch then
+      if self.opts.on_gap then pcall(self.opts.on_gap, topic, { epoch = epoch, old_epoch = o.epoch, since = o.off }) end
+      self.log("warn", "hub: new epoch, history lost", { topic = topic, since = o.off })
+    end
+    o.epoch, o.off = epoch ~= redis.null and epoch or nil, 0
+  end
   local entries = epoch and pub:call("XRANGE", skey, "0-" .. (o.off + 1), "+")
   if not entries then
     -- Redis went away: the catch-up after the reconnect replays all this
     o.buffer, o.replaying = nil, false
     return
   end
-  do
-    if epoch ~= o.epoch then
-      if self.opts.on_gap then pcall(self.opts.on_gap, topic, { epoch = epoch, old_epoch = o.epoch, since = o.off }) end
-      o.epoch, o.off = epoch, 0
-    end
-    for _, e in ipairs(entries) do
-      local off = tonumber(e[1]:match("^0%-(%d+)$"))
-      local f = {}
-      for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end
-      local m = off and f.h and parse_header(f.h, f.d or "")
-      if m and off > o.off then
-        if off > o.off + 1 then
-          if self.opts.on_gap then pcall(self.opts.on_gap, topic, { epoch = o.epoch, since = o.off, first = off }) end
-          self.log("warn", "hub: history does not cover the gap", { topic = topic, since = o.off, first = off })
-        end
-        m.off, m.epoch, o.off = off, o.epoch, off
-        deliver_ordered(self, topic, t, m)
+  for _, e in ipairs(entries) do
+    local off = tonumber(e[1]:match("^0%-(%d+)$"))
+    local f = {}
+    for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end
+    local m = off and f.h and parse_header(f.h, f.d or "")
+    if m and off > o.off then
+      if off > o.off + 1 then
+        if self.opts.on_gap then pcall(self.opts.on_gap, topic, { epoch = o.epoch, since = o.off, first = off }) end
+        self.log("warn", "hub: history does not cover the gap", { topic = topic, since = o.off, first = off })
       end
+      m.off, m.epoch, o.off = off, o.epoch, off
+      deliver_ordered(self, topic, t, m)
     end
   end
   -- the buffered live ones: those past the replay go through the usual path
@@ -503,6 +518,7 @@ local function message(self, ch, payload)
   local key = node .. " " .. topic
   local last = self.seen[key]
   if last and seq <= last then return end   -- a duplicate
+  if last and seq > last + 1 then self.stats.missed = self.stats.missed + seq - last - 1 end
   self.seen[key] = seq
   deliver(self, t, data, KINDS[k], nil, { topic = topic, node = node })
 end
@@ -632,6 +648,7 @@ function Hub:supervise()
     end
     if pub and pub.open and sub and sub.open then
       backoff = self.backoff_min
+      self.reported = true
       if not self.up then
         self.up = true
         set_state(self, "up", { node = self.node })

@@ -125,6 +125,7 @@ function M.connect(url, opts)
     out = {}, nout = 0,        -- encoded commands not yet written
     fifo = {}, head = 1, tail = 0,   -- one entry per command awaiting a reply
     open = true, writing = false,
+    sent = 0,                  -- fifo index of the last command handed to the socket
   }, Client)
   l:spawn(Client.reader, self)
   local ok, aerr = true, nil
@@ -151,7 +152,8 @@ local function settle(self, e, ok, v)
 end
 
 --- Close the connection; every command awaiting a reply fails with err
--- (default "closed"). Calls on_close(err) once.
+-- (default "closed"), or with "not sent" if it was never written (so it
+-- did not reach Redis). Calls on_close(err) once.
 function Client:close(err)
   if not self.open then return end
   self.open = false
@@ -162,9 +164,9 @@ function Client:close(err)
   for i = self.head, self.tail do
     local e = fifo[i]
     fifo[i] = nil
-    if e and not e.done then settle(self, e, nil, err) end
+    if e and not e.done then settle(self, e, nil, i <= self.sent and err or "not sent") end
   end
-  self.head, self.tail = 1, 0
+  self.head, self.tail, self.sent = 1, 0, 0
   self.out, self.nout = {}, 0
   if self.on_close then self.on_close(err) end
 end
@@ -203,6 +205,7 @@ function Client:writer()
   while self.open and self.nout > 0 do
     local s = table.concat(self.out, "", 1, self.nout)
     self.out, self.nout = {}, 0
+    self.sent = self.tail      -- (if the write fails, part of it may have gone)
     local ok, err = io_.write(self.sock, s, 1, gettime() + self.timeout)
     if not ok then
       self.writing = false
