@@ -72,7 +72,7 @@ local function receiver(idx, conn)
   end
   while gettime() < deadline do
     local wait = math.max(deadline - gettime(), 0.01)
-    if o.idle and senders_done == S then wait = math.min(wait, o.idle) end
+    if o.idle then wait = math.min(wait, o.idle) end
     local data, e = conn:receive(wait)
     if not data then
       if e ~= "timeout" then
