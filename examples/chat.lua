@@ -61,7 +61,9 @@ local function start()
       local message, kind = conn:receive()
       if not message then break end
       local n, _, err = hub:publish(room, message, kind, { except = conn })
-      if verbose then log("relay %s: %s %d bytes to %d%s", conn.peer, kind, #message, n, err and " (" .. err .. ")" or "") end
+      if verbose then
+        log("relay %s: %s %d bytes to %d%s", conn.peer, kind, #message, n, err and " (" .. err .. ")" or "")
+      end
       -- receive() does not yield while this peer's input keeps coming and
       -- publish() only queues: let the other tasks (those writing the
       -- queues out, the other handlers, Redis) run between two messages
@@ -116,7 +118,8 @@ const line = (text, cls) => {
 };
 let sock;
 const connect = () => {
-  sock = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws?room=" + encodeURIComponent(room));
+  const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+  sock = new WebSocket(scheme + location.host + "/ws?room=" + encodeURIComponent(room));
   sock.onopen = () => { state.textContent = "online"; line("connected", "sys"); };
   sock.onmessage = (e) => line(typeof e.data === "string" ? e.data : "(binary message)");
   sock.onclose = (e) => {

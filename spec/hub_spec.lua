@@ -269,10 +269,64 @@ describe("ws.hub over Redis #slow", function()
     h1:close(); h2:close()
   end)
 
+  it("Redis down: local delivery goes on, publish says so and counts it; back up: resubscribed", function()
+    local r3 = H.start_redis()
+    finally(function() r3.stop() end)
+    local l = loop.new()
+    local states = {}
+    local hub = redis_hub(l, { redis = r3.url, on_state = function(state) states[#states + 1] = state end,
+      backoff_max = 0.5 })
+    local server = serve(l, hub)
+    H.run_task(l, 30, function()
+      local c = connect(server, "r")
+      assert.is_true(wait_for(l, 5, function() return hub:count("r") == 1 end))
+      assert.same({ 1, true }, { hub:publish("r", "before") })
+      assert.equal("before", c:receive(5))
+      r3.kill9()
+      assert.is_true(wait_for(l, 5, function() return hub:status().state == "down" end))
+      assert.same({ 1, nil, "redis down" }, { hub:publish("r", "during") })
+      assert.equal("during", c:receive(5))
+      assert.equal(1, hub:status().dropped)
+      r3 = H.start_redis { port = r3.port }
+      assert.is_true(wait_for(l, 10, function() return hub:status().state == "up" and hub.up end))
+      assert.same({ "up", "resubscribed", "down", "up", "resubscribed" }, states)
+      assert.matches("ws:r", r3.cli("PUBSUB CHANNELS '*'"))
+      assert.same({ 1, true }, { hub:publish("r", "after") })
+      assert.equal("after", c:receive(5))
+      c:close()
+    end)
+    hub:close()
+    server:close()
+  end)
+
+  it("replaces a subscriber connection that is open but silent", function()
+    local l = loop.new()
+    local lines = {}
+    local hub = ws.hub { loop = l, redis = rds.url, probe_interval = 0.1, probe_timeout = 0.8,
+      logger = function(_, msg) lines[#lines + 1] = msg end }
+    assert(H.step_until(l, 10, function() return hub.up end))
+    local old = hub.sub
+    local heard = {}
+    hub:on("p", function(data) heard[#heard + 1] = data end)
+    -- Redis stops answering for 2 s; the TCP connections stay open
+    local sleeper = H.spawn("exec redis-cli -p " .. rds.port .. " DEBUG SLEEP 2", "debug-sleep")
+    finally(sleeper.stop)
+    assert.is_true(H.step_until(l, 10, function()
+      for _, m in ipairs(lines) do if m:match("silent") then return true end end
+    end))
+    assert.is_true(H.step_until(l, 10, function() return hub.up and hub.sub ~= old and hub.sub.open end))
+    local other = ws.hub { loop = l, redis = rds.url, logger = false }
+    assert(H.step_until(l, 10, function() return other.up end))
+    other:publish("p", "still here")
+    assert.is_true(H.step_until(l, 5, function() return heard[1] == "still here" end))
+    hub:close(); other:close()
+  end)
+
   it("parses URLs; AUTH and SELECT; nil, err for errors; pipelines", function()
     assert.same({ host = "h", port = 7, db = 3, password = "pw" }, redis.parse_url("redis://:pw@h:7/3"))
     assert.same({ host = "127.0.0.1", port = 6379, db = 0 }, redis.parse_url("redis://"))
-    assert.same({ host = "::1", port = 6380, db = 0, user = "u", password = "p" }, redis.parse_url("redis://u:p@[::1]:6380"))
+    assert.same({ host = "::1", port = 6380, db = 0, user = "u", password = "p" },
+      redis.parse_url("redis://u:p@[::1]:6380"))
     assert.same({ path = "/tmp/r.sock", db = 2 }, redis.parse_url("unix:///tmp/r.sock?db=2"))
     assert.is_nil(redis.parse_url("http://x"))
     local dir = H.tmpdir()

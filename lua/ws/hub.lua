@@ -274,7 +274,9 @@ end
 local function check_publish(data, kind)
   if type(data) ~= "string" then error("bad argument #2 to 'publish' (string expected)", 3) end
   kind = kind or "text"
-  if kind ~= "text" and kind ~= "binary" then error("bad argument #3 to 'publish' (\"text\" or \"binary\" expected)", 3) end
+  if kind ~= "text" and kind ~= "binary" then
+    error("bad argument #3 to 'publish' (\"text\" or \"binary\" expected)", 3)
+  end
   return kind
 end
 
@@ -558,7 +560,8 @@ local function subscribe_all(self, sub)
 end
 
 local function connect_pub(self)
-  local pub, err = redis.connect(self.url, { loop = self.loop, timeout = self.timeout, on_close = function() alarm(self) end })
+  local pub, err = redis.connect(self.url,
+    { loop = self.loop, timeout = self.timeout, on_close = function() alarm(self) end })
   if not pub then return nil, err end
   if self.ordered then
     self.sha, err = pub:call("SCRIPT", "LOAD", SCRIPT)

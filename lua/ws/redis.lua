@@ -172,7 +172,8 @@ function Client:close(err)
 end
 
 -- Push messages on a subscriber connection: message, subscribe, unsubscribe.
-local PUSH = { message = true, subscribe = true, unsubscribe = true, pmessage = true, psubscribe = true, punsubscribe = true }
+local PUSH = { message = true, subscribe = true, unsubscribe = true,
+  pmessage = true, psubscribe = true, punsubscribe = true }
 
 function Client:reader()
   local parser, sock = self.parser, self.sock
