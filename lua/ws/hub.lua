@@ -87,7 +87,6 @@ function M.new(opts)
     node = hex(core.random(8)),
     topics = {},      -- topic -> { conns = set, n, fns = list, seq, ord }
     of = setmetatable({}, { __mode = "k" }),   -- conn -> set of its topics
-    seen = {},        -- "node topic" -> last sequence delivered
     seqs = {},        -- topic -> our last sequence
     excepts = setmetatable({}, { __mode = "v" }),   -- ordered: "topic seq" -> conn left out
     outbox = {},      -- ordered: publishes waiting for Redis
@@ -126,7 +125,7 @@ end
 local function topic_of(self, topic)
   local t = self.topics[topic]
   if not t then
-    t = { conns = {}, n = 0, fns = {} }
+    t = { conns = {}, n = 0, fns = {}, seen = {} }   -- seen: node -> last sequence delivered
     self.topics[topic] = t
   end
   return t
@@ -358,10 +357,9 @@ end
 
 -- Deliver an ordered message once per (node, seq).
 local function deliver_ordered(self, topic, t, m)
-  local key = m.node .. " " .. topic
-  local last = self.seen[key]
+  local last = t.seen[m.node]
   if last and m.seq <= last then return end
-  self.seen[key] = m.seq
+  t.seen[m.node] = m.seq
   local except
   if m.node == self.node then
     local ek = topic .. " " .. m.seq
@@ -517,11 +515,10 @@ local function message(self, ch, payload)
     return
   end
   seq = tonumber(seq)
-  local key = node .. " " .. topic
-  local last = self.seen[key]
+  local last = t.seen[node]
   if last and seq <= last then return end   -- a duplicate
   if last and seq > last + 1 then self.stats.missed = self.stats.missed + seq - last - 1 end
-  self.seen[key] = seq
+  t.seen[node] = seq
   deliver(self, t, data, KINDS[k], nil, { topic = topic, node = node })
 end
 
