@@ -132,6 +132,7 @@ local function common(new_hub)
     assert.has_error(function() hub:publish("t", {}) end)
     assert.has_error(function() hub:publish("t", "x", "utf16") end)
     assert.has_error(function() hub:publish(1, "x") end)
+    assert.has_error(function() hub:publish("!all", "x") end)   -- reserved for the hub's own channels
     assert.has_error(function() hub:on("t", "nope") end)
     hub:close()
   end)

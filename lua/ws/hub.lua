@@ -85,7 +85,7 @@ function M.new(opts)
     ordered = opts.ordered and opts.redis ~= nil,
     log = logging.get(opts.logger, "ws.hub"),
     node = hex(core.random(8)),
-    topics = {},      -- topic -> { conns = set, n, fns = list, seq, ord }
+    topics = {},      -- topic -> { conns = set, n, fns = list, seen, ord }
     of = setmetatable({}, { __mode = "k" }),   -- conn -> set of its topics
     seqs = {},        -- topic -> our last sequence
     excepts = setmetatable({}, { __mode = "v" }),   -- ordered: "topic seq" -> conn left out
@@ -121,6 +121,14 @@ function Hub:start(l)
 end
 
 ---- local delivery -------------------------------------------------------------
+
+-- A topic is a string not starting with "!" (our own channels: probes,
+-- broadcast); anything else is a programmer error.
+local function check_topic(topic, n, fname)
+  if type(topic) ~= "string" or topic:sub(1, 1) == "!" then
+    error("bad argument #" .. n .. " to '" .. fname .. "' (topic: a string not starting with \"!\")", 3)
+  end
+end
 
 local function topic_of(self, topic)
   local t = self.topics[topic]
@@ -166,7 +174,7 @@ end
 --- Subscribe conn to topic (once; idempotent). It leaves every topic when
 -- it closes, whoever closed it. Returns true, or nil, "closed".
 function Hub:subscribe(conn, topic)
-  if type(topic) ~= "string" then error("bad argument #2 to 'subscribe' (string expected)", 2) end
+  check_topic(topic, 2, "subscribe")
   if conn.state ~= "open" then return nil, "closed" end
   local t = topic_of(self, topic)
   if t.conns[conn] then return true end
@@ -200,6 +208,7 @@ end
 --- Call fn(data, kind, info) for every message on topic, from any process
 -- (info: topic, node, and offset/epoch in ordered mode). Returns fn.
 function Hub:on(topic, fn)
+  check_topic(topic, 1, "on")
   if type(fn) ~= "function" then error("bad argument #2 to 'on' (function expected)", 2) end
   local t = topic_of(self, topic)
   t.fns[#t.fns + 1] = fn
@@ -288,7 +297,7 @@ local send_ordered
 -- Ordered mode: local connections get it through Redis (count 0); while
 -- Redis is down it waits in the outbox (nil, "redis down" past max_outbox).
 function Hub:publish(topic, data, kind, opts)
-  if type(topic) ~= "string" then error("bad argument #1 to 'publish' (string expected)", 2) end
+  check_topic(topic, 1, "publish")
   kind = check_publish(data, kind)
   local except = opts and opts.except
   self.stats.published = self.stats.published + 1
