@@ -95,6 +95,13 @@ function M.wait_port(port, secs)
   error("nothing listening on port " .. port)
 end
 
+--- How many times a Lua pattern matches in s.
+function M.count(s, pattern)
+  local n = 0
+  for _ in s:gmatch(pattern) do n = n + 1 end
+  return n
+end
+
 --- Start a command in the background; returns { pid, log, stop(), alive() }.
 function M.spawn(cmd, name)
   local log = string.format("%s/%s-%d.log", M.LOGDIR, name or "proc", math.random(1e9))

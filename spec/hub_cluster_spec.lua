@@ -7,11 +7,7 @@ local H = require "spec.helpers"
 
 local gettime = socket.gettime
 
-local function count(s, pattern)
-  local n = 0
-  for _ in s:gmatch(pattern) do n = n + 1 end
-  return n
-end
+local count = H.count
 
 -- n chat processes on the Redis at url; args added to each.
 local function chats(n, url, args, name)

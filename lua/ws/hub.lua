@@ -415,6 +415,16 @@ local function parse_header(h, data)
   return { node = node, seq = tonumber(seq), kind = KINDS[k], data = data }
 end
 
+-- A Stream entry { "0-OFFSET", { "h", header, "d", data } } as a message, or nil.
+local function stream_entry(e)
+  local off = type(e[1]) == "string" and tonumber(e[1]:match("^0%-(%d+)$"))
+  local f = {}
+  for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end
+  local m = off and f.h and parse_header(f.h, f.d or "")
+  if m then m.off = off end
+  return m
+end
+
 -- Read the topic's Stream after its last offset, deliver it, then what
 -- arrived meanwhile. Runs as a task.
 function replay(self, topic, t)
@@ -437,16 +447,14 @@ function replay(self, topic, t)
     return
   end
   for _, e in ipairs(entries) do
-    local off = tonumber(e[1]:match("^0%-(%d+)$"))
-    local f = {}
-    for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end
-    local m = off and f.h and parse_header(f.h, f.d or "")
+    local m = stream_entry(e)
+    local off = m and m.off
     if m and off > o.off then
       if off > o.off + 1 then
         if self.opts.on_gap then pcall(self.opts.on_gap, topic, { epoch = o.epoch, since = o.off, first = off }) end
         self.log("warn", "hub: history does not cover the gap", { topic = topic, since = o.off, first = off })
       end
-      m.off, m.epoch, o.off = off, o.epoch, off
+      m.epoch, o.off = o.epoch, off
       deliver_ordered(self, topic, t, m)
     end
   end
@@ -476,11 +484,8 @@ function Hub:history(topic, opts)
   if not entries then return nil, xerr end
   local out = {}
   for _, e in ipairs(entries) do
-    local off = tonumber(e[1]:match("^0%-(%d+)$"))
-    local f = {}
-    for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end
-    local m = parse_header(f.h or "", f.d or "")
-    if m then out[#out + 1] = { offset = off, data = m.data, kind = m.kind } end
+    local m = stream_entry(e)
+    if m then out[#out + 1] = { offset = m.off, data = m.data, kind = m.kind } end
   end
   if since > 0 and out[1] and out[1].offset > since + 1 then return nil, "gap", epoch end
   if since > 0 and not out[1] then
