@@ -363,6 +363,15 @@ describe("ws.hub over Redis #slow", function()
       assert.same({ nil, "timeout" }, { slow:call("PING") })
       slow.timeout = 5
       assert.equal("PONG", slow:call("PING"))
+      -- bounded: commands awaiting a reply, and bytes not yet written
+      local tiny = assert(redis.connect("redis://:s3cret@127.0.0.1:" .. r2.port, { loop = l, max_pending = 1 }))
+      assert.is_true(tiny:send(nil, "PING"))
+      assert.same({ nil, "busy" }, { tiny:send(nil, "PING") })
+      tiny.max_pending, tiny.max_buffer = 10, 20
+      l:sleep(0.1)
+      assert.is_true(tiny:send(nil, "PING"))                     -- 14 bytes
+      assert.same({ nil, "busy" }, { tiny:send(nil, "PING") })   -- 28 would wait
+      tiny:close()
       c:close(); u:close(); slow:close()
       assert.same({ nil, "closed" }, { c:call("PING") })
     end)

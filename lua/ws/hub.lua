@@ -293,7 +293,8 @@ local send_ordered
 --- Publish data (kind "text" or "binary") to topic's subscribers on every
 -- process; opts.except: a local connection left out. Returns the count of
 -- local connections it was queued to, then true when handed to Redis, or
--- nil, "redis down" (counted as dropped). Never waits.
+-- nil, "redis down" (or "redis busy": too many commands wait for a slow
+-- Redis; see ws.redis max_pending, max_buffer), counted as dropped. Never waits.
 -- Ordered mode: local connections get it through Redis (count 0); while
 -- Redis is down it waits in the outbox (nil, "redis down" past max_outbox).
 function Hub:publish(topic, data, kind, opts)
@@ -314,8 +315,8 @@ function Hub:publish(topic, data, kind, opts)
   if not self.url then return n end
   if not ready(self) then drop(self); return n, nil, "redis down" end
   local env = "u " .. self.node .. " " .. seq .. " " .. KINDS[kind] .. "\n" .. data
-  local ok = self.pub:send(published(self), "PUBLISH", channel(self, topic), env)
-  if not ok then drop(self); return n, nil, "redis down" end
+  local ok, err = self.pub:send(published(self), "PUBLISH", channel(self, topic), env)
+  if not ok then drop(self); return n, nil, err == "busy" and "redis busy" or "redis down" end
   return n, true
 end
 
@@ -330,8 +331,8 @@ function Hub:broadcast(data, kind, opts)
   if not self.url then return n end
   if not ready(self) then drop(self); return n, nil, "redis down" end
   local env = "u " .. self.node .. " 0 " .. KINDS[kind] .. "\n" .. data
-  local ok = self.pub:send(published(self), "PUBLISH", self.all_channel, env)
-  if not ok then drop(self); return n, nil, "redis down" end
+  local ok, err = self.pub:send(published(self), "PUBLISH", self.all_channel, env)
+  if not ok then drop(self); return n, nil, err == "busy" and "redis busy" or "redis down" end
   return n, true
 end
 

@@ -23,6 +23,7 @@ M.is_error = resp.is_error
 M.defaults = {
   timeout = 5,            -- seconds for connecting, and for each command's reply
   max_pending = 100000,   -- commands written or queued but not answered; more fail with "busy"
+  max_buffer = 64 * 1024 * 1024,   -- bytes of commands not yet written; more fail with "busy"
 }
 
 --- Parse "redis://[[user]:password@]host[:port][/db]" or
@@ -105,7 +106,7 @@ local function open(l, t, deadline)
 end
 
 --- Connect to url (see parse_url) and send AUTH and SELECT. Must be called
--- from a task of opts.loop. opts: loop (required), timeout, max_pending,
+-- from a task of opts.loop. opts: loop (required), timeout, max_pending, max_buffer,
 -- subscriber (true: a pub/sub connection; pushes go to on_push),
 -- on_push(reply), on_close(err) (once, when the connection is lost or closed).
 -- Returns a client or nil, err.
@@ -121,8 +122,9 @@ function M.connect(url, opts)
   local self = setmetatable({
     loop = l, sock = sock, parser = resp.parser(),
     timeout = timeout, max_pending = opts.max_pending or M.defaults.max_pending,
+    max_buffer = opts.max_buffer or M.defaults.max_buffer,
     subscriber = opts.subscriber, on_push = opts.on_push, on_close = opts.on_close,
-    out = {}, nout = 0,        -- encoded commands not yet written
+    out = {}, nout = 0, outbytes = 0,   -- encoded commands not yet written
     fifo = {}, head = 1, tail = 0,   -- one entry per command awaiting a reply
     open = true, writing = false,
     sent = 0,                  -- fifo index of the last command handed to the socket
@@ -167,7 +169,7 @@ function Client:close(err)
     if e and not e.done then settle(self, e, nil, i <= self.sent and err or "not sent") end
   end
   self.head, self.tail, self.sent = 1, 0, 0
-  self.out, self.nout = {}, 0
+  self.out, self.nout, self.outbytes = {}, 0, 0
   if self.on_close then self.on_close(err) end
 end
 
@@ -205,7 +207,7 @@ end
 function Client:writer()
   while self.open and self.nout > 0 do
     local s = table.concat(self.out, "", 1, self.nout)
-    self.out, self.nout = {}, 0
+    self.out, self.nout, self.outbytes = {}, 0, 0
     self.sent = self.tail      -- (if the write fails, part of it may have gone)
     local ok, err = io_.write(self.sock, s, 1, gettime() + self.timeout)
     if not ok then
@@ -219,13 +221,14 @@ end
 -- Queue an encoded command; the writer task (one per round) sends the lot.
 local function queue(self, bytes, entry)
   if not self.open then return nil, "closed" end
+  if self.outbytes + #bytes > self.max_buffer then return nil, "busy" end
   if entry then
     if self.tail - self.head + 1 >= self.max_pending then return nil, "busy" end
     local t = self.tail + 1
     self.fifo[t], self.tail = entry, t
   end
   local n = self.nout + 1
-  self.out[n], self.nout = bytes, n
+  self.out[n], self.nout, self.outbytes = bytes, n, self.outbytes + #bytes
   if not self.writing then
     self.writing = true
     self.loop:spawn(Client.writer, self)
