@@ -342,9 +342,9 @@ local function keys(self, topic)
   return self.prefix .. "{" .. topic .. "}:s", self.prefix .. "{" .. topic .. "}:m"
 end
 
--- Send one ordered publish through the script; a failure before the reply
--- puts it back at the head of the outbox (the receivers drop a duplicate
--- by its node and sequence).
+-- Send one ordered publish through the script; one that fails before its
+-- reply joins the retries, sent again before the outbox on reconnect (if
+-- Redis had run it, receivers drop the copy by its node and sequence).
 function send_ordered(self, msg)
   local skey, mkey = keys(self, msg.topic)
   local header = self.node .. " " .. msg.seq .. " " .. KINDS[msg.kind]
@@ -363,6 +363,15 @@ function send_ordered(self, msg)
     hex(core.random(8)), header, msg.data)
   if not ok then return hold(self, self.retry, msg) end
   return true
+end
+
+-- Messages of topic that cannot be replayed: tell on_gap and the log.
+local function gap(self, topic, info, what)
+  self.log("warn", "hub: " .. what, { topic = topic, since = info.since, first = info.first, epoch = info.epoch })
+  if self.opts.on_gap then
+    local ok, err = pcall(self.opts.on_gap, topic, info)
+    if not ok then self.log("error", "hub: on_gap failed: " .. tostring(err)) end
+  end
 end
 
 -- Deliver an ordered message once per (node, seq).
@@ -395,8 +404,7 @@ local function ordered_message(self, topic, t, m)
   if o.epoch == nil then
     o.epoch = m.epoch         -- the first epoch seen, or the first after history was lost
   elseif m.epoch ~= o.epoch then
-    if self.opts.on_gap then pcall(self.opts.on_gap, topic, { epoch = m.epoch, old_epoch = o.epoch, since = o.off }) end
-    self.log("warn", "hub: new epoch, history lost", { topic = topic, epoch = m.epoch })
+    gap(self, topic, { epoch = m.epoch, old_epoch = o.epoch, since = o.off }, "new epoch, history lost")
     o.epoch, o.off = m.epoch, 0
   end
   if m.off <= o.off then return end
@@ -436,8 +444,7 @@ function replay(self, topic, t)
   if epoch and epoch ~= o.epoch then
     -- Redis lost the topic's history (restarted empty, or it expired)
     if o.epoch then
-      if self.opts.on_gap then pcall(self.opts.on_gap, topic, { epoch = epoch, old_epoch = o.epoch, since = o.off }) end
-      self.log("warn", "hub: new epoch, history lost", { topic = topic, since = o.off })
+      gap(self, topic, { epoch = epoch, old_epoch = o.epoch, since = o.off }, "new epoch, history lost")
     end
     o.epoch, o.off = epoch ~= redis.null and epoch or nil, 0
   end
@@ -452,8 +459,7 @@ function replay(self, topic, t)
     local off = m and m.off
     if m and off > o.off then
       if off > o.off + 1 then
-        if self.opts.on_gap then pcall(self.opts.on_gap, topic, { epoch = o.epoch, since = o.off, first = off }) end
-        self.log("warn", "hub: history does not cover the gap", { topic = topic, since = o.off, first = off })
+        gap(self, topic, { epoch = o.epoch, since = o.off, first = off }, "history does not cover the gap")
       end
       m.epoch, o.off = o.epoch, off
       deliver_ordered(self, topic, t, m)
