@@ -504,6 +504,7 @@ end
 
 ---- messages from Redis -----------------------------------------------------------
 
+-- A message on one of our channels: the probe, a broadcast, a topic's.
 local function message(self, ch, payload)
   if ch == self.probe_channel then
     self.probe_seen = gettime()
@@ -512,10 +513,10 @@ local function message(self, ch, payload)
   local nl = payload:find("\n", 1, true)
   if not nl then return end
   local head, data = payload:sub(1, nl - 1), payload:sub(nl + 1)
-  self.stats.received = self.stats.received + 1
   if ch == self.all_channel then
     local node, k = head:match("^u (%x+) %d+ ([tb])$")
     if node and node ~= self.node and self.server then
+      self.stats.received = self.stats.received + 1
       self.stats.delivered = self.stats.delivered + self.server:broadcast(data, KINDS[k])
     end
     return
@@ -528,13 +529,12 @@ local function message(self, ch, payload)
     local m = rest and parse_header(rest, data)
     if not m then return end
     m.epoch, m.off = epoch, tonumber(off)
+    if m.node ~= self.node then self.stats.received = self.stats.received + 1 end
     return ordered_message(self, topic, t, m)
   end
   local node, seq, k = head:match("^u (%x+) (%d+) ([tb])$")
-  if not node or node == self.node then
-    self.stats.received = self.stats.received - 1   -- our own echo
-    return
-  end
+  if not node or node == self.node then return end   -- (our own echo)
+  self.stats.received = self.stats.received + 1
   seq = tonumber(seq)
   local last = t.seen[node]
   if last and seq <= last then return end   -- a duplicate
