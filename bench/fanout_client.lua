@@ -1,14 +1,16 @@
 -- Fan-out load for bench/fanout_redis.sh: N subscribers spread over
 -- several servers' /ws?room=ROOM, one publisher on the first server.
 --   lua5.4 bench/fanout_client.lua --ports P1[,P2...] --subs N --rate R
---          --secs T [--size B] [--room NAME] [--parse K]
+--          --secs T [--size B] [--room NAME] [--parse K] [--redis-port P]
 -- The publisher sends R messages/s for T s ("<send time>:" padded to B
 -- bytes, B < 126). Subscribers only count bytes (a frame is B + 2 bytes),
 -- except the first K of each server (default 10), which parse frames and
 -- time each message. Prints one line:
 --   RESULT sent=.. expected=.. delivered=.. rate=<delivered/s> closed=..
 --          local_p50=ms local_p99=ms remote_p50=ms remote_p99=ms
--- (local: subscribers on the publisher's server; remote: the others).
+-- (local: subscribers on the publisher's server; remote: the others),
+-- and with --redis-port, redis_us: Redis CPU time (user + sys) per
+-- published message over the publishing and the 1 s drain.
 local socket = require "socket"
 local ws = require "ws"
 local loop = require "ws.loop"
@@ -75,6 +77,15 @@ local function parser(s, is_local)
   end
 end
 
+-- Redis's used CPU seconds (INFO cpu), or nil without --redis-port.
+local function redis_cpu(r)
+  local info = r and r:call("INFO", "cpu")
+  if type(info) ~= "string" then return nil end
+  local s = 0
+  for v in info:gmatch("used_cpu_%a+:([%d.]+)") do s = s + tonumber(v) end
+  return s
+end
+
 local function pct(t, p)
   if #t == 0 then return 0 end
   table.sort(t)
@@ -94,6 +105,9 @@ l:spawn(function()
   l:sleep(1)   -- every subscription reaches Redis
   local pub = assert(ws.connect("ws://127.0.0.1:" .. ports[1] .. "/ws?room=" .. o.room, { timeout = 10 }))
   local pad = string.rep("x", o.size)
+  local rport = o["redis-port"]
+  local rc = rport and assert(require("ws.redis").connect("redis://127.0.0.1:" .. rport, { loop = l }))
+  local cpu0 = redis_cpu(rc)
   local t0 = gettime()
   local sent = 0
   bytes = 0
@@ -109,11 +123,13 @@ l:spawn(function()
   local elapsed = gettime() - t0
   l:sleep(1)       -- what is still queued arrives
   measuring = false
+  local cpu1 = redis_cpu(rc)
   local delivered = math.floor(bytes / FRAME)
   print(string.format("RESULT sent=%d expected=%d delivered=%d rate=%.0f closed=%d " ..
-    "local_p50=%.2f local_p99=%.2f remote_p50=%.2f remote_p99=%.2f",
+    "local_p50=%.2f local_p99=%.2f remote_p50=%.2f remote_p99=%.2f redis_us=%.1f",
     sent, sent * o.subs, delivered, delivered / elapsed, closed,
-    pct(lat[true], 0.5), pct(lat[true], 0.99), pct(lat[false], 0.5), pct(lat[false], 0.99)))
+    pct(lat[true], 0.5), pct(lat[true], 0.99), pct(lat[false], 0.5), pct(lat[false], 0.99),
+    cpu0 and (cpu1 - cpu0) * 1e6 / math.max(sent, 1) or 0))
   io.stdout:flush()
   os.exit(0)
 end)
