@@ -323,6 +323,28 @@ describe("ws.hub over Redis #slow", function()
     hub:close(); other:close()
   end)
 
+  it("ordered: survives SCRIPT FLUSH in order, and uses EVAL where SCRIPT is refused", function()
+    local noscript = H.start_redis { args = "--rename-command SCRIPT ''" }
+    finally(noscript.stop)
+    for _, url in ipairs({ rds.url, noscript.url }) do
+      local l = loop.new()
+      local h1 = redis_hub(l, { redis = url, ordered = true, prefix = "f:" })
+      local h2 = redis_hub(l, { redis = url, ordered = true, prefix = "f:" })
+      local got = {}
+      h2:on("t", function(data) got[#got + 1] = tonumber(data) end)
+      H.run_task(l, 30, function()
+        l:sleep(0.2)
+        for i = 1, 50 do h1:publish("t", tostring(i)) end
+        if url == rds.url then rds.cli("SCRIPT FLUSH") end
+        for i = 51, 100 do h1:publish("t", tostring(i)); if i % 10 == 0 then l:sleep(0.01) end end
+        assert.is_true(wait_for(l, 10, function() return #got == 100 end), #got .. " of 100")
+        for i = 1, 100 do assert.equal(i, got[i]) end
+        assert.equal(0, h1:status().dropped)
+      end)
+      h1:close(); h2:close()
+    end
+  end)
+
   it("parses URLs; AUTH and SELECT; nil, err for errors; pipelines", function()
     assert.same({ host = "h", port = 7, db = 3, password = "pw" }, redis.parse_url("redis://:pw@h:7/3"))
     assert.same({ host = "127.0.0.1", port = 6379, db = 0 }, redis.parse_url("redis://"))

@@ -342,24 +342,26 @@ local function keys(self, topic)
   return self.prefix .. "{" .. topic .. "}:s", self.prefix .. "{" .. topic .. "}:m"
 end
 
--- Send one ordered publish through the script; one that fails before its
--- reply joins the retries, sent again before the outbox on reconnect (if
--- Redis had run it, receivers drop the copy by its node and sequence).
+-- Send one ordered publish through the script (EVALSHA; loaded on connect,
+-- EVAL if SCRIPT LOAD is refused).
+-- One that fails before its reply joins the retries, sent again before the
+-- outbox on reconnect (if Redis had run it, receivers drop the copy by its
+-- node and sequence).
 function send_ordered(self, msg)
   local skey, mkey = keys(self, msg.topic)
   local header = self.node .. " " .. msg.seq .. " " .. KINDS[msg.kind]
+  local pub = self.pub
   local function done(ok, err)
     if ok then return end
-    if type(err) == "string" and err:find("^NOSCRIPT") then
-      self.pub:send(done, "EVAL", SCRIPT, 2, skey, mkey, channel(self, msg.topic), self.maxlen,
-        hex(core.random(8)), header, msg.data)
-    elseif self.closed then
-      drop(self)
-    else
-      hold(self, self.retry, msg)
-    end
+    if self.closed then return drop(self) end
+    hold(self, self.retry, msg)
+    -- the script is gone (SCRIPT FLUSH): a new connection loads it again
+    -- and sends the retries in order (this one first, then those behind it)
+    if type(err) == "string" and err:find("^NOSCRIPT") then pub:close("script flushed") end
   end
-  local ok = self.pub:send(done, "EVALSHA", self.sha, 2, skey, mkey, channel(self, msg.topic), self.maxlen,
+  local cmd, script = "EVALSHA", self.sha
+  if not script then cmd, script = "EVAL", SCRIPT end
+  local ok = pub:send(done, cmd, script, 2, skey, mkey, channel(self, msg.topic), self.maxlen,
     hex(core.random(8)), header, msg.data)
   if not ok then return hold(self, self.retry, msg) end
   return true
@@ -582,8 +584,13 @@ local function connect_pub(self)
     { loop = self.loop, timeout = self.timeout, on_close = function() alarm(self) end })
   if not pub then return nil, err end
   if self.ordered then
-    self.sha, err = pub:call("SCRIPT", "LOAD", SCRIPT)
-    if not self.sha then pub:close(); return nil, err end
+    local sha, lerr = pub:call("SCRIPT", "LOAD", SCRIPT)
+    if not sha and not pub.open then return nil, lerr end
+    if not sha then
+      -- SCRIPT refused (renamed or denied by an ACL): send the script itself
+      self.log("warn", "hub: SCRIPT LOAD failed, using EVAL: " .. tostring(lerr))
+    end
+    self.sha = sha
   end
   return pub
 end
