@@ -53,5 +53,8 @@ build = {
       ["ws.proxy"] = "lua/ws/proxy.lua",
       ["ws.drain"] = "lua/ws/drain.lua",
       ["ws.workers"] = "lua/ws/workers.lua",
+      ["ws.resp"] = "lua/ws/resp.lua",
+      ["ws.redis"] = "lua/ws/redis.lua",
+      ["ws.hub"] = "lua/ws/hub.lua",
    },
 }

@@ -1,60 +1,93 @@
--- Chat server: every message from one client goes to all the others.
---   lua5.4 examples/chat.lua [--host H] [--port P] [--verbose]
--- ws://HOST:PORT/ws is the chat; http://HOST:PORT/ serves a page to chat
--- from a browser. Messages are relayed as they are (text or binary) with
--- server:broadcast, which encodes a message once and queues it to every
--- connection without waiting: a slow reader never slows the others, and one
--- that lets more than MAX_QUEUE bytes pile up is dropped (close code 1008).
+-- Chat server with rooms: every message from one client goes to all the
+-- others in the same room, on every process that shares the Redis.
+--   lua5.4 examples/chat.lua [--host H] [--port P] [--redis URL] [--ordered]
+--                            [--workers N] [--verbose]
+-- ws://HOST:PORT/ws?room=NAME joins room NAME (default "lobby");
+-- http://HOST:PORT/ serves a page to chat from a browser (?room=NAME too).
+-- Messages are relayed as they are (text or binary) through ws.hub, which
+-- encodes a message once and queues it to every connection without
+-- waiting: a slow reader never slows the others, and one that lets more
+-- than MAX_QUEUE bytes pile up is dropped (close code 1008).
+-- --redis redis://[:password@]host:port/db (or unix://path): rooms span
+-- every process on that Redis; --ordered: one order per room for all.
+-- --workers N: N processes on one port (needs ws.workers and SO_REUSEPORT).
 local ws = require "ws"
 
 local MAX_QUEUE = 1024 * 1024   -- bytes waiting for one client before it is dropped
 
-local host, port, verbose = "127.0.0.1", 8080, false
+local host, port, verbose, redis_url, ordered, workers = "127.0.0.1", 8080, false, nil, false, nil
 local i = 1
 while arg[i] do
   local a = arg[i]
   if a == "--host" then host = arg[i + 1]; i = i + 1
   elseif a == "--port" then port = tonumber(arg[i + 1]); i = i + 1
+  elseif a == "--redis" then redis_url = arg[i + 1]; i = i + 1
+  elseif a == "--workers" then workers = tonumber(arg[i + 1]); i = i + 1
+  elseif a == "--ordered" then ordered = true
   elseif a == "--verbose" then verbose = true
   else
-    io.stderr:write("usage: lua5.4 examples/chat.lua [--host H] [--port P] [--verbose]\n")
+    io.stderr:write("usage: lua5.4 examples/chat.lua [--host H] [--port P] [--redis URL] [--ordered]",
+      " [--workers N] [--verbose]\n")
     os.exit(2)
   end
   i = i + 1
 end
 
 local log = ws.log
+local PAGE   -- the chat page, below
 
-local server = assert(ws.listen {
-  host = host,
-  port = port,
-  max_queue = MAX_QUEUE,
-  max_message = 64 * 1024,   -- a chat line, or a small picture
-  ping_interval = 30,        -- find peers that vanished without a close
-})
+local function start()
+  local hub = ws.hub { redis = redis_url, ordered = ordered }
+  local server = assert(ws.listen {
+    host = host,
+    port = port,
+    reuseport = workers and true or nil,
+    hub = hub,
+    max_queue = MAX_QUEUE,
+    max_message = 64 * 1024,   -- a chat line, or a small picture
+    ping_interval = 30,        -- find peers that vanished without a close
+  })
 
-local online = 0
+  local online = 0
 
-server:route("/ws", function(conn)
-  online = online + 1
-  log("join %s (%d online)", conn.peer, online)
-  -- a while loop, not `for message, kind in conn:messages()`, so that it runs on
-  -- Lua 5.1 too (which cannot wait inside a for iterator)
-  while true do
-    local message, kind = conn:receive()
-    if not message then break end
-    local n = server:broadcast(message, kind, conn)
-    if verbose then log("relay %s: %s %d bytes to %d", conn.peer, kind, #message, n) end
-    -- receive() does not yield while this peer's input keeps coming and
-    -- broadcast() only queues: let the other tasks (those writing the
-    -- queues out, the other handlers) run between two messages
-    server.loop:sleep(0)
-  end
-  online = online - 1
-  log("leave %s (%s %s) (%d online)", conn.peer, tostring(conn.close_code), conn.close_reason or "", online)
-end)
+  server:route("/ws", function(conn)
+    local room = (conn.request.query or ""):match("room=([%w_.-]+)") or "lobby"
+    hub:subscribe(conn, room)   -- left when the connection closes
+    online = online + 1
+    log("join %s room %s (%d online)", conn.peer, room, online)
+    -- a while loop, not `for message, kind in conn:messages()`, so that it runs on
+    -- Lua 5.1 too (which cannot wait inside a for iterator)
+    while true do
+      local message, kind = conn:receive()
+      if not message then break end
+      local n, _, err = hub:publish(room, message, kind, { except = conn })
+      if verbose then
+        log("relay %s: %s %d bytes to %d%s", conn.peer, kind, #message, n, err and " (" .. err .. ")" or "")
+      end
+      -- receive() does not yield while this peer's input keeps coming and
+      -- publish() only queues: let the other tasks (those writing the
+      -- queues out, the other handlers, Redis) run between two messages
+      server.loop:sleep(0)
+    end
+    online = online - 1
+    log("leave %s (%s %s) (%d online)", conn.peer, tostring(conn.close_code), conn.close_reason or "", online)
+  end)
 
-server:page("/", [[
+  server:page("/", PAGE)
+  -- the hub's counters, one "name value" line each (for monitoring)
+  server:page("/status", function()
+    local lines = {}
+    for k, v in pairs(hub:status()) do lines[#lines + 1] = k .. " " .. tostring(v) end
+    table.sort(lines)
+    return 200, table.concat(lines, "\n") .. "\n"
+  end)
+  log("chat server on ws://%s/ws (page at http://%s/)%s", server.address, server.address,
+    redis_url and " with redis " .. redis_url .. (ordered and " (ordered)" or "") or "")
+  server:run()
+  return 0
+end
+
+PAGE = [[
 <!doctype html>
 <meta charset="utf-8">
 <title>lua-ws chat</title>
@@ -65,13 +98,16 @@ body{font:16px system-ui,sans-serif;max-width:40em;margin:2em auto}
 form{display:flex;gap:.5em;margin-top:.5em}#msg{flex:1}
 </style>
 <h1>lua-ws chat</h1>
-<p><label>name <input id="nick" size="12"></label> <span id="state">connecting…</span></p>
+<p>room <b id="room"></b> · <label>name <input id="nick" size="12"></label> <span id="state">connecting…</span></p>
 <div id="log"></div>
 <form id="f"><input id="msg" autocomplete="off" autofocus><button>Send</button></form>
 <script>
 const logEl = document.getElementById("log");
 const state = document.getElementById("state");
 const nick = document.getElementById("nick");
+const room = new URLSearchParams(location.search).get("room") || "lobby";
+document.getElementById("room").textContent = room;
+document.title = room + " · lua-ws chat";
 nick.value = "guest" + Math.floor(Math.random() * 1000);
 const line = (text, cls) => {
   const d = document.createElement("div");
@@ -82,7 +118,8 @@ const line = (text, cls) => {
 };
 let sock;
 const connect = () => {
-  sock = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
+  const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+  sock = new WebSocket(scheme + location.host + "/ws?room=" + encodeURIComponent(room));
   sock.onopen = () => { state.textContent = "online"; line("connected", "sys"); };
   sock.onmessage = (e) => line(typeof e.data === "string" ? e.data : "(binary message)");
   sock.onclose = (e) => {
@@ -102,7 +139,15 @@ document.getElementById("f").onsubmit = (e) => {
   input.value = "";
 };
 </script>
-]])
+]]
 
-log("chat server on ws://%s/ws (page at http://%s/)", server.address, server.address)
-server:run()
+if workers then
+  local ok, workers_mod = pcall(require, "ws.workers")
+  if not ok then
+    io.stderr:write("chat.lua: --workers needs the ws.workers module, which this lua-ws does not have;\n",
+      "run one process per port instead (each with the same --redis)\n")
+    os.exit(2)
+  end
+  os.exit(workers_mod.run(workers, start))
+end
+os.exit(start())

@@ -4,7 +4,8 @@ set -e
 PKGS="lua5.4 lua-cqueues lua-luv lua-copas liblua5.4-dev lua-socket lua-sec lua-busted luarocks libssl-dev zlib1g-dev
       python3-websockets chromium clang libclang-rt-14-dev valgrind openssl make gcc
       lua5.1 liblua5.1-0-dev lua5.3 liblua5.3-dev luajit libluajit-5.1-dev pkg-config
-      lua-bit32 lua-dkjson nginx-light libnginx-mod-stream haproxy iproute2 procps systemd"
+      lua-bit32 lua-dkjson nginx-light libnginx-mod-stream haproxy iproute2 procps systemd
+      redis-server"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

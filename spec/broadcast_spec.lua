@@ -11,11 +11,7 @@ local gettime = socket.gettime
 
 local wait_output = H.wait_output
 
-local function count(s, pattern)
-  local n = 0
-  for _ in s:gmatch(pattern) do n = n + 1 end
-  return n
-end
+local count = H.count
 
 -- Run spec/peers/chat_clients.lua; returns its JSON summary.
 local function chat_clients(port, args, secs)

@@ -99,6 +99,13 @@ function M.wait_port(port, secs)
   error("nothing listening on port " .. port)
 end
 
+--- How many times a Lua pattern matches in s.
+function M.count(s, pattern)
+  local n = 0
+  for _ in s:gmatch(pattern) do n = n + 1 end
+  return n
+end
+
 --- Start a command in the background; returns { pid, log, stop(), alive() }.
 function M.spawn(cmd, name)
   local log = string.format("%s/%s-%d.log", M.LOGDIR, name or "proc", math.random(1e9))
@@ -156,6 +163,29 @@ function M.start_lua(script, args, name, prefix)
   return M.start_server(function(port)
     return string.format("%s exec %s %s/%s --port %d %s", prefix or "", M.LUA, M.ROOT, script, port, args or "")
   end, name or "server")
+end
+
+--- Start Debian's redis-server on a free loopback port (or opts.port), no
+-- persistence; waits until it answers. Returns the process (see spawn)
+-- with port, url and cli(args) -> output of redis-cli on it.
+function M.start_redis(opts)
+  opts = opts or {}
+  local port = opts.port or M.free_port()
+  local proc = M.spawn(string.format(
+    "exec redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no --protected-mode no" ..
+    " --enable-debug-command yes %s",
+    port, opts.args or ""), "redis")
+  local ok, err = pcall(M.wait_port, port, 10)
+  if not ok then
+    proc.stop()
+    error(err .. "\n" .. proc.output())
+  end
+  proc.port, proc.url = port, "redis://127.0.0.1:" .. port .. "/0"
+  function proc.cli(args)
+    return (M.run(string.format("timeout 10 redis-cli -p %d %s 2>&1", port, args)))
+  end
+  function proc.kill9() os.execute("kill -9 " .. proc.pid .. " 2>/dev/null") end
+  return proc
 end
 
 --- RSS of a process in KiB, and its count of open file descriptors.

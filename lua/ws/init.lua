@@ -17,6 +17,8 @@ local M = {
   connect = client.connect,       -- connect(url, opts) -> conn | nil, err
   same_origin = server.same_origin,
   log = require("ws.log").printf, -- log(fmt, ...) to stderr with a timestamp
+  -- hub{ redis = URL, ordered = bool, ... } -> rooms and pub/sub (ws.hub)
+  hub = function(opts) return require("ws.hub").new(opts) end,
 }
 
 return M

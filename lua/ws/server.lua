@@ -326,6 +326,7 @@ function M.listen(opts)
   }, Server)
   self.host, self.port = sock:getsockname()
   self.address = address(self.host, self.port)   -- for URLs: ws://ADDRESS/path
+  if o.hub then o.hub:attach(self) end           -- ws.hub: rooms across processes (server.hub)
   self.loop:spawn(Server.accept_loop, self)
   return self
 end

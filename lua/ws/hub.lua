@@ -1,0 +1,720 @@
+--- Rooms (topics) and pub/sub, in one process or across processes and
+-- machines through Redis, with one API for both.
+--
+--   local hub = require("ws.hub").new { redis = "redis://127.0.0.1:6379/0" }
+--   local server = ws.listen { port = 8080, hub = hub }
+--   server:route("/ws", function(conn)
+--     hub:subscribe(conn, "lobby")               -- left automatically on close
+--     for msg, kind in conn:messages() do hub:publish("lobby", msg, kind, { except = conn }) end
+--   end)
+--
+-- Across processes: one Redis channel per topic (PREFIX .. topic),
+-- subscribed when the first local subscriber joins and unsubscribed after
+-- the last leaves. Each message carries the publishing node's id and a
+-- per-(node, topic) sequence: a node delivers its own messages locally at
+-- once and ignores their echo; receivers drop anything they already saw.
+-- Publishing only queues (pipelined, coalesced writes); fan-out only
+-- queues frames (encoded once), so a slow client never slows the Redis
+-- reader, and one past max_queue is closed with 1008.
+--
+-- ordered = true: one total order per topic. A server-side Lua script
+-- numbers each message (offset, epoch), appends it to a capped Stream and
+-- publishes it atomically; every process, the publisher included, delivers
+-- in offset order, replays what it missed from the Stream after any
+-- reconnect, and tells the application (on_gap) when the Stream no longer
+-- covers a gap. Local delivery then goes through Redis: while Redis is
+-- down, publishes wait in a bounded outbox and go out (in order) on
+-- reconnect; past max_outbox they are dropped and counted.
+local socket = require "socket"
+local core = require "ws.core"
+local redis = require "ws.redis"
+local logging = require "ws.log"
+
+local gettime = socket.gettime
+local unpack = table.unpack or unpack
+
+local M = {}
+
+M.defaults = {
+  prefix = "ws:",          -- Redis key and channel prefix
+  history = 10000,         -- ordered mode: messages kept per topic in the Stream (MAXLEN)
+  max_outbox = 10000,      -- ordered mode: publishes held while Redis is down
+  timeout = 5,             -- seconds for connecting and for each Redis command
+  probe_interval = 1,      -- seconds between PINGs and probes on the subscriber connection
+  probe_timeout = 5,       -- a probe unseen this long: the subscriber connection is replaced
+  backoff_min = 0.1,       -- reconnect delay, doubled per failure up to backoff_max, jittered
+  backoff_max = 5,
+}
+
+-- KEYS: stream, meta hash. ARGV: channel, maxlen, epoch if new, header, data.
+-- Offsets are the stream ids 0-N; a lost meta hash (Redis restarted empty)
+-- starts a new epoch from the caller's random candidate.
+local SCRIPT = [[
+local epoch = redis.call('HGET', KEYS[2], 'e')
+if not epoch then
+  epoch = ARGV[3]
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'e', epoch)
+end
+local off = redis.call('HINCRBY', KEYS[2], 's', 1)
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '0-' .. off, 'h', ARGV[4], 'd', ARGV[5])
+redis.call('PUBLISH', ARGV[1], 'o ' .. epoch .. ' ' .. off .. ' ' .. ARGV[4] .. '\n' .. ARGV[5])
+return {off, epoch}
+]]
+
+local KINDS = { text = "t", binary = "b", t = "text", b = "binary" }
+
+local function hex(s)
+  return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+
+local Hub = {}
+Hub.__index = Hub
+
+--- A new hub. opts: redis (URL: redis://[:password@]host:port/db or
+-- unix://path; nil = this process only), ordered (false), loop (else the
+-- server's, given by attach or ws.listen{ hub = }), logger, on_state(state,
+-- info) ("down", "up", "resubscribed"), on_gap(topic, info), and M.defaults.
+---@param opts table|nil
+---@return table hub
+function M.new(opts)
+  opts = opts or {}
+  local self = setmetatable({
+    opts = opts,
+    url = opts.redis,
+    ordered = opts.ordered and opts.redis ~= nil,
+    log = logging.get(opts.logger, "ws.hub"),
+    node = hex(core.random(8)),
+    topics = {},      -- topic -> { conns = set, n, fns = list, seen, ord }
+    of = setmetatable({}, { __mode = "k" }),   -- conn -> set of its topics
+    seqs = {},        -- topic -> our last sequence
+    excepts = setmetatable({}, { __mode = "v" }),   -- ordered: "topic seq" -> conn left out
+    outbox = {},      -- ordered: publishes waiting for Redis
+    retry = {},       -- ordered: sends that failed, to go out before the outbox
+    stats = { published = 0, received = 0, delivered = 0, dropped = 0, unconfirmed = 0, missed = 0 },
+    state = opts.redis and "down" or "local",
+  }, Hub)
+  for k, v in pairs(M.defaults) do
+    if opts[k] ~= nil then v = opts[k] end
+    self[k == "history" and "maxlen" or k] = v     -- (hub:history is a method)
+  end
+  self.probe_channel = self.prefix .. "!node:" .. self.node
+  self.all_channel = self.prefix .. "!all"
+  if opts.loop then self:start(opts.loop) end
+  return self
+end
+
+--- Tie the hub to a server: its loop runs the Redis tasks, and
+-- hub:broadcast reaches its connections. ws.listen{ hub = h } calls it.
+function Hub:attach(server)
+  self.server = server
+  server.hub = self
+  if not self.loop then self:start(server.loop) end
+  return self
+end
+
+--- Start the Redis tasks on loop l (done by attach or the loop option).
+function Hub:start(l)
+  if self.loop then return end
+  self.loop = l
+  if self.url then l:spawn(Hub.supervise, self) end
+end
+
+---- local delivery -------------------------------------------------------------
+
+-- A topic is a string not starting with "!" (our own channels: probes,
+-- broadcast); anything else is a programmer error.
+local function check_topic(topic, n, fname)
+  if type(topic) ~= "string" or topic:sub(1, 1) == "!" then
+    error("bad argument #" .. n .. " to '" .. fname .. "' (topic: a string not starting with \"!\")", 3)
+  end
+end
+
+local function topic_of(self, topic)
+  local t = self.topics[topic]
+  if not t then
+    t = { conns = {}, n = 0, fns = {}, seen = {} }   -- seen: node -> last sequence delivered
+    self.topics[topic] = t
+  end
+  return t
+end
+
+-- Queue one encoded frame to the topic's connections, call its listeners.
+local function deliver(self, t, data, kind, except, info)
+  local bytes = core.frame(data, kind)
+  local n = 0
+  for conn in pairs(t.conns) do
+    if conn ~= except and conn:send_encoded(bytes) then n = n + 1 end
+  end
+  for _, fn in ipairs(t.fns) do
+    local ok, err = pcall(fn, data, kind, info)
+    if not ok then self.log("error", "hub listener failed: " .. tostring(err), { topic = info.topic }) end
+  end
+  self.stats.delivered = self.stats.delivered + n
+  return n
+end
+
+local function channel(self, topic) return self.prefix .. topic end
+
+local function users(t) return t.n + #t.fns end
+
+-- First local user of a topic: subscribe its channel (if connected; the
+-- supervisor subscribes everything on connect).
+local function joined(self, topic, t)
+  if users(t) ~= 1 or not self.sub then return end
+  self.sub:push_command("SUBSCRIBE", channel(self, topic))
+end
+
+local function left(self, topic, t)
+  if users(t) > 0 then return end
+  self.topics[topic] = nil
+  if self.sub then self.sub:push_command("UNSUBSCRIBE", channel(self, topic)) end
+end
+
+--- Subscribe conn to topic (once; idempotent). It leaves every topic when
+-- it closes, whoever closed it. Returns true, or nil, "closed".
+function Hub:subscribe(conn, topic)
+  check_topic(topic, 2, "subscribe")
+  if conn.state ~= "open" then return nil, "closed" end
+  local t = topic_of(self, topic)
+  if t.conns[conn] then return true end
+  t.conns[conn], t.n = true, t.n + 1
+  local mine = self.of[conn]
+  if not mine then
+    mine = {}
+    self.of[conn] = mine
+    conn:on_close(function(c) self:unsubscribe(c) end)
+  end
+  mine[topic] = true
+  joined(self, topic, t)
+  return true
+end
+
+--- Unsubscribe conn from topic, or from every topic if topic is nil.
+function Hub:unsubscribe(conn, topic)
+  local mine = self.of[conn]
+  if not mine then return end
+  if topic == nil then
+    for tp in pairs(mine) do self:unsubscribe(conn, tp) end
+    return
+  end
+  if not mine[topic] then return end
+  mine[topic] = nil
+  local t = self.topics[topic]
+  t.conns[conn], t.n = nil, t.n - 1
+  left(self, topic, t)
+end
+
+--- Call fn(data, kind, info) for every message on topic, from any process
+-- (info: topic, node, and offset/epoch in ordered mode). Returns fn.
+function Hub:on(topic, fn)
+  check_topic(topic, 1, "on")
+  if type(fn) ~= "function" then error("bad argument #2 to 'on' (function expected)", 2) end
+  local t = topic_of(self, topic)
+  t.fns[#t.fns + 1] = fn
+  joined(self, topic, t)
+  return fn
+end
+
+--- Remove a listener added by on().
+function Hub:off(topic, fn)
+  local t = self.topics[topic]
+  if not t then return end
+  for i, f in ipairs(t.fns) do
+    if f == fn then
+      table.remove(t.fns, i)
+      return left(self, topic, t)
+    end
+  end
+end
+
+--- Local connections subscribed to topic (this process).
+function Hub:count(topic)
+  local t = self.topics[topic]
+  return t and t.n or 0
+end
+
+--- { state ("local", "down", "up"), node, topics, published, received,
+-- delivered, dropped, unconfirmed, missed, outbox }: received counts
+-- messages from other processes; dropped those that never reached Redis;
+-- unconfirmed those written to a connection that broke before Redis
+-- answered (it may or may not have published them); missed the messages
+-- of other processes this one never got (seen by their sequence numbers).
+function Hub:status()
+  local s = { state = self.state, node = self.node, outbox = #self.outbox, topics = 0 }
+  for k, v in pairs(self.stats) do s[k] = v end
+  for _ in pairs(self.topics) do s.topics = s.topics + 1 end
+  return s
+end
+
+---- publishing ------------------------------------------------------------------
+
+local function drop(self)
+  self.stats.dropped = self.stats.dropped + 1
+end
+
+-- The reply to a PUBLISH: a connection lost before the command was
+-- written is a drop; after, Redis may or may not have published it.
+local function published(self)
+  return function(ok, err)
+    if ok then return end
+    if err == "not sent" then drop(self) else self.stats.unconfirmed = self.stats.unconfirmed + 1 end
+  end
+end
+
+-- Can publish now: both connections up and subscribed (ordered mode: and
+-- the retries and outbox went out first).
+local function ready(self)
+  return self.up and self.pub.open
+end
+
+-- Ordered mode: keep msg in list (the outbox, or the retries that go out
+-- before it) unless max_outbox messages already wait.
+local function hold(self, list, msg)
+  if #self.outbox + #self.retry >= self.max_outbox then
+    drop(self)
+    return nil, "redis down"
+  end
+  list[#list + 1] = msg
+  return true
+end
+
+local function check_publish(data, kind)
+  if type(data) ~= "string" then error("bad argument #2 to 'publish' (string expected)", 3) end
+  kind = kind or "text"
+  if kind ~= "text" and kind ~= "binary" then
+    error("bad argument #3 to 'publish' (\"text\" or \"binary\" expected)", 3)
+  end
+  return kind
+end
+
+local send_ordered
+
+--- Publish data (kind "text" or "binary") to topic's subscribers on every
+-- process; opts.except: a local connection left out. Returns the count of
+-- local connections it was queued to, then true when handed to Redis, or
+-- nil, "redis down" (or "redis busy": too many commands wait for a slow
+-- Redis; see ws.redis max_pending, max_buffer), counted as dropped. Never waits.
+-- Ordered mode: local connections get it through Redis (count 0); while
+-- Redis is down it waits in the outbox (nil, "redis down" past max_outbox).
+function Hub:publish(topic, data, kind, opts)
+  check_topic(topic, 1, "publish")
+  kind = check_publish(data, kind)
+  local except = opts and opts.except
+  self.stats.published = self.stats.published + 1
+  local t = self.topics[topic]
+  local seq = (self.seqs[topic] or 0) + 1
+  self.seqs[topic] = seq
+  if self.ordered then
+    local msg = { topic = topic, data = data, kind = kind, seq = seq }
+    if except then self.excepts[topic .. " " .. seq] = except end
+    if ready(self) then return 0, send_ordered(self, msg) end
+    return 0, hold(self, self.outbox, msg)
+  end
+  local n = t and deliver(self, t, data, kind, except, { topic = topic, node = self.node }) or 0
+  if not self.url then return n end
+  if not ready(self) then drop(self); return n, nil, "redis down" end
+  local env = "u " .. self.node .. " " .. seq .. " " .. KINDS[kind] .. "\n" .. data
+  local ok, err = self.pub:send(published(self), "PUBLISH", channel(self, topic), env)
+  if not ok then drop(self); return n, nil, err == "busy" and "redis busy" or "redis down" end
+  return n, true
+end
+
+--- Send to every connection of the attached server, on every process.
+-- Returns the local count, then as publish.
+function Hub:broadcast(data, kind, opts)
+  kind = check_publish(data, kind)
+  local except = opts and opts.except
+  self.stats.published = self.stats.published + 1
+  local n = self.server and self.server:broadcast(data, kind, except) or 0
+  self.stats.delivered = self.stats.delivered + n
+  if not self.url then return n end
+  if not ready(self) then drop(self); return n, nil, "redis down" end
+  local env = "u " .. self.node .. " 0 " .. KINDS[kind] .. "\n" .. data
+  local ok, err = self.pub:send(published(self), "PUBLISH", self.all_channel, env)
+  if not ok then drop(self); return n, nil, err == "busy" and "redis busy" or "redis down" end
+  return n, true
+end
+
+---- ordered mode ----------------------------------------------------------------
+
+local function keys(self, topic)
+  return self.prefix .. "{" .. topic .. "}:s", self.prefix .. "{" .. topic .. "}:m"
+end
+
+-- Send one ordered publish through the script (EVALSHA; loaded on connect,
+-- EVAL if SCRIPT LOAD is refused).
+-- One that fails before its reply joins the retries, sent again before the
+-- outbox on reconnect (if Redis had run it, receivers drop the copy by its
+-- node and sequence).
+function send_ordered(self, msg)
+  local skey, mkey = keys(self, msg.topic)
+  local header = self.node .. " " .. msg.seq .. " " .. KINDS[msg.kind]
+  local pub = self.pub
+  local function done(ok, err)
+    if ok then return end
+    if self.closed then return drop(self) end
+    hold(self, self.retry, msg)
+    -- the script is gone (SCRIPT FLUSH): a new connection loads it again
+    -- and sends the retries in order (this one first, then those behind it)
+    if type(err) == "string" and err:find("^NOSCRIPT") then pub:close("script flushed") end
+  end
+  local cmd, script = "EVALSHA", self.sha
+  if not script then cmd, script = "EVAL", SCRIPT end
+  local ok = pub:send(done, cmd, script, 2, skey, mkey, channel(self, msg.topic), self.maxlen,
+    hex(core.random(8)), header, msg.data)
+  if not ok then return hold(self, self.retry, msg) end
+  return true
+end
+
+-- Messages of topic that cannot be replayed: tell on_gap and the log.
+local function gap(self, topic, info, what)
+  self.log("warn", "hub: " .. what, { topic = topic, since = info.since, first = info.first, epoch = info.epoch })
+  if self.opts.on_gap then
+    local ok, err = pcall(self.opts.on_gap, topic, info)
+    if not ok then self.log("error", "hub: on_gap failed: " .. tostring(err)) end
+  end
+end
+
+-- Deliver an ordered message once per (node, seq).
+local function deliver_ordered(self, topic, t, m)
+  local last = t.seen[m.node]
+  if last and m.seq <= last then return end
+  t.seen[m.node] = m.seq
+  local except
+  if m.node == self.node then
+    local ek = topic .. " " .. m.seq
+    except, self.excepts[ek] = self.excepts[ek], nil
+  end
+  deliver(self, t, m.data, m.kind, except, { topic = topic, node = m.node, offset = m.off, epoch = m.epoch })
+end
+
+local replay
+
+-- A message in a topic's total order: deliver it in offset order, replay
+-- what was skipped, report what cannot be replayed.
+local function ordered_message(self, topic, t, m)
+  local o = t.ord
+  if not o then
+    o = { off = m.off - 1, epoch = m.epoch }
+    t.ord = o
+  end
+  if o.replaying then
+    o.buffer[#o.buffer + 1] = m
+    return
+  end
+  if o.epoch == nil then
+    o.epoch = m.epoch         -- the first epoch seen, or the first after history was lost
+  elseif m.epoch ~= o.epoch then
+    gap(self, topic, { epoch = m.epoch, old_epoch = o.epoch, since = o.off }, "new epoch, history lost")
+    o.epoch, o.off = m.epoch, 0
+  end
+  if m.off <= o.off then return end
+  if m.off > o.off + 1 then
+    o.buffer = { m }
+    o.replaying = true
+    self.loop:spawn(replay, self, topic, t)
+    return
+  end
+  o.off = m.off
+  deliver_ordered(self, topic, t, m)
+end
+
+local function parse_header(h, data)
+  local node, seq, k = h:match("^(%x+) (%d+) ([tb])$")
+  if not node then return nil end
+  return { node = node, seq = tonumber(seq), kind = KINDS[k], data = data }
+end
+
+-- A Stream entry { "0-OFFSET", { "h", header, "d", data } } as a message, or nil.
+local function stream_entry(e)
+  local off = type(e[1]) == "string" and tonumber(e[1]:match("^0%-(%d+)$"))
+  local f = {}
+  for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end
+  local m = off and f.h and parse_header(f.h, f.d or "")
+  if m then m.off = off end
+  return m
+end
+
+-- Read the topic's Stream after its last offset, deliver it, then what
+-- arrived meanwhile. Runs as a task.
+function replay(self, topic, t)
+  local o = t.ord
+  local skey, mkey = keys(self, topic)
+  local pub = self.pub
+  local epoch = pub and pub:call("HGET", mkey, "e")
+  if epoch and epoch ~= o.epoch then
+    -- Redis lost the topic's history (restarted empty, or it expired)
+    if o.epoch then
+      gap(self, topic, { epoch = epoch, old_epoch = o.epoch, since = o.off }, "new epoch, history lost")
+    end
+    o.epoch, o.off = epoch ~= redis.null and epoch or nil, 0
+  end
+  local entries = epoch and pub:call("XRANGE", skey, "0-" .. (o.off + 1), "+")
+  if not entries then
+    -- Redis went away: the catch-up after the reconnect replays all this
+    o.buffer, o.replaying = nil, false
+    return
+  end
+  for _, e in ipairs(entries) do
+    local m = stream_entry(e)
+    local off = m and m.off
+    if m and off > o.off then
+      if off > o.off + 1 then
+        gap(self, topic, { epoch = o.epoch, since = o.off, first = off }, "history does not cover the gap")
+      end
+      m.epoch, o.off = o.epoch, off
+      deliver_ordered(self, topic, t, m)
+    end
+  end
+  -- the buffered live ones: those past the replay go through the usual path
+  local buffered = o.buffer or {}
+  o.buffer, o.replaying = nil, false
+  for _, m in ipairs(buffered) do
+    if self.topics[topic] == t then ordered_message(self, topic, t, m) end
+  end
+end
+
+--- The topic's history after offset since (ordered mode; inside a task):
+-- returns an array of { offset, data, kind } and the epoch, or nil, err:
+-- "gap" (with the epoch) when opts.epoch is not the current epoch or the
+-- Stream no longer reaches back to since + 1.
+function Hub:history(topic, opts)
+  if not self.ordered then return nil, "history needs ordered = true" end
+  if not ready(self) then return nil, "redis down" end
+  opts = opts or {}
+  local since = opts.since or 0
+  local skey, mkey = keys(self, topic)
+  local epoch, err = self.pub:call("HGET", mkey, "e")
+  if not epoch then return nil, err end
+  if epoch == redis.null then return {}, nil end
+  if opts.epoch and opts.epoch ~= epoch then return nil, "gap", epoch end
+  local entries, xerr = self.pub:call("XRANGE", skey, "0-" .. (since + 1), "+")
+  if not entries then return nil, xerr end
+  local out = {}
+  for _, e in ipairs(entries) do
+    local m = stream_entry(e)
+    if m then out[#out + 1] = { offset = m.off, data = m.data, kind = m.kind } end
+  end
+  if since > 0 and out[1] and out[1].offset > since + 1 then return nil, "gap", epoch end
+  if since > 0 and not out[1] then
+    local last = self.pub:call("HGET", mkey, "s")
+    if tonumber(last) and tonumber(last) > since then return nil, "gap", epoch end
+  end
+  return out, epoch
+end
+
+---- messages from Redis -----------------------------------------------------------
+
+-- A message on one of our channels: the probe, a broadcast, a topic's.
+local function message(self, ch, payload)
+  if ch == self.probe_channel then
+    self.probe_seen = gettime()
+    return
+  end
+  local nl = payload:find("\n", 1, true)
+  if not nl then return end
+  local head, data = payload:sub(1, nl - 1), payload:sub(nl + 1)
+  if ch == self.all_channel then
+    local node, k = head:match("^u (%x+) %d+ ([tb])$")
+    if node and node ~= self.node and self.server then
+      self.stats.received = self.stats.received + 1
+      self.stats.delivered = self.stats.delivered + self.server:broadcast(data, KINDS[k])
+    end
+    return
+  end
+  local topic = ch:sub(#self.prefix + 1)
+  local t = self.topics[topic]
+  if not t then return end
+  if head:sub(1, 2) == "o " then
+    local epoch, off, rest = head:match("^o (%x+) (%d+) (.*)$")
+    local m = rest and parse_header(rest, data)
+    if not m then return end
+    m.epoch, m.off = epoch, tonumber(off)
+    if m.node ~= self.node then self.stats.received = self.stats.received + 1 end
+    return ordered_message(self, topic, t, m)
+  end
+  local node, seq, k = head:match("^u (%x+) (%d+) ([tb])$")
+  if not node or node == self.node then return end   -- (our own echo)
+  self.stats.received = self.stats.received + 1
+  seq = tonumber(seq)
+  local last = t.seen[node]
+  if last and seq <= last then return end   -- a duplicate
+  if last and seq > last + 1 then self.stats.missed = self.stats.missed + seq - last - 1 end
+  t.seen[node] = seq
+  deliver(self, t, data, KINDS[k], nil, { topic = topic, node = node })
+end
+
+---- the Redis connections -----------------------------------------------------------
+
+local function set_state(self, state, info)
+  if state ~= "resubscribed" then self.state = state end
+  local level = state == "down" and "warn" or "info"
+  self.log(level, "hub: redis " .. state, info)
+  if self.opts.on_state then
+    local ok, err = pcall(self.opts.on_state, state, info)
+    if not ok then self.log("error", "hub: on_state failed: " .. tostring(err)) end
+  end
+end
+
+-- Wake the supervisor (a connection was lost, subscriptions confirmed)
+-- if it is idle, not inside a Redis call.
+local function alarm(self)
+  if self.idle then self.loop:wake(self.idle, false) end
+end
+
+local function idle(self, deadline)
+  self.idle = coroutine.running()
+  self.loop:suspend(deadline)
+  self.idle = nil
+end
+
+-- Subscribe the probe, broadcast and every topic channel, in batches.
+local function subscribe_all(self, sub)
+  local list = { self.probe_channel, self.all_channel }
+  for topic in pairs(self.topics) do list[#list + 1] = channel(self, topic) end
+  self.confirming = #list
+  for i = 1, #list, 500 do
+    sub:push_command("SUBSCRIBE", unpack(list, i, math.min(i + 499, #list)))
+  end
+end
+
+local function connect_pub(self)
+  local pub, err = redis.connect(self.url,
+    { loop = self.loop, timeout = self.timeout, on_close = function() alarm(self) end })
+  if not pub then return nil, err end
+  if self.ordered then
+    local sha, lerr = pub:call("SCRIPT", "LOAD", SCRIPT)
+    if not sha and not pub.open then return nil, lerr end
+    if not sha then
+      -- SCRIPT refused (renamed or denied by an ACL): send the script itself
+      self.log("warn", "hub: SCRIPT LOAD failed, using EVAL: " .. tostring(lerr))
+    end
+    self.sha = sha
+  end
+  return pub
+end
+
+-- The subscriber connection, with every channel subscribed (confirmed).
+local function connect_sub(self)
+  local sub, err = redis.connect(self.url, {
+    loop = self.loop, timeout = self.timeout, subscriber = true,
+    on_close = function() alarm(self) end,
+    on_push = function(v)
+      if v[1] == "message" then
+        message(self, v[2], v[3])
+      elseif v[1] == "subscribe" and self.confirming then
+        self.confirming = self.confirming - 1
+        if self.confirming == 0 then
+          self.confirming = nil
+          alarm(self)
+        end
+      end
+    end,
+  })
+  if not sub then return nil, err end
+  self.sub = sub
+  subscribe_all(self, sub)
+  local deadline = gettime() + self.timeout
+  while self.confirming and sub.open and gettime() < deadline do idle(self, deadline) end
+  if self.confirming or not sub.open then
+    self.sub, self.confirming = nil, nil
+    sub:close()
+    return nil, "subscribe not confirmed"
+  end
+  self.probe_seen = gettime()
+  return sub
+end
+
+-- After a (re)connect in ordered mode: catch up every topic, then send
+-- what waited (failed sends first, then the outbox), in order.
+local function resume_ordered(self, replay_all)
+  if replay_all then
+    for topic, t in pairs(self.topics) do
+      local o = t.ord
+      if o and not o.replaying then
+        o.replaying, o.buffer = true, {}
+        self.loop:spawn(replay, self, topic, t)
+      end
+    end
+  end
+  local waiting = self.retry
+  for _, m in ipairs(self.outbox) do waiting[#waiting + 1] = m end
+  self.retry, self.outbox = {}, {}
+  for _, m in ipairs(waiting) do send_ordered(self, m) end
+end
+
+-- Health: a PING on the subscriber connection and a probe published to our
+-- own channel; nothing back for probe_timeout: the subscriber is replaced.
+local function healthy(self, pub, sub)
+  pub:send(nil, "PUBLISH", self.probe_channel, "p")
+  if sub:pending() == 0 then sub:send(nil, "PING") end
+  return gettime() - self.probe_seen < self.probe_timeout
+end
+
+local function topic_count(self)
+  local n = 0
+  for _ in pairs(self.topics) do n = n + 1 end
+  return n
+end
+
+--- The supervisor task: keep a publish and a subscribe connection, each
+-- reconnected on its own, forever, with jittered exponential backoff.
+function Hub:supervise()
+  local backoff = self.backoff_min
+  local pub, sub
+  while not self.closed do
+    local err, fresh_pub, fresh_sub
+    if not (pub and pub.open) then
+      pub, err = connect_pub(self)
+      fresh_pub = pub ~= nil
+      if pub then self.pub = pub end
+    end
+    if pub and not (sub and sub.open) then
+      sub, err = connect_sub(self)
+      fresh_sub = sub ~= nil
+    end
+    if pub and pub.open and sub and sub.open then
+      backoff = self.backoff_min
+      self.reported = true
+      if not self.up then
+        self.up = true
+        set_state(self, "up", { node = self.node })
+      end
+      if fresh_sub then set_state(self, "resubscribed", { topics = topic_count(self) }) end
+      if self.ordered and (fresh_pub or fresh_sub) then resume_ordered(self, fresh_sub) end
+      while pub.open and sub.open and not self.closed do
+        idle(self, gettime() + self.probe_interval)
+        if pub.open and sub.open and not healthy(self, pub, sub) then
+          self.log("warn", "hub: subscriber connection silent, replacing it")
+          sub:close("subscriber silent")
+        end
+      end
+      if not self.closed then
+        self.up = false
+        set_state(self, "down", { error = pub.open and "subscriber connection lost" or "publish connection lost" })
+      end
+    else
+      if self.up or not self.reported then
+        self.up = false
+        set_state(self, "down", { error = err })
+      end
+      self.reported = true
+      local delay = backoff * (0.5 + math.random() * 0.5)
+      backoff = math.min(backoff * 2, self.backoff_max)
+      idle(self, gettime() + delay)
+    end
+  end
+  if pub then pub:close() end
+  if sub then sub:close() end
+end
+
+--- Stop the Redis connections (local delivery keeps working).
+function Hub:close()
+  self.closed = true
+  if self.pub then self.pub:close() end
+  if self.sub then self.sub:close() end
+  alarm(self)
+end
+
+return setmetatable(M, { __call = function(_, opts) return M.new(opts) end })

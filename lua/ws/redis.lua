@@ -1,0 +1,273 @@
+--- A Redis (RESP2) client that never blocks a ws.loop: commands from any
+-- number of tasks are pipelined on one connection and their writes
+-- coalesced (everything queued during one loop round goes out in one
+-- write); a reader task hands each reply to the task waiting for it.
+--
+--   local redis = require "ws.redis"
+--   local r = assert(redis.connect("redis://:secret@127.0.0.1:6379/2", { loop = l }))
+--   local v, err = r:call("GET", "key")      -- inside a task of l
+--
+-- Expected failures are nil, err: an error reply ("ERR ..."), "timeout",
+-- "closed", "connection refused". A nil reply is redis.null.
+local socket = require "socket"
+local resp = require "ws.resp"
+local io_ = require "ws.io"
+
+local gettime = socket.gettime
+
+local M = {}
+
+M.null = resp.null
+M.is_error = resp.is_error
+
+M.defaults = {
+  timeout = 5,            -- seconds for connecting, and for each command's reply
+  max_pending = 100000,   -- commands written or queued but not answered; more fail with "busy"
+  max_buffer = 64 * 1024 * 1024,   -- bytes of commands not yet written; more fail with "busy"
+}
+
+--- Parse "redis://[[user]:password@]host[:port][/db]" or
+-- "unix://path[?db=N]" (password there as "unix://:password@/path").
+-- Returns { host, port, path, password, user, db } or nil, err.
+function M.parse_url(url)
+  if type(url) ~= "string" then return nil, "redis url must be a string" end
+  local scheme, rest = url:match("^(%a+)://(.*)$")
+  if not scheme then return nil, "bad redis url: " .. url end
+  local t = { db = 0 }
+  local auth, tail = rest:match("^(.-)@(.*)$")
+  if auth then
+    rest = tail
+    local user, pass = auth:match("^(.-):(.*)$")
+    if user then t.user, t.password = user ~= "" and user or nil, pass else t.password = auth end
+  end
+  if scheme == "unix" then
+    local path, db = rest:match("^([^?]+)%?db=(%d+)$")
+    t.path, t.db = path or rest, tonumber(db) or 0
+    if t.path == "" then return nil, "bad redis url: " .. url end
+  elseif scheme == "redis" then
+    local host, port, db
+    if rest:sub(1, 1) == "[" then
+      host, rest = rest:match("^%[([^%]]+)%](.*)$")
+      if not host then return nil, "bad redis url: " .. url end
+    else
+      host, rest = rest:match("^([^:/]*)(.*)$")
+    end
+    port, db = rest:match("^:?(%d*)/?(%d*)$")
+    if not port then return nil, "bad redis url: " .. url end
+    t.host = host ~= "" and host or "127.0.0.1"
+    t.port = tonumber(port) or 6379
+    t.db = tonumber(db) or 0
+  else
+    return nil, "bad redis url scheme: " .. scheme
+  end
+  return t
+end
+
+local Client = {}
+Client.__index = Client
+
+-- Connect without blocking: TCP or a Unix socket.
+local function open(l, t, deadline)
+  local sock, err
+  if t.path then
+    local ok, unix = pcall(require, "socket.unix")
+    if not ok then return nil, "unix sockets need LuaSocket's socket.unix" end
+    sock, err = unix()
+    if not sock then return nil, err end
+    -- connect on a Unix socket does not wait: it succeeds or fails now
+    local ok2, cerr = sock:connect(t.path)
+    if not ok2 then sock:close(); return nil, cerr end
+    sock:settimeout(0)
+    return sock
+  end
+  local addrs = socket.dns.getaddrinfo(t.host)
+  local family = addrs and addrs[1] and addrs[1].family
+  sock, err = (family == "inet6" and socket.tcp6 or socket.tcp4)()
+  if not sock then return nil, err end
+  sock:settimeout(0)
+  sock:setoption("tcp-nodelay", true)
+  local ok, cerr = sock:connect(t.host, t.port)
+  if not ok and cerr == "timeout" then
+    local wok, werr = l:wait(sock, "w", deadline)
+    if not wok then
+      l:forget(sock)
+      sock:close()
+      return nil, werr == "timeout" and "connect timeout" or werr
+    end
+    ok, cerr = sock:connect(t.host, t.port)
+    if cerr == "already connected" then ok = true end
+  end
+  if not ok then
+    l:forget(sock)
+    sock:close()
+    return nil, cerr
+  end
+  return sock
+end
+
+--- Connect to url (see parse_url) and send AUTH and SELECT. Must be called
+-- from a task of opts.loop. opts: loop (required), timeout, max_pending, max_buffer,
+-- subscriber (true: a pub/sub connection; pushes go to on_push),
+-- on_push(reply), on_close(err) (once, when the connection is lost or closed).
+-- Returns a client or nil, err.
+function M.connect(url, opts)
+  opts = opts or {}
+  local l = opts.loop
+  if not l then error("ws.redis.connect: option 'loop' is required", 2) end
+  local t, err = M.parse_url(url)
+  if not t then return nil, err end
+  local timeout = opts.timeout or M.defaults.timeout
+  local sock, oerr = open(l, t, gettime() + timeout)
+  if not sock then return nil, oerr end
+  local self = setmetatable({
+    loop = l, sock = sock, parser = resp.parser(),
+    timeout = timeout, max_pending = opts.max_pending or M.defaults.max_pending,
+    max_buffer = opts.max_buffer or M.defaults.max_buffer,
+    subscriber = opts.subscriber, on_push = opts.on_push, on_close = opts.on_close,
+    out = {}, nout = 0, outbytes = 0,   -- encoded commands not yet written
+    fifo = {}, head = 1, tail = 0,   -- one entry per command awaiting a reply
+    open = true, writing = false,
+    sent = 0,                  -- fifo index of the last command handed to the socket
+  }, Client)
+  l:spawn(Client.reader, self)
+  local ok, aerr = true, nil
+  if t.password then
+    if t.user then ok, aerr = self:call("AUTH", t.user, t.password)
+    else ok, aerr = self:call("AUTH", t.password) end
+  end
+  if ok and t.db ~= 0 then ok, aerr = self:call("SELECT", t.db) end
+  if not ok then
+    self:close()
+    return nil, aerr
+  end
+  return self
+end
+
+-- Deliver a reply (or a failure) to whoever waits for it.
+local function settle(self, e, ok, v)
+  if e.co then
+    self.loop:wake(e.co, ok, v)
+  elseif e.cb then
+    local pok, err = pcall(e.cb, ok, v)
+    if not pok then io.stderr:write("ws.redis: callback failed: ", tostring(err), "\n") end
+  end
+end
+
+--- Close the connection; every command awaiting a reply fails with err
+-- (default "closed"), or with "not sent" if it was never written (so it
+-- did not reach Redis). Calls on_close(err) once.
+function Client:close(err)
+  if not self.open then return end
+  self.open = false
+  err = err or "closed"
+  self.loop:forget(self.sock)
+  self.sock:close()
+  local fifo = self.fifo
+  for i = self.head, self.tail do
+    local e = fifo[i]
+    fifo[i] = nil
+    if e and not e.done then settle(self, e, nil, i <= self.sent and err or "not sent") end
+  end
+  self.head, self.tail, self.sent = 1, 0, 0
+  self.out, self.nout, self.outbytes = {}, 0, 0
+  if self.on_close then self.on_close(err) end
+end
+
+-- Push messages on a subscriber connection: message, subscribe, unsubscribe.
+local PUSH = { message = true, subscribe = true, unsubscribe = true,
+  pmessage = true, psubscribe = true, punsubscribe = true }
+
+function Client:reader()
+  local parser, sock = self.parser, self.sock
+  while self.open do
+    local data, err = io_.read(sock)
+    if not data then return self:close(err == "closed" and "connection lost" or err) end
+    parser:feed(data)
+    while true do
+      local ok, v = parser:next()
+      if ok == nil then break end
+      if ok == false then return self:close("protocol error: " .. tostring(v)) end
+      if self.subscriber and type(v) == "table" and v.n and PUSH[v[1]] then
+        if self.on_push then self.on_push(v) end
+      else
+        local h = self.head
+        local e = self.fifo[h]
+        if not e then return self:close("protocol error: unexpected reply") end
+        self.fifo[h], self.head = nil, h + 1
+        if not e.done then
+          e.done = true
+          if resp.is_error(v) then settle(self, e, nil, v.message) else settle(self, e, true, v) end
+        end
+      end
+      if not self.open then return end
+    end
+  end
+end
+
+function Client:writer()
+  while self.open and self.nout > 0 do
+    local s = table.concat(self.out, "", 1, self.nout)
+    self.out, self.nout, self.outbytes = {}, 0, 0
+    self.sent = self.tail      -- (if the write fails, part of it may have gone)
+    local ok, err = io_.write(self.sock, s, 1, gettime() + self.timeout)
+    if not ok then
+      self.writing = false
+      return self:close(err == "timeout" and "write timeout" or err)
+    end
+  end
+  self.writing = false
+end
+
+-- Queue an encoded command; the writer task (one per round) sends the lot.
+local function queue(self, bytes, entry)
+  if not self.open then return nil, "closed" end
+  if self.outbytes + #bytes > self.max_buffer then return nil, "busy" end
+  if entry then
+    if self.tail - self.head + 1 >= self.max_pending then return nil, "busy" end
+    local t = self.tail + 1
+    self.fifo[t], self.tail = entry, t
+  end
+  local n = self.nout + 1
+  self.out[n], self.nout, self.outbytes = bytes, n, self.outbytes + #bytes
+  if not self.writing then
+    self.writing = true
+    self.loop:spawn(Client.writer, self)
+  end
+  return true
+end
+
+--- Send a command and wait (inside a task of the loop) for its reply, at
+-- most the client's timeout. Returns the reply, or nil, err.
+function Client:call(...)
+  local co = coroutine.running()
+  local e = { co = co }
+  local ok, err = queue(self, resp.command(...), e)
+  if not ok then return nil, err end
+  local good, v = self.loop:suspend(gettime() + self.timeout)
+  if good then return v end
+  if v == "timeout" then
+    -- the reply may still come: it is skipped then, keeping the pipeline in step
+    e.done = true
+  end
+  return nil, v
+end
+
+--- Send a command without waiting; cb(ok, reply_or_err) is called with
+-- the reply (cb may be nil). Returns true, or nil, err ("closed", "busy").
+-- Works from outside a task too.
+function Client:send(cb, ...)
+  return queue(self, resp.command(...), { cb = cb or false })
+end
+
+--- Send a command whose answer arrives as a push (SUBSCRIBE, UNSUBSCRIBE
+-- on a subscriber connection). Returns true, or nil, err.
+function Client:push_command(...)
+  return queue(self, resp.command(...), nil)
+end
+
+--- Commands awaiting a reply.
+function Client:pending()
+  return self.tail - self.head + 1
+end
+
+return M

@@ -1,0 +1,150 @@
+--- RESP2 (the Redis protocol): a sans-I/O incremental reply parser and the
+-- command encoder. No sockets here: ws.redis feeds the bytes it reads.
+-- Replies: simple strings and bulk strings as Lua strings, integers as
+-- numbers, arrays as tables (with n = count), a nil bulk or nil array as
+-- M.null, an error reply as a table with metatable M.Error ({ message }).
+local M = {}
+
+local find, sub, byte, tonumber, tostring, type, concat =
+  string.find, string.sub, string.byte, tonumber, tostring, type, table.concat
+
+--- The value of a nil bulk string or nil array ($-1, *-1).
+M.null = setmetatable({}, { __tostring = function() return "redis.null" end })
+
+M.Error = { __tostring = function(e) return e.message end }
+
+M.MAX_BULK = 512 * 1024 * 1024   -- Redis's own proto-max-bulk-len
+M.MAX_LINE = 64 * 1024           -- a header or simple string longer than this is not RESP
+M.MAX_DEPTH = 16                 -- arrays nested deeper are refused (Redis nests ~4 deep)
+M.MAX_ITEMS = 1024 * 1024 * 1024
+
+local PLUS, MINUS, COLON, DOLLAR, STAR = byte("+-:$*", 1, 5)
+
+--- Encode one command (strings and numbers) as a RESP array of bulk strings.
+function M.command(...)
+  local n = select("#", ...)
+  local t = { "*", tostring(n), "\r\n" }
+  for i = 1, n do
+    local a = select(i, ...)
+    local ta = type(a)
+    if ta == "number" then
+      a = (a % 1 == 0 and a >= -2^53 and a <= 2^53) and string.format("%d", a) or tostring(a)
+    elseif ta ~= "string" then
+      error("bad argument #" .. i .. " to redis command (string or number expected, got " .. ta .. ")", 3)
+    end
+    t[#t + 1] = "$" .. #a .. "\r\n"
+    t[#t + 1] = a
+    t[#t + 1] = "\r\n"
+  end
+  return concat(t)
+end
+
+-- A whole number in RESP's syntax ("-"? digits), or nil.
+local function integer(s)
+  if not find(s, "^%-?%d+$") or #s > 20 then return nil end
+  return tonumber(s)
+end
+
+-- Parse one reply of buf at pos. Returns value, next position; or nil,
+-- need (incomplete: at least `need` bytes of buf are needed, or 0 if
+-- unknown); or false, err (not RESP).
+local function parse(buf, pos, depth)
+  local e = find(buf, "\r\n", pos, true)
+  if not e then
+    if #buf - pos > M.MAX_LINE then return false, "line too long" end
+    return nil, 0
+  end
+  if e - pos > M.MAX_LINE then return false, "line too long" end
+  local t = byte(buf, pos)
+  local line = sub(buf, pos + 1, e - 1)
+  local nextpos = e + 2
+  if t == PLUS then
+    return line, nextpos
+  elseif t == MINUS then
+    return setmetatable({ message = line }, M.Error), nextpos
+  elseif t == COLON then
+    local v = integer(line)
+    if not v then return false, "bad integer" end
+    return v, nextpos
+  elseif t == DOLLAR then
+    local len = integer(line)
+    if not len or len < -1 or len > M.MAX_BULK then return false, "bad bulk length" end
+    if len == -1 then return M.null, nextpos end
+    local stop = nextpos + len   -- where its CRLF starts
+    if #buf < stop + 1 then return nil, stop + 1 end
+    if sub(buf, stop, stop + 1) ~= "\r\n" then return false, "bulk string not terminated" end
+    return sub(buf, nextpos, stop - 1), stop + 2
+  elseif t == STAR then
+    local n = integer(line)
+    if not n or n < -1 or n > M.MAX_ITEMS then return false, "bad array length" end
+    if n == -1 then return M.null, nextpos end
+    if depth >= M.MAX_DEPTH then return false, "arrays nested too deep" end
+    local arr = { n = n }
+    local p = nextpos
+    for i = 1, n do
+      local v, np = parse(buf, p, depth + 1)
+      if not v then return v, np end
+      arr[i], p = v, np
+    end
+    return arr, p
+  end
+  return false, "bad reply type " .. string.format("%q", string.char(t))
+end
+
+local Parser = {}
+Parser.__index = Parser
+
+--- A new incremental parser: feed(bytes) as they arrive, then next() until
+-- it says there is no whole reply left.
+function M.parser()
+  return setmetatable({ buf = "", pos = 1, chunks = {}, nchunks = 0, pending = 0, need = 0 }, Parser)
+end
+
+--- Add bytes read from the connection.
+function Parser:feed(data)
+  local n = self.nchunks + 1
+  self.chunks[n], self.nchunks = data, n
+  self.pending = self.pending + #data
+end
+
+--- The next whole reply: returns true, value; or nil when more bytes are
+-- needed; or false, err when the stream is not RESP (the connection must
+-- then be dropped: nothing after it can be trusted).
+function Parser:next()
+  if self.err then return false, self.err end
+  local have = #self.buf - self.pos + 1 + self.pending
+  if have <= 0 or have < self.need then return nil end
+  if self.nchunks > 0 then
+    -- join only when a reply may be complete: a large bulk string arriving
+    -- in many reads is concatenated once, not once per read
+    local rest = self.pos <= #self.buf and sub(self.buf, self.pos) or ""
+    self.buf = rest .. concat(self.chunks, "", 1, self.nchunks)
+    for i = self.nchunks, 1, -1 do self.chunks[i] = nil end
+    self.nchunks, self.pending, self.pos = 0, 0, 1
+  end
+  local v, p = parse(self.buf, self.pos, 0)
+  if v == nil then
+    self.need = p > 0 and p - self.pos + 1 or 0
+    return nil
+  end
+  if v == false then
+    self.err = p
+    return false, p
+  end
+  self.need = 0
+  if p > #self.buf then self.buf, p = "", 1 end
+  self.pos = p
+  return true, v
+end
+
+--- Bytes held that are not yet part of a returned reply.
+function Parser:buffered()
+  return #self.buf - self.pos + 1 + self.pending
+end
+
+--- true if v is an error reply.
+function M.is_error(v)
+  return type(v) == "table" and getmetatable(v) == M.Error
+end
+
+return M

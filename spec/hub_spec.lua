@@ -1,0 +1,401 @@
+-- ws.hub: one spec for both backends (this process only, and Redis), then
+-- what only Redis does: two nodes, echo, ordered mode and history.
+local socket = require "socket"
+local ws = require "ws"
+local loop = require "ws.loop"
+local redis = require "ws.redis"
+local H = require "spec.helpers"
+
+local gettime = socket.gettime
+
+-- A server on loop l with a hub made by make_hub(l); /ws?room=NAME
+-- subscribes the connection to NAME. Returns server, hub, conns (by arrival).
+local function serve(l, hub)
+  local server = assert(ws.listen { host = "127.0.0.1", port = H.free_port(), loop = l, hub = hub })
+  local conns = {}
+  server:route("/ws", function(conn)
+    conns[#conns + 1] = conn
+    local room = (conn.request.query or ""):match("room=([%w_]+)")
+    if room then hub:subscribe(conn, room) end
+    repeat until not conn:receive()
+  end)
+  return server, conns
+end
+
+local function connect(server, room)
+  return assert(ws.connect("ws://" .. server.address .. "/ws" .. (room and "?room=" .. room or ""), { timeout = 5 }))
+end
+
+local function wait_for(l, secs, pred)
+  local deadline = gettime() + secs
+  while not pred() and gettime() < deadline do l:sleep(0.01) end
+  return pred()
+end
+
+-- The spec both backends pass. new_hub(l) -> hub (connected if Redis).
+local function common(new_hub)
+  it("subscribes, publishes to a topic's connections only, leaves one out with except, counts", function()
+    local l = loop.new()
+    local hub = new_hub(l)
+    local server, conns = serve(l, hub)
+    H.run_task(l, 20, function()
+      local a1, a2, b = connect(server, "a"), connect(server, "a"), connect(server, "b")
+      assert.is_true(wait_for(l, 5, function() return #conns == 3 end))
+      assert.equal(2, hub:count("a"))
+      assert.equal(1, hub:count("b"))
+      assert.equal(0, hub:count("nobody"))
+      assert.equal(2, (hub:publish("a", "to a")))
+      assert.same({ "to a", "text" }, { a1:receive(5) })
+      assert.same({ "to a", "text" }, { a2:receive(5) })
+      assert.same({ nil, "timeout" }, { b:receive(0.2) })
+      -- except: the server side of a1 (the first to arrive)
+      assert.equal(1, (hub:publish("a", "\0\1", "binary", { except = conns[1] })))
+      assert.same({ "\0\1", "binary" }, { a2:receive(5) })
+      assert.same({ nil, "timeout" }, { a1:receive(0.2) })
+      -- subscribing twice counts once; unsubscribe
+      assert.is_true(hub:subscribe(conns[3], "a"))
+      assert.is_true(hub:subscribe(conns[3], "a"))
+      assert.equal(3, hub:count("a"))
+      hub:unsubscribe(conns[1], "a")
+      assert.equal(2, hub:count("a"))
+      assert.equal(2, (hub:publish("a", "again")))
+      assert.equal("again", a2:receive(5))
+      assert.equal("again", b:receive(5))
+      assert.same({ nil, "timeout" }, { a1:receive(0.2) })
+      a1:close(); a2:close(); b:close()
+    end)
+    hub:close()
+    server:close()
+  end)
+
+  it("unsubscribes a connection from every topic when it closes, whoever closed", function()
+    local l = loop.new()
+    local hub = new_hub(l)
+    local server, conns = serve(l, hub)
+    H.run_task(l, 20, function()
+      local c1, c2 = connect(server, "x"), connect(server, "x")
+      assert.is_true(wait_for(l, 5, function() return #conns == 2 end))
+      hub:subscribe(conns[1], "y")
+      assert.equal(2, hub:count("x"))
+      assert.equal(1, hub:count("y"))
+      c1:close()                      -- the peer closes
+      assert.is_true(wait_for(l, 5, function() return hub:count("x") == 1 end))
+      assert.equal(0, hub:count("y"))
+      conns[2]:close(1001)            -- the server closes
+      assert.is_true(wait_for(l, 5, function() return hub:count("x") == 0 end))
+      assert.is_nil(hub.topics.x)
+      assert.is_nil(hub.topics.y)
+      -- a closed connection cannot subscribe
+      assert.same({ nil, "closed" }, { hub:subscribe(conns[1], "z") })
+      assert.equal(0, hub:count("z"))
+      c2:close()
+    end)
+    hub:close()
+    server:close()
+  end)
+
+  it("broadcasts to every connection, calls listeners, keeps status", function()
+    local l = loop.new()
+    local hub = new_hub(l)
+    local server, conns = serve(l, hub)
+    local heard = {}
+    local fn = hub:on("news", function(data, kind, info) heard[#heard + 1] = { data, kind, info.topic } end)
+    H.run_task(l, 20, function()
+      local c1, c2 = connect(server, "news"), connect(server)
+      assert.is_true(wait_for(l, 5, function() return #conns == 2 end))
+      assert.equal(2, (hub:broadcast("all")))
+      assert.equal("all", c1:receive(5))
+      assert.equal("all", c2:receive(5))
+      assert.equal(1, (hub:publish("news", "n1")))
+      assert.equal("n1", c1:receive(5))
+      assert.is_true(wait_for(l, 5, function() return #heard == 1 end))
+      assert.same({ "n1", "text", "news" }, heard[1])
+      hub:off("news", fn)
+      hub:publish("news", "n2")
+      assert.equal("n2", c1:receive(5))
+      l:sleep(0.1)
+      assert.equal(1, #heard)
+      local s = hub:status()
+      assert.equal(3, s.published)
+      assert.equal(4, s.delivered)
+      assert.equal(0, s.dropped)
+      assert.is_string(s.node)
+      assert.equal(16, #s.node)
+      c1:close(); c2:close()
+    end)
+    hub:close()
+    server:close()
+  end)
+
+  it("refuses bad arguments as programmer errors", function()
+    local hub = new_hub(loop.new())
+    assert.has_error(function() hub:publish("t", {}) end)
+    assert.has_error(function() hub:publish("t", "x", "utf16") end)
+    assert.has_error(function() hub:publish(1, "x") end)
+    assert.has_error(function() hub:publish("!all", "x") end)   -- reserved for the hub's own channels
+    assert.has_error(function() hub:on("t", "nope") end)
+    hub:close()
+  end)
+end
+
+describe("ws.hub, this process only", function()
+  common(function(l) return ws.hub { loop = l } end)
+
+  it("says it is local and has nothing to reach beyond", function()
+    local hub = ws.hub {}
+    assert.equal("local", hub:status().state)
+    assert.same({ nil, "history needs ordered = true" }, { hub:history("t") })
+  end)
+end)
+
+describe("ws.hub over Redis #slow", function()
+  local rds
+  setup(function() rds = H.start_redis() end)
+  teardown(function() if rds then rds.stop() end end)
+
+  -- a hub on l, connected and subscribed
+  local function redis_hub(l, opts)
+    opts = opts or {}
+    opts.loop, opts.redis, opts.logger = l, opts.redis or rds.url, false
+    local hub = ws.hub(opts)
+    assert(H.step_until(l, 10, function() return hub.up end), "hub did not connect")
+    return hub
+  end
+
+  common(redis_hub)
+
+  it("reaches other nodes once, in order, ignores its own echo, one channel per topic", function()
+    local l = loop.new()
+    local h1, h2 = redis_hub(l), redis_hub(l)
+    local s1, conns1 = serve(l, h1)
+    local s2, conns2 = serve(l, h2)
+    H.run_task(l, 30, function()
+      local a = connect(s1, "room")
+      local b1, b2 = connect(s2, "room"), connect(s2, "room")
+      assert.is_true(wait_for(l, 5, function() return #conns1 == 1 and #conns2 == 2 end))
+      -- the subscription reached Redis once per node, not per connection
+      assert.is_true(wait_for(l, 5, function() return rds.cli("PUBSUB NUMSUB ws:room"):match("\n2") ~= nil end))
+      for i = 1, 500 do
+        local n, ok = h1:publish("room", "m" .. i)
+        assert.equal(1, n)
+        assert.is_true(ok)
+      end
+      for i = 1, 500 do
+        assert.equal("m" .. i, a:receive(5))
+        assert.equal("m" .. i, b1:receive(5))
+        assert.equal("m" .. i, b2:receive(5))
+      end
+      assert.same({ nil, "timeout" }, { a:receive(0.3) })   -- no echo
+      assert.same({ nil, "timeout" }, { b1:receive(0.01) })
+      assert.equal(500, h2:status().received)
+      assert.equal(0, h1:status().received)
+      assert.equal(1000, h2:status().delivered)
+      -- broadcast reaches the other node's connections too
+      h2:broadcast("everyone")
+      assert.equal("everyone", a:receive(5))
+      assert.equal("everyone", b1:receive(5))
+      -- the last local subscriber gone: the channel is unsubscribed
+      a:close()
+      assert.is_true(wait_for(l, 5, function() return rds.cli("PUBSUB NUMSUB ws:room"):match("\n1") ~= nil end))
+      b1:close(); b2:close()
+    end)
+    h1:close(); h2:close(); s1:close(); s2:close()
+  end)
+
+  it("ordered: one total order for everybody, history with offsets and epoch", function()
+    local l = loop.new()
+    local h1, h2 = redis_hub(l, { ordered = true }), redis_hub(l, { ordered = true })
+    local s1, conns1 = serve(l, h1)
+    local s2, conns2 = serve(l, h2)
+    H.run_task(l, 30, function()
+      local a, b = connect(s1, "ord"), connect(s2, "ord")
+      assert.is_true(wait_for(l, 5, function() return #conns1 == 1 and #conns2 == 1 end))
+      for i = 1, 200 do
+        h1:publish("ord", "one" .. i)
+        h2:publish("ord", "two" .. i)
+        if i % 50 == 0 then l:sleep(0) end
+      end
+      local seen_a, seen_b = {}, {}
+      for i = 1, 400 do
+        seen_a[i] = a:receive(5)
+        seen_b[i] = b:receive(5)
+      end
+      assert.same(seen_a, seen_b)
+      local last1, last2 = 0, 0
+      for i = 1, 400 do
+        local who, n = seen_a[i]:match("^(%a+)(%d+)$")
+        n = tonumber(n)
+        if who == "one" then assert.equal(last1 + 1, n); last1 = n else assert.equal(last2 + 1, n); last2 = n end
+      end
+      local hist, epoch = h2:history("ord", { since = 390 })
+      assert.equal(10, #hist)
+      assert.equal(391, hist[1].offset)
+      assert.equal(seen_a[391], hist[1].data)
+      assert.equal("text", hist[1].kind)
+      assert.is_string(epoch)
+      assert.same({ nil, "gap", epoch }, { h2:history("ord", { since = 5, epoch = "not" .. epoch }) })
+      a:close(); b:close()
+    end)
+    h1:close(); h2:close(); s1:close(); s2:close()
+  end)
+
+  it("ordered: a node that missed messages replays them from the Stream; on_gap when it cannot", function()
+    local l = loop.new()
+    local gaps = {}
+    local h1 = redis_hub(l, { ordered = true, history = 5, prefix = "g:" })
+    local h2 = redis_hub(l, { ordered = true, history = 5, prefix = "g:",
+      on_gap = function(topic, info) gaps[#gaps + 1] = { topic, info } end })
+    local got = {}
+    h2:on("t", function(data) got[#got + 1] = data end)
+    H.run_task(l, 30, function()
+      assert.is_true(wait_for(l, 5, function() return rds.cli("PUBSUB NUMSUB g:t"):match("\n1") ~= nil end))
+      h1:publish("t", "1")
+      assert.is_true(wait_for(l, 5, function() return #got == 1 end))
+      -- h2's subscriber connection is killed: 3 messages are published while it reconnects
+      rds.cli("CLIENT KILL TYPE pubsub")
+      h1:publish("t", "2"); h1:publish("t", "3"); h1:publish("t", "4")
+      assert.is_true(wait_for(l, 10, function() return #got == 4 end))
+      assert.same({ "1", "2", "3", "4" }, got)
+      assert.equal(0, #gaps)
+      -- 8 more while h2 is away, the Stream keeps 5: a gap it is told about
+      h2.sub:close("test")
+      for i = 5, 12 do h1:publish("t", tostring(i)) end
+      assert.is_true(wait_for(l, 10, function() return got[#got] == "12" end))
+      assert.equal(1, #gaps)
+      assert.equal("t", gaps[1][1])
+      assert.equal(4, gaps[1][2].since)
+      assert.equal(8, gaps[1][2].first)
+      assert.same({ "1", "2", "3", "4", "8", "9", "10", "11", "12" }, got)
+    end)
+    h1:close(); h2:close()
+  end)
+
+  it("Redis down: local delivery goes on, publish says so and counts it; back up: resubscribed", function()
+    local r3 = H.start_redis()
+    finally(function() r3.stop() end)
+    local l = loop.new()
+    local states = {}
+    local hub = redis_hub(l, { redis = r3.url, on_state = function(state) states[#states + 1] = state end,
+      backoff_max = 0.5 })
+    local server = serve(l, hub)
+    H.run_task(l, 30, function()
+      local c = connect(server, "r")
+      assert.is_true(wait_for(l, 5, function() return hub:count("r") == 1 end))
+      assert.same({ 1, true }, { hub:publish("r", "before") })
+      assert.equal("before", c:receive(5))
+      r3.kill9()
+      assert.is_true(wait_for(l, 5, function() return hub:status().state == "down" end))
+      assert.same({ 1, nil, "redis down" }, { hub:publish("r", "during") })
+      assert.equal("during", c:receive(5))
+      assert.equal(1, hub:status().dropped)
+      r3 = H.start_redis { port = r3.port }
+      assert.is_true(wait_for(l, 10, function() return hub:status().state == "up" and hub.up end))
+      assert.same({ "up", "resubscribed", "down", "up", "resubscribed" }, states)
+      assert.matches("ws:r", r3.cli("PUBSUB CHANNELS '*'"))
+      assert.same({ 1, true }, { hub:publish("r", "after") })
+      assert.equal("after", c:receive(5))
+      c:close()
+    end)
+    hub:close()
+    server:close()
+  end)
+
+  it("replaces a subscriber connection that is open but silent", function()
+    local l = loop.new()
+    local lines = {}
+    local hub = ws.hub { loop = l, redis = rds.url, probe_interval = 0.1, probe_timeout = 0.8,
+      logger = function(_, msg) lines[#lines + 1] = msg end }
+    assert(H.step_until(l, 10, function() return hub.up end))
+    local old = hub.sub
+    local heard = {}
+    hub:on("p", function(data) heard[#heard + 1] = data end)
+    -- Redis stops answering for 2 s; the TCP connections stay open
+    local sleeper = H.spawn("exec redis-cli -p " .. rds.port .. " DEBUG SLEEP 2", "debug-sleep")
+    finally(sleeper.stop)
+    assert.is_true(H.step_until(l, 10, function()
+      for _, m in ipairs(lines) do if m:match("silent") then return true end end
+    end))
+    assert.is_true(H.step_until(l, 10, function() return hub.up and hub.sub ~= old and hub.sub.open end))
+    local other = ws.hub { loop = l, redis = rds.url, logger = false }
+    assert(H.step_until(l, 10, function() return other.up end))
+    other:publish("p", "still here")
+    assert.is_true(H.step_until(l, 5, function() return heard[1] == "still here" end))
+    hub:close(); other:close()
+  end)
+
+  it("ordered: survives SCRIPT FLUSH in order, and uses EVAL where SCRIPT is refused", function()
+    local noscript = H.start_redis { args = "--rename-command SCRIPT ''" }
+    finally(noscript.stop)
+    for _, url in ipairs({ rds.url, noscript.url }) do
+      local l = loop.new()
+      local h1 = redis_hub(l, { redis = url, ordered = true, prefix = "f:" })
+      local h2 = redis_hub(l, { redis = url, ordered = true, prefix = "f:" })
+      local got = {}
+      h2:on("t", function(data) got[#got + 1] = tonumber(data) end)
+      H.run_task(l, 30, function()
+        l:sleep(0.2)
+        for i = 1, 50 do h1:publish("t", tostring(i)) end
+        if url == rds.url then rds.cli("SCRIPT FLUSH") end
+        for i = 51, 100 do h1:publish("t", tostring(i)); if i % 10 == 0 then l:sleep(0.01) end end
+        assert.is_true(wait_for(l, 10, function() return #got == 100 end), #got .. " of 100")
+        for i = 1, 100 do assert.equal(i, got[i]) end
+        assert.equal(0, h1:status().dropped)
+      end)
+      h1:close(); h2:close()
+    end
+  end)
+
+  it("parses URLs; AUTH and SELECT; nil, err for errors; pipelines", function()
+    assert.same({ host = "h", port = 7, db = 3, password = "pw" }, redis.parse_url("redis://:pw@h:7/3"))
+    assert.same({ host = "127.0.0.1", port = 6379, db = 0 }, redis.parse_url("redis://"))
+    assert.same({ host = "::1", port = 6380, db = 0, user = "u", password = "p" },
+      redis.parse_url("redis://u:p@[::1]:6380"))
+    assert.same({ path = "/tmp/r.sock", db = 2 }, redis.parse_url("unix:///tmp/r.sock?db=2"))
+    assert.is_nil(redis.parse_url("http://x"))
+    local dir = H.tmpdir()
+    local r2 = H.start_redis { args = "--requirepass s3cret --unixsocket " .. dir .. "/r.sock" }
+    finally(r2.stop)
+    local l = loop.new()
+    H.run_task(l, 20, function()
+      local c = assert(redis.connect("redis://:s3cret@127.0.0.1:" .. r2.port .. "/2", { loop = l }))
+      assert.equal("OK", c:call("SET", "k", "v"))
+      local u = assert(redis.connect("unix://:s3cret@" .. dir .. "/r.sock?db=2", { loop = l }))
+      assert.equal("v", u:call("GET", "k"))
+      assert.equal(redis.null, u:call("GET", "nope"))
+      local v, err = c:call("INCR", "k")
+      assert.is_nil(v)
+      assert.matches("not an integer", err)
+      assert.same({ nil, "WRONGPASS invalid username-password pair or user is disabled." },
+        { redis.connect("redis://:bad@127.0.0.1:" .. r2.port, { loop = l }) })
+      local _, cerr = redis.connect("redis://127.0.0.1:" .. H.free_port(), { loop = l })
+      assert.matches("refused", cerr)
+      -- 2,000 commands from 4 tasks at once: each gets its own reply
+      local done = 0
+      for t = 1, 4 do
+        l:spawn(function()
+          for i = 1, 500 do assert.equal(t * 1000 + i, c:call("INCRBY", "n" .. t, 1) + t * 1000) end
+          done = done + 1
+        end)
+      end
+      assert.is_true(wait_for(l, 10, function() return done == 4 end))
+      -- a command timeout: nil, "timeout"; the pipeline stays in step
+      local slow = assert(redis.connect("redis://:s3cret@127.0.0.1:" .. r2.port, { loop = l, timeout = 0.3 }))
+      l:spawn(function() c:call("DEBUG", "SLEEP", "1") end)
+      l:sleep(0.05)
+      assert.same({ nil, "timeout" }, { slow:call("PING") })
+      slow.timeout = 5
+      assert.equal("PONG", slow:call("PING"))
+      -- bounded: commands awaiting a reply, and bytes not yet written
+      local tiny = assert(redis.connect("redis://:s3cret@127.0.0.1:" .. r2.port, { loop = l, max_pending = 1 }))
+      assert.is_true(tiny:send(nil, "PING"))
+      assert.same({ nil, "busy" }, { tiny:send(nil, "PING") })
+      tiny.max_pending, tiny.max_buffer = 10, 20
+      l:sleep(0.1)
+      assert.is_true(tiny:send(nil, "PING"))                     -- 14 bytes
+      assert.same({ nil, "busy" }, { tiny:send(nil, "PING") })   -- 28 would wait
+      tiny:close()
+      c:close(); u:close(); slow:close()
+      assert.same({ nil, "closed" }, { c:call("PING") })
+    end)
+  end)
+end)

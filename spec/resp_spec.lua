@@ -1,0 +1,192 @@
+-- ws.resp: the RESP2 parser on every reply type, split at every byte, and
+-- a bounded random-bytes loop checked against an independent oracle.
+local resp = require "ws.resp"
+
+local null = resp.null
+
+-- Feed s in the pieces cut at the given positions; returns every reply.
+local function parse_pieces(s, cuts)
+  local p = resp.parser()
+  local out, last = {}, 1
+  cuts[#cuts + 1] = #s + 1
+  for _, c in ipairs(cuts) do
+    p:feed(s:sub(last, c - 1))
+    last = c
+    while true do
+      local ok, v = p:next()
+      if ok == nil then break end
+      assert(ok, v)
+      out[#out + 1] = v
+    end
+  end
+  return out, p
+end
+
+local function plain(v)
+  if resp.is_error(v) then return { err = v.message } end
+  if type(v) ~= "table" or v == null or v.err then return v end
+  local t = { n = v.n }
+  for i = 1, v.n do t[i] = plain(v[i]) end
+  return t
+end
+
+local SAMPLES = {
+  { "+OK\r\n", "OK" },
+  { "+\r\n", "" },
+  { "-ERR unknown command 'FOO'\r\n", { err = "ERR unknown command 'FOO'" } },
+  { ":0\r\n", 0 },
+  { ":-42\r\n", -42 },
+  { ":9007199254740992\r\n", 9007199254740992 },
+  { "$0\r\n\r\n", "" },
+  { "$-1\r\n", null },
+  { "$5\r\nhe\r\no\r\n", "he\r\no" },
+  { "$3\r\n\0\255\n\r\n", "\0\255\n" },
+  { "*0\r\n", { n = 0 } },
+  { "*-1\r\n", null },
+  { "*3\r\n$7\r\nmessage\r\n$4\r\nroom\r\n$-1\r\n", { n = 3, "message", "room", null } },
+  { "*2\r\n*2\r\n:1\r\n-WRONGTYPE x\r\n*0\r\n", { n = 2, { n = 2, 1, { err = "WRONGTYPE x" } }, { n = 0 } } },
+}
+
+describe("ws.resp parser", function()
+  it("reads every reply type, nil, empty and nested", function()
+    for _, c in ipairs(SAMPLES) do
+      local out = parse_pieces(c[1], {})
+      assert.equal(1, #out)
+      assert.same(c[2], plain(out[1]))
+    end
+  end)
+
+  it("gives the same replies whatever byte each reply is split at", function()
+    local all, want = {}, {}
+    for _, c in ipairs(SAMPLES) do all[#all + 1] = c[1]; want[#want + 1] = c[2] end
+    local stream = table.concat(all)
+    for cut = 1, #stream + 1 do
+      local out = parse_pieces(stream, { cut })
+      local got = {}
+      for i, v in ipairs(out) do got[i] = plain(v) end
+      assert.same(want, got)
+    end
+    -- and byte by byte
+    local cuts = {}
+    for i = 2, #stream do cuts[#cuts + 1] = i end
+    local out = parse_pieces(stream, cuts)
+    assert.equal(#SAMPLES, #out)
+  end)
+
+  it("returns nothing until a reply is whole, and keeps what follows", function()
+    local p = resp.parser()
+    p:feed("$10\r\n01234")
+    assert.is_nil(p:next())
+    p:feed("56789\r")
+    assert.is_nil(p:next())
+    p:feed("\n:7\r\n+")
+    assert.same({ true, "0123456789" }, { p:next() })
+    assert.same({ true, 7 }, { p:next() })
+    assert.is_nil(p:next())
+    assert.equal(1, p:buffered())
+  end)
+
+  it("refuses what is not RESP with false, err, and keeps refusing", function()
+    for _, bad in ipairs({ "?x\r\n", ":12a\r\n", "$-2\r\n", "$3\r\nabcd\r\n", "*-5\r\n", ":\r\n",
+                           string.rep("*1\r\n", 17) .. ":1\r\n", "+" .. string.rep("a", 70000) }) do
+      local p = resp.parser()
+      p:feed(bad)
+      local ok, err = p:next()
+      assert.is_false(ok, bad:sub(1, 20))
+      assert.is_string(err)
+      p:feed(":1\r\n")
+      assert.is_false((p:next()))
+    end
+  end)
+
+  it("joins a large bulk string read in many pieces once it is whole", function()
+    local p = resp.parser()
+    local big = string.rep("x", 1024 * 1024)
+    local s = "$" .. #big .. "\r\n" .. big .. "\r\n"
+    for i = 1, #s, 4096 do
+      p:feed(s:sub(i, i + 4095))
+      if i + 4096 <= #s then assert.is_nil(p:next()) end
+    end
+    local ok, v = p:next()
+    assert.is_true(ok)
+    assert.equal(big, v)
+  end)
+
+  it("encodes commands as arrays of bulk strings", function()
+    assert.equal("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$4\r\na\r\nb\r\n", resp.command("SET", "k", "a\r\nb"))
+    assert.equal("*2\r\n$6\r\nEXPIRE\r\n$2\r\n10\r\n", resp.command("EXPIRE", 10))
+    assert.equal("*1\r\n$0\r\n\r\n", resp.command(""))
+    assert.has_error(function() resp.command("SET", {}) end)
+  end)
+
+  -- An independent oracle: a whole-input parser written another way (line
+  -- by line on substrings); returns "ok", value, rest | "more" | "bad".
+  local function oracle(s, depth)
+    depth = depth or 0
+    local e = s:find("\r\n", 1, true)
+    if not e then return #s > 65536 and "bad" or "more" end
+    local head, line, rest = s:sub(1, 1), s:sub(2, e - 1), s:sub(e + 2)
+    local function int(x) return #x <= 20 and x:match("^%-?%d+$") and tonumber(x) or nil end
+    if head == "+" then return "ok", line, rest end
+    if head == "-" then return "ok", { err = line }, rest end
+    if head == ":" then
+      local v = int(line)
+      if not v then return "bad" end
+      return "ok", v, rest
+    end
+    if head == "$" then
+      local n = int(line)
+      if not n or n < -1 or n > 512 * 1024 * 1024 then return "bad" end
+      if n == -1 then return "ok", null, rest end
+      if #rest < n + 2 then return "more" end
+      if rest:sub(n + 1, n + 2) ~= "\r\n" then return "bad" end
+      return "ok", rest:sub(1, n), rest:sub(n + 3)
+    end
+    if head == "*" then
+      local n = int(line)
+      if not n or n < -1 or n > 1024 * 1024 * 1024 then return "bad" end
+      if n == -1 then return "ok", null, rest end
+      if depth >= 16 then return "bad" end
+      local t = { n = n }
+      for i = 1, n do
+        local st, v, r = oracle(rest, depth + 1)
+        if st ~= "ok" then return st end
+        t[i], rest = v, r
+      end
+      return "ok", t, rest
+    end
+    return "bad"
+  end
+
+  it("never fails on random bytes and agrees with an independent oracle", function()
+    math.randomseed(6379)
+    local alphabet = { "+", "-", ":", "$", "*", "\r\n", "\r", "\n", "0", "1", "2", "3", "-1", "a", "\0", "\255" }
+    local checked = { ok = 0, more = 0, bad = 0 }
+    for _ = 1, 20000 do
+      local t = {}
+      for i = 1, math.random(1, 24) do t[i] = alphabet[math.random(#alphabet)] end
+      local s = table.concat(t)
+      local status, want, rest = oracle(s)
+      -- the same answer whole and split at a random byte
+      for _, cut in ipairs({ #s + 1, math.random(1, #s + 1) }) do
+        local p = resp.parser()
+        p:feed(s:sub(1, cut - 1))
+        local ok, v = p:next()
+        p:feed(s:sub(cut))
+        if ok == nil then ok, v = p:next() end
+        if status == "more" then
+          assert.is_nil(ok, s)
+        elseif status == "bad" then
+          assert.is_false(ok, s)
+        else
+          assert.is_true(ok, s)
+          assert.same(plain(want), plain(v))
+          assert.equal(#rest, p:buffered())
+        end
+      end
+      checked[status] = checked[status] + 1
+    end
+    -- the loop exercised all three outcomes
+    assert.is_true(checked.ok > 100 and checked.more > 100 and checked.bad > 100)
+  end)
+end)
