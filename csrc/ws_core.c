@@ -962,6 +962,19 @@ static const luaL_Reg reader_meta[] = {
     {NULL, NULL}
 };
 
+/* realpath(path) -> the absolute path with every symlink, "." and ".."
+ * resolved, or nil, err (ws.static keeps files inside their folder). */
+static int l_realpath(lua_State *L) {
+    size_t len;
+    const char *path = luaL_checklstring(L, 1, &len);
+    if (strlen(path) != len) return fail(L, "path contains a NUL byte");
+    char *resolved = realpath(path, NULL);
+    if (!resolved) return fail(L, strerror(errno));
+    lua_pushstring(L, resolved);
+    free(resolved);
+    return 1;
+}
+
 static const luaL_Reg funcs[] = {
     {"accept_key", l_accept_key},
     {"new_key", l_new_key},
@@ -978,6 +991,7 @@ static const luaL_Reg funcs[] = {
     {"deflate", l_deflate},
     {"accept", l_accept},
     {"raise_fd_limit", l_raise_fd_limit},
+    {"realpath", l_realpath},
 #ifdef WS_HAVE_EPOLL
     {"epoll", l_epoll},
 #endif

@@ -6,15 +6,14 @@ local core = require "ws.core"
 local io_ = require "ws.io"
 local connection = require "ws.connection"
 local deflate = require "ws.deflate"
+local options = require "ws.options"
 
 local gettime = socket.gettime
 
 local M = {}
 
-M.defaults = {
-  timeout = 10,            -- seconds for connect + TLS + handshake
-  max_header = 16 * 1024,  -- bytes of response head
-}
+--- The defaults of ws.connect (the schema and its docs: ws.options).
+M.defaults = options.defaults("ws.connect")
 
 --- Split a ws:// or wss:// URL into scheme, host, port, target.
 function M.parse_url(url)
@@ -31,6 +30,19 @@ function M.parse_url(url)
   port = tonumber(port) or (scheme == "wss" and 443 or 80)
   if port < 1 or port > 65535 then return nil, "bad port in url: " .. url end
   return scheme, host, port, target
+end
+
+--- The body of a refusal: Content-Length bytes (or until the server closes),
+-- at most max bytes, read until deadline.
+function M.read_body(sock, res, body, deadline, max)
+  local want = tonumber(res.headers["content-length"] or "") or max
+  want = math.min(want, max)
+  while #body < want do
+    local data = io_.read(sock, deadline)
+    if not data then break end
+    body = body .. data
+  end
+  return body:sub(1, want)
 end
 
 local function fail(sock, err)
@@ -82,6 +94,16 @@ local function verify_host(cert, host)
   return false
 end
 
+--- A TLS handshake error, with a hint when the server did not speak TLS at all.
+function M.tls_hint(err)
+  err = tostring(err)
+  if err == "timeout" or err:find("wrong version number", 1, true) or err:find("packet length too long", 1, true)
+     or err:find("unexpected eof", 1, true) or err == "closed" then
+    return err .. " (the server did not answer TLS: is it ws://?)"
+  end
+  return err
+end
+
 local function tls_wrap(sock, host, opts, deadline)
   local ok, ssl = pcall(require, "ssl")
   if not ok then return fail(sock, "wss:// needs LuaSec (require \"ssl\" failed)") end
@@ -102,7 +124,7 @@ local function tls_wrap(sock, host, opts, deadline)
   s:settimeout(0)
   if not host:match("^[%d.]+$") and not host:find(":", 1, true) then s:sni(host) end
   local done, herr = io_.tls_handshake(s, deadline)
-  if not done then return fail(s, "tls handshake failed: " .. tostring(herr)) end
+  if not done then return fail(s, "tls handshake failed: " .. M.tls_hint(herr)) end
   if verify then
     local cert = s:getpeercertificate()
     local name = t.server_name or host
@@ -120,10 +142,10 @@ end
 -- a tunnel through a proxy), and the connection limits (max_message, ...).
 -- Returns a connection, or nil, err.
 function M.connect(url, opts)
-  opts = opts or {}
+  opts = options.check("ws.connect", opts)
   local scheme, host, port, target = M.parse_url(url)
   if not scheme then return nil, host end
-  local deadline = gettime() + (opts.timeout or M.defaults.timeout)
+  local deadline = gettime() + opts.timeout
 
   local sock, err = opts.sock, nil
   if sock then
@@ -162,13 +184,23 @@ function M.connect(url, opts)
   ok, err = io_.write(sock, table.concat(lines, "\r\n") .. "\r\n" .. extra .. "\r\n", 1, deadline)
   if not ok then return fail(sock, "handshake: " .. err) end
 
-  local head, rest = io_.read_head(sock, deadline, opts.max_header or M.defaults.max_header)
-  if not head then return fail(sock, "handshake: " .. (rest == "closed" and "connection closed by server" or rest)) end
+  local head, rest = io_.read_head(sock, deadline, opts.max_header)
+  if not head then
+    if rest == "closed" then
+      rest = "connection closed by server" ..
+        (scheme == "ws" and " without an answer (is it a TLS port? try wss://)" or "")
+    end
+    return fail(sock, "handshake: " .. rest)
+  end
   local res, rerr = core.parse_response(head, key)
   if not res then
     local r = core.parse_response(head)
     if r and r.status ~= 101 then
-      return fail(sock, string.format("handshake: server answered %d %s", r.status, r.reason))
+      -- the refusal as data: status, reason, headers and the body (what
+      -- arrives before the deadline, at most max_header bytes)
+      r.body = M.read_body(sock, r, rest, deadline, opts.max_header)
+      local _, e = fail(sock, string.format("handshake: server answered %d %s", r.status, r.reason))
+      return nil, e, { status = r.status, reason = r.reason, headers = r.headers, body = r.body }
     end
     return fail(sock, "handshake: " .. rerr)
   end

@@ -8,22 +8,19 @@ local io_ = require "ws.io"
 local connection = require "ws.connection"
 local deflate = require "ws.deflate"
 local logging = require "ws.log"
+local options = require "ws.options"
+local router = require "ws.router"
+local static = require "ws.static"
 
 local gettime = socket.gettime
 
 local M = {}
 
-M.defaults = {
-  host = "127.0.0.1",
-  port = 8080,
-  backlog = 4096,             -- pending connections; the kernel caps it at net.core.somaxconn
-  handshake_timeout = 10,     -- seconds to receive the request head and answer it
-  max_header = 16 * 1024,     -- bytes of request head; more is answered with 431
-  idle_timeout = 300,         -- seconds a receive() may wait with no data from the peer
-}
+--- The defaults of ws.listen (the schema and its docs: ws.options).
+M.defaults = options.defaults("ws.listen")
 
 local REASONS = {
-  [200] = "OK", [204] = "No Content", [301] = "Moved Permanently", [302] = "Found",
+  [200] = "OK", [204] = "No Content", [304] = "Not Modified", [301] = "Moved Permanently", [302] = "Found",
   [303] = "See Other", [307] = "Temporary Redirect", [308] = "Permanent Redirect",
   [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
   [405] = "Method Not Allowed", [409] = "Conflict", [410] = "Gone", [426] = "Upgrade Required",
@@ -46,8 +43,10 @@ local function response(log, status, body, headers, head_only)
   if not ("\n" .. lines):lower():find("\ncontent%-type:") then
     lines = lines .. "Content-Type: text/plain; charset=utf-8\r\n"
   end
-  return string.format("HTTP/1.1 %d %s\r\n%sContent-Length: %d\r\nConnection: close\r\n\r\n%s",
-    status, REASONS[status] or "Status", lines, #body, head_only and "" or body)
+  -- a 304 has no body, and no length of one (RFC 9110 section 15.4.5)
+  local length = status == 304 and "" or "Content-Length: " .. #body .. "\r\n"
+  return string.format("HTTP/1.1 %d %s\r\n%s%sConnection: close\r\n\r\n%s",
+    status, REASONS[status] or "Status", lines, length, head_only and "" or body)
 end
 
 -- Answer with an HTTP error (or page) and close.
@@ -58,6 +57,12 @@ local function respond(o, sock, status, body, headers, deadline, head_only)
   local stop = math.min(deadline or math.huge, gettime() + 0.5)
   repeat until not io_.read(sock, stop)
   sock:close()
+end
+
+-- Refuse a request: log why through the logger, then answer and close.
+local function refuse(o, sock, status, reason, fields, deadline, headers, body)
+  o.log("info", string.format("refused %d: %s", status, reason), fields)
+  respond(o, sock, status, body or reason .. "\n", headers, deadline)
 end
 
 local function host_of(origin)
@@ -112,11 +117,10 @@ function M.peername(sock)
   return address(ip, port)
 end
 
-local function merge(opts, defaults)
-  local o = {}
-  for k, v in pairs(connection.defaults) do o[k] = v end
-  for k, v in pairs(defaults) do o[k] = v end
-  for k, v in pairs(opts or {}) do o[k] = v end
+-- The options of an entry point, checked (raising at the caller of
+-- ws.listen / ws.accept), with their defaults.
+local function merge(entry, opts)
+  local o = options.check(entry, opts, 4)
   if o.origins and not o.check_origin then o.check_origin = origin_list(o.origins) end
   o.log = logging.get(o.logger)
   return o
@@ -125,17 +129,19 @@ end
 -- Validate an upgrade request already parsed and answer it: the 101 and a
 -- connection, or an HTTP error (sent) and nil, err.
 local function upgrade(sock, req, rest, o, deadline, peer)
+  peer = peer or o.peer or M.peername(sock)
+  local fields = { peer = peer, path = req.path }
   if not req.ws_accept then
     local headers = req.ws_status == 426 and { ["Sec-WebSocket-Version"] = "13" } or nil
-    respond(o, sock, req.ws_status, req.ws_error .. "\n", headers, deadline)
+    refuse(o, sock, req.ws_status, req.ws_error, fields, deadline, headers)
     return nil, req.ws_error
   end
   local check = o.check_origin or M.same_origin
   if not check(req.headers.origin, req) then
-    respond(o, sock, 403, "origin not allowed (see the origins and check_origin options)\n", nil, deadline)
+    fields.origin = req.headers.origin
+    refuse(o, sock, 403, "origin not allowed (see the origins and check_origin options)", fields, deadline)
     return nil, "origin not allowed"
   end
-  peer = peer or o.peer or M.peername(sock)
   -- the application's word (authentication, say): nil or 101 upgrades,
   -- with headers added to the 101; any other status is the answer
   local extra = ""
@@ -154,6 +160,7 @@ local function upgrade(sock, req, rest, o, deadline, peer)
       end
     end
     if status ~= nil and status ~= 101 then
+      o.log("info", string.format("refused %s: by on_request", tostring(status)), fields)
       respond(o, sock, status, body or "", headers, deadline)   -- (checked there too)
       return nil, "refused by on_request"
     end
@@ -178,11 +185,24 @@ local function upgrade(sock, req, rest, o, deadline, peer)
 end
 
 -- Read and parse a request head; on failure answer it and return nil, err.
-local function read_request(sock, o, deadline)
-  local head, rest = io_.read_head(sock, deadline, o.max_header)
+-- request.params: the decoded query (route captures are added later).
+local function read_request(sock, o, deadline, peer)
+  local first, ferr = io_.read(sock, deadline)
+  if not first then
+    sock:close()
+    return nil, ferr
+  end
+  -- a TLS ClientHello (a handshake record, 0x16 0x03) on a plain port:
+  -- refuse at once in plain words, rather than wait for a head that never comes
+  if first:byte(1) == 0x16 and first:byte(2) == 0x03 then
+    refuse(o, sock, 400, "TLS handshake on a plain port: this server speaks ws:// and http://, not wss://",
+      { peer = peer }, deadline)
+    return nil, "tls on a plain port"
+  end
+  local head, rest = io_.read_head(sock, deadline, o.max_header, first)
   if not head then
     if rest == "too large" then
-      respond(o, sock, 431, "request header too large\n", nil, deadline)
+      refuse(o, sock, 431, "request header too large", { peer = peer }, deadline)
     else
       sock:close()
     end
@@ -190,9 +210,10 @@ local function read_request(sock, o, deadline)
   end
   local req, status, err = core.parse_request(head)
   if not req then
-    respond(o, sock, status, err .. "\n", nil, deadline)
+    refuse(o, sock, status, err, { peer = peer }, deadline)
     return nil, err
   end
+  req.params = router.parse_query(req.query)
   return req, rest
 end
 
@@ -201,12 +222,13 @@ end
 -- it, answers 101 or an HTTP error. Returns a connection, or nil, err.
 -- opts: check_origin, protocols, handshake_timeout, max_header, limits.
 function M.accept(sock, opts)
-  local o = merge(opts, M.defaults)
+  local o = merge("ws.accept", opts)
   sock:settimeout(0)
   local deadline = gettime() + o.handshake_timeout
-  local req, rest = read_request(sock, o, deadline)
+  local peer = o.peer or M.peername(sock)
+  local req, rest = read_request(sock, o, deadline, peer)
   if not req then return nil, rest end
-  return upgrade(sock, req, rest, o, deadline)
+  return upgrade(sock, req, rest, o, deadline, peer)
 end
 
 --- A LuaSec server context from { certificate, key [, protocol, options,
@@ -235,13 +257,13 @@ Server.__index = Server
 --- Listen on host:port. opts: host, port, backlog, loop, and every
 -- handshake option and limit (see M.defaults and connection.defaults).
 function M.listen(opts)
-  local o = merge(opts, M.defaults)
+  local o = merge("ws.listen", opts)
   -- socket.bind creates a tcp4/tcp6 socket per address and sets reuseaddr
   -- before binding; socket.tcp() has no descriptor until bind in LuaSocket
   -- 3, so setoption("reuseaddr") on it silently failed and a restart on
   -- the same port hit "address already in use" while TIME_WAITs remained.
   local sock, err = socket.bind(o.host, o.port, o.backlog)
-  if not sock then return nil, err end
+  if not sock then return nil, "listen " .. address(o.host, o.port) .. ": " .. tostring(err) end
   -- as Go's runtime does: connections should not stop at a shell's 1024
   core.raise_fd_limit()
   sock:settimeout(0)
@@ -258,29 +280,57 @@ function M.listen(opts)
     opts = o,
     tls = tls,       -- LuaSec context when serving wss://
     loop = o.loop or loop.new(),
-    routes = {},     -- path -> handler(conn)
-    pages = {},      -- path -> function(request) -> status, body, headers
+    routes = router.new(),   -- path or pattern -> handler(conn) (see ws.router)
+    pages = router.new(),    -- path or pattern -> page: HTML or function(request)
     conns = {},      -- open connections (set)
     open = true,
   }, Server)
-  self.host, self.port = sock:getsockname()
+  local host, port = sock:getsockname()
+  self.host, self.port = host, tonumber(port)
   self.address = address(self.host, self.port)   -- for URLs: ws://ADDRESS/path
   self.loop:spawn(Server.accept_loop, self)
   return self
 end
 
---- Serve WebSocket connections on path with handler(conn), run in its own coroutine.
+--- Serve WebSocket connections on path with handler(conn), run in its own
+-- coroutine. path is exact ("/ws", which "/ws/" matches too), a pattern
+-- ("/rooms/:name": conn.params.name) or a prefix ("/api/*": conn.params["*"]).
+---@param path string
+---@param handler fun(conn: ws.Conn)
+---@return ws.Server
 function Server:route(path, handler)
-  assert(type(handler) == "function", "handler must be a function")
-  self.routes[path] = handler
+  if type(handler) ~= "function" then error("bad argument #2 to 'route' (function expected)", 2) end
+  self.routes:add(path, handler)
   return self
 end
 
---- Answer plain HTTP GET requests on path: page is a string (HTML) or
--- function(request) -> status, body [, headers].
+--- Answer plain HTTP GET and HEAD requests on path (exact, pattern or prefix,
+-- as route): page is a string (HTML) or function(request) -> status, body
+-- [, headers], request.params holding the query and the captures.
+---@param path string
+---@param page string|fun(request: table): integer, string, table?
+---@return ws.Server
 function Server:page(path, page)
-  self.pages[path] = page
+  if type(page) ~= "string" and type(page) ~= "function" then
+    error("bad argument #2 to 'page' (string or function expected)", 2)
+  end
+  self.pages:add(path, page)
   return self
+end
+
+--- Serve the files under folder at prefix: server:static("/static/", "public/")
+-- answers GET and HEAD /static/app.js with public/app.js (MIME type, ETag,
+-- 304 on If-None-Match; index.html for a folder); any path leaving the
+-- folder ("..", encoded, symlinks, NUL) gets 404 and a log line.
+---@param prefix string
+---@param folder string
+---@return ws.Server
+function Server:static(prefix, folder)
+  if type(prefix) ~= "string" or prefix:sub(1, 1) ~= "/" then
+    error("bad argument #1 to 'static' (path starting with '/' expected)", 2)
+  end
+  local handler = static.handler(folder, { log = self.opts.log })
+  return self:page((prefix:gsub("/*$", "")) .. "/*", handler)
 end
 
 function Server:accept_loop()
@@ -304,15 +354,21 @@ function Server:accept_loop()
   end
 end
 
-local function serve_page(self, sock, req, deadline)
+-- request.params: the decoded query, then the route's captures over it
+local function with_captures(req, captures)
+  for k, v in pairs(captures or {}) do req.params[k] = v end
+end
+
+local function serve_page(self, sock, req, deadline, peer)
   local o = self.opts
-  local page = self.pages[req.path]
+  local page, captures = self.pages:match(req.path)
   if not page then
-    respond(o, sock, 404, "not found\n", nil, deadline)
+    refuse(o, sock, 404, "not found", { peer = peer, path = req.path }, deadline)
     return
   end
+  with_captures(req, captures)
   if req.method ~= "GET" and req.method ~= "HEAD" then
-    respond(o, sock, 405, "method not allowed\n", { Allow = "GET, HEAD" }, deadline)
+    refuse(o, sock, 405, "method not allowed", { peer = peer, path = req.path }, deadline, { Allow = "GET, HEAD" })
     return
   end
   local status, body, headers = 200, page, { ["Content-Type"] = "text/html; charset=utf-8" }
@@ -344,12 +400,14 @@ function Server:serve_client(sock)
     end
     sock = s
   end
-  local req, rest = read_request(sock, o, deadline)
+  local req, rest = read_request(sock, o, deadline, peer)
   if not req then return end
-  local handler = self.routes[req.path]
-  if not handler then return serve_page(self, sock, req, deadline) end
+  local handler, captures = self.routes:match(req.path)
+  if not handler then return serve_page(self, sock, req, deadline, peer) end
+  with_captures(req, captures)
   local conn = upgrade(sock, req, rest, o, deadline, peer)
   if not conn then return end
+  conn.params = req.params
   self.conns[conn] = true
   if o.on_connect then o.on_connect(conn) end
   local ok, err = loop.xpcall(handler, debug.traceback, conn)   -- (lets it wait on Lua 5.1 too)
