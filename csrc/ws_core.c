@@ -7,6 +7,7 @@
 #include <string.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -975,6 +976,18 @@ static int l_realpath(lua_State *L) {
     return 1;
 }
 
+/* file_info(path) -> size, mtime (seconds), "file" | "directory" | "other",
+ * or nil, err (ws.static's ETag and its check for regular files). */
+static int l_file_info(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    if (stat(path, &st) != 0) return fail(L, strerror(errno));
+    lua_pushinteger(L, (lua_Integer)st.st_size);
+    lua_pushinteger(L, (lua_Integer)st.st_mtime);
+    lua_pushstring(L, S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "directory" : "other");
+    return 3;
+}
+
 static const luaL_Reg funcs[] = {
     {"accept_key", l_accept_key},
     {"new_key", l_new_key},
@@ -992,6 +1005,7 @@ static const luaL_Reg funcs[] = {
     {"accept", l_accept},
     {"raise_fd_limit", l_raise_fd_limit},
     {"realpath", l_realpath},
+    {"file_info", l_file_info},
 #ifdef WS_HAVE_EPOLL
     {"epoll", l_epoll},
 #endif

@@ -26,6 +26,7 @@ local M = {}
 ---@field max? number largest value (integer, number)
 ---@field default? any the value when the caller gives none
 ---@field fields? string group whose schema checks a table value (compression = { level = 6 })
+---@field numeric_string? boolean a string of digits is taken as the number (port = "8080")
 ---@field doc string one line for the reference
 
 local groups = {}    -- group name -> { [option name] = spec, order = { names } }
@@ -174,7 +175,7 @@ local function mismatch(spec, v)
   return "must be " .. describe_type(spec) .. ", got " .. shown(v)
 end
 
-local function check_table(what, prefix, all, order, opts, level)
+local function check_table(what, prefix, all, order, opts, level, out)
   for k, v in pairs(opts) do
     local spec = all[k]
     if not spec then
@@ -184,6 +185,10 @@ local function check_table(what, prefix, all, order, opts, level)
       local hint = M.suggest(k, order)
       error(string.format("%s: unknown option '%s%s'%s", what, prefix, k,
         hint and " (did you mean '" .. prefix .. hint .. "'?)" or ""), level)
+    end
+    if spec.numeric_string and type(v) == "string" and v:match("^%d+$") then
+      v = tonumber(v)
+      if out then out[k] = v end
     end
     local bad = mismatch(spec, v)
     if bad then error(string.format("%s: option '%s%s' %s", what, prefix, k, bad), level) end
@@ -209,10 +214,10 @@ function M.check(name, opts, level)
     error(string.format("%s: options must be a table, got %s", name, type(opts)), level)
   end
   local all, order = specs_of(entries[name] or error("unknown entry point " .. tostring(name), 2))
-  if opts then check_table(name, "", all, order, opts, level + 1) end
   local o = {}
   for n, s in pairs(all) do o[n] = s.default end
   for k, v in pairs(opts or {}) do o[k] = v end
+  if opts then check_table(name, "", all, order, opts, level + 1, o) end
   return o
 end
 
@@ -276,7 +281,8 @@ M.register("accept", {
 
 M.register("listen", {
   { name = "host", type = "string", default = "127.0.0.1", doc = "address to listen on" },
-  { name = "port", type = "integer", min = 0, max = 65535, default = 8080, doc = "port; 0 picks a free one" },
+  { name = "port", type = "integer", min = 0, max = 65535, default = 8080, numeric_string = true,
+    doc = "port; 0 picks a free one" },
   { name = "backlog", type = "integer", min = 1, default = 4096,
     doc = "pending connections; the kernel caps it at net.core.somaxconn" },
   { name = "loop", type = "table", doc = "a ws.loop to run on (default: a new one)" },

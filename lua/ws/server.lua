@@ -374,7 +374,11 @@ local function serve_page(self, sock, req, deadline, peer)
   local status, body, headers = 200, page, { ["Content-Type"] = "text/html; charset=utf-8" }
   if type(page) == "function" then
     local ok, s, b, h = loop.pcall(page, req)   -- (a page may wait, on Lua 5.1 too)
-    if ok then status, body, headers = s, b or "", h else status, body = 500, "internal error\n" end
+    if ok then status, body, headers = s, b or "", h
+    else
+      o.log("error", "page error: " .. tostring(s), { peer = peer, path = req.path })
+      status, body = 500, "internal error\n"
+    end
   end
   -- HEAD: the Content-Length GET would give, no body (RFC 9110 section 9.3.2)
   respond(o, sock, status, body, headers, deadline, req.method == "HEAD")

@@ -66,12 +66,16 @@ function M.resolve(root, relative)
   return real
 end
 
+-- The file's contents and ETag (size and modification time, as nginx), or
+-- nil for anything but a regular file.
 local function read_file(path)
+  local size, mtime, kind = core.file_info(path)
+  if kind ~= "file" then return nil end
   local f = io.open(path, "rb")
   if not f then return nil end
-  local body = f:read("*a")   -- nil for a directory
+  local body = f:read("*a")
   f:close()
-  return body
+  return body, string.format('"%x-%x"', mtime, size)
 end
 
 --- A page handler function(request) -> status, body, headers serving folder.
@@ -88,15 +92,14 @@ function M.handler(folder, opts)
     local rel, why = M.clean(rest)
     local path = rel
     if rel then path, why = M.resolve(root, rel) end
-    local body = path and read_file(path)
+    local body, etag
+    if path then body, etag = read_file(path) end
     if not body then
       if why and why ~= "No such file or directory" then
         log("info", "static: refused " .. request.path .. ": " .. why, { path = request.path })
       end
       return 404, "not found\n"
     end
-    -- a content hash: the same file gives the same tag across restarts and workers
-    local etag = '"' .. core.accept_key(body):sub(1, 27) .. '"'
     local headers = { ["Content-Type"] = M.mime_type(path), ETag = etag, ["Cache-Control"] = "no-cache" }
     local inm = request.headers["if-none-match"]
     if inm then
