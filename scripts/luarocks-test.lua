@@ -20,6 +20,6 @@ for _, v in ipairs { "", "_5_1", "_5_2", "_5_3", "_5_4" } do
 end
 local cmd = string.format("env %s LUA=%s %s %s -o plainTerminal --run=fast %s",
   table.concat(env, " "), lua, lua, busted, table.concat(arg, " "))
-local ok, how, code = os.execute(cmd)
+local ok, _, code = os.execute(cmd)
 if type(ok) == "number" then code = ok / 256; ok = code == 0 end   -- Lua 5.1
 os.exit(ok and 0 or (code or 1))

@@ -115,6 +115,7 @@ describe("the ws command", function()
     assert.matches("unknown argument %-%-frobnicate", err)
     _, err, code = ws_cmd("ws://x/ --close abc", "")
     assert.equal(2, code)
+    assert.matches("%-%-close wants a close code", err)
     local out
     out, _, code = ws_cmd("--version", "")
     assert.equal(0, code)

@@ -118,7 +118,9 @@ function M.client(o, io_)
     end
   end)
   conn.on_pong = function(_, data)
-    if pong_at and data == "ws-cli" then say(io_.stderr, string.format("pong in %.1f ms", (socket.gettime() - pong_at) * 1000)) end
+    if pong_at and data == "ws-cli" then
+      say(io_.stderr, string.format("pong in %.1f ms", (socket.gettime() - pong_at) * 1000))
+    end
   end
   -- the writer: stdin, read through the loop so the reader keeps running
   l:spawn(function()

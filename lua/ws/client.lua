@@ -147,7 +147,7 @@ function M.connect(url, opts)
   if not scheme then return nil, host end
   local deadline = gettime() + opts.timeout
 
-  local sock, err = opts.sock, nil
+  local sock, err = opts.sock
   if sock then
     sock:settimeout(0)
   else
