@@ -22,13 +22,17 @@ end
 
 local log = ws.log or function(fmt, ...) io.stderr:write(string.format(fmt, ...), "\n") end
 
-local server = assert(ws.listen {
+local server, err = ws.listen {
   host = host,
   port = port,
   max_message = 16 * 1024 * 1024,              -- echo large messages too
   compression = compression,
   check_origin = function() return true end,   -- like the original: accept all origins
-})
+}
+if not server then   -- a busy port, say: say so, without a traceback
+  io.stderr:write("echo: ", err, "\n")
+  os.exit(1)
+end
 
 server:route("/ws", function(conn)
   log("connect %s", conn.peer)
