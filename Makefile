@@ -65,8 +65,8 @@ lint:
 check: build lint
 	@LUA=$(LUA) $(LUA) /usr/bin/busted -o plainTerminal --run=fast
 
-docs:
-	@ldoc -q .
+docs: build
+	@$(LUA) scripts/docs.lua
 
 test: build
 	@if [ "$(LUANAME)" = lua5.4 ]; then sh scripts/test.sh; else sh scripts/test-lua.sh $(LUA); fi

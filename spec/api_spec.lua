@@ -79,6 +79,13 @@ describe("options are checked at the call", function()
   end)
 end)
 
+describe("typed docs", function()
+  it("types/options.lua (LuaLS option classes) matches the ws.options schemas", function()
+    local out, code = H.run(string.format("cd %s && %s scripts/docs.lua --check 2>&1", H.ROOT, H.LUA))
+    assert.equal(0, code, out)
+  end)
+end)
+
 describe("the first hour", function()
   it("ws._VERSION is 0.1.0, with a number to compare", function()
     assert.equal("0.1.0", ws._VERSION)

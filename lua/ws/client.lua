@@ -1,6 +1,7 @@
 --- The client: ws:// and wss:// (LuaSec) connections with the same
 -- connection object as the server side. Inside a ws.loop task it yields;
 -- in a plain script it blocks, always bounded by opts.timeout.
+-- @module ws.client
 local socket = require "socket"
 local core = require "ws.core"
 local io_ = require "ws.io"
@@ -16,6 +17,11 @@ local M = {}
 M.defaults = options.defaults("ws.connect")
 
 --- Split a ws:// or wss:// URL into scheme, host, port, target.
+---@param url string
+---@return string|nil scheme "ws" or "wss" (nil: then the error)
+---@return string host_or_err
+---@return integer port
+---@return string target path and query
 function M.parse_url(url)
   if type(url) ~= "string" then return nil, "url must be a string" end
   local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
@@ -140,7 +146,13 @@ end
 -- tls = { verify = true, cafile, capath, certificate, key, server_name },
 -- sock (a connected LuaSocket TCP socket to use instead of connecting, e.g.
 -- a tunnel through a proxy), and the connection limits (max_message, ...).
--- Returns a connection, or nil, err.
+-- Returns a connection, or nil, err (and the response when the server
+-- refused the handshake: status, reason, headers, body).
+---@param url string
+---@param opts? ws.ConnectOptions
+---@return ws.Conn|nil conn
+---@return string? err
+---@return ws.Response? response
 function M.connect(url, opts)
   opts = options.check("ws.connect", opts)
   local scheme, host, port, target = M.parse_url(url)

@@ -1,6 +1,7 @@
 --- The server: accept TCP connections, read the HTTP request, route it,
 -- upgrade WebSocket requests and run each connection's handler in its own
 -- coroutine; answer everything else with a proper HTTP response.
+-- @module ws.server
 local socket = require "socket"
 local core = require "ws.core"
 local loop = require "ws.loop"
@@ -72,6 +73,9 @@ end
 
 --- Same-origin policy as gorilla/websocket: no Origin header (a non-browser
 -- client) is allowed; otherwise the Origin's host must equal Host.
+---@param origin string?
+---@param request ws.Request
+---@return boolean
 function M.same_origin(origin, request)
   if origin == nil then return true end
   local host = request.headers.host
@@ -110,6 +114,8 @@ local function address(ip, port)
 end
 
 --- "ip:port" of a socket's peer ("[ip]:port" for IPv6).
+---@param sock table
+---@return string
 function M.peername(sock)
   if not sock.getpeername then return "?" end
   local ip, port = sock:getpeername()
@@ -221,6 +227,10 @@ end
 -- (for copas, cqueues or an HTTP framework). Reads the request, validates
 -- it, answers 101 or an HTTP error. Returns a connection, or nil, err.
 -- opts: check_origin, protocols, handshake_timeout, max_header, limits.
+---@param sock table a LuaSocket TCP socket (or one that behaves like it)
+---@param opts? ws.AcceptOptions
+---@return ws.Conn|nil conn
+---@return string? err
 function M.accept(sock, opts)
   local o = merge("ws.accept", opts)
   sock:settimeout(0)
@@ -233,6 +243,9 @@ end
 
 --- A LuaSec server context from { certificate, key [, protocol, options,
 -- ciphers, cafile, verify] } (file paths, PEM).
+---@param t table
+---@return table|nil context
+---@return string? err
 function M.tls_context(t)
   local ok, ssl = pcall(require, "ssl")
   if not ok then return nil, "tls needs LuaSec (require \"ssl\" failed)" end
@@ -251,11 +264,23 @@ function M.tls_context(t)
   return { ssl = ssl, ctx = ctx }
 end
 
+--- A listening server (ws.listen).
+---@class ws.Server
+---@field loop ws.Loop the scheduler its handlers run on
+---@field host string where it listens
+---@field port integer where it listens (the one picked for port = 0)
+---@field address string host:port as in a URL ("[::1]:8080" for IPv6)
+---@field conns table<ws.Conn, true> the open connections
+---@field open boolean false once closed
+---@field opts table the checked options, defaults included
 local Server = {}
 Server.__index = Server
 
 --- Listen on host:port. opts: host, port, backlog, loop, and every
--- handshake option and limit (see M.defaults and connection.defaults).
+-- handshake option and limit (ws.options: checked, raising on a mistake).
+---@param opts? ws.ListenOptions
+---@return ws.Server|nil server
+---@return string? err "listen HOST:PORT: address already in use", ...
 function M.listen(opts)
   local o = merge("ws.listen", opts)
   -- socket.bind creates a tcp4/tcp6 socket per address and sets reuseaddr
@@ -427,6 +452,10 @@ end
 
 --- Encode once and queue to every open connection without waiting; a
 -- connection whose queue passes max_queue is dropped. Returns the count.
+---@param data string
+---@param kind? ws.Kind default "text"
+---@param except? ws.Conn
+---@return integer count
 function Server:broadcast(data, kind, except)
   kind = kind or "text"
   local bytes = core.frame(data, kind)
@@ -438,6 +467,7 @@ function Server:broadcast(data, kind, except)
 end
 
 --- One round of the loop, waiting at most timeout seconds: for embedding.
+---@param timeout? number default 0
 function Server:step(timeout)
   return self.loop:step(timeout or 0)
 end
@@ -448,6 +478,8 @@ function Server:run()
 end
 
 --- Stop accepting, close every connection with 1001, then stop the loop.
+---@param code? integer default 1001
+---@param reason? string default "server shutting down"
 function Server:close(code, reason)
   if not self.open then return end
   self.open = false
