@@ -100,6 +100,24 @@ describe("the ws command", function()
     assert.equal("anyway\n", out)
   end)
 
+  it("examples/echo_client.lua takes --cafile and --insecure too", function()
+    local dir = H.throwaway_ca()
+    local s = H.start_lua("examples/wss_echo.lua", string.format("--cert %s/server.pem --key %s/server.key", dir, dir),
+      "echo-client-wss")
+    finally(function() s.stop(); H.sh("rm -rf " .. q(dir)) end)
+    local url = "wss://127.0.0.1:" .. s.port .. "/ws"
+    local client = H.LUA .. " " .. H.ROOT .. "/examples/echo_client.lua "
+    local out, code = H.run("timeout 20 " .. client .. "--cafile " .. dir .. "/ca.pem " .. url .. " hi there 2>&1")
+    assert.equal(0, code, out)
+    assert.equal("hi\nthere\n", out)
+    out, code = H.run("timeout 20 " .. client .. "--insecure " .. url .. " ok 2>&1")
+    assert.equal(0, code, out)
+    assert.equal("ok\n", out)
+    out, code = H.run("timeout 20 " .. client .. url .. " no 2>&1")
+    assert.equal(1, code)
+    assert.matches("echo_client: tls", out)
+  end)
+
   it("fails with a message and a non-zero exit: refused, 404 (with the body), usage", function()
     local port = H.free_port()
     local _, err, code = ws_cmd("ws://127.0.0.1:" .. port .. "/", "")
