@@ -123,7 +123,7 @@ end
 
 local SOURCES = { "lua/ws/init.lua", "lua/ws/server.lua", "lua/ws/client.lua", "lua/ws/options.lua",
   "lua/ws/router.lua", "lua/ws/static.lua", "lua/ws/log.lua", "types/ws.lua", "types/options.lua" }
-os.execute("rm -rf build/docsrc && mkdir -p build/docsrc")
+os.execute("rm -rf build/docsrc docs && mkdir -p build/docsrc")
 for _, path in ipairs(SOURCES) do
   write("build/docsrc/" .. path:gsub("/", "_"), translate(read(path)))
 end
