@@ -30,6 +30,15 @@ local function start_peer(name)
   end, "cli-" .. name .. "-server", 15)
 end
 
+-- examples/wss_echo.lua with a throwaway CA; returns its wss:// URL and the
+-- CA folder (both stopped and removed when the test ends)
+local function start_wss(name)
+  local dir = H.throwaway_ca()
+  local s = H.start_lua("examples/wss_echo.lua", string.format("--cert %s/server.pem --key %s/server.key", dir, dir), name)
+  finally(function() s.stop(); H.sh("rm -rf " .. q(dir)) end)
+  return "wss://127.0.0.1:" .. s.port .. "/ws", dir
+end
+
 describe("the ws command", function()
   it("echoes stdin lines through python-websockets, Node ws and `ws serve --echo`, and exits 0", function()
     local ours = H.start_server(function(port)
@@ -83,11 +92,7 @@ describe("the ws command", function()
   end)
 
   it("verifies wss:// certificates: --cafile trusts a CA, --insecure skips the check", function()
-    local dir = H.throwaway_ca()
-    local s = H.start_lua("examples/wss_echo.lua", string.format("--cert %s/server.pem --key %s/server.key", dir, dir),
-      "cli-wss")
-    finally(function() s.stop(); H.sh("rm -rf " .. q(dir)) end)
-    local url = "wss://127.0.0.1:" .. s.port .. "/ws"
+    local url, dir = start_wss("cli-wss")
     local out, err, code = ws_cmd(url .. " --cafile " .. dir .. "/ca.pem", "secure\n")
     assert.equal(0, code, err)
     assert.equal("secure\n", out)
@@ -101,11 +106,7 @@ describe("the ws command", function()
   end)
 
   it("examples/echo_client.lua takes --cafile and --insecure too", function()
-    local dir = H.throwaway_ca()
-    local s = H.start_lua("examples/wss_echo.lua", string.format("--cert %s/server.pem --key %s/server.key", dir, dir),
-      "echo-client-wss")
-    finally(function() s.stop(); H.sh("rm -rf " .. q(dir)) end)
-    local url = "wss://127.0.0.1:" .. s.port .. "/ws"
+    local url, dir = start_wss("echo-client-wss")
     local client = H.LUA .. " " .. H.ROOT .. "/examples/echo_client.lua "
     local out, code = H.run("timeout 20 " .. client .. "--cafile " .. dir .. "/ca.pem " .. url .. " hi there 2>&1")
     assert.equal(0, code, out)
