@@ -54,6 +54,7 @@ build = {
    install = {
       bin = { ws = "bin/ws" },
    },
+   copy_directories = { "docs", "types" },   -- the API reference and the LuaLS definitions
 }
 -- `luarocks test`: the fast, in-process subset (codec, handshake, options,
 -- routes, client and server in one loop) against this source tree, with the

@@ -12,6 +12,7 @@
 -- @module ws.cli
 local ws = require "ws"
 local socket = require "socket"
+local core = require "ws.core"
 
 local M = {}
 
@@ -50,7 +51,9 @@ function M.parse(args)
       elseif a == "--compression" then o.compression = true
       elseif a == "--close" then
         o.close = tonumber(value(a))
-        if not o.close or o.close % 1 ~= 0 then error({ usage = "--close wants a close code (1000, 4000...)" }) end
+        if not o.close or not core.close_payload(o.close) then
+          error({ usage = "--close wants a close code a peer may send (1000, 3000..4999, ...)" })
+        end
       elseif a == "--timeout" then
         o.timeout = tonumber(value(a))
         if not o.timeout then error({ usage = "--timeout wants seconds" }) end
@@ -107,10 +110,12 @@ function M.client(o, io_)
     while true do
       local data, kind, code, reason = conn:receive()
       if not data then
-        if not done and kind ~= "closed" then failed = true; say(io_.stderr, "ws: ", kind) end
-        if not done then say(io_.stderr, "closed by the server: ", tostring(code), " ", reason or "") end
-        if not done and code ~= 1000 and code ~= 1001 then failed = true end
-        done = true
+        if not done then   -- (done: we closed, and the writer reports it)
+          done = true
+          if kind ~= "closed" then say(io_.stderr, "ws: ", kind) end
+          say(io_.stderr, "closed by the server: ", tostring(code), " ", reason or "")
+          failed = code ~= 1000 and code ~= 1001
+        end
         l:stop()
         return
       end
@@ -179,8 +184,9 @@ function M.serve(o, io_)
     say(io_.stderr, "ws serve: only --echo is built in; see examples/ for more")
     return 2
   end
-  local function start()
-    local server, err = ws.listen { host = o.host or "127.0.0.1", port = o.port or 8080,
+  -- reuseport: with --workers, each worker listens on the port (ws.workers)
+  local function start(reuseport)
+    local server, err = ws.listen { host = o.host or "127.0.0.1", port = o.port or 8080, reuseport = reuseport,
       max_message = 16 * 1024 * 1024, check_origin = function() return true end }
     if not server then
       say(io_.stderr, "ws serve: ", err)
@@ -201,10 +207,13 @@ function M.serve(o, io_)
       say(io_.stderr, "ws serve: --workers needs the ws.workers module, which this installation lacks")
       return 1
     end
+    -- each worker: its own server, run until drained (SIGTERM)
     return workers.run(o.workers, function()
-      local s = start()
-      if s then s:run() end
-    end) and 0 or 1
+      local s = start(true)
+      if not s then return false end
+      s:run()
+      return true
+    end)
   end
   local server = start()
   if not server then return 1 end
