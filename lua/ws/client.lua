@@ -38,9 +38,9 @@ function M.parse_url(url)
   return scheme, host, port, target
 end
 
---- The body of a refusal: Content-Length bytes (or until the server closes),
+-- The body of a refusal: Content-Length bytes (or until the server closes),
 -- at most max bytes, read until deadline.
-function M.read_body(sock, res, body, deadline, max)
+local function read_body(sock, res, body, deadline, max)
   local want = tonumber(res.headers["content-length"] or "") or max
   want = math.min(want, max)
   while #body < want do
@@ -100,8 +100,8 @@ local function verify_host(cert, host)
   return false
 end
 
---- A TLS handshake error, with a hint when the server did not speak TLS at all.
-function M.tls_hint(err)
+-- A TLS handshake error, with a hint when the server did not speak TLS at all.
+local function tls_hint(err)
   err = tostring(err)
   if err == "timeout" or err:find("wrong version number", 1, true) or err:find("packet length too long", 1, true)
      or err:find("unexpected eof", 1, true) or err == "closed" then
@@ -130,7 +130,7 @@ local function tls_wrap(sock, host, opts, deadline)
   s:settimeout(0)
   if not host:match("^[%d.]+$") and not host:find(":", 1, true) then s:sni(host) end
   local done, herr = io_.tls_handshake(s, deadline)
-  if not done then return fail(s, "tls handshake failed: " .. M.tls_hint(herr)) end
+  if not done then return fail(s, "tls handshake failed: " .. tls_hint(herr)) end
   if verify then
     local cert = s:getpeercertificate()
     local name = t.server_name or host
@@ -210,9 +210,10 @@ function M.connect(url, opts)
     if r and r.status ~= 101 then
       -- the refusal as data: status, reason, headers and the body (what
       -- arrives before the deadline, at most max_header bytes)
-      r.body = M.read_body(sock, r, rest, deadline, opts.max_header)
-      local _, e = fail(sock, string.format("handshake: server answered %d %s", r.status, r.reason))
-      return nil, e, { status = r.status, reason = r.reason, headers = r.headers, body = r.body }
+      local body = read_body(sock, r, rest, deadline, opts.max_header)
+      sock:close()
+      return nil, string.format("handshake: server answered %d %s", r.status, r.reason),
+        { status = r.status, reason = r.reason, headers = r.headers, body = body }
     end
     return fail(sock, "handshake: " .. rerr)
   end
