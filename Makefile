@@ -1,5 +1,8 @@
-# make run  : install what is missing, build, run the echo server on :8080
-# make test : install what is missing, build, run every test
+# make run   : install what running needs, build if sources changed, run the
+#              echo server on :8080 (ARGS="--port 8081 --compression")
+# make check : build, luacheck and the fast specs (under a minute)
+# make test  : install the test toolchain, build, run every test
+# make docs  : the API reference into docs/ (ldoc, from the doc comments)
 LUA      ?= lua5.4
 # also LUA=lua5.3, lua5.1 or luajit: `make build|test LUA=luajit` builds into
 # .rocks-luajit and runs the busted suite under it (scripts/test-lua.sh;
@@ -18,7 +21,7 @@ SAN      := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fra
 export LUA_PATH  := $(TREE)/share/lua/$(LUAV)/?.lua;$(TREE)/share/lua/$(LUAV)/?/init.lua;;
 export LUA_CPATH := $(TREE)/lib/lua/$(LUAV)/?.so;;
 
-.PHONY: all deps build test test-asan run ctest ctest-asan ctest-valgrind fuzz bench clean
+.PHONY: all deps deps-run build test test-asan run check lint docs ctest ctest-asan ctest-valgrind fuzz bench clean
 # the specs run again under ASan/UBSan, all but those tagged #browser
 # (Chromium does not run with the ASan runtime preloaded) or #slow (they
 # run once, on Lua 5.4, in scripts/test-lua.sh); a small
@@ -27,7 +30,9 @@ ASAN_SPECS ?= spec
 all: build
 
 deps:
-	@sh scripts/deps.sh
+	@sh scripts/deps.sh test
+deps-run:
+	@sh scripts/deps.sh run
 
 # LuaRocks' script runs under whatever `lua` is; pin it to ours.
 LUAROCKS = $(LUA) "$$(command -v luarocks)"
@@ -35,12 +40,34 @@ LUAROCKS = $(LUA) "$$(command -v luarocks)"
 # The module is built by LuaRocks from the rockspec, as users build it,
 # with our warnings turned into errors.
 build: deps
+	@$(MAKE) -s build-rock
+
+# the rock, rebuilt only when a source or the rockspec changed
+STAMP := $(TREE)/.built
+SOURCES := $(wildcard csrc/*.c csrc/*.h lua/ws/*.lua bin/ws) lua-ws-scm-1.rockspec
+.PHONY: build-rock
+build-rock: $(STAMP)
+$(STAMP): $(SOURCES)
 	@$(LUAROCKS) --lua-version=$(LUAV) --tree=$(TREE) make --deps-mode=none $(ROCKSVARS) \
 	  CFLAGS="-O2 -fPIC -std=c99 -Wall -Wextra -Werror" lua-ws-scm-1.rockspec >$(BUILDLOG) 2>&1 \
 	  || { cat $(BUILDLOG); exit 1; }
+	@touch $@
 
-run: build
-	$(LUA) examples/echo.lua
+# only what running needs (no test toolchain), then the echo server
+ARGS ?=
+run: deps-run
+	@$(MAKE) -s build-rock
+	$(LUA) examples/echo.lua $(ARGS)
+
+lint:
+	@luacheck -q --formatter=plain .
+
+# the edit-test cycle: build, lint, the fast specs (.busted's "fast" task)
+check: build lint
+	@LUA=$(LUA) $(LUA) /usr/bin/busted -o plainTerminal --run=fast
+
+docs: build
+	@$(LUA) scripts/docs.lua
 
 test: build
 	@if [ "$(LUANAME)" = lua5.4 ]; then sh scripts/test.sh; else sh scripts/test-lua.sh $(LUA); fi
@@ -82,7 +109,7 @@ bench: build
 	@sh bench/run.sh
 
 clean:
-	rm -rf build .rocks build.log csrc/*.o
+	rm -rf build .rocks build.log csrc/*.o ws
 	rm -rf .rocks-* build-*.log
 
 # libFuzzer targets (fuzz/) under ASan/UBSan; crashes are saved to

@@ -1,3 +1,4 @@
+rockspec_format = "3.0"
 package = "lua-ws"
 version = "scm-1"
 source = {
@@ -11,7 +12,11 @@ is plain C on OpenSSL's libcrypto, with a coroutine server loop and a
 ws:// / wss:// client on LuaSocket; TLS (wss://) on OpenSSL's libssl.
 ]],
    license = "MIT",
+   homepage = "https://github.com/lua-ws/lua-ws",
+   labels = { "websocket", "networking", "server", "client" },
 }
+-- The C core calls accept4, MSG_NOSIGNAL and epoll (Linux).
+supported_platforms = { "linux" }
 dependencies = {
    "lua >= 5.1, < 5.5",   -- 5.1, LuaJIT 2.1, 5.3, 5.4 tested by make test (5.2 builds too)
    "luasocket >= 3.0",
@@ -56,5 +61,20 @@ build = {
       ["ws.resp"] = "lua/ws/resp.lua",
       ["ws.redis"] = "lua/ws/redis.lua",
       ["ws.hub"] = "lua/ws/hub.lua",
+      ["ws.options"] = "lua/ws/options.lua",
+      ["ws.router"] = "lua/ws/router.lua",
+      ["ws.static"] = "lua/ws/static.lua",
+      ["ws.cli"] = "lua/ws/cli.lua",
    },
+   install = {
+      bin = { ws = "bin/ws" },
+   },
+   copy_directories = { "docs", "types" },   -- the API reference and the LuaLS definitions
+}
+-- `luarocks test`: the fast, in-process subset (codec, handshake, options,
+-- routes, client and server in one loop) against this source tree, with the
+-- busted from Debian's lua-busted (see scripts/luarocks-test.lua).
+test = {
+   type = "command",
+   script = "scripts/luarocks-test.lua",
 }

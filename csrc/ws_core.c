@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -1345,6 +1346,31 @@ static const luaL_Reg reader_meta[] = {
     {NULL, NULL}
 };
 
+/* realpath(path) -> the absolute path with every symlink, "." and ".."
+ * resolved, or nil, err (ws.static keeps files inside their folder). */
+static int l_realpath(lua_State *L) {
+    size_t len;
+    const char *path = luaL_checklstring(L, 1, &len);
+    if (strlen(path) != len) return fail(L, "path contains a NUL byte");
+    char *resolved = realpath(path, NULL);
+    if (!resolved) return fail(L, strerror(errno));
+    lua_pushstring(L, resolved);
+    free(resolved);
+    return 1;
+}
+
+/* file_info(path) -> size, mtime (seconds), "file" | "directory" | "other",
+ * or nil, err (ws.static's ETag and its check for regular files). */
+static int l_file_info(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    if (stat(path, &st) != 0) return fail(L, strerror(errno));
+    lua_pushinteger(L, (lua_Integer)st.st_size);
+    lua_pushinteger(L, (lua_Integer)st.st_mtime);
+    lua_pushstring(L, S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "directory" : "other");
+    return 3;
+}
+
 static const luaL_Reg funcs[] = {
     {"accept_key", l_accept_key},
     {"new_key", l_new_key},
@@ -1364,6 +1390,8 @@ static const luaL_Reg funcs[] = {
     {"tls_context", l_tls_context},
     {"adopt", l_adopt},
     {"raise_fd_limit", l_raise_fd_limit},
+    {"realpath", l_realpath},
+    {"file_info", l_file_info},
 #ifdef WS_HAVE_EPOLL
     {"epoll", l_epoll},
 #endif

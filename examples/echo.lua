@@ -74,7 +74,7 @@ document.getElementById("f").onsubmit = (e) => {
 
 -- one server, run until a signal drains it
 local function serve()
-  local server = assert(ws.listen {
+  local server, err = ws.listen {
     host = o.host,
     port = o.port,
     fd = o.fd or require("ws.server").systemd_fd(),   -- systemd socket activation
@@ -89,7 +89,11 @@ local function serve()
     grace = o.grace,
     linger = o.linger,
     ping_interval = o.ping,
-  })
+  }
+  if not server then   -- a busy port, say: say so, without a traceback
+    io.stderr:write("echo: ", err, "\n")
+    os.exit(1)
+  end
   local pid = ws.core.getpid()
   server:route("/ws", function(conn)
     log("connect %s (pid %d)", conn.peer, pid)

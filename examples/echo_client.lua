@@ -1,6 +1,7 @@
 -- Echo client: send each message, print each echo, close with 1000.
---   lua5.4 examples/echo_client.lua ws://127.0.0.1:8080/ws [message...]
--- With no messages, sends each line read from stdin.
+--   lua5.4 examples/echo_client.lua [--cafile FILE] [--insecure] URL [message...]
+-- With no messages, sends each line read from stdin. --cafile trusts the CA
+-- in FILE for wss://; --insecure skips the certificate check.
 local ws = require "ws"
 
 local function die(fmt, ...)
@@ -8,13 +9,19 @@ local function die(fmt, ...)
   os.exit(1)
 end
 
-local url = arg[1]
+local tls, first = nil, 1
+while arg[first] == "--cafile" or arg[first] == "--insecure" do
+  tls = tls or { verify = true }
+  if arg[first] == "--insecure" then tls.verify = false; first = first + 1
+  else tls.cafile = arg[first + 1]; first = first + 2 end
+end
+local url = arg[first]
 if not url or url:sub(1, 1) == "-" then
-  io.stderr:write("usage: lua5.4 examples/echo_client.lua URL [message...]\n")
+  io.stderr:write("usage: lua5.4 examples/echo_client.lua [--cafile FILE] [--insecure] URL [message...]\n")
   os.exit(2)
 end
 
-local conn, err = ws.connect(url, { timeout = 10 })
+local conn, err = ws.connect(url, { timeout = 10, tls = tls })
 if not conn then die("%s", err) end
 
 local function echo(message)
@@ -28,8 +35,8 @@ local function echo(message)
   io.stdout:flush()
 end
 
-if #arg > 1 then
-  for i = 2, #arg do echo(arg[i]) end
+if #arg > first then
+  for i = first + 1, #arg do echo(arg[i]) end
 else
   for line in io.stdin:lines() do echo(line) end
 end

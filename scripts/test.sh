@@ -28,6 +28,15 @@ suite() {
   fi
 }
 
+# luacheck: one failure per warning or error, zero when clean
+lint() {
+  out=$(luacheck -q --formatter=plain . 2>&1); rc=$?
+  [ -n "$out" ] && echo "$out"
+  n=$(printf '%s' "$out" | grep -c ':[0-9]*:[0-9]*:')
+  [ $rc -eq 0 ] && echo "luacheck: 1 passed, 0 failed" || echo "luacheck: 0 passed, $((n > 0 ? n : 1)) failed"
+  return $rc
+}
+suite luacheck lint
 suite c-gcc-clang make -s ctest
 suite c-asan make -s ctest-asan
 suite c-valgrind make -s ctest-valgrind

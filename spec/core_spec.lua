@@ -776,9 +776,9 @@ describe("UTF-8 validation (utf8_valid and text messages)", function()
     -- and through the reader, a 1 KiB text with one bad byte per position class
     for pos = 1000, 1016 do
       local good = string.rep("x", pos) .. "z" .. string.rep("y", 23)
-      local bad = string.rep("x", pos) .. "\255" .. string.rep("y", 23)
-      assert_fails(SERVER, peer("server", "text", bad), 1007)
-      assert_fails(CLIENT, peer("client", "text", bad), 1007)
+      local broken = string.rep("x", pos) .. "\255" .. string.rep("y", 23)
+      assert_fails(SERVER, peer("server", "text", broken), 1007)
+      assert_fails(CLIENT, peer("client", "text", broken), 1007)
       assert.are.same({ ev("text", good) }, read_all(SERVER, peer("server", "text", good)))
     end
   end)

@@ -1,7 +1,6 @@
 -- permessage-deflate (RFC 7692): negotiation units, the zlib transforms,
 -- interop with Node ws, python-websockets and Chromium in both directions,
 -- and hostile peers (bombs, misplaced RSV1, bad data).
-local socket = require "socket"
 local json = require "dkjson"
 local ws = require "ws"
 local core = require "ws.core"
@@ -9,7 +8,6 @@ local deflate = require "ws.deflate"
 local H = require "spec.helpers"
 local B = require "spec.bits"
 
-local gettime = socket.gettime
 local ROOT = H.ROOT
 local NODE = "node"
 local MiB = 1024 * 1024

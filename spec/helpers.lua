@@ -122,10 +122,10 @@ function M.spawn(cmd, name)
     os.execute("kill " .. pid .. " 2>/dev/null; sleep 0.05; kill -9 " .. pid .. " 2>/dev/null")
   end
   function proc.output()
-    local f = io.open(log)
-    if not f then return "" end
-    local s = f:read("*a")
-    f:close()
+    local fh = io.open(log)
+    if not fh then return "" end
+    local s = fh:read("*a")
+    fh:close()
     return s
   end
   return proc

@@ -2,6 +2,7 @@
 -- connection object as the server side. Inside a ws.loop task (or a
 -- cqueues / copas coroutine, or with opts.sched) it yields; in a plain
 -- script it blocks, always bounded by opts.timeout.
+-- @module ws.client
 local socket = require "socket"
 local core = require "ws.core"
 local io_ = require "ws.io"
@@ -10,17 +11,21 @@ local deflate = require "ws.deflate"
 local tls_ = require "ws.tls"
 local logging = require "ws.log"
 local hosts = require "ws.sched"
+local options = require "ws.options"
 
 local gettime = socket.gettime
 
 local M = {}
 
-M.defaults = {
-  timeout = 10,            -- seconds for connect + TLS + handshake
-  max_header = 16 * 1024,  -- bytes of response head
-}
+--- The defaults of ws.connect (the schema and its docs: ws.options).
+M.defaults = options.defaults("ws.connect")
 
 --- Split a ws:// or wss:// URL into scheme, host, port, target.
+---@param url string
+---@return string|nil scheme "ws" or "wss" (nil: then the error)
+---@return string host_or_err
+---@return integer port
+---@return string target path and query
 function M.parse_url(url)
   if type(url) ~= "string" then return nil, "url must be a string" end
   local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
@@ -35,6 +40,19 @@ function M.parse_url(url)
   port = tonumber(port) or (scheme == "wss" and 443 or 80)
   if port < 1 or port > 65535 then return nil, "bad port in url: " .. url end
   return scheme, host, port, target
+end
+
+-- The body of a refusal: Content-Length bytes (or until the server closes),
+-- at most max bytes, read until deadline.
+local function read_body(sock, res, body, deadline, max, sched)
+  local want = tonumber(res.headers["content-length"] or "") or max
+  want = math.min(want, max)
+  while #body < want do
+    local data = io_.read(sock, deadline, sched)
+    if not data then break end
+    body = body .. data
+  end
+  return body:sub(1, want)
 end
 
 local function fail(sock, err, sched)
@@ -69,18 +87,21 @@ end
 -- LuaSec socket, used as it is), logger, sched (the scheduler to wait
 -- through; default: the running ws.loop, cqueues or copas coroutine, else
 -- block) and the connection limits (max_message, ...).
--- Returns a connection, or nil, err.
+-- Returns a connection, or nil, err (and the response when the server
+-- refused the handshake: status, reason, headers, body).
 ---@param url string ws://host[:port]/path or wss://...
----@param opts? table
----@return table|nil conn, string|nil err
+---@param opts? ws.ConnectOptions
+---@return ws.Conn|nil conn
+---@return string? err
+---@return ws.Response? response
 function M.connect(url, opts)
-  opts = opts or {}
+  opts = options.check("ws.connect", opts)
   local scheme, host, port, target = M.parse_url(url)
   if not scheme then return nil, host end
-  local deadline = gettime() + (opts.timeout or M.defaults.timeout)
+  local deadline = gettime() + opts.timeout
   local sched, log = hosts.current(opts), logging.get(opts.logger, "ws.connect")
 
-  local sock, err = opts.sock, nil
+  local sock, err = opts.sock
   if sock then
     sock, err = hosts.socket(sock)
     if not sock then return nil, err end
@@ -119,13 +140,24 @@ function M.connect(url, opts)
   ok, err = io_.write(sock, table.concat(lines, "\r\n") .. "\r\n" .. extra .. "\r\n", 1, deadline, sched)
   if not ok then return fail(sock, "handshake: " .. err, sched) end
 
-  local head, rest = io_.read_head(sock, deadline, opts.max_header or M.defaults.max_header, nil, sched)
-  if not head then return fail(sock, "handshake: " .. (rest == "closed" and "connection closed by server" or rest), sched) end
+  local head, rest = io_.read_head(sock, deadline, opts.max_header, nil, sched)
+  if not head then
+    if rest == "closed" then
+      rest = "connection closed by server" ..
+        (scheme == "ws" and " without an answer (is it a TLS port? try wss://)" or "")
+    end
+    return fail(sock, "handshake: " .. rest, sched)
+  end
   local res, rerr = core.parse_response(head, key)
   if not res then
     local r = core.parse_response(head)
     if r and r.status ~= 101 then
-      return fail(sock, string.format("handshake: server answered %d %s", r.status, r.reason), sched)
+      -- the refusal as data: status, reason, headers and the body (what
+      -- arrives before the deadline, at most max_header bytes)
+      local body = read_body(sock, r, rest, deadline, opts.max_header, sched)
+      fail(sock, nil, sched)
+      return nil, string.format("handshake: server answered %d %s", r.status, r.reason),
+        { status = r.status, reason = r.reason, headers = r.headers, body = body }
     end
     return fail(sock, "handshake: " .. rerr, sched)
   end

@@ -24,15 +24,8 @@ local min = math.min
 
 local M = {}
 
-M.defaults = {
-  max_message = 1024 * 1024,       -- bytes; bigger messages are closed with 1009
-  max_queue = 16 * 1024 * 1024,    -- bytes queued without a waiting sender (pongs, broadcast)
-  send_timeout = 30,         -- seconds one send may wait for the peer to read
-  close_timeout = 3,         -- seconds to wait for the peer's close frame
-  idle_timeout = nil,        -- seconds of silence from the peer before closing (nil: never)
-  ping_interval = nil,       -- seconds between keepalive pings (nil: none)
-  ping_timeout = 20,         -- seconds a keepalive ping may wait for its pong
-}
+-- the limits' defaults and docs: the "connection" group of ws.options
+M.defaults = require("ws.options").defaults("connection")
 
 --- Every connection option, including those whose default is nil.
 M.options = { "max_message", "max_queue", "send_timeout", "close_timeout",
@@ -454,6 +447,7 @@ function Conn:receive(timeout)
   self.receiver = me()
   local a, b, c, d = receive(self, timeout and gettime() + timeout)
   self.receiver = nil
+  if a or c == nil then return a, b end   -- exactly data, kind (or nil, "timeout")
   return a, b, c, d
 end
 

@@ -29,22 +29,23 @@ local socket = require "socket"
 local core = require "ws.core"
 local redis = require "ws.redis"
 local logging = require "ws.log"
+local options = require "ws.options"
 
 local gettime = socket.gettime
 local unpack = table.unpack or unpack
 
 local M = {}
 
-M.defaults = {
-  prefix = "ws:",          -- Redis key and channel prefix
-  history = 10000,         -- ordered mode: messages kept per topic in the Stream (MAXLEN)
-  max_outbox = 10000,      -- ordered mode: publishes held while Redis is down
-  timeout = 5,             -- seconds for connecting and for each Redis command
-  probe_interval = 1,      -- seconds between PINGs and probes on the subscriber connection
-  probe_timeout = 5,       -- a probe unseen this long: the subscriber connection is replaced
-  backoff_min = 0.1,       -- reconnect delay, doubled per failure up to backoff_max, jittered
-  backoff_max = 5,
-}
+-- prefix, history, max_outbox, timeout, probe_interval, probe_timeout,
+-- backoff_min, backoff_max: the "hub" group of ws.options (docs, defaults)
+M.defaults = {}
+do
+  local all = options.defaults("ws.hub")
+  for _, k in ipairs { "prefix", "history", "max_outbox", "timeout", "probe_interval", "probe_timeout",
+                       "backoff_min", "backoff_max" } do
+    M.defaults[k] = all[k]
+  end
+end
 
 -- KEYS: stream, meta hash. ARGV: channel, maxlen, epoch if new, header, data.
 -- Offsets are the stream ids 0-N; a lost meta hash (Redis restarted empty)
@@ -78,7 +79,7 @@ Hub.__index = Hub
 ---@param opts table|nil
 ---@return table hub
 function M.new(opts)
-  opts = opts or {}
+  opts = options.check("ws.hub", opts)
   local self = setmetatable({
     opts = opts,
     url = opts.redis,

@@ -3,6 +3,7 @@
 -- "debug"; fields a table such as { peer = ..., path = ..., code = ...,
 -- error = ... } (or nil). The options logger = false silences the library;
 -- nil (the default) writes one line per call to stderr.
+-- @module ws.log
 local M = {}
 
 M.LEVELS = { error = 1, warn = 2, info = 3, debug = 4 }

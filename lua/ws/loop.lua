@@ -248,7 +248,8 @@ end
 
 --- Run fn(...) as a new task. Errors in a task are reported on stderr.
 function Loop:spawn(fn, ...)
-  local co, n = nil, select("#", ...)
+  local co
+  local n = select("#", ...)
   if n <= 2 then
     -- up to two arguments ride on the first resume: no closure per task
     co = co_create(fn)

@@ -1,6 +1,7 @@
 --- The server: accept TCP connections, read the HTTP request, route it,
 -- upgrade WebSocket requests and run each connection's handler in its own
 -- coroutine; answer everything else with a proper HTTP response.
+-- @module ws.server
 local socket = require "socket"
 local core = require "ws.core"
 local loop = require "ws.loop"
@@ -12,31 +13,19 @@ local tls_ = require "ws.tls"
 local hosts = require "ws.sched"
 local proxy = require "ws.proxy"
 local drain = require "ws.drain"
+local options = require "ws.options"
+local router = require "ws.router"
+local static = require "ws.static"
 
 local gettime = socket.gettime
 
 local M = {}
 
-M.defaults = {
-  host = "127.0.0.1",
-  port = 8080,
-  backlog = 4096,             -- pending connections; the kernel caps it at net.core.somaxconn
-  handshake_timeout = 10,     -- seconds to receive the request head and answer it
-  max_header = 16 * 1024,     -- bytes of request head; more is answered with 431
-  idle_timeout = 300,         -- seconds a receive() may wait with no data from the peer
-  -- deployment (README "Many processes, proxies, graceful stop")
-  reuseport = false,          -- SO_REUSEPORT: several processes listen on one port
-  fd = nil,                   -- serve on this inherited listening descriptor (systemd LISTEN_FDS)
-  grace = 0,                  -- drain(): seconds over which the 1001 closes are spread
-  linger = 0,                 -- drain(): seconds still serving, health paths at 503, before it stops accepting
-  health_path = nil,          -- e.g. "/healthz" (or a list): 200 "ok", 503 while draining
-  signals = true,             -- run(): SIGTERM/SIGINT drain, then run() returns
-  trusted_proxies = nil,      -- addresses/CIDR blocks whose forwarding headers are believed
-  proxy_protocol = false,     -- every connection starts with a PROXY v1/v2 header (trusted peers only)
-}
+--- The defaults of ws.listen (the schema and its docs: ws.options).
+M.defaults = options.defaults("ws.listen")
 
 local REASONS = {
-  [200] = "OK", [204] = "No Content", [301] = "Moved Permanently", [302] = "Found",
+  [200] = "OK", [204] = "No Content", [304] = "Not Modified", [301] = "Moved Permanently", [302] = "Found",
   [303] = "See Other", [307] = "Temporary Redirect", [308] = "Permanent Redirect",
   [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
   [405] = "Method Not Allowed", [409] = "Conflict", [410] = "Gone", [426] = "Upgrade Required",
@@ -59,8 +48,10 @@ local function response(log, status, body, headers, head_only)
   if not ("\n" .. lines):lower():find("\ncontent%-type:") then
     lines = lines .. "Content-Type: text/plain; charset=utf-8\r\n"
   end
-  return string.format("HTTP/1.1 %d %s\r\n%sContent-Length: %d\r\nConnection: close\r\n\r\n%s",
-    status, REASONS[status] or "Status", lines, #body, head_only and "" or body)
+  -- a 304 has no body, and no length of one (RFC 9110 section 15.4.5)
+  local length = status == 304 and "" or "Content-Length: " .. #body .. "\r\n"
+  return string.format("HTTP/1.1 %d %s\r\n%s%sConnection: close\r\n\r\n%s",
+    status, REASONS[status] or "Status", lines, length, head_only and "" or body)
 end
 
 -- Close a socket no connection owns yet; its scheduler forgets it first
@@ -80,6 +71,12 @@ local function respond(o, sock, status, body, headers, deadline, head_only)
   close(o, sock)
 end
 
+-- Refuse a request: log why through the logger, then answer and close.
+local function refuse(o, sock, status, reason, fields, deadline, headers, body)
+  o.log("info", string.format("refused %d: %s", status, reason), fields)
+  respond(o, sock, status, body or reason .. "\n", headers, deadline)
+end
+
 local function host_of(origin)
   local h = origin:match("^[%a][%w+.-]*://([^/?#]*)")
   return h and h:lower()
@@ -87,6 +84,9 @@ end
 
 --- Same-origin policy as gorilla/websocket: no Origin header (a non-browser
 -- client) is allowed; otherwise the Origin's host must equal Host.
+---@param origin string?
+---@param request ws.Request
+---@return boolean
 function M.same_origin(origin, request)
   if origin == nil then return true end
   local host = request.headers.host
@@ -125,6 +125,8 @@ local function address(ip, port)
 end
 
 --- "ip:port" of a socket's peer ("[ip]:port" for IPv6).
+---@param sock table
+---@return string
 function M.peername(sock)
   if not sock.getpeername then return "?" end
   local ip, port = sock:getpeername()
@@ -132,11 +134,10 @@ function M.peername(sock)
   return address(ip, port)
 end
 
-local function merge(opts, defaults)
-  local o = {}
-  for k, v in pairs(connection.defaults) do o[k] = v end
-  for k, v in pairs(defaults) do o[k] = v end
-  for k, v in pairs(opts or {}) do o[k] = v end
+-- The options of an entry point, checked (raising at the caller of
+-- ws.listen / ws.accept), with their defaults.
+local function merge(entry, opts)
+  local o = options.check(entry, opts, 4)
   if o.origins and not o.check_origin then o.check_origin = origin_list(o.origins) end
   o.log = logging.get(o.logger)
   proxy.configure(o)
@@ -147,16 +148,17 @@ end
 -- connection, or an HTTP error (sent) and nil, err.
 local function upgrade(sock, req, rest, o, deadline, peer)
   peer = peer or o.peer or M.peername(sock)
+  local fields = { peer = peer, path = req.path }
   if not req.ws_accept then
     o.log("debug", "upgrade refused: " .. req.ws_error, { peer = peer, path = req.path, code = req.ws_status })
     local headers = req.ws_status == 426 and { ["Sec-WebSocket-Version"] = "13" } or nil
-    respond(o, sock, req.ws_status, req.ws_error .. "\n", headers, deadline)
+    refuse(o, sock, req.ws_status, req.ws_error, fields, deadline, headers)
     return nil, req.ws_error
   end
   local check = o.check_origin or M.same_origin
   if not check(req.headers.origin, req) then
-    o.log("debug", "upgrade refused: origin not allowed", { peer = peer, path = req.path, origin = req.headers.origin })
-    respond(o, sock, 403, "origin not allowed (see the origins and check_origin options)\n", nil, deadline)
+    fields.origin = req.headers.origin
+    refuse(o, sock, 403, "origin not allowed (see the origins and check_origin options)", fields, deadline)
     return nil, "origin not allowed"
   end
   -- the application's word (authentication, say): nil or 101 upgrades,
@@ -177,6 +179,7 @@ local function upgrade(sock, req, rest, o, deadline, peer)
       end
     end
     if status ~= nil and status ~= 101 then
+      o.log("info", string.format("refused %s: by on_request", tostring(status)), fields)
       respond(o, sock, status, body or "", headers, deadline)   -- (checked there too)
       return nil, "refused by on_request"
     end
@@ -202,12 +205,26 @@ local function upgrade(sock, req, rest, o, deadline, peer)
 end
 
 -- Read and parse a request head; on failure answer it and return nil, err.
+-- request.params: the decoded query (route captures are added later).
 local function read_request(sock, o, deadline, peer)
-  local head, rest = io_.read_head(sock, deadline, o.max_header, nil, o.sched)
+  local first, ferr = io_.read(sock, deadline, o.sched)
+  if not first then
+    o.log("debug", "handshake failed: " .. tostring(ferr), { peer = peer, error = ferr })
+    close(o, sock)
+    return nil, ferr
+  end
+  -- a TLS ClientHello (a handshake record, 0x16 0x03) on a plain port:
+  -- refuse at once in plain words, rather than wait for a head that never comes
+  if first:byte(1) == 0x16 and first:byte(2) == 0x03 then
+    refuse(o, sock, 400, "TLS handshake on a plain port: this server speaks ws:// and http://, not wss://",
+      { peer = peer }, deadline)
+    return nil, "tls on a plain port"
+  end
+  local head, rest = io_.read_head(sock, deadline, o.max_header, first, o.sched)
   if not head then
     o.log("debug", "handshake failed: " .. tostring(rest), { peer = peer or M.peername(sock), error = rest })
     if rest == "too large" then
-      respond(o, sock, 431, "request header too large\n", nil, deadline)
+      refuse(o, sock, 431, "request header too large", { peer = peer }, deadline)
     else
       close(o, sock)
     end
@@ -215,10 +232,10 @@ local function read_request(sock, o, deadline, peer)
   end
   local req, status, err = core.parse_request(head)
   if not req then
-    o.log("debug", "bad request: " .. tostring(err), { peer = peer or M.peername(sock), code = status, error = err })
-    respond(o, sock, status, err .. "\n", nil, deadline)
+    refuse(o, sock, status, err, { peer = peer }, deadline)
     return nil, err
   end
+  req.params = router.parse_query(req.query)
   return req, rest
 end
 
@@ -228,19 +245,21 @@ end
 -- Waits through opts.sched, else the loop running this coroutine (ws.loop,
 -- a cqueues controller, copas), else blocks.
 ---@param sock any an accepted socket
----@param opts? table check_origin, origins, protocols, handshake_timeout, max_header, logger, sched, limits
----@return table|nil conn, string|nil err
+---@param opts? ws.AcceptOptions
+---@return ws.Conn|nil conn
+---@return string? err
 function M.accept(sock, opts)
-  local o = merge(opts, M.defaults)
+  local o = merge("ws.accept", opts)
   o.sched = hosts.current(o)
   local err
   sock, err = hosts.socket(sock)
   if not sock then return nil, err end
   sock:settimeout(0)
   local deadline = gettime() + o.handshake_timeout
-  local req, rest = read_request(sock, o, deadline)
+  local peer = o.peer or M.peername(sock)
+  local req, rest = read_request(sock, o, deadline, peer)
   if not req then return nil, rest end
-  return upgrade(sock, req, rest, o, deadline)
+  return upgrade(sock, req, rest, o, deadline, peer)
 end
 
 -- the address part of "ip:port" or "[ip]:port"
@@ -283,14 +302,26 @@ function M.systemd_fd()
   return nil
 end
 
+--- A listening server (ws.listen).
+---@class ws.Server
+---@field loop ws.Loop the scheduler its handlers run on
+---@field host string where it listens
+---@field port integer where it listens (the one picked for port = 0)
+---@field address string host:port as in a URL ("[::1]:8080" for IPv6)
+---@field conns table<ws.Conn, true> the open connections
+---@field open boolean false once closed
+---@field opts table the checked options, defaults included
 local Server = {}
 Server.__index = Server
 Server.__name = "ws.server"
 
 --- Listen on host:port. opts: host, port, backlog, loop, and every
--- handshake option and limit (see M.defaults and connection.defaults).
+-- handshake option and limit (ws.options: checked, raising on a mistake).
+---@param opts? ws.ListenOptions
+---@return ws.Server|nil server
+---@return string? err "listen HOST:PORT: address already in use", ...
 function M.listen(opts)
-  local o = merge(opts, M.defaults)
+  local o = merge("ws.listen", opts)
   -- The listener is made in C for the family of the host's address, with
   -- SO_REUSEADDR (and SO_REUSEPORT) set before bind: LuaSocket's
   -- socket.tcp() has no descriptor until bind, so options set on it were
@@ -298,7 +329,7 @@ function M.listen(opts)
   local sock, err
   if o.fd then sock, err = core.listen_fd(o.fd)
   else sock, err = core.listen(o.host, o.port, o.backlog, o.reuseport) end
-  if not sock then return nil, err end
+  if not sock then return nil, "listen " .. (o.fd and "fd " .. o.fd or address(o.host, o.port)) .. ": " .. tostring(err) end
   -- as Go's runtime does: connections should not stop at a shell's 1024
   core.raise_fd_limit()
   sock:settimeout(0)
@@ -317,32 +348,60 @@ function M.listen(opts)
     opts = o,
     tls = tls,       -- TLS context (ws.tls) when serving wss://
     loop = o.loop,
-    routes = {},     -- path -> handler(conn)
-    pages = {},      -- path -> function(request) -> status, body, headers
+    routes = router.new(),   -- path or pattern -> handler(conn) (see ws.router)
+    pages = router.new(),    -- path or pattern -> page: HTML or function(request)
     conns = {},      -- open connections (set)
     open = true,
     draining = false, -- drain() started: health paths 503 (open = false: no new connections)
     signal_handlers = {},
   }, Server)
-  self.host, self.port = sock:getsockname()
+  local host, port = sock:getsockname()
+  self.host, self.port = host, tonumber(port)
   self.address = address(self.host, self.port)   -- for URLs: ws://ADDRESS/path
   if o.hub then o.hub:attach(self) end           -- ws.hub: rooms across processes (server.hub)
   self.loop:spawn(Server.accept_loop, self)
   return self
 end
 
---- Serve WebSocket connections on path with handler(conn), run in its own coroutine.
+--- Serve WebSocket connections on path with handler(conn), run in its own
+-- coroutine. path is exact ("/ws", which "/ws/" matches too), a pattern
+-- ("/rooms/:name": conn.params.name) or a prefix ("/api/*": conn.params["*"]).
+---@param path string
+---@param handler fun(conn: ws.Conn)
+---@return ws.Server
 function Server:route(path, handler)
-  assert(type(handler) == "function", "handler must be a function")
-  self.routes[path] = handler
+  if type(handler) ~= "function" then error("bad argument #2 to 'route' (function expected)", 2) end
+  self.routes:add(path, handler)
   return self
 end
 
---- Answer plain HTTP GET requests on path: page is a string (HTML) or
--- function(request) -> status, body [, headers].
+--- Answer plain HTTP GET and HEAD requests on path (exact, pattern or prefix,
+-- as route): page is a string (HTML) or function(request) -> status, body
+-- [, headers], request.params holding the query and the captures.
+---@param path string
+---@param page string|fun(request: table): integer, string, table?
+---@return ws.Server
 function Server:page(path, page)
-  self.pages[path] = page
+  if type(page) ~= "string" and type(page) ~= "function" then
+    error("bad argument #2 to 'page' (string or function expected)", 2)
+  end
+  self.pages:add(path, page)
   return self
+end
+
+--- Serve the files under folder at prefix: server:static("/static/", "public/")
+-- answers GET and HEAD /static/app.js with public/app.js (MIME type, ETag,
+-- 304 on If-None-Match; index.html for a folder); any path leaving the
+-- folder ("..", encoded, symlinks, NUL) gets 404 and a log line.
+---@param prefix string
+---@param folder string
+---@return ws.Server
+function Server:static(prefix, folder)
+  if type(prefix) ~= "string" or prefix:sub(1, 1) ~= "/" then
+    error("bad argument #1 to 'static' (path starting with '/' expected)", 2)
+  end
+  local handler = static.handler(folder, { log = self.opts.log })
+  return self:page((prefix:gsub("/*$", "")) .. "/*", handler)
 end
 
 function Server:accept_loop()
@@ -374,21 +433,27 @@ local function is_health_path(hp, path)
   return hp == path
 end
 
-local function serve_page(self, sock, req, deadline)
+-- request.params: the decoded query, then the route's captures over it
+local function with_captures(req, captures)
+  for k, v in pairs(captures or {}) do req.params[k] = v end
+end
+
+local function serve_page(self, sock, req, deadline, peer)
   local o = self.opts
-  local page = self.pages[req.path]
+  local page, captures = self.pages:match(req.path)
   if o.health_path and is_health_path(o.health_path, req.path) then
-    page = function()
+    page, captures = function()
       if self.draining then return 503, "draining\n" end
       return 200, "ok\n"
-    end
+    end, nil
   end
   if not page then
-    respond(o, sock, 404, "not found\n", nil, deadline)
+    refuse(o, sock, 404, "not found", { peer = peer, path = req.path }, deadline)
     return
   end
+  with_captures(req, captures)
   if req.method ~= "GET" and req.method ~= "HEAD" then
-    respond(o, sock, 405, "method not allowed\n", { Allow = "GET, HEAD" }, deadline)
+    refuse(o, sock, 405, "method not allowed", { peer = peer, path = req.path }, deadline, { Allow = "GET, HEAD" })
     return
   end
   local status, body, headers = 200, page, { ["Content-Type"] = "text/html; charset=utf-8" }
@@ -397,7 +462,7 @@ local function serve_page(self, sock, req, deadline)
     if ok then
       status, body, headers = s, b or "", h
     else
-      o.log("error", "page error: " .. tostring(s), { peer = M.peername(sock), path = req.path, error = s })
+      o.log("error", "page error: " .. tostring(s), { peer = peer, path = req.path, error = s })
       status, body = 500, "internal error\n"
     end
   end
@@ -426,14 +491,16 @@ function Server:serve_client(sock)
   end
   local req, rest = read_request(sock, o, deadline, peer)
   if not req then return end
-  local handler = self.routes[req.path]
-  if not handler then return serve_page(self, sock, req, deadline) end
+  local handler, captures = self.routes:match(req.path)
+  if not handler then return serve_page(self, sock, req, deadline, peer) end
+  with_captures(req, captures)
   if not self.open then return respond(o, sock, 503, "server is shutting down\n", nil, deadline) end
   local scheme
   if o.trusted then peer, proxy_peer, scheme = forwarded(o, req, peer, proxy_peer) end
   local conn = upgrade(sock, req, rest, o, deadline, peer)
   if not conn then return end
   conn.proxy_peer, conn.scheme = proxy_peer, scheme or (self.tls and "https" or "http")
+  conn.params = req.params
   self.conns[conn] = true
   if o.on_connect then o.on_connect(conn) end
   local ok, err = loop.xpcall(handler, debug.traceback, conn)   -- (lets it wait on Lua 5.1 too)
@@ -449,6 +516,10 @@ end
 
 --- Encode once and queue to every open connection without waiting; a
 -- connection whose queue passes max_queue is dropped. Returns the count.
+---@param data string
+---@param kind? ws.Kind default "text"
+---@param except? ws.Conn
+---@return integer count
 function Server:broadcast(data, kind, except)
   kind = kind or "text"
   local bytes = core.frame(data, kind)
@@ -506,6 +577,8 @@ end
 Server.drain = drain.drain
 
 --- Stop accepting, close every connection with 1001, then stop the loop.
+---@param code? integer default 1001
+---@param reason? string default "server shutting down"
 function Server:close(code, reason)
   if not self.open then return end
   self.open = false

@@ -99,6 +99,19 @@ function M.accept(conn, ctx, deadline, sched)
   return M.handshake(conn, deadline, sched)
 end
 
+--- A client's TLS handshake error, with a hint when the server did not
+-- speak TLS at all (a ws:// port).
+---@param err any
+---@return string
+function M.hint(err)
+  err = tostring(err)
+  if err == "timeout" or err == "closed" or err:find("wrong version number", 1, true)
+     or err:find("packet length too long", 1, true) or err:find("unexpected eof", 1, true) then
+    return err .. " (the server did not answer TLS: is it ws://?)"
+  end
+  return err
+end
+
 --- Client side: TLS over a connected socket, checked against host (or
 -- t.server_name). sock is a LuaSocket TCP socket (its descriptor is taken
 -- over: the object is left without one, as LuaSec's wrap does) or a LuaSec
@@ -131,7 +144,7 @@ function M.connect(sock, host, t, deadline, sched)
   if err == "certificate does not match host" then
     return nil, "tls: certificate does not match host " .. name
   end
-  return nil, "tls handshake failed: " .. tostring(err)
+  return nil, "tls handshake failed: " .. M.hint(err)
 end
 
 return M

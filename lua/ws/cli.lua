@@ -1,0 +1,243 @@
+--- The `ws` command (bin/ws): an interactive client and an echo server.
+--
+--   ws URL [options]        stdin lines out as messages, messages in on stdout
+--   ws serve --echo [--host H] [--port P] [--workers N]
+--
+-- Client options: --header "Name: value" (repeatable), --protocol P
+-- (repeatable), --origin O, --cafile FILE, --insecure, --binary (stdin read
+-- whole and sent as one binary message), --ping (send a ping, print the
+-- round trip), --close CODE (close with CODE at the end of input),
+-- --timeout S, --compression. Exit status: 0 after a clean close, 1 on any
+-- failure (with a message on stderr), 2 on a usage error.
+-- @module ws.cli
+local ws = require "ws"
+local socket = require "socket"
+local core = require "ws.core"
+
+local M = {}
+
+M.USAGE = [[
+usage: ws URL [--header "Name: value"]... [--protocol P]... [--origin O]
+              [--cafile FILE] [--insecure] [--binary] [--ping] [--close CODE]
+              [--timeout SECONDS] [--compression]
+       ws serve --echo [--host HOST] [--port PORT] [--workers N]
+       ws --version | --help
+Client: each line of stdin is sent as a text message; each message received
+is printed on its own line (binary ones as "< binary N bytes" unless --binary).
+]]
+
+-- The parsed command line, or nil, err.
+function M.parse(args)
+  local o = { headers = {}, protocols = {} }
+  local i = 1
+  local function value(flag)
+    i = i + 1
+    if args[i] == nil then error({ usage = flag .. " needs a value" }) end
+    return args[i]
+  end
+  local ok, err = pcall(function()
+    while args[i] do
+      local a = args[i]
+      if a == "--header" or a == "-H" then
+        local name, v = value(a):match("^%s*([^:%s]+)%s*:%s*(.-)%s*$")
+        if not name then error({ usage = "--header wants \"Name: value\"" }) end
+        o.headers[name] = v
+      elseif a == "--protocol" then o.protocols[#o.protocols + 1] = value(a)
+      elseif a == "--origin" then o.origin = value(a)
+      elseif a == "--cafile" then o.cafile = value(a)
+      elseif a == "--insecure" or a == "-k" then o.insecure = true
+      elseif a == "--binary" then o.binary = true
+      elseif a == "--ping" then o.ping = true
+      elseif a == "--compression" then o.compression = true
+      elseif a == "--close" then
+        o.close = tonumber(value(a))
+        if not o.close or not core.close_payload(o.close) then
+          error({ usage = "--close wants a close code a peer may send (1000, 3000..4999, ...)" })
+        end
+      elseif a == "--timeout" then
+        o.timeout = tonumber(value(a))
+        if not o.timeout then error({ usage = "--timeout wants seconds" }) end
+      elseif a == "--echo" then o.echo = true
+      elseif a == "--host" then o.host = value(a)
+      elseif a == "--port" or a == "-p" then
+        o.port = tonumber(value(a))
+        if not o.port then error({ usage = "--port wants a number" }) end
+      elseif a == "--workers" then
+        o.workers = tonumber(value(a))
+        if not o.workers or o.workers < 1 then error({ usage = "--workers wants a count >= 1" }) end
+      elseif a == "--help" or a == "-h" then o.help = true
+      elseif a == "--version" then o.version = true
+      elseif a == "serve" and not o.command then o.command = "serve"
+      elseif a:sub(1, 1) ~= "-" and not o.url and not o.command then o.url = a
+      else error({ usage = "unknown argument " .. a }) end
+      i = i + 1
+    end
+  end)
+  if not ok then
+    if type(err) == "table" then return nil, err.usage end
+    error(err, 0)
+  end
+  return o
+end
+
+local function say(out, ...) out:write(...); out:write("\n"); out:flush() end
+
+--- The interactive client. io: { stdin, stdout, stderr }. Returns an exit status.
+function M.client(o, io_)
+  local tls
+  if o.cafile or o.insecure then tls = { cafile = o.cafile, verify = not o.insecure } end
+  local conn, err, res = ws.connect(o.url, {
+    headers = o.headers, protocols = #o.protocols > 0 and o.protocols or nil, origin = o.origin,
+    tls = tls, timeout = o.timeout, compression = o.compression or nil,
+  })
+  if not conn then
+    say(io_.stderr, "ws: ", err)
+    if res and res.body and res.body ~= "" then say(io_.stderr, "ws: the server said: ", (res.body:gsub("%s+$", ""))) end
+    return 1
+  end
+  say(io_.stderr, "connected to ", o.url, conn.protocol and " (subprotocol " .. conn.protocol .. ")" or "")
+  local failed = false
+  local done = false
+  local pong_at
+
+  local l = ws.loop.new()
+  local function show(data, kind)
+    if kind == "binary" and not o.binary then say(io_.stdout, "< binary ", tostring(#data), " bytes")
+    else io_.stdout:write(data); if kind == "text" then io_.stdout:write("\n") end; io_.stdout:flush() end
+  end
+  -- the reader: every message to stdout until the connection closes
+  l:spawn(function()
+    while true do
+      local data, kind, code, reason = conn:receive()
+      if not data then
+        if not done then   -- (done: we closed, and the writer reports it)
+          done = true
+          if kind ~= "closed" then say(io_.stderr, "ws: ", kind) end
+          say(io_.stderr, "closed by the server: ", tostring(code), " ", reason or "")
+          failed = code ~= 1000 and code ~= 1001
+        end
+        l:stop()
+        return
+      end
+      show(data, kind)
+    end
+  end)
+  conn.on_pong = function(_, data)
+    if pong_at and data == "ws-cli" then
+      say(io_.stderr, string.format("pong in %.1f ms", (socket.gettime() - pong_at) * 1000))
+    end
+  end
+  -- the writer: stdin, read through the loop so the reader keeps running
+  l:spawn(function()
+    if o.ping then
+      pong_at = socket.gettime()
+      conn:ping("ws-cli")
+    end
+    local input = M.stdin_reader(l, io_.stdin)
+    if o.binary then
+      local all = input("*a")
+      if all and all ~= "" then
+        local ok, serr = conn:send(all, "binary")
+        if not ok then failed = true; say(io_.stderr, "ws: send: ", serr) end
+      end
+    else
+      while not done do
+        local line = input("*l")
+        if not line then break end
+        local ok, serr = conn:send(line)
+        if not ok then failed = true; say(io_.stderr, "ws: send: ", serr); break end
+      end
+    end
+    if done then return end
+    -- end of input: let late answers (and a pong) arrive, then close
+    l:sleep(o.ping and 1 or 0.2)
+    done = true
+    local ok, cerr, code = conn:close(o.close or 1000)
+    if not ok then failed = true; say(io_.stderr, "ws: close: ", cerr)
+    else say(io_.stderr, "closed: ", tostring(code)) end
+    l:stop()
+  end)
+  l:run()
+  return failed and 1 or 0
+end
+
+--- A reader of stdin that waits in the loop instead of blocking it:
+-- returns read(fmt) for "*l" (a line) and "*a" (everything). stdin is
+-- unbuffered, so what select() sees is all there is; a line is read once
+-- its first byte is there (a terminal or a pipe delivers whole lines).
+function M.stdin_reader(l, file)
+  file:setvbuf("no")
+  local fd0 = { getfd = function() return 0 end }
+  return function(fmt)
+    if fmt == "*a" then return file:read("*a") end
+    while true do
+      local ready = socket.select({ fd0 }, nil, 0)
+      if ready and ready[1] then return file:read("*l") end
+      l:sleep(0.02)
+    end
+  end
+end
+
+--- ws serve --echo: the echo server, on N worker processes when asked.
+function M.serve(o, io_)
+  if not o.echo then
+    say(io_.stderr, "ws serve: only --echo is built in; see examples/ for more")
+    return 2
+  end
+  -- reuseport: with --workers, each worker listens on the port (ws.workers)
+  local function start(reuseport)
+    local server, err = ws.listen { host = o.host or "127.0.0.1", port = o.port or 8080, reuseport = reuseport,
+      max_message = 16 * 1024 * 1024, check_origin = function() return true end }
+    if not server then
+      say(io_.stderr, "ws serve: ", err)
+      return nil
+    end
+    server:route("/*", function(conn)
+      while true do
+        local data, kind = conn:receive()
+        if not data or not conn:send(data, kind) then break end
+      end
+    end)
+    say(io_.stderr, "echo server on ws://", server.address, "/ (any path)")
+    return server
+  end
+  if o.workers and o.workers > 1 then
+    local ok, workers = pcall(require, "ws.workers")
+    if not ok then
+      say(io_.stderr, "ws serve: --workers needs the ws.workers module, which this installation lacks")
+      return 1
+    end
+    -- each worker: its own server, run until drained (SIGTERM)
+    return workers.run(o.workers, function()
+      local s = start(true)
+      if not s then return false end
+      s:run()
+      return true
+    end)
+  end
+  local server = start()
+  if not server then return 1 end
+  server:run()
+  return 0
+end
+
+--- Run the command with args; returns the exit status.
+function M.main(args, io_)
+  io_ = io_ or { stdin = io.stdin, stdout = io.stdout, stderr = io.stderr }
+  local o, err = M.parse(args)
+  if not o then
+    say(io_.stderr, "ws: ", err)
+    io_.stderr:write(M.USAGE)
+    return 2
+  end
+  if o.help then io_.stdout:write(M.USAGE); return 0 end
+  if o.version then say(io_.stdout, "lua-ws ", ws._VERSION); return 0 end
+  if o.command == "serve" then return M.serve(o, io_) end
+  if not o.url then
+    io_.stderr:write(M.USAGE)
+    return 2
+  end
+  return M.client(o, io_)
+end
+
+return M

@@ -1,0 +1,154 @@
+-- The `ws` command (bin/ws) as a user runs it: stdin lines out, messages in,
+-- against our own server (`ws serve --echo`), python-websockets and Node ws
+-- servers (spec/peers/), over ws:// and wss://; failures exit non-zero with
+-- a message.
+local H = require "spec.helpers"
+
+local PEERS = H.ROOT .. "/spec/peers"
+local NODE = os.getenv("NODE") or "node"
+local q = H.shell_quote
+
+-- Run bin/ws with args, stdin from input; returns stdout, stderr, exit code.
+local function ws_cmd(args, input)
+  local dir = H.tmpdir()
+  local f = assert(io.open(dir .. "/in", "wb"))
+  f:write(input or "")
+  f:close()
+  local out, code = H.run(string.format("timeout 20 %s %s/bin/ws %s < %s/in 2> %s/err", H.LUA, H.ROOT, args, dir, dir))
+  local ef = assert(io.open(dir .. "/err"))
+  local err = ef:read("*a")
+  ef:close()
+  H.sh("rm -rf " .. q(dir))
+  return out, err, code
+end
+
+local function start_peer(name)
+  local run_it = name == "node" and NODE .. " " .. PEERS .. "/node_server.js"
+    or H.PYTHON .. " " .. PEERS .. "/py_server.py"
+  return H.start_server(function(port)
+    return string.format("exec %s --port %d", run_it, port)
+  end, "cli-" .. name .. "-server", 15)
+end
+
+-- examples/wss_echo.lua with a throwaway CA; returns its wss:// URL and the
+-- CA folder (both stopped and removed when the test ends)
+local function start_wss(name)
+  local dir = H.throwaway_ca()
+  local s = H.start_lua("examples/wss_echo.lua", string.format("--cert %s/server.pem --key %s/server.key", dir, dir), name)
+  finally(function() s.stop(); H.sh("rm -rf " .. q(dir)) end)
+  return "wss://127.0.0.1:" .. s.port .. "/ws", dir
+end
+
+describe("the ws command", function()
+  it("echoes stdin lines through python-websockets, Node ws and `ws serve --echo`, and exits 0", function()
+    local ours = H.start_server(function(port)
+      return string.format("exec %s %s/bin/ws serve --echo --port %d", H.LUA, H.ROOT, port)
+    end, "cli-ours")
+    finally(ours.stop)
+    local py, node = start_peer("python"), start_peer("node")
+    finally(py.stop)
+    finally(node.stop)
+    for _, s in ipairs { ours, py, node } do
+      local out, err, code = ws_cmd("ws://127.0.0.1:" .. s.port .. "/echo", "hello\nwörld\n\nlast")
+      assert.equal("hello\nwörld\n\nlast\n", out, err)
+      assert.equal(0, code, err)
+      assert.matches("connected to ws://", err)
+    end
+  end)
+
+  it("--close CODE closes with that code (the python peer reports it); --ping prints the round trip", function()
+    local py = start_peer("python")
+    finally(py.stop)
+    local out, err, code = ws_cmd("ws://127.0.0.1:" .. py.port .. "/echo --close 4000 --ping", "x\n")
+    assert.equal("x\n", out)
+    assert.equal(0, code, err)
+    assert.matches("pong in [%d.]+ ms", err)
+    assert.truthy(H.wait_output(py, '"code": 4000', 5))
+  end)
+
+  it("--binary sends stdin as one binary message (Node ws echoes it back byte for byte)", function()
+    local node = start_peer("node")
+    finally(node.stop)
+    local bytes = {}
+    for i = 0, 2999 do bytes[#bytes + 1] = string.char(i % 256) end
+    bytes = table.concat(bytes)
+    local out, err, code = ws_cmd("ws://127.0.0.1:" .. node.port .. "/echo --binary", bytes)
+    assert.equal(0, code, err)
+    assert.equal(#bytes, #out)
+    assert.is_true(out == bytes)
+    -- without --binary, binary messages are summarised
+    out = ws_cmd("ws://127.0.0.1:" .. node.port .. "/fragment", "")
+    assert.matches("< binary 210000 bytes", out)
+  end)
+
+  it("--header, --origin and --protocol reach the server", function()
+    local s = H.start_lua("spec/servers/routes_server.lua", "", "cli-routes")
+    finally(s.stop)
+    local out, err, code = ws_cmd(string.format("ws://127.0.0.1:%d/hdr --header 'X-Test: yes it is' " ..
+      "--origin http://127.0.0.1:%d --protocol nope --protocol chat", s.port, s.port), "")
+    assert.equal(0, code, err)
+    assert.equal(string.format("x-test=yes it is origin=http://127.0.0.1:%d protocol=chat\n", s.port), out)
+    assert.matches("subprotocol chat", err)
+  end)
+
+  it("verifies wss:// certificates: --cafile trusts a CA, --insecure skips the check", function()
+    local url, dir = start_wss("cli-wss")
+    local out, err, code = ws_cmd(url .. " --cafile " .. dir .. "/ca.pem", "secure\n")
+    assert.equal(0, code, err)
+    assert.equal("secure\n", out)
+    out, err, code = ws_cmd(url, "x\n")
+    assert.equal(1, code)
+    assert.equal("", out)
+    assert.matches("^ws: tls", err)
+    out, err, code = ws_cmd(url .. " --insecure", "anyway\n")
+    assert.equal(0, code, err)
+    assert.equal("anyway\n", out)
+  end)
+
+  it("examples/echo_client.lua takes --cafile and --insecure too", function()
+    local url, dir = start_wss("echo-client-wss")
+    local client = H.LUA .. " " .. H.ROOT .. "/examples/echo_client.lua "
+    local out, code = H.run("timeout 20 " .. client .. "--cafile " .. dir .. "/ca.pem " .. url .. " hi there 2>&1")
+    assert.equal(0, code, out)
+    assert.equal("hi\nthere\n", out)
+    out, code = H.run("timeout 20 " .. client .. "--insecure " .. url .. " ok 2>&1")
+    assert.equal(0, code, out)
+    assert.equal("ok\n", out)
+    out, code = H.run("timeout 20 " .. client .. url .. " no 2>&1")
+    assert.equal(1, code)
+    assert.matches("echo_client: tls", out)
+  end)
+
+  it("fails with a message and a non-zero exit: refused, 404 (with the body), usage", function()
+    local port = H.free_port()
+    local _, err, code = ws_cmd("ws://127.0.0.1:" .. port .. "/", "")
+    assert.equal(1, code)
+    assert.equal("ws: connect 127.0.0.1:" .. port .. ": connection refused\n", err)
+    local s = H.start_lua("spec/servers/routes_server.lua", "", "cli-404")
+    finally(s.stop)
+    _, err, code = ws_cmd("ws://127.0.0.1:" .. s.port .. "/nowhere", "")
+    assert.equal(1, code)
+    assert.matches("^ws: handshake: server answered 404 Not Found\nws: the server said: not found\n$", err)
+    _, err, code = ws_cmd("--frobnicate", "")
+    assert.equal(2, code)
+    assert.matches("unknown argument %-%-frobnicate", err)
+    _, err, code = ws_cmd("ws://x/ --close abc", "")
+    assert.equal(2, code)
+    assert.matches("%-%-close wants a close code", err)
+    local out
+    out, _, code = ws_cmd("--version", "")
+    assert.equal(0, code)
+    assert.equal("lua-ws 0.1.0\n", out)
+  end)
+
+  it("receives examples/ticker.lua's pushes and its clean 1001 stop", function()
+    local t = H.start_lua("examples/ticker.lua", "--every 0.2 --for 2", "cli-ticker")
+    finally(t.stop)
+    -- stdin stays open (a listener), so the server's close ends it
+    local out, code = H.run(string.format("sleep 4 | timeout 20 %s %s/bin/ws ws://127.0.0.1:%d/ticks 2>&1",
+      H.LUA, H.ROOT, t.port))
+    assert.equal(0, code, out)
+    assert.matches("tick 2\n", out)
+    assert.matches("closed by the server: 1001 ticker stopping", out)
+  end)
+end)
