@@ -17,6 +17,7 @@
 #include <lauxlib.h>
 #include "ws_compat.h"   /* 5.1, LuaJIT, 5.2, 5.3: what they lack of the 5.4 API */
 
+#include "ws_binding.h"
 #include "ws_crypto.h"
 #include "ws_deflate.h"
 #include "ws_frame.h"
@@ -29,11 +30,7 @@
 #define READER_MT "ws.reader"
 #define POLLER_MT "ws.poller"
 #define DEFLATE_MT "ws.deflate"
-#define FD_MT "ws.fd"
 #define TLSCTX_MT "ws.tls_context"
-
-/* deployment bindings (listeners, signals, processes, PROXY): ws_core_sys.c */
-int ws_core_sys_register(lua_State *L);
 /* One read buffer shared by every reader: input left over after an event
  * is copied out, so an idle connection holds no read buffer. */
 #define SHARED_READ (256 * 1024)
@@ -1002,6 +999,14 @@ static lfd *new_fd(lua_State *L) {
     s->tls = NULL;
     luaL_setmetatable(L, FD_MT);
     return s;
+}
+
+void ws_core_push_fd(lua_State *L, int fd) {
+    new_fd(L)->fd = fd;
+}
+
+int ws_core_check_fd(lua_State *L, int idx) {
+    return ((lfd *)luaL_checkudata(L, idx, FD_MT))->fd;
 }
 
 /* accept(listen_fd) -> connection | nil, "timeout" | nil, err */

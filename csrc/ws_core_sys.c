@@ -17,10 +17,9 @@
 #include "ws_io.h"
 #include "ws_proxy.h"
 
-#define FD_MT "ws.fd"          /* defined by ws_core.c: { int fd } */
-#define SIGNALS_MT "ws.signals"
+#include "ws_binding.h"
 
-int ws_core_sys_register(lua_State *L);
+#define SIGNALS_MT "ws.signals"
 
 static int fail_errno(lua_State *L, int err) {
     lua_pushnil(L);
@@ -28,12 +27,8 @@ static int fail_errno(lua_State *L, int err) {
     return 2;
 }
 
-/* a ws.fd userdata owning fd (its layout is ws_core.c's: one int) */
-static void push_fd(lua_State *L, int fd) {
-    int *u = (int *)lua_newuserdatauv(L, sizeof(int), 0);
-    *u = fd;
-    luaL_setmetatable(L, FD_MT);
-}
+/* a ws.fd userdata owning fd (the type is ws_core.c's) */
+#define push_fd ws_core_push_fd
 
 /* listen(host, port, backlog, reuseport) -> ws.fd | nil, err */
 static int l_listen(lua_State *L) {
@@ -74,7 +69,7 @@ static int l_listen_fd(lua_State *L) {
 
 /* fd:getsockname() -> ip, port, "inet"|"inet6" | nil, err */
 static int l_fd_getsockname(lua_State *L) {
-    int fd = *(int *)luaL_checkudata(L, 1, FD_MT);
+    int fd = ws_core_check_fd(L, 1);
     char ip[64];
     int port = 0;
     int fam = fd < 0 ? (errno = EBADF, -1) : ws_fd_sockname(fd, ip, sizeof ip, &port);
