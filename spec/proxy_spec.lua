@@ -359,7 +359,7 @@ describe("drain, health paths, signals, listeners", function()
     local b = assert(ws.listen { host = "127.0.0.1", port = port, reuseport = true, loop = l, logger = false })
     local c, err = ws.listen { host = "127.0.0.1", port = port, loop = l, logger = false }
     assert.is_nil(c)
-    assert.equal("address already in use", err)
+    assert.equal("listen 127.0.0.1:" .. port .. ": address already in use", err)
     a:close()
     b:close()
   end)

@@ -81,7 +81,7 @@ describe("workers #slow", function()
     -- a 4th listener without SO_REUSEPORT cannot join the group
     local s, err = ws.listen { host = "127.0.0.1", port = proc.port, logger = false }
     assert.is_nil(s)
-    assert.equal("address already in use", err)
+    assert.equal("listen 127.0.0.1:" .. proc.port .. ": address already in use", err)
     H.run_task(l, 30, function() for _, c in ipairs(clients) do c:close() end end)
   end)
 

@@ -86,27 +86,19 @@ local function say(out, ...) out:write(...); out:write("\n"); out:flush() end
 function M.client(o, io_)
   local tls
   if o.cafile or o.insecure then tls = { cafile = o.cafile, verify = not o.insecure } end
-  local conn, err, res = ws.connect(o.url, {
-    headers = o.headers, protocols = #o.protocols > 0 and o.protocols or nil, origin = o.origin,
-    tls = tls, timeout = o.timeout, compression = o.compression or nil,
-  })
-  if not conn then
-    say(io_.stderr, "ws: ", err)
-    if res and res.body and res.body ~= "" then say(io_.stderr, "ws: the server said: ", (res.body:gsub("%s+$", ""))) end
-    return 1
-  end
-  say(io_.stderr, "connected to ", o.url, conn.protocol and " (subprotocol " .. conn.protocol .. ")" or "")
   local failed = false
   local done = false
   local pong_at
 
+  -- everything runs as tasks of one loop, the connection included: a
+  -- connection waits through the scheduler it was made in
   local l = ws.loop.new()
   local function show(data, kind)
     if kind == "binary" and not o.binary then say(io_.stdout, "< binary ", tostring(#data), " bytes")
     else io_.stdout:write(data); if kind == "text" then io_.stdout:write("\n") end; io_.stdout:flush() end
   end
   -- the reader: every message to stdout until the connection closes
-  l:spawn(function()
+  local function reader(conn)
     while true do
       local data, kind, code, reason = conn:receive()
       if not data then
@@ -121,14 +113,9 @@ function M.client(o, io_)
       end
       show(data, kind)
     end
-  end)
-  conn.on_pong = function(_, data)
-    if pong_at and data == "ws-cli" then
-      say(io_.stderr, string.format("pong in %.1f ms", (socket.gettime() - pong_at) * 1000))
-    end
   end
   -- the writer: stdin, read through the loop so the reader keeps running
-  l:spawn(function()
+  local function writer(conn)
     if o.ping then
       pong_at = socket.gettime()
       conn:ping("ws-cli")
@@ -156,6 +143,27 @@ function M.client(o, io_)
     if not ok then failed = true; say(io_.stderr, "ws: close: ", cerr)
     else say(io_.stderr, "closed: ", tostring(code)) end
     l:stop()
+  end
+  l:spawn(function()
+    local conn, err, res = ws.connect(o.url, {
+      headers = o.headers, protocols = #o.protocols > 0 and o.protocols or nil, origin = o.origin,
+      tls = tls, timeout = o.timeout, compression = o.compression or nil,
+    })
+    if not conn then
+      say(io_.stderr, "ws: ", err)
+      if res and res.body and res.body ~= "" then say(io_.stderr, "ws: the server said: ", (res.body:gsub("%s+$", ""))) end
+      failed = true
+      l:stop()
+      return
+    end
+    say(io_.stderr, "connected to ", o.url, conn.protocol and " (subprotocol " .. conn.protocol .. ")" or "")
+    conn.on_pong = function(_, data)
+      if pong_at and data == "ws-cli" then
+        say(io_.stderr, string.format("pong in %.1f ms", (socket.gettime() - pong_at) * 1000))
+      end
+    end
+    l:spawn(reader, conn)
+    writer(conn)
   end)
   l:run()
   return failed and 1 or 0

@@ -73,6 +73,7 @@ end
 
 -- Refuse a request: log why through the logger, then answer and close.
 local function refuse(o, sock, status, reason, fields, deadline, headers, body)
+  fields.code = status
   o.log("info", string.format("refused %d: %s", status, reason), fields)
   respond(o, sock, status, body or reason .. "\n", headers, deadline)
 end
@@ -150,7 +151,6 @@ local function upgrade(sock, req, rest, o, deadline, peer)
   peer = peer or o.peer or M.peername(sock)
   local fields = { peer = peer, path = req.path }
   if not req.ws_accept then
-    o.log("debug", "upgrade refused: " .. req.ws_error, { peer = peer, path = req.path, code = req.ws_status })
     local headers = req.ws_status == 426 and { ["Sec-WebSocket-Version"] = "13" } or nil
     refuse(o, sock, req.ws_status, req.ws_error, fields, deadline, headers)
     return nil, req.ws_error

@@ -19,7 +19,8 @@ local common = require "spec.servers.common"
 local gettime = require("socket").gettime
 
 local kind, port
-local opts = { host = "127.0.0.1" }
+local host = "127.0.0.1"
+local opts = {}   -- ws.accept's (checked: listen's host and port are not among them)
 local i = 1
 while arg[i] do
   local a, v = arg[i], arg[i + 1]
@@ -31,7 +32,6 @@ while arg[i] do
   else error("unknown argument " .. a) end
   i = i + 2
 end
-opts.port = port
 
 -- seconds this process has waited on a run queue so far (0 if unknown)
 local function cpu_wait()
@@ -78,7 +78,7 @@ local function handler(conn)
     end
     conn:send(answer)
   elseif path == "/flood" or path == "/queue" or path == "/close" then
-    local t, a, b = gettime(), nil, nil
+    local t, a, b = gettime(), nil, nil   -- luacheck: ignore 311
     if path == "/flood" then
       local big = ("x"):rep(1024 * 1024)
       repeat a, b = conn:send(big, "binary") until not a
@@ -105,14 +105,15 @@ local function serve(conn)
 end
 
 local function accept(sock)
-  local conn, err = ws.accept(sock, opts)
+  local conn, err = ws.accept(sock, opts)   -- (opts has no loop: see nested)
   if not conn then ws.log("accept failed: %s", tostring(err)) return end
   serve(conn)
 end
 
 local function nested(loop_opt)
-  opts.loop = loop_opt
-  local server = assert(ws.listen(opts))
+  local lopts = { host = host, port = port, loop = loop_opt }
+  for k, v in pairs(opts) do lopts[k] = v end
+  local server = assert(ws.listen(lopts))
   for _, p in ipairs { "/echo", "/timeout", "/bye", "/stats", "/dial", "/flood", "/queue", "/close" } do
     server:route(p, function(conn) handler(conn) end)
   end
@@ -126,7 +127,7 @@ if kind == "cqueues" or kind == "cqueues-nested" then
   local cqueues = require "cqueues"
   local cq = cqueues.new()
   if kind == "cqueues" then
-    local srv = require("cqueues.socket").listen(opts.host, port)
+    local srv = require("cqueues.socket").listen(host, port)
     assert(srv:listen())
     cq:wrap(function()
       while true do cq:wrap(accept, assert(srv:accept())) end   -- (Lua 5.1 cannot yield in a for)
@@ -141,7 +142,7 @@ elseif kind == "luv" or kind == "luv-nested" then
   local wsluv = require "ws.luv"
   if kind == "luv" then
     local srv = uv.new_tcp()
-    assert(srv:bind(opts.host, port))
+    assert(srv:bind(host, port))
     srv:listen(128, function()
       local c = uv.new_tcp()
       srv:accept(c)
@@ -155,7 +156,7 @@ elseif kind == "luv" or kind == "luv-nested" then
 elseif kind == "copas" then
   local copas = require "copas"
   local wscopas = require "ws.copas"
-  copas.addserver(assert(require("socket").bind(opts.host, port)), accept)
+  copas.addserver(assert(require("socket").bind(host, port)), accept)
   copas.addthread(function() while true do wscopas.sched:sleep(0.01); tick() end end)
   wscopas.loop()
 else
