@@ -453,9 +453,10 @@ static int push_inflated(lua_State *L, lreader *lr, const ws_event *ev, lzctx *z
     else if (ev->opcode == WS_OP_TEXT && !ws_utf8_valid(zc->buf.p, n))
         lr->r.error_code = 1007, lr->r.error = "invalid utf-8";
     else {
-        lua_pushstring(L, kind_names[ev->opcode]);
-        lua_pushlstring(L, (const char *)zc->buf.p, n);
+        lua_pushlstring(L, (const char *)zc->buf.p, n);   /* first: nothing runs before the copy */
         zbuf_trim(zc);
+        lua_pushstring(L, kind_names[ev->opcode]);
+        lua_insert(L, -2);
         return 2;
     }
     zbuf_trim(zc);
