@@ -429,7 +429,6 @@ describe("ws.core.deflate", function()
   end)
 
   it("compresses inside send_frame(fd, data, kind, deflate): one RSV1 frame on the socket", function()
-    local socket = require "socket"
     local l = assert(socket.bind("127.0.0.1", 0))
     local ip, port = l:getsockname()
     local a = assert(socket.connect(ip, port))
