@@ -282,8 +282,7 @@ function Conn:send(data, kind)
     return send_raw(self, rest)
   end
   if kind == "text" and not utf8_valid(data) then return nil, "invalid utf-8" end
-  if z then return send_raw(self, frame(z:compress(data), kind, true, self.masked, 4)) end
-  return send_raw(self, frame(data, kind, true, self.masked))
+  return send_raw(self, frame(data, kind, true, self.masked, z or 0))
 end
 
 --- Send an already encoded frame to this connection without waiting
