@@ -258,15 +258,23 @@ static int check_opcode(lua_State *L, int idx) {
     return (int)op;
 }
 
-/* frame(payload, kind_or_opcode [, fin=true [, mask=false [, rsv=0]]]) -> bytes
- * mask=true draws a fresh key (buffered RAND_bytes); mask may also be a 4-byte key. */
+/* frame(payload, kind_or_opcode [, fin=true [, mask=false [, rsv=0 | deflate]]]) -> bytes
+ * mask=true draws a fresh key (buffered RAND_bytes); mask may also be a 4-byte key.
+ * With a ws.deflate object the payload is compressed here and the frame has RSV1. */
 static int l_frame(lua_State *L) {
     size_t n;
     const char *payload = luaL_checklstring(L, 1, &n);
     int op = check_opcode(L, 2);
     int fin = lua_isnoneornil(L, 3) ? 1 : lua_toboolean(L, 3);  /* nil: default */
-    lua_Integer rsv = luaL_optinteger(L, 5, 0);
+    ws_deflate *z = lua_type(L, 5) == LUA_TUSERDATA ? (ws_deflate *)luaL_checkudata(L, 5, DEFLATE_MT) : NULL;
+    lua_Integer rsv = z ? 4 : luaL_optinteger(L, 5, 0);
     luaL_argcheck(L, rsv >= 0 && rsv <= 7, 5, "rsv out of range");
+    lzctx *zc = ZCTX(1);
+    if (z) {
+        if (ws_deflate_compress(z, (const unsigned char *)payload, n, &zc->buf, &n) != WS_DEFLATE_OK)
+            return luaL_error(L, "not enough memory");
+        payload = (const char *)zc->buf.p;
+    }
     unsigned char key[4];
     const unsigned char *kp = NULL;
     if (lua_type(L, 4) == LUA_TSTRING) {
@@ -276,7 +284,7 @@ static int l_frame(lua_State *L) {
         memcpy(key, k, 4);
         kp = key;
     } else if (lua_toboolean(L, 4)) {
-        if (ws_mask_key(&ZCTX(1)->keys, key) != 0)
+        if (ws_mask_key(&zc->keys, key) != 0)
             return luaL_error(L, "RAND_bytes failed");
         kp = key;
     }
@@ -289,6 +297,8 @@ static int l_frame(lua_State *L) {
     else
         memcpy(out + hl, payload, n);
     luaL_pushresultsize(&b, hl + n);
+    if (z)
+        zbuf_trim(zc);
     return 1;
 }
 
@@ -545,9 +555,10 @@ static int push_inflated(lua_State *L, lreader *lr, const ws_event *ev, lzctx *z
     else if (ev->opcode == WS_OP_TEXT && !ws_utf8_valid(zc->buf.p, n))
         lr->r.error_code = 1007, lr->r.error = "invalid utf-8";
     else {
-        lua_pushstring(L, kind_names[ev->opcode]);
-        lua_pushlstring(L, (const char *)zc->buf.p, n);
+        lua_pushlstring(L, (const char *)zc->buf.p, n);   /* first: nothing runs before the copy */
         zbuf_trim(zc);
+        lua_pushstring(L, kind_names[ev->opcode]);
+        lua_insert(L, -2);
         return 2;
     }
     zbuf_trim(zc);

@@ -426,8 +426,21 @@ describe("ws.core.deflate", function()
     assert.same({ "binary", string.rep("a", 1000) }, { edge:next() })
   end)
 
+  it("compresses inside frame(payload, kind, fin, mask, deflate): a masked RSV1 frame", function()
+    local d, msg = core.deflate {}, string.rep("client text ", 200)
+    local f = core.frame(msg, "text", true, true, d)
+    assert.equal(0xC1, f:byte(1))                    -- FIN, RSV1, text
+    assert.equal(0x80, f:byte(2) - f:byte(2) % 128)  -- masked
+    assert.is_true(#f < #msg / 4)
+    local r = core.reader { role = "server", rsv_allowed = 4, deflate = core.deflate {} }
+    r:feed(f)
+    r:feed(core.frame(msg, "text", true, true, d))   -- the window carries over
+    assert.same({ "text", msg }, { r:next() })
+    assert.same({ "text", msg }, { r:next() })
+    assert.equal(2, d:stats().deflated)
+  end)
+
   it("compresses inside send_frame(fd, data, kind, deflate): one RSV1 frame on the socket", function()
-    local socket = require "socket"
     local l = assert(socket.bind("127.0.0.1", 0))
     local ip, port = l:getsockname()
     local a = assert(socket.connect(ip, port))

@@ -18,7 +18,7 @@ local protocol = require "ws.protocol"
 local logging = require "ws.log"
 
 local gettime = socket.gettime
-local send_frame = core.send_frame
+local send_frame, frame, utf8_valid = core.send_frame, core.frame, core.utf8_valid
 local co_running = coroutine.running
 local min = math.min
 
@@ -308,11 +308,11 @@ function Conn:send(data, kind)
   kind = kind or "text"
   if kind ~= "text" and kind ~= "binary" then error("bad argument #2 to 'send' (\"text\" or \"binary\" expected)", 2) end
   if self.state ~= "open" then return nil, "closed" end
+  local z = self.deflate
+  if z and #data < self.threshold then z = nil end
   local fd = self.wfd
   if fd and self.qh > self.qt and not self.writer then
     -- send_frame checks the UTF-8 of text itself (and compresses with z)
-    local z = self.deflate
-    if z and #data < self.threshold then z = nil end
     local rest, err = send_frame(fd, data, kind, z or 0)
     if rest == true then return true end
     if not rest then
@@ -322,14 +322,10 @@ function Conn:send(data, kind)
     end
     return send_bytes(self, rest)
   end
-  local rsv = 0
-  if self.deflate then
-    data, rsv = self:compress(data, kind)
-    if not data then return nil, rsv end
-  end
-  local bytes, err = self:encode(data, kind, rsv)
-  if not bytes then return nil, err end
-  return send_bytes(self, bytes)
+  -- queued (a writer at work) or masked (client): one frame() call
+  -- compresses (RSV1) and masks
+  if kind == "text" and not utf8_valid(data) then return nil, "invalid utf-8" end
+  return send_bytes(self, frame(data, kind, true, self.masked, z or 0))
 end
 
 --- Send an already encoded frame to this connection without waiting

@@ -3,7 +3,8 @@
 -- and turns an agreement into the options of a ws.core.deflate object.
 --
 -- Options (server `compression = true | {...}`, client likewise):
---   level (1..9, default 1: as gorilla; 2-2.5x less CPU than 6 for ~15% more bytes), threshold (bytes; smaller messages are sent
+--   level (1..9, default 1: as gorilla; 2-2.5x less CPU than 6 for ~15% more
+--   bytes), threshold (bytes; smaller messages are sent
 --   uncompressed, default 64), server_no_context_takeover,
 --   client_no_context_takeover, server_max_window_bits (8..15),
 --   client_max_window_bits (8..15). An 8-bit window is honoured with zlib's
