@@ -1,6 +1,7 @@
 -- permessage-deflate (RFC 7692): negotiation units, the zlib transforms,
 -- interop with Node ws, python-websockets and Chromium in both directions,
 -- and hostile peers (bombs, misplaced RSV1, bad data).
+local socket = require "socket"
 local json = require "dkjson"
 local ws = require "ws"
 local core = require "ws.core"
