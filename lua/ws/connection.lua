@@ -74,11 +74,13 @@ function M.new(sock, opts)
   self.peer, self.protocol, self.on_pong = opts.peer, opts.protocol, opts.on_pong
   self.send_timeout = opt(opts, "send_timeout")
   self.close_timeout = opt(opts, "close_timeout")
+  -- (false, not nil, for fields read per message: a nil one would be
+  -- looked up in Conn and then in Protocol too)
   self.sched = opts.sched or loop.current()
   self.log = opts.log or logging.get(opts.logger)
-  self.writer = nil          -- the coroutine writing the send queue (true: a task about to)
+  self.writer = false        -- the coroutine writing the send queue (true: a task about to)
   self.waiters = {}          -- senders waiting for their queue item: { seq, co }
-  self.receiver = nil        -- the coroutine receiving (true: Lua 5.1's main thread)
+  self.receiver = false      -- the coroutine receiving (true: Lua 5.1's main thread)
   self.burst = 0             -- messages received without waiting (see receive)
   sock:settimeout(0)
   -- plain TCP: read straight from the descriptor, and (server frames are
@@ -159,7 +161,7 @@ end
 -- Become the writer and write the queue until it is empty (or deadline);
 -- wake the senders whose items went out. A failure drops the connection.
 local function write_queue(self, deadline)
-  assert(self.writer == nil or self.writer == true, "two writers on one send queue")
+  assert(self.writer == false or self.writer == true, "two writers on one send queue")
   self.writer = co_running() or true
   local sock, err = self.sock, nil
   while true do
@@ -179,7 +181,7 @@ local function write_queue(self, deadline)
       self.sched:wake(co, true)
     end
   end
-  self.writer = nil
+  self.writer = false
   if err then
     teardown(self, 1006, err == "timeout" and "send timeout" or err)
     return nil, err
@@ -454,7 +456,7 @@ function Conn:receive(timeout)
   if self.state == "closed" then return nil, "closed", self.close_code, self.close_reason end
   self.receiver = me()
   local a, b, c, d = receive(self, timeout and gettime() + timeout)
-  self.receiver = nil
+  self.receiver = false
   return a, b, c, d
 end
 
@@ -502,7 +504,7 @@ function Conn:close(code, reason, timeout)
       local data, err = receive(self, deadline)
       if not data and err == "timeout" then break end
     end
-    self.receiver = nil
+    self.receiver = false
   end
   local answered = self.close_code ~= nil
   teardown(self)

@@ -66,7 +66,7 @@ function M.new(opts, mt)
     reader = core.reader { role = role, max_message = opts.max_message or 0,
                            rsv_allowed = deflate and 4 or 0 },
     -- permessage-deflate, when negotiated: RSV1 marks a compressed message
-    deflate = deflate and core.deflate(deflate),
+    deflate = deflate and core.deflate(deflate),   -- nil when not negotiated
     threshold = deflate and deflate.threshold or 0,
     q = {}, qh = 1, qt = 0, qoff = 1, qbytes = 0, written = 0,
     max_queue = opts.max_queue,
