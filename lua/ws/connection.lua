@@ -57,18 +57,17 @@ local keepalive
 -- through; default: the ws.loop running this task, or none: block),
 -- log (function(level, message, fields); default from opts.logger),
 -- deflate (negotiated permessage-deflate) and the limits in M.defaults.
+local popts = {}   -- protocol.new's options: filled per call, never kept (no table per connection)
+
 function M.new(sock, opts)
   local role = opts.role or "server"
-  local self = protocol.new({
-    role = role,
-    max_message = opt(opts, "max_message"),
-    max_queue = opt(opts, "max_queue"),
-    deflate = opts.deflate,
-    idle_timeout = opt(opts, "idle_timeout"),
-    ping_interval = opt(opts, "ping_interval"),
-    ping_timeout = opt(opts, "ping_timeout"),
-    now = gettime(),
-  }, Conn)
+  local p = popts
+  p.role, p.deflate, p.now = role, opts.deflate, gettime()
+  p.max_message, p.max_queue = opt(opts, "max_message"), opt(opts, "max_queue")
+  p.idle_timeout, p.ping_interval, p.ping_timeout =
+    opt(opts, "idle_timeout"), opt(opts, "ping_interval"), opt(opts, "ping_timeout")
+  local self = protocol.new(p, Conn)
+  p.deflate = nil
   self.sock = sock
   self.request, self.response = opts.request, opts.response
   self.peer, self.protocol, self.on_pong = opts.peer, opts.protocol, opts.on_pong
