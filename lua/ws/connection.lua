@@ -50,28 +50,29 @@ local keepalive
 -- through; default: the ws.loop running this task, or none: block),
 -- log (function(level, message, fields); default from opts.logger),
 -- deflate (negotiated permessage-deflate) and the limits in M.defaults.
+local popts = {}   -- protocol.new's options: filled per call, never kept (no table per connection)
+
 function M.new(sock, opts)
   local role = opts.role or "server"
-  local self = protocol.new({
-    role = role,
-    max_message = opt(opts, "max_message"),
-    max_queue = opt(opts, "max_queue"),
-    deflate = opts.deflate,
-    idle_timeout = opt(opts, "idle_timeout"),
-    ping_interval = opt(opts, "ping_interval"),
-    ping_timeout = opt(opts, "ping_timeout"),
-    now = gettime(),
-  }, Conn)
+  local p = popts
+  p.role, p.deflate, p.now = role, opts.deflate, gettime()
+  p.max_message, p.max_queue = opt(opts, "max_message"), opt(opts, "max_queue")
+  p.idle_timeout, p.ping_interval, p.ping_timeout =
+    opt(opts, "idle_timeout"), opt(opts, "ping_interval"), opt(opts, "ping_timeout")
+  local self = protocol.new(p, Conn)
+  p.deflate = nil
   self.sock = sock
   self.request, self.response = opts.request, opts.response
   self.peer, self.protocol, self.on_pong = opts.peer, opts.protocol, opts.on_pong
   self.send_timeout = opt(opts, "send_timeout")
   self.close_timeout = opt(opts, "close_timeout")
+  -- (false, not nil, for fields read per message: a nil one would be
+  -- looked up in Conn and then in Protocol too)
   self.sched = opts.sched or loop.current()
   self.log = opts.log or logging.get(opts.logger)
-  self.writer = nil          -- the coroutine writing the send queue (true: a task about to)
+  self.writer = false        -- the coroutine writing the send queue (true: a task about to)
   self.waiters = {}          -- senders waiting for their queue item: { seq, co }
-  self.receiver = nil        -- the coroutine receiving (true: Lua 5.1's main thread)
+  self.receiver = false      -- the coroutine receiving (true: Lua 5.1's main thread)
   self.burst = 0             -- messages received without waiting (see receive)
   sock:settimeout(0)
   -- plain TCP or our TLS: read straight from the descriptor, and (server
@@ -152,7 +153,7 @@ end
 -- Become the writer and write the queue until it is empty (or deadline);
 -- wake the senders whose items went out. A failure drops the connection.
 local function write_queue(self, deadline)
-  assert(self.writer == nil or self.writer == true, "two writers on one send queue")
+  assert(self.writer == false or self.writer == true, "two writers on one send queue")
   self.writer = co_running() or true
   local sock, err = self.sock, nil
   while true do
@@ -172,7 +173,7 @@ local function write_queue(self, deadline)
       self.sched:wake(co, true)
     end
   end
-  self.writer = nil
+  self.writer = false
   if err then
     teardown(self, 1006, err == "timeout" and "send timeout" or err)
     return nil, err
@@ -442,7 +443,7 @@ function Conn:receive(timeout)
   if self.state == "closed" then return nil, "closed", self.close_code, self.close_reason end
   self.receiver = me()
   local a, b, c, d = receive(self, timeout and gettime() + timeout)
-  self.receiver = nil
+  self.receiver = false
   if a or c == nil then return a, b end   -- exactly data, kind (or nil, "timeout")
   return a, b, c, d
 end
@@ -491,7 +492,7 @@ function Conn:close(code, reason, timeout)
       local data, err = receive(self, deadline)
       if not data and err == "timeout" then break end
     end
-    self.receiver = nil
+    self.receiver = false
   end
   local answered = self.close_code ~= nil
   teardown(self)

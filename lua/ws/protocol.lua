@@ -68,7 +68,7 @@ function M.new(opts, mt)
     max_message = opts.max_message,
     reader = core.reader { role = role, max_message = opts.max_message or 0,
                            rsv_allowed = z and 4 or 0, deflate = z },
-    deflate = z,
+    deflate = z,   -- nil when not negotiated
     threshold = deflate and deflate.threshold or 0,
     q = {}, qh = 1, qt = 0, qoff = 1, qbytes = 0, written = 0,
     max_queue = opts.max_queue,
