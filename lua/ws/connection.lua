@@ -240,6 +240,23 @@ local function send_bytes(self, s)
   return flush(self, self:push(s), self.send_timeout)
 end
 
+local settle
+
+-- The peer stopped reading (max_queue): drop what it has not started to
+-- receive (a partly written head stays, so framing holds), fail with 1008
+-- and let a task write the close frame for at most a second, half-close,
+-- drain and close TCP, so the peer learns why without the caller waiting.
+local function give_up(self)
+  local keep = self:drop_unstarted(self.writer ~= false)
+  local w, left = self.waiters, {}
+  for i = 1, #w do
+    if w[i][1] > keep then self.sched:wake(w[i][2], nil, "closed") else left[#left + 1] = w[i] end
+  end
+  self.waiters = left
+  self:fail(1008, "send queue full")
+  if self.sched then self.sched:spawn(settle, self) else settle(self) end
+end
+
 -- Have the queue written without waiting: what the socket takes now, the
 -- rest by a task (or, with no scheduler, by this call). A peer that lets
 -- the queue pass max_queue is dropped (only bytes the socket would not
@@ -252,8 +269,8 @@ local function kick(self)
     if empty then return true end
   end
   if self:queue_full() then
-    self.log("warn", "send queue full: dropping the connection", { peer = self.peer })
-    teardown(self, 1008, "send queue full")
+    self.log("warn", "send queue full: closing with 1008", { peer = self.peer })
+    give_up(self)
     return nil, "send queue full"
   end
   if self.writer then return true end
@@ -283,12 +300,12 @@ end
 
 -- The protocol has closed or failed: write its close frame (bounded), do
 -- what it asks of the transport, and return the results given.
-local function settle(self, a, b, c, d)
+function settle(self, a, b, c, d)
   if self.state == "closed" then return a, b, c, d end
   local failing = self.eof_sent
   -- a peer that does not read must not hold us past a second when we fail
   local t = self.send_timeout
-  if failing then t = min(t or 1, 1) end
+  if failing then t = min(t or 1, self.close_timeout or 1, 1) end
   if self.qt > self.written and not flush(self, self.qt, t) then return a, b, c, d end
   local step = self:transport()
   -- (only the receiving coroutine may read; another one just drops TCP)
@@ -501,7 +518,14 @@ function Conn:close(code, reason, timeout)
 end
 
 Conn.__close = function(self) if self.state ~= "closed" then self:close() end end
-Conn.__gc = function(self) if self.state ~= "closed" then self.sock:close() end end
+-- (a collected, never closed connection: the scheduler's state for its
+-- descriptor goes too; nothing here may yield or raise)
+Conn.__gc = function(self)
+  if self.state == "closed" then return end
+  local sched = self.sched
+  if sched then pcall(sched.forget, sched, self.sock) end
+  pcall(self.sock.close, self.sock)
+end
 
 ---- keepalive -----------------------------------------------------------------
 

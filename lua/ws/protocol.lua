@@ -116,6 +116,21 @@ function Protocol:wrote(last)
   self.written = self.written + 1
 end
 
+--- Drop the queued items not started yet (a partly written head stays, so
+-- the frames on the wire stay whole; busy: the driver is writing the head,
+-- keep it). Returns the sequence number of the last item kept: items after
+-- it will never be written.
+function Protocol:drop_unstarted(busy)
+  local q, h = self.q, self.qh
+  local keep = (busy or self.qoff > 1) and h <= self.qt and h or h - 1
+  for i = keep + 1, self.qt do
+    self.qbytes = self.qbytes - #q[i]
+    q[i] = nil
+  end
+  self.qt = keep
+  return keep
+end
+
 --- Bytes queued and not yet written.
 function Protocol:queued()
   return self.qbytes - (self.qoff - 1)
