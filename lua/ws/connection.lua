@@ -42,7 +42,7 @@ local function opt(opts, k)
   return v
 end
 
-local keepalive
+local keepalive, from_inbox, read_ready
 
 --- Wrap an upgraded, non-blocking socket.
 -- opts: role ("server"|"client"), buffered (bytes read past the handshake),
@@ -73,6 +73,8 @@ function M.new(sock, opts)
   self.writer = false        -- the coroutine writing the send queue (true: a task about to)
   self.waiters = {}          -- senders waiting for their queue item: { seq, co }
   self.receiver = false      -- the coroutine receiving (true: Lua 5.1's main thread)
+  self.inbox = false         -- messages read while nobody received (see read_ready)
+  self.background = false    -- the keepalive task, while it reads for nobody
   self.burst = 0             -- messages received without waiting (see receive)
   sock:settimeout(0)
   -- plain TCP or our TLS: read straight from the descriptor, and (server
@@ -310,8 +312,12 @@ function settle(self, a, b, c, d)
   local step = self:transport()
   -- (only the receiving coroutine may read; another one just drops TCP)
   if step and step ~= "close" and (not self.receiver or self.receiver == me()) then
+    -- (reading for nobody, as read_ready: a close() or receive() meanwhile waits)
+    local free = not self.receiver
+    if free then self.receiver, self.background = me(), me() end
     if step == "shutdown" and self.sock.shutdown then self.sock:shutdown("send") end
     drain(self)
+    if free then self.receiver, self.background = false, false end
   end
   if step then teardown(self) end
   return a, b, c, d
@@ -449,6 +455,72 @@ local function receive(self, deadline)
   end
 end
 
+-- The oldest message of the inbox (see read_ready).
+function from_inbox(self)
+  local ib = self.inbox
+  local h = ib.h
+  local data, kind = ib[h], ib[h + 1]
+  ib[h], ib[h + 1], ib.h, ib.bytes = nil, nil, h + 2, ib.bytes - #data
+  if ib.h > ib.t then self.inbox = false end
+  return data, kind
+end
+
+-- At most this many messages wait in the inbox (and at most max_queue bytes).
+local INBOX_MAX = 64
+
+-- Nobody receives (a handler that only sends), yet pongs, pings and the
+-- peer's close must be seen: the keepalive task reads what is there now,
+-- never waiting, as the receiver. Messages go to an inbox that receive()
+-- returns first, in order. A full inbox stops the reading (back-pressure:
+-- TCP holds the rest, pongs too, so keepalive then fails with 1011).
+-- receive() cannot start while this runs except where it waits (settle,
+-- on_pong); it waits for self.receiver to clear there.
+function read_ready(self)
+  if self.receiver or self.state ~= "open" then return end
+  local co = me()
+  self.receiver, self.background = co, co
+  local reader, sock, got = self.reader, self.sock, false
+  local max_bytes = self.max_queue or math.huge
+  while self.state == "open" do
+    local ib = self.inbox
+    if ib and ((ib.t - ib.h + 1) / 2 >= INBOX_MAX or ib.bytes >= max_bytes) then break end
+    local kind, data, code, reason = reader:next(self.rfd)
+    if kind == "text" or kind == "binary" then
+      if not ib then
+        ib = { h = 1, t = 0, bytes = 0 }
+        self.inbox = ib
+      end
+      local t = ib.t
+      ib[t + 1], ib[t + 2], ib.t, ib.bytes = data, kind, t + 2, ib.bytes + #data
+      got = true
+    elseif kind or code then
+      got = true
+      local a, b, c, d = self:event(kind, data, code, reason)
+      if a == nil then
+        settle(self, a, b, c, d)
+        break
+      end
+      if b == "ping" then kick(self) elseif self.on_pong then self.on_pong(self, c) end
+    elseif self.rfd then
+      if data ~= "timeout" and data ~= "wantwrite" then teardown(self) end
+      break
+    else
+      local chunk, err = io_.receive(sock)
+      if chunk then
+        self:receive_data(chunk)
+        got = true
+      elseif err ~= "timeout" and err ~= "wantread" and err ~= "wantwrite" then
+        teardown(self)
+        break
+      elseif not (sock.dirty and sock:dirty()) then
+        break
+      end
+    end
+  end
+  if got then self:activity(gettime()) end
+  self.receiver, self.background = false, false
+end
+
 --- Receive one message.
 -- Returns data, "text"|"binary"; or nil, "closed", code, reason once the
 -- connection is closed (1006 if TCP dropped without a close frame); or
@@ -456,7 +528,18 @@ end
 -- when the peer broke the protocol (err: "protocol error", "invalid utf-8",
 -- "message too big") and the connection was failed with that code.
 function Conn:receive(timeout)
-  if self.receiver then error("another coroutine is already receiving on this connection", 2) end
+  if self.inbox then return from_inbox(self) end
+  if self.receiver then
+    if self.receiver ~= self.background then error("another coroutine is already receiving on this connection", 2) end
+    -- the keepalive task is reading (only while it closes the connection or
+    -- runs on_pong): wait until it lets go
+    local deadline = timeout and gettime() + timeout
+    while self.receiver do
+      if deadline and gettime() >= deadline then return nil, "timeout" end
+      self.sched:sleep(0.005)
+    end
+    if self.inbox then return from_inbox(self) end
+  end
   if self.state == "closed" then return nil, "closed", self.close_code, self.close_reason end
   self.receiver = me()
   local a, b, c, d = receive(self, timeout and gettime() + timeout)
@@ -533,10 +616,21 @@ end
 -- peer whose pong is late (1011).
 function keepalive(self)
   local sched = self.sched
+  local step = 0.01
   while true do
     local due = self:keepalive_due()
     if not due then return end
-    sched:sleep(math.max(due - gettime(), 0))
+    -- nobody receives while a ping waits for its pong: read what is there
+    -- now and then (every 10 ms, backing off to every 0.5 s)
+    local now = gettime()
+    if self.ping_sent and not self.receiver then
+      due = min(due, now + step)
+      step = min(step * 2, 0.5)
+    else
+      step = 0.01
+    end
+    sched:sleep(math.max(due - now, 0))
+    read_ready(self)
     local r, err, code, reason = self:keepalive(gettime())
     if r then
       kick(self)
