@@ -244,6 +244,10 @@ end
 
 local settle
 
+-- This coroutine, as recorded in self.receiver (the one reading the
+-- connection); true stands for Lua 5.1's main thread, which has no name.
+local function me() return co_running() or true end
+
 -- The peer stopped reading (max_queue): drop what it has not started to
 -- receive (a partly written head stays, so framing holds), fail with 1008
 -- and let a task write the close frame for at most a second, half-close,
@@ -256,7 +260,15 @@ local function give_up(self)
   end
   self.waiters = left
   self:fail(1008, "send queue full")
-  if self.sched then self.sched:spawn(settle, self) else settle(self) end
+  if not self.sched then return settle(self) end
+  -- the task reads for nobody (it drains) unless someone receives: a
+  -- close() or receive() meanwhile waits for it
+  if not self.receiver then self.receiver, self.background = "settle", "settle" end
+  self.sched:spawn(function()
+    if self.receiver == "settle" then self.receiver, self.background = me(), me() end
+    settle(self)
+    if self.receiver == self.background then self.receiver, self.background = false, false end
+  end)
 end
 
 -- Have the queue written without waiting: what the socket takes now, the
@@ -289,9 +301,6 @@ end
 
 ---- closing -------------------------------------------------------------------
 
--- This coroutine, as recorded in self.receiver (the one reading the
--- connection); true stands for Lua 5.1's main thread, which has no name.
-local function me() return co_running() or true end
 
 -- Discard input until the peer closes TCP, for at most a second.
 local function drain(self)
