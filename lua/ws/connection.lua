@@ -74,7 +74,7 @@ function M.new(sock, opts)
   self.waiters = {}          -- senders waiting for their queue item: { seq, co }
   self.receiver = false      -- the coroutine receiving (true: Lua 5.1's main thread)
   self.inbox = false         -- messages read while nobody received (see read_ready)
-  self.background = false    -- the keepalive task, while it reads for nobody
+  self.background = false    -- = receiver while a task reads for nobody (keepalive, closing)
   self.burst = 0             -- messages received without waiting (see receive)
   sock:settimeout(0)
   -- plain TCP or our TLS: read straight from the descriptor, and (server
@@ -300,7 +300,6 @@ local function kick(self)
 end
 
 ---- closing -------------------------------------------------------------------
-
 
 -- Discard input until the peer closes TCP, for at most a second.
 local function drain(self)
@@ -540,8 +539,8 @@ function Conn:receive(timeout)
   if self.inbox then return from_inbox(self) end
   if self.receiver then
     if self.receiver ~= self.background then error("another coroutine is already receiving on this connection", 2) end
-    -- the keepalive task is reading (only while it closes the connection or
-    -- runs on_pong): wait until it lets go
+    -- a task reads for nobody (keepalive or a closing task; it waits only
+    -- while it closes the connection or runs on_pong): wait until it lets go
     local deadline = timeout and gettime() + timeout
     while self.receiver do
       if deadline and gettime() >= deadline then return nil, "timeout" end

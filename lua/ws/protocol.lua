@@ -120,6 +120,8 @@ end
 -- the frames on the wire stay whole; busy: the driver is writing the head,
 -- keep it). Returns the sequence number of the last item kept: items after
 -- it will never be written.
+---@param busy? boolean
+---@return integer
 function Protocol:drop_unstarted(busy)
   local q, h = self.q, self.qh
   local keep = (busy or self.qoff > 1) and h <= self.qt and h or h - 1
