@@ -456,3 +456,22 @@ describe("protocol: the send queue", function()
     assert.same({ 1, 10, 8 }, { f[1].opcode, f[2].opcode, f[3].opcode })
   end)
 end)
+
+describe("drop_unstarted", function()
+  it("keeps a partly written (or busy) head and drops the items not started", function()
+    local p = protocol.new()
+    p:push("aaaa") p:push("bbbb") p:push("cc")
+    p:wrote(2)                                  -- "aa" of the head is out
+    assert.equal(1, p:drop_unstarted())
+    assert.equal(2, p:queued())
+    assert.equal(2, p:push("zz"))               -- the next item follows the head
+    assert.equal("aazz", p:data_to_send())      -- the rest of the head, then the new item
+    local q = protocol.new()
+    q:push("aaaa") q:push("bbbb")
+    assert.equal(0, q:drop_unstarted())         -- nothing started: all go
+    assert.equal(0, q:queued())
+    q:push("cccc") q:push("dddd")
+    assert.equal(1, q:drop_unstarted(true))     -- the driver is writing the head
+    assert.equal("cccc", q:data_to_send())
+  end)
+end)

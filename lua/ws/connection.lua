@@ -42,7 +42,7 @@ local function opt(opts, k)
   return v
 end
 
-local keepalive
+local keepalive, from_inbox, read_ready
 
 --- Wrap an upgraded, non-blocking socket.
 -- opts: role ("server"|"client"), buffered (bytes read past the handshake),
@@ -50,28 +50,31 @@ local keepalive
 -- through; default: the ws.loop running this task, or none: block),
 -- log (function(level, message, fields); default from opts.logger),
 -- deflate (negotiated permessage-deflate) and the limits in M.defaults.
+local popts = {}   -- protocol.new's options: filled per call, never kept (no table per connection)
+
 function M.new(sock, opts)
   local role = opts.role or "server"
-  local self = protocol.new({
-    role = role,
-    max_message = opt(opts, "max_message"),
-    max_queue = opt(opts, "max_queue"),
-    deflate = opts.deflate,
-    idle_timeout = opt(opts, "idle_timeout"),
-    ping_interval = opt(opts, "ping_interval"),
-    ping_timeout = opt(opts, "ping_timeout"),
-    now = gettime(),
-  }, Conn)
+  local p = popts
+  p.role, p.deflate, p.now = role, opts.deflate, gettime()
+  p.max_message, p.max_queue = opt(opts, "max_message"), opt(opts, "max_queue")
+  p.idle_timeout, p.ping_interval, p.ping_timeout =
+    opt(opts, "idle_timeout"), opt(opts, "ping_interval"), opt(opts, "ping_timeout")
+  local self = protocol.new(p, Conn)
+  p.deflate = nil
   self.sock = sock
   self.request, self.response = opts.request, opts.response
   self.peer, self.protocol, self.on_pong = opts.peer, opts.protocol, opts.on_pong
   self.send_timeout = opt(opts, "send_timeout")
   self.close_timeout = opt(opts, "close_timeout")
+  -- (false, not nil, for fields read per message: a nil one would be
+  -- looked up in Conn and then in Protocol too)
   self.sched = opts.sched or loop.current()
   self.log = opts.log or logging.get(opts.logger)
-  self.writer = nil          -- the coroutine writing the send queue (true: a task about to)
+  self.writer = false        -- the coroutine writing the send queue (true: a task about to)
   self.waiters = {}          -- senders waiting for their queue item: { seq, co }
-  self.receiver = nil        -- the coroutine receiving (true: Lua 5.1's main thread)
+  self.receiver = false      -- the coroutine receiving (true: Lua 5.1's main thread)
+  self.inbox = false         -- messages read while nobody received (see read_ready)
+  self.background = false    -- = receiver while a task reads for nobody (keepalive, closing)
   self.burst = 0             -- messages received without waiting (see receive)
   sock:settimeout(0)
   -- plain TCP or our TLS: read straight from the descriptor, and (server
@@ -152,7 +155,7 @@ end
 -- Become the writer and write the queue until it is empty (or deadline);
 -- wake the senders whose items went out. A failure drops the connection.
 local function write_queue(self, deadline)
-  assert(self.writer == nil or self.writer == true, "two writers on one send queue")
+  assert(self.writer == false or self.writer == true, "two writers on one send queue")
   self.writer = co_running() or true
   local sock, err = self.sock, nil
   while true do
@@ -172,7 +175,7 @@ local function write_queue(self, deadline)
       self.sched:wake(co, true)
     end
   end
-  self.writer = nil
+  self.writer = false
   if err then
     teardown(self, 1006, err == "timeout" and "send timeout" or err)
     return nil, err
@@ -239,6 +242,35 @@ local function send_bytes(self, s)
   return flush(self, self:push(s), self.send_timeout)
 end
 
+local settle
+
+-- This coroutine, as recorded in self.receiver (the one reading the
+-- connection); true stands for Lua 5.1's main thread, which has no name.
+local function me() return co_running() or true end
+
+-- The peer stopped reading (max_queue): drop what it has not started to
+-- receive (a partly written head stays, so framing holds), fail with 1008
+-- and let a task write the close frame for at most a second, half-close,
+-- drain and close TCP, so the peer learns why without the caller waiting.
+local function give_up(self)
+  local keep = self:drop_unstarted(self.writer ~= false)
+  local w, left = self.waiters, {}
+  for i = 1, #w do
+    if w[i][1] > keep then self.sched:wake(w[i][2], nil, "closed") else left[#left + 1] = w[i] end
+  end
+  self.waiters = left
+  self:fail(1008, "send queue full")
+  if not self.sched then return settle(self) end
+  -- the task reads for nobody (it drains) unless someone receives: a
+  -- close() or receive() meanwhile waits for it
+  if not self.receiver then self.receiver, self.background = "settle", "settle" end
+  self.sched:spawn(function()
+    if self.receiver == "settle" then self.receiver, self.background = me(), me() end
+    settle(self)
+    if self.receiver == self.background then self.receiver, self.background = false, false end
+  end)
+end
+
 -- Have the queue written without waiting: what the socket takes now, the
 -- rest by a task (or, with no scheduler, by this call). A peer that lets
 -- the queue pass max_queue is dropped (only bytes the socket would not
@@ -251,8 +283,8 @@ local function kick(self)
     if empty then return true end
   end
   if self:queue_full() then
-    self.log("warn", "send queue full: dropping the connection", { peer = self.peer })
-    teardown(self, 1008, "send queue full")
+    self.log("warn", "send queue full: closing with 1008", { peer = self.peer })
+    give_up(self)
     return nil, "send queue full"
   end
   if self.writer then return true end
@@ -269,10 +301,6 @@ end
 
 ---- closing -------------------------------------------------------------------
 
--- This coroutine, as recorded in self.receiver (the one reading the
--- connection); true stands for Lua 5.1's main thread, which has no name.
-local function me() return co_running() or true end
-
 -- Discard input until the peer closes TCP, for at most a second.
 local function drain(self)
   local deadline = gettime() + min(self.close_timeout or 1, 1)
@@ -282,18 +310,22 @@ end
 
 -- The protocol has closed or failed: write its close frame (bounded), do
 -- what it asks of the transport, and return the results given.
-local function settle(self, a, b, c, d)
+function settle(self, a, b, c, d)
   if self.state == "closed" then return a, b, c, d end
   local failing = self.eof_sent
   -- a peer that does not read must not hold us past a second when we fail
   local t = self.send_timeout
-  if failing then t = min(t or 1, 1) end
+  if failing then t = min(t or 1, self.close_timeout or 1, 1) end
   if self.qt > self.written and not flush(self, self.qt, t) then return a, b, c, d end
   local step = self:transport()
   -- (only the receiving coroutine may read; another one just drops TCP)
   if step and step ~= "close" and (not self.receiver or self.receiver == me()) then
+    -- (reading for nobody, as read_ready: a close() or receive() meanwhile waits)
+    local free = not self.receiver
+    if free then self.receiver, self.background = me(), me() end
     if step == "shutdown" and self.sock.shutdown then self.sock:shutdown("send") end
     drain(self)
+    if free then self.receiver, self.background = false, false end
   end
   if step then teardown(self) end
   return a, b, c, d
@@ -431,6 +463,72 @@ local function receive(self, deadline)
   end
 end
 
+-- The oldest message of the inbox (see read_ready).
+function from_inbox(self)
+  local ib = self.inbox
+  local h = ib.h
+  local data, kind = ib[h], ib[h + 1]
+  ib[h], ib[h + 1], ib.h, ib.bytes = nil, nil, h + 2, ib.bytes - #data
+  if ib.h > ib.t then self.inbox = false end
+  return data, kind
+end
+
+-- At most this many messages wait in the inbox (and at most max_queue bytes).
+local INBOX_MAX = 64
+
+-- Nobody receives (a handler that only sends), yet pongs, pings and the
+-- peer's close must be seen: the keepalive task reads what is there now,
+-- never waiting, as the receiver. Messages go to an inbox that receive()
+-- returns first, in order. A full inbox stops the reading (back-pressure:
+-- TCP holds the rest, pongs too, so keepalive then fails with 1011).
+-- receive() cannot start while this runs except where it waits (settle,
+-- on_pong); it waits for self.receiver to clear there.
+function read_ready(self)
+  if self.receiver or self.state ~= "open" then return end
+  local co = me()
+  self.receiver, self.background = co, co
+  local reader, sock, got = self.reader, self.sock, false
+  local max_bytes = self.max_queue or math.huge
+  while self.state == "open" do
+    local ib = self.inbox
+    if ib and ((ib.t - ib.h + 1) / 2 >= INBOX_MAX or ib.bytes >= max_bytes) then break end
+    local kind, data, code, reason = reader:next(self.rfd)
+    if kind == "text" or kind == "binary" then
+      if not ib then
+        ib = { h = 1, t = 0, bytes = 0 }
+        self.inbox = ib
+      end
+      local t = ib.t
+      ib[t + 1], ib[t + 2], ib.t, ib.bytes = data, kind, t + 2, ib.bytes + #data
+      got = true
+    elseif kind or code then
+      got = true
+      local a, b, c, d = self:event(kind, data, code, reason)
+      if a == nil then
+        settle(self, a, b, c, d)
+        break
+      end
+      if b == "ping" then kick(self) elseif self.on_pong then self.on_pong(self, c) end
+    elseif self.rfd then
+      if data ~= "timeout" and data ~= "wantwrite" then teardown(self) end
+      break
+    else
+      local chunk, err = io_.receive(sock)
+      if chunk then
+        self:receive_data(chunk)
+        got = true
+      elseif err ~= "timeout" and err ~= "wantread" and err ~= "wantwrite" then
+        teardown(self)
+        break
+      elseif not (sock.dirty and sock:dirty()) then
+        break
+      end
+    end
+  end
+  if got then self:activity(gettime()) end
+  self.receiver, self.background = false, false
+end
+
 --- Receive one message.
 -- Returns data, "text"|"binary"; or nil, "closed", code, reason once the
 -- connection is closed (1006 if TCP dropped without a close frame); or
@@ -438,11 +536,22 @@ end
 -- when the peer broke the protocol (err: "protocol error", "invalid utf-8",
 -- "message too big") and the connection was failed with that code.
 function Conn:receive(timeout)
-  if self.receiver then error("another coroutine is already receiving on this connection", 2) end
+  if self.inbox then return from_inbox(self) end
+  if self.receiver then
+    if self.receiver ~= self.background then error("another coroutine is already receiving on this connection", 2) end
+    -- a task reads for nobody (keepalive or a closing task; it waits only
+    -- while it closes the connection or runs on_pong): wait until it lets go
+    local deadline = timeout and gettime() + timeout
+    while self.receiver do
+      if deadline and gettime() >= deadline then return nil, "timeout" end
+      self.sched:sleep(0.005)
+    end
+    if self.inbox then return from_inbox(self) end
+  end
   if self.state == "closed" then return nil, "closed", self.close_code, self.close_reason end
   self.receiver = me()
   local a, b, c, d = receive(self, timeout and gettime() + timeout)
-  self.receiver = nil
+  self.receiver = false
   if a or c == nil then return a, b end   -- exactly data, kind (or nil, "timeout")
   return a, b, c, d
 end
@@ -491,7 +600,7 @@ function Conn:close(code, reason, timeout)
       local data, err = receive(self, deadline)
       if not data and err == "timeout" then break end
     end
-    self.receiver = nil
+    self.receiver = false
   end
   local answered = self.close_code ~= nil
   teardown(self)
@@ -500,7 +609,14 @@ function Conn:close(code, reason, timeout)
 end
 
 Conn.__close = function(self) if self.state ~= "closed" then self:close() end end
-Conn.__gc = function(self) if self.state ~= "closed" then self.sock:close() end end
+-- (a collected, never closed connection: the scheduler's state for its
+-- descriptor goes too; nothing here may yield or raise)
+Conn.__gc = function(self)
+  if self.state == "closed" then return end
+  local sched = self.sched
+  if sched then pcall(sched.forget, sched, self.sock) end
+  pcall(self.sock.close, self.sock)
+end
 
 ---- keepalive -----------------------------------------------------------------
 
@@ -508,10 +624,21 @@ Conn.__gc = function(self) if self.state ~= "closed" then self.sock:close() end 
 -- peer whose pong is late (1011).
 function keepalive(self)
   local sched = self.sched
+  local step = 0.01
   while true do
     local due = self:keepalive_due()
     if not due then return end
-    sched:sleep(math.max(due - gettime(), 0))
+    -- nobody receives while a ping waits for its pong: read what is there
+    -- now and then (every 10 ms, backing off to every 0.5 s)
+    local now = gettime()
+    if self.ping_sent and not self.receiver then
+      due = min(due, now + step)
+      step = min(step * 2, 0.5)
+    else
+      step = 0.01
+    end
+    sched:sleep(math.max(due - now, 0))
+    read_ready(self)
     local r, err, code, reason = self:keepalive(gettime())
     if r then
       kick(self)

@@ -68,7 +68,7 @@ function M.new(opts, mt)
     max_message = opts.max_message,
     reader = core.reader { role = role, max_message = opts.max_message or 0,
                            rsv_allowed = z and 4 or 0, deflate = z },
-    deflate = z,
+    deflate = z,   -- nil when not negotiated
     threshold = deflate and deflate.threshold or 0,
     q = {}, qh = 1, qt = 0, qoff = 1, qbytes = 0, written = 0,
     max_queue = opts.max_queue,
@@ -114,6 +114,23 @@ function Protocol:wrote(last)
   self.q[h], self.qh, self.qoff = nil, h + 1, 1
   self.qbytes = self.qbytes - #s
   self.written = self.written + 1
+end
+
+--- Drop the queued items not started yet (a partly written head stays, so
+-- the frames on the wire stay whole; busy: the driver is writing the head,
+-- keep it). Returns the sequence number of the last item kept: items after
+-- it will never be written.
+---@param busy? boolean
+---@return integer
+function Protocol:drop_unstarted(busy)
+  local q, h = self.q, self.qh
+  local keep = (busy or self.qoff > 1) and h <= self.qt and h or h - 1
+  for i = keep + 1, self.qt do
+    self.qbytes = self.qbytes - #q[i]
+    q[i] = nil
+  end
+  self.qt = keep
+  return keep
 end
 
 --- Bytes queued and not yet written.

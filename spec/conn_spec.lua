@@ -1,0 +1,155 @@
+-- connection.lua's driver: keepalive when nobody receives (the background
+-- read and its inbox), the 1008 close for a full send queue, and __gc.
+local socket = require "socket"
+local json = require "dkjson"
+local ws = require "ws"
+local core = require "ws.core"
+local loop = require "ws.loop"
+local connection = require "ws.connection"
+local H = require "spec.helpers"
+
+local gettime = socket.gettime
+
+-- A server on loop l; log lines go to the table returned.
+local function serve(l, opts, handler)
+  local lines = {}
+  opts.host, opts.port, opts.loop = "127.0.0.1", H.free_port(), l
+  opts.logger = function(level, msg, f)
+    lines[#lines + 1] = level .. " " .. msg .. (f and f.code and " " .. f.code or "")
+  end
+  local server = assert(ws.listen(opts))
+  server:route("/ws", handler)
+  return server, opts.port, lines
+end
+
+describe("a full send queue (max_queue)", function()
+  it("sends the peer a close frame 1008 after the frames already started, then closes", function()
+    local l = loop.new()
+    local gave_up
+    local server, port, log = serve(l, { max_queue = 64 * 1024 }, function(conn)
+      for i = 1, 2000 do
+        -- 16 KiB frames of one letter each: the reader checks each is whole
+        local ok, err = conn:send_encoded(core.frame(string.char(65 + i % 26):rep(16384), "binary", true, false, 0))
+        if not ok then gave_up = err return end
+        l:sleep(0.001)
+      end
+    end)
+    local flag = os.tmpname()
+    os.remove(flag)
+    local peer = H.spawn(string.format("exec %s %s/spec/peers/slow_reader.py %d %s", H.PYTHON, H.ROOT, port, flag), "slow-reader")
+    finally(function() peer.stop() os.remove(flag) end)
+    assert.truthy(H.step_until(l, 20, function() return gave_up end), peer.output())
+    assert.equal("send queue full", gave_up)
+    io.open(flag, "w"):close()     -- the peer reads everything now
+    assert.truthy(H.step_until(l, 10, function() return peer.output():match("{.*}") end), peer.output())
+    local res = json.decode(peer.output():match("{.*}"))
+    assert.same({ 1008, "send queue full" }, res.close)
+    assert.equal(0, res.rest)                    -- nothing after the close frame, nothing cut
+    assert.equal(res.frames - 1, res.intact)     -- every frame before it whole
+    assert.is_true(res.intact >= 1)
+    assert.truthy(H.step_until(l, 3, function()
+      for _, line in ipairs(log) do if line:match("send queue full") then return true end end
+    end), table.concat(log, "\n"))
+    server:close()
+    H.step_until(l, 3, function() return l.ntasks == 0 end)
+  end)
+end)
+
+describe("Conn.__gc", function()
+  -- (Lua 5.1 and LuaJIT never call __gc on a table)
+  local table_gc = false
+  setmetatable({}, { __gc = function() table_gc = true end })
+  collectgarbage() collectgarbage()
+  local it_gc = table_gc and it or pending
+  it_gc("makes the scheduler forget the descriptor of a collected, never closed connection", function()
+    local forgot, closed = {}, 0
+    local sched = { forget = function(_, sock) forgot[#forgot + 1] = sock end }
+    local sock = setmetatable({}, { __index = {
+      settimeout = function() end, close = function() closed = closed + 1 end } })
+    connection.new(sock, { sched = sched, ping_interval = false })
+    collectgarbage() collectgarbage()
+    assert.equal(1, closed)
+    assert.same({ sock }, forgot)
+  end)
+end)
+
+describe("keepalive when the handler never receives", function()
+  local KEEP = { ping_interval = 0.2, ping_timeout = 0.3 }
+
+  it("keeps a client that answers pings connected, and it gets every message", function()
+    local l = loop.new()
+    local sent, server_code = 0, nil
+    local server, port = serve(l, KEEP, function(conn)
+      conn:on_close(function(_, code) server_code = code end)
+      for i = 1, 50 do                      -- 2.5 s at one message per 50 ms
+        if not conn:send("tick " .. i) then return end
+        sent = i
+        l:sleep(0.05)
+      end
+      conn:close()
+    end)
+    local got = H.run_task(l, 20, function()
+      local c = assert(ws.connect("ws://127.0.0.1:" .. port .. "/ws", { timeout = 5 }))
+      local got = {}
+      while true do
+        local data = c:receive(5)
+        if not data then break end
+        got[#got + 1] = data
+      end
+      return got
+    end)
+    assert.equal(50, sent)
+    assert.equal(1000, server_code)
+    assert.equal(50, #got)
+    for i = 1, 50 do assert.equal("tick " .. i, got[i]) end
+    server:close()
+    H.step_until(l, 3, function() return l.ntasks == 0 end)
+  end)
+
+  it("still closes a peer that never answers with 1011", function()
+    local l = loop.new()
+    local server_code, t_closed
+    local server, port = serve(l, KEEP, function(conn)
+      conn:on_close(function(_, code) server_code, t_closed = code, gettime() end)
+      while conn.state == "open" do l:sleep(0.05) end
+    end)
+    local raw = H.raw(port, false)
+    finally(function() raw:close() end)
+    local t0 = gettime()
+    raw:send(H.request(port))
+    assert.truthy(H.step_until(l, 5, function() return server_code end))
+    assert.equal(1011, server_code)
+    -- one ping, then 0.3 s for its pong (bounds wide for a loaded machine)
+    assert.is_true(t_closed - t0 > 0.4 and t_closed - t0 < 3, tostring(t_closed - t0))
+    assert.matches("^HTTP/1.1 101", raw:read_head())
+    assert.same({ 1011, "keepalive ping timeout" }, { raw:read_close() })
+    server:close()
+    H.step_until(l, 3, function() return l.ntasks == 0 end)
+  end)
+
+  it("keeps what arrived before the handler receives, and receive returns it first, in order", function()
+    local l = loop.new()
+    local got, had_inbox = {}, nil
+    local server, port = serve(l, KEEP, function(conn)
+      l:sleep(1)                             -- several pings meanwhile
+      had_inbox = conn.inbox and true
+      for _ = 1, 5 do got[#got + 1] = conn:receive(1) end
+      got[#got + 1] = select(2, conn:receive(0.1))   -- then nothing: a timeout
+      got[#got + 1] = conn:receive(2)        -- and a message sent later
+      conn:close()
+    end)
+    H.run_task(l, 20, function()
+      local c = assert(ws.connect("ws://127.0.0.1:" .. port .. "/ws", { timeout = 5 }))
+      for i = 1, 5 do assert(c:send("early " .. i)) end
+      -- answer pings meanwhile, until the handler has read the five
+      local deadline = gettime() + 10
+      while #got < 6 and c.state ~= "closed" and gettime() < deadline do c:receive(0.05) end
+      assert(c:send("late"))
+      repeat until not c:receive(5)
+    end)
+    assert.is_true(had_inbox)
+    assert.same({ "early 1", "early 2", "early 3", "early 4", "early 5", "timeout", "late" }, got)
+    server:close()
+    H.step_until(l, 3, function() return l.ntasks == 0 end)
+  end)
+end)
