@@ -30,14 +30,6 @@ lfd ws_check_io(lua_State *L, int idx) {
     return *(lfd *)luaL_checkudata(L, idx, FD_MT);
 }
 
-static const char *errno_text(int err) {
-    if (err == EAGAIN || err == EWOULDBLOCK)
-        return "timeout";
-    if (err == EPIPE || err == ECONNRESET || err == ENOTCONN || err == EBADF)
-        return "closed";
-    return strerror(err);
-}
-
 /* What to do after a TLS call that made no progress: "timeout" (wait for
  * the direction the call naturally needs: readable for a read, writable for
  * a write), "wantread"/"wantwrite" (the other direction), "closed", or why
@@ -69,7 +61,7 @@ size_t ws_io_read(const lfd *c, void *buf, size_t n, const char **err) {
     ssize_t r = ws_fd_read(c->fd, buf, n);
     if (r > 0)
         return (size_t)r;
-    *err = r == 0 ? "closed" : errno_text(errno);
+    *err = r == 0 ? "closed" : ws_errno_token(errno);
     return 0;
 }
 
@@ -91,7 +83,7 @@ static size_t io_write(const lfd *c, const void *buf, size_t n, const char **err
     ssize_t w = ws_fd_send(c->fd, buf, n);
     if (w > 0)
         return (size_t)w;
-    *err = w == 0 ? "closed" : errno_text(errno);
+    *err = w == 0 ? "closed" : ws_errno_token(errno);
     return 0;
 }
 
@@ -174,7 +166,7 @@ static int l_send_frame(lua_State *L) {
             w = sendmsg(c.fd, &msg, MSG_NOSIGNAL);
         while (w < 0 && errno == EINTR);
         if (w < 0)
-            err = errno_text(errno);
+            err = ws_errno_token(errno);
         done = w < 0 ? 0 : (size_t)w;
     }
     int ok = done == hl + n;
@@ -206,10 +198,6 @@ static lfd *check_fd(lua_State *L) {
 }
 
 
-static int fd_errno(lua_State *L, int err) {
-    return ws_fail(L, errno_text(err));
-}
-
 static lfd *new_fd(lua_State *L) {
     lfd *s = (lfd *)lua_newuserdatauv(L, sizeof *s, 0);
     s->fd = -1;
@@ -232,7 +220,7 @@ static int l_accept(lua_State *L) {
     lfd *s = new_fd(L);
     s->fd = ws_fd_accept(listen_fd);
     if (s->fd < 0)
-        return fd_errno(L, errno);
+        return ws_fail_errno(L, errno);
     return 1;
 }
 
@@ -245,7 +233,7 @@ static int l_wrap_fd(lua_State *L) {
     s->fd = fd;                   /* ours from here: closed by __gc on failure too */
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-        return fd_errno(L, errno);
+        return ws_fail_errno(L, errno);
     return 1;
 }
 
@@ -264,11 +252,8 @@ static int l_adopt(lua_State *L) {
  * hard limit | nil, err */
 static int l_raise_fd_limit(lua_State *L) {
     long n = ws_fd_raise_limit();
-    if (n < 0) {
-        lua_pushnil(L);
-        lua_pushstring(L, strerror(errno));
-        return 2;
-    }
+    if (n < 0)
+        return ws_fail(L, strerror(errno));
     lua_pushinteger(L, (lua_Integer)n);
     return 1;
 }
@@ -368,7 +353,7 @@ static int l_fd_shutdown(lua_State *L) {
     if (s->tls && s->fd >= 0 && flags[h] != SHUT_RD)
         ws_tls_shutdown(s->tls);
     if (s->fd < 0 || shutdown(s->fd, flags[h]) != 0)
-        return fd_errno(L, s->fd < 0 ? EBADF : errno);
+        return ws_fail_errno(L, s->fd < 0 ? EBADF : errno);
     lua_pushinteger(L, 1);
     return 1;
 }
@@ -380,7 +365,7 @@ static int l_fd_getpeername(lua_State *L) {
     int port = 0;
     int fam = s->fd < 0 ? -1 : ws_fd_peer(s->fd, ip, sizeof ip, &port);
     if (fam < 0)
-        return fd_errno(L, s->fd < 0 ? EBADF : errno);
+        return ws_fail_errno(L, s->fd < 0 ? EBADF : errno);
     lua_pushstring(L, ip);
     lua_pushinteger(L, port);
     lua_pushstring(L, fam == 6 ? "inet6" : "inet");

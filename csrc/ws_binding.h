@@ -50,6 +50,7 @@ typedef struct {
 
 /* ws_core.c: helpers */
 int ws_fail(lua_State *L, const char *err);            /* nil, err */
+int ws_fail_errno(lua_State *L, int err);             /* nil, ws_errno_token(err) */
 lua_Integer ws_opt_int(lua_State *L, int t, const char *k, lua_Integer d);
 const char *ws_opt_str(lua_State *L, int t, const char *k);
 void ws_zbuf_trim(lzctx *z);                          /* drop a big output buffer */

@@ -31,6 +31,10 @@ int ws_fail(lua_State *L, const char *err) {
     return 2;
 }
 
+int ws_fail_errno(lua_State *L, int err) {
+    return ws_fail(L, ws_errno_token(err));
+}
+
 lua_Integer ws_opt_int(lua_State *L, int t, const char *k, lua_Integer d) {
     lua_getfield(L, t, k);
     lua_Integer v = lua_isnil(L, -1) ? d : luaL_checkinteger(L, -1);

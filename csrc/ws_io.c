@@ -10,8 +10,30 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/signalfd.h>
+#include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+/* errno in the words LuaSocket uses, where it has some; strerror otherwise */
+static const struct {
+    int err;
+    const char *token;
+} TOKENS[] = {
+    {EAGAIN, "timeout"},              /* wait for the descriptor */
+    {EWOULDBLOCK, "timeout"},
+    {EPIPE, "closed"},                /* the peer or we closed it */
+    {ECONNRESET, "closed"},
+    {ENOTCONN, "closed"},
+    {EBADF, "closed"},
+    {EADDRINUSE, "address already in use"},
+};
+
+const char *ws_errno_token(int err) {
+    for (size_t i = 0; i < sizeof TOKENS / sizeof TOKENS[0]; i++)
+        if (TOKENS[i].err == err)
+            return TOKENS[i].token;
+    return strerror(err);
+}
 
 #ifdef WS_HAVE_EPOLL
 #include <sys/epoll.h>

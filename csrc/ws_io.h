@@ -10,6 +10,10 @@
 #define WS_HAVE_EPOLL 1
 #endif
 
+/* The one errno-to-token table: "timeout" (EAGAIN), "closed" (EPIPE,
+ * ECONNRESET, ENOTCONN, EBADF), "address already in use", else strerror. */
+const char *ws_errno_token(int err);
+
 typedef struct {
     int fd;
     int readable;     /* also set on hang-up and error, so a reader finds out */
