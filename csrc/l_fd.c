@@ -3,9 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
-#include <unistd.h>
 
 #include "ws_deflate.h"
 #include "ws_frame.h"
@@ -156,15 +153,7 @@ static int l_send_frame(lua_State *L) {
     } else if (c.tls) {
         done = tls_send_frame(&c, head, hl, payload, n, &err);
     } else {
-        struct iovec iov[2] = {{head, hl}, {(void *)payload, n}};
-        struct msghdr msg;
-        memset(&msg, 0, sizeof msg);
-        msg.msg_iov = iov;
-        msg.msg_iovlen = n ? 2 : 1;
-        ssize_t w;
-        do
-            w = sendmsg(c.fd, &msg, MSG_NOSIGNAL);
-        while (w < 0 && errno == EINTR);
+        ssize_t w = ws_fd_send2(c.fd, head, hl, payload, n);
         if (w < 0)
             err = ws_errno_token(errno);
         done = w < 0 ? 0 : (size_t)w;
@@ -336,7 +325,7 @@ static int l_fd_close(lua_State *L) {
         s->tls = NULL;
     }
     if (s->fd >= 0) {
-        close(s->fd);
+        ws_fd_close(s->fd);
         s->fd = -1;
     }
     lua_pushinteger(L, 1);
@@ -346,13 +335,12 @@ static int l_fd_close(lua_State *L) {
 /* shutdown(["both"|"send"|"receive"]); over TLS, "send" and "both" send
  * close_notify first */
 static int l_fd_shutdown(lua_State *L) {
-    static const char *const how[] = {"both", "send", "receive", NULL};
-    static const int flags[] = {SHUT_RDWR, SHUT_WR, SHUT_RD};
+    static const char *const how[] = {"both", "send", "receive", NULL};   /* WS_SHUT_* order */
     lfd *s = check_fd(L);
     int h = luaL_checkoption(L, 2, "both", how);
-    if (s->tls && s->fd >= 0 && flags[h] != SHUT_RD)
+    if (s->tls && s->fd >= 0 && h != WS_SHUT_RECEIVE)
         ws_tls_shutdown(s->tls);
-    if (s->fd < 0 || shutdown(s->fd, flags[h]) != 0)
+    if (s->fd < 0 || ws_fd_shutdown(s->fd, h) != 0)
         return ws_fail_errno(L, s->fd < 0 ? EBADF : errno);
     lua_pushinteger(L, 1);
     return 1;

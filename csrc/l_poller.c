@@ -87,7 +87,7 @@ static int l_poller_fd(lua_State *L) {
 static int l_poller_gc(lua_State *L) {
     lpoller *p = (lpoller *)luaL_checkudata(L, 1, POLLER_MT);
     if (p->ep >= 0) {
-        close(p->ep);
+        ws_fd_close(p->ep);
         p->ep = -1;
     }
     return 0;

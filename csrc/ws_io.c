@@ -150,17 +150,26 @@ long ws_fd_raise_limit(void) {
     return r.rlim_cur == RLIM_INFINITY || r.rlim_cur > (rlim_t)LONG_MAX ? LONG_MAX : (long)r.rlim_cur;
 }
 
-ssize_t ws_fd_write2(int fd, const void *a, size_t an, const void *b, size_t bn) {
-    struct iovec iov[2];
-    iov[0].iov_base = (void *)a;
-    iov[0].iov_len = an;
-    iov[1].iov_base = (void *)b;
-    iov[1].iov_len = bn;
+ssize_t ws_fd_send2(int fd, const void *a, size_t an, const void *b, size_t bn) {
+    struct iovec iov[2] = {{(void *)a, an}, {(void *)b, bn}};
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = iov;
+    msg.msg_iovlen = bn ? 2 : 1;
     ssize_t r;
     do
-        r = writev(fd, iov, bn ? 2 : 1);
+        r = sendmsg(fd, &msg, MSG_NOSIGNAL);
     while (r < 0 && errno == EINTR);
     return r;
+}
+
+int ws_fd_shutdown(int fd, int how) {
+    static const int flags[] = {SHUT_RDWR, SHUT_WR, SHUT_RD};
+    return shutdown(fd, flags[how]);
+}
+
+void ws_fd_close(int fd) {
+    close(fd);                /* Linux frees fd even on EINTR: never retried */
 }
 
 /* ---- processes, listeners, signals (deployment) ---------------------------- */

@@ -54,8 +54,16 @@ ssize_t ws_fd_read(int fd, void *buf, size_t n);
  * shell's default of 1024. Returns the soft limit in force, or -1. */
 long ws_fd_raise_limit(void);
 
-/* writev(2) of two pieces, retried on EINTR: bytes written or -1 with errno. */
-ssize_t ws_fd_write2(int fd, const void *a, size_t an, const void *b, size_t bn);
+/* One gathered sendmsg(2) of two pieces (b may be empty), no SIGPIPE,
+ * retried on EINTR: bytes written or -1 with errno. */
+ssize_t ws_fd_send2(int fd, const void *a, size_t an, const void *b, size_t bn);
+
+/* shutdown(2); how: WS_SHUT_BOTH, WS_SHUT_SEND or WS_SHUT_RECEIVE. 0 or -1. */
+enum { WS_SHUT_BOTH, WS_SHUT_SEND, WS_SHUT_RECEIVE };
+int ws_fd_shutdown(int fd, int how);
+
+/* close(2) a descriptor (a connection, a poller) */
+void ws_fd_close(int fd);
 
 /* ---- processes, listeners, signals (deployment; Linux) --------------------- */
 
