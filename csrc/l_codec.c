@@ -212,7 +212,7 @@ static int l_frame(lua_State *L) {
     const char *payload = luaL_checklstring(L, 1, &n);
     int op = ws_check_opcode(L, 2);
     int fin = lua_isnoneornil(L, 3) ? 1 : lua_toboolean(L, 3);  /* nil: default */
-    ws_deflate *z = lua_type(L, 5) == LUA_TUSERDATA ? (ws_deflate *)luaL_checkudata(L, 5, DEFLATE_MT) : NULL;
+    ws_deflate *z = lua_type(L, 5) == LUA_TUSERDATA ? &ws_check_deflate(L, 5)->d : NULL;
     lua_Integer rsv = z ? 4 : luaL_optinteger(L, 5, 0);
     luaL_argcheck(L, rsv >= 0 && rsv <= 7, 5, "rsv out of range");
     lzctx *zc = ZCTX(1);

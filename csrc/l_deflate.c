@@ -9,8 +9,15 @@
 #include "ws_compat.h"   /* 5.1, LuaJIT, 5.2, 5.3: what they lack of the 5.4 API */
 
 #include "ws_binding.h"
+ldeflate *ws_check_deflate(lua_State *L, int idx) {
+    ldeflate *z = (ldeflate *)luaL_checkudata(L, idx, DEFLATE_MT);
+    if (!z->live)
+        luaL_error(L, "attempt to use a closed deflate");
+    return z;
+}
+
 static ws_deflate *check_deflate(lua_State *L) {
-    return (ws_deflate *)luaL_checkudata(L, 1, DEFLATE_MT);
+    return &ws_check_deflate(L, 1)->d;
 }
 
 /* deflate{ level = 6, out_bits = 15, in_bits = 15, out_reset = false, in_reset = false } */
@@ -26,9 +33,13 @@ static int l_deflate(lua_State *L) {
     lua_getfield(L, 1, "in_reset");
     int in_reset = lua_toboolean(L, -1);
     lua_pop(L, 2);
-    ws_deflate *d = (ws_deflate *)lua_newuserdatauv(L, sizeof *d, 0);
-    ws_deflate_init(d, (int)level, (int)ob, (int)ib, out_reset, in_reset, &ZCTX(1)->sh);
+    ldeflate *z = (ldeflate *)lua_newuserdatauv(L, sizeof *z, 0);
+    z->live = 0;
     luaL_setmetatable(L, DEFLATE_MT);
+    /* streams shared by connections with no context takeover are borrowed
+     * from the lzctx; own ones are made on first use */
+    ws_deflate_init(&z->d, (int)level, (int)ob, (int)ib, out_reset, in_reset, &ZCTX(1)->sh);
+    z->live = 1;
     return 1;
 }
 
@@ -73,7 +84,8 @@ static int l_deflate_decompress(lua_State *L) {
  *                inflated = messages, wire_in = their compressed bytes,
  *                streams = zlib streams held of its own (0..2) } */
 static int l_deflate_stats(lua_State *L) {
-    ws_deflate *d = check_deflate(L);
+    /* the counters outlive close(): a connection's totals, read after it ended */
+    ws_deflate *d = &((ldeflate *)luaL_checkudata(L, 1, DEFLATE_MT))->d;
     lua_createtable(L, 0, 5);
     lua_pushinteger(L, d->out_live + d->in_live);
     lua_setfield(L, -2, "streams");
@@ -88,9 +100,23 @@ static int l_deflate_stats(lua_State *L) {
     return 1;
 }
 
+/* close(), __gc, __close: frees its own zlib streams (never the shared ones) */
 static int l_deflate_gc(lua_State *L) {
-    ws_deflate_free(check_deflate(L));
+    ldeflate *z = (ldeflate *)luaL_checkudata(L, 1, DEFLATE_MT);
+    if (z->live) {
+        ws_deflate_free(&z->d);
+        z->live = 0;
+    }
     return 0;
+}
+
+static int l_deflate_tostring(lua_State *L) {
+    ldeflate *z = (ldeflate *)luaL_checkudata(L, 1, DEFLATE_MT);
+    if (!z->live)
+        lua_pushliteral(L, "ws.deflate (closed)");
+    else
+        lua_pushfstring(L, "ws.deflate: %p", (void *)z);
+    return 1;
 }
 
 static const luaL_Reg deflate_methods[] = {
@@ -104,6 +130,7 @@ static const luaL_Reg deflate_methods[] = {
 static const luaL_Reg deflate_meta[] = {
     {"__gc", l_deflate_gc},
     {"__close", l_deflate_gc},
+    {"__tostring", l_deflate_tostring},
     {NULL, NULL}
 };
 

@@ -133,7 +133,7 @@ static int l_send_frame(lua_State *L) {
     size_t n;
     const char *payload = luaL_checklstring(L, 2, &n);
     int op = ws_check_opcode(L, 3);
-    ws_deflate *z = lua_type(L, 4) == LUA_TUSERDATA ? (ws_deflate *)luaL_checkudata(L, 4, DEFLATE_MT) : NULL;
+    ws_deflate *z = lua_type(L, 4) == LUA_TUSERDATA ? &ws_check_deflate(L, 4)->d : NULL;
     lua_Integer rsv = z ? 4 : luaL_optinteger(L, 4, 0);
     luaL_argcheck(L, rsv >= 0 && rsv <= 7, 4, "rsv out of range");
     if (op == WS_OP_TEXT && (rsv == 0 || z) && !ws_utf8_valid((const unsigned char *)payload, n))

@@ -93,6 +93,15 @@ static int l_poller_gc(lua_State *L) {
     return 0;
 }
 
+static int l_poller_tostring(lua_State *L) {
+    lpoller *p = (lpoller *)luaL_checkudata(L, 1, POLLER_MT);
+    if (p->ep < 0)
+        lua_pushliteral(L, "ws.poller (closed)");
+    else
+        lua_pushfstring(L, "ws.poller: %d", p->ep);
+    return 1;
+}
+
 static const luaL_Reg poller_methods[] = {
     {"watch", l_poller_watch},
     {"unwatch", l_poller_unwatch},
@@ -105,6 +114,7 @@ static const luaL_Reg poller_methods[] = {
 static const luaL_Reg poller_meta[] = {
     {"__gc", l_poller_gc},
     {"__close", l_poller_gc},
+    {"__tostring", l_poller_tostring},
     {NULL, NULL}
 };
 

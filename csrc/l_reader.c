@@ -23,7 +23,7 @@ typedef struct {
     size_t in_len, in_pos;
     char *own;                /* leftover input copied out of the shared buffer */
     size_t own_cap;
-    ws_deflate *z;            /* permessage-deflate: RSV1 messages are inflated here */
+    ldeflate *z;              /* permessage-deflate: RSV1 messages are inflated here */
 } lreader;
 
 static lreader *check_reader(lua_State *L) {
@@ -55,7 +55,7 @@ static int l_reader(lua_State *L) {
     luaL_argcheck(L, rsv >= 0 && rsv <= 7, 1, "rsv_allowed out of range");
     o.rsv_allowed = (int)rsv;
     lua_getfield(L, 1, "deflate");
-    ws_deflate *z = lua_isnil(L, -1) ? NULL : (ws_deflate *)luaL_checkudata(L, -1, DEFLATE_MT);
+    ldeflate *z = lua_isnil(L, -1) ? NULL : ws_check_deflate(L, -1);
 
     /* born closed, then filled: a failure in between leaves nothing to free */
     lreader *lr = (lreader *)lua_newuserdatauv(L, sizeof *lr, 2);
@@ -114,8 +114,10 @@ static int push_event(lua_State *L, const ws_event *ev) {
  * max_message bytes), text checked for UTF-8, pushed as kind, message. A
  * failure fails the reader like a protocol error: nil, reason, close code. */
 static int push_inflated(lua_State *L, lreader *lr, const ws_event *ev, lzctx *zc) {
+    if (!lr->z->live)
+        return luaL_error(L, "attempt to use a closed deflate");
     size_t n = 0;
-    int rc = ws_deflate_decompress(lr->z, ev->data, ev->len, (size_t)lr->r.opts.max_message, &zc->buf, &n);
+    int rc = ws_deflate_decompress(&lr->z->d, ev->data, ev->len, (size_t)lr->r.opts.max_message, &zc->buf, &n);
     if (rc == WS_DEFLATE_NOMEM)
         return luaL_error(L, "not enough memory");
     if (rc == WS_DEFLATE_TOO_BIG)

@@ -44,6 +44,12 @@ typedef struct {
     ws_tls *tls;              /* NULL: plain TCP */
 } lfd;
 
+/* ws.deflate; d first: the reader keeps a pointer to it */
+typedef struct {
+    ws_deflate d;
+    int live;                 /* 0 until made and once closed */
+} ldeflate;
+
 typedef struct {
     ws_tls_ctx *ctx;          /* NULL once closed */
 } ltlsctx;
@@ -58,6 +64,8 @@ void ws_zbuf_trim(lzctx *z);                          /* drop a big output buffe
 /* l_codec.c */
 int ws_check_opcode(lua_State *L, int idx);
 extern const char *const ws_kind_names[];   /* by opcode: "text", "ping", ... */
+/* l_deflate.c: the open ws.deflate at idx; raises if it is not one or closed */
+ldeflate *ws_check_deflate(lua_State *L, int idx);
 /* l_fd.c: what reader:next and send_frame read from / write to */
 lfd ws_check_io(lua_State *L, int idx);
 size_t ws_io_read(const lfd *c, void *buf, size_t n, const char **err);
