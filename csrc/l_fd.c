@@ -1,7 +1,6 @@
 /* ws.fd: a non-blocking connection, plain or TLS, and send_frame. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
 #include <string.h>
 
 #include "ws_deflate.h"
@@ -213,28 +212,27 @@ static int l_accept(lua_State *L) {
     return 1;
 }
 
-/* wrap_fd(fd) -> connection: takes over a connected descriptor (e.g. one
- * a LuaSocket object gave up with setfd(-1)) and makes it non-blocking. */
-static int l_wrap_fd(lua_State *L) {
+/* wrap_fd(fd) -> connection | nil, err: takes over a connected descriptor
+ * (e.g. one a LuaSocket object gave up with setfd(-1)) and makes it
+ * non-blocking.
+ * adopt(fd) -> connection on a duplicate of fd | nil, err: the caller
+ * closes its own handle (see ws_fd_adopt). */
+static int own_fd(lua_State *L, int dup) {
     int fd = (int)luaL_checkinteger(L, 1);
-    luaL_argcheck(L, fd >= 0, 1, "descriptor expected");
+    luaL_argcheck(L, dup || fd >= 0, 1, "descriptor expected");
     lfd *s = new_fd(L);
-    s->fd = fd;                   /* ours from here: closed by __gc on failure too */
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+    s->fd = dup ? ws_fd_adopt(fd) : fd;   /* ours from here: closed by __gc on failure too */
+    if (s->fd < 0 || (!dup && ws_fd_nonblock(fd) != 0))
         return ws_fail_errno(L, errno);
     return 1;
 }
 
-/* adopt(fd) -> connection on a duplicate of fd | nil, err: the caller
- * closes its own handle (see ws_fd_adopt) */
+static int l_wrap_fd(lua_State *L) {
+    return own_fd(L, 0);
+}
+
 static int l_adopt(lua_State *L) {
-    int fd = (int)luaL_checkinteger(L, 1);
-    lfd *s = new_fd(L);
-    s->fd = ws_fd_adopt(fd);
-    if (s->fd < 0)
-        return ws_fail(L, strerror(errno));
-    return 1;
+    return own_fd(L, 1);
 }
 
 /* raise_fd_limit() -> the soft limit on open descriptors, raised to the

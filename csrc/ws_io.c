@@ -88,12 +88,16 @@ int ws_fd_accept(int listen_fd) {
     return fd;
 }
 
+int ws_fd_nonblock(int fd) {
+    int fl = fcntl(fd, F_GETFL);
+    return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 ? -1 : 0;
+}
+
 int ws_fd_adopt(int fd) {
     int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (d < 0)
         return -1;
-    int fl = fcntl(d, F_GETFL);
-    if (fl < 0 || fcntl(d, F_SETFL, fl | O_NONBLOCK) != 0) {
+    if (ws_fd_nonblock(d) != 0) {
         int e = errno;
         close(d);
         errno = e;
@@ -226,8 +230,7 @@ int ws_fd_adopt_listener(int fd) {
         errno = EINVAL;
         return -1;
     }
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)
+    if (ws_fd_nonblock(fd) != 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)
         return -1;
     return 0;
 }

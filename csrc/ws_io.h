@@ -35,6 +35,9 @@ int ws_poll_wait(int ep, ws_poll_event *ev, int max, int timeout_ms);
  * the descriptor, or -1 with errno (EAGAIN when none is pending). */
 int ws_fd_accept(int listen_fd);
 
+/* Make fd non-blocking: 0 or -1 with errno. */
+int ws_fd_nonblock(int fd);
+
 /* A non-blocking, close-on-exec duplicate of fd (TCP_NODELAY set where it
  * applies), so a socket another event loop accepted can be taken over while
  * the loop closes its own handle: the duplicate, or -1 with errno. */
