@@ -12,6 +12,11 @@
 #include "ws_io.h"
 #include "ws_tls.h"
 
+/* Every csrc/ header declares its functions hidden (after its system
+ * includes, which must keep their own visibility): ws/core.so exports
+ * luaopen_ws_core alone, whatever CFLAGS luarocks is given. */
+#pragma GCC visibility push(hidden)
+
 #define FD_MT "ws.fd"
 #define READER_MT "ws.reader"
 #define POLLER_MT "ws.poller"
@@ -89,5 +94,7 @@ void ws_open_poller(lua_State *L);
 /* ws_core_sys.c: the deployment functions (listeners, signals, processes,
  * PROXY). */
 int ws_core_sys_register(lua_State *L);
+
+#pragma GCC visibility pop
 
 #endif

@@ -91,6 +91,7 @@ static int l_zctx_gc(lua_State *L) {
     return 0;
 }
 
+/* the one symbol ws/core.so exports (the csrc/ headers declare the rest hidden) */
 int luaopen_ws_core(lua_State *L) {
     /* made before any ws.deflate, so finalised after them all */
     lzctx *zc = (lzctx *)lua_newuserdatauv(L, sizeof *zc, 0);

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#pragma GCC visibility push(hidden)   /* internal to ws/core.so: see ws_binding.h */
+
 #if defined(__linux__)
 #define WS_HAVE_EPOLL 1
 #endif
@@ -109,5 +111,7 @@ long ws_reap(int *how, int *code);
 int ws_kill(long pid, int sig);
 long ws_cpu_count(void);
 long ws_getpid(void);
+
+#pragma GCC visibility pop
 
 #endif
