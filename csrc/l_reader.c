@@ -1,5 +1,6 @@
 /* ws.reader: frames in, messages and control events out. */
 #define _GNU_SOURCE
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -137,6 +138,16 @@ static int push_inflated(lua_State *L, lreader *lr, const ws_event *ev, lzctx *z
     return push_error(L, &lr->r);
 }
 
+/* The shared-read-buffer rule. One SHARED_READ buffer per Lua state
+ * (an upvalue) takes every reader:next(fd) read and every ws.fd:receive.
+ * It belongs to the call that fills it, for that call only: the next call,
+ * on any reader or ws.fd, overwrites it. So no reader may return while its
+ * input (lr->in) points into the shared buffer with bytes left: every way
+ * out of reader:next either has dropped its input or copies the leftover
+ * out with keep_leftover (and asserts SHARED_RULE). A new way out, or a
+ * new user of the buffer, must do the same. */
+#define SHARED_RULE(lr, shared) ((lr)->in != (shared) || (lr)->in_pos >= (lr)->in_len)
+
 /* Input after an event still sits in the shared buffer, which the next
  * reader will overwrite: move it to this reader's own buffer. */
 static int keep_leftover(lreader *lr, const char *shared) {
@@ -195,13 +206,18 @@ static int l_reader_next(lua_State *L) {
                                                                : push_event(L, &ev);
                 if (keep_leftover(lr, shared) != 0)
                     return luaL_error(L, "not enough memory");
+                assert(SHARED_RULE(lr, shared));
                 return n;
             }
             if (rc == WS_READ_NOMEM)
                 return luaL_error(L, "not enough memory");
-            if (rc != WS_READ_NEED)
+            if (rc != WS_READ_NEED) {
+                if (keep_leftover(lr, shared) != 0)   /* pending() still counts it */
+                    return luaL_error(L, "not enough memory");
                 return push_error(L, &lr->r);
+            }
             if (!have_fd) {
+                assert(SHARED_RULE(lr, shared));      /* fed input is a pinned string or own */
                 lua_pushnil(L);
                 return 1;
             }
