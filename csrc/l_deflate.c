@@ -136,13 +136,8 @@ static const luaL_Reg deflate_meta[] = {
 
 
 void ws_open_deflate(lua_State *L, int zctx) {
-    luaL_newmetatable(L, DEFLATE_MT);
-    luaL_setfuncs(L, deflate_meta, 0);
-    luaL_newlibtable(L, deflate_methods);
     lua_pushvalue(L, zctx);
-    luaL_setfuncs(L, deflate_methods, 1);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    ws_new_type(L, DEFLATE_MT, deflate_meta, deflate_methods, 1);
     lua_pushvalue(L, zctx);
     lua_pushcclosure(L, l_deflate, 1);
     lua_setfield(L, -2, "deflate");

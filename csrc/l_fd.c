@@ -449,13 +449,8 @@ static const luaL_Reg funcs[] = {
 
 /* shared: the shared read buffer (fd:receive reads into it) */
 void ws_open_fd(lua_State *L, int shared, int zctx) {
-    luaL_newmetatable(L, FD_MT);
-    luaL_setfuncs(L, fd_meta, 0);
-    luaL_newlibtable(L, fd_methods);
     lua_pushvalue(L, shared);
-    luaL_setfuncs(L, fd_methods, 1);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    ws_new_type(L, FD_MT, fd_meta, fd_methods, 1);
     lua_pushvalue(L, zctx);
     luaL_setfuncs(L, funcs, 1);
 }

@@ -119,11 +119,7 @@ static const luaL_Reg poller_meta[] = {
 };
 
 void ws_open_poller(lua_State *L) {
-    luaL_newmetatable(L, POLLER_MT);
-    luaL_setfuncs(L, poller_meta, 0);
-    luaL_newlib(L, poller_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    ws_new_type(L, POLLER_MT, poller_meta, poller_methods, 0);
     lua_pushcfunction(L, l_epoll);
     lua_setfield(L, -2, "epoll");
 }

@@ -291,14 +291,9 @@ static const luaL_Reg reader_meta[] = {
 
 /* reader(opts): the constructor; shared is the shared read buffer. */
 void ws_open_reader(lua_State *L, int shared, int zctx) {
-    luaL_newmetatable(L, READER_MT);
-    luaL_setfuncs(L, reader_meta, 0);
-    luaL_newlibtable(L, reader_methods);
     lua_pushvalue(L, shared);
     lua_pushvalue(L, zctx);
-    luaL_setfuncs(L, reader_methods, 2);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    ws_new_type(L, READER_MT, reader_meta, reader_methods, 2);
     lua_pushvalue(L, zctx);
     lua_pushcclosure(L, l_reader, 1);
     lua_setfield(L, -2, "reader");

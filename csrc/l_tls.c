@@ -88,11 +88,7 @@ static const luaL_Reg tlsctx_meta[] = {
 
 
 void ws_open_tls(lua_State *L) {
-    luaL_newmetatable(L, TLSCTX_MT);
-    luaL_setfuncs(L, tlsctx_meta, 0);
-    luaL_newlib(L, tlsctx_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    ws_new_type(L, TLSCTX_MT, tlsctx_meta, tlsctx_methods, 0);
     lua_pushcfunction(L, l_tls_context);
     lua_setfield(L, -2, "tls_context");
 }

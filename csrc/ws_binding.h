@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <lua.h>
+#include <lauxlib.h>
 
 #include "ws_crypto.h"
 #include "ws_deflate.h"
@@ -65,6 +66,10 @@ int ws_fail_errno(lua_State *L, int err);             /* nil, ws_errno_token(err
 lua_Integer ws_opt_int(lua_State *L, int t, const char *k, lua_Integer d);
 const char *ws_opt_str(lua_State *L, int t, const char *k);
 void ws_zbuf_trim(lzctx *z);                          /* drop a big output buffer */
+/* Make metatable name: meta's metamethods and an __index of methods, which
+ * share the nup upvalues on top of the stack (popped). */
+void ws_new_type(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods,
+                 int nup);
 
 /* l_codec.c */
 int ws_check_opcode(lua_State *L, int idx);

@@ -31,6 +31,18 @@ int ws_fail(lua_State *L, const char *err) {
     return 2;
 }
 
+void ws_new_type(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods,
+                 int nup) {
+    luaL_newmetatable(L, name);             /* ups, mt */
+    luaL_setfuncs(L, meta, 0);
+    lua_insert(L, -(nup + 1));              /* mt, ups */
+    lua_newtable(L);
+    lua_insert(L, -(nup + 1));              /* mt, index, ups */
+    luaL_setfuncs(L, methods, nup);         /* mt, index */
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+}
+
 int ws_fail_errno(lua_State *L, int err) {
     return ws_fail(L, ws_errno_token(err));
 }
