@@ -33,7 +33,8 @@ build = {
    modules = {
       ["ws.core"] = {
          sources = {
-            "csrc/ws_core.c", "csrc/ws_crypto.c", "csrc/ws_handshake.c",
+            "csrc/ws_core.c", "csrc/l_codec.c", "csrc/l_reader.c", "csrc/l_fd.c", "csrc/l_tls.c",
+            "csrc/l_deflate.c", "csrc/l_poller.c", "csrc/ws_crypto.c", "csrc/ws_handshake.c",
             "csrc/ws_frame.c", "csrc/ws_reader.c", "csrc/ws_utf8.c", "csrc/ws_io.c", "csrc/ws_deflate.c",
             "csrc/ws_tls.c", "csrc/ws_core_sys.c", "csrc/ws_proxy.c",
          },

@@ -21,10 +21,10 @@
 
 #define SIGNALS_MT "ws.signals"
 
-static int fail_errno(lua_State *L, int err) {
-    lua_pushnil(L);
-    lua_pushstring(L, strerror(err));
-    return 2;
+/* descriptors that are not connections, processes, signals: errno as
+ * strerror says it (connections use ws_fail_errno) */
+static int fail_strerror(lua_State *L, int err) {
+    return ws_fail(L, strerror(err));
 }
 
 /* a ws.fd userdata owning fd (the type is ws_core.c's) */
@@ -41,12 +41,7 @@ static int l_listen(lua_State *L) {
     int fd = ws_fd_listen(host, port, backlog, reuseport, &gai);
     if (fd < 0) {
         lua_pushnil(L);
-        if (gai)
-            lua_pushstring(L, gai_strerror(gai));
-        else if (errno == EADDRINUSE)
-            lua_pushliteral(L, "address already in use");   /* LuaSocket's words */
-        else
-            lua_pushstring(L, strerror(errno));
+        lua_pushstring(L, gai ? gai_strerror(gai) : ws_errno_token(errno));
         return 2;
     }
     push_fd(L, fd);
@@ -58,7 +53,7 @@ static int l_listen_fd(lua_State *L) {
     int fd = (int)luaL_checkinteger(L, 1);
     if (ws_fd_adopt_listener(fd) != 0) {
         if (errno != EINVAL)
-            return fail_errno(L, errno);
+            return fail_strerror(L, errno);
         lua_pushnil(L);
         lua_pushliteral(L, "not a listening socket");
         return 2;
@@ -74,7 +69,7 @@ static int l_fd_getsockname(lua_State *L) {
     int port = 0;
     int fam = fd < 0 ? (errno = EBADF, -1) : ws_fd_sockname(fd, ip, sizeof ip, &port);
     if (fam < 0)
-        return fail_errno(L, errno);
+        return ws_fail_errno(L, errno);
     lua_pushstring(L, ip);
     lua_pushinteger(L, port);
     lua_pushstring(L, fam == 6 ? "inet6" : "inet");
@@ -116,12 +111,7 @@ static int l_proxy_header(lua_State *L) {
         return 2;
     }
     if (n < 0) {
-        lua_pushnil(L);
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            lua_pushliteral(L, "timeout");
-        else
-            lua_pushstring(L, strerror(errno));
-        return 2;
+        return ws_fail_errno(L, errno);
     }
     ws_proxy_info info;
     const char *why = "invalid";
@@ -137,7 +127,7 @@ static int l_proxy_header(lua_State *L) {
         return 2;
     }
     if (ws_fd_read(fd, buf, (size_t)r) != r)   /* what was peeked is there */
-        return fail_errno(L, errno);
+        return ws_fail_errno(L, errno);
     push_info(L, &info);
     return 1;
 }
@@ -237,7 +227,7 @@ static int l_signals(lua_State *L) {
     luaL_setmetatable(L, SIGNALS_MT);
     s->fd = ws_signals_block(s->sigs, n, 1);
     if (s->fd < 0)
-        return fail_errno(L, errno);
+        return fail_strerror(L, errno);
     return 1;
 }
 
@@ -247,10 +237,10 @@ static int l_signals_next(lua_State *L) {
     lsignals *s = check_signals(L);
     double t = luaL_optnumber(L, 2, 0);
     if (s->fd < 0)
-        return fail_errno(L, EBADF);
+        return fail_strerror(L, EBADF);
     int r = ws_signals_next(s->fd, t < 0 ? -1 : (int)(t * 1000 + 0.5));
     if (r < 0)
-        return fail_errno(L, errno);
+        return fail_strerror(L, errno);
     if (r == 0) {
         lua_pushnil(L);
         lua_pushliteral(L, "timeout");
@@ -303,7 +293,7 @@ static int l_signals_close(lua_State *L) {
 static int l_fork(lua_State *L) {
     long pid = ws_fork();
     if (pid < 0)
-        return fail_errno(L, errno);
+        return fail_strerror(L, errno);
     lua_pushinteger(L, (lua_Integer)pid);
     return 1;
 }
@@ -333,7 +323,7 @@ static int l_kill(lua_State *L) {
     int sig = sig_of(L, 2);
     luaL_argcheck(L, pid > 0, 1, "pid must be positive");
     if (ws_kill(pid, sig) != 0)
-        return fail_errno(L, errno);
+        return fail_strerror(L, errno);
     lua_pushboolean(L, 1);
     return 1;
 }

@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 
+#pragma GCC visibility push(hidden)   /* internal to ws/core.so: see ws_binding.h */
+
 #define WS_ACCEPT_LEN 28          /* base64 of a 20-byte SHA-1 */
 #define WS_KEY_LEN 24             /* base64 of 16 bytes */
 
@@ -36,5 +38,7 @@ size_t ws_base64_encode(const unsigned char *in, size_t n, char *out);
  * or (size_t)-1 if invalid or longer than cap. Never writes past cap, but
  * out may be partly written when the input turns out invalid. */
 size_t ws_base64_decode(const char *in, size_t n, unsigned char *out, size_t cap);
+
+#pragma GCC visibility pop
 
 #endif

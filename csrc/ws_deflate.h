@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <zlib.h>
 
+#pragma GCC visibility push(hidden)   /* internal to ws/core.so: see ws_binding.h */
+
 /* Streams shared by the connections with no context takeover of one thread. */
 typedef struct {
     z_stream out, in;
@@ -53,5 +55,7 @@ int ws_deflate_compress(ws_deflate *d, const unsigned char *in, size_t n, ws_zbu
  * WS_DEFLATE_TOO_BIG before it is inflated into memory. */
 int ws_deflate_decompress(ws_deflate *d, const unsigned char *in, size_t n, size_t max,
                           ws_zbuf *out, size_t *out_len);
+
+#pragma GCC visibility pop
 
 #endif

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#pragma GCC visibility push(hidden)   /* internal to ws/core.so: see ws_binding.h */
+
 enum {
     WS_OP_CONT = 0x0, WS_OP_TEXT = 0x1, WS_OP_BINARY = 0x2,
     WS_OP_CLOSE = 0x8, WS_OP_PING = 0x9, WS_OP_PONG = 0xA
@@ -53,5 +55,7 @@ size_t ws_mask(unsigned char *dst, const unsigned char *src, size_t len,
 
 /* 1 for a close code a peer may send (1000-1003, 1007-1014, 3000-4999). */
 int ws_close_code_valid(unsigned code);
+
+#pragma GCC visibility pop
 
 #endif

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include "ws_crypto.h"
 
+#pragma GCC visibility push(hidden)   /* internal to ws/core.so: see ws_binding.h */
+
 #define WS_MAX_HEADERS 64
 
 typedef struct {
@@ -57,5 +59,7 @@ int ws_handshake_check_request(const ws_http *req, char *accept, const char **er
  * websocket, Connection upgrade, Sec-WebSocket-Accept matching.
  * Returns 0 or -1 with *err set. */
 int ws_handshake_check_response(const ws_http *res, const char *key, const char **err);
+
+#pragma GCC visibility pop
 
 #endif

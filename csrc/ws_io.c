@@ -10,8 +10,30 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/signalfd.h>
+#include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+/* errno in the words LuaSocket uses, where it has some; strerror otherwise */
+static const struct {
+    int err;
+    const char *token;
+} TOKENS[] = {
+    {EAGAIN, "timeout"},              /* wait for the descriptor */
+    {EWOULDBLOCK, "timeout"},
+    {EPIPE, "closed"},                /* the peer or we closed it */
+    {ECONNRESET, "closed"},
+    {ENOTCONN, "closed"},
+    {EBADF, "closed"},
+    {EADDRINUSE, "address already in use"},
+};
+
+const char *ws_errno_token(int err) {
+    for (size_t i = 0; i < sizeof TOKENS / sizeof TOKENS[0]; i++)
+        if (TOKENS[i].err == err)
+            return TOKENS[i].token;
+    return strerror(err);
+}
 
 #ifdef WS_HAVE_EPOLL
 #include <sys/epoll.h>
@@ -66,12 +88,16 @@ int ws_fd_accept(int listen_fd) {
     return fd;
 }
 
+int ws_fd_nonblock(int fd) {
+    int fl = fcntl(fd, F_GETFL);
+    return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 ? -1 : 0;
+}
+
 int ws_fd_adopt(int fd) {
     int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (d < 0)
         return -1;
-    int fl = fcntl(d, F_GETFL);
-    if (fl < 0 || fcntl(d, F_SETFL, fl | O_NONBLOCK) != 0) {
+    if (ws_fd_nonblock(d) != 0) {
         int e = errno;
         close(d);
         errno = e;
@@ -128,17 +154,26 @@ long ws_fd_raise_limit(void) {
     return r.rlim_cur == RLIM_INFINITY || r.rlim_cur > (rlim_t)LONG_MAX ? LONG_MAX : (long)r.rlim_cur;
 }
 
-ssize_t ws_fd_write2(int fd, const void *a, size_t an, const void *b, size_t bn) {
-    struct iovec iov[2];
-    iov[0].iov_base = (void *)a;
-    iov[0].iov_len = an;
-    iov[1].iov_base = (void *)b;
-    iov[1].iov_len = bn;
+ssize_t ws_fd_send2(int fd, const void *a, size_t an, const void *b, size_t bn) {
+    struct iovec iov[2] = {{(void *)a, an}, {(void *)b, bn}};
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = iov;
+    msg.msg_iovlen = bn ? 2 : 1;
     ssize_t r;
     do
-        r = writev(fd, iov, bn ? 2 : 1);
+        r = sendmsg(fd, &msg, MSG_NOSIGNAL);
     while (r < 0 && errno == EINTR);
     return r;
+}
+
+int ws_fd_shutdown(int fd, int how) {
+    static const int flags[] = {SHUT_RDWR, SHUT_WR, SHUT_RD};
+    return shutdown(fd, flags[how]);
+}
+
+void ws_fd_close(int fd) {
+    close(fd);                /* Linux frees fd even on EINTR: never retried */
 }
 
 /* ---- processes, listeners, signals (deployment) ---------------------------- */
@@ -195,8 +230,7 @@ int ws_fd_adopt_listener(int fd) {
         errno = EINVAL;
         return -1;
     }
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)
+    if (ws_fd_nonblock(fd) != 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)
         return -1;
     return 0;
 }

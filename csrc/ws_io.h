@@ -6,9 +6,15 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#pragma GCC visibility push(hidden)   /* internal to ws/core.so: see ws_binding.h */
+
 #if defined(__linux__)
 #define WS_HAVE_EPOLL 1
 #endif
+
+/* The one errno-to-token table: "timeout" (EAGAIN), "closed" (EPIPE,
+ * ECONNRESET, ENOTCONN, EBADF), "address already in use", else strerror. */
+const char *ws_errno_token(int err);
 
 typedef struct {
     int fd;
@@ -31,6 +37,9 @@ int ws_poll_wait(int ep, ws_poll_event *ev, int max, int timeout_ms);
  * the descriptor, or -1 with errno (EAGAIN when none is pending). */
 int ws_fd_accept(int listen_fd);
 
+/* Make fd non-blocking: 0 or -1 with errno. */
+int ws_fd_nonblock(int fd);
+
 /* A non-blocking, close-on-exec duplicate of fd (TCP_NODELAY set where it
  * applies), so a socket another event loop accepted can be taken over while
  * the loop closes its own handle: the duplicate, or -1 with errno. */
@@ -50,8 +59,16 @@ ssize_t ws_fd_read(int fd, void *buf, size_t n);
  * shell's default of 1024. Returns the soft limit in force, or -1. */
 long ws_fd_raise_limit(void);
 
-/* writev(2) of two pieces, retried on EINTR: bytes written or -1 with errno. */
-ssize_t ws_fd_write2(int fd, const void *a, size_t an, const void *b, size_t bn);
+/* One gathered sendmsg(2) of two pieces (b may be empty), no SIGPIPE,
+ * retried on EINTR: bytes written or -1 with errno. */
+ssize_t ws_fd_send2(int fd, const void *a, size_t an, const void *b, size_t bn);
+
+/* shutdown(2); how: WS_SHUT_BOTH, WS_SHUT_SEND or WS_SHUT_RECEIVE. 0 or -1. */
+enum { WS_SHUT_BOTH, WS_SHUT_SEND, WS_SHUT_RECEIVE };
+int ws_fd_shutdown(int fd, int how);
+
+/* close(2) a descriptor (a connection, a poller) */
+void ws_fd_close(int fd);
 
 /* ---- processes, listeners, signals (deployment; Linux) --------------------- */
 
@@ -94,5 +111,7 @@ long ws_reap(int *how, int *code);
 int ws_kill(long pid, int sig);
 long ws_cpu_count(void);
 long ws_getpid(void);
+
+#pragma GCC visibility pop
 
 #endif

@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 
+#pragma GCC visibility push(hidden)   /* internal to ws/core.so: see ws_binding.h */
+
 /* the longest header accepted: v1 is at most 107 bytes; v2 is 16 bytes
  * plus its length field, capped here (TLVs beyond it are refused) */
 #define WS_PROXY_V1_MAX 107
@@ -23,5 +25,7 @@ typedef struct {
  * with *out filled, 0 when more bytes are needed, or -1 when p does not
  * start with a valid header (*why set to a short reason). */
 int ws_proxy_parse(const unsigned char *p, size_t n, ws_proxy_info *out, const char **why);
+
+#pragma GCC visibility pop
 
 #endif

@@ -9,6 +9,8 @@
 #include "ws_frame.h"
 #include "ws_utf8.h"
 
+#pragma GCC visibility push(hidden)   /* internal to ws/core.so: see ws_binding.h */
+
 enum { WS_ROLE_SERVER = 0, WS_ROLE_CLIENT = 1 };
 
 typedef struct {
@@ -66,5 +68,7 @@ void ws_reader_free(ws_reader *r);   /* releases the buffer; r may be reused aft
  * feed after its message was delivered. */
 int ws_reader_feed(ws_reader *r, const unsigned char *buf, size_t len,
                    size_t *used, ws_event *ev);
+
+#pragma GCC visibility pop
 
 #endif

@@ -9,6 +9,8 @@
 
 #include <stddef.h>
 
+#pragma GCC visibility push(hidden)   /* internal to ws/core.so: see ws_binding.h */
+
 typedef struct ws_tls_ctx ws_tls_ctx;
 typedef struct ws_tls ws_tls;
 
@@ -77,5 +79,7 @@ int ws_tls_ready(const ws_tls *t);
 /* The message of the last WS_TLS_ERROR (or of the failure that killed the
  * session), "" if none. */
 const char *ws_tls_error(const ws_tls *t);
+
+#pragma GCC visibility pop
 
 #endif

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#pragma GCC visibility push(hidden)   /* internal to ws/core.so: see ws_binding.h */
+
 typedef struct {
     uint32_t state;   /* 0: at a code point boundary; WS_UTF8_BAD: failed */
 } ws_utf8;
@@ -25,5 +27,7 @@ int ws_utf8_done(const ws_utf8 *u);
 
 /* One-shot check of a whole string: 1 valid, 0 invalid. */
 int ws_utf8_valid(const unsigned char *p, size_t n);
+
+#pragma GCC visibility pop
 
 #endif

@@ -1194,6 +1194,24 @@ describe("argument errors and the reader's lifecycle", function()
     assert.matches("closed", err)
   end)
 
+  it("ws.poller and ws.fd: tostring shows the state, close is idempotent", function()
+    if core.epoll then   -- Linux only
+      local p = assert(core.epoll())
+      assert.matches("^ws%.poller: %d+$", tostring(p))
+      p:close()
+      p:close()
+      assert.equal("ws.poller (closed)", tostring(p))
+      local ok, err = pcall(p.fd, p)
+      assert.is_false(ok)
+      assert.matches("attempt to use a closed poller", err, 1, true)
+    end
+    local l = assert(core.listen("127.0.0.1", 0))
+    assert.matches("^ws%.fd: %d+$", tostring(l))
+    l:close()
+    l:close()
+    assert.equal("ws.fd (closed)", tostring(l))
+  end)
+
   -- to-be-closed variables are Lua 5.4 syntax: compiled only there
   it54("can be closed with <close>", function()
     local scope = assert(load([[

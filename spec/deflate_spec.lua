@@ -462,6 +462,30 @@ describe("ws.core.deflate", function()
     b:close()
   end)
 
+  it("has the reader's lifecycle: tostring shows the state, a closed one raises on use, close is idempotent", function()
+    local d = core.deflate {}
+    local r = core.reader { role = "server", rsv_allowed = 4, deflate = d }
+    assert.matches("^ws%.deflate: ", tostring(d))
+    local f = core.frame(d:compress("x"), "text", true, true, 4)
+    d:close()
+    d:close()
+    assert.equal("ws.deflate (closed)", tostring(d))
+    assert.equal(1, d:stats().deflated)   -- the counters outlive it
+    assert.equal(0, d:stats().streams)
+    for _, use in ipairs {
+      function() d:compress("x") end,
+      function() d:decompress("x") end,
+      function() core.frame("x", "text", true, true, d) end,
+      function() core.send_frame(-1, "x", "text", d) end,
+      function() core.reader { role = "server", rsv_allowed = 4, deflate = d } end,
+      function() r:feed(f); r:next() end,       -- a reader made with it before
+    } do
+      local ok, err = pcall(use)
+      assert.is_false(ok)
+      assert.matches("attempt to use a closed deflate", err, 1, true)
+    end
+  end)
+
   it("checks its options", function()
     assert.has_error(function() core.deflate { level = 10 } end)
     assert.has_error(function() core.deflate { out_bits = 16 } end)

@@ -1,0 +1,315 @@
+/* ws.core: handshake, frame and UTF-8 functions. */
+#define _GNU_SOURCE
+#include <string.h>
+
+
+#include <lua.h>
+#include <lauxlib.h>
+#include "ws_compat.h"   /* 5.1, LuaJIT, 5.2, 5.3: what they lack of the 5.4 API */
+
+#include "ws_binding.h"
+#include "ws_handshake.h"
+#include "ws_utf8.h"
+/* ---- handshake ---------------------------------------------------------- */
+
+static int l_accept_key(lua_State *L) {
+    size_t n;
+    const char *key = luaL_checklstring(L, 1, &n);
+    unsigned char raw[16];
+    char out[WS_ACCEPT_LEN + 1];
+    if (ws_base64_decode(key, n, raw, sizeof raw) != 16)
+        return ws_fail(L, "invalid sec-websocket-key");
+    if (ws_accept_key(key, n, out) != 0)
+        return ws_fail(L, "sha-1 failed");
+    lua_pushlstring(L, out, WS_ACCEPT_LEN);
+    return 1;
+}
+
+static int l_new_key(lua_State *L) {
+    char out[WS_KEY_LEN + 1];
+    if (ws_new_key(out) != 0)
+        return luaL_error(L, "RAND_bytes failed");
+    lua_pushlstring(L, out, WS_KEY_LEN);
+    return 1;
+}
+
+static int l_random(lua_State *L) {
+    lua_Integer n = luaL_checkinteger(L, 1);
+    luaL_Buffer b;
+    luaL_argcheck(L, n >= 0 && n <= 65536, 1, "size out of range");
+    unsigned char *p = (unsigned char *)luaL_buffinitsize(L, &b, (size_t)n);
+    if (ws_random(p, (size_t)n) != 0)
+        return luaL_error(L, "RAND_bytes failed");
+    luaL_pushresultsize(&b, (size_t)n);
+    return 1;
+}
+
+/* Headers as a table keyed by lower-case name; repeated fields are joined
+ * with ", " as RFC 9110 section 5.3 allows. */
+static void push_headers(lua_State *L, const ws_http *h) {
+    lua_createtable(L, 0, (int)h->nheaders);
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const ws_header *f = &h->headers[i];
+        char name[256];
+        size_t n = f->name_len < sizeof name ? f->name_len : sizeof name;
+        for (size_t j = 0; j < n; j++) {
+            char c = f->name[j];
+            name[j] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+        }
+        lua_pushlstring(L, name, n);
+        lua_pushvalue(L, -1);
+        lua_rawget(L, -3);
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            lua_pushlstring(L, f->value, f->value_len);
+        } else {
+            lua_pushliteral(L, ", ");
+            lua_pushlstring(L, f->value, f->value_len);
+            lua_concat(L, 3);
+        }
+        lua_rawset(L, -3);
+    }
+}
+
+static void set_field(lua_State *L, const char *k, const char *v, size_t n) {
+    lua_pushlstring(L, v, n);
+    lua_setfield(L, -2, k);
+}
+
+/* parse_request(head) -> req | nil, status, err
+ * req.ws_accept is set for a valid upgrade; otherwise req.ws_status and
+ * req.ws_error say what to answer, so routing (404) can come first. */
+static int l_parse_request(lua_State *L) {
+    size_t n;
+    const char *head = luaL_checklstring(L, 1, &n);
+    ws_http req;
+    const char *err = NULL;
+    int status = ws_http_parse_request(head, n, &req, &err);
+    if (status != 0) {
+        lua_pushnil(L);
+        lua_pushinteger(L, status);
+        lua_pushstring(L, err ? err : "bad request");
+        return 3;
+    }
+    lua_createtable(L, 0, 8);
+    set_field(L, "method", req.method, req.method_len);
+    set_field(L, "target", req.target, req.target_len);
+    const char *q = memchr(req.target, '?', req.target_len);
+    size_t plen = q ? (size_t)(q - req.target) : req.target_len;
+    set_field(L, "path", req.target, plen);
+    if (q)
+        set_field(L, "query", q + 1, req.target_len - plen - 1);
+    lua_pushstring(L, req.minor ? "1.1" : "1.0");
+    lua_setfield(L, -2, "version");
+    push_headers(L, &req);
+    lua_setfield(L, -2, "headers");
+
+    char accept[WS_ACCEPT_LEN + 1];
+    status = ws_handshake_check_request(&req, accept, &err);
+    if (status == 0) {
+        set_field(L, "ws_accept", accept, WS_ACCEPT_LEN);
+    } else {
+        lua_pushinteger(L, status);
+        lua_setfield(L, -2, "ws_status");
+        lua_pushstring(L, err ? err : "bad upgrade");
+        lua_setfield(L, -2, "ws_error");
+    }
+    return 1;
+}
+
+/* parse_response(head [, key]) -> res | nil, err [, res]
+ * With key, the response must be a valid 101 for it. */
+static int l_parse_response(lua_State *L) {
+    size_t n;
+    const char *head = luaL_checklstring(L, 1, &n);
+    const char *key = luaL_optstring(L, 2, NULL);
+    ws_http res;
+    const char *err = NULL;
+    if (ws_http_parse_response(head, n, &res, &err) != 0)
+        return ws_fail(L, err ? err : "malformed response");
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, res.status);
+    lua_setfield(L, -2, "status");
+    set_field(L, "reason", res.reason, res.reason_len);
+    push_headers(L, &res);
+    lua_setfield(L, -2, "headers");
+    if (key && ws_handshake_check_response(&res, key, &err) != 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, err ? err : "bad handshake response");
+        lua_pushvalue(L, -3);
+        return 3;
+    }
+    return 1;
+}
+
+/* A header value we write must not smuggle CR/LF or other controls. */
+static int header_value_ok(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+/* build_response(accept [, protocol [, extensions]]) -> the 101 response head */
+static int l_build_response(lua_State *L) {
+    size_t n, pn = 0, en = 0;
+    const char *accept = luaL_checklstring(L, 1, &n);
+    const char *proto = luaL_optlstring(L, 2, NULL, &pn);
+    const char *ext = luaL_optlstring(L, 3, NULL, &en);
+    luaL_argcheck(L, !proto || header_value_ok(proto, pn), 2, "invalid protocol");
+    luaL_argcheck(L, !ext || header_value_ok(ext, en), 3, "invalid extensions");
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "HTTP/1.1 101 Switching Protocols\r\n"
+                       "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                       "Sec-WebSocket-Accept: ");
+    luaL_addlstring(&b, accept, n);
+    if (proto) {
+        luaL_addstring(&b, "\r\nSec-WebSocket-Protocol: ");
+        luaL_addlstring(&b, proto, pn);
+    }
+    if (ext) {
+        luaL_addstring(&b, "\r\nSec-WebSocket-Extensions: ");
+        luaL_addlstring(&b, ext, en);
+    }
+    luaL_addstring(&b, "\r\n\r\n");
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/* ---- frames ------------------------------------------------------------- */
+
+const char *const ws_kind_names[] = {"continuation", "text", "binary", NULL, NULL,
+    NULL, NULL, NULL, "close", "ping", "pong", NULL, NULL, NULL, NULL, NULL};
+
+int ws_check_opcode(lua_State *L, int idx) {
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        const char *k = lua_tostring(L, idx);
+        int op;
+        switch (k[0]) {   /* hot path: one comparison per call */
+        case 't': op = WS_OP_TEXT; break;
+        case 'b': op = WS_OP_BINARY; break;
+        case 'c': op = k[1] == 'l' ? WS_OP_CLOSE : WS_OP_CONT; break;
+        case 'p': op = k[1] == 'i' ? WS_OP_PING : WS_OP_PONG; break;
+        default: op = -1;
+        }
+        if (op < 0 || strcmp(k, ws_kind_names[op]) != 0)
+            return luaL_argerror(L, idx, "unknown frame kind");
+        return op;
+    }
+    lua_Integer op = luaL_checkinteger(L, idx);
+    luaL_argcheck(L, op >= 0 && op <= 15, idx, "opcode out of range");
+    return (int)op;
+}
+
+/* frame(payload, kind_or_opcode [, fin=true [, mask=false [, rsv=0 | deflate]]]) -> bytes
+ * mask=true draws a fresh key (buffered RAND_bytes); mask may also be a 4-byte key.
+ * With a ws.deflate object the payload is compressed here and the frame has RSV1. */
+static int l_frame(lua_State *L) {
+    size_t n;
+    const char *payload = luaL_checklstring(L, 1, &n);
+    int op = ws_check_opcode(L, 2);
+    int fin = lua_isnoneornil(L, 3) ? 1 : lua_toboolean(L, 3);  /* nil: default */
+    ws_deflate *z = lua_type(L, 5) == LUA_TUSERDATA ? &ws_check_deflate(L, 5)->d : NULL;
+    lua_Integer rsv = z ? 4 : luaL_optinteger(L, 5, 0);
+    luaL_argcheck(L, rsv >= 0 && rsv <= 7, 5, "rsv out of range");
+    lzctx *zc = ZCTX(1);
+    if (z) {
+        if (ws_deflate_compress(z, (const unsigned char *)payload, n, &zc->buf, &n) != WS_DEFLATE_OK)
+            return luaL_error(L, "not enough memory");
+        payload = (const char *)zc->buf.p;
+    }
+    unsigned char key[4];
+    const unsigned char *kp = NULL;
+    if (lua_type(L, 4) == LUA_TSTRING) {
+        size_t kl;
+        const char *k = lua_tolstring(L, 4, &kl);
+        luaL_argcheck(L, kl == 4, 4, "mask key must be 4 bytes");
+        memcpy(key, k, 4);
+        kp = key;
+    } else if (lua_toboolean(L, 4)) {
+        if (ws_mask_key(&zc->keys, key) != 0)
+            return luaL_error(L, "RAND_bytes failed");
+        kp = key;
+    }
+    size_t hl = ws_frame_header_size(n, kp != NULL);
+    luaL_Buffer b;
+    unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, hl + n);
+    ws_frame_write_header(out, fin, (int)rsv, op, n, kp);
+    if (kp)
+        ws_mask(out + hl, (const unsigned char *)payload, n, kp, 0);
+    else
+        memcpy(out + hl, payload, n);
+    luaL_pushresultsize(&b, hl + n);
+    if (z)
+        ws_zbuf_trim(zc);
+    return 1;
+}
+
+/* close_payload([code [, reason]]) -> payload | nil, err
+ * No code gives an empty payload; 1005/1006/1015 are never sent. */
+static int l_close_payload(lua_State *L) {
+    if (lua_isnoneornil(L, 1)) {
+        lua_pushliteral(L, "");
+        return 1;
+    }
+    lua_Integer code = luaL_checkinteger(L, 1);
+    size_t rl;
+    const char *reason = luaL_optlstring(L, 2, "", &rl);
+    if (code < 0 || code > 0xffff || !ws_close_code_valid((unsigned)code))
+        return ws_fail(L, "invalid close code");
+    if (rl > WS_MAX_CONTROL - 2)
+        return ws_fail(L, "close reason too long");
+    if (!ws_utf8_valid((const unsigned char *)reason, rl))
+        return ws_fail(L, "close reason is not utf-8");
+    char buf[WS_MAX_CONTROL];
+    buf[0] = (char)(code >> 8);
+    buf[1] = (char)(code & 0xff);
+    memcpy(buf + 2, reason, rl);
+    lua_pushlstring(L, buf, rl + 2);
+    return 1;
+}
+
+/* mask(data, key4 [, pos=0]) -> data xor key, starting at key position pos */
+static int l_mask(lua_State *L) {
+    size_t n, kl;
+    const char *data = luaL_checklstring(L, 1, &n);
+    const char *key = luaL_checklstring(L, 2, &kl);
+    lua_Integer pos = luaL_optinteger(L, 3, 0);
+    luaL_argcheck(L, kl == 4, 2, "mask key must be 4 bytes");
+    luaL_argcheck(L, pos >= 0 && pos <= 3, 3, "key position out of range");
+    luaL_Buffer b;
+    unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, n);
+    ws_mask(out, (const unsigned char *)data, n, (const unsigned char *)key, (size_t)pos);
+    luaL_pushresultsize(&b, n);
+    return 1;
+}
+
+static int l_utf8_valid(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    lua_pushboolean(L, ws_utf8_valid((const unsigned char *)s, n));
+    return 1;
+}
+
+
+static const luaL_Reg funcs[] = {
+    {"accept_key", l_accept_key},
+    {"new_key", l_new_key},
+    {"random", l_random},
+    {"parse_request", l_parse_request},
+    {"parse_response", l_parse_response},
+    {"build_response", l_build_response},
+    {"frame", l_frame},
+    {"close_payload", l_close_payload},
+    {"mask", l_mask},
+    {"utf8_valid", l_utf8_valid},
+    {NULL, NULL}
+};
+
+void ws_open_codec(lua_State *L, int zctx) {
+    lua_pushvalue(L, zctx);
+    luaL_setfuncs(L, funcs, 1);
+}

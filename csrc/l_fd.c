@@ -1,0 +1,456 @@
+/* ws.fd: a non-blocking connection, plain or TLS, and send_frame. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <string.h>
+
+#include "ws_deflate.h"
+#include "ws_frame.h"
+#include "ws_io.h"
+#include "ws_tls.h"
+#include "ws_utf8.h"
+
+#include <lua.h>
+#include <lauxlib.h>
+#include "ws_compat.h"   /* 5.1, LuaJIT, 5.2, 5.3: what they lack of the 5.4 API */
+
+#include "ws_binding.h"
+/* ---- descriptor I/O, plain or TLS --------------------------------------- */
+
+/* What reader:next and send_frame read from / write to: an integer
+ * descriptor (a LuaSocket socket's) or a ws.fd, plain or TLS. */
+lfd ws_check_io(lua_State *L, int idx) {
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        lfd c = {(int)luaL_checkinteger(L, idx), NULL};
+        return c;
+    }
+    return *(lfd *)luaL_checkudata(L, idx, FD_MT);
+}
+
+/* What to do after a TLS call that made no progress: "timeout" (wait for
+ * the direction the call naturally needs: readable for a read, writable for
+ * a write), "wantread"/"wantwrite" (the other direction), "closed", or why
+ * the handshake failed. */
+static const char *tls_text(const ws_tls *t, int r, int writing) {
+    switch (r) {
+    case WS_TLS_WANT_READ: return writing ? "wantread" : "timeout";
+    case WS_TLS_WANT_WRITE: return writing ? "timeout" : "wantwrite";
+    case WS_TLS_ERROR: return ws_tls_error(t);
+    default: return "closed";
+    }
+}
+
+/* Read up to n bytes: > 0, or 0 with *err ("timeout", "wantwrite",
+ * "closed", or an error). */
+size_t ws_io_read(const lfd *c, void *buf, size_t n, const char **err) {
+    if (c->fd < 0) {
+        *err = "closed";
+        return 0;
+    }
+    if (c->tls) {
+        size_t got;
+        int r = ws_tls_read(c->tls, buf, n, &got);
+        if (r == WS_TLS_DONE)
+            return got;
+        *err = tls_text(c->tls, r, 0);
+        return 0;
+    }
+    ssize_t r = ws_fd_read(c->fd, buf, n);
+    if (r > 0)
+        return (size_t)r;
+    *err = r == 0 ? "closed" : ws_errno_token(errno);
+    return 0;
+}
+
+/* One write of up to n bytes: > 0 (progress), or 0 with *err ("timeout":
+ * wait until writable; "wantread"; "closed"; or an error). */
+static size_t io_write(const lfd *c, const void *buf, size_t n, const char **err) {
+    if (c->fd < 0) {
+        *err = "closed";
+        return 0;
+    }
+    if (c->tls) {
+        size_t put;
+        int r = ws_tls_write(c->tls, buf, n, &put);
+        if (r == WS_TLS_DONE && put > 0)
+            return put;
+        *err = tls_text(c->tls, r, 1);
+        return 0;
+    }
+    ssize_t w = ws_fd_send(c->fd, buf, n);
+    if (w > 0)
+        return (size_t)w;
+    *err = w == 0 ? "closed" : ws_errno_token(errno);
+    return 0;
+}
+
+/* ---- fd I/O ------------------------------------------------------------ */
+
+/* Largest frame copied into one TLS record with its header (a record
+ * carries up to 16 KiB); bigger ones go as header, then payload. */
+#define TLS_COPY 16384
+
+/* Write header and payload over TLS, one record at a time; the bytes
+ * written, stopping at the first call that makes no progress (*err). */
+static size_t tls_send_frame(const lfd *c, const unsigned char *head, size_t hl,
+                             const char *payload, size_t n, const char **err) {
+    unsigned char one[TLS_COPY];
+    size_t total = hl + n, done = 0;
+    int copy = total <= TLS_COPY;
+    if (copy) {
+        memcpy(one, head, hl);
+        memcpy(one + hl, payload, n);
+    }
+    while (done < total) {
+        const void *p;
+        size_t len;
+        if (copy) {
+            p = one + done;
+            len = total - done;
+        } else if (done < hl) {
+            p = head + done;
+            len = hl - done;
+        } else {
+            p = payload + (done - hl);
+            len = total - done;
+        }
+        size_t w = io_write(c, p, len, err);
+        if (w == 0)
+            break;
+        done += w;
+    }
+    return done;
+}
+
+/* send_frame(fd, payload, kind [, rsv | deflate]) -> true | rest | nil, err
+ * Writes an unmasked (server) frame to a descriptor or a ws.fd (plain or
+ * TLS): plain with one gathered send, no payload copy.
+ * rest is the part the socket did not take (the whole frame if none).
+ * An uncompressed text payload must be UTF-8 (nil, "invalid utf-8").
+ * With a ws.deflate object the payload is compressed here and sent with RSV1. */
+static int l_send_frame(lua_State *L) {
+    lfd c = ws_check_io(L, 1);
+    size_t n;
+    const char *payload = luaL_checklstring(L, 2, &n);
+    int op = ws_check_opcode(L, 3);
+    ws_deflate *z = lua_type(L, 4) == LUA_TUSERDATA ? &ws_check_deflate(L, 4)->d : NULL;
+    lua_Integer rsv = z ? 4 : luaL_optinteger(L, 4, 0);
+    luaL_argcheck(L, rsv >= 0 && rsv <= 7, 4, "rsv out of range");
+    if (op == WS_OP_TEXT && (rsv == 0 || z) && !ws_utf8_valid((const unsigned char *)payload, n))
+        return ws_fail(L, "invalid utf-8");
+    lzctx *zc = ZCTX(1);
+    if (z) {
+        if (ws_deflate_compress(z, (const unsigned char *)payload, n, &zc->buf, &n) != WS_DEFLATE_OK)
+            return luaL_error(L, "not enough memory");
+        payload = (const char *)zc->buf.p;
+    }
+    unsigned char head[WS_MAX_HEADER];
+    size_t hl = ws_frame_write_header(head, 1, (int)rsv, op, n, NULL);
+    size_t done;
+    const char *err = NULL;
+    if (c.fd < 0) {
+        return ws_fail(L, "closed");
+    } else if (c.tls) {
+        done = tls_send_frame(&c, head, hl, payload, n, &err);
+    } else {
+        ssize_t w = ws_fd_send2(c.fd, head, hl, payload, n);
+        if (w < 0)
+            err = ws_errno_token(errno);
+        done = w < 0 ? 0 : (size_t)w;
+    }
+    int ok = done == hl + n;
+    if (!ok && err && strcmp(err, "timeout") != 0 && strcmp(err, "wantread") != 0) {
+        if (z)
+            ws_zbuf_trim(zc);
+        return ws_fail(L, err);
+    }
+    if (ok) {
+        lua_pushboolean(L, 1);
+    } else {
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        if (done < hl)
+            luaL_addlstring(&b, (const char *)head + done, hl - done);
+        size_t from = done > hl ? done - hl : 0;
+        luaL_addlstring(&b, payload + from, n - from);
+        luaL_pushresult(&b);
+    }
+    if (z)
+        ws_zbuf_trim(zc);
+    return 1;
+}
+
+/* ---- accepted connections ---------------------------------------------- */
+
+static lfd *check_fd(lua_State *L) {
+    return (lfd *)luaL_checkudata(L, 1, FD_MT);
+}
+
+
+static lfd *new_fd(lua_State *L) {
+    lfd *s = (lfd *)lua_newuserdatauv(L, sizeof *s, 0);
+    s->fd = -1;
+    s->tls = NULL;
+    luaL_setmetatable(L, FD_MT);
+    return s;
+}
+
+void ws_core_push_fd(lua_State *L, int fd) {
+    new_fd(L)->fd = fd;
+}
+
+int ws_core_check_fd(lua_State *L, int idx) {
+    return ((lfd *)luaL_checkudata(L, idx, FD_MT))->fd;
+}
+
+/* accept(listen_fd) -> connection | nil, "timeout" | nil, err */
+static int l_accept(lua_State *L) {
+    int listen_fd = (int)luaL_checkinteger(L, 1);
+    lfd *s = new_fd(L);
+    s->fd = ws_fd_accept(listen_fd);
+    if (s->fd < 0)
+        return ws_fail_errno(L, errno);
+    return 1;
+}
+
+/* wrap_fd(fd) -> connection | nil, err: takes over a connected descriptor
+ * (e.g. one a LuaSocket object gave up with setfd(-1)) and makes it
+ * non-blocking.
+ * adopt(fd) -> connection on a duplicate of fd | nil, err: the caller
+ * closes its own handle (see ws_fd_adopt). */
+static int own_fd(lua_State *L, int dup) {
+    int fd = (int)luaL_checkinteger(L, 1);
+    luaL_argcheck(L, dup || fd >= 0, 1, "descriptor expected");
+    lfd *s = new_fd(L);
+    s->fd = dup ? ws_fd_adopt(fd) : fd;   /* ours from here: closed by __gc on failure too */
+    if (s->fd < 0 || (!dup && ws_fd_nonblock(fd) != 0))
+        return ws_fail_errno(L, errno);
+    return 1;
+}
+
+static int l_wrap_fd(lua_State *L) {
+    return own_fd(L, 0);
+}
+
+static int l_adopt(lua_State *L) {
+    return own_fd(L, 1);
+}
+
+/* raise_fd_limit() -> the soft limit on open descriptors, raised to the
+ * hard limit | nil, err */
+static int l_raise_fd_limit(lua_State *L) {
+    long n = ws_fd_raise_limit();
+    if (n < 0)
+        return ws_fail(L, strerror(errno));
+    lua_pushinteger(L, (lua_Integer)n);
+    return 1;
+}
+
+static int l_fd_getfd(lua_State *L) {
+    lua_pushinteger(L, check_fd(L)->fd);
+    return 1;
+}
+
+/* setfd(fd): LuaSec takes a plain descriptor over with setfd(-1) */
+static int l_fd_setfd(lua_State *L) {
+    lfd *s = check_fd(L);
+    luaL_argcheck(L, !s->tls, 1, "a TLS connection cannot give its descriptor away");
+    s->fd = (int)luaL_checkinteger(L, 2);
+    return 0;
+}
+
+static int l_fd_settimeout(lua_State *L) {
+    check_fd(L);                  /* always non-blocking */
+    lua_pushinteger(L, 1);
+    return 1;
+}
+
+/* dirty() -> true when OpenSSL holds input the poller cannot announce */
+static int l_fd_dirty(lua_State *L) {
+    lfd *s = check_fd(L);
+    lua_pushboolean(L, s->tls && s->fd >= 0 && ws_tls_pending(s->tls));
+    return 1;
+}
+
+/* receive([n]) -> up to n bytes | nil, "timeout" | "wantwrite" | "closed" | err */
+static int l_fd_receive(lua_State *L) {
+    lfd *s = check_fd(L);
+    lua_Integer want = luaL_optinteger(L, 2, SHARED_READ);
+    if (want <= 0 || want > SHARED_READ)
+        want = SHARED_READ;
+    char *buf = (char *)lua_touserdata(L, lua_upvalueindex(1));
+    const char *err = NULL;
+    size_t n = ws_io_read(s, buf, (size_t)want, &err);
+    if (n == 0)
+        return ws_fail(L, err);
+    lua_pushlstring(L, buf, n);
+    return 1;
+}
+
+/* send(data [, i [, j]]) -> last index sent | nil, err, last index sent
+ * err: "timeout" (wait until writable), "wantread" (TLS: until readable),
+ * "closed", or an error. Each write makes progress or ends the call. */
+static int l_fd_send(lua_State *L) {
+    lfd *s = check_fd(L);
+    size_t n;
+    const char *data = luaL_checklstring(L, 2, &n);
+    lua_Integer i = luaL_optinteger(L, 3, 1), j = luaL_optinteger(L, 4, (lua_Integer)n);
+    if (i < 1)
+        i = 1;
+    if (j > (lua_Integer)n)
+        j = (lua_Integer)n;
+    size_t pos = (size_t)i - 1, end = j < i ? pos : (size_t)j;
+    const char *err = NULL;
+    while (pos < end) {
+        size_t w = io_write(s, data + pos, end - pos, &err);
+        if (w == 0)
+            break;
+        pos += w;
+    }
+    if (pos == end) {
+        lua_pushinteger(L, (lua_Integer)end);
+        return 1;
+    }
+    ws_fail(L, err);
+    lua_pushinteger(L, (lua_Integer)pos);
+    return 3;
+}
+
+static int l_fd_close(lua_State *L) {
+    lfd *s = check_fd(L);
+    if (s->tls) {
+        ws_tls_shutdown(s->tls);    /* close_notify, best effort */
+        ws_tls_free(s->tls);
+        s->tls = NULL;
+    }
+    if (s->fd >= 0) {
+        ws_fd_close(s->fd);
+        s->fd = -1;
+    }
+    lua_pushinteger(L, 1);
+    return 1;
+}
+
+/* shutdown(["both"|"send"|"receive"]); over TLS, "send" and "both" send
+ * close_notify first */
+static int l_fd_shutdown(lua_State *L) {
+    static const char *const how[] = {"both", "send", "receive", NULL};   /* WS_SHUT_* order */
+    lfd *s = check_fd(L);
+    int h = luaL_checkoption(L, 2, "both", how);
+    if (s->tls && s->fd >= 0 && h != WS_SHUT_RECEIVE)
+        ws_tls_shutdown(s->tls);
+    if (s->fd < 0 || ws_fd_shutdown(s->fd, h) != 0)
+        return ws_fail_errno(L, s->fd < 0 ? EBADF : errno);
+    lua_pushinteger(L, 1);
+    return 1;
+}
+
+/* getpeername() -> ip, port, "inet"|"inet6" | nil, err */
+static int l_fd_getpeername(lua_State *L) {
+    lfd *s = check_fd(L);
+    char ip[64];
+    int port = 0;
+    int fam = s->fd < 0 ? -1 : ws_fd_peer(s->fd, ip, sizeof ip, &port);
+    if (fam < 0)
+        return ws_fail_errno(L, s->fd < 0 ? EBADF : errno);
+    lua_pushstring(L, ip);
+    lua_pushinteger(L, port);
+    lua_pushstring(L, fam == 6 ? "inet6" : "inet");
+    return 3;
+}
+
+/* setoption(name, value): "tcp-nodelay" is always on; others are refused */
+static int l_fd_setoption(lua_State *L) {
+    check_fd(L);
+    const char *name = luaL_checkstring(L, 2);
+    if (strcmp(name, "tcp-nodelay") == 0) {
+        lua_pushinteger(L, 1);
+        return 1;
+    }
+    return ws_fail(L, "unsupported option");
+}
+
+static int l_fd_tostring(lua_State *L) {
+    lfd *s = check_fd(L);
+    if (s->fd < 0)
+        lua_pushliteral(L, "ws.fd (closed)");
+    else
+        lua_pushfstring(L, "ws.fd%s: %d", s->tls ? " (tls)" : "", s->fd);
+    return 1;
+}
+
+static int l_fd_starttls(lua_State *L) {
+    lfd *s = check_fd(L);
+    ltlsctx *c = (ltlsctx *)luaL_checkudata(L, 2, TLSCTX_MT);
+    const char *name = luaL_optstring(L, 3, NULL);
+    luaL_argcheck(L, c->ctx != NULL, 2, "closed TLS context");
+    luaL_argcheck(L, s->tls == NULL, 1, "TLS already started");
+    if (s->fd < 0)
+        return ws_fail(L, "closed");
+    char err[256];
+    s->tls = ws_tls_new(c->ctx, s->fd, name, err, sizeof err);
+    if (!s->tls)
+        return ws_fail(L, err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* fd:handshake() -> true | nil, "wantread" | "wantwrite" | err */
+static int l_fd_handshake(lua_State *L) {
+    lfd *s = check_fd(L);
+    if (!s->tls)
+        return luaL_error(L, "handshake without starttls");
+    if (s->fd < 0)
+        return ws_fail(L, "closed");
+    switch (ws_tls_handshake(s->tls)) {
+    case WS_TLS_DONE:
+        lua_pushboolean(L, 1);
+        return 1;
+    case WS_TLS_WANT_READ:
+        return ws_fail(L, "wantread");
+    case WS_TLS_WANT_WRITE:
+        return ws_fail(L, "wantwrite");
+    default:
+        return ws_fail(L, ws_tls_error(s->tls));
+    }
+}
+
+static const luaL_Reg fd_methods[] = {
+    {"getfd", l_fd_getfd},
+    {"setfd", l_fd_setfd},
+    {"settimeout", l_fd_settimeout},
+    {"dirty", l_fd_dirty},
+    {"receive", l_fd_receive},
+    {"send", l_fd_send},
+    {"close", l_fd_close},
+    {"shutdown", l_fd_shutdown},
+    {"getpeername", l_fd_getpeername},
+    {"setoption", l_fd_setoption},
+    {"starttls", l_fd_starttls},
+    {"handshake", l_fd_handshake},
+    {NULL, NULL}
+};
+
+static const luaL_Reg fd_meta[] = {
+    {"__gc", l_fd_close},
+    {"__close", l_fd_close},
+    {"__tostring", l_fd_tostring},
+    {NULL, NULL}
+};
+
+
+static const luaL_Reg funcs[] = {
+    {"send_frame", l_send_frame},
+    {"accept", l_accept},
+    {"wrap_fd", l_wrap_fd},
+    {"adopt", l_adopt},
+    {"raise_fd_limit", l_raise_fd_limit},
+    {NULL, NULL}
+};
+
+/* shared: the shared read buffer (fd:receive reads into it) */
+void ws_open_fd(lua_State *L, int shared, int zctx) {
+    lua_pushvalue(L, shared);
+    ws_new_type(L, FD_MT, fd_meta, fd_methods, 1);
+    lua_pushvalue(L, zctx);
+    luaL_setfuncs(L, funcs, 1);
+}

@@ -1,0 +1,126 @@
+/* ws.poller: epoll, where the platform has it. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <string.h>
+
+#include "ws_io.h"
+
+#include <lua.h>
+#include <lauxlib.h>
+#include "ws_compat.h"   /* 5.1, LuaJIT, 5.2, 5.3: what they lack of the 5.4 API */
+
+#include "ws_binding.h"
+#ifdef WS_HAVE_EPOLL
+typedef struct {
+    int ep;
+} lpoller;
+
+static lpoller *check_poller(lua_State *L) {
+    lpoller *p = (lpoller *)luaL_checkudata(L, 1, POLLER_MT);
+    if (p->ep < 0)
+        luaL_error(L, "attempt to use a closed poller");
+    return p;
+}
+
+/* epoll() -> poller | nil, err */
+static int l_epoll(lua_State *L) {
+    lpoller *p = (lpoller *)lua_newuserdatauv(L, sizeof *p, 0);
+    p->ep = -1;
+    luaL_setmetatable(L, POLLER_MT);
+    p->ep = ws_poll_open();
+    if (p->ep < 0)
+        return ws_fail(L, strerror(errno));
+    return 1;
+}
+
+static int l_poller_watch(lua_State *L) {
+    lpoller *p = check_poller(L);
+    if (ws_poll_watch(p->ep, (int)luaL_checkinteger(L, 2)) != 0)
+        return ws_fail(L, strerror(errno));
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_poller_unwatch(lua_State *L) {
+    lpoller *p = check_poller(L);
+    ws_poll_unwatch(p->ep, (int)luaL_checkinteger(L, 2));
+    return 0;
+}
+
+/* poller:wait(timeout_s|nil, rfds, wfds) -> nr, nw: fills the two arrays */
+static int l_poller_wait(lua_State *L) {
+    lpoller *p = check_poller(L);
+    int ms = -1;
+    if (!lua_isnoneornil(L, 2)) {
+        lua_Number t = luaL_checknumber(L, 2);
+        ms = t <= 0 ? 0 : t > 2e6 ? 2000000000 : (int)(t * 1000 + 0.999);
+    }
+    luaL_checktype(L, 3, LUA_TTABLE);
+    luaL_checktype(L, 4, LUA_TTABLE);
+    ws_poll_event ev[256];
+    int n = ws_poll_wait(p->ep, ev, 256, ms);
+    if (n < 0)
+        return ws_fail(L, strerror(errno));
+    lua_Integer nr = 0, nw = 0;
+    for (int i = 0; i < n; i++) {
+        if (ev[i].readable) {
+            lua_pushinteger(L, ev[i].fd);
+            lua_rawseti(L, 3, ++nr);
+        }
+        if (ev[i].writable) {
+            lua_pushinteger(L, ev[i].fd);
+            lua_rawseti(L, 4, ++nw);
+        }
+    }
+    lua_pushinteger(L, nr);
+    lua_pushinteger(L, nw);
+    return 2;
+}
+
+/* poller:fd() -> the epoll descriptor, readable while an event is pending:
+ * another event loop watches it to nest ours (ws.loop:pollfd) */
+static int l_poller_fd(lua_State *L) {
+    lua_pushinteger(L, check_poller(L)->ep);
+    return 1;
+}
+
+static int l_poller_gc(lua_State *L) {
+    lpoller *p = (lpoller *)luaL_checkudata(L, 1, POLLER_MT);
+    if (p->ep >= 0) {
+        ws_fd_close(p->ep);
+        p->ep = -1;
+    }
+    return 0;
+}
+
+static int l_poller_tostring(lua_State *L) {
+    lpoller *p = (lpoller *)luaL_checkudata(L, 1, POLLER_MT);
+    if (p->ep < 0)
+        lua_pushliteral(L, "ws.poller (closed)");
+    else
+        lua_pushfstring(L, "ws.poller: %d", p->ep);
+    return 1;
+}
+
+static const luaL_Reg poller_methods[] = {
+    {"watch", l_poller_watch},
+    {"unwatch", l_poller_unwatch},
+    {"wait", l_poller_wait},
+    {"fd", l_poller_fd},
+    {"close", l_poller_gc},
+    {NULL, NULL}
+};
+
+static const luaL_Reg poller_meta[] = {
+    {"__gc", l_poller_gc},
+    {"__close", l_poller_gc},
+    {"__tostring", l_poller_tostring},
+    {NULL, NULL}
+};
+
+void ws_open_poller(lua_State *L) {
+    ws_new_type(L, POLLER_MT, poller_meta, poller_methods, 0);
+    lua_pushcfunction(L, l_epoll);
+    lua_setfield(L, -2, "epoll");
+}
+#endif
