@@ -92,6 +92,16 @@ describe("the first hour", function()
     assert.equal(100, ws._VERSION_NUM)
   end)
 
+  it("the 0.1.0 rockspec builds what the scm one builds (they differ in version and tag only)", function()
+    local function read(name)
+      local f = assert(io.open(H.ROOT .. "/" .. name))
+      local s = f:read("*a")
+      f:close()
+      return (s:gsub('version = "[^"]*"\n', ""):gsub('   tag = "[^"]*",\n', ""))
+    end
+    assert.equal(read("lua-ws-scm-1.rockspec"), read("lua-ws-0.1.0-1.rockspec"))
+  end)
+
   it("receive returns exactly data, kind (and nil, \"timeout\"); a close adds code and reason", function()
     local srv, l, base = loop_server({}, { ["/ws"] = function(conn)
       conn:send("hello")

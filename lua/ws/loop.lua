@@ -29,7 +29,7 @@ Loop.__index = Loop
 -- The loop whose task is running now (tasks of one loop never run inside another's).
 local active
 
----- pollers: add(sock, mode) -> already_ready, del(sock, mode), wait(timeout) -> r, nr, w, nw
+-- pollers: add(sock, mode) -> already_ready, del(sock, mode), wait(timeout) -> r, nr, w, nw
 
 --- Poller on socket.select: portable, limited to FD_SETSIZE (1024) sockets.
 function M.select_poller()
@@ -122,7 +122,7 @@ function M.epoll_poller()
   return P
 end
 
----- timer heap: entries ordered by .key; .hi is the index in the heap
+-- timer heap: entries ordered by .key; .hi is the index in the heap
 
 local function heap_swap(h, i, j)
   h[i], h[j] = h[j], h[i]
@@ -171,12 +171,13 @@ local function heap_remove(h, e)
   end
 end
 
----- the loop
+-- the loop
 
 --- A new loop.
----@param opts? table poller: "epoll" (default where available), "select" or a
---- poller object; logger: function(level, message, fields), false (silent) or
---- nil (stderr), which gets "task failed" lines
+-- opts.poller: "epoll" (default where available), "select" or a poller
+-- object; opts.logger: function(level, message, fields), false (silent) or
+-- nil (stderr), which gets "task failed" lines.
+---@param opts? table poller, logger
 ---@return table loop
 function M.new(opts)
   opts = opts or {}
@@ -459,7 +460,7 @@ function Loop:step(timeout)
   return self.ntasks > 0 or self.qn > 0
 end
 
----- nesting in another event loop (the cqueues polling convention): the
+-- nesting in another event loop (the cqueues polling convention): the
 -- host waits until pollfd() is readable or timeout() seconds have passed,
 -- then calls step(0). cqueues.poll(loop) does exactly that. A host that
 -- sets loop.notify (a function) is told when code outside the loop's tasks
