@@ -10,6 +10,7 @@
 --
 -- Concurrency: one coroutine may receive while others send; sends are
 -- queued whole, so frames of two sends never interleave.
+-- @module ws.connection
 local socket = require "socket"
 local core = require "ws.core"
 local loop = require "ws.loop"

@@ -25,6 +25,7 @@
 -- covers a gap. Local delivery then goes through Redis: while Redis is
 -- down, publishes wait in a bounded outbox and go out (in order) on
 -- reconnect; past max_outbox they are dropped and counted.
+-- @module ws.hub
 local socket = require "socket"
 local core = require "ws.core"
 local redis = require "ws.redis"

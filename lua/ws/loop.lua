@@ -6,6 +6,7 @@
 -- Hot path: a wait allocates nothing (each task reuses one wait entry), and
 -- a deadline that moves later (an idle timeout renewed on every message)
 -- keeps its place in the timer heap and is re-armed only when it fires.
+-- @module ws.loop
 local socket = require "socket"
 local logging = require "ws.log"
 

@@ -18,6 +18,7 @@
 -- Outgoing bytes wait in a queue (q[qh..qt], the head written up to
 -- qoff - 1); `written` counts items fully written, so an item's sequence
 -- number (returned by push) tells when it is out.
+-- @module ws.protocol
 local core = require "ws.core"
 
 local frame, close_payload, utf8_valid = core.frame, core.close_payload, core.utf8_valid

@@ -2,6 +2,7 @@
 -- server and the client, and the handshake on a connection. Sessions run
 -- in ws.core on OpenSSL's libssl (csrc/ws_tls.c), on the same descriptor
 -- fast path as plain connections; LuaSec is not needed.
+-- @module ws.tls
 local core = require "ws.core"
 local io_ = require "ws.io"
 

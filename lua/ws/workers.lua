@@ -3,6 +3,7 @@
 -- restart a worker that dies (backing off when it keeps dying); on SIGTERM
 -- or SIGINT pass the signal on (each worker drains) and return when all
 -- are done. Fork, wait and signals are in C (ws.core).
+-- @module ws.workers
 local socket = require "socket"
 local core = require "ws.core"
 local logging = require "ws.log"
