@@ -44,16 +44,28 @@ end
 
 -- start examples/echo.lua with args through a shell that reports its
 -- exit status in the log: "[exit N]"
-local function start_echo(args, name)
-  return H.start_server(function(port)
-    return string.format("%s %s/examples/echo.lua --port %d %s; echo \"[exit $?]\"", H.LUA, H.ROOT, port, args)
-  end, name)
-end
-
 -- the pid of the shell's child (the echo process itself)
 local function child_pid(proc)
   local out = H.run("pgrep -P " .. proc.pid)
   return tonumber(out:match("%d+"))
+end
+
+local function start_echo(args, name)
+  local proc = H.start_server(function(port)
+    return string.format("%s %s/examples/echo.lua --port %d %s; echo \"[exit $?]\"", H.LUA, H.ROOT, port, args)
+  end, name)
+  -- stopping the shell alone would leave the supervisor and its workers
+  -- running: list the workers, kill the supervisor (no restarts), then them
+  local stop = proc.stop
+  function proc.stop()
+    local parent = child_pid(proc)
+    if parent then
+      local workers = H.run("pgrep -P " .. parent):gsub("%s+", " ")
+      os.execute("kill -9 " .. parent .. " " .. workers .. " 2>/dev/null")
+    end
+    stop()
+  end
+  return proc
 end
 
 describe("workers #slow", function()
