@@ -164,10 +164,11 @@ describe("ws.hub across processes #slow", function()
 
   it("500 clients joining and leaving one room: one SUBSCRIBE and one UNSUBSCRIBE per process", function()
     local monitor = H.spawn("exec redis-cli -p " .. rds.port .. " MONITOR", "redis-monitor")
-    finally(monitor.stop)
+    local procs = {}
+    -- (busted keeps one finally per test: the last one given)
+    finally(function() monitor.stop(); stop_all(procs) end)
     socket.sleep(0.2)
-    local procs = chats(2, rds.url)
-    finally(function() stop_all(procs) end)
+    procs = chats(2, rds.url)
     local res, out = clients_bg(urls(procs, "busy"), "--clients 500 --senders 0 --messages 0", 60)()
     assert.same({}, res.errors, out)
     assert.equal(500, res.connected)
@@ -183,14 +184,14 @@ describe("ws.hub across processes #slow", function()
 
   it("a client that never reads is closed with 1008; Redis keeps our subscriber; the others get everything", function()
     local procs = chats(2, rds.url, "--verbose", "slow")
-    finally(function() stop_all(procs) end)
+    local slow = socket.tcp4()
+    -- (busted keeps one finally per test: the last one given)
+    finally(function() slow:close(); stop_all(procs) end)
     local before = rds.cli("CLIENT LIST TYPE pubsub")
     local ids_before = {}
     for id in before:gmatch("id=(%d+)") do ids_before[#ids_before + 1] = id end
     assert.equal(2, #ids_before)
     -- the slow client on process 2: a tiny receive buffer, and it never reads
-    local slow = socket.tcp4()
-    finally(function() slow:close() end)
     assert(slow:setoption("recv-buffer-size", 4096))
     slow:settimeout(5)
     assert(slow:connect("127.0.0.1", procs[2].port))
