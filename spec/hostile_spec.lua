@@ -132,11 +132,8 @@ local function guarded(server, opts, attack)
   assert.is_true(rep.ok >= (t1 - t0) * 5, string.format("too few echoes; %s", where))
 
   local growth = peak - rss0
-  -- under ASan (make test-asan) the sanitizer's quarantine and shadow memory
-  -- add to RSS by themselves: the bound is for a normal build, doubled there
-  local allowed = opts.rss_kib * ((os.getenv("LD_PRELOAD") or ""):find("asan", 1, true) and 2 or 1)
-  assert.is_true(growth <= allowed, string.format("server RSS grew by %d KiB (from %d KiB; allowed %d)",
-    growth, rss0, allowed))
+  assert.is_true(growth <= opts.rss_kib, string.format("server RSS grew by %d KiB (from %d KiB; allowed %d)",
+    growth, rss0, opts.rss_kib))
 
   local t2 = gettime()
   local settled = wait_until(opts.settle or 5, function() return H.fd_count(pid) <= fd0 end)
