@@ -73,6 +73,35 @@ describe("Conn.__gc", function()
   end)
 end)
 
+describe("a closed connection", function()
+  it("is not held by its keepalive task until the next ping was due", function()
+    local l = loop.new()
+    local held = setmetatable({}, { __mode = "k" })   -- both ends of every connection
+    local closed = 0
+    local server, port = serve(l, { ping_interval = 30 }, function(conn)
+      held[conn] = true
+      conn:on_close(function() closed = closed + 1 end)
+      conn:receive()
+    end)
+    H.step_until(l, 0.2, function() return false end)
+    local base = l.ntasks                               -- the accept loop
+    H.run_task(l, 20, function()
+      for _ = 1, 20 do
+        local c = assert(ws.connect("ws://127.0.0.1:" .. port .. "/ws", { timeout = 5, ping_interval = 30 }))
+        held[c] = true
+        assert(c:close())
+      end
+    end)
+    assert.truthy(H.step_until(l, 5, function() return closed == 20 end), closed .. " closed")
+    -- every task of theirs (handlers, keepalives) ends within a round or two
+    assert.truthy(H.step_until(l, 1, function() return l.ntasks == base end), l.ntasks .. " tasks, " .. base .. " before")
+    collectgarbage() collectgarbage()
+    assert.is_nil(next(held))
+    server:close()
+    H.step_until(l, 3, function() return l.ntasks == 0 end)
+  end)
+end)
+
 describe("keepalive when the handler never receives", function()
   local KEEP = { ping_interval = 0.2, ping_timeout = 0.3 }
 

@@ -448,6 +448,34 @@ describe("protocol: the send queue", function()
     assert.is_false(protocol.new { role = "server" }:queue_full())
   end)
 
+  it("a pong not started takes the latest ping's payload (RFC 6455 5.5.3); the head is never touched", function()
+    local p = protocol.new { role = "server" }
+    p:send_message("head", "text")               -- the socket is full: nothing is written
+    local pings = {}
+    for i = 1, 1000 do pings[i] = peer("server", "ping", "p" .. i) end
+    feed(p, table.concat(pings))
+    local f = frames(p:data_to_send())
+    assert.same({ 1, 10 }, { f[1].opcode, f[2].opcode })
+    assert.equal("p1000", f[2].payload)
+    assert.equal(2, p.written)
+    -- a pong at the head may be being written: the next ping queues its own
+    feed(p, peer("server", "ping", "a"))
+    assert.same({ "a", 1 }, { frames((p:head()))[1].payload, select(2, p:head()) })
+    feed(p, peer("server", "ping", "b") .. peer("server", "ping", "cc"))
+    assert.equal(3 + 4, p:queued())               -- the pongs of "a" and "cc"
+    f = frames(p:data_to_send())
+    assert.same({ "a", "cc" }, { f[1].payload, f[2].payload })
+    -- a dropped pong is forgotten: the item that takes its place stays
+    p:send_message("x", "text")
+    feed(p, peer("server", "ping", "d"))
+    p:drop_unstarted()
+    p:send_message("keep", "text")
+    p:send_message("me", "text")
+    feed(p, peer("server", "ping", "e"))
+    f = frames(p:data_to_send())
+    assert.same({ "keep", "me", "e" }, { f[1].payload, f[2].payload, f[3].payload })
+  end)
+
   it("pongs and our close frame go out in order behind queued messages", function()
     local p = protocol.new { role = "server" }
     p:send_message("one", "text")

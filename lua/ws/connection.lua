@@ -113,6 +113,7 @@ local function teardown(self, code, reason)
   if sched then
     for i = 1, #waiters do sched:wake(waiters[i][2], nil, "closed") end
     if self.close_waiter then sched:wake(self.close_waiter) end
+    if self.pinger then sched:wake(self.pinger) end
   end
   -- on_close hooks (rooms, pub/sub): once, whoever closed, in order added
   local hooks = self.close_hooks
@@ -416,6 +417,18 @@ local function lost(self)
   return nil, "closed", self.close_code, self.close_reason
 end
 
+-- A peer whose input never runs dry (messages or a ping flood) must not
+-- starve the other tasks: yield after 64 frames or about 1 MiB, whichever
+-- comes first.
+local function pace(self, bytes)
+  local burst = self.burst + 1 + bytes / 16384
+  if burst >= 64 then
+    burst = 0
+    if self.sched then self.sched:yield() end
+  end
+  self.burst = burst
+end
+
 local function receive(self, deadline)
   local reader, sock = self.reader, self.sock
   while true do
@@ -426,16 +439,10 @@ local function receive(self, deadline)
     -- (a compressed message comes out inflated and checked)
     local kind, data, code, reason = reader:next(self.rfd)
     if kind == "text" or kind == "binary" then
-      -- a peer whose input never runs dry must not starve the other tasks:
-      -- yield after 64 messages or about 1 MiB, whichever comes first
-      local burst = self.burst + 1 + #data / 16384
-      if burst >= 64 then
-        burst = 0
-        if self.sched then self.sched:yield() end
-      end
-      self.burst = burst
+      pace(self, #data)
       return data, kind
     elseif kind or code then                  -- a control frame, or the peer broke the protocol
+      pace(self, 0)
       local a, b, c, d = self:event(kind, data, code, reason)
       if a == nil then return settle(self, a, b, c, d) end
       if b == "ping" then
@@ -638,7 +645,11 @@ function keepalive(self)
     else
       step = 0.01
     end
-    sched:sleep(math.max(due - now, 0))
+    -- suspended, not asleep: teardown wakes us, so a closed connection is
+    -- not held (reader, buffers) until its next ping was due
+    self.pinger = co_running()
+    sched:suspend(due)
+    self.pinger = nil
     read_ready(self)
     local r, err, code, reason = self:keepalive(gettime())
     if r then

@@ -72,6 +72,7 @@ function M.new(opts, mt)
     deflate = z,   -- nil when not negotiated
     threshold = deflate and deflate.threshold or 0,
     q = {}, qh = 1, qt = 0, qoff = 1, qbytes = 0, written = 0,
+    pong_at = nil,                       -- queue index of our latest pong
     max_queue = opts.max_queue,
     idle_timeout = opts.idle_timeout,
     last_seen = now,
@@ -131,6 +132,7 @@ function Protocol:drop_unstarted(busy)
     q[i] = nil
   end
   self.qt = keep
+  if self.pong_at and self.pong_at > keep then self.pong_at = nil end
   return keep
 end
 
@@ -195,6 +197,20 @@ end
 function Protocol:send_control(kind, data)
   if self.state ~= "open" then return nil, "closed" end
   return self:push(frame(data or "", kind, true, self.masked))
+end
+
+-- Answer a ping. A pong still queued behind the head (not started) takes
+-- the newer payload instead of a second pong joining it: RFC 6455 5.5.3
+-- lets us answer only the latest ping, so a peer that floods pings and
+-- reads nothing holds at most two pongs here, not one per ping.
+function Protocol:pong(data)
+  local bytes, i, q = frame(data, "pong", true, self.masked), self.pong_at, self.q
+  if i and i > self.qh and i <= self.qt then
+    self.qbytes = self.qbytes + #bytes - #q[i]
+    q[i] = bytes
+  else
+    self.pong_at = self:push(bytes)
+  end
 end
 
 -- Queue our close frame: the protocol is closing from now on.
@@ -274,7 +290,7 @@ function Protocol:event(kind, data, code, reason)
     return data, kind   -- (a compressed message comes out of the reader inflated)
   elseif kind == "ping" then
     -- answer while open; after our close frame nothing may follow it
-    if self.state == "open" then self:push(frame(data, "pong", true, self.masked)) end
+    if self.state == "open" then self:pong(data) end
     return false, kind, data
   elseif kind == "pong" then
     self.ping_sent = nil
