@@ -300,6 +300,43 @@ describe("ws.hub over Redis #slow", function()
     server:close()
   end)
 
+  it("ordered, Redis down: local subscribers get our publishes at once, in order; the others after", function()
+    local r4 = H.start_redis()
+    finally(function() r4.stop() end)
+    local l = loop.new()
+    local h1 = redis_hub(l, { redis = r4.url, ordered = true, backoff_max = 0.5 })
+    local h2 = redis_hub(l, { redis = r4.url, ordered = true, backoff_max = 0.5 })
+    local s1, conns1 = serve(l, h1)
+    local s2, conns2 = serve(l, h2)
+    H.run_task(l, 30, function()
+      local a, b = connect(s1, "o"), connect(s2, "o")
+      assert.is_true(wait_for(l, 5, function() return #conns1 == 1 and #conns2 == 1 end))
+      assert.is_true(wait_for(l, 5, function() return r4.cli("PUBSUB NUMSUB ws:o"):match("\n2") ~= nil end))
+      assert.same({ 0, true }, { h1:publish("o", "x1") })   -- through Redis while it is up
+      assert.equal("x1", a:receive(5))
+      assert.equal("x1", b:receive(5))
+      -- y1 is still queued when Redis dies: it must reach a before y2
+      assert.same({ 0, true }, { h1:publish("o", "y1") })
+      r4.kill9()
+      assert.is_true(wait_for(l, 5, function() return h1:status().state == "down" end))
+      assert.same({ 1, true }, { h1:publish("o", "y2") })   -- held for Redis, and a gets it now
+      assert.equal("y1", a:receive(1))
+      assert.equal("y2", a:receive(1))
+      assert.equal("down", h1:status().state)
+      assert.same({ nil, "timeout" }, { b:receive(0.2) })   -- the other process waits for Redis
+      r4 = H.start_redis { port = r4.port }
+      assert.equal("y1", b:receive(10))
+      assert.equal("y2", b:receive(5))
+      assert.is_true(wait_for(l, 5, function() return h1.up end))
+      assert.same({ 0, true }, { h1:publish("o", "z") })    -- back through Redis
+      assert.equal("z", a:receive(5))                       -- and no copy of y1, y2 before it
+      assert.equal("z", b:receive(5))
+      assert.equal(0, h1:status().dropped)
+      a:close(); b:close()
+    end)
+    h1:close(); h2:close(); s1:close(); s2:close()
+  end)
+
   it("replaces a subscriber connection that is open but silent", function()
     local l = loop.new()
     local lines = {}
