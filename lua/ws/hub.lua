@@ -37,7 +37,7 @@ local options = require "ws.options"
 
 local gettime = socket.gettime
 local unpack = table.unpack or unpack
-local concat, find, sub, match = table.concat, string.find, string.sub, string.match
+local concat, find, strsub, match = table.concat, string.find, string.sub, string.match
 
 local M = {}
 
@@ -583,7 +583,7 @@ local function message(self, ch, payload)
   end
   local nl = find(payload, "\n", 1, true)
   if not nl then return end
-  local head, data = sub(payload, 1, nl - 1), sub(payload, nl + 1)
+  local head, data = strsub(payload, 1, nl - 1), strsub(payload, nl + 1)
   if ch == self.all_channel then
     flush_run(self)
     local node, k = match(head, "^u (%x+) %d+ ([tb])$")
@@ -593,10 +593,10 @@ local function message(self, ch, payload)
     end
     return
   end
-  local topic = sub(ch, #self.prefix + 1)
+  local topic = strsub(ch, #self.prefix + 1)
   local t = self.topics[topic]
   if not t then return end
-  if sub(head, 1, 2) == "o " then
+  if strsub(head, 1, 2) == "o " then
     flush_run(self)
     local epoch, off, rest = match(head, "^o (%x+) (%d+) (.*)$")
     local m = rest and parse_header(rest, data)
