@@ -202,6 +202,36 @@ describe("ws.hub over Redis #slow", function()
     h1:close(); h2:close(); s1:close(); s2:close()
   end)
 
+  it("keeps a publisher's order across topics when one read brings several", function()
+    local l = loop.new()
+    local h1, h2 = redis_hub(l), redis_hub(l)
+    local s2, conns2 = serve(l, h2)
+    local heard = {}
+    h2:on("x", function(data) heard[#heard + 1] = data end)
+    H.run_task(l, 30, function()
+      local c = connect(s2, "x")
+      assert.is_true(wait_for(l, 5, function() return #conns2 == 1 end))
+      assert.is_true(h2:subscribe(conns2[1], "y"))
+      assert.is_true(wait_for(l, 5, function() return rds.cli("PUBSUB NUMSUB ws:y"):match("\n1") ~= nil end))
+      -- one loop round: one write to Redis, arriving in few reads, runs of
+      -- one topic (x x) between the others (y)
+      local want = {}
+      for i = 1, 300 do
+        local topic = (i % 3 == 0) and "y" or "x"
+        h1:publish(topic, topic .. i)
+        want[i] = topic .. i
+      end
+      local got = {}
+      for i = 1, 300 do got[i] = c:receive(5) end
+      assert.same(want, got)
+      assert.equal(200, #heard)
+      assert.equal(300, h2:status().received)
+      assert.equal(300, h2:status().delivered)   -- (connections; listeners are not counted)
+      c:close()
+    end)
+    h1:close(); h2:close(); s2:close()
+  end)
+
   it("ordered: one total order for everybody, history with offsets and epoch", function()
     local l = loop.new()
     local h1, h2 = redis_hub(l, { ordered = true }), redis_hub(l, { ordered = true })
