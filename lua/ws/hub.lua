@@ -77,6 +77,8 @@ end
 local Hub = {}
 Hub.__index = Hub
 
+local published_cb
+
 --- A new hub. opts: redis (URL: redis://[:password@]host:port/db or
 -- unix://path; nil = this process only), ordered (false), loop (else the
 -- server's, given by attach or ws.listen{ hub = }), logger, on_state(state,
@@ -105,6 +107,7 @@ function M.new(opts)
     if opts[k] ~= nil then v = opts[k] end
     self[k == "history" and "maxlen" or k] = v     -- (hub:history is a method)
   end
+  self.publish_reply = published_cb(self)
   self.probe_channel = self.prefix .. "!node:" .. self.node
   self.all_channel = self.prefix .. "!all"
   if opts.loop then self:start(opts.loop) end
@@ -256,10 +259,10 @@ end
 
 --- { state ("local", "down", "up"), node, topics, published, received,
 -- delivered, dropped, unconfirmed, missed, outbox }: received counts
--- messages from other processes; dropped those that never reached Redis;
--- unconfirmed those written to a connection that broke before Redis
--- answered (it may or may not have published them); missed the messages
--- of other processes this one never got (seen by their sequence numbers).
+-- messages from other processes; dropped those Redis never took (not
+-- written, or written to a connection that broke before Redis answered);
+-- unconfirmed the latter kind; missed the messages of other processes this
+-- one never got (seen by their sequence numbers).
 function Hub:status()
   local s = { state = self.state, node = self.node, outbox = #self.outbox, topics = 0 }
   for k, v in pairs(self.stats) do s[k] = v end
@@ -273,12 +276,16 @@ local function drop(self)
   self.stats.dropped = self.stats.dropped + 1
 end
 
--- The reply to a PUBLISH: a connection lost before the command was
--- written is a drop; after, Redis may or may not have published it.
-local function published(self)
+-- The reply to a PUBLISH (one callback per hub): a PUBLISH never written,
+-- or written but never answered, is a drop. Redis writes a PUBLISH's reply
+-- in the same round as the message to the subscribers, so one it never
+-- answered before it died reached nobody, as far as we could observe (it
+-- is also counted in unconfirmed).
+function published_cb(self)
   return function(ok, err)
     if ok then return end
-    if err == "not sent" then drop(self) else self.stats.unconfirmed = self.stats.unconfirmed + 1 end
+    drop(self)
+    if err ~= "not sent" then self.stats.unconfirmed = self.stats.unconfirmed + 1 end
   end
 end
 
@@ -341,7 +348,7 @@ function Hub:publish(topic, data, kind, opts)
   if not self.url then return n end
   if not ready(self) then drop(self); return n, nil, "redis down" end
   local env = "u " .. self.node .. " " .. seq .. " " .. KINDS[kind] .. "\n" .. data
-  local ok, err = self.pub:send(published(self), "PUBLISH", channel(self, topic), env)
+  local ok, err = self.pub:send(self.publish_reply, "PUBLISH", channel(self, topic), env)
   if not ok then drop(self); return n, nil, err == "busy" and "redis busy" or "redis down" end
   return n, true
 end
@@ -357,7 +364,7 @@ function Hub:broadcast(data, kind, opts)
   if not self.url then return n end
   if not ready(self) then drop(self); return n, nil, "redis down" end
   local env = "u " .. self.node .. " 0 " .. KINDS[kind] .. "\n" .. data
-  local ok, err = self.pub:send(published(self), "PUBLISH", self.all_channel, env)
+  local ok, err = self.pub:send(self.publish_reply, "PUBLISH", self.all_channel, env)
   if not ok then drop(self); return n, nil, err == "busy" and "redis busy" or "redis down" end
   return n, true
 end

@@ -147,12 +147,16 @@ function M.connect(url, opts)
   return self
 end
 
--- Deliver a reply (or a failure) to whoever waits for it.
+-- Deliver a reply (or a failure) to whoever waits for it: a fifo entry is
+-- a task's { co, done } (call), send's callback, or true (send, no callback).
 local function settle(self, e, ok, v)
-  if e.co then
+  local te = type(e)
+  if te == "table" then
+    if e.done then return end   -- (its call timed out)
+    e.done = true
     self.loop:wake(e.co, ok, v)
-  elseif e.cb then
-    local pok, err = pcall(e.cb, ok, v)
+  elseif te == "function" then
+    local pok, err = pcall(e, ok, v)
     if not pok then io.stderr:write("ws.redis: callback failed: ", tostring(err), "\n") end
   end
 end
@@ -170,7 +174,7 @@ function Client:close(err)
   for i = self.head, self.tail do
     local e = fifo[i]
     fifo[i] = nil
-    if e and not e.done then settle(self, e, nil, i <= self.sent and err or "not sent") end
+    if e then settle(self, e, nil, i <= self.sent and err or "not sent") end
   end
   self.head, self.tail, self.sent = 1, 0, 0
   self.out, self.nout, self.outbytes = {}, 0, 0
@@ -192,10 +196,7 @@ local function reply(self, v)
   local e = self.fifo[h]
   if not e then return false end
   self.fifo[h], self.head = nil, h + 1
-  if not e.done then
-    e.done = true
-    if resp.is_error(v) then settle(self, e, nil, v.message) else settle(self, e, true, v) end
-  end
+  if resp.is_error(v) then settle(self, e, nil, v.message) else settle(self, e, true, v) end
   return true
 end
 
@@ -295,7 +296,7 @@ end
 -- the reply (cb may be nil). Returns true, or nil, err ("closed", "busy").
 -- Works from outside a task too.
 function Client:send(cb, ...)
-  return queue(self, resp.command(...), { cb = cb or false })
+  return queue(self, resp.command(...), cb or true)   -- (no table per command)
 end
 
 --- Send a command whose answer arrives as a push (SUBSCRIBE, UNSUBSCRIBE
