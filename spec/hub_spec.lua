@@ -341,15 +341,19 @@ describe("ws.hub over Redis #slow", function()
     local l = loop.new()
     local h1 = redis_hub(l, { redis = r4.url, ordered = true, backoff_max = 0.5 })
     local h2 = redis_hub(l, { redis = r4.url, ordered = true, backoff_max = 0.5 })
+    -- h3 keeps the one total order for everything: nothing locally until Redis is back
+    local h3 = redis_hub(l, { redis = r4.url, ordered = true, backoff_max = 0.5, local_when_down = false })
     local s1, conns1 = serve(l, h1)
     local s2, conns2 = serve(l, h2)
+    local s3, conns3 = serve(l, h3)
     H.run_task(l, 30, function()
-      local a, b = connect(s1, "o"), connect(s2, "o")
-      assert.is_true(wait_for(l, 5, function() return #conns1 == 1 and #conns2 == 1 end))
-      assert.is_true(wait_for(l, 5, function() return r4.cli("PUBSUB NUMSUB ws:o"):match("\n2") ~= nil end))
+      local a, b, c = connect(s1, "o"), connect(s2, "o"), connect(s3, "o")
+      assert.is_true(wait_for(l, 5, function() return #conns1 == 1 and #conns2 == 1 and #conns3 == 1 end))
+      assert.is_true(wait_for(l, 5, function() return r4.cli("PUBSUB NUMSUB ws:o"):match("\n3") ~= nil end))
       assert.same({ 0, true }, { h1:publish("o", "x1") })   -- through Redis while it is up
       assert.equal("x1", a:receive(5))
       assert.equal("x1", b:receive(5))
+      assert.equal("x1", c:receive(5))
       -- y1 is still queued when Redis dies: it must reach a before y2
       assert.same({ 0, true }, { h1:publish("o", "y1") })
       r4.kill9()
@@ -357,19 +361,30 @@ describe("ws.hub over Redis #slow", function()
       assert.same({ 1, true }, { h1:publish("o", "y2") })   -- held for Redis, and a gets it now
       assert.equal("y1", a:receive(1))
       assert.equal("y2", a:receive(1))
+      assert.is_true(wait_for(l, 5, function() return h3:status().state == "down" end))
+      assert.same({ 0, true }, { h3:publish("o", "w") })    -- held, c waits for Redis
       assert.equal("down", h1:status().state)
       assert.same({ nil, "timeout" }, { b:receive(0.2) })   -- the other process waits for Redis
+      assert.same({ nil, "timeout" }, { c:receive(0.01) })
       r4 = H.start_redis { port = r4.port }
-      assert.equal("y1", b:receive(10))
-      assert.equal("y2", b:receive(5))
+      -- b and c: y1, y2 and w in Redis's one order (the same for both), y1 before y2
+      local got_b, got_c = {}, {}
+      for i = 1, 3 do got_b[i] = b:receive(10) end
+      for i = 1, 3 do got_c[i] = c:receive(5) end
+      assert.same(got_b, got_c)
+      local seen = table.concat(got_b, " ")
+      assert.is_truthy(seen:find("y1.*y2"), seen)
+      assert.is_truthy(seen:find("w"), seen)
+      assert.equal("w", a:receive(5))                       -- a: only what it did not have
       assert.is_true(wait_for(l, 5, function() return h1.up end))
       assert.same({ 0, true }, { h1:publish("o", "z") })    -- back through Redis
       assert.equal("z", a:receive(5))                       -- and no copy of y1, y2 before it
       assert.equal("z", b:receive(5))
+      assert.equal("z", c:receive(5))
       assert.equal(0, h1:status().dropped)
-      a:close(); b:close()
+      a:close(); b:close(); c:close()
     end)
-    h1:close(); h2:close(); s1:close(); s2:close()
+    h1:close(); h2:close(); h3:close(); s1:close(); s2:close(); s3:close()
   end)
 
   it("replaces a subscriber connection that is open but silent", function()
