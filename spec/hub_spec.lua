@@ -134,6 +134,11 @@ local function common(new_hub)
     assert.has_error(function() hub:publish(1, "x") end)
     assert.has_error(function() hub:publish("!all", "x") end)   -- reserved for the hub's own channels
     assert.has_error(function() hub:on("t", "nope") end)
+    -- text that is not UTF-8 would make every client close with 1007: refused, not counted
+    assert.same({ nil, "invalid utf-8" }, { hub:publish("t", "\255") })
+    assert.same({ nil, "invalid utf-8" }, { hub:broadcast("a\192") })
+    assert.equal(0, hub:status().published)
+    assert.equal(0, (hub:publish("t", "\255", "binary")))
     hub:close()
   end)
 end

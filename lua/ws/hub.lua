@@ -38,6 +38,7 @@ local options = require "ws.options"
 local gettime = socket.gettime
 local unpack = table.unpack or unpack
 local concat, find, strsub, match = table.concat, string.find, string.sub, string.match
+local utf8_valid = core.utf8_valid
 
 local M = {}
 
@@ -322,12 +323,14 @@ local send_ordered, own, deliver_own
 -- local connections it was queued to, then true when handed to Redis, or
 -- nil, "redis down" (or "redis busy": too many commands wait for a slow
 -- Redis; see ws.redis max_pending, max_buffer), counted as dropped. Never waits.
+-- Text that is not UTF-8 goes nowhere: nil, "invalid utf-8".
 -- Ordered mode: local connections get it through Redis (count 0); while
 -- Redis is down it waits in the outbox (nil, "redis down" past max_outbox)
 -- and, with local_when_down, local connections get it at once (their count).
 function Hub:publish(topic, data, kind, opts)
   check_topic(topic, 1, "publish")
   kind = check_publish(data, kind)
+  if kind == "text" and not utf8_valid(data) then return nil, "invalid utf-8" end
   local except = opts and opts.except
   self.stats.published = self.stats.published + 1
   local t = self.topics[topic]
@@ -354,9 +357,10 @@ function Hub:publish(topic, data, kind, opts)
 end
 
 --- Send to every connection of the attached server, on every process.
--- Returns the local count, then as publish.
+-- Returns the local count, then as publish (nil, "invalid utf-8" too).
 function Hub:broadcast(data, kind, opts)
   kind = check_publish(data, kind)
+  if kind == "text" and not utf8_valid(data) then return nil, "invalid utf-8" end
   local except = opts and opts.except
   self.stats.published = self.stats.published + 1
   local n = self.server and self.server:broadcast(data, kind, except) or 0
