@@ -2,6 +2,7 @@
 -- several servers' /ws?room=ROOM, one publisher on the first server.
 --   lua5.4 bench/fanout_client.lua --ports P1[,P2...] --subs N --rate R
 --          --secs T [--size B] [--room NAME] [--parse K] [--redis-port P]
+--          [--pids PID1,PID2...]
 -- The publisher sends R messages/s for T s ("<send time>:" padded to B
 -- bytes, B < 126). Subscribers only count bytes (a frame is B + 2 bytes),
 -- except the first K of each server (default 10), which parse frames and
@@ -9,8 +10,12 @@
 --   RESULT sent=.. expected=.. delivered=.. rate=<delivered/s> closed=..
 --          local_p50=ms local_p99=ms remote_p50=ms remote_p99=ms
 -- (local: subscribers on the publisher's server; remote: the others),
--- and with --redis-port, redis_us: Redis CPU time (user + sys) per
--- published message over the publishing and the 1 s drain.
+-- and with --redis-port, redis_us: Redis CPU time (user + sys) per PUBLISH
+-- Redis ran (published: how many; servers that fall behind publish fewer
+-- than were sent in the window; our probes, 1/s per process, count too)
+-- over the publishing and the 1 s drain; with --pids,
+-- server_us: the servers' CPU time (user + sys) per published message over
+-- the same window.
 local socket = require "socket"
 local ws = require "ws"
 local loop = require "ws.loop"
@@ -77,13 +82,32 @@ local function parser(s, is_local)
   end
 end
 
--- Redis's used CPU seconds (INFO cpu), or nil without --redis-port.
+-- Redis's used CPU seconds (INFO cpu) and the PUBLISH commands it ran
+-- (also inside scripts), or nil without --redis-port.
 local function redis_cpu(r)
   local info = r and r:call("INFO", "cpu")
-  if type(info) ~= "string" then return nil end
+  local stats = r and r:call("INFO", "commandstats")
+  if type(info) ~= "string" or type(stats) ~= "string" then return nil end
   local s = 0
   for v in info:gmatch("used_cpu_%a+:([%d.]+)") do s = s + tonumber(v) end
-  return s
+  return s, tonumber(stats:match("cmdstat_publish:calls=(%d+)")) or 0
+end
+
+-- CPU seconds (user + sys) used so far by the processes in --pids, or nil.
+local function procs_cpu()
+  if not o.pids then return nil end
+  local s = 0
+  for pid in tostring(o.pids):gmatch("%d+") do
+    local f = io.open("/proc/" .. pid .. "/stat")
+    local line = f and f:read("*l")
+    if f then f:close() end
+    -- fields after the command name: state is 3rd, utime 14th, stime 15th
+    local rest = line and line:match("%) (.*)$")
+    local fields = {}
+    for v in (rest or ""):gmatch("%S+") do fields[#fields + 1] = v end
+    s = s + (tonumber(fields[12]) or 0) + (tonumber(fields[13]) or 0)
+  end
+  return s / 100   -- clock ticks (USER_HZ, 100 on Linux)
 end
 
 local function pct(t, p)
@@ -107,7 +131,8 @@ l:spawn(function()
   local pad = string.rep("x", o.size)
   local rport = o["redis-port"]
   local rc = rport and assert(require("ws.redis").connect("redis://127.0.0.1:" .. rport, { loop = l }))
-  local cpu0 = redis_cpu(rc)
+  local cpu0, np0 = redis_cpu(rc)
+  local pcpu0 = procs_cpu()
   local t0 = gettime()
   local sent = 0
   bytes = 0
@@ -123,13 +148,15 @@ l:spawn(function()
   local elapsed = gettime() - t0
   l:sleep(1)       -- what is still queued arrives
   measuring = false
-  local cpu1 = redis_cpu(rc)
+  local cpu1, np1 = redis_cpu(rc)
+  local pcpu1 = procs_cpu()
   local delivered = math.floor(bytes / FRAME)
   print(string.format("RESULT sent=%d expected=%d delivered=%d rate=%.0f closed=%d " ..
-    "local_p50=%.2f local_p99=%.2f remote_p50=%.2f remote_p99=%.2f redis_us=%.1f",
+    "local_p50=%.2f local_p99=%.2f remote_p50=%.2f remote_p99=%.2f redis_us=%.1f published=%d server_us=%.1f",
     sent, sent * o.subs, delivered, delivered / elapsed, closed,
     pct(lat[true], 0.5), pct(lat[true], 0.99), pct(lat[false], 0.5), pct(lat[false], 0.99),
-    cpu0 and (cpu1 - cpu0) * 1e6 / math.max(sent, 1) or 0))
+    cpu0 and (cpu1 - cpu0) * 1e6 / math.max(np1 - np0, 1) or 0, cpu0 and np1 - np0 or 0,
+    pcpu0 and (pcpu1 - pcpu0) * 1e6 / math.max(sent, 1) or 0))
   io.stdout:flush()
   os.exit(0)
 end)

@@ -2,9 +2,12 @@
 # Cross-process fan-out through Redis (ws.hub), against one process
 # broadcasting and against Node (ws + the redis npm client):
 #   sh bench/fanout_redis.sh            (after make build; FANOUT_SECS=5 by default)
-# 1. delivered messages/s, 1 publisher, 3,000 subscribers on one room:
+#   FANOUT_PARTS="fanout" sh bench/fanout_redis.sh   (part 1 only; default "fanout latency memory")
+# 1. delivered messages/s, 1 publisher, 3,000 subscribers on one room
+#    (FANOUT_SUBS, FANOUT_RATE: 400 msg/s):
 #    3 lua-ws processes x 1,000 on one Redis / 1 lua-ws process x 3,000 /
-#    3 Node processes x 1,000 on one Redis; Redis CPU per published message
+#    3 Node processes x 1,000 on one Redis; Redis CPU and the servers' CPU
+#    per published message
 # 2. latency Redis adds: 3 processes x 2 subscribers, 1k and 10k msg/s,
 #    subscribers on the publisher's process (local) vs the others (remote)
 # 3. memory: RSS per connection+subscription at 10,000 connections, and the
@@ -12,8 +15,11 @@
 # Everything shares the machine's cores (servers, Redis, load client).
 cd "$(dirname "$0")/.." || exit 1
 SECS=${FANOUT_SECS:-5}
-RATE=${FANOUT_RATE:-400}          # published messages/s in part 1 (x 3,000 deliveries)
+RATE=${FANOUT_RATE:-400}          # published messages/s in part 1 (x SUBS deliveries)
+SUBS=${FANOUT_SUBS:-3000}         # subscribers in part 1, a third on each process
 MEMCONNS=${FANOUT_MEMCONNS:-10000}
+PARTS=${FANOUT_PARTS:-fanout latency memory}
+part() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 OUT=build/bench/fanout
 mkdir -p $OUT
 T=$(pwd)/.rocks
@@ -55,39 +61,43 @@ start_node() {
 load() {   # ports subs rate [parse]
   ulimit -n 20000 2>/dev/null
   lua5.4 bench/fanout_client.lua --ports $1 --subs $2 --rate $3 --secs $SECS --size 32 --parse ${4:-10} \
-    --redis-port $RPORT 2>>$OUT/client.log |
+    --redis-port $RPORT --pids "$(echo $PIDS | tr ' ' ',')" 2>>$OUT/client.log |
     grep RESULT
 }
 field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
-echo "## fan-out: 1 publisher at $RATE msg/s, 3,000 subscribers, $SECS s"
+if part fanout; then
+echo "## fan-out: 1 publisher at $RATE msg/s, $SUBS subscribers, $SECS s"
 echo
-echo "| setup | delivered/s | of expected | closed | Redis CPU µs per published message |"
-echo "| --- | --- | --- | --- | --- |"
+echo "| setup | delivered/s | of expected | closed | PUBLISH run by Redis | Redis CPU µs per PUBLISH | servers' CPU µs per message sent | p50 ms local / remote |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 row() {   # name result
   exp=$(field "$2" expected); del=$(field "$2" delivered)
   echo "| $1 | $(field "$2" rate) | $(awk -v d="$del" -v e="$exp" 'BEGIN { printf "%.1f%%", e ? d * 100 / e : 0 }') |" \
-    "$(field "$2" closed) | $(field "$2" redis_us) |"
+    "$(field "$2" closed) | $(field "$2" published) | $(field "$2" redis_us) | $(field "$2" server_us) |" \
+    "$(field "$2" local_p50) / $(field "$2" remote_p50) |"
 }
 P1=$(free_port); P2=$(free_port); P3=$(free_port)
 start_lua $P1 --redis redis://127.0.0.1:$RPORT/0; start_lua $P2 --redis redis://127.0.0.1:$RPORT/0
 start_lua $P3 --redis redis://127.0.0.1:$RPORT/0
-R=$(load $P1,$P2,$P3 3000 $RATE)
-row "lua-ws, 3 processes x 1,000, Redis" "$R"
+R=$(load $P1,$P2,$P3 $SUBS $RATE)
+row "lua-ws, 3 processes x $((SUBS / 3)), Redis" "$R"
 cleanup
 P1=$(free_port)
 start_lua $P1
-R=$(load $P1 3000 $RATE)
-row "lua-ws, 1 process x 3,000, no Redis" "$R"
+R=$(load $P1 $SUBS $RATE)
+row "lua-ws, 1 process x $SUBS, no Redis" "$R"
 cleanup
 if [ -d bench/peers/fanout/node_modules/redis ]; then
   P1=$(free_port); P2=$(free_port); P3=$(free_port)
   start_node $P1; start_node $P2; start_node $P3
-  R=$(load $P1,$P2,$P3 3000 $RATE)
-  row "Node ws + redis, 3 processes x 1,000" "$R"
+  R=$(load $P1,$P2,$P3 $SUBS $RATE)
+  row "Node ws + redis, 3 processes x $((SUBS / 3))" "$R"
   cleanup
 fi
+fi
 
+if part latency; then
 echo
 echo "## latency Redis adds: 3 processes x 2 subscribers, $SECS s (ms from send to receive)"
 echo
@@ -101,7 +111,9 @@ for rate in 1000 10000; do
   echo "| $rate msg/s | $(field "$R" local_p50) | $(field "$R" local_p99) | $(field "$R" remote_p50) | $(field "$R" remote_p99) |"
 done
 cleanup
+fi
 
+if part memory; then
 echo
 echo "## memory at $MEMCONNS connections, each subscribed to one room (lua-ws + Redis)"
 echo
@@ -128,4 +140,5 @@ lua5.4 -e '
   print(string.format("- hub bookkeeping per subscription (Lua heap, 10,000 in one room): %.0f bytes",
     (collectgarbage("count") - k0) * 1024 / 10000))'
 cleanup
+fi
 kill $RPID 2>/dev/null

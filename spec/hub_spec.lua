@@ -134,6 +134,11 @@ local function common(new_hub)
     assert.has_error(function() hub:publish(1, "x") end)
     assert.has_error(function() hub:publish("!all", "x") end)   -- reserved for the hub's own channels
     assert.has_error(function() hub:on("t", "nope") end)
+    -- text that is not UTF-8 would make every client close with 1007: refused, not counted
+    assert.same({ nil, "invalid utf-8" }, { hub:publish("t", "\255") })
+    assert.same({ nil, "invalid utf-8" }, { hub:broadcast("a\192") })
+    assert.equal(0, hub:status().published)
+    assert.equal(0, (hub:publish("t", "\255", "binary")))
     hub:close()
   end)
 end
@@ -200,6 +205,36 @@ describe("ws.hub over Redis #slow", function()
       b1:close(); b2:close()
     end)
     h1:close(); h2:close(); s1:close(); s2:close()
+  end)
+
+  it("keeps a publisher's order across topics when one read brings several", function()
+    local l = loop.new()
+    local h1, h2 = redis_hub(l), redis_hub(l)
+    local s2, conns2 = serve(l, h2)
+    local heard = {}
+    h2:on("x", function(data) heard[#heard + 1] = data end)
+    H.run_task(l, 30, function()
+      local c = connect(s2, "x")
+      assert.is_true(wait_for(l, 5, function() return #conns2 == 1 end))
+      assert.is_true(h2:subscribe(conns2[1], "y"))
+      assert.is_true(wait_for(l, 5, function() return rds.cli("PUBSUB NUMSUB ws:y"):match("\n1") ~= nil end))
+      -- one loop round: one write to Redis, arriving in few reads, runs of
+      -- one topic (x x) between the others (y)
+      local want = {}
+      for i = 1, 300 do
+        local topic = (i % 3 == 0) and "y" or "x"
+        h1:publish(topic, topic .. i)
+        want[i] = topic .. i
+      end
+      local got = {}
+      for i = 1, 300 do got[i] = c:receive(5) end
+      assert.same(want, got)
+      assert.equal(200, #heard)
+      assert.equal(300, h2:status().received)
+      assert.equal(300, h2:status().delivered)   -- (connections; listeners are not counted)
+      c:close()
+    end)
+    h1:close(); h2:close(); s2:close()
   end)
 
   it("ordered: one total order for everybody, history with offsets and epoch", function()
@@ -283,11 +318,16 @@ describe("ws.hub over Redis #slow", function()
       assert.is_true(wait_for(l, 5, function() return hub:count("r") == 1 end))
       assert.same({ 1, true }, { hub:publish("r", "before") })
       assert.equal("before", c:receive(5))
+      assert.is_true(wait_for(l, 5, function() return hub.pub:pending() == 0 end))   -- Redis answered
+      -- handed to Redis, but it dies before the PUBLISH is answered: a drop
+      assert.same({ 1, true }, { hub:publish("r", "unanswered") })
       r3.kill9()
+      assert.equal("unanswered", c:receive(5))
       assert.is_true(wait_for(l, 5, function() return hub:status().state == "down" end))
       assert.same({ 1, nil, "redis down" }, { hub:publish("r", "during") })
       assert.equal("during", c:receive(5))
-      assert.equal(1, hub:status().dropped)
+      assert.equal(2, hub:status().dropped)
+      assert.is_true(hub:status().unconfirmed <= 1)   -- (written before the loss was seen, or not)
       r3 = H.start_redis { port = r3.port }
       assert.is_true(wait_for(l, 10, function() return hub:status().state == "up" and hub.up end))
       assert.same({ "up", "resubscribed", "down", "up", "resubscribed" }, states)
@@ -298,6 +338,58 @@ describe("ws.hub over Redis #slow", function()
     end)
     hub:close()
     server:close()
+  end)
+
+  it("ordered, Redis down: local subscribers get our publishes at once, in order; the others after", function()
+    local r4 = H.start_redis()
+    finally(function() r4.stop() end)
+    local l = loop.new()
+    local h1 = redis_hub(l, { redis = r4.url, ordered = true, backoff_max = 0.5 })
+    local h2 = redis_hub(l, { redis = r4.url, ordered = true, backoff_max = 0.5 })
+    -- h3 keeps the one total order for everything: nothing locally until Redis is back
+    local h3 = redis_hub(l, { redis = r4.url, ordered = true, backoff_max = 0.5, local_when_down = false })
+    local s1, conns1 = serve(l, h1)
+    local s2, conns2 = serve(l, h2)
+    local s3, conns3 = serve(l, h3)
+    H.run_task(l, 30, function()
+      local a, b, c = connect(s1, "o"), connect(s2, "o"), connect(s3, "o")
+      assert.is_true(wait_for(l, 5, function() return #conns1 == 1 and #conns2 == 1 and #conns3 == 1 end))
+      assert.is_true(wait_for(l, 5, function() return r4.cli("PUBSUB NUMSUB ws:o"):match("\n3") ~= nil end))
+      assert.same({ 0, true }, { h1:publish("o", "x1") })   -- through Redis while it is up
+      assert.equal("x1", a:receive(5))
+      assert.equal("x1", b:receive(5))
+      assert.equal("x1", c:receive(5))
+      -- y1 is still queued when Redis dies: it must reach a before y2
+      assert.same({ 0, true }, { h1:publish("o", "y1") })
+      r4.kill9()
+      assert.is_true(wait_for(l, 5, function() return h1:status().state == "down" end))
+      assert.same({ 1, true }, { h1:publish("o", "y2") })   -- held for Redis, and a gets it now
+      assert.equal("y1", a:receive(1))
+      assert.equal("y2", a:receive(1))
+      assert.is_true(wait_for(l, 5, function() return h3:status().state == "down" end))
+      assert.same({ 0, true }, { h3:publish("o", "w") })    -- held, c waits for Redis
+      assert.equal("down", h1:status().state)
+      assert.same({ nil, "timeout" }, { b:receive(0.2) })   -- the other process waits for Redis
+      assert.same({ nil, "timeout" }, { c:receive(0.01) })
+      r4 = H.start_redis { port = r4.port }
+      -- b and c: y1, y2 and w in Redis's one order (the same for both), y1 before y2
+      local got_b, got_c = {}, {}
+      for i = 1, 3 do got_b[i] = b:receive(10) end
+      for i = 1, 3 do got_c[i] = c:receive(5) end
+      assert.same(got_b, got_c)
+      local seen = table.concat(got_b, " ")
+      assert.is_truthy(seen:find("y1.*y2"), seen)
+      assert.is_truthy(seen:find("w"), seen)
+      assert.equal("w", a:receive(5))                       -- a: only what it did not have
+      assert.is_true(wait_for(l, 5, function() return h1.up end))
+      assert.same({ 0, true }, { h1:publish("o", "z") })    -- back through Redis
+      assert.equal("z", a:receive(5))                       -- and no copy of y1, y2 before it
+      assert.equal("z", b:receive(5))
+      assert.equal("z", c:receive(5))
+      assert.equal(0, h1:status().dropped)
+      a:close(); b:close(); c:close()
+    end)
+    h1:close(); h2:close(); h3:close(); s1:close(); s2:close(); s3:close()
   end)
 
   it("replaces a subscriber connection that is open but silent", function()

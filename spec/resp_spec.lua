@@ -4,8 +4,21 @@ local resp = require "ws.resp"
 
 local null = resp.null
 
+-- The next reply by next(), or by next_message() with a message push
+-- rebuilt as the array next() gives (quick: how many took that path).
+local function take(p, quick)
+  if not quick then return p:next() end
+  local ok, v, data = p:next_message()
+  if ok == "message" then
+    quick.n = quick.n + 1
+    return true, { n = 3, "message", v, data }
+  end
+  return ok, v
+end
+
 -- Feed s in the pieces cut at the given positions; returns every reply.
-local function parse_pieces(s, cuts)
+-- quick: a table, to read with next_message() (counts its messages).
+local function parse_pieces(s, cuts, quick)
   local p = resp.parser()
   local out, last = {}, 1
   cuts[#cuts + 1] = #s + 1
@@ -13,7 +26,7 @@ local function parse_pieces(s, cuts)
     p:feed(s:sub(last, c - 1))
     last = c
     while true do
-      local ok, v = p:next()
+      local ok, v = take(p, quick)
       if ok == nil then break end
       assert(ok, v)
       out[#out + 1] = v
@@ -44,6 +57,9 @@ local SAMPLES = {
   { "*0\r\n", { n = 0 } },
   { "*-1\r\n", null },
   { "*3\r\n$7\r\nmessage\r\n$4\r\nroom\r\n$-1\r\n", { n = 3, "message", "room", null } },
+  { "*3\r\n$7\r\nmessage\r\n$4\r\nroom\r\n$8\r\nu 1\r\n2 t\r\n", { n = 3, "message", "room", "u 1\r\n2 t" } },
+  { "*3\r\n$7\r\nmessage\r\n$0\r\n\r\n$0\r\n\r\n", { n = 3, "message", "", "" } },
+  { "*3\r\n$7\r\nmessage\r\n+room\r\n$1\r\nx\r\n", { n = 3, "message", "room", "x" } },
   { "*2\r\n*2\r\n:1\r\n-WRONGTYPE x\r\n*0\r\n", { n = 2, { n = 2, 1, { err = "WRONGTYPE x" } }, { n = 0 } } },
 }
 
@@ -71,6 +87,22 @@ describe("ws.resp parser", function()
     for i = 2, #stream do cuts[#cuts + 1] = i end
     local out = parse_pieces(stream, cuts)
     assert.equal(#SAMPLES, #out)
+  end)
+
+  it("next_message: message pushes without their table, the same replies at every split", function()
+    local all, want = {}, {}
+    for _, c in ipairs(SAMPLES) do all[#all + 1] = c[1]; want[#want + 1] = c[2] end
+    local stream = table.concat(all)
+    for cut = 1, #stream + 1 do
+      local quick = { n = 0 }
+      local out = parse_pieces(stream, { cut }, quick)
+      local got = {}
+      for i, v in ipairs(out) do got[i] = plain(v) end
+      assert.same(want, got)
+      -- the two messages of bulk strings only; the nil payload and the
+      -- simple-string channel go the general way
+      assert.equal(2, quick.n)
+    end
   end)
 
   it("returns nothing until a reply is whole, and keeps what follows", function()
@@ -160,20 +192,31 @@ describe("ws.resp parser", function()
 
   it("never fails on random bytes and agrees with an independent oracle", function()
     math.randomseed(6379)
-    local alphabet = { "+", "-", ":", "$", "*", "\r\n", "\r", "\n", "0", "1", "2", "3", "-1", "a", "\0", "\255" }
-    local checked = { ok = 0, more = 0, bad = 0 }
+    local alphabet = { "+", "-", ":", "$", "*", "\r\n", "\r", "\n", "0", "1", "2", "3", "-1", "a", "\0", "\255",
+      "*3\r\n$7\r\nmessage\r\n", "$1\r\na\r\n", "$0\r\n\r\n" }
+    local checked = { ok = 0, more = 0, bad = 0, quick = 0 }
     for _ = 1, 20000 do
       local t = {}
       for i = 1, math.random(1, 24) do t[i] = alphabet[math.random(#alphabet)] end
+      if math.random(4) == 1 then
+        -- a message push's head, then (mostly) bulk strings: next_message's quick path
+        table.insert(t, 1, "*3\r\n$7\r\nmessage\r\n")
+        for i = 2, 3 do
+          if math.random(3) > 1 then t[i] = alphabet[#alphabet - math.random(0, 1)] end
+        end
+      end
       local s = table.concat(t)
       local status, want, rest = oracle(s)
-      -- the same answer whole and split at a random byte
-      for _, cut in ipairs({ #s + 1, math.random(1, #s + 1) }) do
+      -- the same answer whole and split at a random byte, by next() and
+      -- by next_message()
+      for k, cut in ipairs({ #s + 1, math.random(1, #s + 1), #s + 1, math.random(1, #s + 1) }) do
+        local quick = k > 2 and { n = 0 } or nil
         local p = resp.parser()
         p:feed(s:sub(1, cut - 1))
-        local ok, v = p:next()
+        local ok, v = take(p, quick)
         p:feed(s:sub(cut))
-        if ok == nil then ok, v = p:next() end
+        if ok == nil then ok, v = take(p, quick) end
+        if quick then checked.quick = checked.quick + quick.n end
         if status == "more" then
           assert.is_nil(ok, s)
         elseif status == "bad" then
@@ -188,5 +231,6 @@ describe("ws.resp parser", function()
     end
     -- the loop exercised all three outcomes
     assert.is_true(checked.ok > 100 and checked.more > 100 and checked.bad > 100)
+    assert.is_true(checked.quick > 100)   -- and next_message's own path
   end)
 end)

@@ -22,9 +22,12 @@
 -- publishes it atomically; every process, the publisher included, delivers
 -- in offset order, replays what it missed from the Stream after any
 -- reconnect, and tells the application (on_gap) when the Stream no longer
--- covers a gap. Local delivery then goes through Redis: while Redis is
+-- covers a gap. Local delivery then goes through Redis. While Redis is
 -- down, publishes wait in a bounded outbox and go out (in order) on
--- reconnect; past max_outbox they are dropped and counted.
+-- reconnect (past max_outbox they are dropped and counted); with
+-- local_when_down (default) this process's subscribers get them at once,
+-- after its earlier publishes still on their way: each publisher's order
+-- holds everywhere, the one total order only for what went through Redis.
 -- @module ws.hub
 local socket = require "socket"
 local core = require "ws.core"
@@ -34,6 +37,8 @@ local options = require "ws.options"
 
 local gettime = socket.gettime
 local unpack = table.unpack or unpack
+local concat, find, strsub, match = table.concat, string.find, string.sub, string.match
+local utf8_valid = core.utf8_valid
 
 local M = {}
 
@@ -42,8 +47,8 @@ local M = {}
 M.defaults = {}
 do
   local all = options.defaults("ws.hub")
-  for _, k in ipairs { "prefix", "history", "max_outbox", "timeout", "probe_interval", "probe_timeout",
-                       "backoff_min", "backoff_max" } do
+  for _, k in ipairs { "prefix", "history", "max_outbox", "local_when_down", "timeout", "probe_interval",
+                       "probe_timeout", "backoff_min", "backoff_max" } do
     M.defaults[k] = all[k]
   end
 end
@@ -73,6 +78,8 @@ end
 local Hub = {}
 Hub.__index = Hub
 
+local published_cb
+
 --- A new hub. opts: redis (URL: redis://[:password@]host:port/db or
 -- unix://path; nil = this process only), ordered (false), loop (else the
 -- server's, given by attach or ws.listen{ hub = }), logger, on_state(state,
@@ -93,6 +100,7 @@ function M.new(opts)
     excepts = setmetatable({}, { __mode = "v" }),   -- ordered: "topic seq" -> conn left out
     outbox = {},      -- ordered: publishes waiting for Redis
     retry = {},       -- ordered: sends that failed, to go out before the outbox
+    run_frames = {}, run_n = 0, run_t = nil,   -- see flush_run
     stats = { published = 0, received = 0, delivered = 0, dropped = 0, unconfirmed = 0, missed = 0 },
     state = opts.redis and "down" or "local",
   }, Hub)
@@ -100,6 +108,7 @@ function M.new(opts)
     if opts[k] ~= nil then v = opts[k] end
     self[k == "history" and "maxlen" or k] = v     -- (hub:history is a method)
   end
+  self.publish_reply = published_cb(self)
   self.probe_channel = self.prefix .. "!node:" .. self.node
   self.all_channel = self.prefix .. "!all"
   if opts.loop then self:start(opts.loop) end
@@ -141,18 +150,31 @@ local function topic_of(self, topic)
   return t
 end
 
--- Queue one encoded frame to the topic's connections, call its listeners.
-local function deliver(self, t, data, kind, except, info)
-  local bytes = core.frame(data, kind)
+-- Queue encoded bytes (count messages) to the topic's connections.
+local function fan_out(self, t, bytes, count, except)
   local n = 0
   for conn in pairs(t.conns) do
     if conn ~= except and conn:send_encoded(bytes) then n = n + 1 end
   end
+  self.stats.delivered = self.stats.delivered + n * count
+  return n
+end
+
+-- Call the topic's listeners with (data, kind, info); info is built only
+-- when there are any. m: the ordered message (offset, epoch), or nil.
+local function tell(self, t, data, kind, topic, node, m)
+  if t.fns[1] == nil then return end
+  local info = { topic = topic, node = node, offset = m and m.off, epoch = m and m.epoch }
   for _, fn in ipairs(t.fns) do
     local ok, err = pcall(fn, data, kind, info)
-    if not ok then self.log("error", "hub listener failed: " .. tostring(err), { topic = info.topic }) end
+    if not ok then self.log("error", "hub listener failed: " .. tostring(err), { topic = topic }) end
   end
-  self.stats.delivered = self.stats.delivered + n
+end
+
+-- One message to the topic's connections (its frame encoded once) and listeners.
+local function deliver(self, t, data, kind, except, topic, node, m)
+  local n = fan_out(self, t, core.frame(data, kind), 1, except)
+  tell(self, t, data, kind, topic, node, m)
   return n
 end
 
@@ -238,10 +260,10 @@ end
 
 --- { state ("local", "down", "up"), node, topics, published, received,
 -- delivered, dropped, unconfirmed, missed, outbox }: received counts
--- messages from other processes; dropped those that never reached Redis;
--- unconfirmed those written to a connection that broke before Redis
--- answered (it may or may not have published them); missed the messages
--- of other processes this one never got (seen by their sequence numbers).
+-- messages from other processes; dropped those Redis never took (not
+-- written, or written to a connection that broke before Redis answered);
+-- unconfirmed the latter kind; missed the messages of other processes this
+-- one never got (seen by their sequence numbers).
 function Hub:status()
   local s = { state = self.state, node = self.node, outbox = #self.outbox, topics = 0 }
   for k, v in pairs(self.stats) do s[k] = v end
@@ -255,12 +277,16 @@ local function drop(self)
   self.stats.dropped = self.stats.dropped + 1
 end
 
--- The reply to a PUBLISH: a connection lost before the command was
--- written is a drop; after, Redis may or may not have published it.
-local function published(self)
+-- The reply to a PUBLISH (one callback per hub): a PUBLISH never written,
+-- or written but never answered, is a drop. Redis writes a PUBLISH's reply
+-- in the same round as the message to the subscribers, so one it never
+-- answered before it died reached nobody, as far as we could observe (it
+-- is also counted in unconfirmed).
+function published_cb(self)
   return function(ok, err)
     if ok then return end
-    if err == "not sent" then drop(self) else self.stats.unconfirmed = self.stats.unconfirmed + 1 end
+    drop(self)
+    if err ~= "not sent" then self.stats.unconfirmed = self.stats.unconfirmed + 1 end
   end
 end
 
@@ -290,42 +316,51 @@ local function check_publish(data, kind)
   return kind
 end
 
-local send_ordered
+local send_ordered, own, deliver_own
 
 --- Publish data (kind "text" or "binary") to topic's subscribers on every
 -- process; opts.except: a local connection left out. Returns the count of
 -- local connections it was queued to, then true when handed to Redis, or
 -- nil, "redis down" (or "redis busy": too many commands wait for a slow
 -- Redis; see ws.redis max_pending, max_buffer), counted as dropped. Never waits.
+-- Text that is not UTF-8 goes nowhere: nil, "invalid utf-8".
 -- Ordered mode: local connections get it through Redis (count 0); while
--- Redis is down it waits in the outbox (nil, "redis down" past max_outbox).
+-- Redis is down it waits in the outbox (nil, "redis down" past max_outbox)
+-- and, with local_when_down, local connections get it at once (their count).
 function Hub:publish(topic, data, kind, opts)
   check_topic(topic, 1, "publish")
   kind = check_publish(data, kind)
+  if kind == "text" and not utf8_valid(data) then return nil, "invalid utf-8" end
   local except = opts and opts.except
   self.stats.published = self.stats.published + 1
   local t = self.topics[topic]
   local seq = (self.seqs[topic] or 0) + 1
   self.seqs[topic] = seq
   if self.ordered then
-    local msg = { topic = topic, data = data, kind = kind, seq = seq }
+    local msg = { topic = topic, data = data, kind = kind, seq = seq, node = self.node }
     if except then self.excepts[topic .. " " .. seq] = except end
-    if ready(self) then return 0, send_ordered(self, msg) end
-    return 0, hold(self, self.outbox, msg)
+    if ready(self) then
+      if t and self.local_when_down then own(t, msg) end
+      return 0, send_ordered(self, msg)
+    end
+    local n = 0
+    if t and self.local_when_down then n = deliver_own(self, topic, t, msg) end
+    return n, hold(self, self.outbox, msg)
   end
-  local n = t and deliver(self, t, data, kind, except, { topic = topic, node = self.node }) or 0
+  local n = t and deliver(self, t, data, kind, except, topic, self.node) or 0
   if not self.url then return n end
   if not ready(self) then drop(self); return n, nil, "redis down" end
   local env = "u " .. self.node .. " " .. seq .. " " .. KINDS[kind] .. "\n" .. data
-  local ok, err = self.pub:send(published(self), "PUBLISH", channel(self, topic), env)
+  local ok, err = self.pub:send(self.publish_reply, "PUBLISH", channel(self, topic), env)
   if not ok then drop(self); return n, nil, err == "busy" and "redis busy" or "redis down" end
   return n, true
 end
 
 --- Send to every connection of the attached server, on every process.
--- Returns the local count, then as publish.
+-- Returns the local count, then as publish (nil, "invalid utf-8" too).
 function Hub:broadcast(data, kind, opts)
   kind = check_publish(data, kind)
+  if kind == "text" and not utf8_valid(data) then return nil, "invalid utf-8" end
   local except = opts and opts.except
   self.stats.published = self.stats.published + 1
   local n = self.server and self.server:broadcast(data, kind, except) or 0
@@ -333,7 +368,7 @@ function Hub:broadcast(data, kind, opts)
   if not self.url then return n end
   if not ready(self) then drop(self); return n, nil, "redis down" end
   local env = "u " .. self.node .. " 0 " .. KINDS[kind] .. "\n" .. data
-  local ok, err = self.pub:send(published(self), "PUBLISH", self.all_channel, env)
+  local ok, err = self.pub:send(self.publish_reply, "PUBLISH", self.all_channel, env)
   if not ok then drop(self); return n, nil, err == "busy" and "redis busy" or "redis down" end
   return n, true
 end
@@ -378,17 +413,45 @@ local function gap(self, topic, info, what)
   end
 end
 
--- Deliver an ordered message once per (node, seq).
+-- Our own ordered publishes to a topic with local users, until they come
+-- back through Redis (t.mine: seq -> message, from t.mine_lo): while Redis
+-- is down they are delivered locally first (local_when_down).
+function own(t, msg)
+  if not t.mine then t.mine, t.mine_lo = {}, msg.seq end
+  t.mine[msg.seq] = msg
+end
+
+-- Deliver an ordered message once per (node, seq); our own ones that came
+-- back leave t.mine.
 local function deliver_ordered(self, topic, t, m)
   local last = t.seen[m.node]
-  if last and m.seq <= last then return end
+  if last and m.seq <= last then return 0 end
   t.seen[m.node] = m.seq
   local except
   if m.node == self.node then
     local ek = topic .. " " .. m.seq
     except, self.excepts[ek] = self.excepts[ek], nil
+    local mine = t.mine
+    if mine then
+      for q = t.mine_lo, m.seq do mine[q] = nil end
+      if t.mine_lo <= m.seq then t.mine_lo = m.seq + 1 end
+    end
   end
-  deliver(self, t, m.data, m.kind, except, { topic = topic, node = m.node, offset = m.off, epoch = m.epoch })
+  return deliver(self, t, m.data, m.kind, except, topic, m.node, m)
+end
+
+-- Redis is down: msg reaches the local connections now, after our earlier
+-- publishes still on their way (sent, or waiting), so that each
+-- publisher's order holds; their copies through Redis are then skipped.
+function deliver_own(self, topic, t, msg)
+  local mine = t.mine
+  if mine then
+    for q = t.mine_lo, msg.seq - 1 do
+      if mine[q] then deliver_ordered(self, topic, t, mine[q]) end
+    end
+    t.mine, t.mine_lo = nil, nil
+  end
+  return deliver_ordered(self, topic, t, msg)
 end
 
 local replay
@@ -508,35 +571,52 @@ end
 
 ---- messages from Redis -----------------------------------------------------------
 
+-- Consecutive messages of one topic from one read (a run) reach each
+-- connection as one queued string, their frames joined: one send_encoded
+-- per connection per run instead of one per message.
+local function flush_run(self)
+  local k = self.run_n
+  if k == 0 then return end
+  local frames = self.run_frames
+  local bytes = k == 1 and frames[1] or concat(frames, "", 1, k)
+  for i = 1, k do frames[i] = nil end
+  local t = self.run_t
+  self.run_n, self.run_t = 0, nil
+  fan_out(self, t, bytes, k)
+end
+
 -- A message on one of our channels: the probe, a broadcast, a topic's.
+-- Unordered topic messages join the run; anything else flushes it first.
 local function message(self, ch, payload)
   if ch == self.probe_channel then
     self.probe_seen = gettime()
     return
   end
-  local nl = payload:find("\n", 1, true)
+  local nl = find(payload, "\n", 1, true)
   if not nl then return end
-  local head, data = payload:sub(1, nl - 1), payload:sub(nl + 1)
+  local head, data = strsub(payload, 1, nl - 1), strsub(payload, nl + 1)
   if ch == self.all_channel then
-    local node, k = head:match("^u (%x+) %d+ ([tb])$")
+    flush_run(self)
+    local node, k = match(head, "^u (%x+) %d+ ([tb])$")
     if node and node ~= self.node and self.server then
       self.stats.received = self.stats.received + 1
       self.stats.delivered = self.stats.delivered + self.server:broadcast(data, KINDS[k])
     end
     return
   end
-  local topic = ch:sub(#self.prefix + 1)
+  local topic = strsub(ch, #self.prefix + 1)
   local t = self.topics[topic]
   if not t then return end
-  if head:sub(1, 2) == "o " then
-    local epoch, off, rest = head:match("^o (%x+) (%d+) (.*)$")
+  if strsub(head, 1, 2) == "o " then
+    flush_run(self)
+    local epoch, off, rest = match(head, "^o (%x+) (%d+) (.*)$")
     local m = rest and parse_header(rest, data)
     if not m then return end
     m.epoch, m.off = epoch, tonumber(off)
     if m.node ~= self.node then self.stats.received = self.stats.received + 1 end
     return ordered_message(self, topic, t, m)
   end
-  local node, seq, k = head:match("^u (%x+) (%d+) ([tb])$")
+  local node, seq, k = match(head, "^u (%x+) (%d+) ([tb])$")
   if not node or node == self.node then return end   -- (our own echo)
   self.stats.received = self.stats.received + 1
   seq = tonumber(seq)
@@ -544,7 +624,20 @@ local function message(self, ch, payload)
   if last and seq <= last then return end   -- a duplicate
   if last and seq > last + 1 then self.stats.missed = self.stats.missed + seq - last - 1 end
   t.seen[node] = seq
-  deliver(self, t, data, KINDS[k], nil, { topic = topic, node = node })
+  local kind = KINDS[k]
+  if self.run_t ~= t then
+    flush_run(self)
+    self.run_t = t
+  end
+  local n = self.run_n + 1
+  self.run_frames[n], self.run_n = core.frame(data, kind), n
+  tell(self, t, data, kind, topic, node)
+end
+
+-- The messages parsed from one read of the subscriber connection.
+local function messages(self, chans, datas, n)
+  for i = 1, n do message(self, chans[i], datas[i]) end
+  flush_run(self)
 end
 
 ---- the Redis connections -----------------------------------------------------------
@@ -602,10 +695,9 @@ local function connect_sub(self)
   local sub, err = redis.connect(self.url, {
     loop = self.loop, timeout = self.timeout, subscriber = true,
     on_close = function() alarm(self) end,
+    on_messages = function(chans, datas, n) messages(self, chans, datas, n) end,
     on_push = function(v)
-      if v[1] == "message" then
-        message(self, v[2], v[3])
-      elseif v[1] == "subscribe" and self.confirming then
+      if v[1] == "subscribe" and self.confirming then
         self.confirming = self.confirming - 1
         if self.confirming == 0 then
           self.confirming = nil

@@ -334,6 +334,8 @@ M.register("hub", {
     doc = "ordered mode: messages kept per topic in the Stream (MAXLEN)" },
   { name = "max_outbox", type = "integer", min = 0, default = 10000,
     doc = "ordered mode: publishes held while Redis is down" },
+  { name = "local_when_down", type = "boolean", default = true,
+    doc = "ordered mode: while Redis is down, this process's publishes reach its own subscribers at once" },
   { name = "timeout", type = "number", min = 0, default = 5, doc = "seconds for connecting and for each Redis command" },
   { name = "probe_interval", type = "number", min = 0.01, default = 1,
     doc = "seconds between PINGs and probes on the subscriber connection" },

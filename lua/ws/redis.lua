@@ -108,7 +108,10 @@ end
 --- Connect to url (see parse_url) and send AUTH and SELECT. Must be called
 -- from a task of opts.loop. opts: loop (required), timeout, max_pending, max_buffer,
 -- subscriber (true: a pub/sub connection; pushes go to on_push),
--- on_push(reply), on_close(err) (once, when the connection is lost or closed).
+-- on_push(reply), on_messages(channels, payloads, n) (subscriber: the n
+-- "message" pushes parsed from one read, in two arrays reused after the
+-- call; without it they go to on_push), on_close(err) (once, when the
+-- connection is lost or closed).
 -- Returns a client or nil, err.
 function M.connect(url, opts)
   opts = opts or {}
@@ -123,7 +126,8 @@ function M.connect(url, opts)
     loop = l, sock = sock, parser = resp.parser(),
     timeout = timeout, max_pending = opts.max_pending or M.defaults.max_pending,
     max_buffer = opts.max_buffer or M.defaults.max_buffer,
-    subscriber = opts.subscriber, on_push = opts.on_push, on_close = opts.on_close,
+    subscriber = opts.subscriber, on_push = opts.on_push, on_messages = opts.on_messages,
+    on_close = opts.on_close,
     out = {}, nout = 0, outbytes = 0,   -- encoded commands not yet written
     fifo = {}, head = 1, tail = 0,   -- one entry per command awaiting a reply
     open = true, writing = false,
@@ -143,12 +147,16 @@ function M.connect(url, opts)
   return self
 end
 
--- Deliver a reply (or a failure) to whoever waits for it.
+-- Deliver a reply (or a failure) to whoever waits for it: a fifo entry is
+-- a task's { co, done } (call), send's callback, or true (send, no callback).
 local function settle(self, e, ok, v)
-  if e.co then
+  local te = type(e)
+  if te == "table" then
+    if e.done then return end   -- (its call timed out)
+    e.done = true
     self.loop:wake(e.co, ok, v)
-  elseif e.cb then
-    local pok, err = pcall(e.cb, ok, v)
+  elseif te == "function" then
+    local pok, err = pcall(e, ok, v)
     if not pok then io.stderr:write("ws.redis: callback failed: ", tostring(err), "\n") end
   end
 end
@@ -166,7 +174,7 @@ function Client:close(err)
   for i = self.head, self.tail do
     local e = fifo[i]
     fifo[i] = nil
-    if e and not e.done then settle(self, e, nil, i <= self.sent and err or "not sent") end
+    if e then settle(self, e, nil, i <= self.sent and err or "not sent") end
   end
   self.head, self.tail, self.sent = 1, 0, 0
   self.out, self.nout, self.outbytes = {}, 0, 0
@@ -177,30 +185,62 @@ end
 local PUSH = { message = true, subscribe = true, unsubscribe = true,
   pmessage = true, psubscribe = true, punsubscribe = true }
 
+-- A reply that is not a message push: a push (on_push), or the answer to
+-- the oldest command waiting. Returns false when the stream is out of step.
+local function reply(self, v)
+  if self.subscriber and type(v) == "table" and v.n and PUSH[v[1]] then
+    if self.on_push then self.on_push(v) end
+    return true
+  end
+  local h = self.head
+  local e = self.fifo[h]
+  if not e then return false end
+  self.fifo[h], self.head = nil, h + 1
+  if resp.is_error(v) then settle(self, e, nil, v.message) else settle(self, e, true, v) end
+  return true
+end
+
+-- Hand the message pushes parsed from one read to on_messages at once.
+local function flush_messages(self, chans, datas, n)
+  if n == 0 then return end
+  self.on_messages(chans, datas, n)
+  for i = 1, n do chans[i], datas[i] = nil, nil end
+end
+
 function Client:reader()
   local parser, sock = self.parser, self.sock
+  -- subscriber with on_messages: the messages of one read go in one call,
+  -- in these arrays (reused), other replies in between keep their place
+  local batch = self.subscriber and self.on_messages
+  local chans, datas, n = {}, {}, 0
   while self.open do
     local data, err = io_.read(sock)
     if not data then return self:close(err == "closed" and "connection lost" or err) end
     parser:feed(data)
     while true do
-      local ok, v = parser:next()
+      local ok, v, payload
+      if batch then ok, v, payload = parser:next_message() else ok, v = parser:next() end
       if ok == nil then break end
-      if ok == false then return self:close("protocol error: " .. tostring(v)) end
-      if self.subscriber and type(v) == "table" and v.n and PUSH[v[1]] then
-        if self.on_push then self.on_push(v) end
+      if ok == false then
+        flush_messages(self, chans, datas, n)
+        return self:close("protocol error: " .. tostring(v))
+      end
+      if ok == true and batch and type(v) == "table" and v[1] == "message" and v.n == 3
+        and type(v[2]) == "string" and type(v[3]) == "string" then
+        ok, v, payload = "message", v[2], v[3]   -- (a message the quick path did not take)
+      end
+      if ok == "message" then
+        n = n + 1
+        chans[n], datas[n] = v, payload
       else
-        local h = self.head
-        local e = self.fifo[h]
-        if not e then return self:close("protocol error: unexpected reply") end
-        self.fifo[h], self.head = nil, h + 1
-        if not e.done then
-          e.done = true
-          if resp.is_error(v) then settle(self, e, nil, v.message) else settle(self, e, true, v) end
-        end
+        flush_messages(self, chans, datas, n)
+        n = 0
+        if not reply(self, v) then return self:close("protocol error: unexpected reply") end
       end
       if not self.open then return end
     end
+    flush_messages(self, chans, datas, n)
+    n = 0
   end
 end
 
@@ -256,7 +296,7 @@ end
 -- the reply (cb may be nil). Returns true, or nil, err ("closed", "busy").
 -- Works from outside a task too.
 function Client:send(cb, ...)
-  return queue(self, resp.command(...), { cb = cb or false })
+  return queue(self, resp.command(...), cb or true)   -- (no table per command)
 end
 
 --- Send a command whose answer arrives as a push (SUBSCRIBE, UNSUBSCRIBE

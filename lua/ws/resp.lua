@@ -107,21 +107,33 @@ function Parser:feed(data)
   self.pending = self.pending + #data
 end
 
---- The next whole reply: returns true, value; or nil when more bytes are
--- needed; or false, err when the stream is not RESP (the connection must
--- then be dropped: nothing after it can be trusted).
-function Parser:next()
-  if self.err then return false, self.err end
+-- Join what was fed, once a reply may be complete: a large bulk string
+-- arriving in many reads is concatenated once, not once per read. Returns
+-- false while fewer bytes are held than the last parse said it needs.
+local function gather(self)
   local have = #self.buf - self.pos + 1 + self.pending
-  if have <= 0 or have < self.need then return nil end
+  if have <= 0 or have < self.need then return false end
   if self.nchunks > 0 then
-    -- join only when a reply may be complete: a large bulk string arriving
-    -- in many reads is concatenated once, not once per read
     local rest = self.pos <= #self.buf and sub(self.buf, self.pos) or ""
     self.buf = rest .. concat(self.chunks, "", 1, self.nchunks)
     for i = self.nchunks, 1, -1 do self.chunks[i] = nil end
     self.nchunks, self.pending, self.pos = 0, 0, 1
   end
+  return true
+end
+
+local function consumed(self, p)
+  self.need = 0
+  if p > #self.buf then self.buf, p = "", 1 end
+  self.pos = p
+end
+
+--- The next whole reply: returns true, value; or nil when more bytes are
+-- needed; or false, err when the stream is not RESP (the connection must
+-- then be dropped: nothing after it can be trusted).
+function Parser:next()
+  if self.err then return false, self.err end
+  if not gather(self) then return nil end
   local v, p = parse(self.buf, self.pos, 0)
   if v == nil then
     self.need = p > 0 and p - self.pos + 1 or 0
@@ -131,10 +143,31 @@ function Parser:next()
     self.err = p
     return false, p
   end
-  self.need = 0
-  if p > #self.buf then self.buf, p = "", 1 end
-  self.pos = p
+  consumed(self, p)
   return true, v
+end
+
+local MESSAGE = "*3\r\n$7\r\nmessage\r\n"
+
+--- As next(), but a pub/sub message push (the array "message", channel,
+-- payload of bulk strings) comes back as "message", channel, payload,
+-- without building its table: a subscriber connection receives mostly these.
+function Parser:next_message()
+  if self.err then return false, self.err end
+  if not gather(self) then return nil end
+  local buf, pos = self.buf, self.pos
+  if sub(buf, pos, pos + #MESSAGE - 1) == MESSAGE then
+    local ch, p = parse(buf, pos + #MESSAGE, 1)
+    if type(ch) == "string" and byte(buf, pos + #MESSAGE) == DOLLAR then
+      local data, p2 = parse(buf, p, 1)
+      if type(data) == "string" and byte(buf, p) == DOLLAR then
+        consumed(self, p2)
+        return "message", ch, data
+      end
+    end
+    -- anything else (incomplete, another shape, not RESP): the general path
+  end
+  return self:next()
 end
 
 --- Bytes held that are not yet part of a returned reply.
