@@ -8,8 +8,9 @@
 --
 -- State: `state` is "open", "closing" (a close frame was sent or received,
 -- TCP still up) or "closed" (the transport is gone: connection_lost).
--- `close_sent` and `close_rcvd` are { code =, reason = } once that close
--- frame went out / came in (code 1005: none given); `close_rcvd_then_sent`
+-- `close_sent_code`, `close_sent_reason` and `close_rcvd_code`,
+-- `close_rcvd_reason` are set once that close frame went out / came in
+-- (code 1005: none given); `close_rcvd_then_sent`
 -- says the peer closed first; `eof_sent` says we failed the connection and
 -- asked for a half-close. `close_code` / `close_reason` are the outcome the
 -- application sees: the peer's close, our failure code, or 1006 when TCP
@@ -63,7 +64,7 @@ function M.new(opts, mt)
     role = role,
     masked = role == "client",
     state = "open",
-    close_sent = nil, close_rcvd = nil,
+    close_sent_code = nil, close_sent_reason = nil, close_rcvd_code = nil, close_rcvd_reason = nil,
     close_rcvd_then_sent = false, eof_sent = false,
     close_code = nil, close_reason = nil,
     max_message = opts.max_message,
@@ -216,7 +217,7 @@ end
 -- Queue our close frame: the protocol is closing from now on.
 local function queue_close(self, payload, code, reason)
   self.state = "closing"
-  self.close_sent = { code = code, reason = reason }
+  self.close_sent_code, self.close_sent_reason = code, reason
   return self:push(frame(payload, "close", true, self.masked))
 end
 
@@ -226,7 +227,7 @@ end
 -- not be sent (1005, 1006, 1015, out of range; a reason over 123 bytes or
 -- not UTF-8).
 function Protocol:send_close(code, reason)
-  if self.close_sent or self.state == "closed" then return nil, "closed" end
+  if self.close_sent_code or self.state == "closed" then return nil, "closed" end
   local payload, err = close_payload(code, reason)
   if not payload then return nil, err end
   return queue_close(self, payload, code or 1005, code and reason or "")
@@ -241,7 +242,7 @@ end
 function Protocol:fail(code, reason)
   reason = reason or ""
   if self.state == "closed" then return nil, "closed", self.close_code, self.close_reason end
-  if not self.close_sent then
+  if not self.close_sent_code then
     -- a reason that cannot be sent (too long, not UTF-8) is dropped, not the code
     queue_close(self, close_payload(code, reason) or close_payload(code), code, reason)
   end
@@ -282,7 +283,7 @@ end
 -- A transport token from reader:next(fd) ("timeout", "closed", ...) is the
 -- driver's to handle before calling this.
 function Protocol:event(kind, data, code, reason)
-  if self.close_rcvd or self.state == "closed" then
+  if self.close_rcvd_code or self.state == "closed" then
     -- nothing counts after the peer's close frame
     return nil, "closed", self.close_code, self.close_reason
   end
@@ -296,9 +297,9 @@ function Protocol:event(kind, data, code, reason)
     self.ping_sent = nil
     return false, kind, data
   elseif kind == "close" then
-    self.close_rcvd = { code = code, reason = reason }
+    self.close_rcvd_code, self.close_rcvd_reason = code, reason
     if not self.close_code then self.close_code, self.close_reason = code, reason end
-    if not self.close_sent then
+    if not self.close_sent_code then
       -- echo the code, as RFC 6455 section 5.5.1 asks; 1005 means "none given"
       self.close_rcvd_then_sent = true
       queue_close(self, code ~= 1005 and close_payload(code) or "", code, "")
@@ -338,7 +339,7 @@ end
 function Protocol:transport()
   if self.state == "closed" then return nil end
   if self.eof_sent then return "shutdown" end
-  if self.close_sent and self.close_rcvd then
+  if self.close_sent_code and self.close_rcvd_code then
     return self.role == "client" and "wait" or "close"
   end
   return nil

@@ -145,20 +145,30 @@ local function merge(entry, opts)
   return o
 end
 
+-- The options table upgrade() hands to connection.new: made once per
+-- entry point's options, then refilled per connection (connection.new
+-- copies what it keeps and never yields, so one table serves them all).
+local function conn_options(o)
+  local c = {}
+  for _, k in ipairs(connection.options) do c[k] = o[k] end
+  c.role, c.on_pong, c.sched, c.log = "server", o.on_pong, o.sched, o.log
+  o.conn_opts = c
+  return c
+end
+
 -- Validate an upgrade request already parsed and answer it: the 101 and a
 -- connection, or an HTTP error (sent) and nil, err.
 local function upgrade(sock, req, rest, o, deadline, peer)
   peer = peer or o.peer or M.peername(sock)
-  local fields = { peer = peer, path = req.path }
   if not req.ws_accept then
     local headers = req.ws_status == 426 and { ["Sec-WebSocket-Version"] = "13" } or nil
-    refuse(o, sock, req.ws_status, req.ws_error, fields, deadline, headers)
+    refuse(o, sock, req.ws_status, req.ws_error, { peer = peer, path = req.path }, deadline, headers)
     return nil, req.ws_error
   end
   local check = o.check_origin or M.same_origin
   if not check(req.headers.origin, req) then
-    fields.origin = req.headers.origin
-    refuse(o, sock, 403, "origin not allowed (see the origins and check_origin options)", fields, deadline)
+    refuse(o, sock, 403, "origin not allowed (see the origins and check_origin options)",
+      { peer = peer, path = req.path, origin = req.headers.origin }, deadline)
     return nil, "origin not allowed"
   end
   -- the application's word (authentication, say): nil or 101 upgrades,
@@ -179,7 +189,7 @@ local function upgrade(sock, req, rest, o, deadline, peer)
       end
     end
     if status ~= nil and status ~= 101 then
-      o.log("info", string.format("refused %s: by on_request", tostring(status)), fields)
+      o.log("info", string.format("refused %s: by on_request", tostring(status)), { peer = peer, path = req.path })
       respond(o, sock, status, body or "", headers, deadline)   -- (checked there too)
       return nil, "refused by on_request"
     end
@@ -196,12 +206,11 @@ local function upgrade(sock, req, rest, o, deadline, peer)
     close(o, sock)
     return nil, err
   end
-  local conn_opts = {}
-  for _, k in ipairs(connection.options) do conn_opts[k] = o[k] end
-  conn_opts.role, conn_opts.buffered, conn_opts.request = "server", rest, req
-  conn_opts.peer, conn_opts.protocol, conn_opts.on_pong = peer, protocol, o.on_pong
-  conn_opts.deflate, conn_opts.sched, conn_opts.log = dopts, o.sched, o.log
-  return connection.new(sock, conn_opts)
+  local c = o.conn_opts or conn_options(o)
+  c.buffered, c.request, c.peer, c.protocol, c.deflate = rest, req, peer, protocol, dopts
+  local conn = connection.new(sock, c)
+  c.buffered, c.request, c.deflate = nil, nil, nil   -- (not held until the next upgrade)
+  return conn
 end
 
 -- Read and parse a request head; on failure answer it and return nil, err.
@@ -435,7 +444,9 @@ end
 
 -- request.params: the decoded query, then the route's captures over it
 local function with_captures(req, captures)
-  for k, v in pairs(captures or {}) do req.params[k] = v end
+  if captures then
+    for k, v in pairs(captures) do req.params[k] = v end
+  end
 end
 
 local function serve_page(self, sock, req, deadline, peer)
