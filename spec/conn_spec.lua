@@ -98,9 +98,11 @@ describe("the first keepalive ping", function()
       conn:send(data)
       conn:receive()
     end)
-    local function coroutines()
-      local n = 0
-      for _ in pairs(l.entries) do n = n + 1 end
+    local function coroutines()   -- tasks with a coroutine (on 5.1 a pcall's helper shares its task's entry)
+      local n, seen = 0, {}
+      for _, e in pairs(l.entries) do
+        if not seen[e] then n, seen[e] = n + 1, true end
+      end
       return n
     end
     local counts = {}
