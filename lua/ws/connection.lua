@@ -19,7 +19,7 @@ local protocol = require "ws.protocol"
 local logging = require "ws.log"
 
 local gettime = socket.gettime
-local send_frame, frame, utf8_valid = core.send_frame, core.frame, core.utf8_valid
+local send_frame, frame, utf8_valid, new_table = core.send_frame, core.frame, core.utf8_valid, core.new_table
 local co_running = coroutine.running
 local min = math.min
 
@@ -57,7 +57,8 @@ function M.new(sock, opts)
   p.role, p.deflate, p.now = role, opts.deflate, gettime()
   p.max_message, p.max_queue = opts.max_message or d.max_message, opts.max_queue or d.max_queue
   p.idle_timeout, p.ping_interval, p.ping_timeout = idle, interval, opts.ping_timeout or d.ping_timeout
-  local self = protocol.new(p, Conn)
+  -- (sized for the protocol's ~30 fields and ours: never rehashed)
+  local self = protocol.new(p, Conn, new_table(0, 64))
   p.deflate = nil
   self.sock = sock
   self.request, self.response = opts.request, opts.response

@@ -317,7 +317,8 @@ end
 ---@param arg any
 ---@return table timer
 function Loop:at(due, fn, arg)
-  local e = { kind = "timer", fn = fn, arg = arg }
+  -- (every field it will hold, so the table is sized once)
+  local e = { kind = "timer", fn = fn, arg = arg, due = nil, key = nil, hi = nil }
   arm(self, e, due)
   self.ntasks = self.ntasks + 1
   if active ~= self and self.notify then self.notify() end

@@ -22,7 +22,7 @@
 -- @module ws.protocol
 local core = require "ws.core"
 
-local frame, close_payload, utf8_valid = core.frame, core.close_payload, core.utf8_valid
+local frame, close_payload, utf8_valid, new_table = core.frame, core.close_payload, core.utf8_valid, core.new_table
 local concat = table.concat
 
 local M = {}
@@ -47,12 +47,14 @@ M.Protocol = Protocol
 
 --- The state of a fresh, open connection. mt: the metatable of the
 -- object (default: the protocol's own; connection.lua passes its class,
--- which inherits these methods). Built in one table constructor, so the
--- object is sized once.
+-- which inherits these methods). obj: the table to fill (default: a new
+-- one); a driver passes one sized for its own fields too (core.new_table),
+-- so the object is sized once.
 ---@param opts ws.protocol_opts
 ---@param mt? table
+---@param obj? table
 ---@return table
-function M.new(opts, mt)
+function M.new(opts, mt, obj)
   opts = opts or {}
   local role = opts.role or "server"
   if role ~= "server" and role ~= "client" then error("role must be \"server\" or \"client\"", 2) end
@@ -60,28 +62,21 @@ function M.new(opts, mt)
   -- permessage-deflate, when negotiated: RSV1 marks a compressed message;
   -- the reader inflates those (UTF-8 and max_message checked in C)
   local z = deflate and core.deflate(deflate)
-  return setmetatable({
-    role = role,
-    masked = role == "client",
-    state = "open",
-    close_sent_code = nil, close_sent_reason = nil, close_rcvd_code = nil, close_rcvd_reason = nil,
-    close_rcvd_then_sent = false, eof_sent = false,
-    close_code = nil, close_reason = nil,
-    max_message = opts.max_message,
-    reader = core.reader { role = role, max_message = opts.max_message or 0,
-                           rsv_allowed = z and 4 or 0, deflate = z },
-    deflate = z,   -- nil when not negotiated
-    threshold = deflate and deflate.threshold or 0,
-    q = {}, qh = 1, qt = 0, qoff = 1, qbytes = 0, written = 0,
-    pong_at = nil,                       -- queue index of our latest pong
-    max_queue = opts.max_queue,
-    idle_timeout = opts.idle_timeout,
-    last_seen = now,
-    ping_interval = interval,
-    ping_timeout = opts.ping_timeout or 20,
-    ping_sent = nil,                     -- when the unanswered keepalive ping went out
-    next_ping = interval and now + interval,
-  }, mt or Protocol)
+  local self = obj or new_table(0, 32)
+  -- (nil until set: close_sent_code/_reason, close_rcvd_code/_reason,
+  -- close_code/_reason, deflate when not negotiated, pong_at (queue index
+  -- of our latest pong), ping_sent (when the unanswered keepalive ping went out))
+  self.role, self.masked, self.state = role, role == "client", "open"
+  self.close_rcvd_then_sent, self.eof_sent = false, false
+  self.max_message = opts.max_message
+  self.reader = core.reader { role = role, max_message = opts.max_message or 0,
+                              rsv_allowed = z and 4 or 0, deflate = z }
+  self.deflate, self.threshold = z, deflate and deflate.threshold or 0
+  self.q, self.qh, self.qt, self.qoff, self.qbytes, self.written = {}, 1, 0, 1, 0, 0
+  self.max_queue, self.idle_timeout, self.last_seen = opts.max_queue, opts.idle_timeout, now
+  self.ping_interval, self.ping_timeout = interval, opts.ping_timeout or 20
+  self.next_ping = interval and now + interval
+  return setmetatable(self, mt or Protocol)
 end
 
 function Protocol:__tostring()
