@@ -6,6 +6,7 @@ local socket = require "socket"
 local core = require "ws.core"
 local loop = require "ws.loop"
 local io_ = require "ws.io"
+local http = require "ws.http"
 local connection = require "ws.connection"
 local deflate = require "ws.deflate"
 local logging = require "ws.log"
@@ -38,20 +39,20 @@ local REASONS = {
 -- gave them, checked, or a 500 (logged) when they are not valid.
 -- head_only (a HEAD request): the Content-Length of body, without the body.
 local function response(log, status, body, headers, head_only)
-  local lines, bad = io_.header_lines(headers)
+  local lines, bad = http.header_lines(headers)
   if type(status) ~= "number" or status % 1 ~= 0 or status < 100 or status > 599
      or type(body) ~= "string" or not lines then
     log("error", string.format("invalid response (status %s, body %s, header %s): answering 500",
       tostring(status), type(body), tostring(bad)))
     status, body, lines = 500, "internal error\n", ""
   end
-  if not ("\n" .. lines):lower():find("\ncontent%-type:") then
-    lines = lines .. "Content-Type: text/plain; charset=utf-8\r\n"
-  end
-  -- a 304 has no body, and no length of one (RFC 9110 section 15.4.5)
-  local length = status == 304 and "" or "Content-Length: " .. #body .. "\r\n"
-  return string.format("HTTP/1.1 %d %s\r\n%s%sConnection: close\r\n\r\n%s",
-    status, REASONS[status] or "Status", lines, length, head_only and "" or body)
+  local typed = ("\n" .. lines):lower():find("\ncontent%-type:")
+  return http.head(string.format("HTTP/1.1 %d %s", status, REASONS[status] or "Status"), {
+    "Content-Type", not typed and "text/plain; charset=utf-8",
+    -- a 304 has no body, and no length of one (RFC 9110 section 15.4.5)
+    "Content-Length", status ~= 304 and tostring(#body),
+    "Connection", "close",
+  }, lines, not head_only and body or "")
 end
 
 -- Close a socket no connection owns yet; its scheduler forgets it first
@@ -182,7 +183,7 @@ local function upgrade(sock, req, rest, o, deadline, peer)
     end
     if status == nil or status == 101 then
       local bad
-      extra, bad = io_.header_lines(headers)
+      extra, bad = http.header_lines(headers)
       if not extra then
         o.log("error", "on_request: invalid header " .. tostring(bad), { peer = peer, path = req.path })
         status, body, headers = 500, "internal error\n", nil
@@ -197,7 +198,8 @@ local function upgrade(sock, req, rest, o, deadline, peer)
   local protocol = choose_protocol(o.protocols, req)
   local ext, dopts
   if o.compression then ext, dopts = deflate.accept(req.headers["sec-websocket-extensions"], o.compression) end
-  -- extra header lines go before the blank line that ends the 101
+  -- the 101 in one C call (Lua's pattern matcher would check its values at
+  -- several times the cost); extra lines go before the blank line that ends it
   local head = core.build_response(req.ws_accept, protocol, ext)
   if extra ~= "" then head = head:sub(1, -3) .. extra .. "\r\n" end
   local ok, err = io_.write(sock, head, 1, deadline, o.sched)
