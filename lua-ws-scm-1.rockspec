@@ -49,6 +49,7 @@ build = {
       ["ws.server"] = "lua/ws/server.lua",
       ["ws.client"] = "lua/ws/client.lua",
       ["ws.io"] = "lua/ws/io.lua",
+      ["ws.http"] = "lua/ws/http.lua",
       ["ws.deflate"] = "lua/ws/deflate.lua",
       ["ws.log"] = "lua/ws/log.lua",
       ["ws.tls"] = "lua/ws/tls.lua",

@@ -19,7 +19,8 @@
  *          --tls                     wss://: TLS 1.3 only, TLS_AES_128_GCM_SHA256 and
  *                                    X25519 (the same for every server), no
  *                                    certificate check, no session resumption
- *          --count N                 echo: stop once N messages were measured
+ *          --count N                 echo: stop once N messages were measured;
+ *                                    upgrade: once N upgrades were
  *                                    (fixed work, for timing a whole run; --secs caps it)
  * --json: text messages cut from JSON-like records (compressible, like an API's
  * traffic). With --deflate every message is sent compressed and every echoed
@@ -711,7 +712,7 @@ static void run_upgrade(void) {
     while (!got_signal) {
         uint64_t t = now_ns();
         if (!measuring && t >= t_meas) measuring = 1, t_meas = t;
-        if (t >= t_end) break;
+        if (t >= t_end || (opt.count && upgrades >= opt.count)) break;
         poll_once(5);
         for (int i = 0; i < opt.nconns; i++)   /* a finished slot starts over */
             if (conns[i].state == S_FREE && errors < 1000) conn_open(&conns[i]);

@@ -73,6 +73,56 @@ describe("Conn.__gc", function()
   end)
 end)
 
+describe("the first keepalive ping", function()
+  it("is a loop timer: fn(arg) runs as a task once due, not before, and never once cancelled", function()
+    local l = loop.new()
+    local ran, at = {}, {}
+    local t0 = gettime()
+    l:at(t0 + 0.15, function(arg) ran[#ran + 1], at[#at + 1] = arg, gettime() - t0 end, "due")
+    local gone = l:at(t0 + 0.05, function(arg) ran[#ran + 1] = arg end, "cancelled")
+    l:cancel(gone)
+    l:cancel(gone)                                 -- (twice: no effect)
+    assert.equal(1, l.ntasks)                      -- a pending timer keeps run() going
+    l:run()                                        -- returns once the timer's task is done
+    assert.same({ "due" }, ran)
+    assert.is_true(at[1] >= 0.14 and at[1] < 2, tostring(at[1]))
+    assert.equal(0, l.ntasks)
+  end)
+
+  it("costs a connection no keepalive task until it is due", function()
+    local l = loop.new()
+    local pongs = 0
+    local server, port = serve(l, { ping_interval = 0.3, ping_timeout = 5,
+                                    on_pong = function() pongs = pongs + 1 end }, function(conn)
+      local data = conn:receive()
+      conn:send(data)
+      conn:receive()
+    end)
+    local function coroutines()   -- tasks with a coroutine (on 5.1 a pcall's helper shares its task's entry)
+      local n, seen = 0, {}
+      for _, e in pairs(l.entries) do
+        if not seen[e] then n, seen[e] = n + 1, true end
+      end
+      return n
+    end
+    local counts = {}
+    H.run_task(l, 10, function()
+      local c = assert(ws.connect("ws://127.0.0.1:" .. port .. "/ws", { timeout = 5, ping_interval = false }))
+      assert(c:send("x"))
+      assert.equal("x", c:receive())
+      counts[1] = coroutines()           -- the accept loop, the handler, this task
+      -- the server's first ping comes after 0.3 s (our receive answers it)
+      assert.same({ nil, "timeout" }, { c:receive(0.6) })
+      counts[2] = coroutines()           -- and now the keepalive task
+      assert(c:close())
+    end)
+    assert.same({ 3, 4 }, counts)
+    assert.is_true(pongs >= 1)
+    server:close()
+    H.step_until(l, 3, function() return l.ntasks == 0 end)
+  end)
+end)
+
 describe("a closed connection", function()
   it("is not held by its keepalive task until the next ping was due", function()
     local l = loop.new()

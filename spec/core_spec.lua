@@ -1089,6 +1089,18 @@ describe("parse_request / parse_response / build_response", function()
   end)
 end)
 
+describe("new_table", function()
+  it("makes an empty table that holds what it is given", function()
+    local t = core.new_table(4, 64)
+    assert.is_nil(next(t))
+    for i = 1, 100 do t["k" .. i], t[i] = i, -i end
+    assert.equal(100, #t)
+    assert.equal(50, t.k50)
+    assert.has_error(function() core.new_table(-1, 0) end)
+    assert.has_error(function() core.new_table(0, 2 ^ 21) end)
+  end)
+end)
+
 describe("close_payload", function()
   it("encodes the code big-endian, then the reason", function()
     assert.are.equal(B.hex "03 e8", core.close_payload(1000))

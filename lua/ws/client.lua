@@ -6,6 +6,7 @@
 local socket = require "socket"
 local core = require "ws.core"
 local io_ = require "ws.io"
+local http = require "ws.http"
 local connection = require "ws.connection"
 local deflate = require "ws.deflate"
 local tls_ = require "ws.tls"
@@ -120,24 +121,19 @@ function M.connect(url, opts)
   local default_port = scheme == "wss" and 443 or 80
   local bracketed = host:find(":", 1, true) and "[" .. host .. "]" or host   -- IPv6
   local hosthdr = port ~= default_port and bracketed .. ":" .. port or bracketed
-  local lines = {
-    "GET " .. target .. " HTTP/1.1", "Host: " .. hosthdr, "Upgrade: websocket",
-    "Connection: Upgrade", "Sec-WebSocket-Key: " .. key, "Sec-WebSocket-Version: 13",
-  }
-  if opts.origin then lines[#lines + 1] = "Origin: " .. opts.origin end
-  if opts.protocols and #opts.protocols > 0 then
-    lines[#lines + 1] = "Sec-WebSocket-Protocol: " .. table.concat(opts.protocols, ", ")
-  end
-  if opts.compression then
-    lines[#lines + 1] = "Sec-WebSocket-Extensions: " .. deflate.offer(opts.compression)
-  end
-  for i = 1, #lines do
-    if lines[i]:find("%c") then return fail(sock, "invalid request line: " .. lines[i], sched) end
-  end
-  local extra, bad = io_.header_lines(opts.headers)
+  local extra, bad = http.header_lines(opts.headers)
   if not extra then return fail(sock, "invalid header: " .. bad, sched) end
+  local request
+  request, bad = http.head("GET " .. target .. " HTTP/1.1", {
+    "Host", hosthdr, "Upgrade", "websocket", "Connection", "Upgrade",
+    "Sec-WebSocket-Key", key, "Sec-WebSocket-Version", "13",
+    "Origin", opts.origin or false,
+    "Sec-WebSocket-Protocol", opts.protocols and #opts.protocols > 0 and table.concat(opts.protocols, ", ") or false,
+    "Sec-WebSocket-Extensions", opts.compression and deflate.offer(opts.compression) or false,
+  }, extra)
+  if not request then return fail(sock, "invalid request line: " .. bad, sched) end
   local ok
-  ok, err = io_.write(sock, table.concat(lines, "\r\n") .. "\r\n" .. extra .. "\r\n", 1, deadline, sched)
+  ok, err = io_.write(sock, request, 1, deadline, sched)
   if not ok then return fail(sock, "handshake: " .. err, sched) end
 
   local head, rest = io_.read_head(sock, deadline, opts.max_header, nil, sched)

@@ -19,7 +19,7 @@ local protocol = require "ws.protocol"
 local logging = require "ws.log"
 
 local gettime = socket.gettime
-local send_frame, frame, utf8_valid = core.send_frame, core.frame, core.utf8_valid
+local send_frame, frame, utf8_valid, new_table = core.send_frame, core.frame, core.utf8_valid, core.new_table
 local co_running = coroutine.running
 local min = math.min
 
@@ -37,12 +37,6 @@ local Conn = setmetatable({}, { __index = protocol.Protocol })
 Conn.__index = Conn
 Conn.__name = "ws.conn"
 
-local function opt(opts, k)
-  local v = opts[k]
-  if v == nil then return M.defaults[k] end
-  return v
-end
-
 local keepalive, from_inbox, read_ready
 
 --- Wrap an upgraded, non-blocking socket.
@@ -54,19 +48,23 @@ local keepalive, from_inbox, read_ready
 local popts = {}   -- protocol.new's options: filled per call, never kept (no table per connection)
 
 function M.new(sock, opts)
-  local role = opts.role or "server"
+  local role, d = opts.role or "server", M.defaults
+  -- (the limits that may be false: false is kept, only nil takes the default)
+  local idle, interval = opts.idle_timeout, opts.ping_interval
+  if idle == nil then idle = d.idle_timeout end
+  if interval == nil then interval = d.ping_interval end
   local p = popts
   p.role, p.deflate, p.now = role, opts.deflate, gettime()
-  p.max_message, p.max_queue = opt(opts, "max_message"), opt(opts, "max_queue")
-  p.idle_timeout, p.ping_interval, p.ping_timeout =
-    opt(opts, "idle_timeout"), opt(opts, "ping_interval"), opt(opts, "ping_timeout")
-  local self = protocol.new(p, Conn)
+  p.max_message, p.max_queue = opts.max_message or d.max_message, opts.max_queue or d.max_queue
+  p.idle_timeout, p.ping_interval, p.ping_timeout = idle, interval, opts.ping_timeout or d.ping_timeout
+  -- (sized for the protocol's ~30 fields and ours: never rehashed)
+  local self = protocol.new(p, Conn, new_table(0, 64))
   p.deflate = nil
   self.sock = sock
   self.request, self.response = opts.request, opts.response
   self.peer, self.protocol, self.on_pong = opts.peer, opts.protocol, opts.on_pong
-  self.send_timeout = opt(opts, "send_timeout")
-  self.close_timeout = opt(opts, "close_timeout")
+  self.send_timeout = opts.send_timeout or d.send_timeout
+  self.close_timeout = opts.close_timeout or d.close_timeout
   -- (false, not nil, for fields read per message: a nil one would be
   -- looked up in Conn and then in Protocol too)
   self.sched = opts.sched or loop.current()
@@ -84,7 +82,13 @@ function M.new(sock, opts)
   self.rfd = fd
   self.wfd = role == "server" and fd or nil
   if opts.buffered and opts.buffered ~= "" then self:receive_data(opts.buffered) end
-  if self.ping_interval and self.sched then self.sched:spawn(keepalive, self) end
+  local sched = self.sched
+  if self.ping_interval and sched then
+    -- a ws.loop timer until the first ping is due: a connection shorter
+    -- than ping_interval never costs a keepalive task
+    if sched.at then self.ping_timer = sched:at(self:keepalive_due(), keepalive, self)
+    else sched:spawn(keepalive, self) end
+  end
   return self
 end
 
@@ -109,11 +113,12 @@ local function teardown(self, code, reason)
   if sched then sched:forget(self.sock) end
   self.sock:close()
   local waiters = self.waiters
-  self.waiters = {}
+  if waiters[1] then self.waiters = {} end
   if sched then
     for i = 1, #waiters do sched:wake(waiters[i][2], nil, "closed") end
     if self.close_waiter then sched:wake(self.close_waiter) end
     if self.pinger then sched:wake(self.pinger) end
+    if self.ping_timer then sched:cancel(self.ping_timer) end
   end
   -- on_close hooks (rooms, pub/sub): once, whoever closed, in order added
   local hooks = self.close_hooks
@@ -632,6 +637,7 @@ end
 -- peer whose pong is late (1011).
 function keepalive(self)
   local sched = self.sched
+  self.ping_timer = nil
   local step = 0.01
   while true do
     local due = self:keepalive_due()
@@ -647,9 +653,11 @@ function keepalive(self)
     end
     -- suspended, not asleep: teardown wakes us, so a closed connection is
     -- not held (reader, buffers) until its next ping was due
-    self.pinger = co_running()
-    sched:suspend(due)
-    self.pinger = nil
+    if due > now then
+      self.pinger = co_running()
+      sched:suspend(due)
+      self.pinger = nil
+    end
     read_ready(self)
     local r, err, code, reason = self:keepalive(gettime())
     if r then

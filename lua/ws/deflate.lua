@@ -9,9 +9,14 @@
 --   client_no_context_takeover, server_max_window_bits (8..15),
 --   client_max_window_bits (8..15). An 8-bit window is honoured with zlib's
 --   9-bit one, which never reaches back more than 250 bytes.
+local TCHAR = require("ws.http").TCHAR
+
 local M = {}
 
 M.NAME = "permessage-deflate"
+
+-- one extension in a Sec-WebSocket-Extensions list: its name, then its parameters
+local EXTENSION = "^%s*(" .. TCHAR .. "+)%s*(.-)%s*$"
 
 -- A window size: a decimal 8..15 without leading zeroes (RFC 7692 section 7.1.2).
 local function bits(v)
@@ -26,7 +31,7 @@ function M.parse(header)
   local list = {}
   for item in (header .. ","):gmatch("([^,]*),") do
     if item:match("%S") then
-      local name, rest = item:match("^%s*([%w!#$%%&'*+.^_`|~-]+)%s*(.-)%s*$")
+      local name, rest = item:match(EXTENSION)
       if not name then return nil end
       local params, dup = {}, false
       for p in rest:gmatch(";([^;]*)") do

@@ -120,22 +120,6 @@ function M.write(sock, s, i, deadline, sched)
   return true
 end
 
---- HTTP header lines ("Name: value\r\n"...) from a table name -> value
--- (strings or numbers). Returns nil, name for a name that is not a token
--- or a value with control characters: nothing can be smuggled in by CR/LF.
-function M.header_lines(headers)
-  local t = {}
-  for name, value in pairs(headers or {}) do
-    if type(value) == "number" then value = tostring(value) end
-    if type(name) ~= "string" or not name:match("^[%w!#$%%&'*+.^_`|~-]+$")
-       or type(value) ~= "string" or value:find("%c") then
-      return nil, tostring(name)
-    end
-    t[#t + 1] = name .. ": " .. value .. "\r\n"
-  end
-  return table.concat(t)
-end
-
 --- Read an HTTP head (up to and including the blank line), at most max bytes.
 -- Returns head, rest (bytes after the head), or nil, err ("timeout",
 -- "closed", "too large").

@@ -308,6 +308,32 @@ function M.pcall(f, ...)
   return M.xpcall(f, function(e) return e end, ...)
 end
 
+--- Run fn(arg) as a new task at time due (socket.gettime() seconds) unless
+-- cancel(timer) comes first: a deadline that costs no task (no coroutine)
+-- until it fires, for work that is often never due (a connection's first
+-- keepalive ping). A pending timer keeps run() going, as a task would.
+---@param due number
+---@param fn function
+---@param arg any
+---@return table timer
+function Loop:at(due, fn, arg)
+  -- (every field it will hold, so the table is sized once)
+  local e = { kind = "timer", fn = fn, arg = arg, due = nil, key = nil, hi = nil }
+  arm(self, e, due)
+  self.ntasks = self.ntasks + 1
+  if active ~= self and self.notify then self.notify() end
+  return e
+end
+
+--- Cancel a timer of at() (no effect once it fired or was cancelled).
+---@param timer table
+function Loop:cancel(timer)
+  if not timer.due then return end
+  timer.due, timer.fn, timer.arg = nil, nil, nil
+  heap_remove(self.heap, timer)
+  self.ntasks = self.ntasks - 1
+end
+
 --- Wait (inside a task) until sock is ready for mode "r" or "w", or deadline.
 -- Returns true, or nil, "timeout" / "closed".
 function Loop:wait(sock, mode, deadline)
@@ -440,6 +466,11 @@ function Loop:step(timeout)
         heap_push(heap, e, due)          -- the deadline moved later: re-arm
       elseif e.kind == "sleep" then
         finish(self, e, true)
+      elseif e.kind == "timer" then
+        local fn, arg = e.fn, e.arg
+        e.due, e.fn, e.arg = nil, nil, nil
+        self.ntasks = self.ntasks - 1
+        self:spawn(fn, arg)
       else
         finish(self, e, nil, "timeout")
       end

@@ -8,8 +8,9 @@
 --
 -- State: `state` is "open", "closing" (a close frame was sent or received,
 -- TCP still up) or "closed" (the transport is gone: connection_lost).
--- `close_sent` and `close_rcvd` are { code =, reason = } once that close
--- frame went out / came in (code 1005: none given); `close_rcvd_then_sent`
+-- `close_sent_code`, `close_sent_reason` and `close_rcvd_code`,
+-- `close_rcvd_reason` are set once that close frame went out / came in
+-- (code 1005: none given); `close_rcvd_then_sent`
 -- says the peer closed first; `eof_sent` says we failed the connection and
 -- asked for a half-close. `close_code` / `close_reason` are the outcome the
 -- application sees: the peer's close, our failure code, or 1006 when TCP
@@ -21,7 +22,7 @@
 -- @module ws.protocol
 local core = require "ws.core"
 
-local frame, close_payload, utf8_valid = core.frame, core.close_payload, core.utf8_valid
+local frame, close_payload, utf8_valid, new_table = core.frame, core.close_payload, core.utf8_valid, core.new_table
 local concat = table.concat
 
 local M = {}
@@ -46,12 +47,14 @@ M.Protocol = Protocol
 
 --- The state of a fresh, open connection. mt: the metatable of the
 -- object (default: the protocol's own; connection.lua passes its class,
--- which inherits these methods). Built in one table constructor, so the
--- object is sized once.
+-- which inherits these methods). obj: the table to fill (default: a new
+-- one); a driver passes one sized for its own fields too (core.new_table),
+-- so the object is sized once.
 ---@param opts ws.protocol_opts
 ---@param mt? table
+---@param obj? table
 ---@return table
-function M.new(opts, mt)
+function M.new(opts, mt, obj)
   opts = opts or {}
   local role = opts.role or "server"
   if role ~= "server" and role ~= "client" then error("role must be \"server\" or \"client\"", 2) end
@@ -59,28 +62,21 @@ function M.new(opts, mt)
   -- permessage-deflate, when negotiated: RSV1 marks a compressed message;
   -- the reader inflates those (UTF-8 and max_message checked in C)
   local z = deflate and core.deflate(deflate)
-  return setmetatable({
-    role = role,
-    masked = role == "client",
-    state = "open",
-    close_sent = nil, close_rcvd = nil,
-    close_rcvd_then_sent = false, eof_sent = false,
-    close_code = nil, close_reason = nil,
-    max_message = opts.max_message,
-    reader = core.reader { role = role, max_message = opts.max_message or 0,
-                           rsv_allowed = z and 4 or 0, deflate = z },
-    deflate = z,   -- nil when not negotiated
-    threshold = deflate and deflate.threshold or 0,
-    q = {}, qh = 1, qt = 0, qoff = 1, qbytes = 0, written = 0,
-    pong_at = nil,                       -- queue index of our latest pong
-    max_queue = opts.max_queue,
-    idle_timeout = opts.idle_timeout,
-    last_seen = now,
-    ping_interval = interval,
-    ping_timeout = opts.ping_timeout or 20,
-    ping_sent = nil,                     -- when the unanswered keepalive ping went out
-    next_ping = interval and now + interval,
-  }, mt or Protocol)
+  local self = obj or new_table(0, 32)
+  -- (nil until set: close_sent_code/_reason, close_rcvd_code/_reason,
+  -- close_code/_reason, deflate when not negotiated, pong_at (queue index
+  -- of our latest pong), ping_sent (when the unanswered keepalive ping went out))
+  self.role, self.masked, self.state = role, role == "client", "open"
+  self.close_rcvd_then_sent, self.eof_sent = false, false
+  self.max_message = opts.max_message
+  self.reader = core.reader { role = role, max_message = opts.max_message or 0,
+                              rsv_allowed = z and 4 or 0, deflate = z }
+  self.deflate, self.threshold = z, deflate and deflate.threshold or 0
+  self.q, self.qh, self.qt, self.qoff, self.qbytes, self.written = {}, 1, 0, 1, 0, 0
+  self.max_queue, self.idle_timeout, self.last_seen = opts.max_queue, opts.idle_timeout, now
+  self.ping_interval, self.ping_timeout = interval, opts.ping_timeout or 20
+  self.next_ping = interval and now + interval
+  return setmetatable(self, mt or Protocol)
 end
 
 function Protocol:__tostring()
@@ -216,7 +212,7 @@ end
 -- Queue our close frame: the protocol is closing from now on.
 local function queue_close(self, payload, code, reason)
   self.state = "closing"
-  self.close_sent = { code = code, reason = reason }
+  self.close_sent_code, self.close_sent_reason = code, reason
   return self:push(frame(payload, "close", true, self.masked))
 end
 
@@ -226,7 +222,7 @@ end
 -- not be sent (1005, 1006, 1015, out of range; a reason over 123 bytes or
 -- not UTF-8).
 function Protocol:send_close(code, reason)
-  if self.close_sent or self.state == "closed" then return nil, "closed" end
+  if self.close_sent_code or self.state == "closed" then return nil, "closed" end
   local payload, err = close_payload(code, reason)
   if not payload then return nil, err end
   return queue_close(self, payload, code or 1005, code and reason or "")
@@ -241,7 +237,7 @@ end
 function Protocol:fail(code, reason)
   reason = reason or ""
   if self.state == "closed" then return nil, "closed", self.close_code, self.close_reason end
-  if not self.close_sent then
+  if not self.close_sent_code then
     -- a reason that cannot be sent (too long, not UTF-8) is dropped, not the code
     queue_close(self, close_payload(code, reason) or close_payload(code), code, reason)
   end
@@ -282,7 +278,7 @@ end
 -- A transport token from reader:next(fd) ("timeout", "closed", ...) is the
 -- driver's to handle before calling this.
 function Protocol:event(kind, data, code, reason)
-  if self.close_rcvd or self.state == "closed" then
+  if self.close_rcvd_code or self.state == "closed" then
     -- nothing counts after the peer's close frame
     return nil, "closed", self.close_code, self.close_reason
   end
@@ -296,9 +292,9 @@ function Protocol:event(kind, data, code, reason)
     self.ping_sent = nil
     return false, kind, data
   elseif kind == "close" then
-    self.close_rcvd = { code = code, reason = reason }
+    self.close_rcvd_code, self.close_rcvd_reason = code, reason
     if not self.close_code then self.close_code, self.close_reason = code, reason end
-    if not self.close_sent then
+    if not self.close_sent_code then
       -- echo the code, as RFC 6455 section 5.5.1 asks; 1005 means "none given"
       self.close_rcvd_then_sent = true
       queue_close(self, code ~= 1005 and close_payload(code) or "", code, "")
@@ -338,7 +334,7 @@ end
 function Protocol:transport()
   if self.state == "closed" then return nil end
   if self.eof_sent then return "shutdown" end
-  if self.close_sent and self.close_rcvd then
+  if self.close_sent_code and self.close_rcvd_code then
     return self.role == "client" and "wait" or "close"
   end
   return nil

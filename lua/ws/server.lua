@@ -6,6 +6,7 @@ local socket = require "socket"
 local core = require "ws.core"
 local loop = require "ws.loop"
 local io_ = require "ws.io"
+local http = require "ws.http"
 local connection = require "ws.connection"
 local deflate = require "ws.deflate"
 local logging = require "ws.log"
@@ -38,20 +39,20 @@ local REASONS = {
 -- gave them, checked, or a 500 (logged) when they are not valid.
 -- head_only (a HEAD request): the Content-Length of body, without the body.
 local function response(log, status, body, headers, head_only)
-  local lines, bad = io_.header_lines(headers)
+  local lines, bad = http.header_lines(headers)
   if type(status) ~= "number" or status % 1 ~= 0 or status < 100 or status > 599
      or type(body) ~= "string" or not lines then
     log("error", string.format("invalid response (status %s, body %s, header %s): answering 500",
       tostring(status), type(body), tostring(bad)))
     status, body, lines = 500, "internal error\n", ""
   end
-  if not ("\n" .. lines):lower():find("\ncontent%-type:") then
-    lines = lines .. "Content-Type: text/plain; charset=utf-8\r\n"
-  end
-  -- a 304 has no body, and no length of one (RFC 9110 section 15.4.5)
-  local length = status == 304 and "" or "Content-Length: " .. #body .. "\r\n"
-  return string.format("HTTP/1.1 %d %s\r\n%s%sConnection: close\r\n\r\n%s",
-    status, REASONS[status] or "Status", lines, length, head_only and "" or body)
+  local typed = ("\n" .. lines):lower():find("\ncontent%-type:")
+  return http.head(string.format("HTTP/1.1 %d %s", status, REASONS[status] or "Status"), {
+    "Content-Type", not typed and "text/plain; charset=utf-8",
+    -- a 304 has no body, and no length of one (RFC 9110 section 15.4.5)
+    "Content-Length", status ~= 304 and tostring(#body),
+    "Connection", "close",
+  }, lines, not head_only and body or "")
 end
 
 -- Close a socket no connection owns yet; its scheduler forgets it first
@@ -145,20 +146,30 @@ local function merge(entry, opts)
   return o
 end
 
+-- The options table upgrade() hands to connection.new: made once per
+-- entry point's options, then refilled per connection (connection.new
+-- copies what it keeps and never yields, so one table serves them all).
+local function conn_options(o)
+  local c = {}
+  for _, k in ipairs(connection.options) do c[k] = o[k] end
+  c.role, c.on_pong, c.sched, c.log = "server", o.on_pong, o.sched, o.log
+  o.conn_opts = c
+  return c
+end
+
 -- Validate an upgrade request already parsed and answer it: the 101 and a
 -- connection, or an HTTP error (sent) and nil, err.
 local function upgrade(sock, req, rest, o, deadline, peer)
   peer = peer or o.peer or M.peername(sock)
-  local fields = { peer = peer, path = req.path }
   if not req.ws_accept then
     local headers = req.ws_status == 426 and { ["Sec-WebSocket-Version"] = "13" } or nil
-    refuse(o, sock, req.ws_status, req.ws_error, fields, deadline, headers)
+    refuse(o, sock, req.ws_status, req.ws_error, { peer = peer, path = req.path }, deadline, headers)
     return nil, req.ws_error
   end
   local check = o.check_origin or M.same_origin
   if not check(req.headers.origin, req) then
-    fields.origin = req.headers.origin
-    refuse(o, sock, 403, "origin not allowed (see the origins and check_origin options)", fields, deadline)
+    refuse(o, sock, 403, "origin not allowed (see the origins and check_origin options)",
+      { peer = peer, path = req.path, origin = req.headers.origin }, deadline)
     return nil, "origin not allowed"
   end
   -- the application's word (authentication, say): nil or 101 upgrades,
@@ -172,14 +183,14 @@ local function upgrade(sock, req, rest, o, deadline, peer)
     end
     if status == nil or status == 101 then
       local bad
-      extra, bad = io_.header_lines(headers)
+      extra, bad = http.header_lines(headers)
       if not extra then
         o.log("error", "on_request: invalid header " .. tostring(bad), { peer = peer, path = req.path })
         status, body, headers = 500, "internal error\n", nil
       end
     end
     if status ~= nil and status ~= 101 then
-      o.log("info", string.format("refused %s: by on_request", tostring(status)), fields)
+      o.log("info", string.format("refused %s: by on_request", tostring(status)), { peer = peer, path = req.path })
       respond(o, sock, status, body or "", headers, deadline)   -- (checked there too)
       return nil, "refused by on_request"
     end
@@ -187,7 +198,8 @@ local function upgrade(sock, req, rest, o, deadline, peer)
   local protocol = choose_protocol(o.protocols, req)
   local ext, dopts
   if o.compression then ext, dopts = deflate.accept(req.headers["sec-websocket-extensions"], o.compression) end
-  -- extra header lines go before the blank line that ends the 101
+  -- the 101 in one C call (Lua's pattern matcher would check its values at
+  -- several times the cost); extra lines go before the blank line that ends it
   local head = core.build_response(req.ws_accept, protocol, ext)
   if extra ~= "" then head = head:sub(1, -3) .. extra .. "\r\n" end
   local ok, err = io_.write(sock, head, 1, deadline, o.sched)
@@ -196,12 +208,11 @@ local function upgrade(sock, req, rest, o, deadline, peer)
     close(o, sock)
     return nil, err
   end
-  local conn_opts = {}
-  for _, k in ipairs(connection.options) do conn_opts[k] = o[k] end
-  conn_opts.role, conn_opts.buffered, conn_opts.request = "server", rest, req
-  conn_opts.peer, conn_opts.protocol, conn_opts.on_pong = peer, protocol, o.on_pong
-  conn_opts.deflate, conn_opts.sched, conn_opts.log = dopts, o.sched, o.log
-  return connection.new(sock, conn_opts)
+  local c = o.conn_opts or conn_options(o)
+  c.buffered, c.request, c.peer, c.protocol, c.deflate = rest, req, peer, protocol, dopts
+  local conn = connection.new(sock, c)
+  c.buffered, c.request, c.deflate = nil, nil, nil   -- (not held until the next upgrade)
+  return conn
 end
 
 -- Read and parse a request head; on failure answer it and return nil, err.
@@ -435,7 +446,9 @@ end
 
 -- request.params: the decoded query, then the route's captures over it
 local function with_captures(req, captures)
-  for k, v in pairs(captures or {}) do req.params[k] = v end
+  if captures then
+    for k, v in pairs(captures) do req.params[k] = v end
+  end
 end
 
 local function serve_page(self, sock, req, deadline, peer)
