@@ -9,7 +9,9 @@
 -- dirty) whose bytes are fed to the protocol.
 --
 -- Concurrency: one coroutine may receive while others send; sends are
--- queued whole, so frames of two sends never interleave.
+-- queued whole, so frames of two sends never interleave. Queued frames go
+-- out together (one gathered write), and sends made while more input is
+-- buffered are corked into such a write (see CORK).
 -- @module ws.connection
 local socket = require "socket"
 local core = require "ws.core"
@@ -397,7 +399,13 @@ end
 ---- sending -------------------------------------------------------------------
 
 --- Send a message. kind is "text" (default; must be UTF-8) or "binary".
--- Returns true, or nil, err ("closed", "timeout", "invalid utf-8").
+-- Returns true once written (waiting up to send_timeout), or, while the
+-- reader holds more input, once queued (corked: see CORK; a write that
+-- fails later closes the connection, and the next call says "closed");
+-- or nil, err ("closed", "timeout", "invalid utf-8").
+---@param data string
+---@param kind? "text"|"binary"
+---@return true|nil, string|nil
 function Conn:send(data, kind)
   if type(data) ~= "string" then error("bad argument #1 to 'send' (string expected, got " .. type(data) .. ")", 2) end
   kind = kind or "text"
