@@ -247,6 +247,9 @@ describe("the send queue's bookkeeping for gathered writes", function()
     p:wrote_bytes(4)
     assert.same({ 3, nil }, { p.written, p:head() })
     assert.equal(0, p:queued())
+    p:push("") p:push("dd") p:push("")             -- an empty item never waits
+    p:wrote_bytes(2)
+    assert.same({ 6, nil }, { p.written, p:head() })
   end)
 
   it("never drops or replaces items a TLS write must retry (qheld)", function()

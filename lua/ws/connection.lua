@@ -185,7 +185,7 @@ local function write_some(self)
   local fd = self.gfd
   if fd then
     local n, err, held = send_queue(fd, self.q, self.qh, self.qt, self.qoff)
-    if n > 0 then self:wrote_bytes(n) end
+    self:wrote_bytes(n)
     if held and held > self.qheld then self.qheld = held end
     if not err then return true end
     return false, err, n > 0

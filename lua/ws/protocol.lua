@@ -120,10 +120,11 @@ function Protocol:wrote(last)
   self.written = self.written + 1
 end
 
---- Record n bytes written from the head on, across items.
+--- Record n bytes written from the head on, across items (empty items
+-- on the way count as written).
 ---@param n integer
 function Protocol:wrote_bytes(n)
-  while n > 0 do
+  while self.qh <= self.qt do
     local s, i = self.q[self.qh], self.qoff
     local left = #s - i + 1
     if n < left then
