@@ -3,6 +3,9 @@
 #   make bench        (or: sh bench/run.sh after make build)
 # Env: BENCH_SECS=5 BENCH_RUNS=3 (median of runs)  BENCH_IDLE_CONNS=10000
 #      BENCH_QUICK=1 (1 s x 1 run, 1000 idle conns)  BENCH_SERVERS="ours gorilla ..."
+#      BENCH_BASE=TREE: server "base" (add it to BENCH_SERVERS) is ours with the
+#      Lua modules and ws.core of another LuaRocks tree (a copy of .rocks built
+#      from the commit before a change), for before/after in one run
 #      BENCH_DEPTH=32 / BENCH_DEPTH_BIG=2: messages in flight per connection for
 #      32 B and 4 KiB / for 1 MiB; deep enough that the server, not the
 #      ping-pong of wake-ups between the two cores, is the bottleneck
@@ -45,7 +48,7 @@ has() { case " $COLUMNS " in *" $1 "*) return 0 ;; esac; return 1; }
 # permessage-deflate peers: those with the extension (lua-http and our lws
 # peer have it off)
 PMD_SERVERS=""
-for s in $SERVERS; do case $s in ours|gorilla|node-ws|py-websockets) PMD_SERVERS="$PMD_SERVERS $s" ;; esac; done
+for s in $SERVERS; do case $s in ours|base|gorilla|node-ws|py-websockets) PMD_SERVERS="$PMD_SERVERS $s" ;; esac; done
 # and TLS, and fan-out (the same ones)
 TLS_SERVERS=$PMD_SERVERS FAN_SERVERS=$PMD_SERVERS
 CERT=$OUT/tls/cert.pem KEY=$OUT/tls/key.pem
@@ -60,6 +63,8 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 OURS_PATH="$ROOT/.rocks/share/lua/5.4/?.lua;$ROOT/.rocks/share/lua/5.4/?/init.lua;;"
 OURS_CPATH="$ROOT/.rocks/lib/lua/5.4/?.so;;"
+BASE=${BENCH_BASE:-$ROOT/.rocks}
+BASE_PATH="$BASE/share/lua/5.4/?.lua;$BASE/share/lua/5.4/?/init.lua;;" BASE_CPATH="$BASE/lib/lua/5.4/?.so;;"
 # Debian installs lua-http (and basexx, fifo, lpeg_patterns) for Lua 5.1-5.3
 # only; the files are version-neutral and the C deps exist for 5.4.
 LH_PATH="/usr/share/lua/5.4/?.lua;/usr/share/lua/5.4/?/init.lua;/usr/share/lua/5.3/?.lua;/usr/share/lua/5.3/?/init.lua;/usr/share/lua/5.2/?.lua;/usr/share/lua/5.2/?/init.lua;;"
@@ -105,9 +110,12 @@ start() {
   next_port; set -- "$1" "$PORT" "${2:-}"; SPORT=$PORT
   peer_args=$3
   [ "$3" = tls ] && peer_args="tls $CERT $KEY"
+  # ours and base: the same scripts, each with its own tree
+  LP=$OURS_PATH LC=$OURS_CPATH
+  [ "$1" = base ] && LP=$BASE_PATH LC=$BASE_CPATH
   if [ "$3" = fan ]; then   # the fan-out servers
     case $1 in
-      ours) LUA_PATH=$OURS_PATH LUA_CPATH=$OURS_CPATH taskset -c 0 lua5.4 examples/chat.lua --port "$2" >>"$log" 2>&1 & ;;
+      ours|base) LUA_PATH=$LP LUA_CPATH=$LC taskset -c 0 lua5.4 examples/chat.lua --port "$2" >>"$log" 2>&1 & ;;
       gorilla) [ -x "$OUT/gorilla_fanout" ] || return 1
         GOMAXPROCS=1 taskset -c 0 "$OUT/gorilla_fanout" "$2" >>"$log" 2>&1 & ;;
       node-ws) taskset -c 0 node bench/peers/node_fanout.js "$2" >>"$log" 2>&1 & ;;
@@ -116,11 +124,11 @@ start() {
     esac
   else
   case $1 in
-    ours) if [ "$3" = tls ]; then
-            LUA_PATH=$OURS_PATH LUA_CPATH=$OURS_CPATH taskset -c 0 lua5.4 examples/wss_echo.lua --port "$2" \
+    ours|base) if [ "$3" = tls ]; then
+            LUA_PATH=$LP LUA_CPATH=$LC taskset -c 0 lua5.4 examples/wss_echo.lua --port "$2" \
               --cert "$CERT" --key "$KEY" >>"$log" 2>&1 &
           else
-            LUA_PATH=$OURS_PATH LUA_CPATH=$OURS_CPATH taskset -c 0 lua5.4 examples/echo.lua --port "$2" \
+            LUA_PATH=$LP LUA_CPATH=$LC taskset -c 0 lua5.4 examples/echo.lua --port "$2" \
               ${3:+--compression} >>"$log" 2>&1 &
           fi ;;
     gorilla) [ -x "$OUT/gorilla_echo" ] || return 1

@@ -179,6 +179,164 @@ static int l_send_frame(lua_State *L) {
     return 1;
 }
 
+/* ---- a send queue in one write ------------------------------------------ */
+
+/* A position in a Lua send queue q[i..t] (a table of strings), at byte off
+ * of item i. The table holds the strings, so their bytes stay put. */
+typedef struct {
+    lua_State *L;
+    int q;                    /* stack index of the table */
+    lua_Integer i, t;
+    size_t off;
+} qpos;
+
+/* The bytes left in the item at p (NULL at the end), *n of them. */
+static const char *qpos_bytes(const qpos *p, size_t *n) {
+    if (p->i > p->t)
+        return NULL;
+    size_t len = 0;
+    const char *s = NULL;
+    lua_rawgeti(p->L, p->q, p->i);   /* (returns void before 5.3) */
+    if (lua_type(p->L, -1) == LUA_TSTRING)
+        s = lua_tolstring(p->L, -1, &len);
+    lua_pop(p->L, 1);
+    if (!s || p->off > len)
+        luaL_error(p->L, "send queue item %d is not a string (or offset past its end)", (int)p->i);
+    *n = len - p->off;
+    return s + p->off;
+}
+
+/* Move p forward n bytes. */
+static void qpos_skip(qpos *p, size_t n) {
+    size_t left;
+    while (n > 0 && qpos_bytes(p, &left)) {
+        if (n < left) {
+            p->off += n;
+            return;
+        }
+        n -= left;
+        p->i++;
+        p->off = 0;
+    }
+    /* skip empty items too: the next write starts at real bytes */
+    while (qpos_bytes(p, &left) && left == 0) {
+        p->i++;
+        p->off = 0;
+    }
+}
+
+/* Queue items per sendmsg */
+#define GATHER 64
+
+/* Plain: up to GATHER items per sendmsg, until the socket is full. Returns
+ * the bytes written. */
+static size_t plain_send_queue(const lfd *c, qpos *p, const char **err) {
+    size_t total = 0;
+    for (;;) {
+        struct iovec iov[GATHER];
+        qpos scan = *p;
+        size_t want = 0, n;
+        int k = 0;
+        const char *b;
+        while (k < GATHER && (b = qpos_bytes(&scan, &n))) {
+            iov[k].iov_base = (void *)b;
+            iov[k].iov_len = n;
+            want += n;
+            k++;
+            scan.i++;
+            scan.off = 0;
+        }
+        if (want == 0)
+            return total;
+        ssize_t w = ws_fd_sendv(c->fd, iov, k);
+        if (w < 0) {
+            *err = ws_errno_token(errno);
+            return total;
+        }
+        total += (size_t)w;
+        qpos_skip(p, (size_t)w);
+        if ((size_t)w < want) {          /* the socket is full */
+            *err = "timeout";
+            return total;
+        }
+    }
+}
+
+/* TLS: the queue's bytes in records of up to TLS_COPY (small items copied
+ * together; an item with TLS_COPY bytes or more left goes as it is). What
+ * one call hands to SSL_write depends only on the queue from p on, so a
+ * retry after "timeout"/"wantread" starts with the same bytes, as OpenSSL
+ * requires, provided the items it covered stay as they are (*held: the last
+ * of them). Returns the bytes written. */
+static size_t tls_send_queue(const lfd *c, qpos *p, const char **err, lua_Integer *held) {
+    unsigned char buf[TLS_COPY];
+    size_t total = 0;
+    for (;;) {
+        size_t n, len = 0;
+        const char *b = qpos_bytes(p, &n);
+        const void *out = b;
+        qpos scan = *p;
+        if (!b)
+            return total;
+        if (n >= TLS_COPY) {
+            len = n;
+        } else {
+            out = buf;
+            while (len < TLS_COPY && (b = qpos_bytes(&scan, &n))) {
+                size_t take = n < TLS_COPY - len ? n : TLS_COPY - len;
+                memcpy(buf + len, b, take);
+                len += take;
+                scan.off += take;
+                if (take == n) {
+                    scan.i++;
+                    scan.off = 0;
+                }
+            }
+        }
+        size_t w = io_write(c, out, len, err);
+        if (w == 0) {
+            *held = scan.off > 0 || scan.i == p->i ? scan.i : scan.i - 1;
+            return total;
+        }
+        total += w;
+        qpos_skip(p, w);
+    }
+}
+
+/* send_queue(fd, q, i, t, off) -> bytes written [, err, held]
+ * Writes the strings q[i..t], from byte off (1-based) of q[i] on, to a
+ * descriptor or a ws.fd (plain or TLS) without waiting: plain with one
+ * sendmsg per GATHER items, TLS in records of up to 16 KiB. err (nil when
+ * all went): "timeout" (wait until writable), "wantread", "closed" or an
+ * error; held: the last item a TLS write that must be retried covered
+ * (q[i..held] must not change until written). */
+static int l_send_queue(lua_State *L) {
+    lfd c = ws_check_io(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    qpos p = {L, 2, luaL_checkinteger(L, 3), luaL_checkinteger(L, 4), 0};
+    lua_Integer off = luaL_optinteger(L, 5, 1);
+    luaL_argcheck(L, off >= 1, 5, "offset must be >= 1");
+    p.off = (size_t)off - 1;
+    const char *err = NULL;
+    lua_Integer held = 0;
+    size_t total;
+    if (c.fd < 0) {
+        total = 0;
+        err = "closed";
+    } else {
+        qpos_skip(&p, 0);
+        total = c.tls ? tls_send_queue(&c, &p, &err, &held) : plain_send_queue(&c, &p, &err);
+    }
+    lua_pushinteger(L, (lua_Integer)total);
+    if (!err)
+        return 1;
+    lua_pushstring(L, err);
+    if (!held)
+        return 2;
+    lua_pushinteger(L, held);
+    return 3;
+}
+
 /* ---- accepted connections ---------------------------------------------- */
 
 static lfd *check_fd(lua_State *L) {
@@ -440,6 +598,7 @@ static const luaL_Reg fd_meta[] = {
 
 static const luaL_Reg funcs[] = {
     {"send_frame", l_send_frame},
+    {"send_queue", l_send_queue},
     {"accept", l_accept},
     {"wrap_fd", l_wrap_fd},
     {"adopt", l_adopt},

@@ -156,10 +156,14 @@ long ws_fd_raise_limit(void) {
 
 ssize_t ws_fd_send2(int fd, const void *a, size_t an, const void *b, size_t bn) {
     struct iovec iov[2] = {{(void *)a, an}, {(void *)b, bn}};
+    return ws_fd_sendv(fd, iov, bn ? 2 : 1);
+}
+
+ssize_t ws_fd_sendv(int fd, struct iovec *iov, int n) {
     struct msghdr msg;
     memset(&msg, 0, sizeof msg);
     msg.msg_iov = iov;
-    msg.msg_iovlen = bn ? 2 : 1;
+    msg.msg_iovlen = (size_t)n;
     ssize_t r;
     do
         r = sendmsg(fd, &msg, MSG_NOSIGNAL);

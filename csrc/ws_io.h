@@ -4,6 +4,7 @@
 #define WS_IO_H
 
 #include <stddef.h>
+#include <sys/uio.h>
 #include <sys/types.h>
 
 #pragma GCC visibility push(hidden)   /* internal to ws/core.so: see ws_binding.h */
@@ -62,6 +63,9 @@ long ws_fd_raise_limit(void);
 /* One gathered sendmsg(2) of two pieces (b may be empty), no SIGPIPE,
  * retried on EINTR: bytes written or -1 with errno. */
 ssize_t ws_fd_send2(int fd, const void *a, size_t an, const void *b, size_t bn);
+
+/* One gathered sendmsg(2) of n pieces (at most IOV_MAX), as ws_fd_send2. */
+ssize_t ws_fd_sendv(int fd, struct iovec *iov, int n);
 
 /* shutdown(2); how: WS_SHUT_BOTH, WS_SHUT_SEND or WS_SHUT_RECEIVE. 0 or -1. */
 enum { WS_SHUT_BOTH, WS_SHUT_SEND, WS_SHUT_RECEIVE };

@@ -9,7 +9,9 @@
 -- dirty) whose bytes are fed to the protocol.
 --
 -- Concurrency: one coroutine may receive while others send; sends are
--- queued whole, so frames of two sends never interleave.
+-- queued whole, so frames of two sends never interleave. Queued frames go
+-- out together (one gathered write), and sends made while more input is
+-- buffered are corked into such a write (see CORK).
 -- @module ws.connection
 local socket = require "socket"
 local core = require "ws.core"
@@ -19,7 +21,8 @@ local protocol = require "ws.protocol"
 local logging = require "ws.log"
 
 local gettime = socket.gettime
-local send_frame, frame, utf8_valid, new_table = core.send_frame, core.frame, core.utf8_valid, core.new_table
+local send_frame, send_queue, frame, utf8_valid, new_table =
+  core.send_frame, core.send_queue, core.frame, core.utf8_valid, core.new_table
 local co_running = coroutine.running
 local min = math.min
 
@@ -37,7 +40,16 @@ local Conn = setmetatable({}, { __index = protocol.Protocol })
 Conn.__index = Conn
 Conn.__name = "ws.conn"
 
-local keepalive, from_inbox, read_ready
+-- Corking (Conn:send): while the reader holds unread input, a send only
+-- queues its frame (up to self.cork bytes: min(CORK, max_queue)); the
+-- queue then goes out in one gathered write (write_some) when a send finds
+-- no more input buffered, before the receiver waits for input, or at the
+-- latest when the scheduler next runs its tasks (the uncork task, spawned
+-- once per corked burst). With one message in flight nothing is buffered,
+-- so every send still writes at once.
+local CORK = 64 * 1024
+
+local keepalive, from_inbox, read_ready, uncork
 
 --- Wrap an upgraded, non-blocking socket.
 -- opts: role ("server"|"client"), buffered (bytes read past the handshake),
@@ -75,12 +87,17 @@ function M.new(sock, opts)
   self.inbox = false         -- messages read while nobody received (see read_ready)
   self.background = false    -- = receiver while a task reads for nobody (keepalive, closing)
   self.burst = 0             -- messages received without waiting (see receive)
+  self.corked = false        -- an uncork task is due (see CORK)
   sock:settimeout(0)
   -- plain TCP or our TLS: read straight from the descriptor, and (server
   -- frames are unmasked) write header and payload at once
   local fd = io_.raw_fd(sock)
   self.rfd = fd
   self.wfd = role == "server" and fd or nil
+  self.gfd = fd              -- the queue's frames go out together through it (write_some)
+  -- sends cork (queue while input is buffered) with a descriptor to gather
+  -- on and a scheduler to flush at the end of the round
+  self.cork = fd and self.sched and min(CORK, self.max_queue or CORK) or 0
   if opts.buffered and opts.buffered ~= "" then self:receive_data(opts.buffered) end
   local sched = self.sched
   if self.ping_interval and sched then
@@ -108,7 +125,7 @@ end
 local function teardown(self, code, reason)
   if self.state == "closed" then return end
   self:connection_lost(code, reason)
-  self.rfd, self.wfd = nil, nil
+  self.rfd, self.wfd, self.gfd = nil, nil, nil
   local sched = self.sched
   if sched then sched:forget(self.sock) end
   self.sock:close()
@@ -159,27 +176,72 @@ end
 -- send_frame, and only when the queue is empty); so frames never
 -- interleave. Other senders wait in self.waiters for their item's seq.
 
+-- What a write that came up short asks us to wait for (others: it failed).
+local WANT = { timeout = "w", wantwrite = "w", wantread = "r" }
+
+-- Write rounds in a row without progress after which the writer gives up:
+-- a transport that claims to be ready and is not must not spin (as io.write).
+local STALLS = 16
+
+-- One non-blocking write of the queue from its head. On a descriptor (plain
+-- or our TLS) the queued frames go out together: one sendmsg, or TLS
+-- records of up to 16 KiB, not one system call (and record) per frame.
+-- Returns true (queue empty), or false, err, progressed.
+local function write_some(self)
+  local fd = self.gfd
+  if fd then
+    local n, err, held = send_queue(fd, self.q, self.qh, self.qt, self.qoff)
+    self:wrote_bytes(n)
+    if held and held > self.qheld then self.qheld = held end
+    if not err then return true end
+    return false, err, n > 0
+  end
+  local progressed = false
+  while true do
+    local s, i = self:head()
+    if not s then return true end
+    local last, err, sent = io_.send(self.sock, s, i)
+    if not last then
+      if sent and sent >= i then
+        self:wrote(sent)
+        progressed = true
+      end
+      return false, err, progressed
+    end
+    self:wrote(#s)
+    progressed = true
+  end
+end
+
 -- Become the writer and write the queue until it is empty (or deadline);
 -- wake the senders whose items went out. A failure drops the connection.
 local function write_queue(self, deadline)
   assert(self.writer == false or self.writer == true, "two writers on one send queue")
   self.writer = co_running() or true
-  local sock, err = self.sock, nil
+  local err, stalls = nil, 0
   while true do
-    local s, i = self:head()
-    if not s then break end
-    local ok, werr, last = io_.write(sock, s, i, deadline, self.sched or false)
-    if not ok then
-      -- (a wait woken by teardown finds the queue gone)
-      if self.state ~= "closed" and last and last >= i then self:wrote(last) end
-      err = werr
+    -- (a wait woken by teardown finds the connection closed)
+    if self.state == "closed" then
+      err = "closed"
       break
     end
-    self:wrote(#s)
+    local done, werr, progressed = write_some(self)
     local w = self.waiters
     while w[1] and w[1][1] <= self.written do
       local co = table.remove(w, 1)[2]
       self.sched:wake(co, true)
+    end
+    if done then break end
+    stalls = progressed and 0 or stalls + 1
+    local want = WANT[werr]
+    if not want or stalls > STALLS then
+      err = want and "closed" or werr
+      break
+    end
+    local ok, e = wait(self, want, deadline)
+    if not ok then
+      err = e
+      break
     end
   end
   self.writer = false
@@ -214,21 +276,13 @@ end
 -- Returns true (queue empty), false (the rest waits), nil (connection broke).
 local function write_now(self)
   assert(not self.writer, "write_now with a writer at work")
-  local sock = self.sock
-  while true do
-    local s, i = self:head()
-    if not s then return true end
-    local last, err, sent = io_.send(sock, s, i)
-    if not last then
-      if err ~= "timeout" and err ~= "wantwrite" and err ~= "wantread" then
-        teardown(self, 1006, err)
-        return nil
-      end
-      if sent and sent >= i then self:wrote(sent) end
-      return false
-    end
-    self:wrote(#s)
+  local done, err = write_some(self)
+  if done then return true end
+  if not WANT[err] then
+    teardown(self, 1006, err)
+    return nil
   end
+  return false
 end
 
 -- Wait until queue item seq is written: at once if the socket takes it
@@ -306,6 +360,16 @@ local function kick(self)
   return true
 end
 
+-- Write the corked frames now (the rest, if the socket is full, by a task).
+local function flush_cork(self)
+  if self.state ~= "closed" and not self.writer and self.qh <= self.qt then kick(self) end
+end
+
+function uncork(self)
+  self.corked = false
+  flush_cork(self)
+end
+
 ---- closing -------------------------------------------------------------------
 
 -- Discard input until the peer closes TCP, for at most a second.
@@ -341,7 +405,13 @@ end
 ---- sending -------------------------------------------------------------------
 
 --- Send a message. kind is "text" (default; must be UTF-8) or "binary".
--- Returns true, or nil, err ("closed", "timeout", "invalid utf-8").
+-- Returns true once written (waiting up to send_timeout), or, while the
+-- reader holds more input, once queued (corked: see CORK; a write that
+-- fails later closes the connection, and the next call says "closed");
+-- or nil, err ("closed", "timeout", "invalid utf-8").
+---@param data string
+---@param kind? "text"|"binary"
+---@return true|nil, string|nil
 function Conn:send(data, kind)
   if type(data) ~= "string" then error("bad argument #1 to 'send' (string expected, got " .. type(data) .. ")", 2) end
   kind = kind or "text"
@@ -349,6 +419,17 @@ function Conn:send(data, kind)
   if self.state ~= "open" then return nil, "closed" end
   local z = self.deflate
   if z and #data < self.threshold then z = nil end
+  if self.cork > 0 and not self.writer and self.reader:pending() > 0 and self:queued() + #data < self.cork then
+    -- corked: more input is already here, so the handler will be back
+    -- soon with more to send; this frame goes out with those (see cork)
+    if kind == "text" and not utf8_valid(data) then return nil, "invalid utf-8" end
+    self:push(frame(data, kind, true, self.masked, z or 0))
+    if not self.corked then
+      self.corked = true
+      self.sched:spawn(uncork, self)
+    end
+    return true
+  end
   local fd = self.wfd
   if fd and self.qh > self.qt and not self.writer then
     -- send_frame checks the UTF-8 of text itself (and compresses with z)
@@ -458,8 +539,11 @@ local function receive(self, deadline)
     elseif self.rfd then
       -- (TLS may need to write to read on: "wantwrite")
       if data ~= "timeout" and data ~= "wantwrite" then return lost(self) end
-      local ok, err, c, r = wait_input(self, deadline, data == "wantwrite" and "w" or "r")
-      if not ok then return ok, err, c, r end
+      flush_cork(self)   -- (a failed write closed the connection: the loop's top says so)
+      if self.state ~= "closed" then
+        local ok, err, c, r = wait_input(self, deadline, data == "wantwrite" and "w" or "r")
+        if not ok then return ok, err, c, r end
+      end
     else
       -- a socket ws.core cannot read (LuaSec, a wrapper): its own receive
       -- (LuaSec decrypts what is there)

@@ -18,12 +18,14 @@
 --
 -- Outgoing bytes wait in a queue (q[qh..qt], the head written up to
 -- qoff - 1); `written` counts items fully written, so an item's sequence
--- number (returned by push) tells when it is out.
+-- number (returned by push) tells when it is out. Items up to `qheld` were
+-- handed to a write that must be retried with the same bytes (TLS): they
+-- are neither dropped nor replaced.
 -- @module ws.protocol
 local core = require "ws.core"
 
 local frame, close_payload, utf8_valid, new_table = core.frame, core.close_payload, core.utf8_valid, core.new_table
-local concat = table.concat
+local concat, min = table.concat, math.min
 
 local M = {}
 
@@ -72,7 +74,7 @@ function M.new(opts, mt, obj)
   self.reader = core.reader { role = role, max_message = opts.max_message or 0,
                               rsv_allowed = z and 4 or 0, deflate = z }
   self.deflate, self.threshold = z, deflate and deflate.threshold or 0
-  self.q, self.qh, self.qt, self.qoff, self.qbytes, self.written = {}, 1, 0, 1, 0, 0
+  self.q, self.qh, self.qt, self.qoff, self.qbytes, self.written, self.qheld = {}, 1, 0, 1, 0, 0, 0
   self.max_queue, self.idle_timeout, self.last_seen = opts.max_queue, opts.idle_timeout, now
   self.ping_interval, self.ping_timeout = interval, opts.ping_timeout or 20
   self.next_ping = interval and now + interval
@@ -114,15 +116,32 @@ function Protocol:wrote(last)
   self.written = self.written + 1
 end
 
+--- Record n bytes written from the head on, across items (empty items
+-- on the way count as written).
+---@param n integer
+function Protocol:wrote_bytes(n)
+  while self.qh <= self.qt do
+    local s, i = self.q[self.qh], self.qoff
+    local left = #s - i + 1
+    if n < left then
+      self.qoff = i + n
+      return
+    end
+    n = n - left
+    self:wrote(#s)
+  end
+end
+
 --- Drop the queued items not started yet (a partly written head stays, so
--- the frames on the wire stay whole; busy: the driver is writing the head,
--- keep it). Returns the sequence number of the last item kept: items after
--- it will never be written.
+-- the frames on the wire stay whole, and so do the items up to qheld;
+-- busy: the driver is writing the head, keep it). Returns the sequence
+-- number of the last item kept: items after it will never be written.
 ---@param busy? boolean
 ---@return integer
 function Protocol:drop_unstarted(busy)
   local q, h = self.q, self.qh
   local keep = (busy or self.qoff > 1) and h <= self.qt and h or h - 1
+  if self.qheld > keep then keep = min(self.qheld, self.qt) end
   for i = keep + 1, self.qt do
     self.qbytes = self.qbytes - #q[i]
     q[i] = nil
@@ -201,7 +220,7 @@ end
 -- reads nothing holds at most two pongs here, not one per ping.
 function Protocol:pong(data)
   local bytes, i, q = frame(data, "pong", true, self.masked), self.pong_at, self.q
-  if i and i > self.qh and i <= self.qt then
+  if i and i > self.qh and i > self.qheld and i <= self.qt then
     self.qbytes = self.qbytes + #bytes - #q[i]
     q[i] = bytes
   else

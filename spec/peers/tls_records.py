@@ -1,0 +1,91 @@
+"""A wss:// client that counts the TLS records the server sends: TLS runs
+over memory BIOs, so every byte from the socket is parsed into records
+before OpenSSL (Python's ssl) sees it. It sends BURSTS bursts of N masked
+32-byte text messages, each burst in one write, checks that the N echoes
+come back whole and in order, and prints one JSON line:
+{"records": [application-data records received per burst], "echoed": total}
+(spec/cork_spec.lua). Usage: tls_records.py PORT BURSTS N"""
+import json, os, socket, ssl, struct, sys
+
+port, bursts, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+tls = ctx.wrap_bio(inc, out)
+sock = socket.create_connection(("127.0.0.1", port))
+sock.settimeout(10)
+raw = bytearray()
+records = 0          # application-data records (type 23) seen so far
+
+
+def push():
+    data = out.read()
+    if data:
+        sock.sendall(data)
+
+
+def pull():
+    """Read from the socket; hand whole records to TLS, counting them."""
+    global records
+    data = sock.recv(65536)
+    if not data:
+        raise EOFError("server closed")
+    raw.extend(data)
+    while len(raw) >= 5:
+        size = struct.unpack(">H", raw[3:5])[0]
+        if len(raw) < 5 + size:
+            break
+        if raw[0] == 23:
+            records += 1
+        inc.write(bytes(raw[:5 + size]))
+        del raw[:5 + size]
+
+
+def call(fn, *args):
+    while True:
+        try:
+            r = fn(*args)
+            push()
+            return r
+        except ssl.SSLWantReadError:
+            push()
+            pull()
+
+
+call(tls.do_handshake)
+call(tls.write, ("GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                 "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                 "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+buf = b""
+while b"\r\n\r\n" not in buf:
+    buf += call(tls.read, 65536)
+assert buf.startswith(b"HTTP/1.1 101"), buf
+buf = buf[buf.index(b"\r\n\r\n") + 4:]
+
+
+def frame(payload):
+    key = os.urandom(4)
+    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return bytes([0x81, 0x80 | len(payload)]) + key + masked
+
+
+per_burst, echoed = [], 0
+for b in range(bursts):
+    sent = [("b%03d-m%04d-" % (b, i)).encode().ljust(32, b".") for i in range(n)]
+    before = records
+    call(tls.write, b"".join(frame(p) for p in sent))   # one record, one write
+    got = 0
+    while got < n:
+        if len(buf) >= 2 and len(buf) >= 2 + (buf[1] & 127):
+            size = buf[1] & 127
+            assert buf[0] == 0x81 and size < 126, buf[:4]
+            assert buf[2:2 + size] == sent[got], (buf[2:2 + size], sent[got])
+            buf = buf[2 + size:]
+            got += 1
+            continue
+        buf += call(tls.read, 65536)
+    echoed += got
+    per_burst.append(records - before)
+print(json.dumps({"records": per_burst, "echoed": echoed}), flush=True)
+sock.close()
