@@ -28,6 +28,7 @@
 -- @module ws.hub
 local socket = require "socket"
 local core = require "ws.core"
+local fanout = require "ws.fanout"
 local redis = require "ws.redis"
 local logging = require "ws.log"
 local options = require "ws.options"
@@ -143,11 +144,7 @@ end
 
 -- Queue one encoded frame to the topic's connections, call its listeners.
 local function deliver(self, t, data, kind, except, info)
-  local bytes = core.frame(data, kind)
-  local n = 0
-  for conn in pairs(t.conns) do
-    if conn ~= except and conn:send_encoded(bytes) then n = n + 1 end
-  end
+  local n = fanout.send(t.conns, core.frame(data, kind), except)
   for _, fn in ipairs(t.fns) do
     local ok, err = pcall(fn, data, kind, info)
     if not ok then self.log("error", "hub listener failed: " .. tostring(err), { topic = info.topic }) end
