@@ -6,6 +6,9 @@
 #      BENCH_DEPTH=32 / BENCH_DEPTH_BIG=2: messages in flight per connection for
 #      32 B and 4 KiB / for 1 MiB; deep enough that the server, not the
 #      ping-pong of wake-ups between the two cores, is the bottleneck
+#      BENCH_BASE=TREE: also a server "base", ours with the Lua modules and ws.core
+#      of rocks tree TREE (a copy of .rocks before a change), in every group
+#      ours is in: a change and its base measured in one run, in turn
 #      BENCH_CODEC=0 (skip codec.lua)  BENCH_PORT=18700 (ports are tried upward from it)
 #      BENCH_COLUMNS="deep rt1 pmd upg idle" (all by default), groups of columns:
 #        deep: 32 B / 4 KiB / 1 MiB echo, BENCH_DEPTH messages in flight
@@ -39,13 +42,15 @@ else
 fi
 DEPTH=${BENCH_DEPTH:-32} DEPTH_BIG=${BENCH_DEPTH_BIG:-2}
 SERVERS=${BENCH_SERVERS:-"ours gorilla node-ws py-websockets lua-http lws"}
+BASE=${BENCH_BASE:-}
+[ -n "$BASE" ] && SERVERS="$SERVERS base"
 COLUMNS=${BENCH_COLUMNS:-"deep rt1 pmd tls fan cli upg idle"}
 FAN_SUBS=${BENCH_FAN_SUBS:-1000} FAN_DEPTH=${BENCH_FAN_DEPTH:-4}
 has() { case " $COLUMNS " in *" $1 "*) return 0 ;; esac; return 1; }
 # permessage-deflate peers: those with the extension (lua-http and our lws
 # peer have it off)
 PMD_SERVERS=""
-for s in $SERVERS; do case $s in ours|gorilla|node-ws|py-websockets) PMD_SERVERS="$PMD_SERVERS $s" ;; esac; done
+for s in $SERVERS; do case $s in ours|base|gorilla|node-ws|py-websockets) PMD_SERVERS="$PMD_SERVERS $s" ;; esac; done
 # and TLS, and fan-out (the same ones)
 TLS_SERVERS=$PMD_SERVERS FAN_SERVERS=$PMD_SERVERS
 CERT=$OUT/tls/cert.pem KEY=$OUT/tls/key.pem
@@ -104,10 +109,13 @@ start() {
   log=$OUT/$1.log
   next_port; set -- "$1" "$PORT" "${2:-}"; SPORT=$PORT
   peer_args=$3
+  tree=$ROOT/.rocks
+  [ "$1" = base ] && tree=$BASE
+  SPATH="$tree/share/lua/5.4/?.lua;$tree/share/lua/5.4/?/init.lua;;" SCPATH="$tree/lib/lua/5.4/?.so;;"
   [ "$3" = tls ] && peer_args="tls $CERT $KEY"
   if [ "$3" = fan ]; then   # the fan-out servers
     case $1 in
-      ours) LUA_PATH=$OURS_PATH LUA_CPATH=$OURS_CPATH taskset -c 0 lua5.4 examples/chat.lua --port "$2" >>"$log" 2>&1 & ;;
+      ours|base) LUA_PATH=$SPATH LUA_CPATH=$SCPATH taskset -c 0 lua5.4 examples/chat.lua --port "$2" >>"$log" 2>&1 & ;;
       gorilla) [ -x "$OUT/gorilla_fanout" ] || return 1
         GOMAXPROCS=1 taskset -c 0 "$OUT/gorilla_fanout" "$2" >>"$log" 2>&1 & ;;
       node-ws) taskset -c 0 node bench/peers/node_fanout.js "$2" >>"$log" 2>&1 & ;;
@@ -116,11 +124,11 @@ start() {
     esac
   else
   case $1 in
-    ours) if [ "$3" = tls ]; then
-            LUA_PATH=$OURS_PATH LUA_CPATH=$OURS_CPATH taskset -c 0 lua5.4 examples/wss_echo.lua --port "$2" \
+    ours|base) if [ "$3" = tls ]; then
+            LUA_PATH=$SPATH LUA_CPATH=$SCPATH taskset -c 0 lua5.4 examples/wss_echo.lua --port "$2" \
               --cert "$CERT" --key "$KEY" >>"$log" 2>&1 &
           else
-            LUA_PATH=$OURS_PATH LUA_CPATH=$OURS_CPATH taskset -c 0 lua5.4 examples/echo.lua --port "$2" \
+            LUA_PATH=$SPATH LUA_CPATH=$SCPATH taskset -c 0 lua5.4 examples/echo.lua --port "$2" \
               ${3:+--compression} >>"$log" 2>&1 &
           fi ;;
     gorilla) [ -x "$OUT/gorilla_echo" ] || return 1
