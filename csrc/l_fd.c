@@ -190,7 +190,7 @@ static int l_fanout(lua_State *L) {
     const char *bytes = luaL_checklstring(L, 1, &len);
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_Integer n = luaL_checkinteger(L, 3);
-    luaL_argcheck(L, n >= 0 && (lua_Unsigned)n <= (size_t)-1 / sizeof(ws_fan_target), 3, "bad count");
+    luaL_argcheck(L, n >= 0 && (size_t)n <= (size_t)-1 / sizeof(ws_fan_target), 3, "bad count");
     ws_fan_target few[64], *t = few;
     if (n > 64)
         t = (ws_fan_target *)lua_newuserdatauv(L, (size_t)n * sizeof *t, 0);   /* freed by the GC */
