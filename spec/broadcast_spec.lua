@@ -193,8 +193,8 @@ describe("fan-out to many connections", function()
     H.run_task(l, 120, function()
       local tls = { cafile = dir .. "/ca.pem" }
       local readers, results = {}, {}
-      for i = 1, 2 do readers[#readers + 1] = assert(ws.connect("ws://127.0.0.1:" .. plain.port .. "/ws", { timeout = 5 })) end
-      for i = 1, 2 do
+      for _ = 1, 2 do readers[#readers + 1] = assert(ws.connect("ws://127.0.0.1:" .. plain.port .. "/ws", { timeout = 5 })) end
+      for _ = 1, 2 do
         readers[#readers + 1] = assert(ws.connect("wss://127.0.0.1:" .. secure.port .. "/ws", { timeout = 5, tls = tls }))
       end
       local stalled = assert(ws.connect("wss://127.0.0.1:" .. secure.port .. "/ws", { timeout = 5, tls = tls }))
@@ -295,7 +295,7 @@ describe("fan-out to many connections", function()
       end
       assert.truthy(dropped_at, "the slow peer was dropped")
       -- the readers got everything, and a few more after the drop
-      for i = 1, 5 do
+      for _ = 1, 5 do
         sent = sent + 1
         assert.equal(2, server:broadcast(msg(sent), "binary"))
       end
