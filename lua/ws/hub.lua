@@ -13,9 +13,11 @@
 -- the last leaves. Each message carries the publishing node's id and a
 -- per-(node, topic) sequence: a node delivers its own messages locally at
 -- once and ignores their echo; receivers drop anything they already saw.
--- Publishing only queues (pipelined, coalesced writes); fan-out only
--- queues frames (encoded once), so a slow client never slows the Redis
--- reader, and one past max_queue is closed with 1008.
+-- Publishing only queues (pipelined, coalesced writes); fan-out never
+-- waits (a frame encoded once, written by one C call to every connection
+-- with an empty send queue, queued for the others: ws.fanout), so a slow
+-- client never slows the Redis reader, and one past max_queue is closed
+-- with 1008.
 --
 -- ordered = true: one total order per topic. A server-side Lua script
 -- numbers each message (offset, epoch), appends it to a capped Stream and
