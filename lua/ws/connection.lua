@@ -372,7 +372,9 @@ end
 
 --- Write what is queued without waiting: what the socket takes now, the
 -- rest by a task; past max_queue the connection is dropped (1008). For
--- ws.fanout, which queues frames itself. Returns true, or nil, err.
+-- ws.fanout, which queues frames itself.
+---@return true|nil ok
+---@return string? err
 Conn.write_queued = kick
 
 local function control(self, kind, data)
