@@ -144,7 +144,7 @@ local function topic_of(self, topic)
   return t
 end
 
--- Queue one encoded frame to the topic's connections, call its listeners.
+-- Write (or queue) one encoded frame to the topic's connections, call its listeners.
 local function deliver(self, t, data, kind, except, info)
   local n = fanout.send(t.conns, core.frame(data, kind), except)
   for _, fn in ipairs(t.fns) do
