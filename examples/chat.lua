@@ -64,10 +64,9 @@ local function start()
       if verbose then
         log("relay %s: %s %d bytes to %d%s", conn.peer, kind, #message, n, err and " (" .. err .. ")" or "")
       end
-      -- receive() does not yield while this peer's input keeps coming and
-      -- publish() only queues: let the other tasks (those writing the
-      -- queues out, the other handlers, Redis) run between two messages
-      server.loop:sleep(0)
+      -- no yield here: what this peer sent at once is published at once and
+      -- goes out in one write per receiver when this task waits (ws.fanout);
+      -- receive() itself yields after 64 messages, so others still get to run
     end
     online = online - 1
     log("leave %s (%s %s) (%d online)", conn.peer, tostring(conn.close_code), conn.close_reason or "", online)

@@ -189,7 +189,7 @@ describe("fan-out to many connections", function()
     local K, BIG = 150, 80000
     local bytes = 0
     for i = 1, K do bytes = bytes + #core.frame(msg(i, BIG), "binary") end
-    local partial, queued = 0, 0
+    local partial = 0
     H.run_task(l, 120, function()
       local tls = { cafile = dir .. "/ca.pem" }
       local readers, results = {}, {}
@@ -218,15 +218,14 @@ describe("fan-out to many connections", function()
         end)
       end
       for i = 1, K do
-        local idle = {}
-        for k, c in ipairs(conns) do idle[k] = c.qh > c.qt and not c.writer end
         assert.equal(8, hub:publish("t", msg(i, BIG), "binary"))
-        for k, c in ipairs(conns) do
-          -- the C call wrote part of the frame: the rest is the queue's head
-          if idle[k] and c.qoff > 1 then partial = partial + 1 end
-          if idle[k] and c.qh <= c.qt then queued = queued + 1 end
+        if i % 10 == 0 then
+          -- the batch of 10 goes out; a socket that took part of it keeps the rest queued
+          l:sleep(0)
+          for _, c in ipairs(conns) do
+            if c.qoff > 1 then partial = partial + 1 end
+          end
         end
-        if i % 10 == 0 then l:sleep(0) end
       end
       for i = 1, K do
         local data = stalled:receive(30)
@@ -247,8 +246,8 @@ describe("fan-out to many connections", function()
       assert.equal(K, #got)
       for i = 1, K do assert.equal(msg(i, BIG), got[i]) end
     end
-    -- the full sockets made the fast path stop inside a frame
-    assert.is_true(partial >= 1 and queued >= partial, partial .. " partial writes, " .. queued .. " queued")
+    -- the full sockets took part of a frame
+    assert.is_true(partial >= 1, partial .. " partial writes")
   end)
 
   it("fails a peer that stops reading with 1008 once its queue passes max_queue; frames stay whole; others keep up",

@@ -1,53 +1,131 @@
 --- One encoded frame to many connections (server:broadcast, hub:publish).
 --
--- Connections whose send queue is empty (no writer, a descriptor ws.core can
--- write: plain TCP or our TLS) get the frame in one C call, one send each;
--- the others, and any that did not take all of it, have the (rest of the)
--- frame queued as conn:send_encoded would, so frames stay whole and in order
--- and max_queue (1008) holds as before.
+-- A connection with an empty send queue, no writer and a descriptor
+-- ws.core can write (plain TCP or our TLS) gets the frame queued and is
+-- written by a flush task of its scheduler, one round later, together with
+-- everything else broadcast to it meanwhile: one C call writes each such
+-- connection's frames with one send (TLS: writes until no progress), so a
+-- burst of broadcasts costs one system call and one wake-up of the peer
+-- per connection, not one per frame. The other connections, and what a
+-- full socket did not take, go through the connection's own queue writer
+-- (conn:write_queued), so frames stay whole and in order and max_queue
+-- (1008) holds as for any send.
 -- @module ws.fanout
 local core = require "ws.core"
 
-local fanout = core.fanout
+local fanout, concat = core.fanout, table.concat
 
 local M = {}
 
+-- Per scheduler: the frames broadcast since its last flush, and the
+-- connections waiting for it with the index of their first frame.
+local batches = setmetatable({}, { __mode = "k" })
+
+-- Mark item by item what the socket took of conn's queue: sent bytes.
+local function wrote(conn, sent)
+  while sent > 0 do
+    local len = #conn.q[conn.qh] - (conn.qoff - 1)
+    if sent < len then
+      conn:wrote(conn.qoff - 1 + sent)
+      return
+    end
+    conn:wrote(#conn.q[conn.qh])
+    sent = sent - len
+  end
+end
+
+-- Task: write every waiting connection's frames, one C call per group of
+-- connections that wait for the same frames (all of them, usually).
+local function flush(b)
+  local frames, nf, conns, firsts, nc = b.frames, b.nf, b.conns, b.firsts, b.nc
+  b.frames, b.nf, b.conns, b.firsts, b.nc = {}, 0, {}, {}, 0
+  local groups, slow, ns = {}, {}, 0
+  for k = 1, nc do
+    local conn, f = conns[k], firsts[k]
+    conn.fanout_batch = nil
+    if conn.state == "open" then
+      -- its queue must be exactly frames f..nf, not started: else (another
+      -- send wrote it or added to it meanwhile) its own writer does it
+      local same = conn.wfd and not conn.writer and conn.qoff == 1 and conn.qt - conn.qh == nf - f
+      for i = 0, same and nf - f or -1 do
+        if conn.q[conn.qh + i] ~= frames[f + i] then same = false break end
+      end
+      if same then
+        local g = groups[f]
+        if not g then
+          g = { fds = {}, conns = {}, n = 0 }
+          groups[f] = g
+        end
+        local n = g.n + 1
+        g.fds[n], g.conns[n], g.n = conn.wfd, conn, n
+      else
+        ns = ns + 1
+        slow[ns] = conn
+      end
+    end
+  end
+  for f, g in pairs(groups) do
+    local bytes = f == nf and frames[f] or concat(frames, "", f, nf)
+    local missed, list = fanout(bytes, g.fds, g.n)
+    local short = {}
+    for k = 1, 2 * missed, 2 do short[list[k]] = list[k + 1] end
+    for k = 1, g.n do
+      local conn, sent = g.conns[k], short[k]
+      wrote(conn, sent or #bytes)
+      if sent then
+        ns = ns + 1
+        slow[ns] = conn
+      end
+    end
+  end
+  for k = 1, ns do slow[k]:write_queued() end
+end
+
 --- Send the encoded frame bytes to every open connection of the set
--- (conn -> true) but except, without waiting. Returns how many took it
--- (or have it queued).
+-- (conn -> true) but except, without waiting. Returns how many have it
+-- queued (or written).
 ---@param set table
 ---@param bytes string an encoded frame (core.frame)
 ---@param except? table a connection to leave out
 ---@return integer count
 function M.send(set, bytes, except)
-  -- nothing here has side effects until every frame is written or queued:
-  -- a close hook run by a later step (teardown) may broadcast again and
-  -- must find this frame ahead of its own in every queue
-  local fds, fast, slow, m, s = {}, {}, {}, 0, 0
+  local n, slow, ns = 0, nil, 0
+  local lastb, lasti, added   -- batch -> index of this frame in it (one batch, usually)
   for conn in pairs(set) do
     if conn ~= except and conn.state == "open" then
-      local fd = conn.wfd
-      if fd and not conn.writer and conn.qh > conn.qt then
-        m = m + 1
-        fds[m], fast[m] = fd, conn
+      local b = conn.fanout_batch
+      local sched = conn.sched
+      if not b and sched and conn.wfd and not conn.writer and conn.qh > conn.qt then
+        b = batches[sched]
+        if not b then
+          b = { frames = {}, nf = 0, conns = {}, firsts = {}, nc = 0 }
+          batches[sched] = b
+        end
+        if b.nc == 0 then sched:spawn(flush, b) end
+        b.nc = b.nc + 1
+        b.conns[b.nc] = conn
+        conn.fanout_batch = b
+      end
+      conn:push(bytes)
+      if b then
+        -- this frame, once in the batch
+        local i = b == lastb and lasti or added and added[b]
+        if not i then
+          i = b.nf + 1
+          b.nf, b.frames[i] = i, bytes
+          if lastb then added = added or { [lastb] = lasti } ; added[b] = i end
+          lastb, lasti = b, i
+        end
+        if b.conns[b.nc] == conn and not b.firsts[b.nc] then b.firsts[b.nc] = i end
+        n = n + 1
       else
-        s = s + 1
-        slow[s] = conn
-        conn:push(bytes)
+        slow = slow or {}
+        ns = ns + 1
+        slow[ns] = conn
       end
     end
   end
-  local missed, list = 0, nil
-  if m > 0 then missed, list = fanout(bytes, fds, m) end
-  for k = 1, 2 * missed, 2 do
-    local conn, sent = fast[list[k]], list[k + 1]
-    conn:push(bytes)
-    if sent > 0 then conn:wrote(sent) end
-    s = s + 1
-    slow[s] = conn
-  end
-  local n = m - missed
-  for k = 1, s do
+  for k = 1, ns do
     if slow[k]:write_queued() then n = n + 1 end
   end
   return n
