@@ -2,11 +2,11 @@
 --
 -- A connection with an empty send queue, no writer and a descriptor
 -- ws.core can write (plain TCP or our TLS) gets the frame queued and is
--- written by a flush task of its scheduler, one round later, together with
--- everything else broadcast to it meanwhile: one C call writes each such
--- connection's frames with one send (TLS: writes until no progress), so a
--- burst of broadcasts costs one system call and one wake-up of the peer
--- per connection, not one per frame. The other connections, and what a
+-- written by a flush task of its scheduler (which runs once the calling
+-- task waits or yields), together with everything broadcast to it
+-- meanwhile: one C call writes each such connection's frames with one send
+-- (TLS: writes until no progress), so a burst of broadcasts costs one
+-- system call and one wake-up of the peer per connection, not one per frame. The other connections, and what a
 -- full socket did not take, go through the connection's own queue writer
 -- (conn:write_queued), so frames stay whole and in order and max_queue
 -- (1008) holds as for any send.
@@ -90,33 +90,32 @@ end
 ---@return integer count
 function M.send(set, bytes, except)
   local n, slow, ns = 0, nil, 0
-  local lastb, lasti, added   -- batch -> index of this frame in it (one batch, usually)
+  local added = {}   -- batch -> the index of this frame in it
   for conn in pairs(set) do
     if conn ~= except and conn.state == "open" then
-      local b = conn.fanout_batch
-      local sched = conn.sched
-      if not b and sched and conn.wfd and not conn.writer and conn.qh > conn.qt then
+      conn:push(bytes)
+      local b, sched = conn.fanout_batch, conn.sched
+      -- (its queue was empty: this frame is its only item)
+      local fresh = not b and sched and conn.wfd and not conn.writer and conn.qh == conn.qt
+      if fresh then
         b = batches[sched]
         if not b then
           b = { frames = {}, nf = 0, conns = {}, firsts = {}, nc = 0 }
           batches[sched] = b
         end
         if b.nc == 0 then sched:spawn(flush, b) end
-        b.nc = b.nc + 1
-        b.conns[b.nc] = conn
-        conn.fanout_batch = b
       end
-      conn:push(bytes)
       if b then
-        -- this frame, once in the batch
-        local i = b == lastb and lasti or added and added[b]
+        local i = added[b]
         if not i then
           i = b.nf + 1
-          b.nf, b.frames[i] = i, bytes
-          if lastb then added = added or { [lastb] = lasti } ; added[b] = i end
-          lastb, lasti = b, i
+          b.nf, b.frames[i], added[b] = i, bytes, i
         end
-        if b.conns[b.nc] == conn and not b.firsts[b.nc] then b.firsts[b.nc] = i end
+        if fresh then
+          local c = b.nc + 1
+          b.conns[c], b.firsts[c], b.nc = conn, i, c
+          conn.fanout_batch = b
+        end
         n = n + 1
       else
         slow = slow or {}

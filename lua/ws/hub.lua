@@ -14,10 +14,9 @@
 -- per-(node, topic) sequence: a node delivers its own messages locally at
 -- once and ignores their echo; receivers drop anything they already saw.
 -- Publishing only queues (pipelined, coalesced writes); fan-out never
--- waits (a frame encoded once, written by one C call to every connection
--- with an empty send queue, queued for the others: ws.fanout), so a slow
--- client never slows the Redis reader, and one past max_queue is closed
--- with 1008.
+-- waits (a frame encoded once; what a task publishes before it waits goes
+-- out in one write per connection: ws.fanout), so a slow client never
+-- slows the Redis reader, and one past max_queue is closed with 1008.
 --
 -- ordered = true: one total order per topic. A server-side Lua script
 -- numbers each message (offset, epoch), appends it to a capped Stream and
@@ -144,7 +143,7 @@ local function topic_of(self, topic)
   return t
 end
 
--- Write (or queue) one encoded frame to the topic's connections, call its listeners.
+-- Send one encoded frame to the topic's connections (ws.fanout), call its listeners.
 local function deliver(self, t, data, kind, except, info)
   local n = fanout.send(t.conns, core.frame(data, kind), except)
   for _, fn in ipairs(t.fns) do
