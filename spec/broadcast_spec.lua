@@ -316,6 +316,66 @@ describe("fan-out to many connections", function()
     assert.same({ opcode = 8, payload = "\3\240send queue full" }, { opcode = last.opcode, payload = last.payload })
   end)
 
+  it("gathers what a task broadcasts before it waits: one write per connection, in order with its own sends and topics",
+    function()
+    local l = loop.new()
+    local hub = ws.hub()
+    local server = assert(ws.listen { host = "127.0.0.1", port = 0, loop = l, hub = hub, logger = false })
+    local subscribed = {}
+    server:route("/ws", function(conn)
+      subscribed[#subscribed + 1] = conn
+      repeat until not conn:receive()
+    end)
+    local raws = {}
+    for i = 1, 3 do
+      raws[i] = H.raw(server.port, false)
+      raws[i]:send(H.request(server.port))
+    end
+    finally(function()
+      for _, raw in ipairs(raws) do raw:close() end
+      server:close()
+    end)
+    local size = function(s) return #core.frame(s, "binary") end
+    H.run_task(l, 30, function()
+      local deadline = gettime() + 10
+      while #subscribed < 3 and gettime() < deadline do l:sleep(0.01) end
+      assert.equal(3, #subscribed)
+      local of = {}
+      for k, raw in ipairs(raws) do
+        local port = tostring(select(2, raw.sock:getsockname()))
+        for _, c in ipairs(subscribed) do if c.peer:match(":(%d+)$") == port then of[k] = c end end
+      end
+      -- raws[1] in topics a and b, raws[2] in a, raws[3] in a (and gets a direct send between)
+      assert(hub:subscribe(of[1], "a"))
+      assert(hub:subscribe(of[1], "b"))
+      assert(hub:subscribe(of[2], "a"))
+      assert(hub:subscribe(of[3], "a"))
+      l:sleep(0.05)
+      pull_all(l, raws, 0, 1)
+      local heads = {}
+      for k, raw in ipairs(raws) do heads[k] = #raw.buf end
+      assert.equal(3, hub:publish("a", msg(1), "binary"))
+      assert.equal(1, hub:publish("b", msg(2), "binary"))
+      assert.is_true(of[3]:send(msg(3), "binary"))
+      assert.equal(3, hub:publish("a", msg(4), "binary"))
+      -- nothing written yet to those that were idle: their frames wait, queued, for this task to yield
+      assert.equal(3, of[1].qt - of[1].qh + 1)
+      assert.equal(2, of[2].qt - of[2].qh + 1)
+      for k = 1, 2 do
+        pull(raws[k])
+        assert.equal(heads[k], #raws[k].buf)
+      end
+      l:sleep(0)
+      for _, c in ipairs(of) do assert.equal(0, c:queued()) end
+      assert.is_true(pull_all(l, raws, {
+        size(msg(1)) + size(msg(2)) + size(msg(4)), size(msg(1)) + size(msg(4)),
+        size(msg(1)) + size(msg(3)) + size(msg(4)) }, 10))
+    end)
+    assert.same({ msg(1), msg(2), msg(4) }, (frames_of(raws[1])))
+    assert.same({ msg(1), msg(4) }, (frames_of(raws[2])))
+    assert.same({ msg(1), msg(3), msg(4) }, (frames_of(raws[3])))
+  end)
+
   it("skips except and connections that are closing or closed", function()
     local l = loop.new()
     local hub = ws.hub()
