@@ -156,6 +156,42 @@ describe("fan-out to many connections", function()
     return #t == n and t or nil
   end
 
+  -- A server with a hub on a fresh loop and three raw peers (connected,
+  -- handshake sent), each joining topic if given. server_sides(), in a task:
+  -- the server connections of raws[1..3], in order; stop() closes it all.
+  local function three_peers(topic)
+    local l = loop.new()
+    local hub = ws.hub()
+    local server = assert(ws.listen { host = "127.0.0.1", port = 0, loop = l, hub = hub, logger = false })
+    local subscribed = {}
+    server:route("/ws", function(conn)
+      if topic then hub:subscribe(conn, topic) end
+      subscribed[#subscribed + 1] = conn
+      repeat until not conn:receive()
+    end)
+    local raws = {}
+    for i = 1, 3 do
+      raws[i] = H.raw(server.port, false)
+      raws[i]:send(H.request(server.port))
+    end
+    local function server_sides()
+      local deadline = gettime() + 10
+      while #subscribed < 3 and gettime() < deadline do l:sleep(0.01) end
+      assert.equal(3, #subscribed)
+      local of = {}   -- by port
+      for k, raw in ipairs(raws) do
+        local port = tostring(select(2, raw.sock:getsockname()))
+        for _, c in ipairs(subscribed) do if c.peer:match(":(%d+)$") == port then of[k] = c end end
+      end
+      return of
+    end
+    local function stop()
+      for _, raw in ipairs(raws) do raw:close() end
+      server:close()
+    end
+    return l, hub, server, raws, server_sides, stop
+  end
+
   it("gives every connection every frame whole and in order: idle, full (partial write, then the queue), TLS",
     function()
     local dir = H.throwaway_ca()
@@ -318,33 +354,11 @@ describe("fan-out to many connections", function()
 
   it("gathers what a task broadcasts before it waits: one write per connection, in order with its own sends and topics",
     function()
-    local l = loop.new()
-    local hub = ws.hub()
-    local server = assert(ws.listen { host = "127.0.0.1", port = 0, loop = l, hub = hub, logger = false })
-    local subscribed = {}
-    server:route("/ws", function(conn)
-      subscribed[#subscribed + 1] = conn
-      repeat until not conn:receive()
-    end)
-    local raws = {}
-    for i = 1, 3 do
-      raws[i] = H.raw(server.port, false)
-      raws[i]:send(H.request(server.port))
-    end
-    finally(function()
-      for _, raw in ipairs(raws) do raw:close() end
-      server:close()
-    end)
+    local l, hub, _, raws, server_sides, stop = three_peers()
+    finally(stop)
     local size = function(s) return #core.frame(s, "binary") end
     H.run_task(l, 30, function()
-      local deadline = gettime() + 10
-      while #subscribed < 3 and gettime() < deadline do l:sleep(0.01) end
-      assert.equal(3, #subscribed)
-      local of = {}
-      for k, raw in ipairs(raws) do
-        local port = tostring(select(2, raw.sock:getsockname()))
-        for _, c in ipairs(subscribed) do if c.peer:match(":(%d+)$") == port then of[k] = c end end
-      end
+      local of = server_sides()
       -- raws[1] in topics a and b, raws[2] in a, raws[3] in a (and gets a direct send between)
       assert(hub:subscribe(of[1], "a"))
       assert(hub:subscribe(of[1], "b"))
@@ -377,34 +391,10 @@ describe("fan-out to many connections", function()
   end)
 
   it("skips except and connections that are closing or closed", function()
-    local l = loop.new()
-    local hub = ws.hub()
-    local server = assert(ws.listen { host = "127.0.0.1", port = 0, loop = l, hub = hub, logger = false })
-    local subscribed = {}
-    server:route("/ws", function(conn)
-      hub:subscribe(conn, "t")
-      subscribed[#subscribed + 1] = conn
-      repeat until not conn:receive()
-    end)
-    local raws = {}
-    for i = 1, 3 do
-      raws[i] = H.raw(server.port, false)
-      raws[i]:send(H.request(server.port))
-    end
-    finally(function()
-      for _, raw in ipairs(raws) do raw:close() end
-      server:close()
-    end)
+    local l, hub, server, raws, server_sides, stop = three_peers("t")
+    finally(stop)
     H.run_task(l, 30, function()
-      local deadline = gettime() + 10
-      while #subscribed < 3 and gettime() < deadline do l:sleep(0.01) end
-      assert.equal(3, #subscribed)
-      -- which raw client is which server connection: by port
-      local of = {}
-      for k, raw in ipairs(raws) do
-        local port = tostring(select(2, raw.sock:getsockname()))
-        for _, c in ipairs(subscribed) do if c.peer:match(":(%d+)$") == port then of[k] = c end end
-      end
+      local of = server_sides()
       -- raws[1]: its server side is closing (its close frame sent, the peer's awaited)
       l:spawn(function() of[1]:close(1000, "bye", 5) end)
       l:sleep(0)
