@@ -6,10 +6,10 @@
 -- task waits or yields), together with everything broadcast to it
 -- meanwhile: one C call writes each such connection's frames with one send
 -- (TLS: writes until no progress), so a burst of broadcasts costs one
--- system call and one wake-up of the peer per connection, not one per frame. The other connections, and what a
--- full socket did not take, go through the connection's own queue writer
--- (conn:write_queued), so frames stay whole and in order and max_queue
--- (1008) holds as for any send.
+-- system call and one wake-up of the peer per connection, not one per
+-- frame. The other connections, and what a full socket did not take, go
+-- through the connection's own queue writer (conn:write_queued), so frames
+-- stay whole and in order and max_queue (1008) holds as for any send.
 -- @module ws.fanout
 local core = require "ws.core"
 
