@@ -3,12 +3,12 @@
 #   make bench        (or: sh bench/run.sh after make build)
 # Env: BENCH_SECS=5 BENCH_RUNS=3 (median of runs)  BENCH_IDLE_CONNS=10000
 #      BENCH_QUICK=1 (1 s x 1 run, 1000 idle conns)  BENCH_SERVERS="ours gorilla ..."
-#      BENCH_BASE=TREE: server "base" (add it to BENCH_SERVERS) is ours with the
-#      Lua modules and ws.core of another LuaRocks tree (a copy of .rocks built
-#      from the commit before a change), for before/after in one run
 #      BENCH_DEPTH=32 / BENCH_DEPTH_BIG=2: messages in flight per connection for
 #      32 B and 4 KiB / for 1 MiB; deep enough that the server, not the
 #      ping-pong of wake-ups between the two cores, is the bottleneck
+#      BENCH_BASE=TREE: also a server "base", ours with the Lua modules and ws.core
+#      of rocks tree TREE (a copy of .rocks before a change), in every group
+#      ours is in: a change and its base measured in one run, in turn
 #      BENCH_CODEC=0 (skip codec.lua)  BENCH_PORT=18700 (ports are tried upward from it)
 #      BENCH_COLUMNS="deep rt1 pmd upg idle" (all by default), groups of columns:
 #        deep: 32 B / 4 KiB / 1 MiB echo, BENCH_DEPTH messages in flight
@@ -42,6 +42,8 @@ else
 fi
 DEPTH=${BENCH_DEPTH:-32} DEPTH_BIG=${BENCH_DEPTH_BIG:-2}
 SERVERS=${BENCH_SERVERS:-"ours gorilla node-ws py-websockets lua-http lws"}
+BASE=${BENCH_BASE:-}
+case " $SERVERS " in *" base "*) ;; *) [ -n "$BASE" ] && SERVERS="$SERVERS base" ;; esac
 COLUMNS=${BENCH_COLUMNS:-"deep rt1 pmd tls fan cli upg idle"}
 FAN_SUBS=${BENCH_FAN_SUBS:-1000} FAN_DEPTH=${BENCH_FAN_DEPTH:-4}
 has() { case " $COLUMNS " in *" $1 "*) return 0 ;; esac; return 1; }

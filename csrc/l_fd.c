@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "ws_deflate.h"
+#include "ws_fanout.h"
 #include "ws_frame.h"
 #include "ws_io.h"
 #include "ws_tls.h"
@@ -337,6 +338,44 @@ static int l_send_queue(lua_State *L) {
     return 3;
 }
 
+/* fanout(bytes, fds, n) -> missed [, {i, sent, ...}]
+ * Writes the encoded frame bytes to fds[1..n] (descriptors or ws.fd, plain
+ * or TLS; see ws_fanout): missed counts those that did not take all of it,
+ * and the list gives each one's index in fds and the bytes it took, for the
+ * caller to queue the rest (or find the connection broken). */
+static int l_fanout(lua_State *L) {
+    size_t len;
+    const char *bytes = luaL_checklstring(L, 1, &len);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_Integer n = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, n >= 0 && (size_t)n <= (size_t)-1 / sizeof(ws_fan_target), 3, "bad count");
+    ws_fan_target few[64], *t = few;
+    if (n > 64)
+        t = (ws_fan_target *)lua_newuserdatauv(L, (size_t)n * sizeof *t, 0);   /* freed by the GC */
+    for (lua_Integer i = 0; i < n; i++) {
+        lua_rawgeti(L, 2, i + 1);
+        lfd c = ws_check_io(L, -1);
+        lua_pop(L, 1);
+        t[i].fd = c.fd;
+        t[i].tls = c.tls;
+    }
+    size_t missed = ws_fanout(t, (size_t)n, bytes, len);
+    lua_pushinteger(L, (lua_Integer)missed);
+    if (missed == 0)
+        return 1;
+    lua_createtable(L, (int)(2 * missed), 0);
+    int k = 0;
+    for (lua_Integer i = 0; i < n; i++) {
+        if (t[i].result == WS_FAN_DONE)
+            continue;
+        lua_pushinteger(L, i + 1);
+        lua_rawseti(L, -2, ++k);
+        lua_pushinteger(L, (lua_Integer)t[i].sent);
+        lua_rawseti(L, -2, ++k);
+    }
+    return 2;
+}
+
 /* ---- accepted connections ---------------------------------------------- */
 
 static lfd *check_fd(lua_State *L) {
@@ -599,6 +638,7 @@ static const luaL_Reg fd_meta[] = {
 static const luaL_Reg funcs[] = {
     {"send_frame", l_send_frame},
     {"send_queue", l_send_queue},
+    {"fanout", l_fanout},
     {"accept", l_accept},
     {"wrap_fd", l_wrap_fd},
     {"adopt", l_adopt},

@@ -64,8 +64,9 @@ local function start()
       if verbose then
         log("relay %s: %s %d bytes to %d%s", conn.peer, kind, #message, n, err and " (" .. err .. ")" or "")
       end
-      -- no yield here: receive() yields itself after a burst of 64 messages,
-      -- and the publishes made meanwhile go to Redis in one write
+      -- no yield here: receive() yields itself after a burst of 64 messages;
+      -- the publishes made meanwhile go to Redis in one write, and local
+      -- deliveries in one write per receiver when this task waits (ws.fanout)
     end
     online = online - 1
     log("leave %s (%s %s) (%d online)", conn.peer, tostring(conn.close_code), conn.close_reason or "", online)

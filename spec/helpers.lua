@@ -239,11 +239,14 @@ end
 local Raw = {}
 Raw.__index = Raw
 
---- Connect and send the request head (a string, or nil for a valid upgrade).
+--- Connect and send the request head (a string, or nil for a valid upgrade;
+-- false: send nothing). opts: timeout (5), rcvbuf (a receive buffer size set
+-- before connecting: a peer whose socket fills fast).
 -- Returns the raw connection and the response head.
 function M.raw(port, request, opts)
   opts = opts or {}
-  local s = assert(socket.tcp())
+  local s = assert(opts.rcvbuf and socket.tcp4() or socket.tcp())   -- (tcp4: set before connect)
+  if opts.rcvbuf then assert(s:setoption("recv-buffer-size", opts.rcvbuf)) end
   s:settimeout(opts.timeout or 5)
   assert(s:connect("127.0.0.1", port))
   local self = setmetatable({ sock = s, buf = "", timeout = opts.timeout or 5 }, Raw)

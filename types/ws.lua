@@ -73,6 +73,12 @@ function Conn:send(data, kind) end
 ---@return ws.Error? err
 function Conn:send_encoded(bytes) end
 
+--- Write what is queued without waiting (the rest by a task; past max_queue
+--- the connection is dropped with 1008): for code that queues frames itself (ws.fanout).
+---@return true|nil ok
+---@return ws.Error? err
+function Conn:write_queued() end
+
 --- Send a ping (at most 125 bytes); the pong goes to on_pong.
 ---@param data? string
 ---@return true|nil ok

@@ -18,6 +18,7 @@
 #include <openssl/x509v3.h>
 
 #include "check.h"
+#include "ws_fanout.h"
 #include "ws_tls.h"
 
 static char dir[64];
@@ -313,6 +314,56 @@ static void test_io(void) {
     ws_tls_ctx_free(cc);
 }
 
+/* ws_fanout over TLS: an idle session and a plain descriptor take a frame
+ * whole in one call; a session whose peer does not read takes part of a
+ * big one (AGAIN), and the rest goes out later from offset `sent` with the
+ * same bytes, as the Lua queue writes it; the peer reads it all, in order. */
+static void test_fanout(void) {
+    ws_tls_ctx *sc = server_ctx("host"), *cc = client_ctx("host");
+    pair idle, full;
+    CHECK(make_pair(&idle, sc, cc, "localhost") == 0 && handshake(&idle, NULL) == WS_TLS_DONE);
+    CHECK(make_pair(&full, sc, cc, "localhost") == 0 && handshake(&full, NULL) == WS_TLS_DONE);
+    int plain[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, plain) == 0);
+    fcntl(plain[0], F_SETFL, fcntl(plain[0], F_GETFL) | O_NONBLOCK);
+    char buf[4096];
+    size_t n;
+    ws_fan_target t[3] = {{idle.fd[0], idle.s, 0, 0, 0}, {full.fd[0], full.s, 0, 0, 0}, {plain[0], NULL, 0, 0, 0}};
+    CHECK(ws_fanout(t, 3, "frame", 5) == 0);
+    CHECK(t[0].sent == 5 && t[1].sent == 5 && t[2].sent == 5);
+    CHECK(ws_tls_read(idle.c, buf, sizeof buf, &n) == WS_TLS_DONE && n == 5 && memcmp(buf, "frame", 5) == 0);
+    CHECK(ws_tls_read(full.c, buf, sizeof buf, &n) == WS_TLS_DONE && n == 5 && memcmp(buf, "frame", 5) == 0);
+    CHECK(read(plain[1], buf, sizeof buf) == 5 && memcmp(buf, "frame", 5) == 0);
+
+    static unsigned char big[1 << 21];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (unsigned char)(i * 13 + i / 4093);
+    CHECK(ws_fanout(&t[1], 1, big, sizeof big) == 1);
+    CHECK(t[1].result == WS_FAN_AGAIN && t[1].sent > 0 && t[1].sent < sizeof big && t[1].err == 0);
+    size_t sent = t[1].sent, got = 0;
+    int ok = 1, rounds = 0;
+    while (got < sizeof big && rounds++ < 100000) {
+        if (ws_tls_read(full.c, buf, sizeof buf, &n) == WS_TLS_DONE) {
+            ok &= memcmp(buf, big + got, n) == 0;
+            got += n;
+            continue;
+        }
+        if (sent < sizeof big && ws_tls_write(full.s, big + sent, sizeof big - sent, &n) == WS_TLS_DONE)
+            sent += n;
+    }
+    CHECK(ok && got == sizeof big && sent == sizeof big);
+    /* a dead session fails without reaching OpenSSL */
+    ws_tls_shutdown(idle.c);
+    CHECK(ws_tls_read(idle.s, buf, sizeof buf, &n) == WS_TLS_CLOSED);
+    CHECK(ws_fanout(&t[0], 1, "late", 4) == 1 && t[0].result == WS_FAN_FAILED && t[0].sent == 0);
+    close(plain[0]);
+    close(plain[1]);
+    free_pair(&idle);
+    free_pair(&full);
+    ws_tls_ctx_free(sc);
+    ws_tls_ctx_free(cc);
+}
+
 /* Issue 11: the peer sends its last bytes and closes at once; our reads and
  * writes must all end in CLOSED, and a dead session must not reach OpenSSL. */
 static void test_vanish(void) {
@@ -380,6 +431,7 @@ int main(void) {
     test_names();
     test_client_certificates();
     test_io();
+    test_fanout();
     test_vanish();
     const char *names[] = {"host", "wild", "other"};
     for (int i = 0; i < 3; i++) {

@@ -456,6 +456,13 @@ function Conn:send_encoded(bytes)
   return kick(self)
 end
 
+--- Write what is queued without waiting: what the socket takes now, the
+-- rest by a task; past max_queue the connection is dropped (1008). For
+-- ws.fanout, which queues frames itself.
+---@return true|nil ok
+---@return string? err
+Conn.write_queued = kick
+
 local function control(self, kind, data)
   data = data or ""
   if type(data) ~= "string" then error("bad argument #1 to '" .. kind .. "' (string expected)", 3) end

@@ -13,9 +13,10 @@
 -- the last leaves. Each message carries the publishing node's id and a
 -- per-(node, topic) sequence: a node delivers its own messages locally at
 -- once and ignores their echo; receivers drop anything they already saw.
--- Publishing only queues (pipelined, coalesced writes); fan-out only
--- queues frames (encoded once), so a slow client never slows the Redis
--- reader, and one past max_queue is closed with 1008.
+-- Publishing only queues (pipelined, coalesced writes); fan-out never
+-- waits (a frame encoded once; what a task publishes before it waits goes
+-- out in one write per connection: ws.fanout), so a slow client never
+-- slows the Redis reader, and one past max_queue is closed with 1008.
 --
 -- ordered = true: one total order per topic. A server-side Lua script
 -- numbers each message (offset, epoch), appends it to a capped Stream and
@@ -31,6 +32,7 @@
 -- @module ws.hub
 local socket = require "socket"
 local core = require "ws.core"
+local fanout = require "ws.fanout"
 local redis = require "ws.redis"
 local logging = require "ws.log"
 local options = require "ws.options"
@@ -152,10 +154,7 @@ end
 
 -- Queue encoded bytes (count messages) to the topic's connections.
 local function fan_out(self, t, bytes, count, except)
-  local n = 0
-  for conn in pairs(t.conns) do
-    if conn ~= except and conn:send_encoded(bytes) then n = n + 1 end
-  end
+  local n = fanout.send(t.conns, bytes, except)
   self.stats.delivered = self.stats.delivered + n * count
   return n
 end

@@ -4,6 +4,7 @@
 -- @module ws.server
 local socket = require "socket"
 local core = require "ws.core"
+local fanout = require "ws.fanout"
 local loop = require "ws.loop"
 local io_ = require "ws.io"
 local http = require "ws.http"
@@ -534,13 +535,7 @@ end
 ---@param except? ws.Conn
 ---@return integer count
 function Server:broadcast(data, kind, except)
-  kind = kind or "text"
-  local bytes = core.frame(data, kind)
-  local n = 0
-  for conn in pairs(self.conns) do
-    if conn ~= except and conn.state == "open" and conn:send_encoded(bytes) then n = n + 1 end
-  end
-  return n
+  return fanout.send(self.conns, core.frame(data, kind or "text"), except)
 end
 
 --- One round of the loop, waiting at most timeout seconds (default 0):
