@@ -42,6 +42,8 @@ describe("Server:broadcast", function()
       for i = 1, 4 do clients[i] = assert(ws.connect("ws://127.0.0.1:" .. port .. "/ws", { timeout = 5 })) end
       while #on_server < 4 do l:sleep(0.01) end
 
+      -- text that is not UTF-8 goes to nobody (each would close with 1007)
+      assert.same({ nil, "invalid utf-8" }, { server:broadcast("bad \255") })
       assert.equal(4, server:broadcast("hello"))
       for i = 1, 4 do assert.same({ "hello", "text" }, { clients[i]:receive(5) }) end
 

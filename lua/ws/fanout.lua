@@ -21,19 +21,6 @@ local M = {}
 -- connections waiting for it with the index of their first frame.
 local batches = setmetatable({}, { __mode = "k" })
 
--- Mark item by item what the socket took of conn's queue: sent bytes.
-local function wrote(conn, sent)
-  while sent > 0 do
-    local len = #conn.q[conn.qh] - (conn.qoff - 1)
-    if sent < len then
-      conn:wrote(conn.qoff - 1 + sent)
-      return
-    end
-    conn:wrote(#conn.q[conn.qh])
-    sent = sent - len
-  end
-end
-
 -- Task: write every waiting connection's frames, one C call per group of
 -- connections that wait for the same frames (all of them, usually).
 local function flush(b)
@@ -71,8 +58,11 @@ local function flush(b)
     for k = 1, 2 * missed, 2 do short[list[k]] = list[k + 1] end
     for k = 1, g.n do
       local conn, sent = g.conns[k], short[k]
-      wrote(conn, sent or #bytes)
+      conn:wrote_bytes(sent or #bytes)
       if sent then
+        -- a TLS record cut short must be retried with the same bytes: the
+        -- batch's items stay as they are until written (see qheld)
+        if conn.qheld < conn.qt then conn.qheld = conn.qt end
         ns = ns + 1
         slow[ns] = conn
       end

@@ -529,13 +529,18 @@ function Server:serve_client(sock)
 end
 
 --- Encode once and queue to every open connection without waiting; a
--- connection whose queue passes max_queue is dropped. Returns the count.
+-- connection whose queue passes max_queue is dropped. Returns the count, or
+-- nil, "invalid utf-8" for text that is not UTF-8 (every client would have
+-- to close on it with 1007).
 ---@param data string
 ---@param kind? ws.Kind default "text"
 ---@param except? ws.Conn
----@return integer count
+---@return integer|nil count
+---@return string? err
 function Server:broadcast(data, kind, except)
-  return fanout.send(self.conns, core.frame(data, kind or "text"), except)
+  kind = kind or "text"
+  if kind == "text" and not core.utf8_valid(data) then return nil, "invalid utf-8" end
+  return fanout.send(self.conns, core.frame(data, kind), except)
 end
 
 --- One round of the loop, waiting at most timeout seconds (default 0):
