@@ -47,7 +47,11 @@ static int l_poller_unwatch(lua_State *L) {
     return 0;
 }
 
-/* poller:wait(timeout_s|nil, rfds, wfds) -> nr, nw: fills the two arrays */
+/* poller:wait(timeout_s|nil, rfds, wfds [, rclean]) -> nr, nw: fills the
+ * arrays; rclean[i] = true when the i-th readable event came without
+ * hang-up or error (no EPOLLRDHUP/EPOLLHUP/EPOLLERR): no FIN waits behind
+ * its data, and whatever comes after the wait raises a new edge, so a short
+ * plain read after it proves the socket drained (reader:next's trust_short) */
 static int l_poller_wait(lua_State *L) {
     lpoller *p = check_poller(L);
     int ms = -1;
@@ -57,6 +61,9 @@ static int l_poller_wait(lua_State *L) {
     }
     luaL_checktype(L, 3, LUA_TTABLE);
     luaL_checktype(L, 4, LUA_TTABLE);
+    int clean = !lua_isnoneornil(L, 5);
+    if (clean)
+        luaL_checktype(L, 5, LUA_TTABLE);
     ws_poll_event ev[256];
     int n = ws_poll_wait(p->ep, ev, 256, ms);
     if (n < 0)
@@ -66,6 +73,10 @@ static int l_poller_wait(lua_State *L) {
         if (ev[i].readable) {
             lua_pushinteger(L, ev[i].fd);
             lua_rawseti(L, 3, ++nr);
+            if (clean) {
+                lua_pushboolean(L, !ev[i].hangup);
+                lua_rawseti(L, 5, nr);
+            }
         }
         if (ev[i].writable) {
             lua_pushinteger(L, ev[i].fd);

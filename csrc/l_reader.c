@@ -25,6 +25,7 @@ typedef struct {
     char *own;                /* leftover input copied out of the shared buffer */
     size_t own_cap;
     ldeflate *z;              /* permessage-deflate: RSV1 messages are inflated here */
+    int drained;              /* the last read was a short plain read, not yet reported */
 } lreader;
 
 static lreader *check_reader(lua_State *L) {
@@ -181,18 +182,22 @@ static void drop_input(lua_State *L, lreader *lr, size_t keep) {
     lua_setiuservalue(L, 1, 1);
 }
 
-/* reader:next([fd]) -> kind, payload [, close code, close reason]
+/* reader:next([fd [, trust_short]]) -> kind, payload [, close code, close reason]
  *                    | nil                       (needs more input; no fd given)
  *                    | nil, "timeout" | "wantwrite" | "closed" | error   (fd given: nothing to read now)
  *                    | nil, reason, close_code   (the peer broke the protocol)
  * With fd (a descriptor or a ws.fd, plain or TLS), input is read straight
- * from it once what was fed is used up. */
+ * from it once what was fed is used up. trust_short: the caller's last wake
+ * for reading was an epoll edge without hang-up (poller:wait's rclean), so
+ * a short plain read since proves the socket drained: "timeout" comes
+ * without the read that would only return EAGAIN. */
 static int l_reader_next(lua_State *L) {
     lreader *lr = check_reader(L);
     int have_fd = !lua_isnoneornil(L, 2);
     lfd c = {-1, NULL};
     if (have_fd)
         c = ws_check_io(L, 2);
+    int trust_short = lua_toboolean(L, 3);
     char *shared = (char *)lua_touserdata(L, lua_upvalueindex(1));
     for (;;) {
         if (lr->in_pos < lr->in_len || !have_fd) {
@@ -230,9 +235,20 @@ static int l_reader_next(lua_State *L) {
          * read sees EOF. Skipping that read left such a connection waiting
          * for an edge that never comes (CLOSE-WAIT until idle_timeout;
          * found by spec/hostile_spec.lua, connections dropped mid-frame).
-         * TLS alike: "timeout" only once OpenSSL wants the socket to read. */
+         * TLS alike: "timeout" only once OpenSSL wants the socket to read.
+         * The one exception, trust_short (see above): that edge carried no
+         * FIN, and a FIN (or data) that came after it raised a new edge,
+         * which the caller's next wait sees. A short read means the kernel
+         * had no more (TLS returns one record at a time: never trusted). */
+        if (lr->drained && trust_short) {
+            lr->drained = 0;
+            lua_pushnil(L);
+            lua_pushliteral(L, "timeout");
+            return 2;
+        }
         const char *err = NULL;
         size_t n = ws_io_read(&c, shared, SHARED_READ, &err);
+        lr->drained = n > 0 && n < SHARED_READ && !c.tls;
         if (n > 0) {
             lr->in = shared;
             lr->in_len = n;

@@ -71,6 +71,7 @@ int ws_poll_wait(int ep, ws_poll_event *ev, int max, int timeout_ms) {
         ev[i].fd = raw[i].data.fd;
         ev[i].readable = (m & (EPOLLIN | EPOLLRDHUP | bad)) != 0;
         ev[i].writable = (m & (EPOLLOUT | bad)) != 0;
+        ev[i].hangup = (m & (EPOLLRDHUP | bad)) != 0;
     }
     return n;
 }

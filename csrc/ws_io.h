@@ -21,6 +21,8 @@ typedef struct {
     int fd;
     int readable;     /* also set on hang-up and error, so a reader finds out */
     int writable;
+    int hangup;       /* EPOLLRDHUP, EPOLLHUP or EPOLLERR: the peer's FIN (or an
+                         error) came by the time of the wait, maybe behind data */
 } ws_poll_event;
 
 /* epoll instance; -1 with errno on failure */

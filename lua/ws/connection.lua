@@ -87,6 +87,7 @@ function M.new(sock, opts)
   self.inbox = false         -- messages read while nobody received (see read_ready)
   self.background = false    -- = receiver while a task reads for nobody (keepalive, closing)
   self.burst = 0             -- messages received without waiting (see receive)
+  self.clean = false         -- the last wake for reading was a clean epoll edge (see wait)
   self.corked = false        -- an uncork task is due (see CORK)
   sock:settimeout(0)
   -- plain TCP or our TLS: read straight from the descriptor, and (server
@@ -116,8 +117,12 @@ end
 ---- transport -----------------------------------------------------------------
 
 -- Wait through the scheduler, or block in socket.select without one.
+-- self.clean: the last wake for reading was a clean epoll edge (ws.loop's
+-- wait returns true, true), which lets reader:next trust a short read.
 local function wait(self, mode, deadline)
-  return io_.wait(self.sock, mode, deadline, self.sched or false)
+  local ok, clean = io_.wait(self.sock, mode, deadline, self.sched or false)
+  if mode == "r" then self.clean = ok == true and clean == true end
+  return ok, clean
 end
 
 -- Close the transport once (the protocol records code and reason, or
@@ -529,8 +534,9 @@ local function receive(self, deadline)
     -- have dropped the connection meanwhile: its reader is closed then
     if self.state == "closed" then return nil, "closed", self.close_code, self.close_reason end
     -- with a descriptor, next() reads from it once its input is used up
-    -- (a compressed message comes out inflated and checked)
-    local kind, data, code, reason = reader:next(self.rfd)
+    -- (a compressed message comes out inflated and checked; self.clean:
+    -- a short read since a clean edge is trusted, no read for EAGAIN)
+    local kind, data, code, reason = reader:next(self.rfd, self.clean)
     if kind == "text" or kind == "binary" then
       pace(self, #data)
       return data, kind

@@ -30,7 +30,9 @@ Loop.__index = Loop
 -- The loop whose task is running now (tasks of one loop never run inside another's).
 local active
 
--- pollers: add(sock, mode) -> already_ready, del(sock, mode), wait(timeout) -> r, nr, w, nw
+-- pollers: add(sock, mode) -> already_ready, del(sock, mode),
+-- wait(timeout) -> r, nr, w, nw [, rclean] (rclean[i]: r[i]'s edge came
+-- without hang-up or error; epoll only, see Loop:wait)
 
 --- Poller on socket.select: portable, limited to FD_SETSIZE (1024) sockets.
 function M.select_poller()
@@ -79,7 +81,7 @@ function M.epoll_poller()
   local socks = {}                                   -- fd -> socket
   local fds = setmetatable({}, { __mode = "k" })     -- socket -> fd
   local pend = { r = {}, w = {} }                     -- [mode][fd] = true
-  local rfd, wfd, r, w = {}, {}, {}, {}
+  local rfd, wfd, r, w, rclean = {}, {}, {}, {}, {}
   function P.add(_, sock, mode)
     local fd = fds[sock]
     if not fd then
@@ -113,11 +115,11 @@ function M.epoll_poller()
     end
   end
   function P.wait(_, timeout)
-    local nr, nw = ep:wait(timeout, rfd, wfd)
+    local nr, nw = ep:wait(timeout, rfd, wfd, rclean)
     if not nr then return r, 0, w, 0 end
     for i = 1, nr do r[i] = socks[rfd[i]] or false end
     for i = 1, nw do w[i] = socks[wfd[i]] or false end
-    return r, nr, w, nw
+    return r, nr, w, nw, rclean
   end
   function P.fd() return ep:fd() end
   return P
@@ -335,7 +337,10 @@ function Loop:cancel(timer)
 end
 
 --- Wait (inside a task) until sock is ready for mode "r" or "w", or deadline.
--- Returns true, or nil, "timeout" / "closed".
+-- Returns true, or nil, "timeout" / "closed". A wait for "r" woken by an
+-- epoll edge that came without hang-up or error returns true, true: a short
+-- plain read after it proves the socket drained (reader:next's trust_short);
+-- any other wake (a pending edge, the select poller) returns true alone.
 function Loop:wait(sock, mode, deadline)
   local e = entry(self)
   if self.poller:add(sock, mode) then
@@ -414,8 +419,9 @@ local function resume(self, co, a, b)
   end
 end
 
--- Wake the tasks waiting on the ready sockets; remember edges nobody waited for.
-local function deliver(self, list, n, mode)
+-- Wake the tasks waiting on the ready sockets (with clean[k], see
+-- Loop:wait); remember edges nobody waited for.
+local function deliver(self, list, n, mode, clean)
   local poller, waits = self.poller, self.waits
   for k = 1, n do
     local sock = list[k]
@@ -423,7 +429,7 @@ local function deliver(self, list, n, mode)
       local ws = waits[sock]
       local e = ws and ws[mode]
       if e then
-        finish(self, e, true)
+        finish(self, e, true, clean and clean[k])
       elseif poller.pending then
         poller:pending(sock, mode)
       end
@@ -452,8 +458,8 @@ function Loop:step(timeout)
       if not wait or d < wait then wait = d end
     end
   end
-  local r, nr, w, nw = self.poller:wait(wait)
-  deliver(self, r, nr, "r")
+  local r, nr, w, nw, rclean = self.poller:wait(wait)
+  deliver(self, r, nr, "r", rclean)
   deliver(self, w, nw, "w")
 
   local heap, now = self.heap, gettime()
