@@ -129,7 +129,7 @@ function Loop:sleep(secs) end
 ---@param mode "r"|"w"
 ---@param deadline? number absolute time (socket.gettime())
 ---@return true|nil ok
----@return "timeout"|"closed"|nil err
+---@return "timeout"|"closed"|boolean|nil err_or_clean after ok: true when an epoll edge without hang-up woke a read wait
 function Loop:wait(sock, mode, deadline) end
 
 --- Let the other ready tasks run first.
