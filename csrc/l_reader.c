@@ -240,7 +240,7 @@ static int l_reader_next(lua_State *L) {
          * FIN, and a FIN (or data) that came after it raised a new edge,
          * which the caller's next wait sees. A short read means the kernel
          * had no more (TLS returns one record at a time: never trusted). */
-        if (lr->drained && trust_short) {
+        if (lr->drained && trust_short && !c.tls) {
             lr->drained = 0;
             lua_pushnil(L);
             lua_pushliteral(L, "timeout");

@@ -82,30 +82,16 @@ describe("write coalescing", function()
   end)
 
   it("writes a plain TCP burst with a few system calls, not one per echo", function()
-    -- strace needs ptrace, which some containers forbid
-    if not H.sh("strace -f -qq -o /dev/null true 2>/dev/null") then
-      pending("strace cannot trace here")
+    local srv = H.start_strace("examples/echo.lua", "sendmsg,sendto,write,writev", "strace-echo")
+    if not srv then
+      pending("strace cannot trace here")   -- ptrace forbidden
       return
     end
-    local trace = os.tmpname()
-    local srv = H.start_server(function(port)
-      return string.format("exec strace -f -qq -o %s -e trace=sendmsg,sendto,write,writev %s %s/examples/echo.lua --port %d",
-        trace, H.LUA, H.ROOT, port)
-    end, "strace-echo", 20)
-    finally(function()
-      -- (the server is strace's child: stopped first, by its pid; read
-      -- from /proc, since a pgrep run under the ASan preload can hang)
-      local f = io.open(string.format("/proc/%d/task/%d/children", srv.pid, srv.pid))
-      local child = f and tonumber((f:read("*a"):match("%d+")))
-      if f then f:close() end
-      if child then os.execute("kill " .. child .. " 2>/dev/null") end
-      srv.stop()
-      os.remove(trace)
-    end)
+    finally(function() srv.stop() end)
     local c = H.raw(srv.port)
     assert.truthy(c.head:match("^HTTP/1.1 101"))
     local function writes()
-      local f = assert(io.open(trace))
+      local f = assert(io.open(srv.trace))
       local n = H.count(f:read("*a"), "send[mt][so]g?%(") -- sendmsg( and sendto(
       f:close()
       return n

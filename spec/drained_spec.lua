@@ -91,27 +91,14 @@ describe("short reads", function()
   end)
 
   it("reads once per echoed message with one message in flight, no read for EAGAIN", function()
-    -- strace needs ptrace, which some containers forbid
-    if not H.sh("strace -f -qq -o /dev/null true 2>/dev/null") then
-      pending("strace cannot trace here")
+    local srv = H.start_strace("examples/echo.lua", "read", "strace-echo")
+    if not srv then
+      pending("strace cannot trace here")   -- ptrace forbidden
       return
     end
-    local trace = os.tmpname()
-    local srv = H.start_server(function(port)
-      return string.format("exec strace -f -qq -o %s -e trace=read %s %s/examples/echo.lua --port %d",
-        trace, H.LUA, H.ROOT, port)
-    end, "strace-echo", 20)
-    finally(function()
-      -- (the server is strace's child: stopped first, by its pid)
-      local f = io.open(string.format("/proc/%d/task/%d/children", srv.pid, srv.pid))
-      local child = f and tonumber((f:read("*a"):match("%d+")))
-      if f then f:close() end
-      if child then os.execute("kill " .. child .. " 2>/dev/null") end
-      srv.stop()
-      os.remove(trace)
-    end)
+    finally(function() srv.stop() end)
     local function reads()
-      local f = assert(io.open(trace))
+      local f = assert(io.open(srv.trace))
       local t = f:read("*a")
       f:close()
       return H.count(t, "read%("), H.count(t, "= %-1 EAGAIN")

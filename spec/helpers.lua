@@ -165,6 +165,31 @@ function M.start_lua(script, args, name, prefix)
   end, name or "server")
 end
 
+--- Start a Lua server script (with --port) under strace -f tracing the
+-- system calls syscalls ("read,sendmsg") into proc.trace; nil where strace
+-- cannot trace (ptrace forbidden in some containers). proc.stop() stops the
+-- server (strace's child) first, by its pid, then strace, and removes the trace.
+function M.start_strace(script, syscalls, name)
+  if not M.sh("strace -f -qq -o /dev/null true 2>/dev/null") then return nil end
+  local trace = os.tmpname()
+  local proc = M.start_server(function(port)
+    return string.format("exec strace -f -qq -o %s -e trace=%s %s %s/%s --port %d",
+      trace, syscalls, M.LUA, M.ROOT, script, port)
+  end, name or "strace", 20)
+  local stop = proc.stop
+  function proc.stop()
+    -- (read from /proc, since a pgrep run under the ASan preload can hang)
+    local f = io.open(string.format("/proc/%d/task/%d/children", proc.pid, proc.pid))
+    local child = f and tonumber((f:read("*a"):match("%d+")))
+    if f then f:close() end
+    if child then os.execute("kill " .. child .. " 2>/dev/null") end
+    stop()
+    os.remove(trace)
+  end
+  proc.trace = trace
+  return proc
+end
+
 --- Start Debian's redis-server on a free loopback port (or opts.port), no
 -- persistence; waits until it answers. Returns the process (see spawn)
 -- with port, url and cli(args) -> output of redis-cli on it.
