@@ -95,7 +95,6 @@ function M.new(sock, opts)
   local fd = io_.raw_fd(sock)
   self.rfd = fd
   self.wfd = role == "server" and fd or nil
-  self.gfd = fd              -- the queue's frames go out together through it (write_some)
   -- sends cork (queue while input is buffered) with a descriptor to gather
   -- on and a scheduler to flush at the end of the round
   self.cork = fd and self.sched and min(CORK, self.max_queue or CORK) or 0
@@ -130,7 +129,7 @@ end
 local function teardown(self, code, reason)
   if self.state == "closed" then return end
   self:connection_lost(code, reason)
-  self.rfd, self.wfd, self.gfd = nil, nil, nil
+  self.rfd, self.wfd = nil, nil
   local sched = self.sched
   if sched then sched:forget(self.sock) end
   self.sock:close()
@@ -184,16 +183,16 @@ end
 -- What a write that came up short asks us to wait for (others: it failed).
 local WANT = { timeout = "w", wantwrite = "w", wantread = "r" }
 
--- Write rounds in a row without progress after which the writer gives up:
--- a transport that claims to be ready and is not must not spin (as io.write).
-local STALLS = 16
+-- Write rounds in a row without progress after which the writer gives up
+-- (as io.write): a transport that claims to be ready and is not must not spin.
+local STALLS = io_.STALLS
 
 -- One non-blocking write of the queue from its head. On a descriptor (plain
 -- or our TLS) the queued frames go out together: one sendmsg, or TLS
 -- records of up to 16 KiB, not one system call (and record) per frame.
 -- Returns true (queue empty), or false, err, progressed.
 local function write_some(self)
-  local fd = self.gfd
+  local fd = self.rfd
   if fd then
     local n, err, held = send_queue(fd, self.q, self.qh, self.qt, self.qoff)
     self:wrote_bytes(n)

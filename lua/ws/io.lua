@@ -56,6 +56,7 @@ local ended = setmetatable({}, { __mode = "k" })
 -- Rounds without progress after which a read waits anyway, and a write
 -- gives up: a transport that claims to be ready and is not must not spin.
 local STALLS = 16
+M.STALLS = STALLS
 
 --- One non-blocking receive of whatever is there (at most M.CHUNK bytes).
 -- Returns data, or nil, "timeout" / "wantread" / "wantwrite" / "closed" / err.
