@@ -289,9 +289,9 @@ static int l_signals_close(lua_State *L) {
 
 /* ---- processes ------------------------------------------------------------ */
 
-/* fork() -> pid (0 in the child) | nil, err */
+/* fork([die_with_parent]) -> pid (0 in the child) | nil, err */
 static int l_fork(lua_State *L) {
-    long pid = ws_fork();
+    long pid = ws_fork(lua_toboolean(L, 1));
     if (pid < 0)
         return fail_strerror(L, errno);
     lua_pushinteger(L, (lua_Integer)pid);

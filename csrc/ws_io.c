@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/signalfd.h>
@@ -313,8 +314,17 @@ void ws_signals_release(int sfd, const int *sigs, int n) {
     sigprocmask(SIG_UNBLOCK, &set, NULL);
 }
 
-long ws_fork(void) {
-    return (long)fork();
+long ws_fork(int die_with_parent) {
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    /* a worker whose supervisor was killed outright must not go on serving
+     * (an orphan holds the port beside the next supervisor's workers):
+     * SIGTERM, which the child keeps blocked, then drains it. getppid()
+     * catches a parent that died before prctl took effect. */
+    if (pid == 0 && die_with_parent &&
+        (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent))
+        kill(getpid(), SIGTERM);
+    return (long)pid;
 }
 
 long ws_reap(int *how, int *code) {

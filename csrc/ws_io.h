@@ -106,8 +106,9 @@ int ws_signals_next(int sfd, int timeout_ms);
 /* Close sfd; discard what is pending of sigs[n] and unblock them. */
 void ws_signals_release(int sfd, const int *sigs, int n);
 
-/* fork(2): the child's pid in the parent, 0 in the child, -1 with errno. */
-long ws_fork(void);
+/* fork(2): the child's pid in the parent, 0 in the child, -1 with errno.
+ * die_with_parent: the child gets SIGTERM when the parent dies. */
+long ws_fork(int die_with_parent);
 
 /* waitpid(-1, WNOHANG): the pid of a child that ended, with *how 'e'
  * (exited, *code its status) or 's' (killed, *code the signal); 0 when none

@@ -133,6 +133,37 @@ describe("workers #slow", function()
       for _, c in ipairs(fresh) do c:close() end
     end)
   end)
+
+  it("a supervisor killed with SIGKILL takes its workers with it: they drain (1001) and exit", function()
+    local proc = start_echo("--workers 2 --grace 1", "workers-orphaned")
+    finally(proc.stop)
+    assert.truthy(H.wait_output(proc, "worker started.-worker=2", 10))
+    local parent = child_pid(proc)
+    local workers = {}
+    for pid in H.run("pgrep -P " .. parent):gmatch("%d+") do workers[#workers + 1] = pid end
+    assert.equal(2, #workers)
+    -- (an exited worker may stay a zombie if nobody reaps orphans here)
+    local function alive(pid)
+      local f = io.open("/proc/" .. pid .. "/stat")
+      if not f then return false end
+      local state = f:read("*a"):match("^%d+ %b() (%a)")
+      f:close()
+      return state ~= "Z"
+    end
+    H.run_task(loop.new(), 30, function()
+      local clients = connect_all(proc.port, 20)
+      for i, c in ipairs(clients) do assert(c:send("o" .. i)); assert.equal("o" .. i, c:receive(10)) end
+      assert(H.sh("kill -9 " .. parent))
+      for _, c in ipairs(clients) do
+        assert.is_nil((c:receive(10)))
+        assert.equal(1001, c.close_code, tostring(c.close_reason) .. "\n" .. proc.output():sub(-3000))
+      end
+    end)
+    local deadline = gettime() + 10
+    while (alive(workers[1]) or alive(workers[2])) and gettime() < deadline do socket.sleep(0.05) end
+    assert.is_false(alive(workers[1]))
+    assert.is_false(alive(workers[2]))
+  end)
 end)
 
 -- 200 clients each send MSGS messages at once and read until closed; the

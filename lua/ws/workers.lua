@@ -27,7 +27,8 @@ end
 -- 0, false: 1, or a number). Call it before creating any server or loop:
 -- an epoll descriptor shared across fork would mix the workers' events.
 -- Returns the parent's exit status: 0 when every worker ended cleanly
--- after SIGTERM/SIGINT, 1 otherwise.
+-- after SIGTERM/SIGINT, 1 otherwise. A worker whose parent dies (SIGKILL,
+-- a crash) gets SIGTERM and drains.
 ---@param n integer workers; 0 = one per core
 ---@param start fun(i: integer): any
 ---@param opts? { logger?: function|false }
@@ -46,7 +47,7 @@ function M.run(n, start, opts)
     local s = slots[i]
     io.stdout:flush()
     io.stderr:flush()
-    local pid, err = core.fork()
+    local pid, err = core.fork(true)   -- SIGTERM (a drain) when we die
     if pid == 0 then
       -- the worker's server:run() reads TERM, INT and HUP from its own
       -- signalfd; until then they stay blocked (pending), not fatal
