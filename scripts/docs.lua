@@ -129,7 +129,7 @@ os.execute("rm -rf build/docsrc docs && mkdir -p build/docsrc")
 for _, path in ipairs(SOURCES) do
   write("build/docsrc/" .. path:gsub("/", "_"), translate(read(path)))
 end
-local p = io.popen("ldoc . 2>&1")
+local p = io.popen("ldoc --date " .. os.date("!%Y-%m-%d") .. " . 2>&1")   -- the day only: docs/ churns less
 local log = p:read("*a")
 p:close()
 io.write(log)
