@@ -3,12 +3,17 @@
 -- nested in cqueues and luv (pollfd / timeout / step). Each host runs as a
 -- real process (spec/servers/host_server.lua) under the Lua being tested;
 -- a loop that is not packaged for that Lua is reported pending.
+-- WS_COPAS_PATH=DIR runs the copas host with the copas found in DIR (its
+-- copas.lua, copas/*.lua and their dependencies), e.g. copas 4 on Lua 5.4.
 local socket = require "socket"
 local ws = require "ws"
 local loop = require "ws.loop"
 local H = require "spec.helpers"
 
 local gettime = socket.gettime
+
+local COPAS_PATH = os.getenv("WS_COPAS_PATH")
+if COPAS_PATH then package.path = COPAS_PATH .. "/?.lua;" .. COPAS_PATH .. "/?/init.lua;" .. package.path end
 
 local HOSTS = {
   { name = "cqueues", lib = "cqueues" },
@@ -38,8 +43,9 @@ local function ask(conn, message)
 end
 
 for _, host in ipairs(HOSTS) do
-  local available = pcall(require, host.lib)
-  describe("lua-ws in " .. host.name, function()
+  local available, lib = pcall(require, host.lib)
+  local version = available and type(lib) == "table" and lib._VERSION
+  describe("lua-ws in " .. host.name .. (version and " (" .. version .. ")" or ""), function()
     if not available then
       it("(skipped)", function() pending(host.lib .. " is not packaged for " .. _VERSION) end)
       return
