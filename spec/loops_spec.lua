@@ -202,6 +202,29 @@ for _, host in ipairs(HOSTS) do
       assert.is_true(secs(close) > 0.4 and secs(close) < 3, close)
     end)
 
+    if host.name == "copas" then
+      it("copas.loop() returns once the server is removed and the last connection is closed", function()
+        if not lib.finished then return pending(version .. " has no copas.finished: its loop never returns") end
+        local p = start(host)
+        local url = "ws://127.0.0.1:" .. p.port
+        clients(10, function()
+          local open = assert(ws.connect(url .. "/echo"))
+          local quit = assert(ws.connect(url .. "/quit"))
+          assert.equal("quitting", (quit:receive(5)))
+          assert.same({ nil, "closed", 1000, "" }, { quit:receive(5) })
+          assert.equal("still served", ask(open, "still served"))   -- the server is gone, not its connections
+          open:close()
+        end)
+        local returned = H.wait_output(p, "copas loop returned", 5)
+        local t = gettime()
+        while p.alive() and gettime() - t < 5 do socket.sleep(0.05) end
+        local alive = p.alive()
+        p.stop()
+        assert.is_truthy(returned, "copas.loop() did not return:\n" .. p.output())
+        assert.is_false(alive)
+      end)
+    end
+
     it("closes an idle connection at idle_timeout with 1001", function()
       local p = start(host, "--set idle_timeout=0.6")
       local r = H.raw(p.port, nil, { path = "/echo", timeout = 3 })

@@ -12,7 +12,9 @@
 -- answers "dialed:ECHO:CODE" after closing with 4001); /flood (sends 1 MiB
 -- messages until a send fails), /queue (queues frames without waiting until
 -- one is refused), /close (closes; the peer is expected never to answer):
--- these log "LIMIT: RESULTS after SECONDS".
+-- these log "LIMIT: RESULTS after SECONDS"; /quit (copas 2-4: answers
+-- "quitting", closes, removes the server and stops the ticker; the host
+-- logs "copas loop returned" when copas.loop() comes back).
 -- Logs "closed PEER CODE REASON" when a handler ends.
 -- WS_COPAS_PATH=DIR: load copas from DIR (see spec/loops_spec.lua).
 local ws = require "ws"
@@ -42,6 +44,8 @@ local function cpu_wait()
   f:close()
   return (wait or 0) / 1e9
 end
+
+local on_quit   -- set by a host that can stop (/quit)
 
 local worst, last, last_wait = 0, gettime(), cpu_wait()
 local function tick()
@@ -90,6 +94,11 @@ local function handler(conn)
       a, b = conn:close(1000)
     end
     ws.log("%s: %s %s after %.3f", path:sub(2), tostring(a), tostring(b), gettime() - t)
+    return
+  elseif path == "/quit" and on_quit then
+    conn:send("quitting")
+    conn:close()
+    on_quit()
     return
   elseif path == "/bye" then
     local m, k = conn:receive()
@@ -159,11 +168,20 @@ elseif kind == "copas" then
   if dir then package.path = dir .. "/?.lua;" .. dir .. "/?/init.lua;" .. package.path end
   local copas = require "copas"
   local wscopas = require "ws.copas"
-  copas.addserver(assert(require("socket").bind(host, port)), accept)
+  local listener = assert(require("socket").bind(host, port))
+  copas.addserver(listener, accept)
   -- copas 2-4 run as their users run them; 1.x (no timers) through ws.copas
   local nap = copas.sleep or function(s) wscopas.sched:sleep(s) end
-  copas.addthread(function() while true do nap(0.01); tick() end end)
+  local quitting = false
+  if copas.finished then
+    on_quit = function()
+      quitting = true
+      copas.removeserver(listener)
+    end
+  end
+  copas.addthread(function() while not quitting do nap(0.01); tick() end end)
   if copas.sleep then copas.loop() else wscopas.loop() end
+  ws.log("copas loop returned")
 else
   error("--loop cqueues|luv|copas|cqueues-nested|luv-nested expected")
 end
