@@ -203,6 +203,20 @@ for _, host in ipairs(HOSTS) do
     end)
 
     if host.name == "copas" then
+      it("accepts the socket copas.wrap made of it, with its limits", function()
+        local p = start(host, LIMITS .. " --wrap yes")
+        local url = "ws://127.0.0.1:" .. p.port
+        clients(10, function()
+          local conn = assert(ws.connect(url .. "/timeout"))
+          assert.equal("timeout:timeout", conn:receive(5))   -- receive(0.3) timed out
+          assert.equal(("w"):rep(70000), ask(conn, ("w"):rep(70000)))
+          assert.same({ true, 4000, "" }, { conn:close(4000, "wrapped bye") })
+        end)
+        local closed = H.wait_output(p, "closed 127%.0%.0%.1:%d+ 4000 wrapped bye")
+        p.stop()
+        assert.is_truthy(closed, p.output())
+      end)
+
       it("copas.loop() returns once the server is removed and the last connection is closed", function()
         if not lib.finished then return pending(version .. " has no copas.finished: its loop never returns") end
         local p = start(host)

@@ -1,5 +1,6 @@
 -- A lua-ws server inside another event loop, for spec/loops_spec.lua:
 --   host_server.lua --loop cqueues|luv|copas|cqueues-nested|luv-nested --port N [--set k=v ...]
+--                   [--wrap yes] (copas: ws.accept gets the socket copas.wrap made of it)
 -- "cqueues", "luv", "copas": the host loop accepts, ws.accept upgrades in a
 -- host coroutine; "-nested": a ws.listen server nested in the host loop.
 -- A ticker in the host loop (every 10 ms) records its worst gap, less the
@@ -21,7 +22,7 @@ local ws = require "ws"
 local common = require "spec.servers.common"
 local gettime = require("socket").gettime
 
-local kind, port
+local kind, port, wrap
 local host = "127.0.0.1"
 local opts = {}   -- ws.accept's (checked: listen's host and port are not among them)
 local i = 1
@@ -29,6 +30,7 @@ while arg[i] do
   local a, v = arg[i], arg[i + 1]
   if a == "--loop" then kind = v
   elseif a == "--port" then port = tonumber(v)
+  elseif a == "--wrap" then wrap = v == "yes"
   elseif a == "--set" then
     local k, val = v:match("^([%w_]+)=(.*)$")
     opts[k] = common.value(val)
@@ -169,7 +171,7 @@ elseif kind == "copas" then
   local copas = require "copas"
   local wscopas = require "ws.copas"
   local listener = assert(require("socket").bind(host, port))
-  copas.addserver(listener, accept)
+  copas.addserver(listener, wrap and function(sock) accept(copas.wrap(sock)) end or accept)
   -- copas 2-4 run as their users run them; 1.x (no timers) through ws.copas
   local nap = copas.sleep or function(s) wscopas.sched:sleep(s) end
   local quitting = false
