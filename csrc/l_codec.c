@@ -142,24 +142,14 @@ static int l_parse_response(lua_State *L) {
     return 1;
 }
 
-/* A header value we write must not smuggle CR/LF or other controls. */
-static int header_value_ok(const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c < 0x20 && c != '\t') || c == 0x7f)
-            return 0;
-    }
-    return 1;
-}
-
 /* build_response(accept [, protocol [, extensions]]) -> the 101 response head */
 static int l_build_response(lua_State *L) {
     size_t n, pn = 0, en = 0;
     const char *accept = luaL_checklstring(L, 1, &n);
     const char *proto = luaL_optlstring(L, 2, NULL, &pn);
     const char *ext = luaL_optlstring(L, 3, NULL, &en);
-    luaL_argcheck(L, !proto || header_value_ok(proto, pn), 2, "invalid protocol");
-    luaL_argcheck(L, !ext || header_value_ok(ext, en), 3, "invalid extensions");
+    luaL_argcheck(L, !proto || ws_http_field_value_ok(proto, pn), 2, "invalid protocol");
+    luaL_argcheck(L, !ext || ws_http_field_value_ok(ext, en), 3, "invalid extensions");
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     luaL_addstring(&b, "HTTP/1.1 101 Switching Protocols\r\n"
@@ -287,6 +277,14 @@ static int l_mask(lua_State *L) {
     return 1;
 }
 
+/* field_value_valid(s) -> true if s may be written as a header field value */
+static int l_field_value_valid(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    lua_pushboolean(L, ws_http_field_value_ok(s, n));
+    return 1;
+}
+
 static int l_utf8_valid(lua_State *L) {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
@@ -306,6 +304,7 @@ static const luaL_Reg funcs[] = {
     {"close_payload", l_close_payload},
     {"mask", l_mask},
     {"utf8_valid", l_utf8_valid},
+    {"field_value_valid", l_field_value_valid},
     {NULL, NULL}
 };
 

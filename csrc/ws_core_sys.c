@@ -261,20 +261,18 @@ static int l_signals_dirty(lua_State *L) {
     return 1;
 }
 
-/* close([keep]): discard pending signals and unblock them, but those
- * named in the list keep (they stay blocked: a forked worker keeps TERM
- * blocked until its own loop reads it, so none is lost in between) */
-static int l_signals_close(lua_State *L) {
-    lsignals *s = check_signals(L);
+/* Discard pending signals and unblock them, but those named in the list
+ * at stack index keep (0: none) stay blocked. Idempotent. */
+static void signals_release(lua_State *L, lsignals *s, int keep) {
     if (s->fd < 0)
-        return 0;
+        return;
     int rel[MAX_SIGS], n = 0;
     for (int i = 0; i < s->n; i++) {
         int kept = 0;
-        if (lua_istable(L, 2)) {
-            int k = (int)lua_rawlen(L, 2);
+        if (keep) {
+            int k = (int)lua_rawlen(L, keep);
             for (int j = 1; j <= k && !kept; j++) {
-                lua_rawgeti(L, 2, j);
+                lua_rawgeti(L, keep, j);
                 kept = sig_of(L, -1) == s->sigs[i];
                 lua_pop(L, 1);
             }
@@ -284,7 +282,44 @@ static int l_signals_close(lua_State *L) {
     }
     ws_signals_release(s->fd, rel, n);
     s->fd = -1;
+}
+
+/* close([keep]): release the signals, but those named in the list keep
+ * (they stay blocked: a forked worker keeps TERM blocked until its own loop
+ * reads it, so none is lost in between) */
+static int l_signals_close(lua_State *L) {
+    lsignals *s = check_signals(L);
+    if (!lua_isnoneornil(L, 2))
+        luaL_checktype(L, 2, LUA_TTABLE);
+    signals_release(L, s, lua_istable(L, 2) ? 2 : 0);
     return 0;
+}
+
+/* __gc, __close: release them all (__close's second argument is an error
+ * value, not a keep list) */
+static int l_signals_gc(lua_State *L) {
+    signals_release(L, check_signals(L), 0);
+    return 0;
+}
+
+static int l_signals_tostring(lua_State *L) {
+    lsignals *s = check_signals(L);
+    if (s->fd < 0) {
+        lua_pushliteral(L, "ws.signals (closed)");
+        return 1;
+    }
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "ws.signals: ");
+    for (int i = 0; i < s->n; i++) {
+        if (i)
+            luaL_addstring(&b, ", ");
+        luaL_addstring(&b, name_of(s->sigs[i]));
+    }
+    lua_pushfstring(L, " (fd %d)", s->fd);
+    luaL_addvalue(&b);
+    luaL_pushresult(&b);
+    return 1;
 }
 
 /* ---- processes ------------------------------------------------------------ */
@@ -349,8 +384,9 @@ static const luaL_Reg signals_methods[] = {
 };
 
 static const luaL_Reg signals_meta[] = {
-    {"__gc", l_signals_close},
-    {"__close", l_signals_close},
+    {"__gc", l_signals_gc},
+    {"__close", l_signals_gc},
+    {"__tostring", l_signals_tostring},
     {NULL, NULL}
 };
 

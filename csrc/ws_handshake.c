@@ -52,6 +52,18 @@ static int is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
+int ws_http_field_value_ok(const char *s, size_t n)
+{
+    size_t i;
+
+    if (n > 0 && (is_ows(s[0]) || is_ows(s[n - 1])))
+        return 0;
+    for (i = 0; i < n; i++)
+        if (!is_text((unsigned char)s[i]))
+            return 0;
+    return 1;
+}
+
 size_t ws_http_head_end(const char *buf, size_t len)
 {
     size_t i;

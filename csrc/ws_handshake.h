@@ -39,6 +39,13 @@ int ws_http_parse_request(const char *buf, size_t len, ws_http *req, const char 
  * server's first frames) are not looked at. method and target are NULL. */
 int ws_http_parse_response(const char *buf, size_t len, ws_http *res, const char **err);
 
+/* 1 if s[0..n) may be written as a header field value: RFC 9110 section 5.5
+ * field-value, that is visible characters and obs-text (0x80-0xFF), with SP
+ * and HTAB only between them (the empty value too). CR, LF, NUL, the other
+ * controls and DEL are refused, so nothing can be smuggled into a head.
+ * The one rule for every head lua-ws writes (Lua's ws.http uses it too). */
+int ws_http_field_value_ok(const char *s, size_t n);
+
 /* First header with that name (case-insensitive), or NULL. */
 const ws_header *ws_http_header(const ws_http *h, const char *name);
 

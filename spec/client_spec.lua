@@ -294,6 +294,22 @@ describe("client and server in one loop", function()
     close_server(srv)
   end)
 
+  it("header values: HTAB and SP inside go both ways (RFC 9110 field-value); at the edges they are refused", function()
+    local srv, l, base = loop_server({
+      on_request = function() return nil, nil, { ["X-Back"] = "x\ty z" } end,   -- into the 101
+    }, { ["/ws"] = function(conn) conn:send(conn.request.headers["x-tab"]) end })
+    local conn, err = H.run_task(l, 5, ws.connect, base .. "/ws", { headers = { ["X-Tab"] = "a\t b" } })
+    assert.is_truthy(conn, err)
+    assert.equal("x\ty z", conn.response.headers["x-back"])
+    assert.equal("a\t b", (H.run_task(l, 5, function() return conn:receive(3) end)))
+    H.run_task(l, 5, function() conn:close() end)
+    for _, bad in ipairs { " a", "a\t", "a\0b", "a\127" } do
+      _, err = H.run_task(l, 5, ws.connect, base .. "/ws", { headers = { ["X-Tab"] = bad } })
+      assert.matches("invalid header", err)
+    end
+    close_server(srv)
+  end)
+
   it("origins = { ... } allows those origins (any case) and clients without one; others get 403", function()
     local srv, l, base = loop_server({ origins = { "https://Good.example", "http://localhost:3000" } },
       { ["/ws"] = echo_handler })

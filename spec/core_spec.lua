@@ -9,6 +9,14 @@ local B = require "spec.bits"
 -- tests of what only Lua 5.4 has (pending on the others)
 local it54 = _VERSION == "Lua 5.4" and it or pending
 
+-- whether this process blocks SIGUSR2 (signal 12: bit 11 of /proc/self/status SigBlk)
+local function usr2_blocked()
+  local f = assert(io.open("/proc/self/status"))
+  local mask = assert(f:read("*a"):match("SigBlk:%s*(%x+)"))
+  f:close()
+  return math.floor(tonumber(mask:sub(-4), 16) / 0x800) % 2 == 1
+end
+
 ---- pure-Lua oracles ------------------------------------------------------------
 
 local O = require "spec.oracle"
@@ -1224,7 +1232,38 @@ describe("argument errors and the reader's lifecycle", function()
     assert.equal("ws.fd (closed)", tostring(l))
   end)
 
+  it("ws.tls_context and ws.signals: tostring shows the state, close is idempotent", function()
+    local c = assert(core.tls_context { mode = "client" })
+    assert.matches("^ws%.tls_context %(client%): ", tostring(c))
+    c:close()
+    c:close()
+    assert.equal("ws.tls_context (closed)", tostring(c))
+    if core.signals then   -- Linux only
+      local s = assert(core.signals { "USR2", "USR1" })
+      assert.matches("^ws%.signals: USR2, USR1 %(fd %d+%)$", tostring(s))
+      assert.is_true(usr2_blocked())
+      s:close()
+      s:close()
+      assert.equal("ws.signals (closed)", tostring(s))
+      assert.is_false(usr2_blocked())
+      local none, err = s:next()
+      assert.is_nil(none)
+      assert.is_string(err)
+    end
+  end)
+
   -- to-be-closed variables are Lua 5.4 syntax: compiled only there
+  it54("ws.signals under <close> releases every signal, whatever the error value", function()
+    if not core.signals then return end
+    local ok = pcall(assert(load([[
+      local core = ...
+      local s <close> = core.signals { "USR2" }
+      error({ "USR2" })   -- (a table, as close's keep list would be)
+    ]])), core)
+    assert.is_false(ok)
+    assert.is_false(usr2_blocked())
+  end)
+
   it54("can be closed with <close>", function()
     local scope = assert(load([[
       local core, SERVER, CLIENT, frame = ...

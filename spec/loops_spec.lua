@@ -3,12 +3,17 @@
 -- nested in cqueues and luv (pollfd / timeout / step). Each host runs as a
 -- real process (spec/servers/host_server.lua) under the Lua being tested;
 -- a loop that is not packaged for that Lua is reported pending.
+-- WS_COPAS_PATH=DIR runs the copas host with the copas found in DIR (its
+-- copas.lua, copas/*.lua and their dependencies), e.g. copas 4 on Lua 5.4.
 local socket = require "socket"
 local ws = require "ws"
 local loop = require "ws.loop"
 local H = require "spec.helpers"
 
 local gettime = socket.gettime
+
+local COPAS_PATH = os.getenv("WS_COPAS_PATH")
+if COPAS_PATH then package.path = COPAS_PATH .. "/?.lua;" .. COPAS_PATH .. "/?/init.lua;" .. package.path end
 
 local HOSTS = {
   { name = "cqueues", lib = "cqueues" },
@@ -38,8 +43,9 @@ local function ask(conn, message)
 end
 
 for _, host in ipairs(HOSTS) do
-  local available = pcall(require, host.lib)
-  describe("lua-ws in " .. host.name, function()
+  local available, lib = pcall(require, host.lib)
+  local version = available and type(lib) == "table" and lib._VERSION
+  describe("lua-ws in " .. host.name .. (version and " (" .. version .. ")" or ""), function()
     if not available then
       it("(skipped)", function() pending(host.lib .. " is not packaged for " .. _VERSION) end)
       return
@@ -195,6 +201,43 @@ for _, host in ipairs(HOSTS) do
       assert.is_true(secs(flood) > 0.4 and secs(flood) < 3, flood)
       assert.is_true(secs(close) > 0.4 and secs(close) < 3, close)
     end)
+
+    if host.name == "copas" then
+      it("accepts the socket copas.wrap made of it, with its limits", function()
+        local p = start(host, LIMITS .. " --wrap yes")
+        local url = "ws://127.0.0.1:" .. p.port
+        clients(10, function()
+          local conn = assert(ws.connect(url .. "/timeout"))
+          assert.equal("timeout:timeout", conn:receive(5))   -- receive(0.3) timed out
+          assert.equal(("w"):rep(70000), ask(conn, ("w"):rep(70000)))
+          assert.same({ true, 4000, "" }, { conn:close(4000, "wrapped bye") })
+        end)
+        local closed = H.wait_output(p, "closed 127%.0%.0%.1:%d+ 4000 wrapped bye")
+        p.stop()
+        assert.is_truthy(closed, p.output())
+      end)
+
+      it("copas.loop() returns once the server is removed and the last connection is closed", function()
+        if not lib.finished then return pending(version .. " has no copas.finished: its loop never returns") end
+        local p = start(host)
+        local url = "ws://127.0.0.1:" .. p.port
+        clients(10, function()
+          local open = assert(ws.connect(url .. "/echo"))
+          local quit = assert(ws.connect(url .. "/quit"))
+          assert.equal("quitting", (quit:receive(5)))
+          assert.same({ nil, "closed", 1000, "" }, { quit:receive(5) })
+          assert.equal("still served", ask(open, "still served"))   -- the server is gone, not its connections
+          open:close()
+        end)
+        local returned = H.wait_output(p, "copas loop returned", 5)
+        local t = gettime()
+        while p.alive() and gettime() - t < 5 do socket.sleep(0.05) end
+        local alive = p.alive()
+        p.stop()
+        assert.is_truthy(returned, "copas.loop() did not return:\n" .. p.output())
+        assert.is_false(alive)
+      end)
+    end
 
     it("closes an idle connection at idle_timeout with 1001", function()
       local p = start(host, "--set idle_timeout=0.6")

@@ -505,6 +505,44 @@ static void test_response(void)
     }
 }
 
+/* The one rule for header values lua-ws writes: RFC 9110 field-value. */
+static void test_field_value(void)
+{
+#define V(lit, ok) {lit, sizeof lit - 1, ok}
+    static const struct { const char *s; size_t n; int ok; } cases[] = {
+        V("", 1),
+        V("chat", 1),
+        V("a b", 1),
+        V("a\tb", 1),                 /* HTAB inside: allowed */
+        V("a \t b", 1),
+        V("\x80\xff caf\xc3\xa9", 1),  /* obs-text */
+        V("~!\"#", 1),
+        V(" a", 0),                   /* no leading or trailing SP/HTAB */
+        V("a ", 0),
+        V("\ta", 0),
+        V("a\t", 0),
+        V(" ", 0),
+        V("\t", 0),
+        V("a\r\nX-Evil: 1", 0),
+        V("a\nb", 0),
+        V("a\rb", 0),
+        V("a\0b", 0),
+        V("a\x01" "b", 0),
+        V("a\x1f" "b", 0),
+        V("a\x7f", 0),                /* DEL */
+        V("\x0b", 0),
+    };
+#undef V
+    size_t i;
+
+    for (i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int right = ws_http_field_value_ok(cases[i].s, cases[i].n) == cases[i].ok;
+        if (!right)
+            fprintf(stderr, "field value case %u\n", (unsigned)i);
+        CHECK(right);
+    }
+}
+
 int main(void)
 {
     test_base64();
@@ -516,5 +554,6 @@ int main(void)
     test_request_status();
     test_malformed();
     test_response();
+    test_field_value();
     return check_report("c handshake");
 }

@@ -1,8 +1,14 @@
 --- HTTP/1.1 heads of the opening handshake, for the client and the server
 -- alike: one rule for header fields and one builder. A field name is a
--- token (RFC 9110 section 5.6.2); a value holds no control character, so
--- nothing can be smuggled into a head by CR/LF.
+-- token (RFC 9110 section 5.6.2); a value is an RFC 9110 field-value
+-- (section 5.5: visible characters and obs-text, SP and HTAB only between
+-- them), checked in C by the rule the 101 builder (core.build_response)
+-- applies too, so no CR, LF, NUL or other control reaches a head.
 -- @module ws.http
+local core = require "ws.core"
+
+local value_ok = core.field_value_valid
+
 local M = {}
 
 --- The token characters (RFC 9110 tchar), as a Lua pattern class.
@@ -15,7 +21,7 @@ local NAME = "^" .. M.TCHAR .. "+$"
 ---@param value any
 ---@return boolean
 function M.valid(name, value)
-  return type(name) == "string" and name:match(NAME) ~= nil and type(value) == "string" and not value:find("%c")
+  return type(name) == "string" and name:match(NAME) ~= nil and type(value) == "string" and value_ok(value)
 end
 
 --- Header lines ("Name: value\r\n"...) from a table name -> value (strings
@@ -36,8 +42,8 @@ end
 --- A head: the start line, the fields (a list name, value, name, value, ...;
 -- the names are the caller's own tokens; a false value leaves its field
 -- out), the lines of header_lines, the blank line, then body. Returns it,
--- or nil, "Name: value" (or the start line) when a value (or the start
--- line) holds a control character.
+-- or nil, "Name: value" (or the start line) when a value breaks the rule
+-- of valid() (or the start line holds a control character).
 ---@param start string "GET /path HTTP/1.1", "HTTP/1.1 101 Switching Protocols"
 ---@param fields table
 ---@param lines? string
@@ -50,7 +56,7 @@ function M.head(start, fields, lines, body)
   for i = 1, #fields, 2 do
     local name, value = fields[i], fields[i + 1]
     if value then
-      if value:find("%c") then return nil, name .. ": " .. value end
+      if not value_ok(value) then return nil, name .. ": " .. value end
       t[#t + 1] = name .. ": " .. value .. "\r\n"
     end
   end

@@ -1,5 +1,6 @@
 -- A lua-ws server inside another event loop, for spec/loops_spec.lua:
 --   host_server.lua --loop cqueues|luv|copas|cqueues-nested|luv-nested --port N [--set k=v ...]
+--                   [--wrap yes] (copas: ws.accept gets the socket copas.wrap made of it)
 -- "cqueues", "luv", "copas": the host loop accepts, ws.accept upgrades in a
 -- host coroutine; "-nested": a ws.listen server nested in the host loop.
 -- A ticker in the host loop (every 10 ms) records its worst gap, less the
@@ -12,13 +13,16 @@
 -- answers "dialed:ECHO:CODE" after closing with 4001); /flood (sends 1 MiB
 -- messages until a send fails), /queue (queues frames without waiting until
 -- one is refused), /close (closes; the peer is expected never to answer):
--- these log "LIMIT: RESULTS after SECONDS".
+-- these log "LIMIT: RESULTS after SECONDS"; /quit (copas 2-4: answers
+-- "quitting", closes, removes the server and stops the ticker; the host
+-- logs "copas loop returned" when copas.loop() comes back).
 -- Logs "closed PEER CODE REASON" when a handler ends.
+-- WS_COPAS_PATH=DIR: load copas from DIR (see spec/loops_spec.lua).
 local ws = require "ws"
 local common = require "spec.servers.common"
 local gettime = require("socket").gettime
 
-local kind, port
+local kind, port, wrap
 local host = "127.0.0.1"
 local opts = {}   -- ws.accept's (checked: listen's host and port are not among them)
 local i = 1
@@ -26,6 +30,7 @@ while arg[i] do
   local a, v = arg[i], arg[i + 1]
   if a == "--loop" then kind = v
   elseif a == "--port" then port = tonumber(v)
+  elseif a == "--wrap" then wrap = v == "yes"
   elseif a == "--set" then
     local k, val = v:match("^([%w_]+)=(.*)$")
     opts[k] = common.value(val)
@@ -41,6 +46,8 @@ local function cpu_wait()
   f:close()
   return (wait or 0) / 1e9
 end
+
+local on_quit   -- set by a host that can stop (/quit)
 
 local worst, last, last_wait = 0, gettime(), cpu_wait()
 local function tick()
@@ -89,6 +96,11 @@ local function handler(conn)
       a, b = conn:close(1000)
     end
     ws.log("%s: %s %s after %.3f", path:sub(2), tostring(a), tostring(b), gettime() - t)
+    return
+  elseif path == "/quit" and on_quit then
+    conn:send("quitting")
+    conn:close()
+    on_quit()
     return
   elseif path == "/bye" then
     local m, k = conn:receive()
@@ -154,11 +166,24 @@ elseif kind == "luv" or kind == "luv-nested" then
   uv.new_timer():start(10, 10, tick)
   uv.run()
 elseif kind == "copas" then
+  local dir = os.getenv("WS_COPAS_PATH")   -- another copas than the installed one
+  if dir then package.path = dir .. "/?.lua;" .. dir .. "/?/init.lua;" .. package.path end
   local copas = require "copas"
   local wscopas = require "ws.copas"
-  copas.addserver(assert(require("socket").bind(host, port)), accept)
-  copas.addthread(function() while true do wscopas.sched:sleep(0.01); tick() end end)
-  wscopas.loop()
+  local listener = assert(require("socket").bind(host, port))
+  copas.addserver(listener, wrap and function(sock) accept(copas.wrap(sock)) end or accept)
+  -- copas 2-4 run as their users run them; 1.x (no timers) through ws.copas
+  local nap = copas.sleep or function(s) wscopas.sched:sleep(s) end
+  local quitting = false
+  if copas.finished then
+    on_quit = function()
+      quitting = true
+      copas.removeserver(listener)
+    end
+  end
+  copas.addthread(function() while not quitting do nap(0.01); tick() end end)
+  if copas.sleep then copas.loop() else wscopas.loop() end
+  ws.log("copas loop returned")
 else
   error("--loop cqueues|luv|copas|cqueues-nested|luv-nested expected")
 end
