@@ -29,7 +29,9 @@
  *                                    (fixed work, for timing a whole run; --secs caps it)
  * --json: text messages cut from JSON-like records (compressible, like an API's
  * traffic). With --deflate every message is sent compressed and every echoed
- * message, compressed or not, is inflated and checked byte for byte.
+ * message, compressed or not, is checked byte for byte (see zmemo: with no
+ * context takeover each payload is compressed once, and an echo whose
+ * compressed bytes were already inflated and checked is not inflated again).
  *
  * Each run prints one line on stdout:
  *   RESULT mode=echo conns=64 size=32 msgs=... msgs_per_s=... mib_per_s=...
