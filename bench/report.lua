@@ -73,6 +73,10 @@ local tables = {
     { "64 KiB takeover msg/s", "z64kt", field "msgs_per_s", 0 },
     lat("4 KiB no takeover p50/p99/max µs", "z4kn", 1, 0),
     lat("64 KiB no takeover p50/p99/max µs", "z64kn", 1, 0),
+    { "server CPU µs/msg: 4 KiB no takeover", "z4kn", field "server_cpu_us_per_msg", 1 },
+    { "4 KiB takeover", "z4kt", field "server_cpu_us_per_msg", 1 },
+    { "64 KiB no takeover", "z64kn", field "server_cpu_us_per_msg", 1 },
+    { "64 KiB takeover", "z64kt", field "server_cpu_us_per_msg", 1 },
   },
   { title = "Fan-out: 1 publisher -> 1,000 receivers on one server (every message to all the others)",
     { "32 B deliveries/s", "f32", field "deliveries_per_s", 0 },
@@ -83,6 +87,8 @@ local tables = {
   { title = "Client throughput: one connection, 32 in flight, through the libwebsockets echo server (rows are clients)",
     { "32 B text msg/s", "c32", field "msgs_per_s", 0 },
     { "4 KiB text msg/s", "c4k", field "msgs_per_s", 0 },
+    { "client CPU µs/msg: 32 B", "c32", field "cpu_us_per_msg", 1 },
+    { "4 KiB", "c4k", field "cpu_us_per_msg", 1 },
   },
   { title = "wss:// (TLS 1.3, TLS_AES_128_GCM_SHA256, X25519, ECDSA P-256)",
     { "64x32 B text msg/s", "s32", field "msgs_per_s", 0 },
@@ -162,5 +168,5 @@ for _, tab in ipairs(tables) do
   end
 end
 print("Ratios are ours/peer: above 1 is better for msg/s, MiB/s and upgrades/s;"
-  .. " below 1 is better for KiB/conn and latency.")
+  .. " below 1 is better for KiB/conn, latency and CPU µs/msg.")
 if flagged then print("`!`: at least one run of that cell reported errors (see build/bench/wsload.log).") end

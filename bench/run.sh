@@ -14,7 +14,9 @@
 #        deep: 32 B / 4 KiB / 1 MiB echo, BENCH_DEPTH messages in flight
 #        rt1:  32 B / 4 KiB echo, one message in flight per connection
 #        pmd:  permessage-deflate echo, 4 KiB and 64 KiB JSON-like text, with
-#              no context takeover and with it (servers restarted with deflate on)
+#              no context takeover and with it (servers restarted with deflate on);
+#              also the server's CPU µs per message (wsload --pid), steadier
+#              than msgs/s when other work shares the cores
 #        tls:  wss:// echo 64 x 32 B and 4 x 1 MiB, TLS upgrades/s (TLS 1.3,
 #              TLS_AES_128_GCM_SHA256, X25519, ECDSA P-256 certificate, for
 #              every server; ours is examples/wss_echo.lua)
@@ -23,8 +25,9 @@
 #              BENCH_FAN_DEPTH (4) messages not yet everywhere at a time;
 #              ours is examples/chat.lua
 #        cli:  client throughput: our client, Node ws's and python-websockets'
-#              (bench/peers/client_*) each on one connection, 32 messages in
-#              flight, 32 B and 4 KiB, through the libwebsockets echo server
+#              (bench/peers/client_*; and base's with BENCH_BASE) each on one
+#              connection, 32 messages in flight, 32 B and 4 KiB, through the
+#              libwebsockets echo server; also each client's CPU µs per message
 #        upg:  upgrades/s    idle: RSS per idle connection
 # Servers run pinned to core 0, the load generator to core 1, over loopback.
 # Output: a Markdown table on stdout; raw results and logs in build/bench/.
@@ -173,12 +176,12 @@ run_phase() {
   _servers=$1 _pmd=${2:-}
   UP=""
   for s in $_servers; do
-    if start "$s" $_pmd; then UP="$UP $s:$SPORT"; else echo "$s failed to start (see $OUT/$s.log)" >&2; echo "$s down 1 RESULT failed=1" >>"$RES"; fi
+    if start "$s" $_pmd; then UP="$UP $s:$SPORT:$SPID"; else echo "$s failed to start (see $OUT/$s.log)" >&2; echo "$s down 1 RESULT failed=1" >>"$RES"; fi
   done
   r=1
   while [ $r -le "$RUNS" ]; do
     for sp in $UP; do
-      s=${sp%:*} p=${sp#*:}
+      s=${sp%%:*} p=${sp#*:} pid=${p#*:} p=${p%:*}   # name:port:pid
       echo "run $r/$RUNS: $s ${_pmd:-plain}" >&2
       if [ "$_pmd" = fan ]; then
         load "$s" f32 $r "$p" fanout --conns $((FAN_SUBS + 1)) --size 32 --text --depth "$FAN_DEPTH"
@@ -194,9 +197,9 @@ run_phase() {
       if [ -n "$_pmd" ]; then
         for size in 4096 65536; do
           zs=$([ $size = 4096 ] && echo 4k || echo 64k)
-          load "$s" "z${zs}n" $r "$p" echo --conns 64 --size $size --json --depth 1 --deflate none
+          load "$s" "z${zs}n" $r "$p" echo --conns 64 --size $size --json --depth 1 --deflate none --pid "$pid"
           # gorilla does no context takeover: it answers every offer without it
-          [ "$s" = gorilla ] || load "$s" "z${zs}t" $r "$p" echo --conns 64 --size $size --json --depth 1 --deflate takeover
+          [ "$s" = gorilla ] || load "$s" "z${zs}t" $r "$p" echo --conns 64 --size $size --json --depth 1 --deflate takeover --pid "$pid"
         done
         continue
       fi
@@ -223,13 +226,15 @@ has fan && run_phase "$FAN_SERVERS" fan
 # Client throughput: the clients take turns against one libwebsockets server.
 client_load() { # client_load CLIENT MODE RUN PORT SIZE
   url=ws://127.0.0.1:$4/ws
+  LP=$OURS_PATH LC=$OURS_CPATH
   case $1 in
     ours) cmd="lua5.4 bench/peers/client_ours.lua" ;;
+    base) cmd="lua5.4 bench/peers/client_ours.lua" LP=$BASE_PATH LC=$BASE_CPATH ;;
     node-ws) cmd="node bench/peers/client_node.js" ;;
     py-websockets) cmd="/usr/bin/python3 bench/peers/client_py.py" ;;
   esac
   # shellcheck disable=SC2086
-  line=$(LUA_PATH=$OURS_PATH LUA_CPATH=$OURS_CPATH timeout -k 2 $((${SECS%.*} + 30)) taskset -c 1 \
+  line=$(LUA_PATH=$LP LUA_CPATH=$LC timeout -k 2 $((${SECS%.*} + 30)) taskset -c 1 \
          $cmd "$url" "$5" 32 "$SECS" 2>>"$OUT/wsload.log" | grep '^RESULT')
   echo "$1 $2 $3 ${line:-RESULT errors=1 failed=1}" >>"$RES"
   sleep 0.2
@@ -238,7 +243,7 @@ if has cli; then
   if start lws; then
     p=$SPORT r=1
     while [ $r -le "$RUNS" ]; do
-      for c in ours node-ws py-websockets; do
+      for c in ours node-ws py-websockets ${BENCH_BASE:+base}; do
         echo "run $r/$RUNS: client $c" >&2
         client_load "$c" c32 $r "$p" 32
         client_load "$c" c4k $r "$p" 4096

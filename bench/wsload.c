@@ -19,12 +19,19 @@
  *          --tls                     wss://: TLS 1.3 only, TLS_AES_128_GCM_SHA256 and
  *                                    X25519 (the same for every server), no
  *                                    certificate check, no session resumption
+ *          --pid N                   echo: also report server_cpu_us_per_msg, the
+ *                                    user + system CPU of process N (the server,
+ *                                    all its threads) over the measured seconds
+ *                                    per message: on a shared machine a steadier
+ *                                    figure than msgs_per_s
  *          --count N                 echo: stop once N messages were measured;
  *                                    upgrade: once N upgrades were
  *                                    (fixed work, for timing a whole run; --secs caps it)
  * --json: text messages cut from JSON-like records (compressible, like an API's
  * traffic). With --deflate every message is sent compressed and every echoed
- * message, compressed or not, is inflated and checked byte for byte.
+ * message, compressed or not, is checked byte for byte (see zmemo: with no
+ * context takeover each payload is compressed once, and an echo whose
+ * compressed bytes were already inflated and checked is not inflated again).
  *
  * Each run prints one line on stdout:
  *   RESULT mode=echo conns=64 size=32 msgs=... msgs_per_s=... mib_per_s=...
@@ -75,7 +82,7 @@ typedef struct {
     uint64_t sent, recvd;
     uint64_t *send_ns;             /* ring of depth send times */
     /* permessage-deflate, when negotiated */
-    int pmd, out_reset, out_bits, in_rsv1;
+    int pmd, out_reset, out_bits, in_reset, in_rsv1;
     z_stream zout, zin;
     int zlive;
     unsigned char *zbuf;           /* compressed message being received */
@@ -83,12 +90,12 @@ typedef struct {
 } conn;
 
 static struct {
-    int mode, port, nconns, depth, text, json, deflate, level, tls;
+    int mode, port, nconns, depth, text, json, deflate, level, tls, pid;
     size_t size;
     double secs, warmup, timeout;
     uint64_t count;
     const char *host, *path;
-} opt = {M_ECHO, 8080, 1, 1, 0, 0, 0, 1, 0, 32, 5, 0.5, 30, 0, "127.0.0.1", "/ws"};
+} opt = {M_ECHO, 8080, 1, 1, 0, 0, 0, 1, 0, 0, 32, 5, 0.5, 30, 0, "127.0.0.1", "/ws"};
 static SSL_CTX *tls_ctx;
 enum { PMD_OFF, PMD_TAKEOVER, PMD_NONE };
 
@@ -226,7 +233,28 @@ static void queue_frame(conn *c, int op, const unsigned char *p, size_t n) { que
 /* ---- permessage-deflate ------------------------------------------------- */
 /* Message s of connection c is pattern[off .. off+size): distinct per message,
  * checked with one memcmp; text patterns are printable ASCII. */
-static size_t msg_off(const conn *c, uint64_t s) { return (size_t)((s * 97 + (uint64_t)c->slot * 31) % 4093); }
+/* With no context takeover a message's compressed form depends on its bytes
+ * alone, so echo mode compresses each of the NOFF payloads once, and an echo
+ * whose compressed bytes equal ones already inflated and checked for that
+ * payload is that payload (inflate from a reset state is a function of its
+ * input). The load generator then costs the server's peers less than the
+ * servers it measures; every echoed byte is still verified. */
+#define NOFF 4093
+typedef struct { unsigned char *z; size_t len; int bits; } zmemo;
+static zmemo zsent[NOFF], zseen[NOFF];
+static size_t zmemo_bytes;
+static const unsigned char *zmemo_find(const zmemo *m, int bits, size_t *len) {
+    if (!m->z || m->bits != bits) return NULL;
+    *len = m->len;
+    return m->z;
+}
+static void zmemo_put(zmemo *m, int bits, const unsigned char *z, size_t len) {
+    if (m->z || zmemo_bytes + len > ((size_t)256 << 20)) return;   /* bounded */
+    m->z = xrealloc(NULL, len ? len : 1), memcpy(m->z, z, len);
+    m->len = len, m->bits = bits, zmemo_bytes += len;
+}
+
+static size_t msg_off(const conn *c, uint64_t s) { return (size_t)((s * 97 + (uint64_t)c->slot * 31) % NOFF); }
 
 /* The message c receives next: its own echoed, or (fanout) the publisher's. */
 static const unsigned char *expected(conn *c);
@@ -251,20 +279,37 @@ static void z_close(conn *c) {
 }
 
 /* One message compressed as RFC 7692 says: sync flush, 00 00 ff ff cut off. */
-static void send_compressed(conn *c, int op, const unsigned char *p, size_t n) {
+static void send_compressed(conn *c, int op, size_t off, size_t n) {
+    const unsigned char *p = pattern + off;
+    zmemo *m = opt.mode == M_ECHO && c->out_reset ? &zsent[off] : NULL;
+    size_t len;
+    const unsigned char *z = m ? zmemo_find(m, c->out_bits, &len) : NULL;
+    if (z) {
+        queue_frame_rsv(c, op, 1, z, len);
+        return;
+    }
     zscratch_reserve(deflateBound(&c->zout, (uLong)n) + 64);
     c->zout.next_in = (Bytef *)p, c->zout.avail_in = (uInt)n;
     c->zout.next_out = zscratch, c->zout.avail_out = (uInt)zscratch_cap;
     if (deflate(&c->zout, Z_SYNC_FLUSH) != Z_OK || c->zout.avail_in) die("deflate");
-    size_t len = zscratch_cap - c->zout.avail_out;
+    len = zscratch_cap - c->zout.avail_out;
     if (len >= 4 && !memcmp(zscratch + len - 4, "\0\0\xff\xff", 4)) len -= 4;
     if (c->out_reset) deflateReset(&c->zout);
+    if (m) zmemo_put(m, c->out_bits, zscratch, len);
     queue_frame_rsv(c, op, 1, zscratch, len);
 }
 
 /* Inflate the compressed message gathered in c->zbuf and check it. */
 static int check_compressed(conn *c) {
     static const unsigned char tail[4] = {0, 0, 0xff, 0xff};
+    zmemo *m = opt.mode == M_ECHO && c->in_reset ? &zseen[msg_off(c, c->recvd)] : NULL;
+    size_t zlen;
+    const unsigned char *z = m ? zmemo_find(m, 0, &zlen) : NULL;
+    if (z && zlen == c->zbuf_len && memcmp(z, c->zbuf, zlen) == 0) {
+        c->zbuf_len = 0, c->msg_off = opt.size;
+        return 0;
+    }
+    if (m) inflateReset(&c->zin);   /* no takeover: nothing may refer back */
     zscratch_reserve(opt.size + 1);
     c->zin.next_out = zscratch, c->zin.avail_out = (uInt)opt.size + 1;
     for (int i = 0; i < 2; i++) {
@@ -278,6 +323,7 @@ static int check_compressed(conn *c) {
     c->zbuf_len = 0;
     if (n != opt.size) return err_log(c, "echoed message has the wrong size");
     if (memcmp(zscratch, expected(c), n) != 0) return err_log(c, "echoed bytes differ");
+    if (m) zmemo_put(m, 0, c->zbuf, c->zbuf_len);
     c->msg_off = n;
     return 0;
 }
@@ -329,7 +375,7 @@ static void make_pattern(void) {
 
 static void send_msg(conn *c) {
     c->send_ns[c->sent % (uint64_t)opt.depth] = now_ns();
-    if (c->pmd) send_compressed(c, opt.text ? 1 : 2, pattern + msg_off(c, c->sent), opt.size);
+    if (c->pmd) send_compressed(c, opt.text ? 1 : 2, msg_off(c, c->sent), opt.size);
     else queue_frame(c, opt.text ? 1 : 2, pattern + msg_off(c, c->sent), opt.size);
     c->sent++;
 }
@@ -430,6 +476,7 @@ static long parse_handshake(conn *c) {
             if (c->out_bits < 8 || c->out_bits > 15) pmd = -1;
             if (c->out_bits == 8) c->out_bits = 9;
             c->out_reset = opt.deflate == PMD_NONE || strstr(h, "client_no_context_takeover") != NULL;
+            c->in_reset = strstr(h, "server_no_context_takeover") != NULL;
             if (eol) *eol = save;
         }
     }
@@ -649,6 +696,21 @@ static double pct_us(double q) {
     return (double)lat[i] / 1e3;
 }
 
+/* CPU seconds (user + system, every thread) of process pid so far; -1 if gone */
+static double proc_cpu(int pid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');   /* the name may hold spaces */
+    unsigned long long ut, st;
+    if (!p || sscanf(p + 2, "%*c" " %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s" " %llu %llu", &ut, &st) != 2) return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
 static void run_echo(void) {
     open_all(256, now_ns() + (uint64_t)(opt.timeout * 1e9));
     int open = count_state(S_OPEN);
@@ -667,13 +729,15 @@ static void run_echo(void) {
     }
     uint64_t t0 = now_ns(), t_meas = t0 + (uint64_t)(opt.warmup * 1e9);
     uint64_t t_end = t_meas + (uint64_t)(opt.secs * 1e9);
+    double cpu0 = -1;
     while (!got_signal) {
         uint64_t t = now_ns();
-        if (!measuring && t >= t_meas) measuring = 1, t_meas = t;
+        if (!measuring && t >= t_meas) measuring = 1, t_meas = t, cpu0 = opt.pid ? proc_cpu(opt.pid) : -1;
         if (t >= t_end || count_state(S_OPEN) == 0 || (opt.count && done_msgs >= opt.count)) break;
         poll_once(5);
     }
     double elapsed = (double)(now_ns() - t_meas) / 1e9;
+    double cpu1 = cpu0 >= 0 ? proc_cpu(opt.pid) : -1;
     measuring = 0;
     /* Stop sending and drain what is in flight, then close cleanly, so the
      * server is idle again before the next run (bounded waits). */
@@ -698,11 +762,13 @@ static void run_echo(void) {
     while (count_state(S_CLOSING) && now_ns() < lim) poll_once(5);
     qsort(lat, nlat, sizeof *lat, cmp_u64);
     printf("RESULT mode=%s conns=%d size=%zu type=%s depth=%d secs=%.2f msgs=%llu msgs_per_s=%.0f "
-           "deliveries_per_s=%.0f mib_per_s=%.2f p50_us=%.1f p99_us=%.1f max_us=%.1f open=%d errors=%llu\n",
+           "deliveries_per_s=%.0f mib_per_s=%.2f p50_us=%.1f p99_us=%.1f max_us=%.1f open=%d errors=%llu",
            opt.mode == M_FANOUT ? "fanout" : "echo", opt.nconns, opt.size, opt.text ? "text" : "binary", opt.depth, elapsed,
            (unsigned long long)done_msgs, (double)done_msgs / elapsed, (double)deliveries / elapsed,
            (double)done_bytes / elapsed / 1048576.0, pct_us(0.5), pct_us(0.99), pct_us(1.0), open,
            (unsigned long long)errors);
+    if (cpu1 >= 0 && done_msgs) printf(" server_cpu_us_per_msg=%.1f", (cpu1 - cpu0) * 1e6 / (double)done_msgs);
+    printf("\n");
 }
 
 static void run_upgrade(void) {
@@ -762,7 +828,7 @@ static void on_signal(int s) { (void)s; got_signal = 1; }
 
 static void usage(void) {
     fprintf(stderr, "usage: wsload echo|upgrade|idle|fanout [--host H] [--port P] [--path /ws] [--conns N]\n"
-                    "       [--size BYTES] [--text|--binary|--json] [--deflate takeover|none] [--level N] [--count N] [--tls] [--depth K] [--secs S] [--warmup S] [--timeout S]\n");
+                    "       [--size BYTES] [--text|--binary|--json] [--deflate takeover|none] [--level N] [--count N] [--pid N] [--tls] [--depth K] [--secs S] [--warmup S] [--timeout S]\n");
     exit(2);
 }
 
@@ -791,6 +857,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--warmup")) opt.warmup = atof(v);
         else if (!strcmp(a, "--timeout")) opt.timeout = atof(v);
         else if (!strcmp(a, "--level")) opt.level = atoi(v);
+        else if (!strcmp(a, "--pid")) opt.pid = atoi(v);
         else if (!strcmp(a, "--count")) opt.count = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--deflate"))
             opt.deflate = !strcmp(v, "takeover") ? PMD_TAKEOVER : !strcmp(v, "none") ? PMD_NONE : (usage(), 0);

@@ -122,9 +122,10 @@ static size_t tls_send_frame(const lfd *c, const unsigned char *head, size_t hl,
     return done;
 }
 
-/* send_frame(fd, payload, kind [, rsv | deflate]) -> true | rest | nil, err
- * Writes an unmasked (server) frame to a descriptor or a ws.fd (plain or
- * TLS): plain with one gathered send, no payload copy.
+/* send_frame(fd, payload, kind [, rsv | deflate [, mask=false]]) -> true | rest | nil, err
+ * Writes a frame to a descriptor or a ws.fd (plain or TLS): plain with one
+ * gathered send, unmasked (server) with no payload copy; mask=true (client)
+ * masks with a fresh key (as frame) into the per-state output buffer.
  * rest is the part the socket did not take (the whole frame if none).
  * An uncompressed text payload must be UTF-8 (nil, "invalid utf-8").
  * With a ws.deflate object the payload is compressed here and sent with RSV1. */
@@ -138,14 +139,24 @@ static int l_send_frame(lua_State *L) {
     luaL_argcheck(L, rsv >= 0 && rsv <= 7, 4, "rsv out of range");
     if (op == WS_OP_TEXT && (rsv == 0 || z) && !ws_utf8_valid((const unsigned char *)payload, n))
         return ws_fail(L, "invalid utf-8");
+    int masked = lua_toboolean(L, 5);
     lzctx *zc = ZCTX(1);
     if (z) {
         if (ws_deflate_compress(z, (const unsigned char *)payload, n, &zc->buf, &n) != WS_DEFLATE_OK)
             return luaL_error(L, "not enough memory");
         payload = (const char *)zc->buf.p;
     }
+    unsigned char key[4];
+    if (masked) {
+        if (ws_mask_key(&zc->keys, key) != 0)
+            return luaL_error(L, "RAND_bytes failed");
+        if (!z && ws_zbuf_reserve(&zc->buf, n) != 0)
+            return luaL_error(L, "not enough memory");
+        ws_mask(zc->buf.p, (const unsigned char *)payload, n, key, 0);   /* in place if compressed */
+        payload = (const char *)zc->buf.p;
+    }
     unsigned char head[WS_MAX_HEADER];
-    size_t hl = ws_frame_write_header(head, 1, (int)rsv, op, n, NULL);
+    size_t hl = ws_frame_write_header(head, 1, (int)rsv, op, n, masked ? key : NULL);
     size_t done;
     const char *err = NULL;
     if (c.fd < 0) {
@@ -160,7 +171,7 @@ static int l_send_frame(lua_State *L) {
     }
     int ok = done == hl + n;
     if (!ok && err && strcmp(err, "timeout") != 0 && strcmp(err, "wantread") != 0) {
-        if (z)
+        if (z || masked)
             ws_zbuf_trim(zc);
         return ws_fail(L, err);
     }
@@ -175,7 +186,7 @@ static int l_send_frame(lua_State *L) {
         luaL_addlstring(&b, payload + from, n - from);
         luaL_pushresult(&b);
     }
-    if (z)
+    if (z || masked)
         ws_zbuf_trim(zc);
     return 1;
 }

@@ -39,7 +39,7 @@ void ws_deflate_shared_free(ws_deflate_shared *s) {
     end_streams(&s->out, &s->out_live, &s->in, &s->in_live);
 }
 
-static int grow(ws_zbuf *b, size_t need) {
+int ws_zbuf_reserve(ws_zbuf *b, size_t need) {
     if (need <= b->cap)
         return 0;
     size_t c = b->cap ? b->cap : 256;
@@ -82,7 +82,7 @@ int ws_deflate_compress(ws_deflate *d, const unsigned char *in, size_t n, ws_zbu
     if (!z)
         return WS_DEFLATE_NOMEM;
     size_t len = 0;
-    int rc = grow(out, deflateBound(z, (uLong)n) + 16) != 0 ? WS_DEFLATE_NOMEM : WS_DEFLATE_OK;
+    int rc = ws_zbuf_reserve(out, deflateBound(z, (uLong)n) + 16) != 0 ? WS_DEFLATE_NOMEM : WS_DEFLATE_OK;
     z->next_in = (Bytef *)in;
     z->avail_in = (uInt)n;
     while (rc == WS_DEFLATE_OK) {
@@ -94,7 +94,7 @@ int ws_deflate_compress(ws_deflate *d, const unsigned char *in, size_t n, ws_zbu
             rc = WS_DEFLATE_NOMEM;
         else if (z->avail_in == 0 && z->avail_out > 0)
             break;
-        else if (grow(out, out->cap * 2) != 0)
+        else if (ws_zbuf_reserve(out, out->cap * 2) != 0)
             rc = WS_DEFLATE_NOMEM;
     }
     /* a failed stream is unusable; a reset one starts the next message clean */
@@ -143,7 +143,7 @@ static int inflate_some(z_stream *z, const unsigned char *src, size_t n, size_t 
             size_t want = out->cap * 2;
             if (max && want > max + 1)
                 want = max + 1;   /* one byte past max proves "too big" */
-            if (want <= out->cap || grow(out, want) != 0)
+            if (want <= out->cap || ws_zbuf_reserve(out, want) != 0)
                 return *len > max && max ? WS_DEFLATE_TOO_BIG : WS_DEFLATE_NOMEM;
         }
         z->next_out = out->p + *len;
@@ -199,7 +199,7 @@ int ws_deflate_decompress(ws_deflate *d, const unsigned char *in, size_t n, size
     if (max && first > max + 1)
         first = max + 1;
     size_t restarts = 4 + n / 4096;
-    int rc = out->cap < first && grow(out, first) != 0 ? WS_DEFLATE_NOMEM : WS_DEFLATE_OK;
+    int rc = out->cap < first && ws_zbuf_reserve(out, first) != 0 ? WS_DEFLATE_NOMEM : WS_DEFLATE_OK;
     if (rc == WS_DEFLATE_OK)
         rc = inflate_some(z, in, n, max, out, &len, &restarts);
     if (rc == WS_DEFLATE_OK)

@@ -39,6 +39,9 @@ typedef struct {
     size_t cap;
 } ws_zbuf;
 
+/* Make b hold at least need bytes (contents kept): 0, or -1 out of memory. */
+int ws_zbuf_reserve(ws_zbuf *b, size_t need);
+
 enum { WS_DEFLATE_OK = 0, WS_DEFLATE_NOMEM = -1, WS_DEFLATE_TOO_BIG = -2, WS_DEFLATE_BAD = -3 };
 
 void ws_deflate_init(ws_deflate *d, int level, int out_bits, int in_bits, int out_reset, int in_reset,

@@ -189,13 +189,9 @@ end)
 
 describe("core.send_queue", function()
   local core = require "ws.core"
-  -- a connected TCP pair: a reads what b writes
+  -- a connected TCP pair: a reads what b writes (b never blocks)
   local function pair()
-    local lsn = assert(socket.bind("127.0.0.1", 0))
-    local ip, port = lsn:getsockname()
-    local a = assert(socket.connect(ip, port))
-    local b = assert(lsn:accept())
-    lsn:close()
+    local a, b = H.tcp_pair()
     b:settimeout(0)
     return a, b
   end

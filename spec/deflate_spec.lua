@@ -1,7 +1,6 @@
 -- permessage-deflate (RFC 7692): negotiation units, the zlib transforms,
 -- interop with Node ws, python-websockets and Chromium in both directions,
 -- and hostile peers (bombs, misplaced RSV1, bad data).
-local socket = require "socket"
 local json = require "dkjson"
 local ws = require "ws"
 local core = require "ws.core"
@@ -442,11 +441,7 @@ describe("ws.core.deflate", function()
   end)
 
   it("compresses inside send_frame(fd, data, kind, deflate): one RSV1 frame on the socket", function()
-    local l = assert(socket.bind("127.0.0.1", 0))
-    local ip, port = l:getsockname()
-    local a = assert(socket.connect(ip, port))
-    local b = assert(l:accept())
-    l:close()
+    local a, b = H.tcp_pair()
     local d, msg = core.deflate { out_reset = true }, string.rep("lua-ws ", 300)
     assert.is_true(core.send_frame(b:getfd(), msg, "text", d))
     assert.same({ nil, "invalid utf-8" }, { core.send_frame(b:getfd(), "\255", "text", d) })
@@ -458,6 +453,36 @@ describe("ws.core.deflate", function()
     assert.is_true(n < 126, "compressed to " .. n .. " bytes")
     assert.equal(msg, core.deflate {}:decompress(assert(a:receive(n))))
     assert.equal(n, d:stats().wire_out)
+    a:close()
+    b:close()
+  end)
+
+  it("masks inside send_frame(fd, data, kind, rsv | deflate, true): client frames a server reader takes", function()
+    local a, b = H.tcp_pair()
+    local d, msg = core.deflate { out_reset = true }, string.rep("lua-ws ", 300)
+    assert.is_true(core.send_frame(b:getfd(), msg, "text", 0, true))
+    assert.is_true(core.send_frame(b:getfd(), msg, "text", 0, true))
+    assert.is_true(core.send_frame(b:getfd(), msg, "binary", d, true))
+    assert.same({ nil, "invalid utf-8" }, { core.send_frame(b:getfd(), "\255", "text", 0, true) })
+    a:settimeout(5)
+    local n = #msg
+    local f1 = assert(a:receive(8 + n))
+    local f2 = assert(a:receive(8 + n))
+    assert.equal(0x81, f1:byte(1))
+    assert.equal(0xFE, f1:byte(2))                   -- MASK bit, 16-bit length
+    assert.equal(n, f1:byte(3) * 256 + f1:byte(4))
+    assert.not_equal(f1:sub(5, 8), f2:sub(5, 8))     -- a fresh key per frame
+    assert.not_equal(msg, f1:sub(9))
+    local head = assert(a:receive(2))
+    assert.equal(0xC2, head:byte(1))                 -- FIN, RSV1, binary
+    assert.is_true(head:byte(2) >= 128 and head:byte(2) < 128 + 126)   -- masked, short
+    local z = assert(a:receive(4 + head:byte(2) - 128))
+    -- a server reader refuses unmasked frames (1002), so these are masked
+    local r = core.reader { role = "server", rsv_allowed = 4, deflate = core.deflate { in_reset = true } }
+    r:feed(f1 .. f2 .. head .. z)
+    assert.same({ "text", msg }, { r:next() })
+    assert.same({ "text", msg }, { r:next() })
+    assert.same({ "binary", msg }, { r:next() })
     a:close()
     b:close()
   end)

@@ -86,6 +86,16 @@ function M.free_port()
   return port
 end
 
+--- A connected loopback TCP pair (LuaSocket): a reads what b writes.
+function M.tcp_pair()
+  local lsn = assert(socket.bind("127.0.0.1", 0))
+  local ip, port = lsn:getsockname()
+  local a = assert(socket.connect(ip, port))
+  local b = assert(lsn:accept())
+  lsn:close()
+  return a, b
+end
+
 --- Wait until something accepts TCP on port (or fail after secs).
 function M.wait_port(port, secs)
   local deadline = socket.gettime() + (secs or 10)

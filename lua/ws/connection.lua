@@ -90,11 +90,11 @@ function M.new(sock, opts)
   self.clean = false         -- the last wake for reading was a clean epoll edge (see wait)
   self.corked = false        -- an uncork task is due (see CORK)
   sock:settimeout(0)
-  -- plain TCP or our TLS: read straight from the descriptor, and (server
-  -- frames are unmasked) write header and payload at once
+  -- plain TCP or our TLS: read straight from the descriptor, and write a
+  -- frame's header and payload (masked, for a client) in one C call
   local fd = io_.raw_fd(sock)
   self.rfd = fd
-  self.wfd = role == "server" and fd or nil
+  self.wfd = role == "server" and fd or nil   -- where ws.fanout writes shared unmasked frames
   -- sends cork (queue while input is buffered) with a descriptor to gather
   -- on and a scheduler to flush at the end of the round
   self.cork = fd and self.sched and min(CORK, self.max_queue or CORK) or 0
@@ -434,10 +434,10 @@ function Conn:send(data, kind)
     end
     return true
   end
-  local fd = self.wfd
+  local fd = self.rfd
   if fd and self.qh > self.qt and not self.writer then
-    -- send_frame checks the UTF-8 of text itself (and compresses with z)
-    local rest, err = send_frame(fd, data, kind, z or 0)
+    -- send_frame checks the UTF-8 of text itself (compresses with z, masks)
+    local rest, err = send_frame(fd, data, kind, z or 0, self.masked)
     if rest == true then return true end
     if not rest then
       if err == "invalid utf-8" then return nil, err end
@@ -446,7 +446,7 @@ function Conn:send(data, kind)
     end
     return send_bytes(self, rest)
   end
-  -- queued (a writer at work) or masked (client): one frame() call
+  -- queued (a writer at work) or no descriptor (LuaSec): one frame() call
   -- compresses (RSV1) and masks
   if kind == "text" and not utf8_valid(data) then return nil, "invalid utf-8" end
   return send_bytes(self, frame(data, kind, true, self.masked, z or 0))
