@@ -119,7 +119,9 @@ end
 -- self.clean: the last wake for reading was a clean epoll edge (ws.loop's
 -- wait returns true, true), which lets reader:next trust a short read.
 local function wait(self, mode, deadline)
-  local ok, clean = io_.wait(self.sock, mode, deadline, self.sched or false)
+  local sched, ok, clean = self.sched
+  if sched then ok, clean = sched:wait(self.sock, mode, deadline)
+  else ok, clean = io_.wait(self.sock, mode, deadline, false) end
   if mode == "r" then self.clean = ok == true and clean == true end
   return ok, clean
 end
@@ -488,12 +490,14 @@ function Conn:pong(data) return control(self, "pong", data) end
 -- results receive() should return.
 local function wait_input(self, deadline, mode)
   local until_ = deadline
-  local idle = self:idle_due()
+  -- (self:idle_due() and self:activity(now), inlined: once per message)
+  local t = self.idle_timeout
+  local idle = t and self.last_seen + t
   if idle and (not until_ or idle < until_) then until_ = idle end
   self.burst = 0
   local ok, err = wait(self, mode or "r", until_)
   if ok then
-    self:activity(gettime())
+    self.last_seen = gettime()
     return true
   end
   if err == "timeout" then
@@ -537,7 +541,13 @@ local function receive(self, deadline)
     -- a short read since a clean edge is trusted, no read for EAGAIN)
     local kind, data, code, reason = reader:next(self.rfd, self.clean)
     if kind == "text" or kind == "binary" then
-      pace(self, #data)
+      -- (pace(self, #data), inlined: once per message)
+      local burst = self.burst + 1 + #data / 16384
+      if burst >= 64 then
+        burst = 0
+        if self.sched then self.sched:yield() end
+      end
+      self.burst = burst
       return data, kind
     elseif kind or code then                  -- a control frame, or the peer broke the protocol
       pace(self, 0)
@@ -551,7 +561,8 @@ local function receive(self, deadline)
     elseif self.rfd then
       -- (TLS may need to write to read on: "wantwrite")
       if data ~= "timeout" and data ~= "wantwrite" then return lost(self) end
-      flush_cork(self)   -- (a failed write closed the connection: the loop's top says so)
+      -- (a failed write closed the connection: the loop's top says so)
+      if self.qh <= self.qt then flush_cork(self) end
       if self.state ~= "closed" then
         local ok, err, c, r = wait_input(self, deadline, data == "wantwrite" and "w" or "r")
         if not ok then return ok, err, c, r end
