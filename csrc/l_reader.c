@@ -182,7 +182,7 @@ static void drop_input(lua_State *L, lreader *lr, size_t keep) {
     lua_setiuservalue(L, 1, 1);
 }
 
-/* reader:next([fd [, trust_short]]) -> kind, payload [, close code, close reason]
+/* reader:next([fd [, trust_short]]) -> kind, payload [, close code, close reason | rsv] [, dry]
  *                    | nil                       (needs more input; no fd given)
  *                    | nil, "timeout" | "wantwrite" | "closed" | error   (fd given: nothing to read now)
  *                    | nil, reason, close_code   (the peer broke the protocol)
@@ -190,7 +190,10 @@ static void drop_input(lua_State *L, lreader *lr, size_t keep) {
  * from it once what was fed is used up. trust_short: the caller's last wake
  * for reading was an epoll edge without hang-up (poller:wait's rclean), so
  * a short plain read since proves the socket drained: "timeout" comes
- * without the read that would only return EAGAIN. */
+ * without the read that would only return EAGAIN. dry (true, 5th): with
+ * trust_short, this message used up such a read, so the caller may wait for
+ * the next edge without calling next() for that "timeout" (a later call
+ * reads again). */
 static int l_reader_next(lua_State *L) {
     lreader *lr = check_reader(L);
     int have_fd = !lua_isnoneornil(L, 2);
@@ -212,6 +215,16 @@ static int l_reader_next(lua_State *L) {
                 if (keep_leftover(lr, shared) != 0)
                     return luaL_error(L, "not enough memory");
                 assert(SHARED_RULE(lr, shared));
+                /* A message that used up a trusted short read: the next
+                 * call would only say "timeout". Said now (a 5th result,
+                 * true), and only once: a later call reads again. */
+                if (trust_short && lr->drained && lr->in_pos >= lr->in_len &&
+                    (ev.opcode == WS_OP_TEXT || ev.opcode == WS_OP_BINARY) && !lua_isnil(L, -n)) {
+                    lr->drained = 0;
+                    lua_settop(L, lua_gettop(L) + 4 - n);
+                    lua_pushboolean(L, 1);
+                    return 5;
+                }
                 return n;
             }
             if (rc == WS_READ_NOMEM)

@@ -88,6 +88,7 @@ function M.new(sock, opts)
   self.background = false    -- = receiver while a task reads for nobody (keepalive, closing)
   self.burst = 0             -- messages received without waiting (see receive)
   self.clean = false         -- the last wake for reading was a clean epoll edge (see wait)
+  self.dry = false           -- the input is used up, next() would say "timeout" (see receive)
   self.corked = false        -- an uncork task is due (see CORK)
   sock:settimeout(0)
   -- plain TCP or our TLS: read straight from the descriptor, and (server
@@ -425,7 +426,8 @@ function Conn:send(data, kind)
   if self.state ~= "open" then return nil, "closed" end
   local z = self.deflate
   if z and #data < self.threshold then z = nil end
-  if self.cork > 0 and not self.writer and self.reader:pending() > 0 and self:queued() + #data < self.cork then
+  if self.cork > 0 and not self.writer and not self.dry and self.reader:pending() > 0 and
+     self:queued() + #data < self.cork then
     -- corked: more input is already here, so the handler will be back
     -- soon with more to send; this frame goes out with those (see cork)
     if kind == "text" and not utf8_valid(data) then return nil, "invalid utf-8" end
@@ -539,8 +541,17 @@ local function receive(self, deadline)
     -- with a descriptor, next() reads from it once its input is used up
     -- (a compressed message comes out inflated and checked; self.clean:
     -- a short read since a clean edge is trusted, no read for EAGAIN)
-    local kind, data, code, reason = reader:next(self.rfd, self.clean)
+    local kind, data, code, reason, dry
+    if self.dry then
+      -- the last message used up a trusted short read: next() would only
+      -- say "timeout" (reader:next's dry)
+      self.dry = false
+      data = "timeout"
+    else
+      kind, data, code, reason, dry = reader:next(self.rfd, self.clean)
+    end
     if kind == "text" or kind == "binary" then
+      self.dry = dry == true
       -- (pace(self, #data), inlined: once per message)
       local burst = self.burst + 1 + #data / 16384
       if burst >= 64 then
@@ -607,6 +618,7 @@ function read_ready(self)
   if self.receiver or self.state ~= "open" then return end
   local co = me()
   self.receiver, self.background = co, co
+  self.dry = false   -- (what it reads, it reads until "timeout")
   local reader, sock, got = self.reader, self.sock, false
   local max_bytes = self.max_queue or math.huge
   while self.state == "open" do
