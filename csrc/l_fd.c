@@ -399,13 +399,29 @@ int ws_core_check_fd(lua_State *L, int idx) {
     return ((lfd *)luaL_checkudata(L, idx, FD_MT))->fd;
 }
 
-/* accept(listen_fd) -> connection | nil, "timeout" | nil, err */
+/* accept(listen_fd [, inherited]) -> connection, peer | nil, "timeout" | nil, err
+ * peer: "ip:port" ("[ip]:port" for IPv6, "?" otherwise), from accept4
+ * itself (no getpeername); inherited: the listener has TCP_NODELAY
+ * (nodelay below), so the connection has it without a setsockopt */
 static int l_accept(lua_State *L) {
     int listen_fd = (int)luaL_checkinteger(L, 1);
+    int inherited = lua_toboolean(L, 2);
+    char peer[64];   /* "[" INET6_ADDRSTRLEN "]:65535" */
     lfd *s = new_fd(L);
-    s->fd = ws_fd_accept(listen_fd);
+    s->fd = ws_fd_accept(listen_fd, inherited, peer, sizeof peer);
     if (s->fd < 0)
         return ws_fail_errno(L, errno);
+    lua_pushstring(L, peer);
+    return 2;
+}
+
+/* nodelay(fd) -> true | nil, err: TCP_NODELAY on a listener, which the
+ * connections it accepts inherit (Linux): accept(fd, true) then skips the
+ * setsockopt per connection */
+static int l_nodelay(lua_State *L) {
+    if (ws_fd_nodelay((int)luaL_checkinteger(L, 1)) != 0)
+        return ws_fail_errno(L, errno);
+    lua_pushboolean(L, 1);
     return 1;
 }
 
@@ -640,6 +656,7 @@ static const luaL_Reg funcs[] = {
     {"send_queue", l_send_queue},
     {"fanout", l_fanout},
     {"accept", l_accept},
+    {"nodelay", l_nodelay},
     {"wrap_fd", l_wrap_fd},
     {"adopt", l_adopt},
     {"raise_fd_limit", l_raise_fd_limit},

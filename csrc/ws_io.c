@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/signalfd.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -77,16 +78,54 @@ int ws_poll_wait(int ep, ws_poll_event *ev, int max, int timeout_ms) {
 }
 #endif
 
-int ws_fd_accept(int listen_fd) {
+/* "ip:port" ("[ip]:port" for IPv6, "?" for another family) into out[cap] */
+static void format_peer(const struct sockaddr_storage *a, char *out, size_t cap) {
+    char ip[INET6_ADDRSTRLEN];
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)a;
+        if (inet_ntop(AF_INET, &v4->sin_addr, ip, sizeof ip)) {
+            snprintf(out, cap, "%s:%d", ip, ntohs(v4->sin_port));
+            return;
+        }
+    } else if (a->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)a;
+        if (inet_ntop(AF_INET6, &v6->sin6_addr, ip, sizeof ip)) {
+            snprintf(out, cap, "[%s]:%d", ip, ntohs(v6->sin6_port));
+            return;
+        }
+    }
+    snprintf(out, cap, "?");
+}
+
+int ws_fd_accept(int listen_fd, int inherited, char *peer, size_t peercap) {
+    struct sockaddr_storage a;
+    socklen_t len;
     int fd;
-    do
-        fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    while (fd < 0 && errno == EINTR);
-    if (fd >= 0) {
+    do {
+        len = sizeof a;
+        fd = accept4(listen_fd, (struct sockaddr *)&a, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return fd;
+#ifdef __linux__
+    if (!inherited)
+#endif
+    {
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
+    (void)inherited;
+    if (peer && peercap > 0) {
+        if (len > sizeof a)
+            a.ss_family = AF_UNSPEC;
+        format_peer(&a, peer, peercap);
+    }
     return fd;
+}
+
+int ws_fd_nodelay(int fd) {
+    int one = 1;
+    return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
 int ws_fd_nonblock(int fd) {
