@@ -40,7 +40,7 @@ int ws_poll_wait(int ep, ws_poll_event *ev, int max, int timeout_ms);
  * the descriptor, or -1 with errno (EAGAIN when none is pending).
  * inherited: the listener has TCP_NODELAY (ws_fd_nodelay), which Linux
  * passes on to what it accepts, so no setsockopt per connection there.
- * peer (peercap bytes, may be NULL): the peer as "ip:port", "[ip]:port"
+ * peer (peercap >= 64 bytes, or NULL): the peer as "ip:port", "[ip]:port"
  * for IPv6, or "?" (another family), from accept4's own address. */
 int ws_fd_accept(int listen_fd, int inherited, char *peer, size_t peercap);
 
