@@ -19,12 +19,13 @@
 
 /* What reader:next and send_frame read from / write to: an integer
  * descriptor (a LuaSocket socket's) or a ws.fd, plain or TLS. */
-lfd ws_check_io(lua_State *L, int idx) {
+lfd ws_check_io(lua_State *L, int idx, int mt_up) {
     if (lua_type(L, idx) == LUA_TNUMBER) {
         lfd c = {(int)luaL_checkinteger(L, idx), NULL};
         return c;
     }
-    return *(lfd *)luaL_checkudata(L, idx, FD_MT);
+    lfd *s = mt_up ? (lfd *)ws_toudata_up(L, idx, mt_up) : NULL;
+    return *(s ? s : (lfd *)luaL_checkudata(L, idx, FD_MT));
 }
 
 /* What to do after a TLS call that made no progress: "timeout" (wait for
@@ -129,7 +130,7 @@ static size_t tls_send_frame(const lfd *c, const unsigned char *head, size_t hl,
  * An uncompressed text payload must be UTF-8 (nil, "invalid utf-8").
  * With a ws.deflate object the payload is compressed here and sent with RSV1. */
 static int l_send_frame(lua_State *L) {
-    lfd c = ws_check_io(L, 1);
+    lfd c = ws_check_io(L, 1, 2);
     size_t n;
     const char *payload = luaL_checklstring(L, 2, &n);
     int op = ws_check_opcode(L, 3);
@@ -312,7 +313,7 @@ static size_t tls_send_queue(const lfd *c, qpos *p, const char **err, lua_Intege
  * error; held: the last item a TLS write that must be retried covered
  * (q[i..held] must not change until written). */
 static int l_send_queue(lua_State *L) {
-    lfd c = ws_check_io(L, 1);
+    lfd c = ws_check_io(L, 1, 2);
     luaL_checktype(L, 2, LUA_TTABLE);
     qpos p = {L, 2, luaL_checkinteger(L, 3), luaL_checkinteger(L, 4), 0};
     lua_Integer off = luaL_optinteger(L, 5, 1);
@@ -354,7 +355,7 @@ static int l_fanout(lua_State *L) {
         t = (ws_fan_target *)lua_newuserdatauv(L, (size_t)n * sizeof *t, 0);   /* freed by the GC */
     for (lua_Integer i = 0; i < n; i++) {
         lua_rawgeti(L, 2, i + 1);
-        lfd c = ws_check_io(L, -1);
+        lfd c = ws_check_io(L, -1, 2);
         lua_pop(L, 1);
         t[i].fd = c.fd;
         t[i].tls = c.tls;
@@ -668,5 +669,6 @@ void ws_open_fd(lua_State *L, int shared, int zctx) {
     lua_pushvalue(L, shared);
     ws_new_type(L, FD_MT, fd_meta, fd_methods, 1);
     lua_pushvalue(L, zctx);
-    luaL_setfuncs(L, funcs, 1);
+    luaL_getmetatable(L, FD_MT);   /* upvalue 2: ws_check_io's quick check */
+    luaL_setfuncs(L, funcs, 2);
 }

@@ -28,8 +28,11 @@ typedef struct {
     int drained;              /* the last read was a short plain read, not yet reported */
 } lreader;
 
+/* (methods have the reader's metatable as upvalue 3: see ws_open_reader) */
 static lreader *check_reader(lua_State *L) {
-    lreader *lr = (lreader *)luaL_checkudata(L, 1, READER_MT);
+    lreader *lr = (lreader *)ws_toudata_up(L, 1, 3);
+    if (!lr)
+        lr = (lreader *)luaL_checkudata(L, 1, READER_MT);
     if (!lr->live)
         luaL_error(L, "attempt to use a closed reader");
     return lr;
@@ -199,7 +202,7 @@ static int l_reader_next(lua_State *L) {
     int have_fd = !lua_isnoneornil(L, 2);
     lfd c = {-1, NULL};
     if (have_fd)
-        c = ws_check_io(L, 2);
+        c = ws_check_io(L, 2, 4);
     int trust_short = lua_toboolean(L, 3);
     char *shared = (char *)lua_touserdata(L, lua_upvalueindex(1));
     for (;;) {
@@ -322,7 +325,11 @@ static const luaL_Reg reader_meta[] = {
 void ws_open_reader(lua_State *L, int shared, int zctx) {
     lua_pushvalue(L, shared);
     lua_pushvalue(L, zctx);
-    ws_new_type(L, READER_MT, reader_meta, reader_methods, 2);
+    /* upvalues 3 and 4: the reader's and ws.fd's metatables, made here if
+     * not yet (ws_new_type fills an existing one), for the quick checks */
+    luaL_newmetatable(L, READER_MT);
+    luaL_newmetatable(L, FD_MT);
+    ws_new_type(L, READER_MT, reader_meta, reader_methods, 4);
     lua_pushvalue(L, zctx);
     lua_pushcclosure(L, l_reader, 1);
     lua_setfield(L, -2, "reader");

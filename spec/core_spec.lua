@@ -1175,6 +1175,26 @@ describe("argument errors and the reader's lifecycle", function()
     assert.are.same({ ev("text", "x") }, read_all({}, build("text", "x", { key = KEY })))
   end)
 
+  it("reader methods, reader:next's descriptor and send_frame check their userdata's type", function()
+    local r = core.reader(SERVER)
+    local l = assert(core.listen("127.0.0.1", 0))   -- a ws.fd
+    local p = core.epoll and core.epoll()           -- another userdata type
+    -- a ws.fd or another userdata as the reader, a reader as the descriptor
+    assert.has_error(function() r.next(l) end)
+    assert.has_error(function() r.pending(l) end)
+    if p then assert.has_error(function() r.next(p) end) end
+    assert.has_error(function() r:next(r) end)
+    assert.has_error(function() core.send_frame(r, "x", "text") end)
+    if p then assert.has_error(function() core.send_frame(p, "x", "text") end) end
+    assert.has_error(function() core.send_frame(io.stdout, "x", "text") end)
+    -- the right types pass
+    local got, err = r:next(l)                      -- (a listener cannot be read: an error, not a raise)
+    assert.is_nil(got)
+    assert.equal("string", type(err))
+    l:close()
+    if p then p:close() end
+  end)
+
   it("feed raises on a non-string chunk", function()
     local r = core.reader(SERVER)
     assert.has_error(function() r:feed({}) end)
