@@ -47,13 +47,6 @@ static int l_poller_unwatch(lua_State *L) {
     return 0;
 }
 
-/* poller:wait(timeout_s|nil, rfds, wfds [, rclean [, map]]) -> nr, nw: fills
- * the arrays with the ready descriptors, or with map[fd] (false if none)
- * when a map is given (ws.loop: its sockets, without a Lua loop per event);
- * rclean[i] = true when the i-th readable event came without hang-up or
- * error (no EPOLLRDHUP/EPOLLHUP/EPOLLERR): no FIN waits behind its data,
- * and whatever comes after the wait raises a new edge, so a short plain
- * read after it proves the socket drained (reader:next's trust_short) */
 /* fd, or map[fd] (false for none: an array has no holes) */
 static void push_ready(lua_State *L, int fd, int map) {
     if (!map) {
@@ -67,6 +60,13 @@ static void push_ready(lua_State *L, int fd, int map) {
     }
 }
 
+/* poller:wait(timeout_s|nil, rfds, wfds [, rclean [, map]]) -> nr, nw: fills
+ * the arrays with the ready descriptors, or with map[fd] (false if none)
+ * when a map is given (ws.loop: its sockets, without a Lua loop per event);
+ * rclean[i] = true when the i-th readable event came without hang-up or
+ * error (no EPOLLRDHUP/EPOLLHUP/EPOLLERR): no FIN waits behind its data,
+ * and whatever comes after the wait raises a new edge, so a short plain
+ * read after it proves the socket drained (reader:next's trust_short) */
 static int l_poller_wait(lua_State *L) {
     lpoller *p = check_poller(L);
     int ms = -1;

@@ -496,7 +496,9 @@ function Loop:step(timeout)
       if co_status(co) == "suspended" then
         local ok, err = co_resume(co, a, b)
         if not ok then
+          active = prev   -- (as outside a task, should the logger raise)
           self.log("error", "ws.loop: task failed", { error = tostring(err) })
+          active = self
         end
         if co_status(co) == "dead" then ended(self, co) end
       end
