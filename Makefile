@@ -13,7 +13,7 @@ TREE     := $(CURDIR)/.rocks$(if $(filter-out lua5.4,$(LUANAME)),-$(LUANAME))
 BUILDLOG := build$(if $(filter-out lua5.4,$(LUANAME)),-$(LUANAME)).log
 # LuaRocks' Debian config points 5.1 at the PUC headers; LuaJIT needs its own
 ROCKSVARS := $(if $(filter luajit%,$(LUANAME)),LUA_INCDIR=$$(pkg-config --variable=includedir luajit 2>/dev/null || echo /usr/include/luajit-2.1))
-CODEC    := csrc/ws_crypto.c csrc/ws_handshake.c csrc/ws_frame.c csrc/ws_reader.c csrc/ws_utf8.c csrc/ws_tls.c csrc/ws_proxy.c csrc/ws_fanout.c
+CODEC    := csrc/ws_crypto.c csrc/ws_handshake.c csrc/ws_frame.c csrc/ws_reader.c csrc/ws_utf8.c csrc/ws_tls.c csrc/ws_proxy.c csrc/ws_fanout.c csrc/ws_io.c
 SSLLIBS  := -lssl -lcrypto
 STRICT   := -std=c99 -Wall -Wextra -Werror -Icsrc
 SAN      := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1
@@ -82,7 +82,7 @@ build/c/%-clang: csrc/test/%.c $(CODEC) | build/c
 build/c/%-asan: csrc/test/%.c $(CODEC) | build/c
 	clang $(STRICT) $(SAN) $^ $(SSLLIBS) -o $@
 
-CTESTS := test_codec test_handshake test_tls test_proxy test_fanout
+CTESTS := test_codec test_handshake test_tls test_proxy test_fanout test_io
 ctest: $(foreach t,$(CTESTS),build/c/$(t)-gcc build/c/$(t)-clang)
 	@for t in $^; do ./$$t || exit 1; done
 ctest-asan: $(foreach t,$(CTESTS),build/c/$(t)-asan)

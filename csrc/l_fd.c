@@ -19,12 +19,13 @@
 
 /* What reader:next and send_frame read from / write to: an integer
  * descriptor (a LuaSocket socket's) or a ws.fd, plain or TLS. */
-lfd ws_check_io(lua_State *L, int idx) {
+lfd ws_check_io(lua_State *L, int idx, int mt_up) {
     if (lua_type(L, idx) == LUA_TNUMBER) {
         lfd c = {(int)luaL_checkinteger(L, idx), NULL};
         return c;
     }
-    return *(lfd *)luaL_checkudata(L, idx, FD_MT);
+    lfd *s = mt_up ? (lfd *)ws_toudata_up(L, idx, mt_up) : NULL;
+    return *(s ? s : (lfd *)luaL_checkudata(L, idx, FD_MT));
 }
 
 /* What to do after a TLS call that made no progress: "timeout" (wait for
@@ -130,7 +131,7 @@ static size_t tls_send_frame(const lfd *c, const unsigned char *head, size_t hl,
  * An uncompressed text payload must be UTF-8 (nil, "invalid utf-8").
  * With a ws.deflate object the payload is compressed here and sent with RSV1. */
 static int l_send_frame(lua_State *L) {
-    lfd c = ws_check_io(L, 1);
+    lfd c = ws_check_io(L, 1, 2);
     size_t n;
     const char *payload = luaL_checklstring(L, 2, &n);
     int op = ws_check_opcode(L, 3);
@@ -323,7 +324,7 @@ static size_t tls_send_queue(const lfd *c, qpos *p, const char **err, lua_Intege
  * error; held: the last item a TLS write that must be retried covered
  * (q[i..held] must not change until written). */
 static int l_send_queue(lua_State *L) {
-    lfd c = ws_check_io(L, 1);
+    lfd c = ws_check_io(L, 1, 2);
     luaL_checktype(L, 2, LUA_TTABLE);
     qpos p = {L, 2, luaL_checkinteger(L, 3), luaL_checkinteger(L, 4), 0};
     lua_Integer off = luaL_optinteger(L, 5, 1);
@@ -365,7 +366,7 @@ static int l_fanout(lua_State *L) {
         t = (ws_fan_target *)lua_newuserdatauv(L, (size_t)n * sizeof *t, 0);   /* freed by the GC */
     for (lua_Integer i = 0; i < n; i++) {
         lua_rawgeti(L, 2, i + 1);
-        lfd c = ws_check_io(L, -1);
+        lfd c = ws_check_io(L, -1, 2);
         lua_pop(L, 1);
         t[i].fd = c.fd;
         t[i].tls = c.tls;
@@ -410,13 +411,29 @@ int ws_core_check_fd(lua_State *L, int idx) {
     return ((lfd *)luaL_checkudata(L, idx, FD_MT))->fd;
 }
 
-/* accept(listen_fd) -> connection | nil, "timeout" | nil, err */
+/* accept(listen_fd [, inherited]) -> connection, peer | nil, "timeout" | nil, err
+ * peer: "ip:port" ("[ip]:port" for IPv6, "?" otherwise), from accept4
+ * itself (no getpeername); inherited: the listener has TCP_NODELAY
+ * (nodelay below), so the connection has it without a setsockopt */
 static int l_accept(lua_State *L) {
     int listen_fd = (int)luaL_checkinteger(L, 1);
+    int inherited = lua_toboolean(L, 2);
+    char peer[64];   /* "[" INET6_ADDRSTRLEN "]:65535" */
     lfd *s = new_fd(L);
-    s->fd = ws_fd_accept(listen_fd);
+    s->fd = ws_fd_accept(listen_fd, inherited, peer, sizeof peer);
     if (s->fd < 0)
         return ws_fail_errno(L, errno);
+    lua_pushstring(L, peer);
+    return 2;
+}
+
+/* nodelay(fd) -> true | nil, err: TCP_NODELAY on a listener, which the
+ * connections it accepts inherit (Linux): accept(fd, true) then skips the
+ * setsockopt per connection */
+static int l_nodelay(lua_State *L) {
+    if (ws_fd_nodelay((int)luaL_checkinteger(L, 1)) != 0)
+        return ws_fail_errno(L, errno);
+    lua_pushboolean(L, 1);
     return 1;
 }
 
@@ -651,6 +668,7 @@ static const luaL_Reg funcs[] = {
     {"send_queue", l_send_queue},
     {"fanout", l_fanout},
     {"accept", l_accept},
+    {"nodelay", l_nodelay},
     {"wrap_fd", l_wrap_fd},
     {"adopt", l_adopt},
     {"raise_fd_limit", l_raise_fd_limit},
@@ -662,5 +680,6 @@ void ws_open_fd(lua_State *L, int shared, int zctx) {
     lua_pushvalue(L, shared);
     ws_new_type(L, FD_MT, fd_meta, fd_methods, 1);
     lua_pushvalue(L, zctx);
-    luaL_setfuncs(L, funcs, 1);
+    luaL_getmetatable(L, FD_MT);   /* upvalue 2: ws_check_io's quick check */
+    luaL_setfuncs(L, funcs, 2);
 }

@@ -47,11 +47,26 @@ static int l_poller_unwatch(lua_State *L) {
     return 0;
 }
 
-/* poller:wait(timeout_s|nil, rfds, wfds [, rclean]) -> nr, nw: fills the
- * arrays; rclean[i] = true when the i-th readable event came without
- * hang-up or error (no EPOLLRDHUP/EPOLLHUP/EPOLLERR): no FIN waits behind
- * its data, and whatever comes after the wait raises a new edge, so a short
- * plain read after it proves the socket drained (reader:next's trust_short) */
+/* fd, or map[fd] (false for none: an array has no holes) */
+static void push_ready(lua_State *L, int fd, int map) {
+    if (!map) {
+        lua_pushinteger(L, fd);
+        return;
+    }
+    lua_rawgeti(L, 6, fd);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushboolean(L, 0);
+    }
+}
+
+/* poller:wait(timeout_s|nil, rfds, wfds [, rclean [, map]]) -> nr, nw: fills
+ * the arrays with the ready descriptors, or with map[fd] (false if none)
+ * when a map is given (ws.loop: its sockets, without a Lua loop per event);
+ * rclean[i] = true when the i-th readable event came without hang-up or
+ * error (no EPOLLRDHUP/EPOLLHUP/EPOLLERR): no FIN waits behind its data,
+ * and whatever comes after the wait raises a new edge, so a short plain
+ * read after it proves the socket drained (reader:next's trust_short) */
 static int l_poller_wait(lua_State *L) {
     lpoller *p = check_poller(L);
     int ms = -1;
@@ -64,6 +79,9 @@ static int l_poller_wait(lua_State *L) {
     int clean = !lua_isnoneornil(L, 5);
     if (clean)
         luaL_checktype(L, 5, LUA_TTABLE);
+    int map = !lua_isnoneornil(L, 6);
+    if (map)
+        luaL_checktype(L, 6, LUA_TTABLE);
     ws_poll_event ev[256];
     int n = ws_poll_wait(p->ep, ev, 256, ms);
     if (n < 0)
@@ -71,7 +89,7 @@ static int l_poller_wait(lua_State *L) {
     lua_Integer nr = 0, nw = 0;
     for (int i = 0; i < n; i++) {
         if (ev[i].readable) {
-            lua_pushinteger(L, ev[i].fd);
+            push_ready(L, ev[i].fd, map);
             lua_rawseti(L, 3, ++nr);
             if (clean) {
                 lua_pushboolean(L, !ev[i].hangup);
@@ -79,7 +97,7 @@ static int l_poller_wait(lua_State *L) {
             }
         }
         if (ev[i].writable) {
-            lua_pushinteger(L, ev[i].fd);
+            push_ready(L, ev[i].fd, map);
             lua_rawseti(L, 4, ++nw);
         }
     }

@@ -28,8 +28,11 @@ typedef struct {
     int drained;              /* the last read was a short plain read, not yet reported */
 } lreader;
 
+/* (methods have the reader's metatable as upvalue 3: see ws_open_reader) */
 static lreader *check_reader(lua_State *L) {
-    lreader *lr = (lreader *)luaL_checkudata(L, 1, READER_MT);
+    lreader *lr = (lreader *)ws_toudata_up(L, 1, 3);
+    if (!lr)
+        lr = (lreader *)luaL_checkudata(L, 1, READER_MT);
     if (!lr->live)
         luaL_error(L, "attempt to use a closed reader");
     return lr;
@@ -182,7 +185,7 @@ static void drop_input(lua_State *L, lreader *lr, size_t keep) {
     lua_setiuservalue(L, 1, 1);
 }
 
-/* reader:next([fd [, trust_short]]) -> kind, payload [, close code, close reason]
+/* reader:next([fd [, trust_short]]) -> kind, payload [, close code, close reason | rsv] [, dry]
  *                    | nil                       (needs more input; no fd given)
  *                    | nil, "timeout" | "wantwrite" | "closed" | error   (fd given: nothing to read now)
  *                    | nil, reason, close_code   (the peer broke the protocol)
@@ -190,13 +193,16 @@ static void drop_input(lua_State *L, lreader *lr, size_t keep) {
  * from it once what was fed is used up. trust_short: the caller's last wake
  * for reading was an epoll edge without hang-up (poller:wait's rclean), so
  * a short plain read since proves the socket drained: "timeout" comes
- * without the read that would only return EAGAIN. */
+ * without the read that would only return EAGAIN. dry (true, 5th): with
+ * trust_short, this message used up such a read, so the caller may wait for
+ * the next edge without calling next() for that "timeout" (a later call
+ * reads again). */
 static int l_reader_next(lua_State *L) {
     lreader *lr = check_reader(L);
     int have_fd = !lua_isnoneornil(L, 2);
     lfd c = {-1, NULL};
     if (have_fd)
-        c = ws_check_io(L, 2);
+        c = ws_check_io(L, 2, 4);
     int trust_short = lua_toboolean(L, 3);
     char *shared = (char *)lua_touserdata(L, lua_upvalueindex(1));
     for (;;) {
@@ -212,6 +218,16 @@ static int l_reader_next(lua_State *L) {
                 if (keep_leftover(lr, shared) != 0)
                     return luaL_error(L, "not enough memory");
                 assert(SHARED_RULE(lr, shared));
+                /* A message that used up a trusted short read: the next
+                 * call would only say "timeout". Said now (a 5th result,
+                 * true), and only once: a later call reads again. */
+                if (trust_short && lr->drained && lr->in_pos >= lr->in_len &&
+                    (ev.opcode == WS_OP_TEXT || ev.opcode == WS_OP_BINARY) && !lua_isnil(L, -n)) {
+                    lr->drained = 0;
+                    lua_settop(L, lua_gettop(L) + 4 - n);
+                    lua_pushboolean(L, 1);
+                    return 5;
+                }
                 return n;
             }
             if (rc == WS_READ_NOMEM)
@@ -309,7 +325,11 @@ static const luaL_Reg reader_meta[] = {
 void ws_open_reader(lua_State *L, int shared, int zctx) {
     lua_pushvalue(L, shared);
     lua_pushvalue(L, zctx);
-    ws_new_type(L, READER_MT, reader_meta, reader_methods, 2);
+    /* upvalues 3 and 4: the reader's and ws.fd's metatables, made here if
+     * not yet (ws_new_type fills an existing one), for the quick checks */
+    luaL_newmetatable(L, READER_MT);
+    luaL_newmetatable(L, FD_MT);
+    ws_new_type(L, READER_MT, reader_meta, reader_methods, 4);
     lua_pushvalue(L, zctx);
     lua_pushcclosure(L, l_reader, 1);
     lua_setfield(L, -2, "reader");

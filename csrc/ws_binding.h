@@ -76,8 +76,13 @@ int ws_check_opcode(lua_State *L, int idx);
 extern const char *const ws_kind_names[];   /* by opcode: "text", "ping", ... */
 /* l_deflate.c: the open ws.deflate at idx; raises if it is not one or closed */
 ldeflate *ws_check_deflate(lua_State *L, int idx);
-/* l_fd.c: what reader:next and send_frame read from / write to */
-lfd ws_check_io(lua_State *L, int idx);
+/* The userdata at idx if its metatable is upvalue up of the running C
+ * function, else NULL: a type check without luaL_checkudata's lookup of
+ * the metatable by name (about 350 instructions; a message took three). */
+void *ws_toudata_up(lua_State *L, int idx, int up);
+/* l_fd.c: what reader:next and send_frame read from / write to; mt_up: the
+ * upvalue holding ws.fd's metatable (0: none, luaL_checkudata) */
+lfd ws_check_io(lua_State *L, int idx, int mt_up);
 size_t ws_io_read(const lfd *c, void *buf, size_t n, const char **err);
 /* l_fd.c: push a new ws.fd owning descriptor fd (plain, no TLS). */
 void ws_core_push_fd(lua_State *L, int fd);

@@ -43,6 +43,15 @@ void ws_new_type(lua_State *L, const char *name, const luaL_Reg *meta, const lua
     lua_pop(L, 1);
 }
 
+void *ws_toudata_up(lua_State *L, int idx, int up) {
+    void *p = lua_touserdata(L, idx);
+    if (!p || !lua_getmetatable(L, idx))
+        return NULL;
+    int same = lua_rawequal(L, -1, lua_upvalueindex(up));   /* (0 if there is no such upvalue) */
+    lua_pop(L, 1);
+    return same ? p : NULL;
+}
+
 int ws_fail_errno(lua_State *L, int err) {
     return ws_fail(L, ws_errno_token(err));
 }

@@ -78,16 +78,83 @@ int ws_poll_wait(int ep, ws_poll_event *ev, int max, int timeout_ms) {
 }
 #endif
 
-int ws_fd_accept(int listen_fd) {
-    int fd;
+/* Decimal n at p; returns the end. */
+static char *put_uint(char *p, unsigned n) {
+    char d[10];
+    int k = 0;
     do
-        fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    while (fd < 0 && errno == EINTR);
-    if (fd >= 0) {
+        d[k++] = (char)('0' + n % 10);
+    while ((n /= 10) != 0);
+    while (k > 0)
+        *p++ = d[--k];
+    return p;
+}
+
+/* "ip:port" ("[ip]:port" for IPv6, "?" for another family) into out[cap]
+ * (cap >= 64). IPv4 by hand: inet_ntop formats it with sprintf, which cost
+ * more than the rest of accepting a connection in user space. */
+static void format_peer(const struct sockaddr_storage *a, char *out, size_t cap) {
+    char ip[INET6_ADDRSTRLEN];
+    if (cap < 64) {
+        if (cap > 0)
+            out[0] = '\0';
+        return;
+    }
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)a;
+        const unsigned char *b = (const unsigned char *)&v4->sin_addr;
+        char *p = out;
+        for (int i = 0; i < 4; i++) {
+            p = put_uint(p, b[i]);
+            *p++ = i < 3 ? '.' : ':';
+        }
+        *put_uint(p, ntohs(v4->sin_port)) = '\0';
+        return;
+    }
+    if (a->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)a;
+        if (inet_ntop(AF_INET6, &v6->sin6_addr, ip, sizeof ip)) {
+            size_t n = strlen(ip);
+            out[0] = '[';
+            memcpy(out + 1, ip, n);
+            out[n + 1] = ']';
+            out[n + 2] = ':';
+            *put_uint(out + n + 3, ntohs(v6->sin6_port)) = '\0';
+            return;
+        }
+    }
+    strcpy(out, "?");
+}
+
+int ws_fd_accept(int listen_fd, int inherited, char *peer, size_t peercap) {
+    struct sockaddr_storage a;
+    socklen_t len;
+    int fd;
+    do {
+        len = sizeof a;
+        fd = accept4(listen_fd, (struct sockaddr *)&a, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return fd;
+#ifdef __linux__
+    if (!inherited)
+#endif
+    {
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
+    (void)inherited;
+    if (peer && peercap > 0) {
+        if (len > sizeof a)
+            a.ss_family = AF_UNSPEC;
+        format_peer(&a, peer, peercap);
+    }
     return fd;
+}
+
+int ws_fd_nodelay(int fd) {
+    int one = 1;
+    return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
 int ws_fd_nonblock(int fd) {

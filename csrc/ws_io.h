@@ -37,8 +37,15 @@ int ws_poll_unwatch(int ep, int fd);
 int ws_poll_wait(int ep, ws_poll_event *ev, int max, int timeout_ms);
 
 /* accept4(2) a non-blocking, close-on-exec connection with TCP_NODELAY set:
- * the descriptor, or -1 with errno (EAGAIN when none is pending). */
-int ws_fd_accept(int listen_fd);
+ * the descriptor, or -1 with errno (EAGAIN when none is pending).
+ * inherited: the listener has TCP_NODELAY (ws_fd_nodelay), which Linux
+ * passes on to what it accepts, so no setsockopt per connection there.
+ * peer (peercap >= 64 bytes, or NULL): the peer as "ip:port", "[ip]:port"
+ * for IPv6, or "?" (another family), from accept4's own address. */
+int ws_fd_accept(int listen_fd, int inherited, char *peer, size_t peercap);
+
+/* Set TCP_NODELAY on fd (a listener: see ws_fd_accept): 0 or -1 with errno. */
+int ws_fd_nodelay(int fd);
 
 /* Make fd non-blocking: 0 or -1 with errno. */
 int ws_fd_nonblock(int fd);

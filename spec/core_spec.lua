@@ -1183,6 +1183,26 @@ describe("argument errors and the reader's lifecycle", function()
     assert.are.same({ ev("text", "x") }, read_all({}, build("text", "x", { key = KEY })))
   end)
 
+  it("reader methods, reader:next's descriptor and send_frame check their userdata's type", function()
+    local r = core.reader(SERVER)
+    local l = assert(core.listen("127.0.0.1", 0))   -- a ws.fd
+    local p = core.epoll and core.epoll()           -- another userdata type
+    -- a ws.fd or another userdata as the reader, a reader as the descriptor
+    assert.has_error(function() r.next(l) end)
+    assert.has_error(function() r.pending(l) end)
+    if p then assert.has_error(function() r.next(p) end) end
+    assert.has_error(function() r:next(r) end)
+    assert.has_error(function() core.send_frame(r, "x", "text") end)
+    if p then assert.has_error(function() core.send_frame(p, "x", "text") end) end
+    assert.has_error(function() core.send_frame(io.stdout, "x", "text") end)
+    -- the right types pass
+    local got, err = r:next(l)                      -- (a listener cannot be read: an error, not a raise)
+    assert.is_nil(got)
+    assert.equal("string", type(err))
+    l:close()
+    if p then p:close() end
+  end)
+
   it("feed raises on a non-string chunk", function()
     local r = core.reader(SERVER)
     assert.has_error(function() r:feed({}) end)
@@ -1212,6 +1232,38 @@ describe("argument errors and the reader's lifecycle", function()
     local ok, err = pcall(r.next, r)
     assert.is_false(ok)
     assert.matches("closed", err)
+  end)
+
+  it("poller:wait with a map fills the ready lists with map[fd] (false for a descriptor not in it)", function()
+    if not core.epoll then return end   -- Linux only
+    local socket = require "socket"
+    local srv = assert(socket.bind("127.0.0.1", 0))
+    local host, port = srv:getsockname()
+    local c1, c2 = assert(socket.connect(host, port)), assert(socket.connect(host, port))
+    local a1, a2 = assert(srv:accept()), assert(srv:accept())
+    local p = assert(core.epoll())
+    finally(function() p:close(); c1:close(); c2:close(); a1:close(); a2:close(); srv:close() end)
+    assert(p:watch(a1:getfd()))
+    assert(p:watch(a2:getfd()))
+    assert(c1:send("x"))
+    assert(c2:send("y"))
+    local r, w, clean = {}, {}, {}
+    local map = { [a1:getfd()] = "first" }               -- (a2 not in it)
+    local got, seen = {}, 0
+    for _ = 1, 50 do                                     -- (both edges, within a second)
+      local nr, nw = p:wait(0.02, r, w, clean, map)
+      for i = 1, nr do got[#got + 1] = r[i] end
+      for i = 1, nw do assert.truthy(w[i] == "first" or w[i] == false) end
+      seen = seen + nr
+      if seen >= 2 then break end
+    end
+    table.sort(got, function(x, y) return tostring(x) < tostring(y) end)
+    assert.same({ false, "first" }, got)
+    -- without a map: the descriptors
+    assert(c1:send("z"))
+    local nr = p:wait(1, r, w)
+    assert.equal(1, nr)
+    assert.equal(a1:getfd(), r[1])
   end)
 
   it("ws.poller and ws.fd: tostring shows the state, close is idempotent", function()

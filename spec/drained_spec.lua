@@ -60,6 +60,35 @@ local function closes_within(l, s, st, secs, started)
 end
 
 describe("short reads", function()
+  it("reader:next(fd, true) says dry (5th result) once a message used up a short read; the next call reads", function()
+    local core = require "ws.core"
+    local srv = assert(socket.bind("127.0.0.1", 0))
+    local host, port = srv:getsockname()
+    local c = assert(socket.connect(host, port))
+    local a = assert(srv:accept())
+    finally(function() c:close(); a:close(); srv:close() end)
+    local fd, r = a:getfd(), core.reader({ role = "server" })
+    local function arrive(...)
+      local frames = {}
+      for i = 1, select("#", ...) do frames[i] = core.frame(select(i, ...), "text", true, true) end
+      assert(c:send(table.concat(frames)))
+      assert(socket.select({ a }, nil, 2)[1], "nothing arrived")
+      socket.sleep(0.01)   -- (the whole send, not part of it)
+    end
+    arrive("one", "two")
+    -- one read holds both: the first leaves input, so it is not dry
+    assert.are.same({ "text", "one" }, { r:next(fd, true) })
+    assert.are.same({ "text", "two", nil, nil, true }, { r:next(fd, true) })
+    -- said once: a frame that came since is read by the next call, not
+    -- reported as "timeout" without a read
+    arrive("three")
+    assert.are.same({ "text", "three", nil, nil, true }, { r:next(fd, true) })
+    -- without trust_short: never dry, and "timeout" comes from an EAGAIN read
+    arrive("four")
+    assert.are.same({ "text", "four" }, { r:next(fd) })
+    assert.are.same({ nil, "timeout" }, { r:next(fd) })
+  end)
+
   it("sees a FIN that came in one edge with the last frame", function()
     local l, server, port, st = serve()
     finally(function() server:close() H.step_until(l, 3, function() return l.ntasks == 0 end) end)

@@ -88,6 +88,7 @@ function M.new(sock, opts)
   self.background = false    -- = receiver while a task reads for nobody (keepalive, closing)
   self.burst = 0             -- messages received without waiting (see receive)
   self.clean = false         -- the last wake for reading was a clean epoll edge (see wait)
+  self.dry = false           -- the input is used up, next() would say "timeout" (see receive)
   self.corked = false        -- an uncork task is due (see CORK)
   sock:settimeout(0)
   -- plain TCP or our TLS: read straight from the descriptor, and write a
@@ -119,7 +120,9 @@ end
 -- self.clean: the last wake for reading was a clean epoll edge (ws.loop's
 -- wait returns true, true), which lets reader:next trust a short read.
 local function wait(self, mode, deadline)
-  local ok, clean = io_.wait(self.sock, mode, deadline, self.sched or false)
+  local sched, ok, clean = self.sched
+  if sched then ok, clean = sched:wait(self.sock, mode, deadline)
+  else ok, clean = io_.wait(self.sock, mode, deadline, false) end
   if mode == "r" then self.clean = ok == true and clean == true end
   return ok, clean
 end
@@ -423,7 +426,8 @@ function Conn:send(data, kind)
   if self.state ~= "open" then return nil, "closed" end
   local z = self.deflate
   if z and #data < self.threshold then z = nil end
-  if self.cork > 0 and not self.writer and self.reader:pending() > 0 and self:queued() + #data < self.cork then
+  if self.cork > 0 and not self.writer and not self.dry and self.reader:pending() > 0 and
+     self:queued() + #data < self.cork then
     -- corked: more input is already here, so the handler will be back
     -- soon with more to send; this frame goes out with those (see cork)
     if kind == "text" and not utf8_valid(data) then return nil, "invalid utf-8" end
@@ -488,12 +492,14 @@ function Conn:pong(data) return control(self, "pong", data) end
 -- results receive() should return.
 local function wait_input(self, deadline, mode)
   local until_ = deadline
-  local idle = self:idle_due()
+  -- (self:idle_due() and self:activity(now), inlined: once per message)
+  local t = self.idle_timeout
+  local idle = t and self.last_seen + t
   if idle and (not until_ or idle < until_) then until_ = idle end
   self.burst = 0
   local ok, err = wait(self, mode or "r", until_)
   if ok then
-    self:activity(gettime())
+    self.last_seen = gettime()
     return true
   end
   if err == "timeout" then
@@ -535,9 +541,24 @@ local function receive(self, deadline)
     -- with a descriptor, next() reads from it once its input is used up
     -- (a compressed message comes out inflated and checked; self.clean:
     -- a short read since a clean edge is trusted, no read for EAGAIN)
-    local kind, data, code, reason = reader:next(self.rfd, self.clean)
+    local kind, data, code, reason, dry
+    if self.dry then
+      -- the last message used up a trusted short read: next() would only
+      -- say "timeout" (reader:next's dry)
+      self.dry = false
+      data = "timeout"
+    else
+      kind, data, code, reason, dry = reader:next(self.rfd, self.clean)
+    end
     if kind == "text" or kind == "binary" then
-      pace(self, #data)
+      self.dry = dry == true
+      -- (pace(self, #data), inlined: once per message)
+      local burst = self.burst + 1 + #data / 16384
+      if burst >= 64 then
+        burst = 0
+        if self.sched then self.sched:yield() end
+      end
+      self.burst = burst
       return data, kind
     elseif kind or code then                  -- a control frame, or the peer broke the protocol
       pace(self, 0)
@@ -551,7 +572,8 @@ local function receive(self, deadline)
     elseif self.rfd then
       -- (TLS may need to write to read on: "wantwrite")
       if data ~= "timeout" and data ~= "wantwrite" then return lost(self) end
-      flush_cork(self)   -- (a failed write closed the connection: the loop's top says so)
+      -- (a failed write closed the connection: the loop's top says so)
+      if self.qh <= self.qt then flush_cork(self) end
       if self.state ~= "closed" then
         local ok, err, c, r = wait_input(self, deadline, data == "wantwrite" and "w" or "r")
         if not ok then return ok, err, c, r end
@@ -596,6 +618,7 @@ function read_ready(self)
   if self.receiver or self.state ~= "open" then return end
   local co = me()
   self.receiver, self.background = co, co
+  self.dry = false   -- (what it reads, it reads until "timeout")
   local reader, sock, got = self.reader, self.sock, false
   local max_bytes = self.max_queue or math.huge
   while self.state == "open" do

@@ -81,7 +81,7 @@ function M.epoll_poller()
   local socks = {}                                   -- fd -> socket
   local fds = setmetatable({}, { __mode = "k" })     -- socket -> fd
   local pend = { r = {}, w = {} }                     -- [mode][fd] = true
-  local rfd, wfd, r, w, rclean = {}, {}, {}, {}, {}
+  local r, w, rclean = {}, {}, {}
   function P.add(_, sock, mode)
     local fd = fds[sock]
     if not fd then
@@ -102,6 +102,7 @@ function M.epoll_poller()
     return false
   end
   function P.del() end
+  P.edge = true   -- del() does nothing: ws.loop need not call it
   function P.pending(_, sock, mode)
     local fd = fds[sock]
     if fd and socks[fd] == sock then pend[mode][fd] = true end
@@ -115,10 +116,9 @@ function M.epoll_poller()
     end
   end
   function P.wait(_, timeout)
-    local nr, nw = ep:wait(timeout, rfd, wfd, rclean)
+    -- (the C call puts socks[fd] in r and w itself)
+    local nr, nw = ep:wait(timeout, r, w, rclean, socks)
     if not nr then return r, 0, w, 0 end
-    for i = 1, nr do r[i] = socks[rfd[i]] or false end
-    for i = 1, nw do w[i] = socks[wfd[i]] or false end
     return r, nr, w, nw, rclean
   end
   function P.fd() return ep:fd() end
@@ -194,6 +194,7 @@ function M.new(opts)
     waits = setmetatable({}, { __mode = "k" }),
     heap = {},
     entries = setmetatable({}, { __mode = "k" }),  -- [co] = its wait entry
+    level = not poller.edge,                       -- a wait that ends must del() its socket
     -- ready queue as parallel arrays: coroutine and up to two resume values
     qco = {}, qa = {}, qb = {}, qn = 0,
     sco = {}, sa = {}, sb = {},                    -- spare arrays, swapped in
@@ -242,7 +243,7 @@ local function finish(self, e, a, b)
     local ws = self.waits[e.sock]
     if ws and ws[e.mode] == e then
       ws[e.mode] = nil
-      self.poller:del(e.sock, e.mode)
+      if self.level then self.poller:del(e.sock, e.mode) end
     end
     e.sock = nil
   end
@@ -342,7 +343,8 @@ end
 -- plain read after it proves the socket drained (reader:next's trust_short);
 -- any other wake (a pending edge, the select poller) returns true alone.
 function Loop:wait(sock, mode, deadline)
-  local e = entry(self)
+  local e = self.entries[co_running()]
+  if not e then error("not called from a task of this loop", 2) end
   if self.poller:add(sock, mode) then
     -- readiness already seen (edge-triggered poller): go round once
     schedule(self, e.co, true)
@@ -402,34 +404,31 @@ function Loop:forget(sock)
   self.waits[sock] = nil
 end
 
-local function resume(self, co, a, b)
-  if co_status(co) ~= "suspended" then return end
-  local prev = active
-  active = self
-  local ok, err = co_resume(co, a, b)
-  active = prev
-  if not ok then
-    self.log("error", "ws.loop: task failed", { error = tostring(err) })
-  end
-  if co_status(co) == "dead" then
-    local e = self.entries[co]
-    if e then heap_remove(self.heap, e) end
-    self.entries[co] = nil
-    self.ntasks = self.ntasks - 1
-  end
+-- A task's coroutine is dead: forget it.
+local function ended(self, co)
+  local e = self.entries[co]
+  if e then heap_remove(self.heap, e) end
+  self.entries[co] = nil
+  self.ntasks = self.ntasks - 1
 end
 
 -- Wake the tasks waiting on the ready sockets (with clean[k], see
 -- Loop:wait); remember edges nobody waited for.
 local function deliver(self, list, n, mode, clean)
-  local poller, waits = self.poller, self.waits
+  local poller, waits, level = self.poller, self.waits, self.level
   for k = 1, n do
     local sock = list[k]
     if sock then
       local ws = waits[sock]
       local e = ws and ws[mode]
       if e then
-        finish(self, e, true, clean and clean[k])
+        -- finish(self, e, true, clean[k]), inlined: one per event
+        ws[mode] = nil
+        if level then poller:del(sock, mode) end
+        e.kind, e.sock, e.due = nil, nil, nil
+        local q = self.qn + 1
+        self.qn = q
+        self.qco[q], self.qa[q], self.qb[q] = e.co, true, clean and clean[k]
       elseif poller.pending then
         poller:pending(sock, mode)
       end
@@ -488,11 +487,23 @@ function Loop:step(timeout)
     -- tasks woken while these run go to the spare arrays, run next round
     local cos, as, bs = self.qco, self.qa, self.qb
     self.qco, self.qa, self.qb, self.qn = self.sco, self.sa, self.sb, 0
+    local prev = active
+    active = self
     for i = 1, n do
       local co, a, b = cos[i], as[i], bs[i]
       cos[i], as[i], bs[i] = nil, nil, nil
-      resume(self, co, a, b)
+      -- resume(self, co, a, b), inlined: one per task woken
+      if co_status(co) == "suspended" then
+        local ok, err = co_resume(co, a, b)
+        if not ok then
+          active = prev   -- (as outside a task, should the logger raise)
+          self.log("error", "ws.loop: task failed", { error = tostring(err) })
+          active = self
+        end
+        if co_status(co) == "dead" then ended(self, co) end
+      end
     end
+    active = prev
     self.sco, self.sa, self.sb = cos, as, bs
   end
   return self.ntasks > 0 or self.qn > 0

@@ -419,12 +419,16 @@ end
 function Server:accept_loop()
   local sock, l = self.sock, self.loop
   local lfd = sock:getfd()
+  -- TCP_NODELAY on the listener: what it accepts inherits it (Linux), so
+  -- accept sets it per connection only if this failed
+  local inherited = core.nodelay(lfd) == true
+  local function serve(c, peer) return self:serve_client(c, peer) end   -- (spawn: two arguments, no closure per task)
   while self.open do
     -- accepted in C: a bare descriptor, not a LuaSocket object with its
-    -- 8 KiB buffer (see ws.core.accept)
-    local c, err = core.accept(lfd)
+    -- 8 KiB buffer, and the peer's address (see ws.core.accept)
+    local c, err = core.accept(lfd, inherited)
     if c then
-      l:spawn(Server.serve_client, self, c)
+      l:spawn(serve, c, err)
     elseif err == "timeout" then
       local ok, werr = l:wait(sock, "r")
       if not ok and werr == "closed" then break end
@@ -484,10 +488,10 @@ local function serve_page(self, sock, req, deadline, peer)
   respond(o, sock, status, body, headers, deadline, req.method == "HEAD")
 end
 
-function Server:serve_client(sock)
+function Server:serve_client(sock, peer)
   local o = self.opts
   local deadline = gettime() + o.handshake_timeout
-  local peer = M.peername(sock)
+  peer = peer or M.peername(sock)
   local proxy_peer
   if o.proxy_protocol then
     -- before TLS and HTTP: the header is the first thing on the wire
