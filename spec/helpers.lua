@@ -169,12 +169,13 @@ end
 -- system calls syscalls ("read,sendmsg") into proc.trace; nil where strace
 -- cannot trace (ptrace forbidden in some containers). proc.stop() stops the
 -- server (strace's child) first, by its pid, then strace, and removes the trace.
-function M.start_strace(script, syscalls, name)
+-- args: more arguments for the script.
+function M.start_strace(script, syscalls, name, args)
   if not M.sh("strace -f -qq -o /dev/null true 2>/dev/null") then return nil end
   local trace = os.tmpname()
   local proc = M.start_server(function(port)
-    return string.format("exec strace -f -qq -o %s -e trace=%s %s %s/%s --port %d",
-      trace, syscalls, M.LUA, M.ROOT, script, port)
+    return string.format("exec strace -f -qq -o %s -e trace=%s %s %s/%s --port %d %s",
+      trace, syscalls, M.LUA, M.ROOT, script, port, args or "")
   end, name or "strace", 20)
   local stop = proc.stop
   function proc.stop()
