@@ -22,6 +22,15 @@ end
 
 M.sh("mkdir -p '" .. M.LOGDIR .. "'")
 
+--- A route handler that echoes every message with its kind until the
+-- connection closes.
+function M.echo(conn)
+  while true do
+    local data, kind = conn:receive()
+    if not data or not conn:send(data, kind) then return end
+  end
+end
+
 --- Run a shell command; returns its stdout and exit status.
 function M.run(cmd)
   local p = io.popen("(" .. cmd .. "); echo \"[exit $?]\"")

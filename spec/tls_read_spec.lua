@@ -8,13 +8,6 @@ local ws = require "ws"
 local loop = require "ws.loop"
 local H = require "spec.helpers"
 
-local function echo(conn)
-  while true do
-    local m, kind = conn:receive()
-    if not m or not conn:send(m, kind) then return end
-  end
-end
-
 -- An echo server over TLS on a new loop, and the peer's JSON line.
 local function run_peer(bursts, n, mode)
   local dir = H.throwaway_ca()
@@ -22,7 +15,7 @@ local function run_peer(bursts, n, mode)
   local port = H.free_port()
   local server = assert(ws.listen { host = "127.0.0.1", port = port, loop = l, logger = false,
     max_message = 1024 * 1024, tls = { certificate = dir .. "/server.pem", key = dir .. "/server.key" } })
-  server:route("/ws", echo)
+  server:route("/ws", H.echo)
   local peer = H.spawn(string.format("exec %s %s/spec/peers/tls_records.py %d %d %d %s",
     H.PYTHON, H.ROOT, port, bursts, n, mode), "tls-records-" .. mode)
   finally(function()
