@@ -87,8 +87,10 @@ static size_t io_write(const lfd *c, const void *buf, size_t n, const char **err
 
 /* ---- fd I/O ------------------------------------------------------------ */
 
-/* Largest frame copied into one TLS record with its header (a record
- * carries up to 16 KiB); bigger ones go as header, then payload. */
+/* Bytes copied into the first TLS record of a frame (a record carries up
+ * to 16 KiB): the header and the payload's start, so a large frame's header
+ * costs no record (and no write) of its own; the rest of a larger payload
+ * goes to SSL_write as it is. */
 #define TLS_COPY 16384
 
 /* Write header and payload over TLS, one record at a time; the bytes
@@ -97,20 +99,15 @@ static size_t tls_send_frame(const lfd *c, const unsigned char *head, size_t hl,
                              const char *payload, size_t n, const char **err) {
     unsigned char one[TLS_COPY];
     size_t total = hl + n, done = 0;
-    int copy = total <= TLS_COPY;
-    if (copy) {
-        memcpy(one, head, hl);
-        memcpy(one + hl, payload, n);
-    }
+    size_t first = total < TLS_COPY ? total : TLS_COPY;
+    memcpy(one, head, hl);
+    memcpy(one + hl, payload, first - hl);
     while (done < total) {
         const void *p;
         size_t len;
-        if (copy) {
+        if (done < first) {
             p = one + done;
-            len = total - done;
-        } else if (done < hl) {
-            p = head + done;
-            len = hl - done;
+            len = first - done;
         } else {
             p = payload + (done - hl);
             len = total - done;

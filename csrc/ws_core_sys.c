@@ -363,6 +363,15 @@ static int l_kill(lua_State *L) {
     return 1;
 }
 
+/* heap_keep(bytes) -> true (glibc's malloc now keeps up to bytes of freed
+ * heap, blocks up to min(bytes, 32 MiB) from the heap) | false (not glibc) */
+static int l_heap_keep(lua_State *L) {
+    lua_Integer n = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, n >= 0, 1, "must be >= 0");
+    lua_pushboolean(L, ws_heap_keep((size_t)n));
+    return 1;
+}
+
 static int l_cpu_count(lua_State *L) {
     long n = ws_cpu_count();
     lua_pushinteger(L, n > 0 ? (lua_Integer)n : 1);
@@ -401,6 +410,7 @@ static const luaL_Reg funcs[] = {
     {"reap", l_reap},
     {"kill", l_kill},
     {"cpu_count", l_cpu_count},
+    {"heap_keep", l_heap_keep},
     {"getpid", l_getpid},
     {NULL, NULL}
 };

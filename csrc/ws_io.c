@@ -423,3 +423,23 @@ long ws_cpu_count(void) {
 long ws_getpid(void) {
     return (long)getpid();
 }
+
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
+int ws_heap_keep(size_t bytes) {
+#ifdef __GLIBC__
+    /* glibc's own rule raises the mmap threshold to the largest block freed
+     * (up to 32 MiB) but trims the heap top above twice that, so blocks of a
+     * large message go back to the kernel and are faulted in again for the
+     * next one. Setting either value turns that rule off: set both. */
+    size_t lo = (size_t)128 << 10, hi = (size_t)32 << 20;   /* glibc's default, and its rule's cap */
+    int m = (int)(bytes < lo ? lo : bytes > hi ? hi : bytes);
+    int t = bytes > (size_t)INT_MAX ? INT_MAX : (int)bytes;
+    return mallopt(M_MMAP_THRESHOLD, m) == 1 && mallopt(M_TRIM_THRESHOLD, t) == 1;
+#else
+    (void)bytes;
+    return 0;
+#endif
+}

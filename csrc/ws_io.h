@@ -126,6 +126,13 @@ int ws_kill(long pid, int sig);
 long ws_cpu_count(void);
 long ws_getpid(void);
 
+/* glibc: blocks up to min(bytes, 32 MiB) (at least glibc's default 128 KiB)
+ * come from the heap, and up to
+ * bytes of free heap top are kept instead of trimmed, so a server that
+ * handles large messages reuses its pages instead of faulting them in for
+ * every message. 1 when applied, 0 elsewhere (or when glibc refused). */
+int ws_heap_keep(size_t bytes);
+
 #pragma GCC visibility pop
 
 #endif

@@ -32,12 +32,7 @@ local function close_server(srv)
 end
 
 -- (a while loop: PUC Lua 5.1 cannot wait inside a for iterator)
-local function echo_handler(conn)
-  while true do
-    local data, kind = conn:receive()
-    if not data or not conn:send(data, kind) then break end
-  end
-end
+local echo_handler = H.echo
 
 -- ws.connect must return nil, err (a string) in bounded time and never raise.
 local function refused(url, opts, max_secs)

@@ -60,12 +60,7 @@ local function client(l, port)
   return c
 end
 
-local function echo(conn)
-  while true do
-    local m, kind = conn:receive()
-    if not m or not conn:send(m, kind) then return end
-  end
-end
+local echo = H.echo
 
 describe("write coalescing", function()
   it("sends a pipelined burst of 32 echoes over TLS in one record, not one record each", function()

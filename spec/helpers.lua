@@ -22,6 +22,15 @@ end
 
 M.sh("mkdir -p '" .. M.LOGDIR .. "'")
 
+--- A route handler that echoes every message with its kind until the
+-- connection closes.
+function M.echo(conn)
+  while true do
+    local data, kind = conn:receive()
+    if not data or not conn:send(data, kind) then return end
+  end
+end
+
 --- Run a shell command; returns its stdout and exit status.
 function M.run(cmd)
   local p = io.popen("(" .. cmd .. "); echo \"[exit $?]\"")
@@ -179,12 +188,13 @@ end
 -- system calls syscalls ("read,sendmsg") into proc.trace; nil where strace
 -- cannot trace (ptrace forbidden in some containers). proc.stop() stops the
 -- server (strace's child) first, by its pid, then strace, and removes the trace.
-function M.start_strace(script, syscalls, name)
+-- args: more arguments for the script.
+function M.start_strace(script, syscalls, name, args)
   if not M.sh("strace -f -qq -o /dev/null true 2>/dev/null") then return nil end
   local trace = os.tmpname()
   local proc = M.start_server(function(port)
-    return string.format("exec strace -f -qq -o %s -e trace=%s %s %s/%s --port %d",
-      trace, syscalls, M.LUA, M.ROOT, script, port)
+    return string.format("exec strace -f -qq -o %s -e trace=%s %s %s/%s --port %d %s",
+      trace, syscalls, M.LUA, M.ROOT, script, port, args or "")
   end, name or "strace", 20)
   local stop = proc.stop
   function proc.stop()

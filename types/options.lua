@@ -31,6 +31,7 @@
 ---@field on_connect? function on_connect(conn) after each upgrade.
 ---@field on_disconnect? function on_disconnect(conn) after each handler returns.
 ---@field reuseport? boolean SO_REUSEPORT: several processes listen on one port. Default: false.
+---@field heap_keep? integer|false glibc: bytes of freed heap malloc keeps instead of returning them to the kernel, so large messages reuse their pages (blocks up to 32 MiB come from the heap); false leaves malloc alone (>= 0). Default: 67108864.
 ---@field fd? integer serve on this inherited listening descriptor (systemd LISTEN_FDS) instead of binding (>= 0).
 ---@field grace? number drain(): seconds over which the 1001 closes are spread (>= 0). Default: 0.
 ---@field linger? number drain(): seconds still serving, health paths at 503, before it stops accepting (>= 0). Default: 0.

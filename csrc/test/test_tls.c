@@ -314,6 +314,44 @@ static void test_io(void) {
     ws_tls_ctx_free(cc);
 }
 
+/* Read ahead: three records written together are taken from the socket by
+ * the first read, then served from OpenSSL's buffer; want-read comes only
+ * once they are all used, with the socket drained, and a record split
+ * across the socket waits for its rest (no "pending" for a part). */
+static void test_read_ahead(void) {
+    ws_tls_ctx *sc = server_ctx("host"), *cc = client_ctx("host");
+    pair p;
+    char buf[64], peek[8];
+    size_t n;
+    CHECK(make_pair(&p, sc, cc, "localhost") == 0 && handshake(&p, NULL) == WS_TLS_DONE);
+    /* (the server's session ticket, read by the client first) */
+    CHECK(ws_tls_read(p.c, buf, sizeof buf, &n) == WS_TLS_WANT_READ);
+    CHECK(ws_tls_write(p.c, "one", 3, &n) == WS_TLS_DONE && n == 3);
+    CHECK(ws_tls_write(p.c, "two", 3, &n) == WS_TLS_DONE && n == 3);
+    CHECK(ws_tls_write(p.c, "three", 5, &n) == WS_TLS_DONE && n == 5);
+    CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_DONE && n == 3 && memcmp(buf, "one", 3) == 0);
+    /* all three records left the socket in that one read */
+    CHECK(recv(p.fd[0], peek, sizeof peek, MSG_PEEK | MSG_DONTWAIT) < 0 && errno == EAGAIN);
+    CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_DONE && n == 3 && memcmp(buf, "two", 3) == 0);
+    CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_DONE && n == 5 && memcmp(buf, "three", 5) == 0);
+    CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_WANT_READ && n == 0);
+    CHECK(!ws_tls_pending(p.s));
+    /* a record whose first bytes came alone: want-read, nothing pending,
+     * then the record once its rest came (taken off the server's socket
+     * raw, and written back through the client's end in two pieces) */
+    char rec[128];
+    CHECK(ws_tls_write(p.c, "split", 5, &n) == WS_TLS_DONE && n == 5);
+    ssize_t len = recv(p.fd[0], rec, sizeof rec, MSG_DONTWAIT);
+    CHECK(len > 10 && send(p.fd[1], rec, 8, 0) == 8);
+    CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_WANT_READ && n == 0);
+    CHECK(!ws_tls_pending(p.s));
+    CHECK(send(p.fd[1], rec + 8, (size_t)len - 8, 0) == len - 8);
+    CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_DONE && n == 5 && memcmp(buf, "split", 5) == 0);
+    free_pair(&p);
+    ws_tls_ctx_free(sc);
+    ws_tls_ctx_free(cc);
+}
+
 /* ws_fanout over TLS: an idle session and a plain descriptor take a frame
  * whole in one call; a session whose peer does not read takes part of a
  * big one (AGAIN), and the rest goes out later from offset `sent` with the
@@ -431,6 +469,7 @@ int main(void) {
     test_names();
     test_client_certificates();
     test_io();
+    test_read_ahead();
     test_fanout();
     test_vanish();
     const char *names[] = {"host", "wild", "other"};

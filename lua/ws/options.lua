@@ -295,6 +295,9 @@ M.register("listen", {
   -- deployment (README "Many processes, proxies, graceful stop")
   { name = "reuseport", type = "boolean", default = false,
     doc = "SO_REUSEPORT: several processes listen on one port" },
+  { name = "heap_keep", type = "integer|false", min = 0, default = 64 * MiB,
+    doc = "glibc: bytes of freed heap malloc keeps instead of returning them to the kernel, so large "
+      .. "messages reuse their pages (blocks up to 32 MiB come from the heap); false leaves malloc alone" },
   { name = "fd", type = "integer", min = 0,
     doc = "serve on this inherited listening descriptor (systemd LISTEN_FDS) instead of binding" },
   { name = "grace", type = "number", min = 0, default = 0,

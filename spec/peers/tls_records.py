@@ -4,10 +4,14 @@ before OpenSSL (Python's ssl) sees it. It sends BURSTS bursts of N masked
 32-byte text messages, each burst in one write, checks that the N echoes
 come back whole and in order, and prints one JSON line:
 {"records": [application-data records received per burst], "echoed": total}
-(spec/cork_spec.lua). Usage: tls_records.py PORT BURSTS N"""
+(spec/cork_spec.lua). Usage: tls_records.py PORT BURSTS N [MODE]
+MODE "one" (default): each burst is one record; "each": one record per
+message, the burst's records still in one write (spec/tls_read_spec.lua);
+"big": each burst is one binary message of N bytes, its echo checked."""
 import json, os, socket, ssl, struct, sys
 
 port, bursts, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+mode = sys.argv[4] if len(sys.argv) > 4 else "one"
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 ctx.check_hostname = False
 ctx.verify_mode = ssl.CERT_NONE
@@ -64,17 +68,45 @@ assert buf.startswith(b"HTTP/1.1 101"), buf
 buf = buf[buf.index(b"\r\n\r\n") + 4:]
 
 
-def frame(payload):
+def frame(payload, op=0x81):
     key = os.urandom(4)
     masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    return bytes([0x81, 0x80 | len(payload)]) + key + masked
+    if len(payload) < 126:
+        return bytes([op, 0x80 | len(payload)]) + key + masked
+    return bytes([op, 0x80 | 127]) + struct.pack(">Q", len(payload)) + key + masked
+
+
+def big_burst(b):
+    """One binary message of n bytes; its echo (64-bit length) checked."""
+    global buf
+    payload = bytes((b + i) % 251 for i in range(n))
+    call(tls.write, frame(payload, 0x82))
+    while True:
+        if len(buf) >= 10:
+            assert buf[0] == 0x82 and buf[1] == 127, buf[:4]
+            size = struct.unpack(">Q", buf[2:10])[0]
+            assert size == n, size
+            if len(buf) >= 10 + n:
+                assert buf[10:10 + n] == payload
+                buf = buf[10 + n:]
+                return 1
+        buf += call(tls.read, 1 << 20)
 
 
 per_burst, echoed = [], 0
 for b in range(bursts):
-    sent = [("b%03d-m%04d-" % (b, i)).encode().ljust(32, b".") for i in range(n)]
     before = records
-    call(tls.write, b"".join(frame(p) for p in sent))   # one record, one write
+    if mode == "big":
+        echoed += big_burst(b)
+        per_burst.append(records - before)
+        continue
+    sent = [("b%03d-m%04d-" % (b, i)).encode().ljust(32, b".") for i in range(n)]
+    if mode == "each":
+        for p in sent:
+            tls.write(frame(p))                        # one record each...
+        push()                                         # ...all in one write
+    else:
+        call(tls.write, b"".join(frame(p) for p in sent))   # one record, one write
     got = 0
     while got < n:
         if len(buf) >= 2 and len(buf) >= 2 + (buf[1] & 127):

@@ -1,0 +1,74 @@
+-- TLS records in and out (csrc/ws_tls.c, csrc/l_fd.c): OpenSSL reads ahead,
+-- so one read(2) can take several records; every one of them is served
+-- before the server waits for the socket again. A large frame's header
+-- shares its first record with the payload. Counted by a Python peer that
+-- parses the records it receives (spec/peers/tls_records.py).
+local json = require "dkjson"
+local ws = require "ws"
+local loop = require "ws.loop"
+local H = require "spec.helpers"
+
+-- An echo server over TLS on a new loop, and the peer's JSON line.
+local function run_peer(bursts, n, mode)
+  local dir = H.throwaway_ca()
+  local l = loop.new()
+  local port = H.free_port()
+  local server = assert(ws.listen { host = "127.0.0.1", port = port, loop = l, logger = false,
+    max_message = 1024 * 1024, tls = { certificate = dir .. "/server.pem", key = dir .. "/server.key" } })
+  server:route("/ws", H.echo)
+  local peer = H.spawn(string.format("exec %s %s/spec/peers/tls_records.py %d %d %d %s",
+    H.PYTHON, H.ROOT, port, bursts, n, mode), "tls-records-" .. mode)
+  finally(function()
+    peer.stop()
+    server:close()
+    H.step_until(l, 3, function() return l.ntasks == 0 end)
+    H.sh("rm -rf " .. H.shell_quote(dir))
+  end)
+  assert.truthy(H.step_until(l, 20, function() return peer.output():match("{.*}") end), peer.output())
+  return json.decode(peer.output():match("{.*}"))
+end
+
+describe("TLS records", function()
+  it("answers every message of 32 records that came in one write, 10 times", function()
+    -- read ahead takes all 32 records at once; a server that waited for the
+    -- socket with records still in OpenSSL's buffer would never answer
+    -- the rest (the peer times out after 10 s)
+    local res = run_peer(10, 32, "each")
+    assert.equal(320, res.echoed)        -- whole and in order (the peer checks)
+  end)
+
+  it("reads a 1 MiB message with about one read(2) per record, not two", function()
+    local dir = H.throwaway_ca()
+    local srv = H.start_strace("examples/wss_echo.lua", "read", "strace-wss", string.format(
+      "--cert %s/server.pem --key %s/server.key", dir, dir))
+    if not srv then
+      H.sh("rm -rf " .. H.shell_quote(dir))
+      return pending("strace cannot trace here")   -- ptrace forbidden
+    end
+    finally(function() srv.stop() H.sh("rm -rf " .. H.shell_quote(dir)) end)
+    local function reads()   -- (the server's start reads files too: counted apart)
+      local f = assert(io.open(srv.trace))
+      local n = H.count(f:read("*a"), "read%(")
+      f:close()
+      return n
+    end
+    local before = reads()
+    local out, code = H.run(string.format("timeout 60 %s %s/spec/peers/tls_records.py %d 3 1048576 big",
+      H.PYTHON, H.ROOT, srv.port))
+    assert.equal(0, code, out)
+    assert.equal(3, json.decode(out:match("{.*}")).echoed)
+    local n = reads() - before
+    -- 64 records of 16 KiB per MiB: without read ahead each took a read
+    -- for its header and one for its body (over 128 per MiB); with it one
+    -- read takes a record and the start of the next (about 70 per MiB)
+    assert(n < 3 * 100, n .. " reads for 3 MiB")
+  end)
+
+  it("sends a 100,000-byte echo in 7 records: the header rides in the first", function()
+    -- 100,010 frame bytes in records of up to 16,384; a header record of
+    -- its own made 8
+    local res = run_peer(3, 100000, "big")
+    assert.equal(3, res.echoed)
+    assert.same({ 7, 7, 7 }, res.records)
+  end)
+end)
