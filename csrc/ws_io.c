@@ -90,6 +90,22 @@ static char *put_uint(char *p, unsigned n) {
     return p;
 }
 
+/* ip (no brackets) and port of an IPv4 / IPv6 address: 4 or 6, or -1 */
+static int addr_text(const struct sockaddr_storage *a, char *ip, size_t ipcap, int *port) {
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)a;
+        *port = ntohs(v4->sin_port);
+        return inet_ntop(AF_INET, &v4->sin_addr, ip, (socklen_t)ipcap) ? 4 : -1;
+    }
+    if (a->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)a;
+        *port = ntohs(v6->sin6_port);
+        return inet_ntop(AF_INET6, &v6->sin6_addr, ip, (socklen_t)ipcap) ? 6 : -1;
+    }
+    errno = EAFNOSUPPORT;
+    return -1;
+}
+
 /* "ip:port" ("[ip]:port" for IPv6, "?" for another family) into out[cap]
  * (cap >= 64). IPv4 by hand: inet_ntop formats it with sprintf, which cost
  * more than the rest of accepting a connection in user space. */
@@ -111,17 +127,15 @@ static void format_peer(const struct sockaddr_storage *a, char *out, size_t cap)
         *put_uint(p, ntohs(v4->sin_port)) = '\0';
         return;
     }
-    if (a->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)a;
-        if (inet_ntop(AF_INET6, &v6->sin6_addr, ip, sizeof ip)) {
-            size_t n = strlen(ip);
-            out[0] = '[';
-            memcpy(out + 1, ip, n);
-            out[n + 1] = ']';
-            out[n + 2] = ':';
-            *put_uint(out + n + 3, ntohs(v6->sin6_port)) = '\0';
-            return;
-        }
+    int port;
+    if (addr_text(a, ip, sizeof ip, &port) == 6) {
+        size_t n = strlen(ip);
+        out[0] = '[';
+        memcpy(out + 1, ip, n);
+        out[n + 1] = ']';
+        out[n + 2] = ':';
+        *put_uint(out + n + 3, (unsigned)port) = '\0';
+        return;
     }
     strcpy(out, "?");
 }
@@ -190,17 +204,7 @@ int ws_fd_peer(int fd, char *ip, size_t ipcap, int *port) {
     socklen_t len = sizeof a;
     if (getpeername(fd, (struct sockaddr *)&a, &len) != 0)
         return -1;
-    if (a.ss_family == AF_INET) {
-        struct sockaddr_in *v4 = (struct sockaddr_in *)&a;
-        *port = ntohs(v4->sin_port);
-        return inet_ntop(AF_INET, &v4->sin_addr, ip, (socklen_t)ipcap) ? 4 : -1;
-    }
-    if (a.ss_family == AF_INET6) {
-        struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&a;
-        *port = ntohs(v6->sin6_port);
-        return inet_ntop(AF_INET6, &v6->sin6_addr, ip, (socklen_t)ipcap) ? 6 : -1;
-    }
-    return -1;
+    return addr_text(&a, ip, ipcap, port);
 }
 
 ssize_t ws_fd_read(int fd, void *buf, size_t n) {
@@ -306,21 +310,6 @@ int ws_fd_adopt_listener(int fd) {
     if (ws_fd_nonblock(fd) != 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)
         return -1;
     return 0;
-}
-
-static int addr_text(const struct sockaddr_storage *a, char *ip, size_t ipcap, int *port) {
-    if (a->ss_family == AF_INET) {
-        const struct sockaddr_in *v4 = (const struct sockaddr_in *)a;
-        *port = ntohs(v4->sin_port);
-        return inet_ntop(AF_INET, &v4->sin_addr, ip, (socklen_t)ipcap) ? 4 : -1;
-    }
-    if (a->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)a;
-        *port = ntohs(v6->sin6_port);
-        return inet_ntop(AF_INET6, &v6->sin6_addr, ip, (socklen_t)ipcap) ? 6 : -1;
-    }
-    errno = EAFNOSUPPORT;
-    return -1;
 }
 
 int ws_fd_sockname(int fd, char *ip, size_t ipcap, int *port) {
