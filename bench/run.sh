@@ -114,6 +114,7 @@ next_port() {
 # start NAME [deflate|tls]: the server pinned to core 0 on a fresh port; sets
 # SPID (taskset execs, so it is the server's own pid, whose VmRSS we read) and
 # SPORT. deflate: permessage-deflate on; tls: wss://. Returns 1 if it never listens.
+# Ours run --quiet: no line per connection, as the peers' servers write none.
 start() {
   log=$OUT/$1.log
   next_port; set -- "$1" "$PORT" "${2:-}"; SPORT=$PORT
@@ -135,10 +136,10 @@ start() {
   case $1 in
     ours|base) if [ "$3" = tls ]; then
             LUA_PATH=$LP LUA_CPATH=$LC taskset -c 0 lua5.4 examples/wss_echo.lua --port "$2" \
-              --cert "$CERT" --key "$KEY" >>"$log" 2>&1 &
+              --cert "$CERT" --key "$KEY" --quiet >>"$log" 2>&1 &
           else
             LUA_PATH=$LP LUA_CPATH=$LC taskset -c 0 lua5.4 examples/echo.lua --port "$2" \
-              ${3:+--compression} >>"$log" 2>&1 &
+              ${3:+--compression} --quiet >>"$log" 2>&1 &
           fi ;;
     gorilla) [ -x "$OUT/gorilla_echo" ] || return 1
       GOMAXPROCS=1 taskset -c 0 "$OUT/gorilla_echo" "$2" $peer_args >>"$log" 2>&1 & ;;

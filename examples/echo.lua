@@ -1,5 +1,5 @@
 -- Echo server: the Lua twin of gorilla/websocket's echo example.
---   lua5.4 examples/echo.lua [--host H] [--port P] [--compression] [--verbose]
+--   lua5.4 examples/echo.lua [--host H] [--port P] [--compression] [--verbose] [--quiet]
 --     [--workers N] [--reuseport] [--fd N] [--trusted-proxy ADDR_OR_CIDR]...
 --     [--proxy-protocol] [--healthz] [--grace S] [--linger S] [--ping S] [--same-origin]
 -- ws://HOST:PORT/ws echoes every message with its type; http://HOST:PORT/
@@ -7,16 +7,17 @@
 -- permessage-deflate (off by default, as in the original).
 -- --workers N: N processes on the port (0: one per core); SIGTERM or
 -- SIGINT drains (1001 to every client, spread over --grace seconds) and
--- exits 0. One line per connection starts "connect <client address>".
+-- exits 0. One line per connection starts "connect <client address>"
+-- (--quiet: none, as the peers' servers in bench/; --verbose: one per message too).
 -- --same-origin: the library's default Origin check instead of accepting all.
 local ws = require "ws"
 
 local o = {
-  host = "127.0.0.1", port = 8080, compression = false, verbose = false,
+  host = "127.0.0.1", port = 8080, compression = false, verbose = false, quiet = false,
   workers = nil, reuseport = false, trusted = nil, proxy_protocol = false,
   healthz = false, grace = 0, linger = 0, ping = nil, fd = nil, same_origin = false,
 }
-local USAGE = "usage: lua5.4 examples/echo.lua [--host H] [--port P] [--compression] [--verbose]\n" ..
+local USAGE = "usage: lua5.4 examples/echo.lua [--host H] [--port P] [--compression] [--verbose] [--quiet]\n" ..
   "  [--workers N] [--reuseport] [--fd N] [--trusted-proxy ADDR_OR_CIDR]... [--proxy-protocol]\n" ..
   "  [--healthz] [--grace S] [--linger S] [--ping S] [--same-origin]\n"
 local i = 1
@@ -27,6 +28,7 @@ while arg[i] do
   elseif a == "--port" then o.port = tonumber(value())
   elseif a == "--compression" then o.compression = true
   elseif a == "--verbose" then o.verbose = true
+  elseif a == "--quiet" then o.quiet = true
   elseif a == "--workers" then o.workers = tonumber(value())
   elseif a == "--reuseport" then o.reuseport = true
   elseif a == "--fd" then o.fd = tonumber(value())
@@ -96,7 +98,7 @@ local function serve()
   end
   local pid = ws.core.getpid()
   server:route("/ws", function(conn)
-    log("connect %s (pid %d)", conn.peer, pid)
+    if not o.quiet then log("connect %s (pid %d)", conn.peer, pid) end
     -- a while loop, not `for message, kind in conn:messages()`, so that it runs on
     -- Lua 5.1 too (which cannot wait inside a for iterator)
     local echoed = 0
@@ -107,7 +109,9 @@ local function serve()
       if not conn:send(message, kind) then break end
       echoed = echoed + 1
     end
-    log("disconnect %s (%s %s) echoed %d", conn.peer, tostring(conn.close_code), conn.close_reason or "", echoed)
+    if not o.quiet then
+      log("disconnect %s (%s %s) echoed %d", conn.peer, tostring(conn.close_code), conn.close_reason or "", echoed)
+    end
   end)
   server:page("/", PAGE)
   log("echo server on ws://%s/ws (page at http://%s/) pid %d", server.address, server.address, pid)

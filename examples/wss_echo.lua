@@ -1,9 +1,11 @@
 -- Echo over TLS: wss://HOST:PORT/ws with a certificate and key (PEM files).
---   lua5.4 examples/wss_echo.lua --cert cert.pem --key key.pem [--host H] [--port P]
+--   lua5.4 examples/wss_echo.lua --cert cert.pem --key key.pem [--host H] [--port P] [--quiet]
+-- --quiet: no line per connection (as the peers' servers in bench/)
 local ws = require "ws"
 
 local opts = { host = "127.0.0.1", port = 8443, max_message = 16 * 1024 * 1024,
                check_origin = function() return true end }
+local quiet = false
 local i = 1
 while arg[i] do
   local a, v = arg[i], arg[i + 1]
@@ -11,8 +13,9 @@ while arg[i] do
   elseif a == "--key" then opts.tls = opts.tls or {}; opts.tls.key = v
   elseif a == "--host" then opts.host = v
   elseif a == "--port" then opts.port = tonumber(v)
+  elseif a == "--quiet" then quiet = true; i = i - 1
   else
-    io.stderr:write("usage: lua5.4 examples/wss_echo.lua --cert FILE --key FILE [--host H] [--port P]\n")
+    io.stderr:write("usage: lua5.4 examples/wss_echo.lua --cert FILE --key FILE [--host H] [--port P] [--quiet]\n")
     os.exit(2)
   end
   i = i + 2
@@ -24,7 +27,7 @@ end
 
 local server = assert(ws.listen(opts))
 server:route("/ws", function(conn)
-  ws.log("connect %s", conn.peer)
+  if not quiet then ws.log("connect %s", conn.peer) end
   -- a while loop, not `for message, kind in conn:messages()`, so that it runs on
   -- Lua 5.1 too (which cannot wait inside a for iterator)
   while true do
@@ -32,7 +35,7 @@ server:route("/ws", function(conn)
     if not message then break end
     if not conn:send(message, kind) then break end
   end
-  ws.log("disconnect %s (%s)", conn.peer, tostring(conn.close_code))
+  if not quiet then ws.log("disconnect %s (%s)", conn.peer, tostring(conn.close_code)) end
 end)
 ws.log("wss echo server on wss://%s/ws", server.address)
 server:run()
