@@ -65,6 +65,8 @@ local tables = {
     lat("32 B p50/p99/max µs", "r32", 1, 0),
     { "4 KiB bin msg/s", "r4k", field "msgs_per_s", 0 },
     lat("4 KiB p50/p99/max µs", "r4k", 1, 0),
+    { "server CPU µs/msg: 32 B", "r32", field "server_cpu_us_per_msg", 1 },
+    { "4 KiB", "r4k", field "server_cpu_us_per_msg", 1 },
   },
   { title = "permessage-deflate echo, JSON-like text, one message in flight (64 connections)",
     { "4 KiB no takeover msg/s", "z4kn", field "msgs_per_s", 0 },

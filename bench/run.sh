@@ -12,7 +12,8 @@
 #      BENCH_CODEC=0 (skip codec.lua)  BENCH_PORT=18700 (ports are tried upward from it)
 #      BENCH_COLUMNS="deep rt1 pmd upg idle" (all by default), groups of columns:
 #        deep: 32 B / 4 KiB / 1 MiB echo, BENCH_DEPTH messages in flight
-#        rt1:  32 B / 4 KiB echo, one message in flight per connection
+#        rt1:  32 B / 4 KiB echo, one message in flight per connection, and
+#              the server's CPU µs per message
 #        pmd:  permessage-deflate echo, 4 KiB and 64 KiB JSON-like text, with
 #              no context takeover and with it (servers restarted with deflate on);
 #              also the server's CPU µs per message (wsload --pid), steadier
@@ -222,8 +223,8 @@ run_phase() {
         load "$s" m1m $r "$p" echo --conns 4 --size 1048576 --binary --depth "$DEPTH_BIG"
       fi
       if has rt1; then
-        load "$s" r32 $r "$p" echo --conns 64 --size 32 --text --depth 1
-        load "$s" r4k $r "$p" echo --conns 64 --size 4096 --binary --depth 1
+        load "$s" r32 $r "$p" echo --conns 64 --size 32 --text --depth 1 --pid "$pid"
+        load "$s" r4k $r "$p" echo --conns 64 --size 4096 --binary --depth 1 --pid "$pid"
       fi
       has upg && load "$s" upg $r "$p" upgrade --conns 16
     done
