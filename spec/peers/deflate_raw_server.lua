@@ -56,7 +56,13 @@ local function serve(c)
   elseif path == "/plain" then
     c:send(core.frame("not compressed, but RSV1", "text", true, false, 4))
   elseif path == "/bomb" then
-    local bomb = core.deflate{}:compress(string.rep("\0", 100 * 1024 * 1024))
+    -- 100 MiB of zeros, one MiB at a time: after the first, each MiB
+    -- compresses to the same bytes, each ending in a sync flush (00 00 ff
+    -- ff, stripped by compress); one 100 MiB compress took 3 s of CPU and
+    -- 300 MB, past the client's 10 s wait on a loaded machine
+    local d, mib, flush = core.deflate{}, string.rep("\0", 1024 * 1024), "\0\0\255\255"
+    local first, again = d:compress(mib), d:compress(mib)
+    local bomb = first .. flush .. string.rep(again .. flush, 98) .. again
     c:send(core.frame(bomb, "binary", true, false, 4))
   elseif path == "/bfinal" then
     c:send(core.frame("\243\72\205\201\201\7\0\0", "text", true, false, 4))
