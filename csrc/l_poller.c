@@ -13,6 +13,7 @@
 #ifdef WS_HAVE_EPOLL
 typedef struct {
     int ep;
+    int spin_miss;   /* the last wait ran past its spin: do not spin next time */
 } lpoller;
 
 static lpoller *check_poller(lua_State *L) {
@@ -26,6 +27,7 @@ static lpoller *check_poller(lua_State *L) {
 static int l_epoll(lua_State *L) {
     lpoller *p = (lpoller *)lua_newuserdatauv(L, sizeof *p, 0);
     p->ep = -1;
+    p->spin_miss = 0;
     luaL_setmetatable(L, POLLER_MT);
     p->ep = ws_poll_open();
     if (p->ep < 0)
@@ -60,7 +62,7 @@ static void push_ready(lua_State *L, int fd, int map) {
     }
 }
 
-/* poller:wait(timeout_s|nil, rfds, wfds [, rclean [, map]]) -> nr, nw: fills
+/* poller:wait(timeout_s|nil, rfds, wfds [, rclean [, map [, spin_s]]]) -> nr, nw: fills
  * the arrays with the ready descriptors, or with map[fd] (false if none)
  * when a map is given (ws.loop: its sockets, without a Lua loop per event);
  * rclean[i] = true when the i-th readable event came without hang-up or
@@ -83,7 +85,15 @@ static int l_poller_wait(lua_State *L) {
     if (map)
         luaL_checktype(L, 6, LUA_TTABLE);
     ws_poll_event ev[256];
-    int n = ws_poll_wait(p->ep, ev, 256, ms);
+    /* 7: spin, seconds of polling without sleep first (see ws_poll_wait),
+     * only while it pays: after a wait that ended within the spin (events
+     * come that soon), not after one that ran past it (which also slept) */
+    lua_Number spin = luaL_optnumber(L, 7, 0);
+    int spin_us = spin <= 0 ? 0 : spin > 1 ? 1000000 : (int)(spin * 1e6);
+    long long waited = 0;
+    int n = ws_poll_wait(p->ep, ev, 256, ms, p->spin_miss ? 0 : spin_us, spin_us ? &waited : NULL);
+    if (spin_us && ms != 0)
+        p->spin_miss = waited >= spin_us;
     if (n < 0)
         return ws_fail(L, strerror(errno));
     lua_Integer nr = 0, nw = 0;

@@ -13,6 +13,7 @@
 #include <sys/signalfd.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 /* errno in the words LuaSocket uses, where it has some; strerror otherwise */
@@ -58,14 +59,34 @@ int ws_poll_unwatch(int ep, int fd) {
     return epoll_ctl(ep, EPOLL_CTL_DEL, fd, &e);
 }
 
-int ws_poll_wait(int ep, ws_poll_event *ev, int max, int timeout_ms) {
+static long long mono_us(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+int ws_poll_wait(int ep, ws_poll_event *ev, int max, int timeout_ms, int spin_us, long long *waited_us) {
     struct epoll_event raw[256];
     if (max > 256)
         max = 256;
-    int n;
-    do
-        n = epoll_wait(ep, raw, max, timeout_ms);
-    while (n < 0 && errno == EINTR);
+    int n = 0;
+    long long t0 = waited_us || spin_us > 0 ? mono_us() : 0;
+    if (timeout_ms != 0 && spin_us > 0) {
+        if (timeout_ms > 0 && (long long)spin_us > (long long)timeout_ms * 1000)
+            spin_us = timeout_ms * 1000;
+        long long spent = 0;
+        while ((n = epoll_wait(ep, raw, max, 0)) == 0 && (spent = mono_us() - t0) < spin_us)
+            ;
+        if (n == 0 && timeout_ms > 0)   /* what is left of the timeout */
+            timeout_ms = spent / 1000 >= timeout_ms ? 0 : timeout_ms - (int)(spent / 1000);
+    }
+    if (n == 0 || (n < 0 && errno == EINTR)) {
+        do
+            n = epoll_wait(ep, raw, max, timeout_ms);
+        while (n < 0 && errno == EINTR);
+    }
+    if (waited_us)
+        *waited_us = mono_us() - t0;
     for (int i = 0; i < n; i++) {
         unsigned m = raw[i].events;
         unsigned bad = EPOLLERR | EPOLLHUP;

@@ -33,8 +33,12 @@ int ws_poll_open(void);
 int ws_poll_watch(int ep, int fd);
 int ws_poll_unwatch(int ep, int fd);
 
-/* Wait up to timeout_ms (-1: forever). Returns the number of events, or -1. */
-int ws_poll_wait(int ep, ws_poll_event *ev, int max, int timeout_ms);
+/* Wait up to timeout_ms (-1: forever). Returns the number of events, or -1.
+ * spin_us > 0: before sleeping, poll without sleeping for up to spin_us
+ * microseconds (of the timeout): an event that comes meanwhile costs no
+ * wake-up of a sleeping thread, which on a VM can take longer than the
+ * work it brings. waited_us (may be NULL): how long the call took. */
+int ws_poll_wait(int ep, ws_poll_event *ev, int max, int timeout_ms, int spin_us, long long *waited_us);
 
 /* accept4(2) a non-blocking, close-on-exec connection with TCP_NODELAY set:
  * the descriptor, or -1 with errno (EAGAIN when none is pending).

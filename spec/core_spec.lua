@@ -1266,6 +1266,50 @@ describe("argument errors and the reader's lifecycle", function()
     assert.equal(a1:getfd(), r[1])
   end)
 
+  it("poller:wait's spin polls before sleeping, and only while events come within it", function()
+    if not core.epoll then return end   -- Linux only
+    local socket = require "socket"
+    local srv = assert(socket.bind("127.0.0.1", 0))
+    local host, port = srv:getsockname()
+    local c = assert(socket.connect(host, port))
+    local a = assert(srv:accept())
+    local p = assert(core.epoll())
+    finally(function() p:close(); c:close(); a:close(); srv:close() end)
+    assert(p:watch(a:getfd()))
+    local r, w = {}, {}
+    local function waits(spin)   -- CPU seconds of one 0.1 s wait with nothing to wake it
+      local c0 = os.clock()
+      assert.equal(0, (p:wait(0.1, r, w, nil, nil, spin)))
+      return os.clock() - c0
+    end
+    for _ = 1, 20 do if p:wait(0.01, r, w) == 0 then break end end   -- (the new socket's edges)
+    -- (a 50 ms spin costs some ms of CPU even on a loaded machine; a sleep, about none)
+    assert.is_true(waits(0.05) >= 0.002, "polled first")
+    assert.is_true(waits(0.05) < 0.002, "that wait ran past its spin: the next sleeps at once")
+    assert(c:send("x"))   -- a wait that ends within the spin ...
+    local nr = p:wait(0.1, r, w, nil, nil, 0.05)
+    assert.equal(1, nr)
+    assert.is_true(waits(0.05) >= 0.002, "... turns polling back on")
+    assert.is_true(waits(nil) < 0.002, "no spin, no polling")
+  end)
+
+  it("ws.loop spins only after a round that ran tasks", function()
+    if not core.epoll then return end
+    local loop = require "ws.loop"
+    local l = loop.new { spin = 0.05 }
+    l:spawn(function() l:sleep(5) end)   -- (keeps the loop waiting)
+    l:step(0)                            -- runs it
+    l:step(0)                            -- runs nothing
+    local c0 = os.clock()
+    l:step(0.1)
+    assert.is_true(os.clock() - c0 < 0.002, "after an idle round: sleeps at once")
+    l:spawn(function() end)
+    l:step(0)                            -- runs a task
+    c0 = os.clock()
+    l:step(0.1)
+    assert.is_true(os.clock() - c0 >= 0.002, "after a busy round: polls first")
+  end)
+
   it("ws.poller and ws.fd: tostring shows the state, close is idempotent", function()
     if core.epoll then   -- Linux only
       local p = assert(core.epoll())

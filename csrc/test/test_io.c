@@ -1,7 +1,8 @@
 /* ws_fd_accept (ws_io.c) over real loopback TCP: the peer's address comes
  * from accept4 itself ("ip:port", "[ip]:port" for IPv6), the connection is
  * non-blocking with TCP_NODELAY, set per connection or inherited from a
- * listener that has it (ws_fd_nodelay), and EAGAIN says none is pending. */
+ * listener that has it (ws_fd_nodelay), and EAGAIN says none is pending.
+ * ws_poll_wait's spin: polls first, within the timeout, never past it. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -10,6 +11,8 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -97,7 +100,73 @@ static void accept_one(int fam, int listener_nodelay, int inherited) {
     close(l);
 }
 
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+/* CPU time (user + system) of this process, ms */
+static double cpu_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static void spin_wait(void) {
+#ifdef __linux__
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+    int ep = ws_poll_open();
+    CHECK(ep >= 0 && ws_poll_watch(ep, sv[0]) == 0);
+    ws_poll_event ev[4];
+    /* the writable edge of a new socket: at once, spin or not */
+    CHECK(ws_poll_wait(ep, ev, 4, 1000, 50000, NULL) == 1 && ev[0].writable);
+    /* nothing comes: the spin is part of the timeout (60 ms), not added to it */
+    double t0 = now_ms(), c0 = cpu_ms();
+    CHECK(ws_poll_wait(ep, ev, 4, 60, 30000, NULL) == 0);
+    double dt = now_ms() - t0, dc = cpu_ms() - c0;
+    CHECK(dt >= 55 && dt < 1000);
+    /* it did poll (30 ms of spin; 1 ms of CPU even on a loaded machine,
+     * about none for a sleep), then slept (CPU time <= wall time) */
+    CHECK(dc >= 1 && dc < 55);
+    if (!(dt >= 55 && dt < 1000) || dc < 1 || dc >= 55)
+        fprintf(stderr, "spin wait: %.1f ms, %.1f ms of CPU\n", dt, dc);
+    /* a spin longer than the timeout stops at the timeout */
+    t0 = now_ms();
+    CHECK(ws_poll_wait(ep, ev, 4, 20, 500000, NULL) == 0);
+    dt = now_ms() - t0;
+    CHECK(dt >= 15 && dt < 1000);
+    /* timeout 0 never spins */
+    t0 = now_ms();
+    CHECK(ws_poll_wait(ep, ev, 4, 0, 500000, NULL) == 0);
+    CHECK(now_ms() - t0 < 20);
+    /* an event during the spin ends it */
+    pid_t pid = fork();
+    if (pid == 0) {
+        usleep(10000);
+        _exit(write(sv[1], "x", 1) == 1 ? 0 : 1);
+    }
+    t0 = now_ms();
+    CHECK(ws_poll_wait(ep, ev, 4, 5000, 2000000, NULL) == 1 && ev[0].readable);
+    dt = now_ms() - t0;
+    CHECK(dt < 1000);
+    /* waited_us: how long the call took */
+    long long waited = -1;
+    t0 = now_ms();
+    CHECK(ws_poll_wait(ep, ev, 4, 30, 0, &waited) == 0);
+    dt = now_ms() - t0;
+    CHECK(waited >= 25000 && (double)waited <= dt * 1000 + 1000);
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    close(ep);
+    close(sv[0]);
+    close(sv[1]);
+#endif
+}
+
 int main(void) {
+    spin_wait();
     accept_one(AF_INET, 0, 0);   /* set per connection */
     accept_one(AF_INET, 1, 1);   /* inherited from the listener */
     accept_one(AF_INET6, 1, 1);

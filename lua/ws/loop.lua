@@ -115,9 +115,9 @@ function M.epoll_poller()
       socks[fd], pend.r[fd], pend.w[fd] = nil, nil, nil
     end
   end
-  function P.wait(_, timeout)
+  function P.wait(_, timeout, spin)
     -- (the C call puts socks[fd] in r and w itself)
-    local nr, nw = ep:wait(timeout, r, w, rclean, socks)
+    local nr, nw = ep:wait(timeout, r, w, rclean, socks, spin)
     if not nr then return r, 0, w, 0 end
     return r, nr, w, nw, rclean
   end
@@ -179,8 +179,10 @@ end
 --- A new loop.
 -- opts.poller: "epoll" (default where available), "select" or a poller
 -- object; opts.logger: function(level, message, fields), false (silent) or
--- nil (stderr), which gets "task failed" lines.
----@param opts? table poller, logger
+-- nil (stderr), which gets "task failed" lines; opts.spin: seconds (default
+-- none) for which a round that ran tasks polls for the next events before
+-- sleeping (epoll only; see ws.listen's spin).
+---@param opts? table poller, logger, spin
 ---@return table loop
 function M.new(opts)
   opts = opts or {}
@@ -200,6 +202,8 @@ function M.new(opts)
     sco = {}, sa = {}, sb = {},                    -- spare arrays, swapped in
     ntasks = 0,
     stopped = false,
+    spin = opts.spin or nil,                       -- (false: none)
+    busy = false,                                  -- the last round ran tasks
     log = logging.get(opts.logger, "ws.loop"),
   }, Loop)
 end
@@ -457,7 +461,8 @@ function Loop:step(timeout)
       if not wait or d < wait then wait = d end
     end
   end
-  local r, nr, w, nw, rclean = self.poller:wait(wait)
+  -- after a round that ran tasks, poll a while before sleeping (see spin)
+  local r, nr, w, nw, rclean = self.poller:wait(wait, self.busy and self.spin or nil)
   deliver(self, r, nr, "r", rclean)
   deliver(self, w, nw, "w")
 
@@ -506,6 +511,7 @@ function Loop:step(timeout)
     active = prev
     self.sco, self.sa, self.sb = cos, as, bs
   end
+  self.busy = n > 0
   return self.ntasks > 0 or self.qn > 0
 end
 
