@@ -196,11 +196,15 @@ int ws_check_opcode(lua_State *L, int idx) {
 
 /* frame(payload, kind_or_opcode [, fin=true [, mask=false [, rsv=0 | deflate]]]) -> bytes
  * mask=true draws a fresh key (buffered RAND_bytes); mask may also be a 4-byte key.
- * With a ws.deflate object the payload is compressed here and the frame has RSV1. */
+ * With a ws.deflate object the payload is compressed here and the frame has RSV1.
+ * check (6th, true): a text payload must be UTF-8, else nil, "invalid utf-8"
+ * (one call instead of utf8_valid and frame, once per message). */
 static int l_frame(lua_State *L) {
     size_t n;
     const char *payload = luaL_checklstring(L, 1, &n);
     int op = ws_check_opcode(L, 2);
+    if (op == WS_OP_TEXT && lua_toboolean(L, 6) && !ws_utf8_valid((const unsigned char *)payload, n))
+        return ws_fail(L, "invalid utf-8");
     int fin = lua_isnoneornil(L, 3) ? 1 : lua_toboolean(L, 3);  /* nil: default */
     ws_deflate *z = lua_type(L, 5) == LUA_TUSERDATA ? &ws_check_deflate(L, 5)->d : NULL;
     lua_Integer rsv = z ? 4 : luaL_optinteger(L, 5, 0);

@@ -100,8 +100,15 @@ static int push_error(lua_State *L, const ws_reader *r) {
     return 3;
 }
 
+/* the kind name of an opcode ("text", ...): upvalue 5 of the reader's
+ * methods holds them, so no lua_pushstring (a string-cache lookup and a
+ * strcmp) per message */
+static void push_kind(lua_State *L, int opcode) {
+    lua_rawgeti(L, lua_upvalueindex(5), opcode + 1);
+}
+
 static int push_event(lua_State *L, const ws_event *ev) {
-    lua_pushstring(L, ws_kind_names[ev->opcode]);
+    push_kind(L, ev->opcode);
     lua_pushlstring(L, (const char *)ev->data, ev->len);
     if (ev->opcode == WS_OP_CLOSE) {
         lua_pushinteger(L, ev->close_code);
@@ -134,7 +141,7 @@ static int push_inflated(lua_State *L, lreader *lr, const ws_event *ev, lzctx *z
     else {
         lua_pushlstring(L, (const char *)zc->buf.p, n);   /* first: nothing runs before the copy */
         ws_zbuf_trim(zc);
-        lua_pushstring(L, ws_kind_names[ev->opcode]);
+        push_kind(L, ev->opcode);
         lua_insert(L, -2);
         return 2;
     }
@@ -326,10 +333,18 @@ void ws_open_reader(lua_State *L, int shared, int zctx) {
     lua_pushvalue(L, shared);
     lua_pushvalue(L, zctx);
     /* upvalues 3 and 4: the reader's and ws.fd's metatables, made here if
-     * not yet (ws_new_type fills an existing one), for the quick checks */
+     * not yet (ws_new_type fills an existing one), for the quick checks;
+     * 5: the kind names by opcode + 1 (see push_kind) */
     luaL_newmetatable(L, READER_MT);
     luaL_newmetatable(L, FD_MT);
-    ws_new_type(L, READER_MT, reader_meta, reader_methods, 4);
+    lua_createtable(L, 16, 0);
+    for (int op = 0; op < 16; op++) {
+        if (ws_kind_names[op]) {
+            lua_pushstring(L, ws_kind_names[op]);
+            lua_rawseti(L, -2, op + 1);
+        }
+    }
+    ws_new_type(L, READER_MT, reader_meta, reader_methods, 5);
     lua_pushvalue(L, zctx);
     lua_pushcclosure(L, l_reader, 1);
     lua_setfield(L, -2, "reader");

@@ -249,6 +249,14 @@ describe("frame() and the reader on the RFC 6455 section 5.7 examples", function
     assert.are.same({ ev("text", "Hello") }, read_all(CLIENT, HELLO_UNMASKED))
   end)
 
+  it("checks a text payload's UTF-8 when asked (6th argument), and only then", function()
+    assert.same({ nil, "invalid utf-8" }, { core.frame("\255", "text", true, false, 0, true) })
+    assert.same({ nil, "invalid utf-8" }, { core.frame("ok\237\160\128", "text", true, KEY, 0, true) })
+    assert.are.equal(HELLO_UNMASKED, core.frame("Hello", "text", true, false, 0, true))
+    assert.are.equal(bytes(0x81, 0x01, 0xff), core.frame("\255", "text"))           -- not asked
+    assert.are.equal(bytes(0x82, 0x01, 0xff), core.frame("\255", "binary", true, false, 0, true))
+  end)
+
   it("single-frame masked text", function()
     assert.are.equal(HELLO_MASKED, core.frame("Hello", "text", true, KEY))
     assert.are.same({ ev("text", "Hello") }, read_all(SERVER, HELLO_MASKED))

@@ -134,6 +134,45 @@ describe("write coalescing", function()
     assert.same(want, frames)
   end)
 
+  it("refuses a corked text send that is not UTF-8 and keeps the connection and its order", function()
+    local results = {}
+    local l, server, port = serve({}, function(conn)
+      for _ = 1, 3 do
+        local m = conn:receive()      -- the rest of the burst is buffered: sends cork
+        results[#results + 1] = { conn:send("\255") }
+        conn:send(m)
+      end
+    end)
+    finally(function() stop(l, server) end)
+    local c = client(l, port)
+    c:send(burst(3))
+    local got = {}
+    for _ = 1, 3 do
+      local f = c:frame()
+      got[#got + 1] = f and f.payload
+    end
+    c.sock:close()
+    assert.same({ "m1", "m2", "m3" }, got)
+    assert.same({ nil, "invalid utf-8" }, results[1])
+    assert.same({ nil, "invalid utf-8" }, results[2])
+  end)
+
+  it("answers the messages before a protocol error in a burst, then closes with 1002", function()
+    local l, server, port = serve({}, echo)
+    finally(function() stop(l, server) end)
+    local c = client(l, port)
+    -- an unmasked frame from a client is a protocol error (RFC 6455 5.1)
+    c:send(burst(3) .. "\129\002m4" .. burst(2, 5))
+    local got = {}
+    for _ = 1, 4 do
+      local f = c:frame()
+      if not f then break end
+      got[#got + 1] = f.opcode == 8 and "close " .. (f.payload:byte(1) * 256 + f.payload:byte(2)) or f.payload
+    end
+    c.sock:close()
+    assert.same({ "m1", "m2", "m3", "close 1002" }, got)
+  end)
+
   it("writes a corked echo at the next loop round even if the handler stops receiving", function()
     local sent_at
     local l, server, port = serve({}, function(conn, lp)
@@ -220,13 +259,20 @@ describe("the send queue's bookkeeping for gathered writes", function()
     local p = protocol.new()
     p:push("aaaa") p:push("bb") p:push("ccc")
     p:wrote_bytes(5)                             -- "aaaa" and one "b"
-    assert.same({ 1, 2 }, { p.written, select(2, p:head()) })
+    assert.same({ 1, 2, 4 }, { p.written, select(2, p:head()), p:queued() })
     p:wrote_bytes(4)
     assert.same({ 3, nil }, { p.written, p:head() })
-    assert.equal(0, p:queued())
+    assert.same({ 0, 0, 1 }, { p:queued(), p.qbytes, p.qoff })
     p:push("") p:push("dd") p:push("")             -- an empty item never waits
     p:wrote_bytes(2)
     assert.same({ 6, nil }, { p.written, p:head() })
+    p:push("xyz") p:push("uv")
+    p:wrote_bytes(0)
+    assert.same({ 6, "xyz", 1, 5 }, { p.written, p:head(), select(2, p:head()), p:queued() })
+    p:wrote_bytes(1)                             -- within the head only
+    assert.same({ 6, "xyz", 2, 4 }, { p.written, p:head(), select(2, p:head()), p:queued() })
+    p:wrote_bytes(3)                             -- the head's rest and one byte of the next
+    assert.same({ 7, "uv", 2, 1, 2 }, { p.written, p:head(), select(2, p:head()), p:queued(), p.qbytes })
   end)
 
   it("never drops or replaces items a TLS write must retry (qheld)", function()

@@ -21,8 +21,8 @@ local protocol = require "ws.protocol"
 local logging = require "ws.log"
 
 local gettime = socket.gettime
-local send_frame, send_queue, frame, utf8_valid, new_table =
-  core.send_frame, core.send_queue, core.frame, core.utf8_valid, core.new_table
+local send_frame, send_queue, frame, new_table =
+  core.send_frame, core.send_queue, core.frame, core.new_table
 local co_running = coroutine.running
 local min = math.min
 
@@ -426,12 +426,16 @@ function Conn:send(data, kind)
   if self.state ~= "open" then return nil, "closed" end
   local z = self.deflate
   if z and #data < self.threshold then z = nil end
-  if self.cork > 0 and not self.writer and not self.dry and self.reader:pending() > 0 and
-     self:queued() + #data < self.cork then
+  local cork = self.cork
+  -- (self:queued() and self:push(), inlined: once per message)
+  if cork > 0 and not self.writer and not self.dry and self.reader:pending() > 0 and
+     self.qbytes - self.qoff + 1 + #data < cork then
     -- corked: more input is already here, so the handler will be back
     -- soon with more to send; this frame goes out with those (see cork)
-    if kind == "text" and not utf8_valid(data) then return nil, "invalid utf-8" end
-    self:push(frame(data, kind, true, self.masked, z or 0))
+    local bytes = frame(data, kind, true, self.masked, z or 0, true)
+    if not bytes then return nil, "invalid utf-8" end
+    local t = self.qt + 1
+    self.q[t], self.qt, self.qbytes = bytes, t, self.qbytes + #bytes
     if not self.corked then
       self.corked = true
       self.sched:spawn(uncork, self)
@@ -451,9 +455,10 @@ function Conn:send(data, kind)
     return send_bytes(self, rest)
   end
   -- queued (a writer at work) or no descriptor (LuaSec): one frame() call
-  -- compresses (RSV1) and masks
-  if kind == "text" and not utf8_valid(data) then return nil, "invalid utf-8" end
-  return send_bytes(self, frame(data, kind, true, self.masked, z or 0))
+  -- checks the UTF-8, compresses (RSV1) and masks
+  local bytes = frame(data, kind, true, self.masked, z or 0, true)
+  if not bytes then return nil, "invalid utf-8" end
+  return send_bytes(self, bytes)
 end
 
 --- Send an already encoded frame to this connection without waiting
@@ -532,8 +537,10 @@ local function pace(self, bytes)
   self.burst = burst
 end
 
-local function receive(self, deadline)
-  local reader, sock = self.reader, self.sock
+-- Receive as self.receiver, starting with reader:next's results when
+-- Conn:receive has them (data is never nil in those).
+local function receive(self, deadline, kind, data, code, reason, dry)
+  local reader = self.reader
   while true do
     -- answering a ping (send queue full), on_pong, or another task may
     -- have dropped the connection meanwhile: its reader is closed then
@@ -541,14 +548,15 @@ local function receive(self, deadline)
     -- with a descriptor, next() reads from it once its input is used up
     -- (a compressed message comes out inflated and checked; self.clean:
     -- a short read since a clean edge is trusted, no read for EAGAIN)
-    local kind, data, code, reason, dry
-    if self.dry then
-      -- the last message used up a trusted short read: next() would only
-      -- say "timeout" (reader:next's dry)
-      self.dry = false
-      data = "timeout"
-    else
-      kind, data, code, reason, dry = reader:next(self.rfd, self.clean)
+    if not data then
+      if self.dry then
+        -- the last message used up a trusted short read: next() would only
+        -- say "timeout" (reader:next's dry)
+        self.dry = false
+        data = "timeout"
+      else
+        kind, data, code, reason, dry = reader:next(self.rfd, self.clean)
+      end
     end
     if kind == "text" or kind == "binary" then
       self.dry = dry == true
@@ -581,6 +589,7 @@ local function receive(self, deadline)
     else
       -- a socket ws.core cannot read (LuaSec, a wrapper): its own receive
       -- (LuaSec decrypts what is there)
+      local sock = self.sock
       local chunk, err = io_.receive(sock)
       if chunk then
         self:receive_data(chunk)
@@ -591,6 +600,7 @@ local function receive(self, deadline)
         if not ok then return ok, werr, c, r end
       end
     end
+    kind, data, code, reason = nil, nil, nil, nil
   end
 end
 
@@ -681,8 +691,25 @@ function Conn:receive(timeout)
     if self.inbox then return from_inbox(self) end
   end
   if self.state == "closed" then return nil, "closed", self.close_code, self.close_reason end
-  self.receiver = me()
-  local a, b, c, d = receive(self, timeout and gettime() + timeout)
+  local a, b, c, d
+  if not self.dry and self.burst > 0 then
+    -- messages come without waiting (the last one did): the next may be
+    -- here already, and then there is no more to do unless the burst
+    -- yields (once per message; all else goes through receive)
+    local kind, data, code, reason, dry = self.reader:next(self.rfd, self.clean)
+    if kind == "text" or kind == "binary" then
+      local burst = self.burst + 1 + #data / 16384
+      if burst < 64 then
+        self.dry, self.burst = dry == true, burst
+        return data, kind
+      end
+    end
+    self.receiver = co_running() or true   -- (me(), inlined)
+    a, b, c, d = receive(self, timeout and gettime() + timeout, kind, data, code, reason, dry)
+  else
+    self.receiver = co_running() or true
+    a, b, c, d = receive(self, timeout and gettime() + timeout)
+  end
   self.receiver = false
   if a or c == nil then return a, b end   -- exactly data, kind (or nil, "timeout")
   return a, b, c, d

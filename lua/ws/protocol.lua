@@ -117,19 +117,20 @@ function Protocol:wrote(last)
 end
 
 --- Record n bytes written from the head on, across items (empty items
--- on the way count as written).
+-- on the way count as written). One loop without calls: once per write.
 ---@param n integer
 function Protocol:wrote_bytes(n)
-  while self.qh <= self.qt do
-    local s, i = self.q[self.qh], self.qoff
-    local left = #s - i + 1
-    if n < left then
-      self.qoff = i + n
-      return
-    end
-    n = n - left
-    self:wrote(#s)
+  local q, h, t, i = self.q, self.qh, self.qt, self.qoff
+  local h0, freed = h, 0
+  while h <= t do
+    local len = #q[h]
+    local left = len - i + 1
+    if n < left then break end
+    n, freed, i = n - left, freed + len, 1
+    q[h], h = nil, h + 1
   end
+  if h <= t then self.qoff = i + n else self.qoff = 1 end
+  self.qh, self.qbytes, self.written = h, self.qbytes - freed, self.written + (h - h0)
 end
 
 --- Drop the queued items not started yet (a partly written head stays, so
