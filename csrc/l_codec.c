@@ -1,5 +1,6 @@
 /* ws.core: handshake, frame and UTF-8 functions. */
 #define _GNU_SOURCE
+#include <stdlib.h>
 #include <string.h>
 
 
@@ -194,53 +195,176 @@ int ws_check_opcode(lua_State *L, int idx) {
     return (int)op;
 }
 
-/* frame(payload, kind_or_opcode [, fin=true [, mask=false [, rsv=0 | deflate]]]) -> bytes
+/* A frame to encode: frame()'s arguments, read and checked, the payload
+ * compressed (then it lies in zc->buf until written). */
+typedef struct {
+    const char *payload;
+    size_t n, hl;
+    int op, fin, rsv, z;
+    unsigned char key[4];
+    const unsigned char *kp;
+} frame_args;
+
+/* frame()'s arguments from index a on: payload, kind, fin, mask, rsv |
+ * deflate, check. 0, or -1 when check found a text payload not UTF-8. */
+static int get_frame_args(lua_State *L, int a, lzctx *zc, frame_args *f) {
+    f->payload = luaL_checklstring(L, a, &f->n);
+    f->op = ws_check_opcode(L, a + 1);
+    if (f->op == WS_OP_TEXT && lua_toboolean(L, a + 5) &&
+        !ws_utf8_valid((const unsigned char *)f->payload, f->n))
+        return -1;
+    f->fin = lua_isnoneornil(L, a + 2) ? 1 : lua_toboolean(L, a + 2);  /* nil: default */
+    ws_deflate *z = lua_type(L, a + 4) == LUA_TUSERDATA ? &ws_check_deflate(L, a + 4)->d : NULL;
+    lua_Integer rsv = z ? 4 : luaL_optinteger(L, a + 4, 0);
+    luaL_argcheck(L, rsv >= 0 && rsv <= 7, a + 4, "rsv out of range");
+    f->rsv = (int)rsv;
+    f->z = z != NULL;
+    if (z) {
+        if (ws_deflate_compress(z, (const unsigned char *)f->payload, f->n, &zc->buf, &f->n) != WS_DEFLATE_OK)
+            return luaL_error(L, "not enough memory");
+        f->payload = (const char *)zc->buf.p;
+    }
+    f->kp = NULL;
+    if (lua_type(L, a + 3) == LUA_TSTRING) {
+        size_t kl;
+        const char *k = lua_tolstring(L, a + 3, &kl);
+        luaL_argcheck(L, kl == 4, a + 3, "mask key must be 4 bytes");
+        memcpy(f->key, k, 4);
+        f->kp = f->key;
+    } else if (lua_toboolean(L, a + 3)) {
+        if (ws_mask_key(&zc->keys, f->key) != 0)
+            return luaL_error(L, "RAND_bytes failed");
+        f->kp = f->key;
+    }
+    f->hl = ws_frame_header_size(f->n, f->kp != NULL);
+    return 0;
+}
+
+/* the frame's f->hl + f->n bytes into out */
+static void write_frame(const frame_args *f, lzctx *zc, unsigned char *out) {
+    ws_frame_write_header(out, f->fin, f->rsv, f->op, f->n, f->kp);
+    if (f->kp)
+        ws_mask(out + f->hl, (const unsigned char *)f->payload, f->n, f->kp, 0);
+    else
+        memcpy(out + f->hl, f->payload, f->n);
+    if (f->z)
+        ws_zbuf_trim(zc);
+}
+
+/* frame(payload, kind_or_opcode [, fin=true [, mask=false [, rsv=0 | deflate [, check]]]]) -> bytes
  * mask=true draws a fresh key (buffered RAND_bytes); mask may also be a 4-byte key.
  * With a ws.deflate object the payload is compressed here and the frame has RSV1.
- * check (6th, true): a text payload must be UTF-8, else nil, "invalid utf-8"
- * (one call instead of utf8_valid and frame, once per message). */
+ * check (true): a text payload must be UTF-8, else nil, "invalid utf-8". */
 static int l_frame(lua_State *L) {
-    size_t n;
-    const char *payload = luaL_checklstring(L, 1, &n);
-    int op = ws_check_opcode(L, 2);
-    if (op == WS_OP_TEXT && lua_toboolean(L, 6) && !ws_utf8_valid((const unsigned char *)payload, n))
-        return ws_fail(L, "invalid utf-8");
-    int fin = lua_isnoneornil(L, 3) ? 1 : lua_toboolean(L, 3);  /* nil: default */
-    ws_deflate *z = lua_type(L, 5) == LUA_TUSERDATA ? &ws_check_deflate(L, 5)->d : NULL;
-    lua_Integer rsv = z ? 4 : luaL_optinteger(L, 5, 0);
-    luaL_argcheck(L, rsv >= 0 && rsv <= 7, 5, "rsv out of range");
     lzctx *zc = ZCTX(1);
-    if (z) {
-        if (ws_deflate_compress(z, (const unsigned char *)payload, n, &zc->buf, &n) != WS_DEFLATE_OK)
-            return luaL_error(L, "not enough memory");
-        payload = (const char *)zc->buf.p;
-    }
-    unsigned char key[4];
-    const unsigned char *kp = NULL;
-    if (lua_type(L, 4) == LUA_TSTRING) {
-        size_t kl;
-        const char *k = lua_tolstring(L, 4, &kl);
-        luaL_argcheck(L, kl == 4, 4, "mask key must be 4 bytes");
-        memcpy(key, k, 4);
-        kp = key;
-    } else if (lua_toboolean(L, 4)) {
-        if (ws_mask_key(&zc->keys, key) != 0)
-            return luaL_error(L, "RAND_bytes failed");
-        kp = key;
-    }
-    size_t hl = ws_frame_header_size(n, kp != NULL);
+    frame_args f;
+    if (get_frame_args(L, 1, zc, &f) != 0)
+        return ws_fail(L, "invalid utf-8");
     luaL_Buffer b;
-    unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, hl + n);
-    ws_frame_write_header(out, fin, (int)rsv, op, n, kp);
-    if (kp)
-        ws_mask(out + hl, (const unsigned char *)payload, n, kp, 0);
-    else
-        memcpy(out + hl, payload, n);
-    luaL_pushresultsize(&b, hl + n);
-    if (z)
-        ws_zbuf_trim(zc);
+    unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, f.hl + f.n);
+    write_frame(&f, zc, out);
+    luaL_pushresultsize(&b, f.hl + f.n);
     return 1;
 }
+
+/* ---- frame buffers ------------------------------------------------------ */
+
+/* framebuf() -> a buffer frames are encoded into, to leave as one string:
+ * a connection's corked frames, with no Lua string per frame. */
+typedef struct {
+    unsigned char *p;
+    size_t len, cap;
+} lframebuf;
+
+static lframebuf *check_framebuf(lua_State *L) {
+    lframebuf *b = (lframebuf *)ws_toudata_up(L, 1, 2);
+    return b ? b : (lframebuf *)luaL_checkudata(L, 1, FRAMEBUF_MT);
+}
+
+/* fb:add(payload, kind [, fin [, mask [, rsv | deflate [, check]]]]) -> bytes added | nil, "invalid utf-8"
+ * (frame()'s arguments) */
+static int l_framebuf_add(lua_State *L) {
+    lframebuf *b = check_framebuf(L);
+    lzctx *zc = ZCTX(1);
+    frame_args f;
+    if (get_frame_args(L, 2, zc, &f) != 0)
+        return ws_fail(L, "invalid utf-8");
+    size_t need = f.hl + f.n;
+    if (b->cap - b->len < need) {
+        size_t cap = b->cap ? 2 * b->cap : 4096;
+        while (cap - b->len < need)
+            cap *= 2;
+        unsigned char *p = (unsigned char *)realloc(b->p, cap);
+        if (!p) {
+            if (f.z)
+                ws_zbuf_trim(zc);
+            return luaL_error(L, "not enough memory");
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    write_frame(&f, zc, b->p + b->len);
+    b->len += need;
+    lua_pushinteger(L, (lua_Integer)need);
+    return 1;
+}
+
+/* fb:take() -> the frames added since the last take, as one string, or
+ * nil if none. The memory goes back: an idle connection keeps none. */
+static int l_framebuf_take(lua_State *L) {
+    lframebuf *b = check_framebuf(L);
+    if (b->len == 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushlstring(L, (const char *)b->p, b->len);
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+    return 1;
+}
+
+/* fb:size() -> bytes added and not taken */
+static int l_framebuf_size(lua_State *L) {
+    lua_pushinteger(L, (lua_Integer)check_framebuf(L)->len);
+    return 1;
+}
+
+static int l_framebuf_gc(lua_State *L) {
+    lframebuf *b = (lframebuf *)luaL_checkudata(L, 1, FRAMEBUF_MT);
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+    return 0;
+}
+
+static int l_framebuf_tostring(lua_State *L) {
+    lframebuf *b = (lframebuf *)luaL_checkudata(L, 1, FRAMEBUF_MT);
+    lua_pushfstring(L, "ws.framebuf (%d bytes): %p", (int)b->len, (void *)b);
+    return 1;
+}
+
+static int l_framebuf_new(lua_State *L) {
+    lframebuf *b = (lframebuf *)lua_newuserdatauv(L, sizeof *b, 0);
+    memset(b, 0, sizeof *b);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
+static const luaL_Reg framebuf_methods[] = {
+    {"add", l_framebuf_add},
+    {"take", l_framebuf_take},
+    {"size", l_framebuf_size},
+    {NULL, NULL}
+};
+
+static const luaL_Reg framebuf_meta[] = {
+    {"__gc", l_framebuf_gc},
+    {"__close", l_framebuf_gc},
+    {"__tostring", l_framebuf_tostring},
+    {NULL, NULL}
+};
 
 /* close_payload([code [, reason]]) -> payload | nil, err
  * No code gives an empty payload; 1005/1006/1015 are never sent. */
@@ -315,4 +439,11 @@ static const luaL_Reg funcs[] = {
 void ws_open_codec(lua_State *L, int zctx) {
     lua_pushvalue(L, zctx);
     luaL_setfuncs(L, funcs, 1);
+    /* framebuf methods: upvalue 1 zctx, 2 the metatable (quick checks) */
+    lua_pushvalue(L, zctx);
+    luaL_newmetatable(L, FRAMEBUF_MT);
+    ws_new_type(L, FRAMEBUF_MT, framebuf_meta, framebuf_methods, 2);
+    luaL_getmetatable(L, FRAMEBUF_MT);
+    lua_pushcclosure(L, l_framebuf_new, 1);
+    lua_setfield(L, -2, "framebuf");
 }

@@ -23,6 +23,7 @@
 #define POLLER_MT "ws.poller"
 #define DEFLATE_MT "ws.deflate"
 #define TLSCTX_MT "ws.tls_context"
+#define FRAMEBUF_MT "ws.framebuf"
 
 /* One read buffer shared by every reader and ws.fd: input left over after
  * an event is copied out, so an idle connection holds no read buffer. */

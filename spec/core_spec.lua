@@ -257,6 +257,32 @@ describe("frame() and the reader on the RFC 6455 section 5.7 examples", function
     assert.are.equal(bytes(0x82, 0x01, 0xff), core.frame("\255", "binary", true, false, 0, true))
   end)
 
+  it("a frame buffer holds frames as frame() encodes them, and gives them up as one string", function()
+    local fb = core.framebuf()
+    assert.is_nil(fb:take())                                  -- nothing added
+    assert.equal(7, fb:add("Hello", "text"))
+    assert.equal(11, fb:add("Hello", "text", true, KEY))     -- masked with a given key
+    assert.same({ nil, "invalid utf-8" }, { fb:add("\255", "text", true, false, 0, true) })
+    assert.equal(3, fb:add("\255", "binary", true, false, 0, true))
+    local big = string.rep("x", 70000)                        -- grows past the first 4 KiB
+    assert.equal(70010, fb:add(big, "binary"))
+    assert.equal(7 + 11 + 3 + 70010, fb:size())
+    local want = HELLO_UNMASKED .. HELLO_MASKED .. core.frame("\255", "binary") .. core.frame(big, "binary")
+    assert.equal(want, fb:take())
+    assert.same({ 0 }, { fb:size() })
+    assert.is_nil(fb:take())                                  -- taken once
+    -- masked with drawn keys (a client's) and compressed: a reader reads them back
+    local z = core.deflate {}
+    fb:add("one", "text", true, true)
+    fb:add("two", "text", true, true, z)
+    local r = core.reader { role = "server", rsv_allowed = 4, deflate = core.deflate {} }
+    r:feed(fb:take())
+    assert.same({ "text", "one" }, { r:next() })
+    assert.same({ "text", "two" }, { r:next() })             -- inflated by the reader
+    assert.matches("^ws.framebuf %(0 bytes%)", tostring(fb))
+    assert.has_error(function() fb.add({}, "x", "text") end)
+  end)
+
   it("single-frame masked text", function()
     assert.are.equal(HELLO_MASKED, core.frame("Hello", "text", true, KEY))
     assert.are.same({ ev("text", "Hello") }, read_all(SERVER, HELLO_MASKED))

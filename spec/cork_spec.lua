@@ -157,6 +157,32 @@ describe("write coalescing", function()
     assert.same({ nil, "invalid utf-8" }, results[2])
   end)
 
+  it("keeps corked frames in order with frames queued by send_encoded and a non-corked send", function()
+    local core = require "ws.core"
+    local l, server, port = serve({}, function(conn)
+      local m1 = conn:receive()           -- m2, m3 buffered: these two cork
+      conn:send(m1 .. "a")
+      conn:send(m1 .. "b")
+      conn:send_encoded(core.frame("fan", "text"))   -- (as a broadcast queues it)
+      conn:send(m1 .. "c")                 -- corked again, behind "fan"
+      local m2 = conn:receive()
+      conn:send(m2)
+      local m3 = conn:receive()            -- nothing left buffered: written at once
+      conn:send(m3)
+      conn:send("last")
+    end)
+    finally(function() stop(l, server) end)
+    local c = client(l, port)
+    c:send(burst(3))
+    local got = {}
+    for _ = 1, 7 do
+      local f = c:frame()
+      got[#got + 1] = f and f.payload
+    end
+    c.sock:close()
+    assert.same({ "m1a", "m1b", "fan", "m1c", "m2", "m3", "last" }, got)
+  end)
+
   it("answers the messages before a protocol error in a burst, then closes with 1002", function()
     local l, server, port = serve({}, echo)
     finally(function() stop(l, server) end)

@@ -21,8 +21,8 @@ local protocol = require "ws.protocol"
 local logging = require "ws.log"
 
 local gettime = socket.gettime
-local send_frame, send_queue, frame, new_table =
-  core.send_frame, core.send_queue, core.frame, core.new_table
+local send_frame, send_queue, frame, framebuf, new_table =
+  core.send_frame, core.send_queue, core.frame, core.framebuf, core.new_table
 local co_running = coroutine.running
 local min = math.min
 
@@ -46,10 +46,40 @@ Conn.__name = "ws.conn"
 -- no more input buffered, before the receiver waits for input, or at the
 -- latest when the scheduler next runs its tasks (the uncork task, spawned
 -- once per corked burst). With one message in flight nothing is buffered,
--- so every send still writes at once.
+-- so every send still writes at once. Corked frames are encoded into the
+-- connection's frame buffer (self.fb), not one Lua string each, and enter
+-- the queue as one item (seal) before anything else does, so the order
+-- on the wire is the order of the calls.
 local CORK = 64 * 1024
 
 local keepalive, from_inbox, read_ready, uncork
+
+-- The corked frames, as one queue item (their bytes are counted in qbytes
+-- already).
+local function seal(self)
+  local s = self.fb:take()
+  if s then
+    local t = self.qt + 1
+    self.q[t], self.qt = s, t
+  end
+end
+
+--- Queue encoded bytes after any corked frames; returns the item's
+-- sequence number (Protocol:push, with seal).
+function Conn:push(bytes)
+  if self.corked then seal(self) end
+  local t = self.qt + 1
+  self.q[t], self.qt = bytes, t
+  self.qbytes = self.qbytes + #bytes
+  return t
+end
+
+--- Drop the queued items not started yet, corked frames too (see
+-- Protocol:drop_unstarted).
+function Conn:drop_unstarted(busy)
+  if self.corked then seal(self) end
+  return protocol.Protocol.drop_unstarted(self, busy)
+end
 
 --- Wrap an upgraded, non-blocking socket.
 -- opts: role ("server"|"client"), buffered (bytes read past the handshake),
@@ -90,6 +120,7 @@ function M.new(sock, opts)
   self.clean = false         -- the last wake for reading was a clean epoll edge (see wait)
   self.dry = false           -- the input is used up, next() would say "timeout" (see receive)
   self.corked = false        -- an uncork task is due (see CORK)
+  self.fb = false            -- the corked frames' buffer (made at the first cork)
   sock:settimeout(0)
   -- plain TCP or our TLS: read straight from the descriptor, and write a
   -- frame's header and payload (masked, for a client) in one C call
@@ -374,6 +405,7 @@ end
 
 function uncork(self)
   self.corked = false
+  seal(self)
   flush_cork(self)
 end
 
@@ -432,16 +464,22 @@ function Conn:send(data, kind)
      self.qbytes - self.qoff + 1 + #data < cork then
     -- corked: more input is already here, so the handler will be back
     -- soon with more to send; this frame goes out with those (see cork)
-    local bytes = frame(data, kind, true, self.masked, z or 0, true)
-    if not bytes then return nil, "invalid utf-8" end
-    local t = self.qt + 1
-    self.q[t], self.qt, self.qbytes = bytes, t, self.qbytes + #bytes
+    -- (into the connection's frame buffer, no Lua string per frame: see seal)
+    local fb = self.fb
+    if not fb then
+      fb = framebuf()
+      self.fb = fb
+    end
+    local n = fb:add(data, kind, true, self.masked, z or 0, true)
+    if not n then return nil, "invalid utf-8" end
+    self.qbytes = self.qbytes + n
     if not self.corked then
       self.corked = true
       self.sched:spawn(uncork, self)
     end
     return true
   end
+  if self.corked then seal(self) end   -- (this frame goes after those)
   local fd = self.rfd
   if fd and self.qh > self.qt and not self.writer then
     -- send_frame checks the UTF-8 of text itself (compresses with z, masks)
@@ -581,6 +619,7 @@ local function receive(self, deadline, kind, data, code, reason, dry)
       -- (TLS may need to write to read on: "wantwrite")
       if data ~= "timeout" and data ~= "wantwrite" then return lost(self) end
       -- (a failed write closed the connection: the loop's top says so)
+      if self.corked then seal(self) end
       if self.qh <= self.qt then flush_cork(self) end
       if self.state ~= "closed" then
         local ok, err, c, r = wait_input(self, deadline, data == "wantwrite" and "w" or "r")

@@ -360,7 +360,7 @@ function M.listen(opts)
   -- spin: with few connections a round's answer comes back within tens of
   -- µs; polling for it beats sleeping, whose wake-up can cost more than the
   -- work it brings (one connection, one message in flight: 1.34x the rate)
-  o.loop = o.loop or loop.new { logger = o.logger, spin = o.spin or nil }
+  o.loop = o.loop or loop.new { logger = o.logger, spin = o.spin }
   o.sched = o.loop
   local self = setmetatable({
     sock = sock,
