@@ -1,10 +1,13 @@
 #!/bin/sh
 # Run every suite, then print one line "N passed, N failed" summed from the
 # suites' own reports. Exits non-zero if anything failed or did not report.
+# What failed is listed again just above that line, so that the tail of a
+# long run (all a CI log may keep) names it.
 cd "$(dirname "$0")/.."
 LOG=build/test-logs
 mkdir -p "$LOG"
 passed=0; failed=0; status=0
+: >"$LOG/failures"
 
 # suite NAME COMMAND...: run it, add its "N passed, N failed" lines (C tests)
 # or busted's "N successes / N failures / N errors" line to the totals.
@@ -18,12 +21,19 @@ suite() {
     -e 's/^.*: \([0-9][0-9]*\) passed, \([0-9][0-9]*\) failed.*$/\1 \2/p' \
     -e 's/^\([0-9][0-9]*\) successes* \/ \([0-9][0-9]*\) failures* \/ \([0-9][0-9]*\) errors*.*$/\1 \2 \3/p' \
     "$LOG/$name.log" | awk '{p+=$1; f+=$2+$3} END {print p+0, f+0, NR}')
+  # busted's "Failure/Error -> file @ line", the test's name and its message;
+  # a C CHECK; a fuzz crash; a luacheck warning
+  awk -v s="$name" '/^(Failure|Error) -> /{n=3} n>0{print s ": " $0; n--; next}
+    /CHECK failed|ERROR: (libFuzzer|AddressSanitizer)/ ||
+    (s == "luacheck" && /:[0-9]+:[0-9]+:/) {print s ": " $0}' \
+    "$LOG/$name.log" >>"$LOG/failures"
   set -- $counts
   passed=$((passed + $1)); failed=$((failed + $2))
   if [ "$3" -eq 0 ] || [ $rc -ne 0 ]; then
     # a suite that crashed or reported nothing counts as a failure
     [ "$2" -eq 0 ] && failed=$((failed + 1))
     echo "--- $name exited $rc"
+    echo "$name: exited $rc" >>"$LOG/failures"
     status=1
   fi
 }
@@ -48,5 +58,9 @@ done
 suite busted-asan make -s test-asan
 
 [ "$failed" -gt 0 ] && status=1
+if [ -s "$LOG/failures" ]; then
+  echo "=== what failed (every suite's whole output is above, and in $LOG/)"
+  cut -c1-300 "$LOG/failures"
+fi
 echo "$passed passed, $failed failed"
 exit $status
