@@ -36,13 +36,20 @@ local function fd_settled(pid, baseline)
   return n
 end
 
+-- The quickest of up to three echoes: a server left spinning or stuck is
+-- slow every time; a pause of the machine (seen: 100 ms, with no time
+-- waiting for a CPU) hits one echo.
 local function canary(port, ca)
   local conn, err = ws.connect("wss://127.0.0.1:" .. port .. "/ws", { timeout = 3, tls = { cafile = ca } })
   assert(conn, "canary could not connect: " .. tostring(err))
-  local t0 = gettime()
-  assert(conn:send("canary"))
-  local data = conn:receive(3)
-  local took = gettime() - t0
+  local data, took = nil, math.huge
+  for _ = 1, 3 do
+    local t0 = gettime()
+    assert(conn:send("canary"))
+    data = conn:receive(3)
+    took = math.min(took, gettime() - t0)
+    if data ~= "canary" or took < 0.1 then break end
+  end
   conn:close()
   return data, took
 end
