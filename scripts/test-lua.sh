@@ -54,7 +54,7 @@ rc=$?
 # busted's summary, reworded so that scripts/test.sh does not count it twice
 sed "s|^\([0-9][0-9]*\) success|busted on $NAME: \1 success|" "$LOG/lua-$NAME.log"
 # (the last summary: a spec may print a nested busted run's own)
-set -- $(sed -n 's/^\([0-9][0-9]*\) successes* \/ \([0-9][0-9]*\) failures* \/ \([0-9][0-9]*\) errors*.*$/\1 \2 \3/p' \
+set -- $(sed -n 's/^\([0-9][0-9]*\) success\(es\)\{0,1\} \/ \([0-9][0-9]*\) failures* \/ \([0-9][0-9]*\) errors*.*$/\1 \3 \4/p' \
   "$LOG/lua-$NAME.log" | tail -n 1)
 if [ $# -eq 3 ]; then
   passed=$1; failed=$((failed + $2 + $3))

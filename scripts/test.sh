@@ -19,7 +19,7 @@ suite() {
   cat "$LOG/$name.log"
   counts=$(sed -n \
     -e 's/^.*: \([0-9][0-9]*\) passed, \([0-9][0-9]*\) failed.*$/\1 \2/p' \
-    -e 's/^\([0-9][0-9]*\) successes* \/ \([0-9][0-9]*\) failures* \/ \([0-9][0-9]*\) errors*.*$/\1 \2 \3/p' \
+    -e 's/^\([0-9][0-9]*\) success\(es\)\{0,1\} \/ \([0-9][0-9]*\) failures* \/ \([0-9][0-9]*\) errors*.*$/\1 \3 \4/p' \
     "$LOG/$name.log" | awk '{p+=$1; f+=$2+$3} END {print p+0, f+0, NR}')
   # busted's "Failure/Error -> file @ line", the test's name and its message;
   # a C CHECK; a fuzz crash; a luacheck warning
