@@ -183,6 +183,85 @@ describe("write coalescing", function()
     assert.same({ "m1a", "m1b", "fan", "m1c", "m2", "m3", "last" }, got)
   end)
 
+  it("keeps the order of every frame under random bursts, splits, fragments, pings and send kinds", function()
+    local core = require "ws.core"
+    -- each message says what the handler does with it: "m<i>:<op>"
+    local ops = {
+      function(conn, m) conn:send(m) end,
+      function(conn, m) conn:send(m, "binary") end,
+      function(conn, m) conn:send_encoded(core.frame(m .. "e", "text")) end,
+      function(conn, m) conn:send(m .. "a"); conn:send(m .. "b") end,
+      function(conn, m, lp) lp:sleep(0); conn:send(m) end,          -- (the uncork task may run first)
+      function(conn, m) assert(not conn:send("\255")); conn:send(m) end,
+    }
+    local expect = {
+      function(m) return { "t " .. m } end,
+      function(m) return { "b " .. m } end,
+      function(m) return { "t " .. m .. "e" } end,
+      function(m) return { "t " .. m .. "a", "t " .. m .. "b" } end,
+      function(m) return { "t " .. m } end,
+      function(m) return { "t " .. m } end,
+    }
+    for seed = 1, 4 do
+      math.randomseed(seed)
+      local rnd = math.random
+      local l, server, port = serve({}, function(conn, lp)
+        while true do
+          local m = conn:receive()
+          if not m then return end
+          ops[tonumber(m:match(":(%d+)$"))](conn, m, lp)
+        end
+      end)
+      local c = client(l, port)
+      local stream, want = {}, {}
+      for i = 1, 150 do
+        local m = "m" .. i .. ":" .. rnd(#ops)
+        if rnd(4) == 1 then   -- in two fragments, a ping between them at times
+          stream[#stream + 1] = H.frame(1, m:sub(1, 2), { fin = false })
+          if rnd(2) == 1 then
+            stream[#stream + 1] = H.frame(9, "p" .. i)
+            want[#want + 1] = "pong p" .. i
+          end
+          stream[#stream + 1] = H.frame(0, m:sub(3))
+        else
+          stream[#stream + 1] = H.frame(1, m)
+        end
+        for _, w in ipairs(expect[tonumber(m:match(":(%d+)$"))](m)) do want[#want + 1] = w end
+        if rnd(5) == 1 then
+          stream[#stream + 1] = H.frame(9, "q" .. i)
+          want[#want + 1] = "pong q" .. i
+        end
+      end
+      stream[#stream + 1] = H.frame(8, "\3\232")
+      want[#want + 1] = "close 1000"
+      -- written a few frames at a time, the loop stepping in between; a
+      -- write ends on a frame's end (the last message is read dry) or in
+      -- the middle of one (the reader holds the rest)
+      local held = ""
+      for k, f in ipairs(stream) do
+        held = held .. f
+        if k == #stream or rnd(4) == 1 then
+          local cut = k < #stream and rnd(2) == 1 and #held - rnd(#f - 1) or #held
+          assert(c:send(held:sub(1, cut)))
+          held = held:sub(cut + 1)
+          l:step(0)
+        end
+      end
+      local got = {}
+      for _ = 1, #want do
+        local f = c:frame()
+        if not f then break end
+        local p = f.payload
+        got[#got + 1] = f.opcode == 1 and "t " .. p or f.opcode == 2 and "b " .. p or
+          f.opcode == 10 and "pong " .. p or f.opcode == 8 and "close " .. (p:byte(1) * 256 + p:byte(2)) or
+          "opcode " .. f.opcode
+      end
+      c.sock:close()
+      stop(l, server)
+      assert.same(want, got, "seed " .. seed)
+    end
+  end)
+
   it("answers the messages before a protocol error in a burst, then closes with 1002", function()
     local l, server, port = serve({}, echo)
     finally(function() stop(l, server) end)
