@@ -392,6 +392,60 @@ describe("ws.hub over Redis #slow", function()
     h1:close(); h2:close(); h3:close(); s1:close(); s2:close(); s3:close()
   end)
 
+  it("ordered: what Redis answered but had not written to a subscriber when it died is sent again", function()
+    local r5 = H.start_redis()
+    finally(function() r5.stop() end)
+    -- two loops: the receiver's is not stepped while the publisher publishes,
+    -- so most of what Redis answers waits in Redis's buffer for it
+    local la, lb = loop.new(), loop.new()
+    local gaps, got = {}, {}
+    local a = redis_hub(la, { redis = r5.url, ordered = true, backoff_max = 0.2 })
+    local b = redis_hub(lb, { redis = r5.url, ordered = true, backoff_max = 0.2,
+      on_gap = function(topic, info) gaps[#gaps + 1] = { topic, info } end })
+    b:on("r", function(data) got[#got + 1] = data end)
+    assert(H.step_until(lb, 5, function() return r5.cli("PUBSUB NUMSUB ws:r"):match("\n1") ~= nil end))
+    a:publish("r", "first")
+    assert(H.step_until(lb, 5, function() la:step(0) return #got == 1 end))
+    -- 100 x 64 KiB (past the sockets' buffers, under Redis's 8 MB pubsub limit)
+    local big = {}
+    for i = 1, 100 do
+      big[i] = ("%03d"):format(i) .. ("x"):rep(65533)
+      assert.same({ 0, true }, { a:publish("r", big[i]) })
+    end
+    assert(H.step_until(la, 10, function() return a.pub:pending() == 0 end), "Redis did not answer")
+    assert.equal(101, a.answered.t - a.answered.h + 1)
+    r5.kill9()
+    r5 = H.start_redis { port = r5.port }
+    local function both() lb:step(0) return #got == 101 end
+    H.step_until(la, 20, both)
+    assert.equal(101, #got)
+    assert.equal("first", got[1])
+    for i = 1, 100 do assert.is_true(got[i + 1] == big[i], "message " .. i) end
+    assert.equal(1, #gaps)                                -- (Redis lost the history)
+    assert.is_true(a:status().resent > 0)
+    assert.is_true(a:status().resent <= 101)
+    assert.equal(0, a:status().dropped)
+    -- back to normal: one more goes through once
+    a:publish("r", "after")
+    assert(H.step_until(la, 5, function() lb:step(0) return #got == 102 end))
+    assert.equal("after", got[102])
+    -- a new publish connection to the same Redis: the answered ones are in
+    -- its Stream still, so the script drops their copies
+    local resent, xlen = a:status().resent, tonumber(r5.cli("XLEN ws:{r}:s"))
+    local old = a.pub
+    local id = H.run_task(la, 5, function() return old:call("CLIENT", "ID") end)
+    assert.matches("^1", r5.cli("CLIENT KILL ID " .. id))
+    assert(H.step_until(la, 10, function() lb:step(0) return a.pub ~= old and a.up end), "no new connection")
+    a:publish("r", "again")
+    assert(H.step_until(la, 5, function() lb:step(0) return #got == 103 end))
+    H.step_until(la, 0.3, function() lb:step(0) return false end)
+    assert.equal(103, #got)
+    assert.equal("again", got[103])
+    assert.equal(xlen + 1, tonumber(r5.cli("XLEN ws:{r}:s")))
+    assert.equal(resent, a:status().resent)
+    a:close(); b:close()
+  end)
+
   it("replaces a subscriber connection that is open but silent", function()
     local l = loop.new()
     local lines = {}

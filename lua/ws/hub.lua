@@ -55,11 +55,14 @@ do
   end
 end
 
--- KEYS: stream, meta hash. ARGV: channel, maxlen, epoch if new, header, data.
+-- KEYS: stream, meta hash. ARGV: channel, maxlen, epoch if new, header, data,
+-- and for a copy sent again (see confirmed) the epoch it was answered in.
 -- Offsets are the stream ids 0-N; a lost meta hash (Redis restarted empty)
--- starts a new epoch from the caller's random candidate.
+-- starts a new epoch from the caller's random candidate. A copy whose epoch
+-- is still current is in the Stream already: it is dropped (offset 0).
 local SCRIPT = [[
 local epoch = redis.call('HGET', KEYS[2], 'e')
+if epoch and epoch == ARGV[6] then return {0, epoch} end
 if not epoch then
   epoch = ARGV[3]
   redis.call('DEL', KEYS[1])
@@ -102,8 +105,10 @@ function M.new(opts)
     excepts = setmetatable({}, { __mode = "v" }),   -- ordered: "topic seq" -> conn left out
     outbox = {},      -- ordered: publishes waiting for Redis
     retry = {},       -- ordered: sends that failed, to go out before the outbox
+    answered = { h = 1, t = 0 },   -- ordered: recent publishes Redis answered (see confirmed)
     run_frames = {}, run_n = 0, run_t = nil,   -- see flush_run
-    stats = { published = 0, received = 0, delivered = 0, dropped = 0, unconfirmed = 0, missed = 0 },
+    stats = { published = 0, received = 0, delivered = 0, dropped = 0, unconfirmed = 0, missed = 0,
+              resent = 0 },
     state = opts.redis and "down" or "local",
   }, Hub)
   for k, v in pairs(M.defaults) do
@@ -258,11 +263,12 @@ function Hub:count(topic)
 end
 
 --- { state ("local", "down", "up"), node, topics, published, received,
--- delivered, dropped, unconfirmed, missed, outbox }: received counts
--- messages from other processes; dropped those Redis never took (not
+-- delivered, dropped, unconfirmed, missed, resent, outbox }: received
+-- counts messages from other processes; dropped those Redis never took (not
 -- written, or written to a connection that broke before Redis answered);
 -- unconfirmed the latter kind; missed the messages of other processes this
--- one never got (seen by their sequence numbers).
+-- one never got (seen by their sequence numbers); resent (ordered) our
+-- answered publishes sent again because Redis came back without them.
 function Hub:status()
   local s = { state = self.state, node = self.node, outbox = #self.outbox, topics = 0 }
   for k, v in pairs(self.stats) do s[k] = v end
@@ -315,7 +321,7 @@ local function check_publish(data, kind)
   return kind
 end
 
-local send_ordered, own, deliver_own
+local send_ordered, own, deliver_own, confirmed
 
 --- Publish data (kind "text" or "binary") to topic's subscribers on every
 -- process; opts.except: a local connection left out. Returns the count of
@@ -378,6 +384,27 @@ local function keys(self, topic)
   return self.prefix .. "{" .. topic .. "}:s", self.prefix .. "{" .. topic .. "}:m"
 end
 
+-- Ordered publishes Redis answered in the last RESEND seconds (at most
+-- max_outbox of them) are kept: Redis may die after answering one but
+-- before writing it to every subscriber (it writes them in turns, and a
+-- slow subscriber's share waits in Redis's buffer). If it then comes back
+-- without the topic's history (restarted empty: a new epoch), nobody can
+-- replay those, so they are sent again, before anything else (the script
+-- drops a copy whose epoch is current; a receiver one it has, by node and
+-- sequence).
+local RESEND = 2
+
+function confirmed(self, msg, epoch)
+  local a, now = self.answered, gettime()
+  msg.epoch, msg.at = epoch, now
+  local t, h = a.t + 1, a.h
+  a[t], a.t = msg, t
+  while h <= t and (a[h].at < now - RESEND or t - h >= self.max_outbox) do
+    a[h], h = nil, h + 1
+  end
+  a.h = h
+end
+
 -- Send one ordered publish through the script (EVALSHA; loaded on connect,
 -- EVAL if SCRIPT LOAD is refused).
 -- One that fails before its reply joins the retries, sent again before the
@@ -388,7 +415,11 @@ function send_ordered(self, msg)
   local header = self.node .. " " .. msg.seq .. " " .. KINDS[msg.kind]
   local pub = self.pub
   local function done(ok, err)
-    if ok then return end
+    if ok then
+      if err[1] == 0 then return end   -- (a copy the Stream holds)
+      if msg.epoch then self.stats.resent = self.stats.resent + 1 end
+      return confirmed(self, msg, err[2])
+    end
     if self.closed then return drop(self) end
     hold(self, self.retry, msg)
     -- the script is gone (SCRIPT FLUSH): a new connection loads it again
@@ -398,7 +429,7 @@ function send_ordered(self, msg)
   local cmd, script = "EVALSHA", self.sha
   if not script then cmd, script = "EVAL", SCRIPT end
   local ok = pub:send(done, cmd, script, 2, skey, mkey, channel(self, msg.topic), self.maxlen,
-    hex(core.random(8)), header, msg.data)
+    hex(core.random(8)), header, msg.data, msg.epoch or "")
   if not ok then return hold(self, self.retry, msg) end
   return true
 end
@@ -720,8 +751,9 @@ local function connect_sub(self)
 end
 
 -- After a (re)connect in ordered mode: catch up every topic, then send
--- what waited (failed sends first, then the outbox), in order.
-local function resume_ordered(self, replay_all)
+-- what waited, in order: after a new publish connection the answered ones
+-- (see confirmed), then the failed sends, then the outbox.
+local function resume_ordered(self, replay_all, resend)
   if replay_all then
     for topic, t in pairs(self.topics) do
       local o = t.ord
@@ -731,7 +763,12 @@ local function resume_ordered(self, replay_all)
       end
     end
   end
-  local waiting = self.retry
+  local waiting, a = {}, self.answered
+  if resend then
+    for i = a.h, a.t do waiting[#waiting + 1] = a[i] end
+    self.answered = { h = 1, t = 0 }
+  end
+  for _, m in ipairs(self.retry) do waiting[#waiting + 1] = m end
   for _, m in ipairs(self.outbox) do waiting[#waiting + 1] = m end
   self.retry, self.outbox = {}, {}
   for _, m in ipairs(waiting) do send_ordered(self, m) end
@@ -775,7 +812,7 @@ function Hub:supervise()
         set_state(self, "up", { node = self.node })
       end
       if fresh_sub then set_state(self, "resubscribed", { topics = topic_count(self) }) end
-      if self.ordered and (fresh_pub or fresh_sub) then resume_ordered(self, fresh_sub) end
+      if self.ordered and (fresh_pub or fresh_sub) then resume_ordered(self, fresh_sub, fresh_pub) end
       while pub.open and sub.open and not self.closed do
         idle(self, gettime() + self.probe_interval)
         if pub.open and sub.open and not healthy(self, pub, sub) then
