@@ -105,7 +105,7 @@ function M.new(opts)
     excepts = setmetatable({}, { __mode = "v" }),   -- ordered: "topic seq" -> conn left out
     outbox = {},      -- ordered: publishes waiting for Redis
     retry = {},       -- ordered: sends that failed, to go out before the outbox
-    answered = { h = 1, t = 0 },   -- ordered: recent publishes Redis answered (see confirmed)
+    answered = { h = 1, t = 0, bytes = 0 },   -- ordered: recent publishes Redis answered (see confirmed)
     run_frames = {}, run_n = 0, run_t = nil,   -- see flush_run
     stats = { published = 0, received = 0, delivered = 0, dropped = 0, unconfirmed = 0, missed = 0,
               resent = 0 },
@@ -385,24 +385,26 @@ local function keys(self, topic)
 end
 
 -- Ordered publishes Redis answered in the last RESEND seconds (at most
--- max_outbox of them) are kept: Redis may die after answering one but
+-- max_outbox of them, and RESEND_BYTES: Redis's default hard limit on a
+-- subscriber's buffer) are kept: Redis may die after answering one but
 -- before writing it to every subscriber (it writes them in turns, and a
 -- slow subscriber's share waits in Redis's buffer). If it then comes back
 -- without the topic's history (restarted empty: a new epoch), nobody can
 -- replay those, so they are sent again, before anything else (the script
 -- drops a copy whose epoch is current; a receiver one it has, by node and
 -- sequence).
-local RESEND = 2
+local RESEND, RESEND_BYTES = 2, 32 * 1024 * 1024
 
 function confirmed(self, msg, epoch)
   local a, now = self.answered, gettime()
   msg.epoch, msg.at = epoch, now
-  local t, h = a.t + 1, a.h
+  local t, h, bytes = a.t + 1, a.h, a.bytes + #msg.data
   a[t], a.t = msg, t
-  while h <= t and (a[h].at < now - RESEND or t - h >= self.max_outbox) do
+  while h <= t and (a[h].at < now - RESEND or t - h >= self.max_outbox or bytes > RESEND_BYTES) do
+    bytes = bytes - #a[h].data
     a[h], h = nil, h + 1
   end
-  a.h = h
+  a.h, a.bytes = h, bytes
 end
 
 -- Send one ordered publish through the script (EVALSHA; loaded on connect,
@@ -766,7 +768,7 @@ local function resume_ordered(self, replay_all, resend)
   local waiting, a = {}, self.answered
   if resend then
     for i = a.h, a.t do waiting[#waiting + 1] = a[i] end
-    self.answered = { h = 1, t = 0 }
+    self.answered = { h = 1, t = 0, bytes = 0 }
   end
   for _, m in ipairs(self.retry) do waiting[#waiting + 1] = m end
   for _, m in ipairs(self.outbox) do waiting[#waiting + 1] = m end
