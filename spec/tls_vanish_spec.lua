@@ -37,8 +37,8 @@ local function fd_settled(pid, baseline)
 end
 
 -- The quickest of up to three echoes: a server left spinning or stuck is
--- slow every time; a pause of the machine (seen: 100 ms, with no time
--- waiting for a CPU) hits one echo.
+-- slow every time; a pause of the machine (loops_spec saw 100 ms with no
+-- time waiting for a CPU) hits one echo.
 local function canary(port, ca)
   local conn, err = ws.connect("wss://127.0.0.1:" .. port .. "/ws", { timeout = 3, tls = { cafile = ca } })
   assert(conn, "canary could not connect: " .. tostring(err))
