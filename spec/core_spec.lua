@@ -1300,6 +1300,22 @@ describe("argument errors and the reader's lifecycle", function()
     assert.equal(a1:getfd(), r[1])
   end)
 
+  -- The spin tests: CPU seconds of fn(), a 0.3 s wait with nothing to wake
+  -- it. A spin of 0.2 s costs tens of ms even on a loaded machine; a sleep
+  -- costs about none, but a guest's time stolen by its host while it runs
+  -- counts as its CPU (seen: over 2 ms for a sleep), so the bounds are far
+  -- apart. (The collector is stopped: its steps are not the wait's.)
+  local SPIN, POLLED, SLEPT = 0.2, 0.05, 0.02
+  local function cpu_of(fn)
+    collectgarbage()
+    collectgarbage("stop")
+    local c0 = os.clock()
+    local res = fn()
+    local used = os.clock() - c0
+    collectgarbage("restart")
+    return used, res
+  end
+
   it("poller:wait's spin polls before sleeping, and only while events come within it", function()
     if not core.epoll then return end   -- Linux only
     local socket = require "socket"
@@ -1311,19 +1327,8 @@ describe("argument errors and the reader's lifecycle", function()
     finally(function() p:close(); c:close(); a:close(); srv:close() end)
     assert(p:watch(a:getfd()))
     local r, w = {}, {}
-    -- CPU seconds of one 0.3 s wait with nothing to wake it. A spin of
-    -- 0.2 s costs tens of ms even on a loaded machine; a sleep costs about
-    -- none, but a guest's time stolen by its host while it runs counts as
-    -- its CPU (seen: over 2 ms for a sleep), so the bounds are far apart.
-    -- (The collector is stopped: its steps are not the wait's.)
-    local SPIN, POLLED, SLEPT = 0.2, 0.05, 0.02
     local function waits(spin)
-      collectgarbage()
-      collectgarbage("stop")
-      local c0 = os.clock()
-      local n = p:wait(0.3, r, w, nil, nil, spin)
-      local used = os.clock() - c0
-      collectgarbage("restart")
+      local used, n = cpu_of(function() return p:wait(0.3, r, w, nil, nil, spin) end)
       assert.equal(0, n)
       return used
     end
@@ -1340,23 +1345,15 @@ describe("argument errors and the reader's lifecycle", function()
   it("ws.loop spins only after a round that ran tasks", function()
     if not core.epoll then return end
     local loop = require "ws.loop"
-    local l = loop.new { spin = 0.2 }
+    local l = loop.new { spin = SPIN }
     l:spawn(function() l:sleep(5) end)   -- (keeps the loop waiting)
     l:step(0)                            -- runs it
     l:step(0)                            -- runs nothing
-    local function cpu_of_step()         -- (as above: 0.05 s or more polled, under 0.02 slept)
-      collectgarbage()
-      collectgarbage("stop")
-      local c0 = os.clock()
-      l:step(0.3)
-      local used = os.clock() - c0
-      collectgarbage("restart")
-      return used
-    end
-    assert.is_true(cpu_of_step() < 0.02, "after an idle round: sleeps at once")
+    local function step() l:step(0.3) end
+    assert.is_true(cpu_of(step) < SLEPT, "after an idle round: sleeps at once")
     l:spawn(function() end)
     l:step(0)                            -- runs a task
-    assert.is_true(cpu_of_step() >= 0.05, "after a busy round: polls first")
+    assert.is_true(cpu_of(step) >= POLLED, "after a busy round: polls first")
   end)
 
   it("ws.poller and ws.fd: tostring shows the state, close is idempotent", function()
