@@ -326,7 +326,18 @@ static int transfer(ws_tls *t, int writing, void *buf, size_t n, size_t *done) {
 }
 
 int ws_tls_read(ws_tls *t, void *buf, size_t n, size_t *got) {
-    return transfer(t, 0, buf, n, got);
+    int r = transfer(t, 0, buf, n, got);
+    /* SSL_read returns one record; decrypt the records read-ahead already
+     * holds too, so the caller sees all the messages that came in one
+     * socket read (and can answer them in one write). A failure here is
+     * left for the next call, which meets it again (t->dead). */
+    while (r == WS_TLS_DONE && *got < n && SSL_has_pending(t->ssl)) {
+        size_t more;
+        if (transfer(t, 0, (char *)buf + *got, n - *got, &more) != WS_TLS_DONE)
+            break;
+        *got += more;
+    }
+    return r;
 }
 
 int ws_tls_write(ws_tls *t, const void *buf, size_t n, size_t *put) {

@@ -315,9 +315,10 @@ static void test_io(void) {
 }
 
 /* Read ahead: three records written together are taken from the socket by
- * the first read, then served from OpenSSL's buffer; want-read comes only
- * once they are all used, with the socket drained, and a record split
- * across the socket waits for its rest (no "pending" for a part). */
+ * the first read and all decrypted by it (up to the buffer's size, the rest
+ * by the next read); want-read comes only once they are all used, with the
+ * socket drained, and a record split across the socket waits for its rest
+ * (no "pending" for a part), also behind a whole record. */
 static void test_read_ahead(void) {
     ws_tls_ctx *sc = server_ctx("host"), *cc = client_ctx("host");
     pair p;
@@ -326,26 +327,44 @@ static void test_read_ahead(void) {
     CHECK(make_pair(&p, sc, cc, "localhost") == 0 && handshake(&p, NULL) == WS_TLS_DONE);
     /* (the server's session ticket, read by the client first) */
     CHECK(ws_tls_read(p.c, buf, sizeof buf, &n) == WS_TLS_WANT_READ);
-    CHECK(ws_tls_write(p.c, "one", 3, &n) == WS_TLS_DONE && n == 3);
-    CHECK(ws_tls_write(p.c, "two", 3, &n) == WS_TLS_DONE && n == 3);
-    CHECK(ws_tls_write(p.c, "three", 5, &n) == WS_TLS_DONE && n == 5);
-    CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_DONE && n == 3 && memcmp(buf, "one", 3) == 0);
-    /* all three records left the socket in that one read */
-    CHECK(recv(p.fd[0], peek, sizeof peek, MSG_PEEK | MSG_DONTWAIT) < 0 && errno == EAGAIN);
-    CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_DONE && n == 3 && memcmp(buf, "two", 3) == 0);
-    CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_DONE && n == 5 && memcmp(buf, "three", 5) == 0);
-    CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_WANT_READ && n == 0);
-    CHECK(!ws_tls_pending(p.s));
-    /* a record whose first bytes came alone: want-read, nothing pending,
+    for (int round = 0; round < 2; round++) {
+        CHECK(ws_tls_write(p.c, "one", 3, &n) == WS_TLS_DONE && n == 3);
+        CHECK(ws_tls_write(p.c, "two", 3, &n) == WS_TLS_DONE && n == 3);
+        CHECK(ws_tls_write(p.c, "three", 5, &n) == WS_TLS_DONE && n == 5);
+        if (round == 0) {
+            CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_DONE && n == 11 &&
+                  memcmp(buf, "onetwothree", 11) == 0);
+        } else {   /* a short buffer: the records' bytes in order, over two reads */
+            CHECK(ws_tls_read(p.s, buf, 5, &n) == WS_TLS_DONE && n == 5 && memcmp(buf, "onetw", 5) == 0);
+            CHECK(ws_tls_pending(p.s));
+            CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_DONE && n == 6 &&
+                  memcmp(buf, "othree", 6) == 0);
+        }
+        /* all three records left the socket in that one read */
+        CHECK(recv(p.fd[0], peek, sizeof peek, MSG_PEEK | MSG_DONTWAIT) < 0 && errno == EAGAIN);
+        CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_WANT_READ && n == 0);
+        CHECK(!ws_tls_pending(p.s));
+    }
+    /* a record whose first bytes came alone, first alone, then behind a
+     * whole record: want-read (or the whole record only), nothing pending,
      * then the record once its rest came (taken off the server's socket
-     * raw, and written back through the client's end in two pieces) */
-    char rec[128];
+     * raw, and written back through the client's end in pieces) */
+    char rec[256];
     CHECK(ws_tls_write(p.c, "split", 5, &n) == WS_TLS_DONE && n == 5);
     ssize_t len = recv(p.fd[0], rec, sizeof rec, MSG_DONTWAIT);
     CHECK(len > 10 && send(p.fd[1], rec, 8, 0) == 8);
     CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_WANT_READ && n == 0);
     CHECK(!ws_tls_pending(p.s));
     CHECK(send(p.fd[1], rec + 8, (size_t)len - 8, 0) == len - 8);
+    CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_DONE && n == 5 && memcmp(buf, "split", 5) == 0);
+    CHECK(ws_tls_write(p.c, "whole", 5, &n) == WS_TLS_DONE && n == 5);
+    CHECK(ws_tls_write(p.c, "split", 5, &n) == WS_TLS_DONE && n == 5);
+    len = recv(p.fd[0], rec, sizeof rec, MSG_DONTWAIT);
+    CHECK(len > 30 && send(p.fd[1], rec, (size_t)len - 8, 0) == len - 8);
+    CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_DONE && n == 5 && memcmp(buf, "whole", 5) == 0);
+    CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_WANT_READ && n == 0);
+    CHECK(!ws_tls_pending(p.s));
+    CHECK(send(p.fd[1], rec + len - 8, 8, 0) == 8);
     CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_DONE && n == 5 && memcmp(buf, "split", 5) == 0);
     free_pair(&p);
     ws_tls_ctx_free(sc);
