@@ -329,9 +329,12 @@ int ws_tls_read(ws_tls *t, void *buf, size_t n, size_t *got) {
     int r = transfer(t, 0, buf, n, got);
     /* SSL_read returns one record; decrypt the records read-ahead already
      * holds too, so the caller sees all the messages that came in one
-     * socket read (and can answer them in one write). A failure here is
-     * left for the next call, which meets it again (t->dead). */
-    while (r == WS_TLS_DONE && *got < n && SSL_has_pending(t->ssl)) {
+     * socket read (and can answer them in one write). At most
+     * WS_TLS_READ_RECORDS: a peer's flood of tiny records must not hold the
+     * caller. A failure here is left for the next call, which meets it
+     * again (t->dead). */
+    for (int k = 1; k < WS_TLS_READ_RECORDS && r == WS_TLS_DONE && *got < n &&
+                    SSL_has_pending(t->ssl); k++) {
         size_t more;
         if (transfer(t, 0, (char *)buf + *got, n - *got, &more) != WS_TLS_DONE)
             break;

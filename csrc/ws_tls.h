@@ -57,8 +57,12 @@ void ws_tls_free(ws_tls *t);
  * or "certificate does not match host". */
 int ws_tls_handshake(ws_tls *t);
 
+/* Records one ws_tls_read decrypts at most */
+#define WS_TLS_READ_RECORDS 64
+
 /* Up to n decrypted bytes into buf: WS_TLS_DONE with *got > 0, or another
- * result. Decrypts every record OpenSSL already holds (one socket read). */
+ * result. Decrypts the records OpenSSL already holds (one socket read), up
+ * to WS_TLS_READ_RECORDS of them. */
 int ws_tls_read(ws_tls *t, void *buf, size_t n, size_t *got);
 
 /* One write of up to n bytes: WS_TLS_DONE with 0 < *put <= n, or another

@@ -318,7 +318,8 @@ static void test_io(void) {
  * the first read and all decrypted by it (up to the buffer's size, the rest
  * by the next read); want-read comes only once they are all used, with the
  * socket drained, and a record split across the socket waits for its rest
- * (no "pending" for a part), also behind a whole record. */
+ * (no "pending" for a part), also behind a whole record. A flood of tiny
+ * records takes more than one read; close_notify after data comes after it. */
 static void test_read_ahead(void) {
     ws_tls_ctx *sc = server_ctx("host"), *cc = client_ctx("host");
     pair p;
@@ -366,6 +367,21 @@ static void test_read_ahead(void) {
     CHECK(!ws_tls_pending(p.s));
     CHECK(send(p.fd[1], rec + len - 8, 8, 0) == 8);
     CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_DONE && n == 5 && memcmp(buf, "split", 5) == 0);
+    /* a flood of tiny records: WS_TLS_READ_RECORDS per read, in order */
+    char many[WS_TLS_READ_RECORDS + 36], back[sizeof many];
+    for (size_t i = 0; i < sizeof many; i++) {
+        many[i] = (char)('a' + i % 26);
+        CHECK(ws_tls_write(p.c, many + i, 1, &n) == WS_TLS_DONE && n == 1);
+    }
+    CHECK(ws_tls_read(p.s, back, sizeof back, &n) == WS_TLS_DONE && n == WS_TLS_READ_RECORDS);
+    CHECK(ws_tls_read(p.s, back + n, sizeof back - n, &n) == WS_TLS_DONE && n == 36);
+    CHECK(memcmp(back, many, sizeof many) == 0);
+    CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_WANT_READ && n == 0);
+    /* the last data and close_notify in one socket read: the data, then "closed" */
+    CHECK(ws_tls_write(p.c, "bye", 3, &n) == WS_TLS_DONE && n == 3);
+    ws_tls_shutdown(p.c);
+    CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_DONE && n == 3 && memcmp(buf, "bye", 3) == 0);
+    CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_CLOSED && n == 0);
     free_pair(&p);
     ws_tls_ctx_free(sc);
     ws_tls_ctx_free(cc);
