@@ -14,6 +14,11 @@
 #include "ws_binding.h"
 /* input left over after an event, up to this, keeps its own buffer */
 #define KEEP_LEFTOVER 4096
+/* Reads one reader:next(fd) makes at most before it returns "again" (the
+ * caller lets the other tasks run, then calls again): a message that keeps
+ * coming (many small TLS records, or tiny fragments) must not hold the
+ * loop until it is whole. 16 reads: up to 4 MiB plain, 1,024 TLS records. */
+#define READS_PER_CALL 16
 
 /* The userdata holds the C reader and the chunk being consumed; the chunk
  * string is pinned in the user value so the pointer stays valid. */
@@ -195,6 +200,7 @@ static void drop_input(lua_State *L, lreader *lr, size_t keep) {
 /* reader:next([fd [, trust_short]]) -> kind, payload [, close code, close reason | rsv] [, dry]
  *                    | nil                       (needs more input; no fd given)
  *                    | nil, "timeout" | "wantwrite" | "closed" | error   (fd given: nothing to read now)
+ *                    | nil, "again"              (fd given: READS_PER_CALL reads made, no event yet; call again soon)
  *                    | nil, reason, close_code   (the peer broke the protocol)
  * With fd (a descriptor or a ws.fd, plain or TLS), input is read straight
  * from it once what was fed is used up. trust_short: the caller's last wake
@@ -212,6 +218,7 @@ static int l_reader_next(lua_State *L) {
         c = ws_check_io(L, 2, 4);
     int trust_short = lua_toboolean(L, 3);
     char *shared = (char *)lua_touserdata(L, lua_upvalueindex(1));
+    int reads = 0;
     for (;;) {
         if (lr->in_pos < lr->in_len || !have_fd) {
             ws_event ev;
@@ -262,11 +269,16 @@ static int l_reader_next(lua_State *L) {
          * The one exception, trust_short (see above): that edge carried no
          * FIN, and a FIN (or data) that came after it raised a new edge,
          * which the caller's next wait sees. A short read means the kernel
-         * had no more (TLS returns one record at a time: never trusted). */
+         * had no more (TLS, which reads records ahead: never trusted). */
         if (lr->drained && trust_short && !c.tls) {
             lr->drained = 0;
             lua_pushnil(L);
             lua_pushliteral(L, "timeout");
+            return 2;
+        }
+        if (++reads > READS_PER_CALL) {
+            lua_pushnil(L);
+            lua_pushliteral(L, "again");
             return 2;
         }
         const char *err = NULL;

@@ -41,6 +41,32 @@ describe("TLS records", function()
     for i, r in ipairs(res.records) do assert(r <= 3, "burst " .. i .. ": " .. r .. " records") end
   end)
 
+  it("keeps serving others while one message comes in 1,000,000 one-byte records", function()
+    -- each record costs OpenSSL about a microsecond: a reader:next that
+    -- read until the message was whole held the loop for most of a second
+    -- (630-810 ms for the probe's slowest echo); it reads 16 times at most
+    -- per call, then the others' turn (about 12 ms at worst here)
+    local dir = H.throwaway_ca()
+    local l = loop.new()
+    local port = H.free_port()
+    local server = assert(ws.listen { host = "127.0.0.1", port = port, loop = l, logger = false,
+      max_message = 1024 * 1024, tls = { certificate = dir .. "/server.pem", key = dir .. "/server.key" } })
+    server:route("/ws", H.echo)
+    local peer = H.spawn(string.format("exec %s %s/spec/peers/tls_flood.py %d 1000000",
+      H.PYTHON, H.ROOT, port), "tls-flood")
+    finally(function()
+      peer.stop()
+      server:close()
+      H.step_until(l, 3, function() return l.ntasks == 0 end)
+      H.sh("rm -rf " .. H.shell_quote(dir))
+    end)
+    assert.truthy(H.step_until(l, 60, function() return peer.output():match("{.*}") end), peer.output())
+    local res = json.decode(peer.output():match("{.*}"))
+    assert.is_true(res.echoed)              -- the big message whole
+    assert(res.rounds >= 10, "the probe ran " .. res.rounds .. " times")
+    assert(res.worst_ms < 250, "slowest probe echo " .. res.worst_ms .. " ms")
+  end)
+
   it("reads a 1 MiB message with about one read(2) per record, not two", function()
     local dir = H.throwaway_ca()
     local srv = H.start_strace("examples/wss_echo.lua", "read", "strace-wss", string.format(

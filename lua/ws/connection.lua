@@ -615,6 +615,10 @@ local function receive(self, deadline, kind, data, code, reason, dry)
       elseif self.on_pong then
         self.on_pong(self, c)
       end
+    elseif data == "again" then
+      -- next() read its share and the message is not whole yet: the
+      -- others' turn first (a message in tiny pieces must not hold the loop)
+      if self.sched then self.sched:yield() end
     elseif self.rfd then
       -- (TLS may need to write to read on: "wantwrite")
       if data ~= "timeout" and data ~= "wantwrite" then return lost(self) end
@@ -691,7 +695,8 @@ function read_ready(self)
       end
       if b == "ping" then kick(self) elseif self.on_pong then self.on_pong(self, c) end
     elseif self.rfd then
-      if data ~= "timeout" and data ~= "wantwrite" then teardown(self) end
+      -- ("again": the rest at the next poll, or by a receiver)
+      if data ~= "timeout" and data ~= "wantwrite" and data ~= "again" then teardown(self) end
       break
     else
       local chunk, err = io_.receive(sock)
