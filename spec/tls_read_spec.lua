@@ -8,23 +8,24 @@ local ws = require "ws"
 local loop = require "ws.loop"
 local H = require "spec.helpers"
 
--- An echo server over TLS on a new loop, and the peer's JSON line.
-local function run_peer(bursts, n, mode)
+-- An echo server over TLS on a new loop, and the JSON line of the peer
+-- spec/peers/SCRIPT run with the server's port and ARGS (waited for up to secs).
+local function run_peer(script, args, secs)
   local dir = H.throwaway_ca()
   local l = loop.new()
   local port = H.free_port()
   local server = assert(ws.listen { host = "127.0.0.1", port = port, loop = l, logger = false,
     max_message = 1024 * 1024, tls = { certificate = dir .. "/server.pem", key = dir .. "/server.key" } })
   server:route("/ws", H.echo)
-  local peer = H.spawn(string.format("exec %s %s/spec/peers/tls_records.py %d %d %d %s",
-    H.PYTHON, H.ROOT, port, bursts, n, mode), "tls-records-" .. mode)
+  local peer = H.spawn(string.format("exec %s %s/spec/peers/%s %d %s", H.PYTHON, H.ROOT, script, port, args),
+    script:match("^(.-)%.py$") .. "-" .. args:gsub(" ", "-"))
   finally(function()
     peer.stop()
     server:close()
     H.step_until(l, 3, function() return l.ntasks == 0 end)
     H.sh("rm -rf " .. H.shell_quote(dir))
   end)
-  assert.truthy(H.step_until(l, 20, function() return peer.output():match("{.*}") end), peer.output())
+  assert.truthy(H.step_until(l, secs or 20, function() return peer.output():match("{.*}") end), peer.output())
   return json.decode(peer.output():match("{.*}"))
 end
 
@@ -33,7 +34,7 @@ describe("TLS records", function()
     -- read ahead takes all 32 records at once; a server that waited for the
     -- socket with records still in OpenSSL's buffer would never answer
     -- the rest (the peer times out after 10 s)
-    local res = run_peer(10, 32, "each")
+    local res = run_peer("tls_records.py", "10 32 each")
     assert.equal(320, res.echoed)        -- whole and in order (the peer checks)
     -- one read decrypts all 32, so the echoes are corked into one write; a
     -- read of one record at a time left nothing pending to cork on: 32 records
@@ -46,22 +47,7 @@ describe("TLS records", function()
     -- read until the message was whole held the loop for most of a second
     -- (630-810 ms for the probe's slowest echo); it reads 16 times at most
     -- per call, then the others' turn (about 12 ms at worst here)
-    local dir = H.throwaway_ca()
-    local l = loop.new()
-    local port = H.free_port()
-    local server = assert(ws.listen { host = "127.0.0.1", port = port, loop = l, logger = false,
-      max_message = 1024 * 1024, tls = { certificate = dir .. "/server.pem", key = dir .. "/server.key" } })
-    server:route("/ws", H.echo)
-    local peer = H.spawn(string.format("exec %s %s/spec/peers/tls_flood.py %d 1000000",
-      H.PYTHON, H.ROOT, port), "tls-flood")
-    finally(function()
-      peer.stop()
-      server:close()
-      H.step_until(l, 3, function() return l.ntasks == 0 end)
-      H.sh("rm -rf " .. H.shell_quote(dir))
-    end)
-    assert.truthy(H.step_until(l, 60, function() return peer.output():match("{.*}") end), peer.output())
-    local res = json.decode(peer.output():match("{.*}"))
+    local res = run_peer("tls_flood.py", "1000000", 60)
     assert.is_true(res.echoed)              -- the big message whole
     assert(res.rounds >= 10, "the probe ran " .. res.rounds .. " times")
     assert(res.worst_ms < 250, "slowest probe echo " .. res.worst_ms .. " ms")
@@ -97,7 +83,7 @@ describe("TLS records", function()
   it("sends a 100,000-byte echo in 7 records: the header rides in the first", function()
     -- 100,010 frame bytes in records of up to 16,384; a header record of
     -- its own made 8
-    local res = run_peer(3, 100000, "big")
+    local res = run_peer("tls_records.py", "3 100000 big")
     assert.equal(3, res.echoed)
     assert.same({ 7, 7, 7 }, res.records)
   end)
