@@ -37,6 +37,8 @@ struct ws_tls_ctx {
 #define WRITE_BYTES (256 * 1024)
 /* Bytes one read(2) asks for (OpenSSL's read-ahead took about one record) */
 #define READ_BYTES (256 * 1024)
+/* A TLS record's most bytes: header, 16 KiB and the cipher's expansion */
+#define RECORD_MAX (5 + 16384 + 256)
 
 struct ws_tls {
     SSL *ssl;
@@ -285,9 +287,11 @@ static int bio_read(BIO *b, char *data, int len) {
     return (int)n;
 }
 
-/* After a call that read: an empty input buffer is given back; what is
- * left (records beyond the caller's limits, or the start of one whose rest
- * is still on its way) is kept in a buffer of its own size, so a slow or
+/* After a call that read: an empty input buffer is given back. What is
+ * left is either whole records beyond the caller's limits, which it reads
+ * next (kept in place: moving them at each call would cost a flood of tiny
+ * records 256 KiB per 64 of them), or the start of a record whose rest is
+ * still on its way: that moves into a buffer of its own size, so a slow or
  * stalled peer holds no more than it sent. */
 static void settle_input(ws_tls *t) {
     size_t left = t->in_len - t->in_pos;
@@ -295,7 +299,7 @@ static void settle_input(ws_tls *t) {
         free(t->in);
         t->in = NULL;
         t->in_pos = t->in_len = t->in_cap = 0;
-    } else if (t->in_cap > left) {
+    } else if (left < RECORD_MAX && t->in_cap > left) {
         memmove(t->in, t->in + t->in_pos, left);
         unsigned char *p = (unsigned char *)realloc(t->in, left);
         if (p) {
