@@ -10,12 +10,12 @@ local H = require "spec.helpers"
 
 -- An echo server over TLS on a new loop, and the JSON line of the peer
 -- spec/peers/SCRIPT run with the server's port and ARGS (waited for up to secs).
-local function run_peer(script, args, secs)
+local function run_peer(script, args, secs, max_message)
   local dir = H.throwaway_ca()
   local l = loop.new()
   local port = H.free_port()
   local server = assert(ws.listen { host = "127.0.0.1", port = port, loop = l, logger = false,
-    max_message = 1024 * 1024, tls = { certificate = dir .. "/server.pem", key = dir .. "/server.key" } })
+    max_message = max_message or 1024 * 1024, tls = { certificate = dir .. "/server.pem", key = dir .. "/server.key" } })
   server:route("/ws", H.echo)
   local peer = H.spawn(string.format("exec %s %s/spec/peers/%s %d %s", H.PYTHON, H.ROOT, script, port, args),
     script:match("^(.-)%.py$") .. "-" .. args:gsub(" ", "-"))
@@ -81,6 +81,16 @@ describe("TLS records", function()
     -- sends up to 16 records together
     assert(reads < 3 * 24, reads .. " reads for 3 MiB")
     assert(writes < 3 * 24, writes .. " writes for 3 MiB")
+  end)
+
+  it("sends a 4 MiB echo whole to a client that reads it only later", function()
+    -- more than the server's socket takes (loopback sizes its send buffer
+    -- to about 1.3 MiB; the peer's window is 4 KiB): records made for the
+    -- echo wait for the socket, count as written only once sent, and the
+    -- connection waits for writability to send them. Counted early, the
+    -- last ones waited for a write that never came (the peer times out)
+    local res = run_peer("tls_records.py", "3 4194304 late", 30, 4 * 1024 * 1024)
+    assert.equal(3, res.echoed)
   end)
 
   it("sends a 100,000-byte echo in 7 records: the header rides in the first", function()

@@ -7,8 +7,10 @@ come back whole and in order, and prints one JSON line:
 (spec/cork_spec.lua). Usage: tls_records.py PORT BURSTS N [MODE]
 MODE "one" (default): each burst is one record; "each": one record per
 message, the burst's records still in one write (spec/tls_read_spec.lua);
-"big": each burst is one binary message of N bytes, its echo checked."""
-import json, os, socket, ssl, struct, sys
+"big": each burst is one binary message of N bytes, its echo checked;
+"late": as "big", with a 4 KiB receive buffer and the echo read only 0.5 s
+later, so the server's records wait for a full socket."""
+import json, os, socket, ssl, struct, sys, time
 
 port, bursts, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 mode = sys.argv[4] if len(sys.argv) > 4 else "one"
@@ -17,7 +19,12 @@ ctx.check_hostname = False
 ctx.verify_mode = ssl.CERT_NONE
 inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
 tls = ctx.wrap_bio(inc, out)
-sock = socket.create_connection(("127.0.0.1", port))
+if mode == "late":
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)   # (before connect: the window)
+    sock.connect(("127.0.0.1", port))
+else:
+    sock = socket.create_connection(("127.0.0.1", port))
 sock.settimeout(10)
 raw = bytearray()
 records = 0          # application-data records (type 23) seen so far
@@ -81,6 +88,8 @@ def big_burst(b):
     global buf
     payload = bytes((b + i) % 251 for i in range(n))
     call(tls.write, frame(payload, 0x82))
+    if mode == "late":
+        time.sleep(0.5)
     while True:
         if len(buf) >= 10:
             assert buf[0] == 0x82 and buf[1] == 127, buf[:4]
@@ -96,7 +105,7 @@ def big_burst(b):
 per_burst, echoed = [], 0
 for b in range(bursts):
     before = records
-    if mode == "big":
+    if mode in ("big", "late"):
         echoed += big_burst(b)
         per_burst.append(records - before)
         continue
