@@ -55,6 +55,7 @@ local tables = {
     { "64x4 KiB bin msg/s", "m4k", field "msgs_per_s", 0 },
     { "4x1 MiB bin MiB/s", "m1m", field "mib_per_s", 0 },
     { "upgrades/s (16 conc.)", "upg", field "upgrades_per_s", 0 },
+    { "server CPU µs/upgrade", "upg", field "server_cpu_us_per_upgrade", 1 },
     { "idle KiB/conn", "idle", idle_kib, 1 },
     lat("32 B p50/p99/max µs", "m32", 1, 0),
     lat("4 KiB p50/p99/max µs", "m4k", 1, 0),

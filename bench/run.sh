@@ -226,7 +226,7 @@ run_phase() {
         load "$s" r32 $r "$p" echo --conns 64 --size 32 --text --depth 1 --pid "$pid"
         load "$s" r4k $r "$p" echo --conns 64 --size 4096 --binary --depth 1 --pid "$pid"
       fi
-      has upg && load "$s" upg $r "$p" upgrade --conns 16
+      has upg && load "$s" upg $r "$p" upgrade --conns 16 --pid "$pid"
     done
     r=$((r + 1))
   done

@@ -23,7 +23,11 @@
  *                                    user + system CPU of process N (the server,
  *                                    all its threads) over the measured seconds
  *                                    per message: on a shared machine a steadier
- *                                    figure than msgs_per_s
+ *                                    figure than msgs_per_s; upgrade: likewise
+ *                                    server_cpu_us_per_upgrade (this client's
+ *                                    connect and close cost about what a
+ *                                    server's upgrade does, so upgrades_per_s
+ *                                    is often this client's limit)
  *          --count N                 echo: stop once N messages were measured;
  *                                    upgrade: once N upgrades were
  *                                    (fixed work, for timing a whole run; --secs caps it)
@@ -857,23 +861,27 @@ static void run_echo(void) {
 }
 
 static void run_upgrade(void) {
+    double cpu0 = -1;
     uint64_t t0 = now_ns(), t_meas = t0 + (uint64_t)(opt.warmup * 1e9);
     uint64_t t_end = t_meas + (uint64_t)(opt.secs * 1e9);
     for (int i = 0; i < opt.nconns; i++) conn_open(&conns[i]);
     while (!got_signal) {
         uint64_t t = now_ns();
-        if (!measuring && t >= t_meas) measuring = 1, t_meas = t;
+        if (!measuring && t >= t_meas) measuring = 1, t_meas = t, cpu0 = opt.pid ? proc_cpu(opt.pid) : -1;
         if (t >= t_end || (opt.count && upgrades >= opt.count)) break;
         poll_once(5);
         for (int i = 0; i < opt.nconns; i++)   /* a finished slot starts over */
             if (conns[i].state == S_FREE && errors < 1000) conn_open(&conns[i]);
     }
     double elapsed = (double)(now_ns() - t_meas) / 1e9;
+    double cpu1 = cpu0 >= 0 ? proc_cpu(opt.pid) : -1;
     for (int i = 0; i < opt.nconns; i++) conn_close(&conns[i]);
     if (!upgrades && errors++ < 5) fprintf(stderr, "wsload: no upgrade completed\n");
-    printf("RESULT mode=upgrade conns=%d secs=%.2f upgrades=%llu upgrades_per_s=%.0f errors=%llu\n",
+    printf("RESULT mode=upgrade conns=%d secs=%.2f upgrades=%llu upgrades_per_s=%.0f errors=%llu",
            opt.nconns, elapsed, (unsigned long long)upgrades, (double)upgrades / elapsed,
            (unsigned long long)errors);
+    if (cpu1 >= 0 && upgrades) printf(" server_cpu_us_per_upgrade=%.1f", (cpu1 - cpu0) * 1e6 / (double)upgrades);
+    printf("\n");
 }
 
 static void run_idle(void) {
