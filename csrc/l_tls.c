@@ -1,6 +1,4 @@
 /* ws.tls_context: certificates, keys and settings TLS sessions share. */
-#define _GNU_SOURCE
-#include <signal.h>
 #include <string.h>
 
 #include "ws_tls.h"
@@ -38,11 +36,6 @@ static int l_tls_context(lua_State *L) {
     lua_Integer mv = ws_opt_int(L, 1, "min_version", 12);
     luaL_argcheck(L, mv == 12 || mv == 13, 1, "min_version must be 12 or 13");
     o.min_version = (int)mv;
-    /* OpenSSL writes with write(2): a peer gone must give EPIPE, not kill
-     * the process. LuaSocket ignores SIGPIPE when it loads; make sure. */
-    struct sigaction sa;
-    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
-        signal(SIGPIPE, SIG_IGN);
     /* born closed, then filled: a failure in between leaves nothing to free */
     ltlsctx *c = (ltlsctx *)lua_newuserdatauv(L, sizeof *c, 0);
     c->ctx = NULL;

@@ -591,7 +591,8 @@ int ws_tls_write(ws_tls *t, const void *buf, size_t n, size_t *put) {
         t->flushed = 0;
         return WS_TLS_DONE;
     }
-    return t->out_pos < t->out_len ? WS_TLS_WANT_WRITE : (r == WS_TLS_DONE ? WS_TLS_WANT_WRITE : r);
+    /* never "done" without progress */
+    return t->out_pos < t->out_len || r == WS_TLS_DONE ? WS_TLS_WANT_WRITE : r;
 }
 
 int ws_tls_pending(const ws_tls *t) {

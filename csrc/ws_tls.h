@@ -2,8 +2,8 @@
  * Every call makes at most one attempt and never blocks; SSL_get_error is
  * read in one place (ws_tls.c: result()), and after any fatal result the
  * session is dead: later calls return WS_TLS_CLOSED without calling OpenSSL.
- * Knows nothing of Lua. The process must ignore SIGPIPE (ws.core's
- * tls_context makes sure): OpenSSL writes with write(2). */
+ * Knows nothing of Lua. Records go through a BIO of ours: many records
+ * per read(2) and per send(2) (MSG_NOSIGNAL). */
 #ifndef WS_TLS_H
 #define WS_TLS_H
 
@@ -61,13 +61,15 @@ int ws_tls_handshake(ws_tls *t);
 #define WS_TLS_READ_RECORDS 64
 
 /* Up to n decrypted bytes into buf: WS_TLS_DONE with *got > 0, or another
- * result. Decrypts the records OpenSSL already holds (one socket read), up
- * to WS_TLS_READ_RECORDS of them. */
+ * result. Decrypts the whole records one socket read brought, up to
+ * WS_TLS_READ_RECORDS of them. */
 int ws_tls_read(ws_tls *t, void *buf, size_t n, size_t *got);
 
 /* One write of up to n bytes: WS_TLS_DONE with 0 < *put <= n, or another
- * result (no progress). After WANT_*, call again with the same bytes (the
- * buffer may move; it may have grown). */
+ * result (no progress). The records it makes may wait for the socket;
+ * *put counts only those sent whole. So the next call must start with the
+ * bytes after *put (after WANT_*, the same bytes; the buffer may move, it
+ * may have grown): what was made of them goes first. */
 int ws_tls_write(ws_tls *t, const void *buf, size_t n, size_t *put);
 
 /* 1 when OpenSSL holds decrypted bytes that the descriptor's readiness
