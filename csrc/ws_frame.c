@@ -109,7 +109,7 @@ size_t ws_mask(unsigned char *dst, const unsigned char *src, size_t len,
             memcpy(dst + i + 16, &b, 16);
         }
     }
-#endif
+#else
     for (; len - i >= 32; i += 32) {
         for (j = 0; j < 32; j += 8) {
             memcpy(&w, src + i + j, 8);
@@ -117,6 +117,7 @@ size_t ws_mask(unsigned char *dst, const unsigned char *src, size_t len,
             memcpy(dst + i + j, &w, 8);
         }
     }
+#endif
     for (; len - i >= 8; i += 8) {
         memcpy(&w, src + i, 8);
         w ^= k;

@@ -54,10 +54,11 @@ struct ws_tls {
     /* encrypted bytes not yet on the socket: out[out_pos, out_len) */
     unsigned char *out;
     size_t out_pos, out_len, out_cap;
-    /* the records ws_tls_write encrypted into out and not yet wholly
-     * written: where each ends in out, and its plaintext bytes */
+    /* the records ws_tls_write made into out (only once out was empty):
+     * where each ends in out, and its plaintext bytes; [rec_sent, rec_made)
+     * are not yet wholly written */
     size_t rec_end[WRITE_RECORDS], rec_plain[WRITE_RECORDS];
-    int rec_head, rec_count;
+    int rec_sent, rec_made;
     size_t flushed;           /* plaintext of records written since the last report */
     char err[200];
 };
@@ -221,16 +222,14 @@ static int flush(ws_tls *t) {
         t->werr = w < 0 ? errno : EPIPE;
         return -1;
     }
-    while (t->rec_count > 0 && t->rec_end[t->rec_head] <= t->out_pos) {
-        t->flushed += t->rec_plain[t->rec_head];
-        t->rec_head = (t->rec_head + 1) % WRITE_RECORDS;
-        t->rec_count--;
-    }
+    for (; t->rec_sent < t->rec_made && t->rec_end[t->rec_sent] <= t->out_pos; t->rec_sent++)
+        t->flushed += t->rec_plain[t->rec_sent];
     if (t->out_pos == t->out_len) {
         /* an idle session holds no buffer */
         free(t->out);
         t->out = NULL;
         t->out_pos = t->out_len = t->out_cap = 0;
+        t->rec_sent = t->rec_made = 0;
     }
     return 0;
 }
@@ -564,7 +563,7 @@ int ws_tls_write(ws_tls *t, const void *buf, size_t n, size_t *put) {
     size_t done = 0;
     int r = WS_TLS_DONE;
     prepare();
-    while (done < n && t->rec_count < WRITE_RECORDS && t->out_len < WRITE_BYTES) {
+    while (done < n && t->rec_made < WRITE_RECORDS && t->out_len < WRITE_BYTES) {
         size_t want = n - done < INT_MAX ? n - done : INT_MAX;
         int rc = SSL_write(t->ssl, (const char *)buf + done, (int)want);
         if (rc <= 0) {
@@ -577,10 +576,8 @@ int ws_tls_write(ws_tls *t, const void *buf, size_t n, size_t *put) {
         }
         t->ready = 1;
         done += (size_t)rc;
-        int k = (t->rec_head + t->rec_count) % WRITE_RECORDS;
-        t->rec_end[k] = t->out_len;
-        t->rec_plain[k] = (size_t)rc;
-        t->rec_count++;
+        t->rec_end[t->rec_made] = t->out_len;
+        t->rec_plain[t->rec_made++] = (size_t)rc;
     }
     if (t->dead)
         return r;
