@@ -22,9 +22,9 @@ f:close()
 local tmp = os.tmpname()
 local function fds()
   os.execute("ls /proc/" .. pid .. "/fd | wc -l > " .. tmp)
-  local f = assert(io.open(tmp))
-  local n = tonumber(f:read("*l"))
-  f:close()
+  local t = assert(io.open(tmp))
+  local n = tonumber(t:read("*l"))
+  t:close()
   return n
 end
 
