@@ -122,7 +122,8 @@ static size_t tls_send_frame(const lfd *c, const unsigned char *head, size_t hl,
 
 /* send_frame(fd, payload, kind [, rsv | deflate [, mask=false]]) -> true | rest | nil, err
  * Writes a frame to a descriptor or a ws.fd (plain or TLS): plain with one
- * gathered send, unmasked (server) with no payload copy; mask=true (client)
+ * system call (ws_fd_send2: up to 1 KiB copied, larger ones gathered with no
+ * payload copy), unmasked (server); mask=true (client)
  * masks with a fresh key (as frame) into the per-state output buffer.
  * rest is the part the socket did not take (the whole frame if none).
  * An uncompressed text payload must be UTF-8 (nil, "invalid utf-8").

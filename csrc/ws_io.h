@@ -73,11 +73,12 @@ ssize_t ws_fd_read(int fd, void *buf, size_t n);
  * shell's default of 1024. Returns the soft limit in force, or -1. */
 long ws_fd_raise_limit(void);
 
-/* One gathered sendmsg(2) of two pieces (b may be empty), no SIGPIPE,
- * retried on EINTR: bytes written or -1 with errno. */
+/* Two pieces (b may be empty) in one system call, no SIGPIPE, retried on
+ * EINTR: bytes written or -1 with errno. Up to 1 KiB in all they are copied
+ * and sent with send(2) (cheaper in the kernel), else gathered with sendmsg(2). */
 ssize_t ws_fd_send2(int fd, const void *a, size_t an, const void *b, size_t bn);
 
-/* One gathered sendmsg(2) of n pieces (at most IOV_MAX), as ws_fd_send2. */
+/* One gathered sendmsg(2) of n pieces (at most IOV_MAX; one: send(2)), as ws_fd_send2. */
 ssize_t ws_fd_sendv(int fd, struct iovec *iov, int n);
 
 /* shutdown(2); how: WS_SHUT_BOTH, WS_SHUT_SEND or WS_SHUT_RECEIVE. 0 or -1. */

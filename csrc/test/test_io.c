@@ -2,13 +2,17 @@
  * from accept4 itself ("ip:port", "[ip]:port" for IPv6), the connection is
  * non-blocking with TCP_NODELAY, set per connection or inherited from a
  * listener that has it (ws_fd_nodelay), and EAGAIN says none is pending.
- * ws_poll_wait's spin: polls first, within the timeout, never past it. */
+ * ws_poll_wait's spin: polls first, within the timeout, never past it.
+ * ws_fd_send2 / ws_fd_sendv: the bytes arrive whole and in order on both
+ * paths (copied up to 1 KiB, gathered past it), and a closed peer is an
+ * error (EPIPE), not SIGPIPE. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -165,7 +169,47 @@ static void spin_wait(void) {
 #endif
 }
 
+/* What arrives on fd: exactly want[0..n), read until it is all there. */
+static int arrives(int fd, const unsigned char *want, size_t n) {
+    unsigned char got[4096];
+    size_t have = 0;
+    while (have < n) {
+        ssize_t r = read(fd, got + have, sizeof got - have);
+        if (r <= 0)
+            return 0;
+        have += (size_t)r;
+    }
+    return have == n && memcmp(got, want, n) == 0;
+}
+
+static void send_pieces(void) {
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    unsigned char a[14], b[3000], want[3014];
+    for (size_t i = 0; i < sizeof a; i++) a[i] = (unsigned char)(0xA0 + i);
+    for (size_t i = 0; i < sizeof b; i++) b[i] = (unsigned char)(i * 7 + 1);
+    /* either side of the copy limit (1 KiB in all), and b empty */
+    static const size_t bns[] = {0, 32, 1024 - 14, 1024 - 13, 3000};
+    for (size_t k = 0; k < sizeof bns / sizeof bns[0]; k++) {
+        size_t bn = bns[k];
+        memcpy(want, a, sizeof a);
+        memcpy(want + sizeof a, b, bn);
+        CHECK(ws_fd_send2(sv[0], a, sizeof a, b, bn) == (ssize_t)(sizeof a + bn));
+        CHECK(arrives(sv[1], want, sizeof a + bn));
+    }
+    struct iovec one = {b, 100}, three[3] = {{b, 10}, {a, 14}, {b + 10, 5}};
+    CHECK(ws_fd_sendv(sv[0], &one, 1) == 100 && arrives(sv[1], b, 100));
+    memcpy(want, b, 10), memcpy(want + 10, a, 14), memcpy(want + 24, b + 10, 5);
+    CHECK(ws_fd_sendv(sv[0], three, 3) == 29 && arrives(sv[1], want, 29));
+    close(sv[1]);   /* SIGPIPE would end this process: it must be EPIPE */
+    CHECK(ws_fd_send2(sv[0], a, sizeof a, b, 32) == -1 && errno == EPIPE);
+    CHECK(ws_fd_send2(sv[0], a, sizeof a, b, 3000) == -1 && errno == EPIPE);
+    close(sv[0]);
+}
+
 int main(void) {
+    signal(SIGPIPE, SIG_DFL);
+    send_pieces();
     spin_wait();
     accept_one(AF_INET, 0, 0);   /* set per connection */
     accept_one(AF_INET, 1, 1);   /* inherited from the listener */
