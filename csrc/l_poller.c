@@ -62,9 +62,13 @@ static void push_ready(lua_State *L, int fd, int map) {
     }
 }
 
-/* poller:wait(timeout_s|nil, rfds, wfds [, rclean [, map [, spin_s]]]) -> nr, nw: fills
- * the arrays with the ready descriptors, or with map[fd] (false if none)
+/* poller:wait(timeout_s|nil, rfds, wfds [, rclean [, map [, spin_s [, wmap]]]]) -> nr, nw:
+ * fills the arrays with the ready descriptors, or with map[fd] (false if none)
  * when a map is given (ws.loop: its sockets, without a Lua loop per event);
+ * wmap: writable events only for the descriptors in it, as wmap[fd], each
+ * entry removed as it is reported (ws.loop: the sockets a task waits to
+ * write on; every readable event of a socket registered for both also says
+ * "writable", which nobody waits for after a write that was not short);
  * rclean[i] = true when the i-th readable event came without hang-up or
  * error (no EPOLLRDHUP/EPOLLHUP/EPOLLERR): no FIN waits behind its data,
  * and whatever comes after the wait raises a new edge, so a short plain
@@ -84,6 +88,9 @@ static int l_poller_wait(lua_State *L) {
     int map = !lua_isnoneornil(L, 6);
     if (map)
         luaL_checktype(L, 6, LUA_TTABLE);
+    int wmap = !lua_isnoneornil(L, 8);
+    if (wmap)
+        luaL_checktype(L, 8, LUA_TTABLE);
     ws_poll_event ev[256];
     /* 7: spin, seconds of polling without sleep first (see ws_poll_wait),
      * only while it pays: after a wait that ended within the spin (events
@@ -106,7 +113,16 @@ static int l_poller_wait(lua_State *L) {
                 lua_rawseti(L, 5, nr);
             }
         }
-        if (ev[i].writable) {
+        if (ev[i].writable && wmap) {
+            lua_rawgeti(L, 8, ev[i].fd);
+            if (lua_isnil(L, -1)) {
+                lua_pop(L, 1);
+                continue;
+            }
+            lua_rawseti(L, 4, ++nw);
+            lua_pushnil(L);
+            lua_rawseti(L, 8, ev[i].fd);
+        } else if (ev[i].writable) {
             push_ready(L, ev[i].fd, map);
             lua_rawseti(L, 4, ++nw);
         }

@@ -1300,6 +1300,42 @@ describe("argument errors and the reader's lifecycle", function()
     assert.equal(a1:getfd(), r[1])
   end)
 
+  it("poller:wait with a wmap reports writable only for the descriptors in it, once each", function()
+    if not core.epoll then return end   -- Linux only
+    local socket = require "socket"
+    local srv = assert(socket.bind("127.0.0.1", 0))
+    local host, port = srv:getsockname()
+    local c1 = assert(socket.connect(host, port))
+    local a1 = assert(srv:accept())
+    local p = assert(core.epoll())
+    finally(function() p:close(); c1:close(); a1:close(); srv:close() end)
+    local fd = a1:getfd()
+    assert(p:watch(fd))   -- (writable at once: its first edge says so)
+    local r, w, clean, wmap = {}, {}, {}, {}
+    local function round(timeout)
+      local nr, nw = p:wait(timeout, r, w, clean, { [fd] = "sock" }, nil, wmap)
+      return nr, nw
+    end
+    -- nobody waits to write: the readable event comes alone
+    assert(c1:send("x"))
+    local nr, nw = round(1)
+    assert.equal(1, nr)
+    assert.equal("sock", r[1])
+    assert.equal(0, nw)
+    -- a waiter: the next write edge is reported as wmap[fd], and only once
+    wmap[fd] = "writer"
+    assert(c1:send("y"))   -- (a read edge, which says "writable" too)
+    nr, nw = round(1)
+    assert.equal(1, nr)
+    assert.equal(1, nw)
+    assert.equal("writer", w[1])
+    assert.is_nil(wmap[fd])
+    assert(c1:send("z"))
+    nr, nw = round(1)
+    assert.equal(1, nr)
+    assert.equal(0, nw)
+  end)
+
   -- The spin tests: CPU seconds of fn(), a 0.3 s wait with nothing to wake
   -- it. A spin of 0.2 s costs tens of ms even on a loaded machine; a sleep
   -- costs about none, but a guest's time stolen by its host while it runs

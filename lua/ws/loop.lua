@@ -70,9 +70,12 @@ function M.select_poller()
 end
 
 --- Poller on Linux epoll, edge-triggered: a socket is registered once for
--- reading and writing; an edge that arrives while nobody waits is kept as
--- "pending" and satisfies the next wait. Callers wait only after a read or
--- write came up short, which is what makes edges sufficient.
+-- reading and writing; a read edge that arrives while nobody waits is kept
+-- as "pending" and satisfies the next wait. Callers wait only after a read or
+-- write came up short, which is what makes edges sufficient; a short write
+-- leaves the kernel to raise a new write edge once there is room, so write
+-- readiness nobody waits for is not even reported (every read edge of a
+-- socket registered for both says "writable" too: one per message).
 function M.epoll_poller()
   local ok, core = pcall(require, "ws.core")
   local ep = ok and core.epoll and core.epoll()
@@ -80,7 +83,8 @@ function M.epoll_poller()
   local P = {}
   local socks = {}                                   -- fd -> socket
   local fds = setmetatable({}, { __mode = "k" })     -- socket -> fd
-  local pend = { r = {}, w = {} }                     -- [mode][fd] = true
+  local pend = {}                                    -- [fd] = true: a read edge nobody took
+  local wsocks = {}                                  -- fd -> socket a task waits to write on
   local r, w, rclean = {}, {}, {}
   function P.add(_, sock, mode)
     local fd = fds[sock]
@@ -92,11 +96,14 @@ function M.epoll_poller()
       -- a new socket, or a new one on a reused descriptor
       ep:watch(fd)
       socks[fd] = sock
-      pend.r[fd], pend.w[fd] = nil, nil
+      pend[fd], wsocks[fd] = nil, nil
     end
-    local p = pend[mode]
-    if p[fd] then
-      p[fd] = nil
+    if mode == "w" then
+      wsocks[fd] = sock   -- (the C call reports its next write edge, once)
+      return false
+    end
+    if pend[fd] then
+      pend[fd] = nil
       return true
     end
     return false
@@ -105,19 +112,19 @@ function M.epoll_poller()
   P.edge = true   -- del() does nothing: ws.loop need not call it
   function P.pending(_, sock, mode)
     local fd = fds[sock]
-    if fd and socks[fd] == sock then pend[mode][fd] = true end
+    if mode == "r" and fd and socks[fd] == sock then pend[fd] = true end
   end
   -- The socket is about to be closed, which takes it out of epoll: no
   -- EPOLL_CTL_DEL needed (add() takes a reused descriptor over anyway).
   function P.forget(_, sock)
     local fd = fds[sock]
     if fd and socks[fd] == sock then
-      socks[fd], pend.r[fd], pend.w[fd] = nil, nil, nil
+      socks[fd], pend[fd], wsocks[fd] = nil, nil, nil
     end
   end
   function P.wait(_, timeout, spin)
-    -- (the C call puts socks[fd] in r and w itself)
-    local nr, nw = ep:wait(timeout, r, w, rclean, socks, spin)
+    -- (the C call puts socks[fd] in r, and wsocks[fd] in w, itself)
+    local nr, nw = ep:wait(timeout, r, w, rclean, socks, spin, wsocks)
     if not nr then return r, 0, w, 0 end
     return r, nr, w, nw, rclean
   end
