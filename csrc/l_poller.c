@@ -65,10 +65,11 @@ static void push_ready(lua_State *L, int fd, int map) {
 /* poller:wait(timeout_s|nil, rfds, wfds [, rclean [, map [, spin_s [, wmap]]]]) -> nr, nw:
  * fills the arrays with the ready descriptors, or with map[fd] (false if none)
  * when a map is given (ws.loop: its sockets, without a Lua loop per event);
- * wmap: writable events only for the descriptors in it, as wmap[fd], each
- * entry removed as it is reported (ws.loop: the sockets a task waits to
- * write on; every readable event of a socket registered for both also says
- * "writable", which nobody waits for after a write that was not short);
+ * wmap: writable events only where wmap[fd] is a waiter (not a boolean),
+ * reported as wmap[fd] and removed; any other writable event sets wmap[fd]
+ * = true (an edge nobody took, for the next wait), all in C: every readable
+ * event of a socket registered for both also says "writable", and nobody
+ * waits for that after a write that was not short (ws.loop);
  * rclean[i] = true when the i-th readable event came without hang-up or
  * error (no EPOLLRDHUP/EPOLLHUP/EPOLLERR): no FIN waits behind its data,
  * and whatever comes after the wait raises a new edge, so a short plain
@@ -115,8 +116,13 @@ static int l_poller_wait(lua_State *L) {
         }
         if (ev[i].writable && wmap) {
             lua_rawgeti(L, 8, ev[i].fd);
-            if (lua_isnil(L, -1)) {
+            int t = lua_type(L, -1);
+            if (t == LUA_TNIL || t == LUA_TBOOLEAN) {
                 lua_pop(L, 1);
+                if (t == LUA_TNIL) {
+                    lua_pushboolean(L, 1);
+                    lua_rawseti(L, 8, ev[i].fd);
+                }
                 continue;
             }
             lua_rawseti(L, 4, ++nw);

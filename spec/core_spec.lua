@@ -1300,7 +1300,7 @@ describe("argument errors and the reader's lifecycle", function()
     assert.equal(a1:getfd(), r[1])
   end)
 
-  it("poller:wait with a wmap reports writable only for the descriptors in it, once each", function()
+  it("poller:wait with a wmap reports writable only to a waiter in it, once; other write edges mark it true", function()
     if not core.epoll then return end   -- Linux only
     local socket = require "socket"
     local srv = assert(socket.bind("127.0.0.1", 0))
@@ -1313,15 +1313,16 @@ describe("argument errors and the reader's lifecycle", function()
     assert(p:watch(fd))   -- (writable at once: its first edge says so)
     local r, w, clean, wmap = {}, {}, {}, {}
     local function round(timeout)
-      local nr, nw = p:wait(timeout, r, w, clean, { [fd] = "sock" }, nil, wmap)
-      return nr, nw
+      return p:wait(timeout, r, w, clean, { [fd] = "sock" }, nil, wmap)
     end
-    -- nobody waits to write: the readable event comes alone
+    -- nobody waits to write: the readable event comes alone, the write
+    -- edge is kept as wmap[fd] = true
     assert(c1:send("x"))
     local nr, nw = round(1)
     assert.equal(1, nr)
     assert.equal("sock", r[1])
     assert.equal(0, nw)
+    assert.is_true(wmap[fd])
     -- a waiter: the next write edge is reported as wmap[fd], and only once
     wmap[fd] = "writer"
     assert(c1:send("y"))   -- (a read edge, which says "writable" too)
@@ -1334,6 +1335,32 @@ describe("argument errors and the reader's lifecycle", function()
     nr, nw = round(1)
     assert.equal(1, nr)
     assert.equal(0, nw)
+    assert.is_true(wmap[fd])
+  end)
+
+  it("ws.loop: a wait to write on a registered, writable socket returns at once (the write edge nobody took)", function()
+    local loop = require "ws.loop"
+    local socket = require "socket"
+    local srv = assert(socket.bind("127.0.0.1", 0))
+    local host, port = srv:getsockname()
+    local c1 = assert(socket.connect(host, port))
+    local a1 = assert(srv:accept())
+    a1:settimeout(0)
+    finally(function() c1:close(); a1:close(); srv:close() end)
+    local l = loop.new { logger = false }
+    local got = {}
+    l:spawn(function()
+      got[#got + 1] = { l:wait(a1, "r", socket.gettime() + 2) }   -- (registers it, for both)
+      got[#got + 1] = { l:wait(a1, "w", socket.gettime() + 2) }
+      got[#got + 1] = socket.gettime()
+    end)
+    local t0 = socket.gettime()
+    assert(c1:send("x"))
+    for _ = 1, 100 do if not l:step(0.05) then break end end
+    assert.equal(3, #got)
+    assert.is_true(got[1][1])
+    assert.is_true(got[2][1])
+    assert.is_true(got[3] - t0 < 1, "the write wait waited for its deadline")
   end)
 
   -- The spin tests: CPU seconds of fn(), a 0.3 s wait with nothing to wake

@@ -70,12 +70,12 @@ function M.select_poller()
 end
 
 --- Poller on Linux epoll, edge-triggered: a socket is registered once for
--- reading and writing; a read edge that arrives while nobody waits is kept
--- as "pending" and satisfies the next wait. Callers wait only after a read or
--- write came up short, which is what makes edges sufficient; a short write
--- leaves the kernel to raise a new write edge once there is room, so write
--- readiness nobody waits for is not even reported (every read edge of a
--- socket registered for both says "writable" too: one per message).
+-- reading and writing; an edge that arrives while nobody waits is kept as
+-- "pending" and satisfies the next wait. Callers wait only after a read or
+-- write came up short, which is what makes edges sufficient. Every read
+-- edge of a socket registered for both says "writable" too (one per
+-- message), so write edges are sorted in C: reported only to a waiter,
+-- else kept pending there (wmap), with no Lua per event.
 function M.epoll_poller()
   local ok, core = pcall(require, "ws.core")
   local ep = ok and core.epoll and core.epoll()
@@ -84,7 +84,7 @@ function M.epoll_poller()
   local socks = {}                                   -- fd -> socket
   local fds = setmetatable({}, { __mode = "k" })     -- socket -> fd
   local pend = {}                                    -- [fd] = true: a read edge nobody took
-  local wsocks = {}                                  -- fd -> socket a task waits to write on
+  local wsocks = {}                                  -- fd -> socket a task waits to write on, or true: a write edge nobody took
   local r, w, rclean = {}, {}, {}
   function P.add(_, sock, mode)
     local fd = fds[sock]
@@ -99,6 +99,10 @@ function M.epoll_poller()
       pend[fd], wsocks[fd] = nil, nil
     end
     if mode == "w" then
+      if wsocks[fd] == true then
+        wsocks[fd] = nil
+        return true
+      end
       wsocks[fd] = sock   -- (the C call reports its next write edge, once)
       return false
     end
@@ -112,7 +116,9 @@ function M.epoll_poller()
   P.edge = true   -- del() does nothing: ws.loop need not call it
   function P.pending(_, sock, mode)
     local fd = fds[sock]
-    if mode == "r" and fd and socks[fd] == sock then pend[fd] = true end
+    if fd and socks[fd] == sock then
+      if mode == "r" then pend[fd] = true else wsocks[fd] = true end
+    end
   end
   -- The socket is about to be closed, which takes it out of epoll: no
   -- EPOLL_CTL_DEL needed (add() takes a reused descriptor over anyway).
