@@ -65,11 +65,10 @@ static void push_ready(lua_State *L, int fd, int map) {
 /* poller:wait(timeout_s|nil, rfds, wfds [, rclean [, map [, spin_s [, wmap]]]]) -> nr, nw:
  * fills the arrays with the ready descriptors, or with map[fd] (false if none)
  * when a map is given (ws.loop: its sockets, without a Lua loop per event);
- * wmap: writable events only where wmap[fd] is a waiter (not a boolean),
- * reported as wmap[fd] and removed; any other writable event sets wmap[fd]
- * = true (an edge nobody took, for the next wait), all in C: every readable
- * event of a socket registered for both also says "writable", and nobody
- * waits for that after a write that was not short (ws.loop);
+ * wmap: write edges sorted here, not in Lua (every read edge of a socket
+ * registered for both directions says "writable" too): one whose wmap[fd]
+ * is a waiter (not a boolean) is reported as wmap[fd], which is removed;
+ * any other sets wmap[fd] = true, an edge nobody took yet (ws.loop);
  * rclean[i] = true when the i-th readable event came without hang-up or
  * error (no EPOLLRDHUP/EPOLLHUP/EPOLLERR): no FIN waits behind its data,
  * and whatever comes after the wait raises a new edge, so a short plain

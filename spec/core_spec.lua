@@ -1300,13 +1300,18 @@ describe("argument errors and the reader's lifecycle", function()
     assert.equal(a1:getfd(), r[1])
   end)
 
-  it("poller:wait with a wmap reports writable only to a waiter in it, once; other write edges mark it true", function()
-    if not core.epoll then return end   -- Linux only
+  -- a loopback TCP connection: the listener, the client's end, the server's
+  local function tcp_pair()
     local socket = require "socket"
     local srv = assert(socket.bind("127.0.0.1", 0))
     local host, port = srv:getsockname()
-    local c1 = assert(socket.connect(host, port))
-    local a1 = assert(srv:accept())
+    local c = assert(socket.connect(host, port))
+    return srv, c, assert(srv:accept())
+  end
+
+  it("poller:wait with a wmap reports writable only to a waiter in it, once; other write edges mark it true", function()
+    if not core.epoll then return end   -- Linux only
+    local srv, c1, a1 = tcp_pair()
     local p = assert(core.epoll())
     finally(function() p:close(); c1:close(); a1:close(); srv:close() end)
     local fd = a1:getfd()
@@ -1341,10 +1346,7 @@ describe("argument errors and the reader's lifecycle", function()
   it("ws.loop: a wait to write on a registered, writable socket returns at once (the write edge nobody took)", function()
     local loop = require "ws.loop"
     local socket = require "socket"
-    local srv = assert(socket.bind("127.0.0.1", 0))
-    local host, port = srv:getsockname()
-    local c1 = assert(socket.connect(host, port))
-    local a1 = assert(srv:accept())
+    local srv, c1, a1 = tcp_pair()
     a1:settimeout(0)
     finally(function() c1:close(); a1:close(); srv:close() end)
     local l = loop.new { logger = false }
@@ -1381,11 +1383,7 @@ describe("argument errors and the reader's lifecycle", function()
 
   it("poller:wait's spin polls before sleeping, and only while events come within it", function()
     if not core.epoll then return end   -- Linux only
-    local socket = require "socket"
-    local srv = assert(socket.bind("127.0.0.1", 0))
-    local host, port = srv:getsockname()
-    local c = assert(socket.connect(host, port))
-    local a = assert(srv:accept())
+    local srv, c, a = tcp_pair()
     local p = assert(core.epoll())
     finally(function() p:close(); c:close(); a:close(); srv:close() end)
     assert(p:watch(a:getfd()))

@@ -84,7 +84,7 @@ function M.epoll_poller()
   local socks = {}                                   -- fd -> socket
   local fds = setmetatable({}, { __mode = "k" })     -- socket -> fd
   local pend = {}                                    -- [fd] = true: a read edge nobody took
-  local wsocks = {}                                  -- fd -> socket a task waits to write on, or true: a write edge nobody took
+  local wsocks = {}                                  -- fd -> socket waiting to write, or true: a write edge nobody took
   local r, w, rclean = {}, {}, {}
   function P.add(_, sock, mode)
     local fd = fds[sock]
