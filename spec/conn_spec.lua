@@ -87,6 +87,9 @@ describe("the first keepalive ping", function()
     assert.same({ "due" }, ran)
     assert.is_true(at[1] >= 0.14 and at[1] < 2, tostring(at[1]))
     assert.equal(0, l.ntasks)
+    -- a time that is not a number is the caller's mistake, not a timer that never fires
+    assert.has_error(function() l:at(nil, print) end, "bad argument #1 to 'at' (number expected, got nil)")
+    assert.equal(0, l.ntasks)
   end)
 
   it("costs a connection no keepalive task until it is due", function()

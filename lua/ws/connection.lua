@@ -540,7 +540,13 @@ local function wait_input(self, deadline, mode)
   local idle = t and self.last_seen + t
   if idle and (not until_ or idle < until_) then until_ = idle end
   self.burst = 0
-  local ok, err = wait(self, mode or "r", until_)
+  -- (wait(self, mode, until_), inlined: one frame less under a waiting
+  -- connection, whose coroutine keeps the stack it grew)
+  mode = mode or "r"
+  local sched, ok, err = self.sched
+  if sched then ok, err = sched:wait(self.sock, mode, until_)
+  else ok, err = io_.wait(self.sock, mode, until_, false) end
+  if mode == "r" then self.clean = ok == true and err == true end
   if ok then
     self.last_seen = gettime()
     return true

@@ -167,9 +167,17 @@ local function heap_down(h, i)
 end
 
 local function heap_push(h, e, key)
-  local n = #h + 1
-  e.key, e.hi, h[n] = key, n, e
-  heap_up(h, n)
+  local i = #h + 1
+  e.key, e.hi, h[i] = key, i, e
+  -- (heap_up(h, i), inlined: a connection's first wait comes here, and
+  -- each frame deeper is stack its coroutine keeps while it waits)
+  while i > 1 do
+    local p = floor(i / 2)
+    local q = h[p]
+    if q.key <= key then break end
+    h[i], h[p], q.hi, e.hi = q, e, i, p
+    i = p
+  end
 end
 
 local function heap_remove(h, e)
@@ -309,7 +317,6 @@ end
 -- yields up and, inside a task, stands for the task (same wait entry).
 -- msgh gets the error, not the stack (debug.traceback gets f's stack).
 function M.xpcall(f, msgh, ...)
-  if not lua51 then return xpcall(f, msgh, ...) end
   local outer = co_running()
   if not outer then
     -- the main thread cannot yield anyway
@@ -324,9 +331,12 @@ end
 
 --- pcall(f, ...) through which f may wait (yield), on Lua 5.1 too.
 function M.pcall(f, ...)
-  if not lua51 then return pcall(f, ...) end
   return M.xpcall(f, function(e) return e end, ...)
 end
+
+-- Lua 5.2+ and LuaJIT: the built-ins themselves (a wrapper's frame would
+-- stay under every handler's stack, which a waiting connection keeps)
+if not lua51 then M.xpcall, M.pcall = xpcall, pcall end
 
 --- Run fn(arg) as a new task at time due (socket.gettime() seconds) unless
 -- cancel(timer) comes first: a deadline that costs no task (no coroutine)
@@ -337,9 +347,10 @@ end
 ---@param arg any
 ---@return table timer
 function Loop:at(due, fn, arg)
+  if type(due) ~= "number" then error("bad argument #1 to 'at' (number expected, got " .. type(due) .. ")", 2) end
   -- (every field it will hold, so the table is sized once)
-  local e = { kind = "timer", fn = fn, arg = arg, due = nil, key = nil, hi = nil }
-  arm(self, e, due)
+  local e = { kind = "timer", fn = fn, arg = arg, due = due, key = nil, hi = nil }
+  heap_push(self.heap, e, due)   -- (arm(self, e, due) for a new entry)
   self.ntasks = self.ntasks + 1
   if active ~= self and self.notify then self.notify() end
   return e
@@ -375,7 +386,12 @@ function Loop:wait(sock, mode, deadline)
   if ws[mode] then error("two tasks wait to " .. (mode == "r" and "read" or "write") .. " on one socket", 2) end
   ws[mode] = e
   e.kind, e.sock, e.mode = "io", sock, mode
-  arm(self, e, deadline)
+  -- (arm(self, e, deadline), inlined: the frame under every waiting connection)
+  e.due = deadline
+  if deadline and not (e.hi and e.key <= deadline) then
+    if e.hi then heap_remove(self.heap, e) end
+    heap_push(self.heap, e, deadline)
+  end
   return co_yield()
 end
 
