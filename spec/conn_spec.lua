@@ -70,6 +70,84 @@ describe("Conn.__gc", function()
     collectgarbage() collectgarbage()
     assert.equal(1, closed)
     assert.same({ sock }, forgot)
+    -- the same for a connection of a class (ws.server's)
+    local opts = { sched = sched, ping_interval = false }
+    opts.class = connection.class(opts)
+    connection.new(sock, opts)
+    collectgarbage() collectgarbage()
+    assert.equal(2, closed)
+    assert.same({ sock, sock }, forgot)
+  end)
+end)
+
+describe("connection.class", function()
+  local function fake_sock()
+    return setmetatable({}, { __index = { settimeout = function() end, close = function() end } })
+  end
+
+  it("holds the settings of a server's connections: each connection's own table holds only its state", function()
+    local l = loop.new()
+    local conns, fields, done = {}, {}, 0
+    local function count(conn)
+      local n = 0
+      for _ in pairs(conn) do n = n + 1 end
+      return n
+    end
+    local server, port = serve(l, { max_queue = 123456, close_timeout = 7, ping_interval = 30 }, function(conn)
+      conns[#conns + 1] = conn
+      fields[conn] = { idle = count(conn) }
+      assert(conn:receive())
+      assert.is_nil(conn:receive())   -- (the client closed)
+      fields[conn].closed = count(conn)
+      done = done + 1
+    end)
+    local go = false
+    for _ = 1, 2 do
+      l:spawn(function()
+        local c = assert(ws.connect("ws://127.0.0.1:" .. port .. "/ws", { timeout = 5 }))
+        while not go do l:sleep(0.01) end
+        c:send("x")
+        c:close()
+      end)
+    end
+    assert.truthy(H.step_until(l, 10, function() return #conns == 2 end))
+    local a, b = conns[1], conns[2]
+    assert.equal(getmetatable(a), getmetatable(b))
+    for k, v in pairs { max_queue = 123456, close_timeout = 7, ping_interval = 30, sched = l, role = "server",
+                        masked = false, max_message = connection.defaults.max_message } do
+      assert.equal(v, a[k], k)
+      assert.is_nil(rawget(a, k), k)
+    end
+    assert.equal("function", type(a.log))
+    go = true
+    assert.truthy(H.step_until(l, 10, function() return done == 2 end))
+    -- its own fields fit the 32 table slots it was made with (not 64), from
+    -- the upgrade through the close handshake (which adds 7): the table is
+    -- never rehashed
+    for _, conn in ipairs(conns) do
+      assert.is_true(fields[conn].idle <= 24, fields[conn].idle .. " fields")
+      assert.is_true(fields[conn].closed <= 31, fields[conn].closed .. " fields")
+    end
+    -- a setting changed on one connection is its own
+    a.max_queue = 1000
+    assert.equal(1000, a.max_queue)
+    assert.equal(123456, b.max_queue)
+    server:close()
+    H.step_until(l, 3, function() return l.ntasks == 0 end)
+  end)
+
+  it("is not used for a connection in another scheduler: it gets its own settings", function()
+    local s1, s2 = { forget = function() end }, { forget = function() end }
+    local cls = connection.class { sched = s1, ping_interval = false, max_queue = 5000 }
+    local conn = connection.new(fake_sock(), { sched = s2, ping_interval = false, max_queue = 5000, class = cls })
+    assert.are_not.equal(cls, getmetatable(conn))
+    assert.equal(s2, rawget(conn, "sched"))
+    assert.equal(5000, rawget(conn, "max_queue"))
+    local same = connection.new(fake_sock(), { sched = s1, ping_interval = false, max_queue = 5000, class = cls })
+    assert.equal(cls, getmetatable(same))
+    assert.is_nil(rawget(same, "sched"))
+    assert.equal(s1, same.sched)
+    assert.equal("ws.conn (server open): ?", tostring(same))
   end)
 end)
 

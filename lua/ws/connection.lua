@@ -39,6 +39,10 @@ M.options = { "max_message", "max_queue", "send_timeout", "close_timeout",
 local Conn = setmetatable({}, { __index = protocol.Protocol })
 Conn.__index = Conn
 Conn.__name = "ws.conn"
+-- (state a connection holds only once used: until then it reads these)
+Conn.waiters = false      -- senders waiting for their queue item: { seq, co }
+Conn.fb = false           -- the corked frames' buffer (made at the first cork)
+Conn.background = false   -- = receiver while a task reads for nobody (keepalive, closing)
 
 -- Corking (Conn:send): while the reader holds unread input, a send only
 -- queues its frame (up to self.cork bytes: min(CORK, max_queue)); the
@@ -81,55 +85,86 @@ function Conn:drop_unstarted(busy)
   return protocol.Protocol.drop_unstarted(self, busy)
 end
 
+-- The settings of connections made with opts, resolved with their
+-- defaults, into t: what protocol.new takes, and send_timeout,
+-- close_timeout, sched and log.
+local function settings(t, opts)
+  local d = M.defaults
+  -- (the limits that may be false: false is kept, only nil takes the default)
+  local idle, interval = opts.idle_timeout, opts.ping_interval
+  if idle == nil then idle = d.idle_timeout end
+  if interval == nil then interval = d.ping_interval end
+  t.role = opts.role or "server"
+  t.max_message, t.max_queue = opts.max_message or d.max_message, opts.max_queue or d.max_queue
+  t.idle_timeout, t.ping_interval, t.ping_timeout = idle, interval, opts.ping_timeout or d.ping_timeout
+  t.send_timeout = opts.send_timeout or d.send_timeout
+  t.close_timeout = opts.close_timeout or d.close_timeout
+  t.sched = opts.sched or loop.current()
+  t.log = opts.log or logging.get(opts.logger)
+  return t
+end
+
+--- A class for the connections made with these options (ws.server makes
+-- one per entry point and passes it as opts.class with the same options):
+-- it holds their settings, so each connection's own table holds only its
+-- state: an idle server connection has 24 fields, 31 after its close
+-- handshake, which fit 32 slots (768 bytes less per connection than 64; a
+-- connection that gains more, a hub's on_close hook say, grows to 64).
+function M.class(opts)
+  local cls = settings({}, opts)
+  cls.masked = cls.role == "client"
+  cls.cork = cls.sched and min(CORK, cls.max_queue or CORK) or 0
+  -- every method and default too, so that whatever a connection does not
+  -- hold is found in one step (metamethods are read from cls itself)
+  for k, v in pairs(protocol.Protocol) do cls[k] = v end
+  for k, v in pairs(Conn) do cls[k] = v end
+  cls.__index = cls
+  return cls
+end
+
 --- Wrap an upgraded, non-blocking socket.
 -- opts: role ("server"|"client"), buffered (bytes read past the handshake),
 -- request, response, peer, protocol, on_pong, sched (the scheduler to wait
 -- through; default: the ws.loop running this task, or none: block),
 -- log (function(level, message, fields); default from opts.logger),
--- deflate (negotiated permessage-deflate) and the limits in M.defaults.
+-- deflate (negotiated permessage-deflate), the limits in M.defaults, and
+-- class (M.class of these same options: the settings come from it).
 local popts = {}   -- protocol.new's options: filled per call, never kept (no table per connection)
 
 function M.new(sock, opts)
-  local role, d = opts.role or "server", M.defaults
-  -- (the limits that may be false: false is kept, only nil takes the default)
-  local idle, interval = opts.idle_timeout, opts.ping_interval
-  if idle == nil then idle = d.idle_timeout end
-  if interval == nil then interval = d.ping_interval end
-  local p = popts
-  p.role, p.deflate, p.now = role, opts.deflate, gettime()
-  p.max_message, p.max_queue = opts.max_message or d.max_message, opts.max_queue or d.max_queue
-  p.idle_timeout, p.ping_interval, p.ping_timeout = idle, interval, opts.ping_timeout or d.ping_timeout
-  -- (sized for the protocol's ~30 fields and ours: never rehashed)
-  local self = protocol.new(p, Conn, new_table(0, 64))
-  p.deflate = nil
+  local p, cls = popts, opts.class
+  -- (a class made in another scheduler's task does not hold this one's)
+  if cls and cls.sched ~= (opts.sched or loop.current()) then cls = nil end
+  settings(p, opts)
+  p.deflate, p.now, p.shared = opts.deflate, gettime(), cls ~= nil
+  -- (sized for the fields it holds: never rehashed while open)
+  local self = protocol.new(p, cls or Conn, new_table(0, cls and 32 or 64))
+  if not cls then
+    self.send_timeout, self.close_timeout = p.send_timeout, p.close_timeout
+    self.sched, self.log = p.sched, p.log
+  end
+  p.deflate, p.sched, p.log = nil, nil, nil   -- (not held until the next call)
   self.sock = sock
   self.request, self.response = opts.request, opts.response
   self.peer, self.protocol, self.on_pong = opts.peer, opts.protocol, opts.on_pong
-  self.send_timeout = opts.send_timeout or d.send_timeout
-  self.close_timeout = opts.close_timeout or d.close_timeout
   -- (false, not nil, for fields read per message: a nil one would be
   -- looked up in Conn and then in Protocol too)
-  self.sched = opts.sched or loop.current()
-  self.log = opts.log or logging.get(opts.logger)
   self.writer = false        -- the coroutine writing the send queue (true: a task about to)
-  self.waiters = {}          -- senders waiting for their queue item: { seq, co }
   self.receiver = false      -- the coroutine receiving (true: Lua 5.1's main thread)
   self.inbox = false         -- messages read while nobody received (see read_ready)
-  self.background = false    -- = receiver while a task reads for nobody (keepalive, closing)
   self.burst = 0             -- messages received without waiting (see receive)
   self.clean = false         -- the last wake for reading was a clean epoll edge (see wait)
   self.dry = false           -- the input is used up, next() would say "timeout" (see receive)
   self.corked = false        -- an uncork task is due (see CORK)
-  self.fb = false            -- the corked frames' buffer (made at the first cork)
   sock:settimeout(0)
   -- plain TCP or our TLS: read straight from the descriptor, and write a
   -- frame's header and payload (masked, for a client) in one C call
   local fd = io_.raw_fd(sock)
-  self.rfd = fd
-  self.wfd = role == "server" and fd or nil   -- where ws.fanout writes shared unmasked frames
+  self.rfd = fd   -- (a server's is where ws.fanout writes shared unmasked frames)
   -- sends cork (queue while input is buffered) with a descriptor to gather
   -- on and a scheduler to flush at the end of the round
-  self.cork = fd and self.sched and min(CORK, self.max_queue or CORK) or 0
+  local cork = fd and self.sched and min(CORK, self.max_queue or CORK) or 0
+  if not cls or cork ~= cls.cork then self.cork = cork end
   if opts.buffered and opts.buffered ~= "" then self:receive_data(opts.buffered) end
   local sched = self.sched
   if self.ping_interval and sched then
@@ -163,14 +198,14 @@ end
 local function teardown(self, code, reason)
   if self.state == "closed" then return end
   self:connection_lost(code, reason)
-  self.rfd, self.wfd = nil, nil
+  self.rfd = nil
   local sched = self.sched
   if sched then sched:forget(self.sock) end
   self.sock:close()
   local waiters = self.waiters
-  if waiters[1] then self.waiters = {} end
+  if waiters then self.waiters = false end
   if sched then
-    for i = 1, #waiters do sched:wake(waiters[i][2], nil, "closed") end
+    for i = 1, waiters and #waiters or 0 do sched:wake(waiters[i][2], nil, "closed") end
     if self.close_waiter then sched:wake(self.close_waiter) end
     if self.pinger then sched:wake(self.pinger) end
     if self.ping_timer then sched:cancel(self.ping_timer) end
@@ -265,7 +300,7 @@ local function write_queue(self, deadline)
     end
     local done, werr, progressed = write_some(self)
     local w = self.waiters
-    while w[1] and w[1][1] <= self.written do
+    while w and w[1] and w[1][1] <= self.written do
       local co = table.remove(w, 1)[2]
       self.sched:wake(co, true)
     end
@@ -299,6 +334,7 @@ local function wait_written(self, seq, deadline)
     local sched = self.sched
     if not sched then error("send from outside the loop while a send is in progress", 3) end
     local w = self.waiters
+    if not w then w = {}; self.waiters = w end
     w[#w + 1] = { seq, co_running() }
     local ok, err = sched:suspend(deadline)
     if ok then return true end
@@ -353,7 +389,7 @@ local function me() return co_running() or true end
 -- drain and close TCP, so the peer learns why without the caller waiting.
 local function give_up(self)
   local keep = self:drop_unstarted(self.writer ~= false)
-  local w, left = self.waiters, {}
+  local w, left = self.waiters or {}, {}
   for i = 1, #w do
     if w[i][1] > keep then self.sched:wake(w[i][2], nil, "closed") else left[#left + 1] = w[i] end
   end

@@ -33,7 +33,8 @@ local function flush(b)
     if conn.state == "open" then
       -- its queue must be exactly frames f..nf, not started: else (another
       -- send wrote it or added to it meanwhile) its own writer does it
-      local same = conn.wfd and not conn.writer and conn.qoff == 1 and conn.qt - conn.qh == nf - f
+      local fd = not conn.masked and conn.rfd   -- (a client's frames must be masked each)
+      local same = fd and not conn.writer and conn.qoff == 1 and conn.qt - conn.qh == nf - f
       for i = 0, same and nf - f or -1 do
         if conn.q[conn.qh + i] ~= frames[f + i] then same = false break end
       end
@@ -44,7 +45,7 @@ local function flush(b)
           groups[f] = g
         end
         local n = g.n + 1
-        g.fds[n], g.conns[n], g.n = conn.wfd, conn, n
+        g.fds[n], g.conns[n], g.n = fd, conn, n
       else
         ns = ns + 1
         slow[ns] = conn
@@ -86,7 +87,7 @@ function M.send(set, bytes, except)
       conn:push(bytes)
       local b, sched = conn.fanout_batch, conn.sched
       -- (its queue was empty: this frame is its only item)
-      local fresh = not b and sched and conn.wfd and not conn.writer and conn.qh == conn.qt
+      local fresh = not b and sched and not conn.masked and conn.rfd and not conn.writer and conn.qh == conn.qt
       if fresh then
         b = batches[sched]
         if not b then

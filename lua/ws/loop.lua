@@ -212,9 +212,10 @@ function M.new(opts)
   if poller == nil or poller == "select" then poller = M.select_poller() end
   return setmetatable({
     poller = poller,
-    -- [sock] = { r = entry, w = entry }: kept while the socket lives, so a
-    -- wait on a busy socket creates no table
-    waits = setmetatable({}, { __mode = "k" }),
+    -- [sock] = the entry of the task waiting to read / to write on it (two
+    -- maps, not a table per socket: an idle connection holds none of its own)
+    rwaits = setmetatable({}, { __mode = "k" }),
+    wwaits = setmetatable({}, { __mode = "k" }),
     heap = {},
     entries = setmetatable({}, { __mode = "k" }),  -- [co] = its wait entry
     level = not poller.edge,                       -- a wait that ends must del() its socket
@@ -265,9 +266,9 @@ end
 -- End e's wait (whatever ended it) and resume its task with a, b.
 local function finish(self, e, a, b)
   if e.kind == "io" then
-    local ws = self.waits[e.sock]
-    if ws and ws[e.mode] == e then
-      ws[e.mode] = nil
+    local waits = e.mode == "r" and self.rwaits or self.wwaits
+    if waits[e.sock] == e then
+      waits[e.sock] = nil
       if self.level then self.poller:del(e.sock, e.mode) end
     end
     e.sock = nil
@@ -289,7 +290,8 @@ function Loop:spawn(fn, ...)
     co = co_create(function() return fn(unpack(args, 1, args.n)) end)
     schedule(self, co)
   end
-  self.entries[co] = { co = co }
+  -- (sized once for every field a wait gives it: see entry)
+  self.entries[co] = { co = co, kind = nil, sock = nil, mode = nil, due = nil, key = nil, hi = nil }
   self.ntasks = self.ntasks + 1
   if active ~= self and self.notify then self.notify() end
   return co
@@ -348,8 +350,10 @@ if not lua51 then M.xpcall, M.pcall = xpcall, pcall end
 ---@return table timer
 function Loop:at(due, fn, arg)
   if type(due) ~= "number" then error("bad argument #1 to 'at' (number expected, got " .. type(due) .. ")", 2) end
-  -- (every field it will hold, so the table is sized once)
-  local e = { kind = "timer", fn = fn, arg = arg, due = due, key = nil, hi = nil }
+  -- (every field it will hold, so the table is sized once: four slots,
+  -- which a connection's keepalive timer holds while it is idle; the
+  -- heap key is its due time, and fn says it is a pending timer)
+  local e = { fn = fn, arg = arg, key = nil, hi = nil }
   heap_push(self.heap, e, due)   -- (arm(self, e, due) for a new entry)
   self.ntasks = self.ntasks + 1
   if active ~= self and self.notify then self.notify() end
@@ -359,8 +363,8 @@ end
 --- Cancel a timer of at() (no effect once it fired or was cancelled).
 ---@param timer table
 function Loop:cancel(timer)
-  if not timer.due then return end
-  timer.due, timer.fn, timer.arg = nil, nil, nil
+  if not timer.fn then return end
+  timer.fn, timer.arg = nil, nil
   heap_remove(self.heap, timer)
   self.ntasks = self.ntasks - 1
 end
@@ -378,13 +382,9 @@ function Loop:wait(sock, mode, deadline)
     schedule(self, e.co, true)
     return co_yield()
   end
-  local ws = self.waits[sock]
-  if not ws then
-    ws = {}
-    self.waits[sock] = ws
-  end
-  if ws[mode] then error("two tasks wait to " .. (mode == "r" and "read" or "write") .. " on one socket", 2) end
-  ws[mode] = e
+  local waits = mode == "r" and self.rwaits or self.wwaits
+  if waits[sock] then error("two tasks wait to " .. (mode == "r" and "read" or "write") .. " on one socket", 2) end
+  waits[sock] = e
   e.kind, e.sock, e.mode = "io", sock, mode
   -- (arm(self, e, deadline), inlined: the frame under every waiting connection)
   e.due = deadline
@@ -430,11 +430,9 @@ end
 -- before closing the socket.
 function Loop:forget(sock)
   if self.poller.forget then self.poller:forget(sock) end
-  local ws = self.waits[sock]
-  if not ws then return end
-  if ws.r then finish(self, ws.r, nil, "closed") end
-  if ws.w then finish(self, ws.w, nil, "closed") end
-  self.waits[sock] = nil
+  local r, w = self.rwaits[sock], self.wwaits[sock]
+  if r then finish(self, r, nil, "closed") end
+  if w then finish(self, w, nil, "closed") end
 end
 
 -- A task's coroutine is dead: forget it.
@@ -448,15 +446,14 @@ end
 -- Wake the tasks waiting on the ready sockets (with clean[k], see
 -- Loop:wait); remember edges nobody waited for.
 local function deliver(self, list, n, mode, clean)
-  local poller, waits, level = self.poller, self.waits, self.level
+  local poller, waits, level = self.poller, mode == "r" and self.rwaits or self.wwaits, self.level
   for k = 1, n do
     local sock = list[k]
     if sock then
-      local ws = waits[sock]
-      local e = ws and ws[mode]
+      local e = waits[sock]
       if e then
         -- finish(self, e, true, clean[k]), inlined: one per event
-        ws[mode] = nil
+        waits[sock] = nil
         if level then poller:del(sock, mode) end
         e.kind, e.sock, e.due = nil, nil, nil
         local q = self.qn + 1
@@ -499,17 +496,17 @@ function Loop:step(timeout)
   while heap[1] and heap[1].key <= now do
     local e = heap[1]
     heap_remove(heap, e)
-    local due = e.due
-    if due then
+    local due, fn = e.due, e.fn
+    if fn then                           -- a timer of at()
+      local arg = e.arg
+      e.fn, e.arg = nil, nil
+      self.ntasks = self.ntasks - 1
+      self:spawn(fn, arg)
+    elseif due then
       if due > now then
         heap_push(heap, e, due)          -- the deadline moved later: re-arm
       elseif e.kind == "sleep" then
         finish(self, e, true)
-      elseif e.kind == "timer" then
-        local fn, arg = e.fn, e.arg
-        e.due, e.fn, e.arg = nil, nil, nil
-        self.ntasks = self.ntasks - 1
-        self:spawn(fn, arg)
       else
         finish(self, e, nil, "timeout")
       end

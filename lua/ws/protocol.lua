@@ -36,6 +36,8 @@ local ERR = M.ERR
 local Protocol = {}
 Protocol.__index = Protocol
 M.Protocol = Protocol
+-- (defaults every object reads until it sets its own)
+Protocol.close_rcvd_then_sent, Protocol.eof_sent, Protocol.threshold, Protocol.qheld = false, false, 0, 0
 
 ---@class ws.protocol_opts
 ---@field role? "server"|"client" default "server"; a client masks what it sends
@@ -46,6 +48,8 @@ M.Protocol = Protocol
 ---@field ping_interval? number seconds between keepalive pings (nil: none)
 ---@field ping_timeout? number seconds a keepalive ping may wait for its pong (default 20)
 ---@field now? number the clock at the start (timers count from it; default 0)
+---@field shared? boolean mt holds role, masked and the limits above already (a class
+--- shared by every object made with these options): they are not copied into each
 
 --- The state of a fresh, open connection. mt: the metatable of the
 -- object (default: the protocol's own; connection.lua passes its class,
@@ -67,17 +71,19 @@ function M.new(opts, mt, obj)
   local self = obj or new_table(0, 32)
   -- (nil until set: close_sent_code/_reason, close_rcvd_code/_reason,
   -- close_code/_reason, deflate when not negotiated, pong_at (queue index
-  -- of our latest pong), ping_sent (when the unanswered keepalive ping went out))
-  self.role, self.masked, self.state = role, role == "client", "open"
-  self.close_rcvd_then_sent, self.eof_sent = false, false
-  self.max_message = opts.max_message
+  -- of our latest pong), ping_sent (when the unanswered keepalive ping went out);
+  -- from the class until set: close_rcvd_then_sent, eof_sent, threshold, qheld)
+  if not opts.shared then
+    self.role, self.masked = role, role == "client"
+    self.max_message, self.max_queue = opts.max_message, opts.max_queue
+    self.idle_timeout, self.ping_interval, self.ping_timeout = opts.idle_timeout, interval, opts.ping_timeout or 20
+  end
+  self.state = "open"
   self.reader = core.reader { role = role, max_message = opts.max_message or 0,
                               rsv_allowed = z and 4 or 0, deflate = z }
-  self.deflate, self.threshold = z, deflate and deflate.threshold or 0
-  self.q, self.qh, self.qt, self.qoff, self.qbytes, self.written, self.qheld = {}, 1, 0, 1, 0, 0, 0
-  self.max_queue, self.idle_timeout, self.last_seen = opts.max_queue, opts.idle_timeout, now
-  self.ping_interval, self.ping_timeout = interval, opts.ping_timeout or 20
-  self.next_ping = interval and now + interval
+  if z then self.deflate, self.threshold = z, deflate.threshold or 0 end
+  self.q, self.qh, self.qt, self.qoff, self.qbytes, self.written = {}, 1, 0, 1, 0, 0
+  self.last_seen, self.next_ping = now, interval and now + interval
   return setmetatable(self, mt or Protocol)
 end
 

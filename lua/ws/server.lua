@@ -154,6 +154,7 @@ local function conn_options(o)
   local c = {}
   for _, k in ipairs(connection.options) do c[k] = o[k] end
   c.role, c.on_pong, c.sched, c.log = "server", o.on_pong, o.sched, o.log
+  c.class = connection.class(c)   -- (their settings, held once)
   o.conn_opts = c
   return c
 end
@@ -202,6 +203,7 @@ local function upgrade(sock, req, rest, o, deadline, peer)
   -- the 101 in one C call (Lua's pattern matcher would check its values at
   -- several times the cost); extra lines go before the blank line that ends it
   local head = core.build_response(req.ws_accept, protocol, ext)
+  req.ws_accept = nil   -- (of no use once answered: a string less per connection)
   if extra ~= "" then head = head:sub(1, -3) .. extra .. "\r\n" end
   local ok, err = io_.write(sock, head, 1, deadline, o.sched)
   if not ok then
