@@ -2,6 +2,7 @@
 local socket = require "socket"
 local ws = require "ws"
 local loop = require "ws.loop"
+local connection = require "ws.connection"
 local H = require "spec.helpers"
 local B = require "spec.bits"
 
@@ -431,6 +432,9 @@ describe("ws.accept on a socket accepted elsewhere", function()
     local conn, err = ws.accept(s, { protocols = { "y" } })
     assert.truthy(conn, err)
     assert.equal("/anything", conn.request.path)
+    -- its options are its own: it holds its settings, with no class made for it alone
+    assert.equal(connection.defaults.max_queue, rawget(conn, "max_queue"))
+    assert.is_nil(rawget(getmetatable(conn), "max_queue"))
     assert.equal("y", conn.protocol)
     local head = r:read_head()
     assert.matches("^HTTP/1.1 101", head)

@@ -150,11 +150,13 @@ end
 -- The options table upgrade() hands to connection.new: made once per
 -- entry point's options, then refilled per connection (connection.new
 -- copies what it keeps and never yields, so one table serves them all).
+-- A server's connections share their settings in one class (o.shared); a
+-- connection of ws.accept, whose options are its own, holds them itself.
 local function conn_options(o)
   local c = {}
   for _, k in ipairs(connection.options) do c[k] = o[k] end
   c.role, c.on_pong, c.sched, c.log = "server", o.on_pong, o.sched, o.log
-  c.class = connection.class(c)   -- (their settings, held once)
+  if o.shared then c.class = connection.class(c) end
   o.conn_opts = c
   return c
 end
@@ -336,6 +338,7 @@ Server.__name = "ws.server"
 ---@return string? err "listen HOST:PORT: address already in use", ...
 function M.listen(opts)
   local o = merge("ws.listen", opts)
+  o.shared = true   -- (its connections share one class: see conn_options)
   -- The listener is made in C for the family of the host's address, with
   -- SO_REUSEADDR (and SO_REUSEPORT) set before bind: LuaSocket's
   -- socket.tcp() has no descriptor until bind, so options set on it were
