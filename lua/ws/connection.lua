@@ -494,10 +494,10 @@ function Conn:send(data, kind)
   if self.state ~= "open" then return nil, "closed" end
   local z = self.deflate
   if z and #data < self.threshold then z = nil end
-  local cork = self.cork
-  -- (self:queued() and self:push(), inlined: once per message)
-  if cork > 0 and not self.writer and not self.dry and self.reader:pending() > 0 and
-     self.qbytes - self.qoff + 1 + #data < cork then
+  -- (self:queued() and self:push(), inlined: once per message; the
+  -- cheapest test first: with one message in flight the input is dry)
+  if not self.dry and not self.writer and self.reader:pending() > 0 and self.cork > 0 and
+     self.qbytes - self.qoff + 1 + #data < self.cork then
     -- corked: more input is already here, so the handler will be back
     -- soon with more to send; this frame goes out with those (see cork)
     -- (into the connection's frame buffer, no Lua string per frame: see seal)
