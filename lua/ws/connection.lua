@@ -148,7 +148,7 @@ function M.new(sock, opts)
   self.request, self.response = opts.request, opts.response
   self.peer, self.protocol, self.on_pong = opts.peer, opts.protocol, opts.on_pong
   -- (false, not nil, for fields read per message: a nil one would be
-  -- looked up in Conn and then in Protocol too)
+  -- looked up in the class too)
   self.writer = false        -- the coroutine writing the send queue (true: a task about to)
   self.receiver = false      -- the coroutine receiving (true: Lua 5.1's main thread)
   self.inbox = false         -- messages read while nobody received (see read_ready)
