@@ -132,10 +132,9 @@ end
 local popts = {}   -- protocol.new's options: filled per call, never kept (no table per connection)
 
 function M.new(sock, opts)
-  local p, cls = popts, opts.class
+  local p, cls = settings(popts, opts), opts.class
   -- (a class made in another scheduler's task does not hold this one's)
-  if cls and cls.sched ~= (opts.sched or loop.current()) then cls = nil end
-  settings(p, opts)
+  if cls and cls.sched ~= p.sched then cls = nil end
   p.deflate, p.now, p.shared = opts.deflate, gettime(), cls ~= nil
   -- (sized for the fields it holds: never rehashed while open)
   local self = protocol.new(p, cls or Conn, new_table(0, cls and 32 or 64))
