@@ -95,14 +95,22 @@ static int l_parse_request(lua_State *L) {
     lua_createtable(L, 0, 8);
     set_field(L, "method", req.method, req.method_len);
     set_field(L, "target", req.target, req.target_len);
-    const char *q = memchr(req.target, '?', req.target_len);
-    size_t plen = q ? (size_t)(q - req.target) : req.target_len;
-    set_field(L, "path", req.target, plen);
+    const char *q = memchr(req.path, '?', req.path_len);
+    size_t plen = q ? (size_t)(q - req.path) : req.path_len;
+    if (plen == 0)
+        lua_pushliteral(L, "/");        /* "http://host" or "http://host?q" */
+    else
+        lua_pushlstring(L, req.path, plen);
+    lua_setfield(L, -2, "path");
     if (q)
-        set_field(L, "query", q + 1, req.target_len - plen - 1);
+        set_field(L, "query", q + 1, req.path_len - plen - 1);
     lua_pushstring(L, req.minor ? "1.1" : "1.0");
     lua_setfield(L, -2, "version");
     push_headers(L, &req);
+    /* an absolute-form target names the host: RFC 9112 section 3.2.2 has
+     * the server use it, not the Host header (which must still be there) */
+    if (req.authority)
+        set_field(L, "host", req.authority, req.authority_len);
     lua_setfield(L, -2, "headers");
 
     char accept[WS_ACCEPT_LEN + 1];

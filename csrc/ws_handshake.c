@@ -42,6 +42,11 @@ static int is_target_char(unsigned char c)
     return c > 0x20 && c != 0x7f;
 }
 
+static int is_alpha(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
 static int is_ows(char c)
 {
     return c == ' ' || c == '\t';
@@ -104,6 +109,8 @@ static void http_init(ws_http *h)
 {
     h->method = NULL;  h->method_len = 0;
     h->target = NULL;  h->target_len = 0;
+    h->path = NULL;    h->path_len = 0;
+    h->authority = NULL; h->authority_len = 0;
     h->status = 0;
     h->reason = NULL;  h->reason_len = 0;
     h->minor = 0;
@@ -157,13 +164,50 @@ static int parse_headers(const char *buf, size_t len, size_t pos, ws_http *h, co
     }
 }
 
+/* path and authority of req's target: the origin form "/p?q" is its own
+ * path; the absolute form "scheme://authority[/p][?q]" (RFC 9112 section
+ * 3.2.2) splits, and -1 refuses one whose authority is empty or carries
+ * userinfo (RFC 9110 section 4.2.4); other forms ("*", "host:port") are
+ * left whole as the path, for routing to refuse. */
+static int split_target(ws_http *req)
+{
+    const char *t = req->target;
+    size_t n = req->target_len, i = 0, a;
+
+    req->path = t;
+    req->path_len = n;
+    if (!is_alpha((unsigned char)t[0]))
+        return 0;
+    while (i < n && (is_alpha((unsigned char)t[i]) || is_digit(t[i]) || t[i] == '+'
+                     || t[i] == '-' || t[i] == '.'))
+        i++;
+    if (n - i < 3 || memcmp(t + i, "://", 3) != 0)
+        return 0;
+    a = i + 3;
+    for (i = a; i < n && t[i] != '/' && t[i] != '?'; i++)
+        if (t[i] == '@')
+            return -1;
+    if (i == a)
+        return -1;
+    req->authority = t + a;
+    req->authority_len = i - a;
+    req->path = t + i;
+    req->path_len = n - i;
+    return 0;
+}
+
 int ws_http_parse_request(const char *buf, size_t len, ws_http *req, const char **err)
 {
-    const char *line = buf;
+    const char *line, *v;
     size_t pos = 0, n, i, j;
-    const char *v;
 
     http_init(req);
+    /* RFC 9112 section 2.2: ignore at least one empty line before the
+     * request line; one, since a second would end the head (a reader
+     * stops at the first CRLF CRLF) */
+    if (len >= 2 && buf[0] == '\r' && buf[1] == '\n')
+        pos = 2;
+    line = buf + pos;
     n = next_line(buf, len, &pos, err);
     if (n == (size_t)-1)
         return 400;
@@ -187,6 +231,10 @@ int ws_http_parse_request(const char *buf, size_t len, ws_http *req, const char 
     }
     req->target = line + i;
     req->target_len = j - i;
+    if (split_target(req) != 0) {
+        *err = "malformed request target";
+        return 400;
+    }
 
     /* HTTP-version: "HTTP/" DIGIT "." DIGIT, then the end of the line */
     v = line + j + 1;
@@ -195,11 +243,13 @@ int ws_http_parse_request(const char *buf, size_t len, ws_http *req, const char 
         *err = "malformed request line";
         return 400;
     }
-    if (v[5] != '1' || (v[7] != '0' && v[7] != '1')) {
+    /* RFC 9110 section 2.5: a later minor version is read as the highest we
+     * speak, 1.1 */
+    if (v[5] != '1') {
         *err = "unsupported http version";
         return 505;
     }
-    req->minor = v[7] - '0';
+    req->minor = v[7] == '0' ? 0 : 1;
 
     return parse_headers(buf, len, pos, req, err);
 }

@@ -18,6 +18,11 @@ typedef struct {
 typedef struct {
     const char *method;  size_t method_len;
     const char *target;  size_t target_len;
+    /* the target without "scheme://authority" (absolute form); path_len 0
+     * means "/" ("http://host" or "http://host?q"); authority NULL for the
+     * origin form "/path?query" */
+    const char *path;    size_t path_len;
+    const char *authority; size_t authority_len;
     int status;                          /* responses only */
     const char *reason;  size_t reason_len;
     int minor;                           /* HTTP/1.<minor> */
@@ -31,7 +36,11 @@ size_t ws_http_head_end(const char *buf, size_t len);
 /* Parse a complete request head (request line, headers, empty line).
  * Returns 0, or an HTTP status to answer with: 400 malformed, 431 too many
  * headers, 505 not HTTP/1.x; *err names the problem. Pointers refer into buf.
- * Parsing stops at the empty line: bytes after it are not looked at. */
+ * Parsing stops at the empty line: bytes after it are not looked at.
+ * As RFC 9112 asks: an empty line before the request line is skipped
+ * (section 2.2), HTTP/1.2 and later minors are read as 1.1 (minor 1), and
+ * an absolute-form target ("http://host/ws", which RFC 6455 section 4.1
+ * allows too) gives path and authority (userinfo in it is a 400). */
 int ws_http_parse_request(const char *buf, size_t len, ws_http *req, const char **err);
 
 /* Parse a complete response head ("HTTP/1.1 101 Switching Protocols" ...).

@@ -54,6 +54,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     must_be_inside(req.method, req.method_len, data, size);
     must_be_inside(req.target, req.target_len, data, size);
+    /* path and authority are pieces of the target: the path its tail, the
+     * authority between "://" and the path */
+    must_be_inside(req.path, req.path_len, (const uint8_t *)req.target, req.target_len);
+    if (req.path + req.path_len != req.target + req.target_len)
+        abort();
+    if (req.authority) {
+        must_be_inside(req.authority, req.authority_len, (const uint8_t *)req.target, req.target_len);
+        if (req.authority_len == 0 || req.authority + req.authority_len != req.path
+            || memchr(req.authority, '@', req.authority_len) || req.authority < req.target + 4
+            || memcmp(req.authority - 3, "://", 3) != 0)
+            abort();
+    } else if (req.path != req.target) {
+        abort();
+    }
     if (req.method_len == 0 || req.target_len == 0 || req.minor < 0 || req.minor > 1
         || req.nheaders > WS_MAX_HEADERS)
         abort();

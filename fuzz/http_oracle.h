@@ -34,6 +34,9 @@ static int same_fields(const ws_http *a, const char *abuf, const ws_http *b, con
     if (a->nheaders != b->nheaders || a->minor != b->minor || a->status != b->status
         || a->method_len != b->method_len || offset_of(a->method, abuf) != offset_of(b->method, bbuf)
         || a->target_len != b->target_len || offset_of(a->target, abuf) != offset_of(b->target, bbuf)
+        || a->path_len != b->path_len || offset_of(a->path, abuf) != offset_of(b->path, bbuf)
+        || a->authority_len != b->authority_len
+        || offset_of(a->authority, abuf) != offset_of(b->authority, bbuf)
         || a->reason_len != b->reason_len || offset_of(a->reason, abuf) != offset_of(b->reason, bbuf))
         return 0;
     for (i = 0; i < a->nheaders; i++)

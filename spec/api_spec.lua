@@ -190,6 +190,31 @@ describe("the first hour", function()
     srv2:close()
   end)
 
+  it("a ClientHello whose first segment holds one byte is refused at once too", function()
+    local srv, l = loop_server({}, {})
+    local raw = socket.tcp()
+    raw:settimeout(5)
+    assert(raw:connect("127.0.0.1", srv.port))
+    raw:setoption("tcp-nodelay", true)
+    local got, t0 = "", gettime()
+    H.run_task(l, 5, function()
+      raw:send("\22")
+      l:sleep(0.05)   -- (its own segment: the server reads the byte alone)
+      raw:send("\3\1\0\5hello")
+      while not got:find("\r\n\r\n", 1, true) do
+        l:sleep(0.01)
+        raw:settimeout(0)
+        local d, e, p = raw:receive(4096)
+        got = got .. (d or p or "")
+        if e == "closed" then break end
+      end
+    end)
+    assert.matches("^HTTP/1.1 400 Bad Request", got)
+    assert.is_true(gettime() - t0 < 2, "took " .. (gettime() - t0) .. " s")
+    raw:close()
+    srv:close()
+  end)
+
   it("ws:// to a TLS port says it may be TLS", function()
     local dir = H.throwaway_ca()
     local srv, l, base = loop_server({ tls = { certificate = dir .. "/server.pem", key = dir .. "/server.key" } },

@@ -943,6 +943,23 @@ describe("parse_request / parse_response / build_response", function()
     assert.are.same({ "/", "a?b" }, { r.path, r.query })
     r = target("/plain")
     assert.are.same({ "/plain" }, { r.path, r.query })
+    -- the absolute form: its path, and its authority as the host (RFC 9112
+    -- section 3.2.2: the Host header the request still needs is ignored)
+    r = target("http://example.com:8080/chat?room=1")
+    assert.are.same({ "http://example.com:8080/chat?room=1", "/chat", "room=1", "example.com:8080" },
+      { r.target, r.path, r.query, r.headers.host })
+    assert.is_string(r.ws_accept)
+    r = target("wss://example.com")
+    assert.are.same({ "/", "example.com" }, { r.path, r.headers.host })
+    r = target("HTTP://example.com?q")
+    assert.are.same({ "/", "q" }, { r.path, r.query })
+    -- the origin form keeps the Host header
+    assert.are_not.equal("example.com", target("/x").headers.host)
+    for _, bad in ipairs { "http://u@example.com/x", "http:///x", "http://" } do
+      local req, st, err = core.parse_request(req_with(GOOD, "GET " .. bad .. " HTTP/1.1"))
+      assert.is_nil(req, bad)
+      assert.are.same({ 400, "malformed request target" }, { st, err })
+    end
   end)
 
   it("a valid head that is not a valid upgrade gives ws_status and ws_error", function()
@@ -1025,6 +1042,11 @@ describe("parse_request / parse_response / build_response", function()
     local req, status = core.parse_request((good:gsub("HTTP/1.1", "HTTP/2.0")))
     assert.is_nil(req)
     assert.are.equal(505, status)
+    -- a later HTTP/1 minor is read as 1.1, and empty lines before the request line are skipped
+    req = assert(core.parse_request((good:gsub("HTTP/1.1", "HTTP/1.7"))))
+    assert.are.equal("1.1", req.version)
+    assert.is_string(req.ws_accept)
+    assert.is_string(assert(core.parse_request("\r\n" .. good)).ws_accept)
   end)
 
   it("stops at the empty line: bytes after it are not parsed", function()

@@ -324,8 +324,14 @@ static void test_request_status(void)
 
     /* 505 */
     CHECK_STATUS("GET /chat HTTP/2.0\r\n" HOST UPG CONN VER KEY "\r\n", 505, "unsupported http version");
-    CHECK_STATUS("GET /chat HTTP/1.2\r\n" HOST UPG CONN VER KEY "\r\n", 505, "unsupported http version");
     CHECK_STATUS("GET /chat HTTP/0.9\r\n\r\n", 505, "unsupported http version");
+    /* a later HTTP/1 minor is read as 1.1 (RFC 9110 section 2.5) */
+    CHECK_STATUS("GET /chat HTTP/1.2\r\n" HOST UPG CONN VER KEY "\r\n", 0, NULL);
+    CHECK_STATUS("GET /chat HTTP/1.9\r\n" HOST UPG CONN VER KEY "\r\n", 0, NULL);
+    /* an empty line before the request line is skipped (RFC 9112 section 2.2) */
+    CHECK_STATUS("\r\n" GET HOST UPG CONN VER KEY "\r\n", 0, NULL);
+    /* two would end the head where a reader stops (ws_http_head_end) */
+    CHECK_STATUS("\r\n\r\n" GET HOST UPG CONN VER KEY "\r\n", 400, "malformed request line");
 
     /* 431: 64 headers are fine, 65 are not */
     n = (size_t)sprintf(many, GET HOST UPG CONN VER KEY);
@@ -336,6 +342,47 @@ static void test_request_status(void)
     strcpy(many + n, "X-Last: v\r\n\r\n");
     CHECK_STATUS(many, 431, "too many headers");
     (void)err;
+}
+
+static void test_target_forms(void)
+{
+    static const struct { const char *target, *path, *authority; int status; } cases[] = {
+        {"/chat?x=1", "/chat?x=1", NULL, 0},
+        {"http://example.com/chat?x=1", "/chat?x=1", "example.com", 0},
+        {"HTTPS://example.com:8443/chat", "/chat", "example.com:8443", 0},
+        {"ws://[::1]:80/a/b", "/a/b", "[::1]:80", 0},
+        {"http://example.com", "", "example.com", 0},     /* path_len 0: "/" */
+        {"http://example.com?q", "?q", "example.com", 0},
+        {"*", "*", NULL, 0},                               /* other forms: left whole */
+        {"example.com:443", "example.com:443", NULL, 0},
+        {"1http://h/x", "1http://h/x", NULL, 0},
+        {"http:/h/x", "http:/h/x", NULL, 0},
+        {"http://user@example.com/chat", NULL, NULL, 400}, /* userinfo */
+        {"http:///chat", NULL, NULL, 400},                 /* empty authority */
+        {"http://", NULL, NULL, 400},
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char head[256];
+        const char *err = NULL;
+        ws_http req;
+        int n = snprintf(head, sizeof head, "GET %s HTTP/1.1\r\nHost: h\r\n\r\n", cases[i].target);
+        int st = ws_http_parse_request(head, (size_t)n, &req, &err);
+
+        CHECK(st == cases[i].status);
+        if (st != 0) {
+            CHECK(text_ok(err, "malformed request target"));
+            continue;
+        }
+        CHECK(req.path_len == strlen(cases[i].path) && memcmp(req.path, cases[i].path, req.path_len) == 0);
+        if (cases[i].authority)
+            CHECK(req.authority && req.authority_len == strlen(cases[i].authority)
+                  && memcmp(req.authority, cases[i].authority, req.authority_len) == 0);
+        else
+            CHECK(req.authority == NULL);
+        CHECK(req.target_len == strlen(cases[i].target));
+    }
 }
 
 static void test_malformed(void)
@@ -552,6 +599,7 @@ int main(void)
     test_sample_request();
     test_fields();
     test_request_status();
+    test_target_forms();
     test_malformed();
     test_response();
     test_field_value();

@@ -47,12 +47,13 @@ local function response(log, status, body, headers, head_only)
       tostring(status), type(body), tostring(bad)))
     status, body, lines = 500, "internal error\n", ""
   end
-  local typed = ("\n" .. lines):lower():find("\ncontent%-type:")
+  local lower = ("\n" .. lines):lower()
   return http.head(string.format("HTTP/1.1 %d %s", status, REASONS[status] or "Status"), {
-    "Content-Type", not typed and "text/plain; charset=utf-8",
+    "Content-Type", not lower:find("\ncontent%-type:") and "text/plain; charset=utf-8",
     -- a 304 has no body, and no length of one (RFC 9110 section 15.4.5)
     "Content-Length", status ~= 304 and tostring(#body),
-    "Connection", "close",
+    -- who sends Upgrade names it in Connection too (RFC 9110 section 7.8)
+    "Connection", lower:find("\nupgrade:") and "Upgrade, close" or "close",
   }, lines, not head_only and body or "")
 end
 
@@ -166,8 +167,13 @@ end
 local function upgrade(sock, req, rest, o, deadline, peer)
   peer = peer or o.peer or M.peername(sock)
   if not req.ws_accept then
-    local headers = req.ws_status == 426 and { ["Sec-WebSocket-Version"] = "13" } or nil
-    refuse(o, sock, req.ws_status, req.ws_error, { peer = peer, path = req.path }, deadline, headers)
+    -- what each refusal must name (RFC 9110 sections 15.5.6 and 15.5.22;
+    -- RFC 6455 section 4.4): the method a WebSocket takes, the protocol and
+    -- version to upgrade to
+    local status, headers = req.ws_status, nil
+    if status == 405 then headers = { Allow = "GET" }
+    elseif status == 426 then headers = { Upgrade = "websocket", ["Sec-WebSocket-Version"] = "13" } end
+    refuse(o, sock, status, req.ws_error, { peer = peer, path = req.path }, deadline, headers)
     return nil, req.ws_error
   end
   local check = o.check_origin or M.same_origin
@@ -230,8 +236,10 @@ local function read_request(sock, o, deadline, peer)
     return nil, ferr
   end
   -- a TLS ClientHello (a handshake record, 0x16 0x03) on a plain port:
-  -- refuse at once in plain words, rather than wait for a head that never comes
-  if first:byte(1) == 0x16 and first:byte(2) == 0x03 then
+  -- refuse at once in plain words, rather than wait for a head that never
+  -- comes (0x16 cannot start an HTTP request; a first read may hold it alone)
+  local b2 = first:byte(2)
+  if first:byte(1) == 0x16 and (b2 == nil or b2 == 0x03) then
     refuse(o, sock, 400, "TLS handshake on a plain port: this server speaks ws:// and http://, not wss://",
       { peer = peer }, deadline)
     return nil, "tls on a plain port"
