@@ -263,13 +263,15 @@ int ws_http_parse_response(const char *buf, size_t len, ws_http *res, const char
     n = next_line(buf, len, &pos, err);
     if (n == (size_t)-1)
         return -1;
-    /* "HTTP/1.1 " 3DIGIT, then end of line or SP reason */
-    if (n < 12 || memcmp(line, "HTTP/1.1 ", 9) != 0 || !is_digit(line[9])
-        || !is_digit(line[10]) || !is_digit(line[11]) || (n > 12 && line[12] != ' ')) {
+    /* "HTTP/1." DIGIT SP 3DIGIT, then end of line or SP reason: a refusal
+     * from an HTTP/1.0 server is read too (RFC 9110 section 2.5) */
+    if (n < 12 || memcmp(line, "HTTP/1.", 7) != 0 || !is_digit(line[7]) || line[8] != ' '
+        || !is_digit(line[9]) || !is_digit(line[10]) || !is_digit(line[11])
+        || (n > 12 && line[12] != ' ')) {
         *err = "malformed status line";
         return -1;
     }
-    res->minor = 1;
+    res->minor = line[7] == '0' ? 0 : 1;
     res->status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
     if (res->status < 100 || res->status > 599) {
         *err = "malformed status line";
@@ -393,6 +395,10 @@ int ws_handshake_check_response(const ws_http *res, const char *key, const char 
 
     if (res->status != 101) {
         *err = "unexpected status";
+        return -1;
+    }
+    if (res->minor < 1) {              /* HTTP/1.0 has no Upgrade */
+        *err = "http/1.1 required";
         return -1;
     }
     if (!ws_http_has_token(res, "Upgrade", "websocket")) {

@@ -30,7 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         return 0;
     }
-    if (res.status < 100 || res.status > 599 || res.minor != 1 || res.nheaders > WS_MAX_HEADERS
+    if (res.status < 100 || res.status > 599 || (res.minor != 0 && res.minor != 1) || res.nheaders > WS_MAX_HEADERS
         || res.method != NULL || res.target != NULL)
         abort();
     must_be_inside(res.reason, res.reason_len, data, size);

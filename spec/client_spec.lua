@@ -473,6 +473,42 @@ describe("client refusals", function()
     assert.matches("200", (refused(base .. "/200")))
   end)
 
+  -- a refusal's body ends where HTTP says, not at the timeout
+  local function refusal(path)
+    local t = gettime()
+    local conn, err, res = ws.connect(base .. path, { timeout = 5 })
+    assert.is_nil(conn)
+    assert.is_true(gettime() - t < 2, string.format("%s took %.2f s", path, gettime() - t))
+    return err, res
+  end
+
+  it("an HTTP/1.0 server's refusal is read (RFC 9110 section 2.5)", function()
+    local err, res = refusal("/http10")
+    assert.equal("handshake: server answered 404 File not found", err)
+    assert.are.same({ 404, "nope" }, { res.status, res.body })
+  end)
+
+  it("a 204 ends at its head, a chunked body at its last chunk (RFC 9112 sections 6.3, 7.1)", function()
+    local err, res = refusal("/204")
+    assert.equal("handshake: server answered 204 No Content", err)
+    assert.equal("", res.body)
+    err, res = refusal("/chunked")
+    assert.equal("handshake: server answered 401 Unauthorized", err)
+    assert.equal("nope! no", res.body)
+  end)
+
+  it("skips a 103 Early Hints before the 101 (RFC 9110 section 15.2)", function()
+    local conn = assert(ws.connect(base .. "/early", { timeout = 3 }))
+    assert.are.same({ "hi", "text" }, { conn:receive(3) })
+    conn:abort()
+  end)
+
+  it("percent-encodes spaces, controls and non-ASCII bytes of the path", function()
+    local err = refusal("/target/a b?q=é\t")
+    assert.matches("404", err)
+    assert.equal("/target/a%20b?q=%C3%A9%09", wait_output(raw, "target (%S+)"), raw.output())
+  end)
+
   it("a 101 with a wrong Sec-WebSocket-Accept", function()
     assert.matches("[Aa]ccept", (refused(base .. "/badaccept")))
   end)

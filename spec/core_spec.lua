@@ -1109,7 +1109,7 @@ describe("parse_request / parse_response / build_response", function()
 
   it("malformed responses give nil, err", function()
     for _, h in ipairs {
-      "", "HTTP/1.1 101 Switching Protocols\r\n", "HTTP/1.0 101 x\r\n\r\n", "HTTP/1.1 1011\r\n\r\n",
+      "", "HTTP/1.1 101 Switching Protocols\r\n", "HTTP/2.0 101 x\r\n\r\n", "HTTP/1.1 1011\r\n\r\n",
       "HTTP/1.1 99 x\r\n\r\n", "HTTP/1.1 600 x\r\n\r\n", "HTTP/1.1 10x x\r\n\r\n",
       "HTTP/1.1 101 ok\nUpgrade: websocket\r\n\r\n", "HTTP/1.1 101 ok\r\nUpgrade : websocket\r\n\r\n",
     } do
@@ -1118,6 +1118,13 @@ describe("parse_request / parse_response / build_response", function()
       assert.is_string(err)
       assert.is_nil(extra)
     end
+    -- an HTTP/1.0 head parses (a refusal from an old server is read), but a 101 needs 1.1
+    assert.are.same({ 404, "Not Found" }, { assert(core.parse_response("HTTP/1.0 404 Not Found\r\n\r\n")).status,
+      core.parse_response("HTTP/1.0 404 Not Found\r\n\r\n").reason })
+    local none, err, res = core.parse_response("HTTP/1.0 101 x\r\n\r\n", KEY16)
+    assert.is_nil(none)
+    assert.equal("http/1.1 required", err)
+    assert.equal(101, res.status)
   end)
 
   it("build_response: a 101 with the accept and protocol that parse_response accepts", function()

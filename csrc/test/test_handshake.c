@@ -526,10 +526,21 @@ static void test_response(void)
                       "Sec-WebSocket-Accept: " SAMPLE_ACCEPT "\r\n\r\n", &err) == -1);
     CHECK(err_is(err, "wrong sec-websocket-accept"));
 
+    /* an HTTP/1.0 refusal is read; a 101 needs HTTP/1.1 */
+    CHECK(ws_http_parse_response("HTTP/1.0 404 Not Found\r\n\r\n", 28, &res, &err) == 0);
+    CHECK(res.status == 404 && res.minor == 0);
+    CHECK(ws_http_parse_response("HTTP/1.2 404 x\r\n\r\n", 19, &res, &err) == 0);
+    CHECK(res.minor == 1);
+    CHECK(response_of("HTTP/1.0 101 OK\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      "Sec-WebSocket-Accept: " SAMPLE_ACCEPT "\r\n\r\n", &err) == -1);
+    CHECK(err_is(err, "http/1.1 required"));
+
     /* malformed response heads */
     {
         static const char *bad[] = {
-            "HTTP/1.0 101 OK\r\n\r\n",
+            "HTTP/2.0 101 OK\r\n\r\n",
+            "HTTP/1.x 101 OK\r\n\r\n",
+            "HTTP/1.10 101 OK\r\n\r\n",
             "HTTP/1.1 10 OK\r\n\r\n",
             "HTTP/1.1 1011 OK\r\n\r\n",
             "HTTP/1.1 abc OK\r\n\r\n",

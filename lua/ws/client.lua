@@ -34,6 +34,9 @@ function M.parse_url(url)
   if scheme ~= "ws" and scheme ~= "wss" then return nil, "unsupported url (ws:// or wss:// expected): " .. url end
   local authority, target = rest:match("^([^/?#]*)([^#]*)")
   if target == "" then target = "/" elseif target:sub(1, 1) == "?" then target = "/" .. target end
+  -- a request target holds no spaces or controls (RFC 9112 section 3.2):
+  -- those and non-ASCII bytes go percent-encoded, as browsers send them
+  target = target:gsub("[^\33-\126]", function(c) return ("%%%02X"):format(c:byte()) end)
   if authority:find("@", 1, true) then return nil, "credentials in url are not supported" end
   local host, port = authority:match("^%[([%x:.]+)%]:?(%d*)$")
   if not host then host, port = authority:match("^([^:]+):?(%d*)$") end
@@ -43,17 +46,38 @@ function M.parse_url(url)
   return scheme, host, port, target
 end
 
--- The body of a refusal: Content-Length bytes (or until the server closes),
--- at most max bytes, read until deadline.
-local function read_body(sock, res, body, deadline, max, sched)
-  local want = tonumber(res.headers["content-length"] or "") or max
-  want = math.min(want, max)
-  while #body < want do
-    local data = io_.read(sock, deadline, sched)
-    if not data then break end
-    body = body .. data
+-- The chunks of a chunked body (RFC 9112 section 7.1) as far as raw holds
+-- them: the data, and true once the last chunk came (or the framing broke).
+local function dechunk(raw)
+  local out, pos = {}, 1
+  while true do
+    local line_end = raw:find("\r\n", pos, true)
+    if not line_end then return table.concat(out), false end
+    local size = tonumber(raw:sub(pos, line_end - 1):match("^%s*(%x+)%s*;?") or "", 16)
+    if not size or size == 0 then return table.concat(out), true end
+    if #raw < line_end + 1 + size + 2 then return table.concat(out), false end
+    out[#out + 1] = raw:sub(line_end + 2, line_end + 1 + size)
+    pos = line_end + 2 + size + 2
   end
-  return body:sub(1, want)
+end
+
+-- The body of a refusal, at most max bytes, read until deadline: none for
+-- 1xx, 204 and 304 (RFC 9112 section 6.3), the chunks up to the last one
+-- when chunked, else Content-Length bytes or what comes until the server
+-- closes.
+local function read_body(sock, res, body, deadline, max, sched)
+  local st = res.status
+  if st < 200 or st == 204 or st == 304 then return "" end
+  local chunked = (res.headers["transfer-encoding"] or ""):lower():find("chunked", 1, true)
+  local want = chunked and max or math.min(tonumber(res.headers["content-length"] or "") or max, max)
+  while true do
+    local data, done
+    if chunked then data, done = dechunk(body) else data, done = body:sub(1, want), #body >= want end
+    if done or #body >= 2 * max then return data:sub(1, max) end   -- (chunked: its framing too)
+    local more = io_.read(sock, deadline, sched)
+    if not more then return data:sub(1, max) end
+    body = body .. more
+  end
 end
 
 local function fail(sock, err, sched)
@@ -143,6 +167,14 @@ function M.connect(url, opts)
         (scheme == "ws" and " without an answer (is it a TLS port? try wss://)" or "")
     end
     return fail(sock, "handshake: " .. rest, sched)
+  end
+  -- interim answers (103 Early Hints, 100) come before the real one: skip
+  -- them (RFC 9110 section 15.2), a few at most
+  for _ = 1, 4 do
+    local r = core.parse_response(head)
+    if not (r and r.status >= 100 and r.status < 200 and r.status ~= 101) then break end
+    head, rest = io_.read_head(sock, deadline, opts.max_header, rest, sched)
+    if not head then return fail(sock, "handshake: " .. rest, sched) end
   end
   local res, rerr = core.parse_response(head, key)
   if not res then

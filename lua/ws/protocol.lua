@@ -259,7 +259,7 @@ end
 -- half-close (eof_sent): it writes the queue, shuts down its sending side
 -- and discards input until the peer closes TCP. Returns nil, token, code,
 -- reason as receive() does (token: "protocol error", "invalid utf-8",
--- "message too big", else "closed").
+-- "invalid compressed data", "message too big", else "closed").
 function Protocol:fail(code, reason)
   reason = reason or ""
   if self.state == "closed" then return nil, "closed", self.close_code, self.close_reason end
@@ -269,6 +269,8 @@ function Protocol:fail(code, reason)
   end
   if not self.close_code then self.close_code, self.close_reason = code, reason end
   self.eof_sent = true
+  -- (1007 for a compressed message that does not inflate says so)
+  if reason == "invalid compressed data" then return nil, reason, code, reason end
   return nil, ERR[code] or "closed", code, reason
 end
 

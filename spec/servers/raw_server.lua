@@ -8,6 +8,11 @@
 --               "masked-close CODE" for the close frame the client sends back
 --   /proto      answers a valid 101 choosing subprotocol "zzz"
 --   /silent     reads the request and never answers
+--   /http10     answers an HTTP/1.0 404 with a body and no length, then closes
+--   /204        answers 204 No Content and keeps the connection open
+--   /chunked    answers a chunked 401 and keeps the connection open
+--   /early      answers 103 Early Hints, then a valid 101 and a text frame "hi"
+--   /target...  prints "target TARGET" (the request target as sent), answers 404
 -- Connections are served one at a time.
 local here = debug.getinfo(1, "S").source:match("^@(.*)/spec/servers/[^/]*$") or "."
 package.path = here .. "/?.lua;" .. package.path
@@ -76,6 +81,24 @@ local function serve(c)
     c:send(accept_101(key, "Sec-WebSocket-Protocol: zzz\r\n"))
   elseif path == "/silent" then
     c:receive("*a")   -- until the client gives up (or our timeout)
+  elseif path == "/http10" then
+    c:send("HTTP/1.0 404 File not found\r\nContent-Type: text/plain\r\n\r\nnope")
+  elseif path == "/204" then
+    c:send("HTTP/1.1 204 No Content\r\n\r\n")
+    c:receive("*a")   -- open until the client closes (or our timeout)
+  elseif path == "/chunked" then
+    c:send("HTTP/1.1 401 Unauthorized\r\nTransfer-Encoding: chunked\r\n\r\n" ..
+      "5;ext=1\r\nnope!\r\n3\r\n no\r\n0\r\n\r\n")
+    c:receive("*a")
+  elseif path == "/early" then
+    c:send("HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+    socket.sleep(0.05)
+    c:send(accept_101(key) .. "\129\2hi")
+    c:receive("*a")
+  elseif path:match("^/target") then
+    print("target " .. path)
+    io.stdout:flush()
+    c:send("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
   end
   socket.sleep(0.05)
 end
