@@ -5,7 +5,7 @@
  * errno) as "0 bytes sent, no error", and LuaSocket's send loop then spins
  * forever. Here every call makes one attempt, and result() decides, once,
  * what an OpenSSL failure means; a dead session is never handed to OpenSSL
- * again. */
+ * again, but for the close_notify owed to a peer that sent one. */
 #define _POSIX_C_SOURCE 200809L
 #include "ws_tls.h"
 
@@ -46,6 +46,7 @@ struct ws_tls {
     int dead;                 /* a fatal result was seen: OpenSSL is not called again */
     int ready;                /* handshake complete */
     int sent_close;           /* close_notify sent */
+    int got_close;            /* close_notify received (dead, but ours is still owed) */
     int eof;                  /* read(2) returned 0 (BIO_CTRL_EOF) */
     int werr;                 /* errno of a failed write(2), 0 if none */
     /* bytes read from the socket, not yet taken by OpenSSL: in[in_pos, in_len) */
@@ -429,7 +430,7 @@ static int result(ws_tls *t, int rc) {
     case SSL_ERROR_ZERO_RETURN:
         /* close_notify received: the peer will send nothing more */
         snprintf(t->err, sizeof t->err, "closed");
-        t->dead = 1;
+        t->dead = t->got_close = 1;
         ERR_clear_error();
         return WS_TLS_CLOSED;
     case SSL_ERROR_SYSCALL:
@@ -599,7 +600,9 @@ int ws_tls_pending(const ws_tls *t) {
 }
 
 void ws_tls_shutdown(ws_tls *t) {
-    if (t->dead || !t->ready || t->sent_close)
+    /* after the peer's close_notify the session reads nothing more, but
+     * ours is owed in reply (RFC 8446 section 6.1) */
+    if ((t->dead && !t->got_close) || !t->ready || t->sent_close)
         return;
     t->sent_close = 1;
     prepare();

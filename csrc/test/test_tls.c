@@ -308,6 +308,11 @@ static void test_io(void) {
     CHECK(ws_tls_write(p.c, "x", 1, &n) == WS_TLS_CLOSED && n == 0);
     CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_CLOSED);
     CHECK(ws_tls_write(p.s, "late", 4, &n) == WS_TLS_CLOSED);   /* dead after close_notify */
+    /* but its own close_notify is owed in reply (RFC 8446 section 6.1) */
+    CHECK(ws_tls_read(p.c, buf, sizeof buf, &n) == WS_TLS_WANT_READ);
+    ws_tls_shutdown(p.s);
+    CHECK(ws_tls_read(p.c, buf, sizeof buf, &n) == WS_TLS_CLOSED && n == 0);
+    CHECK(strcmp(ws_tls_error(p.c), "closed") == 0);
     free_pair(&p);
     ws_tls_ctx_free(sc);
     ws_tls_ctx_free(cc);
