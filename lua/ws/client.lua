@@ -160,9 +160,14 @@ function M.connect(url, opts)
   ok, err = io_.write(sock, request, 1, deadline, sched)
   if not ok then return fail(sock, "handshake: " .. err, sched) end
 
-  local head, rest = io_.read_head(sock, deadline, opts.max_header, nil, sched)
+  local head, rest, part = io_.read_head(sock, deadline, opts.max_header, nil, sched)
   if not head then
-    if rest == "closed" then
+    local b = part and part:byte(1)
+    if rest == "closed" and b and b ~= 0x15 and b ~= 0x16 then
+      -- an answer that never ended with an empty line (bare LF, cut short)
+      rest = string.format("connection closed by server before the end of its answer (%q)", part:sub(1, 40))
+    elseif rest == "closed" then
+      -- nothing, or a TLS record (an alert): a TLS port, likely
       rest = "connection closed by server" ..
         (scheme == "ws" and " without an answer (is it a TLS port? try wss://)" or "")
     end

@@ -136,7 +136,7 @@ function M.read_head(sock, deadline, max, buffered, sched)
     if #buf >= max then return nil, "too large" end
     from = math.max(#buf - 2, 1)
     local data, err = M.read(sock, deadline, sched)
-    if not data then return nil, err end
+    if not data then return nil, err, buf end   -- (buf: what came before the end)
     buf = buf .. data
   end
 end
