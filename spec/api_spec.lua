@@ -157,6 +157,19 @@ describe("the first hour", function()
     assert.equal("https://evil.example", log[3].fields.origin)
   end)
 
+  -- What a raw client gets (in a task of l) until stop comes or the server closes.
+  local function read_answer(l, raw, stop)
+    local got = ""
+    raw:settimeout(0)
+    while not got:find(stop, 1, true) do
+      l:sleep(0.01)
+      local d, e, p = raw:receive(4096)
+      got = got .. (d or p or "")
+      if e == "closed" then break end
+    end
+    return got
+  end
+
   it("a TLS ClientHello on a plain port is refused at once, in words; wss:// to it says so", function()
     local srv, l, base, log = loop_server({}, { ["/ws"] = function() end })
     H.run_task(l, 10, function()
@@ -174,16 +187,8 @@ describe("the first hour", function()
     local srv2, l2 = loop_server({}, {})
     assert(raw:connect("127.0.0.1", srv2.port))
     raw:send("\22\3\1\0\5hello")
-    local got = ""
-    H.run_task(l2, 5, function()
-      while not got:find("wss://", 1, true) do
-        l2:sleep(0.01)
-        raw:settimeout(0)
-        local d, e, p = raw:receive(4096)
-        got = got .. (d or p or "")
-        if e == "closed" then break end
-      end
-    end)
+    local got
+    H.run_task(l2, 5, function() got = read_answer(l2, raw, "wss://") end)
     assert.matches("^HTTP/1.1 400 Bad Request", got)
     assert.matches("not wss://", got)
     raw:close()
@@ -196,18 +201,13 @@ describe("the first hour", function()
     raw:settimeout(5)
     assert(raw:connect("127.0.0.1", srv.port))
     raw:setoption("tcp-nodelay", true)
-    local got, t0 = "", gettime()
+    local got, t0
     H.run_task(l, 5, function()
+      t0 = gettime()
       raw:send("\22")
       l:sleep(0.05)   -- (its own segment: the server reads the byte alone)
       raw:send("\3\1\0\5hello")
-      while not got:find("\r\n\r\n", 1, true) do
-        l:sleep(0.01)
-        raw:settimeout(0)
-        local d, e, p = raw:receive(4096)
-        got = got .. (d or p or "")
-        if e == "closed" then break end
-      end
+      got = read_answer(l, raw, "\r\n\r\n")
     end)
     assert.matches("^HTTP/1.1 400 Bad Request", got)
     assert.is_true(gettime() - t0 < 2, "took " .. (gettime() - t0) .. " s")
