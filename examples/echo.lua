@@ -47,6 +47,9 @@ while arg[i] do
 end
 -- the PROXY header is taken from loopback unless told otherwise
 if o.proxy_protocol and not o.trusted then o.trusted = { "127.0.0.1", "::1" } end
+-- systemd socket activation: asked here, in the process systemd started
+-- (LISTEN_PID names it), not in the workers forked below
+o.fd = o.fd or require("ws.server").systemd_fd()
 
 local log = ws.log or function(fmt, ...) io.stderr:write(string.format(fmt, ...), "\n") end
 
@@ -79,7 +82,7 @@ local function serve()
   local server, err = ws.listen {
     host = o.host,
     port = o.port,
-    fd = o.fd or require("ws.server").systemd_fd(),   -- systemd socket activation
+    fd = o.fd,                                    -- --fd N, or systemd's socket
     reuseport = o.reuseport or o.workers ~= nil,
     max_message = 16 * 1024 * 1024,              -- echo large messages too
     compression = o.compression,

@@ -61,15 +61,19 @@ describe("ws.proxy", function()
     assert.has_error(function() proxy.matcher("127.0.0.1") end)
   end)
 
-  it("from_headers: X-Forwarded-For from the right past trusted hops, Forwarded, X-Real-IP, the scheme", function()
+  it("from_headers: the one header the proxies write, from the right past trusted hops; the scheme", function()
     local t = proxy.matcher { "10.0.0.0/8" }
     assert.same({ "1.2.3.4" }, { proxy.from_headers({ ["x-forwarded-for"] = "6.6.6.6, 1.2.3.4, 10.0.0.2" }, t) })
     assert.same({ "6.6.6.6" }, { proxy.from_headers({ ["x-forwarded-for"] = "6.6.6.6,10.0.0.1,10.0.0.2" }, t) })
     assert.same({ "2001:db8::1" }, { proxy.from_headers({ ["x-forwarded-for"] = "[2001:db8::1]:443" }, t) })
-    assert.same({ "2001:db8::2", "https" },
-      { proxy.from_headers({ forwarded = 'for="[2001:db8::2]:4711";proto=https, for=10.0.0.1' }, t) })
-    assert.same({ "5.5.5.5", "https" },
-      { proxy.from_headers({ ["x-real-ip"] = "5.5.5.5", ["x-forwarded-proto"] = "https" }, t) })
+    local fwd = { forwarded = 'for="[2001:db8::2]:4711";proto=https, for=10.0.0.1',
+                  ["x-forwarded-for"] = "7.7.7.7", ["x-forwarded-proto"] = "http", ["x-real-ip"] = "5.5.5.5" }
+    assert.same({ "2001:db8::2", "https" }, { proxy.from_headers(fwd, t, "forwarded") })
+    assert.same({ "5.5.5.5", "http" }, { proxy.from_headers(fwd, t, "x-real-ip") })
+    -- the headers the proxies do not write are the client's own: not read
+    assert.same({ "7.7.7.7", "http" }, { proxy.from_headers(fwd, t) })
+    assert.same({}, { proxy.from_headers({ forwarded = "for=6.6.6.6", ["x-real-ip"] = "6.6.6.6" }, t) })
+    assert.same({}, { proxy.from_headers({ ["x-forwarded-for"] = "6.6.6.6" }, t, "forwarded") })
     -- a hop that is not an address: no client taken from that header
     assert.same({}, { proxy.from_headers({ ["x-forwarded-for"] = "6.6.6.6, evil" }, t) })
     assert.same({}, { proxy.from_headers({ ["x-forwarded-proto"] = "gopher" }, t) })
@@ -106,8 +110,22 @@ describe("server behind proxies", function()
       assert.truthy(peer:match("^127%.0%.0%.2:%d+$"))
       assert.equal("nil", raw)
       assert.equal("http", scheme)
+      -- a client's own Forwarded passed on by a proxy that writes X-Forwarded-For (nginx, HAProxy)
+      m = whoami(server.port, "127.0.0.1", nil, { ["X-Forwarded-For"] = "10.2.2.2", Forwarded = "for=6.6.6.6" })
+      assert.truthy(m:match("^10%.2%.2%.2|"), m)
     end)
     server:close()
+    -- forwarded_header = "forwarded": RFC 7239 alone
+    server = whoami_server(l, { trusted_proxies = { "127.0.0.1" }, forwarded_header = "Forwarded" })
+    H.run_task(l, 20, function()
+      local m = whoami(server.port, "127.0.0.1", nil,
+        { ["X-Forwarded-For"] = "6.6.6.6", Forwarded = "for=10.3.3.3;proto=https" })
+      assert.truthy(m:match("^10%.3%.3%.3|127%.0%.0%.1:%d+|https$"), m)
+    end)
+    server:close()
+    assert.has_error(function()
+      ws.listen { port = 0, trusted_proxies = { "127.0.0.1" }, forwarded_header = "x-client-ip", logger = false }
+    end, 'ws.listen: option \'forwarded_header\' must be "x-forwarded-for", "forwarded" or "x-real-ip", got "x-client-ip"')
   end)
 
   it("proxy_protocol: v1 and v2 headers name the client; LOCAL keeps the TCP peer", function()
@@ -121,6 +139,16 @@ describe("server behind proxies", function()
       assert.truthy(m:match("^203%.0%.113%.8:4260|"), m)
       m = whoami(server.port, "127.0.0.1", v2(0, 0x00, ""))
       assert.truthy(m:match("^127%.0%.0%.1:%d+|127%.0%.0%.1:%d+|"), m)
+      -- a header that names no client: the forwarding headers are the end
+      -- client's own (a layer-4 proxy passes them on), not believed
+      local xff = { ["X-Forwarded-For"] = "6.6.6.6" }
+      for _, first in ipairs { "PROXY UNKNOWN\r\n", v2(0, 0x00, "") } do
+        m = whoami(server.port, "127.0.0.1", first, xff)
+        assert.truthy(m:match("^127%.0%.0%.1:%d+|127%.0%.0%.1:%d+|"), m)
+      end
+      -- one that names a client still has them read when that client is a trusted proxy
+      m = whoami(server.port, "127.0.0.1", "PROXY TCP4 127.0.0.1 127.0.0.1 4000 80\r\n", xff)
+      assert.truthy(m:match("^6%.6%.6%.6|"), m)
     end)
     server:close()
   end)
@@ -277,6 +305,27 @@ describe("drain, health paths, signals, listeners", function()
       end
       assert.equal(40, got)
       assert.equal(1001, c.close_code)
+    end)
+  end)
+
+  it("drain: a handshake still running when it began gets its 101, then 1001 at once", function()
+    local port = H.free_port()
+    local server = assert(ws.listen { host = "127.0.0.1", port = port, loop = l, logger = false,
+      on_request = function() l:sleep(0.5) end })
+    local ran = false
+    server:route("/ws", function(conn) ran = true; repeat until not conn:receive() end)
+    H.run_task(l, 10, function()
+      local t0, conn, code = gettime(), nil, nil
+      l:spawn(function()
+        conn = assert(ws.connect("ws://127.0.0.1:" .. port .. "/ws", { timeout = 3 }))
+        conn:receive(3)
+        code = conn.close_code
+      end)
+      l:sleep(0.2)                          -- inside on_request now
+      assert.equal(0, server:drain())
+      while not code and gettime() - t0 < 3 do l:sleep(0.02) end
+      assert.equal(1001, code)
+      assert.is_false(ran)
     end)
   end)
 

@@ -50,12 +50,10 @@ local function child_pid(proc)
   return tonumber(out:match("%d+"))
 end
 
-local function start_echo(args, name)
-  local proc = H.start_server(function(port)
-    return string.format("%s %s/examples/echo.lua --port %d %s; echo \"[exit $?]\"", H.LUA, H.ROOT, port, args)
-  end, name)
-  -- stopping the shell alone would leave the supervisor and its workers
-  -- running: list the workers, kill the supervisor (no restarts), then them
+-- Stopping the shell alone would leave the supervisor and its workers
+-- running: proc.stop lists the workers, kills the supervisor (no
+-- restarts), then them.
+local function stops_workers(proc)
   local stop = proc.stop
   function proc.stop()
     local parent = child_pid(proc)
@@ -66,6 +64,12 @@ local function start_echo(args, name)
     stop()
   end
   return proc
+end
+
+local function start_echo(args, name)
+  return stops_workers(H.start_server(function(port)
+    return string.format("%s %s/examples/echo.lua --port %d %s; echo \"[exit $?]\"", H.LUA, H.ROOT, port, args)
+  end, name))
 end
 
 describe("workers #slow", function()
@@ -281,15 +285,16 @@ describe("supervisor #slow", function()
 end)
 
 describe("systemd socket activation #slow", function()
+  -- (systemd-socket-activate clears the environment: pass on where our modules are)
+  local env = {}
+  for _, v in ipairs { "LUA_PATH", "LUA_CPATH", "LUA_PATH_5_3", "LUA_CPATH_5_3", "LUA_PATH_5_4", "LUA_CPATH_5_4" } do
+    if os.getenv(v) then env[#env + 1] = "-E " .. v end
+  end
+
   it("echo.lua serves on the listener systemd passes (LISTEN_FDS), and SIGTERM still drains and exits 0", function()
     if not H.sh("command -v systemd-socket-activate >/dev/null") then
       pending("systemd-socket-activate is not installed")
       return
-    end
-    -- (it clears the environment: pass on where our modules are)
-    local env = {}
-    for _, v in ipairs { "LUA_PATH", "LUA_CPATH", "LUA_PATH_5_3", "LUA_CPATH_5_3", "LUA_PATH_5_4", "LUA_CPATH_5_4" } do
-      if os.getenv(v) then env[#env + 1] = "-E " .. v end
     end
     local proc = H.start_server(function(port)
       return string.format("systemd-socket-activate %s -l 127.0.0.1:%d %s %s/examples/echo.lua --port 1; %s",
@@ -307,6 +312,31 @@ describe("systemd socket activation #slow", function()
     assert(H.sh("kill -TERM " .. child_pid(proc)))
     assert.is_true(wait_exit(proc, 5))
     assert.truthy(proc.output():find("%[exit 0%]"))
+  end)
+
+  it("with --workers 2 every worker serves on it (LISTEN_PID names the master, not them)", function()
+    if not H.sh("command -v systemd-socket-activate >/dev/null") then
+      pending("systemd-socket-activate is not installed")
+      return
+    end
+    local proc = stops_workers(H.start_server(function(port)
+      return string.format("systemd-socket-activate %s -l 127.0.0.1:%d %s %s/examples/echo.lua --port 1 --workers 2; %s",
+        table.concat(env, " "), port, H.LUA, H.ROOT, 'echo "[exit $?]"')
+    end, "socket-activated-workers"))
+    finally(proc.stop)
+    H.run_task(loop.new(), 30, function()
+      for i = 1, 6 do
+        local c = assert(ws.connect("ws://127.0.0.1:" .. proc.port .. "/ws", { timeout = 3 }))
+        assert(c:send("activated " .. i))
+        assert.equal("activated " .. i, c:receive(5))
+        c:close()
+      end
+    end)
+    -- both workers took descriptor 3, neither bound --port 1
+    local _, n = proc.output():gsub("echo server on ws://127%.0%.0%.1:" .. proc.port .. "/ws", "")
+    assert.equal(2, n, proc.output())
+    assert(H.sh("kill -TERM " .. child_pid(proc)))
+    assert.is_true(wait_exit(proc, 8))
   end)
 end)
 

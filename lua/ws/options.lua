@@ -312,6 +312,9 @@ M.register("listen", {
     doc = "run(): SIGTERM/SIGINT drain, then run() returns; false leaves signals alone" },
   { name = "trusted_proxies", type = "list",
     doc = "addresses/CIDR blocks whose forwarding headers (and PROXY headers) are believed" },
+  { name = "forwarded_header", type = "string", default = "x-forwarded-for",
+    doc = "the header trusted proxies name the client in: \"x-forwarded-for\", \"forwarded\" (RFC 7239) "
+      .. "or \"x-real-ip\"; the others are the client's own and not read" },
   { name = "proxy_protocol", type = "boolean", default = false,
     doc = "every connection starts with a PROXY v1/v2 header (trusted peers only)" },
   { name = "hub", type = "table", doc = "a ws.hub to attach (server.hub): rooms across processes" },

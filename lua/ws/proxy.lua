@@ -80,31 +80,39 @@ local function split(s, sep)
   return t
 end
 
---- The client's address from a request that came through trusted proxies:
--- Forwarded (RFC 7239 for=), X-Forwarded-For (walked from the right,
--- skipping trusted hops) or X-Real-IP, in that order; and the scheme from
--- X-Forwarded-Proto or Forwarded proto=. Call it only when the TCP peer is
--- trusted. Returns ip or nil, scheme or nil.
+--- The headers a proxy may name the client in (the option forwarded_header).
+M.HEADERS = { ["x-forwarded-for"] = true, forwarded = true, ["x-real-ip"] = true }
+
+--- The client's address from a request that came through trusted proxies,
+-- read from the one header those proxies write (which, default
+-- "x-forwarded-for"): X-Forwarded-For or Forwarded (RFC 7239 for=) walked
+-- from the right, skipping trusted hops, or X-Real-IP. The others are not
+-- read: a proxy passes on the ones it does not write as the client sent
+-- them. The scheme: Forwarded's proto= with "forwarded", else
+-- X-Forwarded-Proto. Call it only when the TCP peer is trusted. Returns ip
+-- or nil, scheme or nil.
 ---@param headers table request headers (lower-case names)
 ---@param trusted fun(ip: string): boolean
-function M.from_headers(headers, trusted)
+---@param which? string "x-forwarded-for" (default), "forwarded" or "x-real-ip"
+function M.from_headers(headers, trusted, which)
   local ip, scheme
-  local fwd = headers.forwarded
-  if fwd then
-    local hops = {}
-    for elem in fwd:gmatch("[^,]+") do
-      local f = elem:lower():match("for=([^;]+)")
-      hops[#hops + 1] = f or "unknown"
-      scheme = elem:lower():match("proto=([%w]+)") or scheme
+  which = which or "x-forwarded-for"
+  local value = headers[which]
+  if which == "forwarded" then
+    if value then
+      local hops = {}
+      for elem in value:gmatch("[^,]+") do
+        local f = elem:lower():match("for=([^;]+)")
+        hops[#hops + 1] = f or "unknown"
+        scheme = elem:lower():match("proto=([%w]+)") or scheme
+      end
+      ip = rightmost_untrusted(hops, trusted)
     end
-    ip = rightmost_untrusted(hops, trusted)
+  else
+    if value then ip = which == "x-real-ip" and host_part(value) or rightmost_untrusted(split(value, ","), trusted) end
+    local xfp = headers["x-forwarded-proto"]
+    if xfp then scheme = trim(split(xfp, ",")[1]):lower() end
   end
-  if not ip and headers["x-forwarded-for"] then
-    ip = rightmost_untrusted(split(headers["x-forwarded-for"], ","), trusted)
-  end
-  if not ip and headers["x-real-ip"] then ip = host_part(headers["x-real-ip"]) end
-  local xfp = headers["x-forwarded-proto"]
-  if xfp then scheme = trim(split(xfp, ",")[1]):lower() end
   if scheme ~= "http" and scheme ~= "https" then scheme = nil end
   return ip, scheme
 end
@@ -128,6 +136,12 @@ end
 -- o.trusted_proxies; raises when proxy_protocol is asked without it.
 function M.configure(o)
   if o.trusted_proxies then o.trusted = M.matcher(o.trusted_proxies) end
+  local which = o.forwarded_header
+  if which then o.forwarded_header = which:lower() end
+  if which and not M.HEADERS[o.forwarded_header] then
+    error("ws.listen: option 'forwarded_header' must be \"x-forwarded-for\", \"forwarded\" or \"x-real-ip\", got "
+      .. string.format("%q", o.forwarded_header), 3)
+  end
   if o.proxy_protocol and not o.trusted then
     error("ws.listen: proxy_protocol needs trusted_proxies (the addresses allowed to send the header)", 3)
   end

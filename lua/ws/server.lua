@@ -292,8 +292,9 @@ local function ip_of(peer)
 end
 
 -- The PROXY protocol header of a new connection (o.proxy_protocol): the
--- client's address it names, or the TCP peer's for LOCAL/UNKNOWN; nil
--- (logged, closed) for a peer that is not trusted or sent no valid header.
+-- client's address it names, or the TCP peer's and true for LOCAL/UNKNOWN
+-- (no client named); nil (logged, closed) for a peer that is not trusted
+-- or sent no valid header.
 local function proxy_header(self, sock, peer, deadline)
   local o = self.opts
   local client, err
@@ -304,14 +305,14 @@ local function proxy_header(self, sock, peer, deadline)
     close(o, sock)
     return nil
   end
-  return client or peer
+  return client or peer, client == nil
 end
 
 -- peer, proxy_peer, scheme after the forwarding headers, read only when
 -- the TCP peer (or the PROXY header's client) is a trusted proxy
 local function forwarded(o, req, peer, proxy_peer)
   if not o.trusted(ip_of(peer)) then return peer, proxy_peer, nil end
-  local client, scheme = proxy.from_headers(req.headers, o.trusted)
+  local client, scheme = proxy.from_headers(req.headers, o.trusted, o.forwarded_header)
   if client then return client, proxy_peer or peer, scheme end
   return peer, proxy_peer, scheme
 end
@@ -528,11 +529,13 @@ function Server:serve_client(sock, peer)
   local o = self.opts
   local deadline = gettime() + o.handshake_timeout
   peer = peer or M.peername(sock)
-  local proxy_peer
+  local proxy_peer, unnamed
   if o.proxy_protocol then
     -- before TLS and HTTP: the header is the first thing on the wire
-    proxy_peer, peer = peer, proxy_header(self, sock, peer, deadline)
-    if not peer then return end
+    local client
+    client, unnamed = proxy_header(self, sock, peer, deadline)
+    if not client then return end
+    proxy_peer, peer = peer, client
   end
   if self.tls then
     -- TLS in ws.core on the same descriptor: the fast path stays
@@ -550,9 +553,17 @@ function Server:serve_client(sock, peer)
   with_captures(req, captures)
   if not self.open then return respond(o, sock, 503, "server is shutting down\n", nil, deadline) end
   local scheme
-  if o.trusted then peer, proxy_peer, scheme = forwarded(o, req, peer, proxy_peer) end
+  -- (a layer-4 proxy whose header named no client, UNKNOWN or LOCAL, passed
+  -- the end client's own HTTP headers on untouched: none of them is believed)
+  if o.trusted and not unnamed then peer, proxy_peer, scheme = forwarded(o, req, peer, proxy_peer) end
   local conn = upgrade(sock, req, rest, o, deadline, peer)
   if not conn then return end
+  if not self.open then
+    -- a drain began while this handshake ran (on_request may wait): its
+    -- list of connections was taken already, so this one closes itself
+    conn:close(1001, "going away")
+    return
+  end
   conn.proxy_peer, conn.scheme = proxy_peer, scheme or (self.tls and "https" or "http")
   conn.params = req.params
   -- a tail call: the handshake's locals leave the stack, which a waiting
