@@ -341,6 +341,35 @@ describe("slow reader", function()
   end)
 end)
 
+describe("a send from outside the loop's tasks", function()
+  it("that the socket cannot take at once is queued for a task, not an error mid-frame", function()
+    -- (a host loop's callback, another loop's coroutine or the main thread
+    -- sends; it cannot wait through the connection's loop)
+    local l = loop.new()
+    local srv = assert(ws.listen { host = "127.0.0.1", port = 0, loop = l, logger = false })
+    local conn, client
+    srv:route("/ws", function(c) conn = c; repeat until not c:receive() end)
+    H.run_task(l, 10, function()
+      client = assert(ws.connect("ws://127.0.0.1:" .. srv.port .. "/ws", { max_message = 16 * 1024 * 1024 }))
+      while not conn do l:sleep(0.01) end
+    end)
+    local big = string.rep("x", 8 * 1024 * 1024)   -- more than loopback's buffers take
+    assert.is_false(l:in_task())
+    assert.is_true(conn:send(big, "binary"))        -- from the main thread
+    assert.is_true(conn.writer ~= false, "the whole message went out at once: the test proves nothing")
+    local got
+    H.run_task(l, 20, function()
+      assert.is_true(l:in_task())
+      got = client:receive(10)
+      assert(conn:send("after"))                    -- the connection goes on
+      assert.equal("after", client:receive(5))
+    end)
+    assert.equal(#big, got and #got)
+    client:abort()
+    srv:close()
+  end)
+end)
+
 describe("on_request: the application decides before the upgrade", function()
   local srv
   setup(function() srv = H.start_lua("spec/servers/test_server.lua", "--auth", "test-server-auth") end)

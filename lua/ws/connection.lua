@@ -361,11 +361,22 @@ end
 -- Wait until queue item seq is written: at once if the socket takes it
 -- and nobody else is writing, else as the writer or behind it, for at most
 -- timeout seconds (nil: no limit). Returns true, or nil, "timeout" / "closed".
+local kick
+
 local function flush(self, seq, timeout)
   if not self.writer then
     local empty = write_now(self)
     if empty then return true end
     if empty == nil then return nil, "closed" end
+  end
+  local sched = self.sched
+  if sched and sched.in_task and not sched:in_task() then
+    -- a call from outside the scheduler's tasks (a host loop's callback,
+    -- another loop's coroutine, the main thread) cannot wait: a task
+    -- writes the rest, as for a corked frame
+    local ok, err = kick(self)
+    if ok then return true end
+    return nil, err == "send queue full" and "closed" or err
   end
   return wait_written(self, seq, timeout and gettime() + timeout)
 end
@@ -409,7 +420,7 @@ end
 -- rest by a task (or, with no scheduler, by this call). A peer that lets
 -- the queue pass max_queue is dropped (only bytes the socket would not
 -- take count, so an idle peer never is). Returns true, or nil, err.
-local function kick(self)
+function kick(self)
   if self.state == "closed" then return nil, "closed" end
   if not self.writer then
     local empty = write_now(self)

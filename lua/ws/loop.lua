@@ -237,6 +237,13 @@ function M.current()
   return nil
 end
 
+--- Whether the running coroutine is one of this loop's tasks: one that
+-- may wait through it.
+---@return boolean
+function Loop:in_task()
+  return active == self and self.entries[co_running()] ~= nil
+end
+
 local function schedule(self, co, a, b)
   local n = self.qn + 1
   self.qn = n
