@@ -84,7 +84,9 @@ static int l_realpath(lua_State *L) {
 }
 
 /* file_info(path) -> size, mtime (seconds), "file" | "directory" | "other",
- * or nil, err (ws.static's ETag and its check for regular files). */
+ * mtime's nanoseconds, or nil, err (ws.static's ETag and its check for
+ * regular files; the nanoseconds tell apart two writes of one size within
+ * a second). */
 static int l_file_info(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     struct stat st;
@@ -92,7 +94,8 @@ static int l_file_info(lua_State *L) {
     lua_pushinteger(L, (lua_Integer)st.st_size);
     lua_pushinteger(L, (lua_Integer)st.st_mtime);
     lua_pushstring(L, S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "directory" : "other");
-    return 3;
+    lua_pushinteger(L, (lua_Integer)st.st_mtim.tv_nsec);
+    return 4;
 }
 
 /* new_table(narr, nrec) -> a table sized for narr array items and nrec

@@ -1,10 +1,13 @@
 -- Routes beyond exact paths (ws.router) and static files (ws.static): the
 -- router and the path check on their own, then a real server process
 -- (spec/servers/routes_server.lua) asked over real sockets.
+local socket = require "socket"
 local ws = require "ws"
 local router = require "ws.router"
 local static = require "ws.static"
 local H = require "spec.helpers"
+
+local gettime = socket.gettime
 
 describe("ws.router", function()
   local r = router.new()
@@ -197,7 +200,59 @@ describe("routes and static files on a real server", function()
     assert.equal("sub", select(3, get("/static/sub/")))
     assert.equal("inside", select(3, get("/static/inlink.txt")))   -- a symlink inside the folder is fine
     assert.equal(404, (get("/static/missing.js")))
-    assert.equal(404, (get("/static/sub")))                       -- a folder is not a file
+    -- a folder named without its slash: sent where its index.html is
+    status, h = get("/static/sub?x=1")
+    assert.equal(301, status)
+    assert.equal("/static/sub/?x=1", h.location)
+    -- the type of the name asked for, not of a symlink's target
+    assert.equal("text/plain; charset=utf-8", select(2, get("/static/inlink.txt"))["content-type"])
+    -- a folder at the root of the file system
+    assert.equal("console.log(1)\n", select(3, get("/fsroot" .. dir .. "/public/app.js")))
+  end)
+
+  it("a file rewritten with the same size within a second gets a new ETag", function()
+    local _, h = get("/static/in.txt")
+    assert(H.sh(string.format("printf 'INSIDE' > %s/public/in.txt", dir)))
+    local status, h2, body = get("/static/in.txt", "If-None-Match: " .. h.etag .. "\r\n")
+    assert.equal(200, status, "the same ETag for new content")
+    assert.equal("INSIDE", body)
+    assert.are_not.equal(h.etag, h2.etag)
+  end)
+
+  it("streams a big file for as long as the client takes, past handshake_timeout (2 s here)", function()
+    local size = 16 * 1024 * 1024
+    assert(H.sh(string.format("head -c %d /dev/zero | tr '\\0' 'z' > %s/public/big.bin", size, dir)))
+    local c = socket.tcp()
+    c:settimeout(5)
+    assert(c:connect("127.0.0.1", server.port))
+    assert(c:send("GET /static/big.bin HTTP/1.1\r\nHost: x\r\n\r\n"))
+    local got, t0 = {}, gettime()
+    while true do
+      socket.sleep(0.05)   -- about 5 MiB/s: 3 s for the file
+      local data, err, partial = c:receive(256 * 1024)
+      data = data or partial
+      if data and data ~= "" then got[#got + 1] = data end
+      if err == "closed" or gettime() - t0 > 20 then break end
+    end
+    c:close()
+    local all = table.concat(got)
+    local head = all:match("^(.-\r\n\r\n)")
+    assert.truthy(head and head:match("^HTTP/1.1 200 "), all:sub(1, 100))
+    assert.truthy(head:find("Content-Length: " .. size .. "\r\n", 1, true))
+    assert.equal(size, #all - #head)
+    assert.is_true(gettime() - t0 > 2.2, "the download was not slow enough to test anything")
+  end)
+
+  it("a page answers a plain GET under a route's pattern; the route, the WebSocket request", function()
+    local status, _, body = get("/api/help")
+    assert.equal(200, status)
+    assert.equal("help ", body)
+    assert.equal("api *=help", first_message("/api/help"))
+    -- a page that raises: 500, in plain text
+    local h
+    status, h = get("/boom")
+    assert.equal(500, status)
+    assert.equal("text/plain; charset=utf-8", h["content-type"])
   end)
 
   it("refuses traversal: .., encoded, symlinks out of the folder, NUL, backslashes (404, logged)", function()

@@ -36,25 +36,64 @@ local REASONS = {
   [505] = "HTTP Version Not Supported",
 }
 
--- An HTTP response: status (100..599), body and headers as an application
--- gave them, checked, or a 500 (logged) when they are not valid.
--- head_only (a HEAD request): the Content-Length of body, without the body.
+-- The length of a response body: a string's, or an open file's from where
+-- it stands to its end (nil if it cannot seek).
+local function body_length(body)
+  if type(body) == "string" then return #body end
+  if io.type(body) ~= "file" then return nil end
+  local at = body:seek()
+  local size = at and body:seek("end")
+  if not size or not body:seek("set", at) then return nil end
+  return size - at
+end
+
+-- An HTTP response head: status (100..599), body (a string, or an open
+-- file, streamed after it) and headers as an application gave them,
+-- checked, or a 500 (logged) when they are not valid; then the body to
+-- write after it. head_only (a HEAD request): the Content-Length, no body.
 local function response(log, status, body, headers, head_only)
   local lines, bad = http.header_lines(headers)
+  local length = body_length(body)
   if type(status) ~= "number" or status % 1 ~= 0 or status < 100 or status > 599
-     or type(body) ~= "string" or not lines then
+     or not length or not lines then
     log("error", string.format("invalid response (status %s, body %s, header %s): answering 500",
-      tostring(status), type(body), tostring(bad)))
-    status, body, lines = 500, "internal error\n", ""
+      tostring(status), io.type(body) or type(body), tostring(bad)))
+    if io.type(body) == "file" then body:close() end
+    status, body, lines, length = 500, "internal error\n", "", 15
   end
   local lower = ("\n" .. lines):lower()
-  return http.head(string.format("HTTP/1.1 %d %s", status, REASONS[status] or "Status"), {
+  if head_only and io.type(body) == "file" then body:close() end
+  if head_only or io.type(body) == "file" then body = head_only and "" or body end
+  local head = http.head(string.format("HTTP/1.1 %d %s", status, REASONS[status] or "Status"), {
     "Content-Type", not lower:find("\ncontent%-type:") and "text/plain; charset=utf-8",
     -- a 304 has no body, and no length of one (RFC 9110 section 15.4.5)
-    "Content-Length", status ~= 304 and tostring(#body),
+    "Content-Length", status ~= 304 and tostring(length),
     -- who sends Upgrade names it in Connection too (RFC 9110 section 7.8)
     "Connection", lower:find("\nupgrade:") and "Upgrade, close" or "close",
-  }, lines, not head_only and body or "")
+  }, lines, type(body) == "string" and body or "")
+  return head, io.type(body) == "file" and body or nil
+end
+
+-- Write s, then the rest of file f, in pieces of at most 64 KiB, each given
+-- send_timeout (30 s without one): a long download goes on as long as the
+-- client takes it, a stalled one is cut. Closes f. Returns true or nil, err.
+local PIECE = 64 * 1024
+local function write_pieces(o, sock, s, f)
+  local t = o.send_timeout or 30
+  local ok, err = true, nil
+  local i = 1
+  while ok and i <= #s do
+    local j = math.min(i + PIECE - 1, #s)
+    ok, err = io_.write(sock, j - i + 1 == #s and s or s:sub(i, j), 1, gettime() + t, o.sched)
+    i = j + 1
+  end
+  while ok and f do
+    local piece = f:read(PIECE)
+    if not piece then break end
+    ok, err = io_.write(sock, piece, 1, gettime() + t, o.sched)
+  end
+  if f then f:close() end
+  return ok, err
 end
 
 -- Close a socket no connection owns yet; its scheduler forgets it first
@@ -66,7 +105,8 @@ end
 
 -- Answer with an HTTP error (or page) and close.
 local function respond(o, sock, status, body, headers, deadline, head_only)
-  io_.write(sock, response(o.log, status, body, headers, head_only), 1, deadline, o.sched)
+  local head, file = response(o.log, status, body, headers, head_only)
+  write_pieces(o, sock, head, file)
   -- half-close and drain briefly so the client reads our answer, not a reset
   if sock.shutdown then sock:shutdown("send") end
   local stop = math.min(deadline or math.huge, gettime() + 0.5)
@@ -502,7 +542,7 @@ local function serve_page(self, sock, req, deadline, peer)
       status, body, headers = s, b or "", h
     else
       o.log("error", "page error: " .. tostring(s), { peer = peer, path = req.path, error = s })
-      status, body = 500, "internal error\n"
+      status, body, headers = 500, "internal error\n", nil
     end
   end
   -- HEAD: the Content-Length GET would give, no body (RFC 9110 section 9.3.2)
@@ -549,6 +589,9 @@ function Server:serve_client(sock, peer)
   local req, rest = read_request(sock, o, deadline, peer)
   if not req then return end
   local handler, captures = self.routes:match(req.path)
+  -- a page answers what is not a WebSocket request on its path, though a
+  -- route's pattern covers it too ("/chat/*" and the page "/chat/help")
+  if handler and not req.ws_accept and not req.headers.upgrade and self.pages:match(req.path) then handler = nil end
   if not handler then return serve_page(self, sock, req, deadline, peer) end
   with_captures(req, captures)
   if not self.open then return respond(o, sock, 503, "server is shutting down\n", nil, deadline) end

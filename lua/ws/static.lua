@@ -62,27 +62,25 @@ end
 function M.resolve(root, relative)
   local real, err = core.realpath(root .. "/" .. relative)
   if not real then return nil, err end
-  if real:sub(1, #root + 1) ~= root .. "/" then return nil, "outside the folder" end
+  local base = root:sub(-1) == "/" and root or root .. "/"   -- (root "/" itself)
+  if real:sub(1, #base) ~= base then return nil, "outside the folder" end
   return real
 end
 
--- The file's contents and ETag (size and modification time, as nginx), or
--- nil for anything but a regular file.
-local function read_file(path)
-  local size, mtime, kind = core.file_info(path)
-  if kind ~= "file" then return nil end
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local body = f:read("*a")
-  f:close()
-  return body, string.format('"%x-%x"', mtime, size)
+-- The ETag of a regular file (modification time, to the nanosecond, and
+-- size), or nil and the kind ("directory", ...) for anything else.
+local function etag_of(path)
+  local size, mtime, kind, ns = core.file_info(path)
+  if kind ~= "file" then return nil, kind end
+  return string.format('"%x.%x-%x"', mtime, ns, size)
 end
 
---- A page handler function(request) -> status, body, headers serving folder.
+--- A page handler function(request) -> status, body, headers serving folder;
+-- the body of a 200 is the open file, which the server streams (and closes).
 -- opts.log: logger(level, message, fields) for refusals.
 ---@param folder string
 ---@param opts? { log: fun(level: string, message: string, fields: table?) }
----@return fun(request: table): integer, string, table
+---@return fun(request: table): integer, string|file*, table
 function M.handler(folder, opts)
   local log = opts and opts.log or function() end
   local root, err = core.realpath(folder)
@@ -92,22 +90,32 @@ function M.handler(folder, opts)
     local rel, why = M.clean(rest)
     local path = rel
     if rel then path, why = M.resolve(root, rel) end
-    local body, etag
-    if path then body, etag = read_file(path) end
-    if not body then
+    local etag, kind
+    if path then etag, kind = etag_of(path) end
+    if kind == "directory" and rest:sub(-1) ~= "/" then
+      -- a folder named without its slash: where its index.html is served
+      -- (relative links in it resolve against the slash)
+      local q = request.query
+      return 301, "", { Location = request.path .. "/" .. (q and "?" .. q or "") }
+    end
+    if not etag then
       if why and why ~= "No such file or directory" then
         log("info", "static: refused " .. request.path .. ": " .. why, { path = request.path })
       end
       return 404, "not found\n"
     end
-    local headers = { ["Content-Type"] = M.mime_type(path), ETag = etag, ["Cache-Control"] = "no-cache" }
+    -- (the type of the name asked for, not of a symlink's target)
+    local headers = { ["Content-Type"] = M.mime_type(rel), ETag = etag, ["Cache-Control"] = "no-cache" }
     local inm = request.headers["if-none-match"]
     if inm then
       for tag in inm:gmatch("[^,%s]+") do
         if tag == etag or tag == "W/" .. etag or tag == "*" then return 304, "", headers end
       end
     end
-    return 200, body, headers
+    -- streamed by the server in 64 KiB pieces: neither read whole nor held
+    local f = io.open(path, "rb")
+    if not f then return 404, "not found\n" end
+    return 200, f, headers
   end
 end
 

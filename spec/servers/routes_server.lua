@@ -2,11 +2,13 @@
 --   lua spec/servers/routes_server.lua --port P --root FOLDER
 -- (subprotocol "chat" offered) /ws (exact), /rooms/:name and /api/* (WebSocket) send one text message
 -- "ROUTE params" and then echo; pages /page/:id and /files/* answer
--- "ROUTE params"; /static/ serves FOLDER. params is a sorted k=v list.
+-- "ROUTE params"; /static/ serves FOLDER, /fsroot/ the root folder "/";
+-- the page /api/help (under the route /api/*) answers "help", /boom raises.
+-- handshake_timeout is 2 s (a slow download outlasts it). params is a sorted k=v list.
 local common = require "spec.servers.common"
 
 local root
-local server = common.listen(arg, { host = "127.0.0.1", protocols = { "chat" } }, function(flag, v)
+local server = common.listen(arg, { host = "127.0.0.1", protocols = { "chat" }, handshake_timeout = 2 }, function(flag, v)
   if flag == "--root" then root = v; return 2 end
 end)
 
@@ -42,5 +44,8 @@ server:route("/api/*", ws_route("api"))
 server:page("/page/:id", page("page"))
 server:page("/files/*", page("files"))
 server:page("/files/special", page("special"))
+server:page("/api/help", page("help"))
+server:page("/boom", function() error("boom") end)
 if root then server:static("/static/", root) end
+server:static("/fsroot/", "/")
 server:run()
