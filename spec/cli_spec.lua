@@ -53,7 +53,25 @@ describe("the ws command", function()
       assert.equal("hello\nwörld\n\nlast\n", out, err)
       assert.equal(0, code, err)
       assert.matches("connected to ws://", err)
+      assert.matches("\nclosed: 1000\n$", err)   -- (printed once our close is answered)
     end
+  end)
+
+  it("--binary up to --max-message (16 MiB by default, as `ws serve --echo` takes); past it, says so", function()
+    local ours = H.start_server(function(port)
+      return string.format("exec %s %s/bin/ws serve --echo --port %d", H.LUA, H.ROOT, port)
+    end, "cli-ours-big")
+    finally(ours.stop)
+    local big = string.rep("b", 3 * 1024 * 1024)
+    local out, err, code = ws_cmd("ws://127.0.0.1:" .. ours.port .. "/ --binary", big)
+    assert.equal(0, code, err)
+    assert.is_true(out == big, "echo of " .. #out .. " bytes")
+    -- our limit, not the server's doing
+    out, err, code = ws_cmd("ws://127.0.0.1:" .. ours.port .. "/ --binary --max-message 1048576", big)
+    assert.equal("", out)
+    assert.equal(1, code, err)
+    assert.matches("ws: message too big: closed with 1009 %(see %-%-max%-message%)", err)
+    assert.is_nil(err:find("closed by the server", 1, true), err)
   end)
 
   it("--close CODE closes with that code (the python peer reports it); --ping prints the round trip", function()
@@ -135,6 +153,14 @@ describe("the ws command", function()
     _, err, code = ws_cmd("ws://x/ --close abc", "")
     assert.equal(2, code)
     assert.matches("%-%-close wants a close code", err)
+    -- every value is checked before anything runs: exit 2 and one line, no stack trace
+    for _, args in ipairs { "ws://x/ --close 1000.5", "ws://x/ --timeout -1", "ws://x/ --max-message 0",
+                            "serve --echo --port 99999", "serve --echo --workers 1.5" } do
+      _, err, code = ws_cmd(args, "")
+      assert.equal(2, code, args .. ": " .. err)
+      assert.matches("^ws: %-%-[%w-]+ wants ", err, args)
+      assert.is_nil(err:find("traceback", 1, true), err)
+    end
     local out
     out, _, code = ws_cmd("--version", "")
     assert.equal(0, code)

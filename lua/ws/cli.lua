@@ -7,7 +7,8 @@
 -- (repeatable), --origin O, --cafile FILE, --insecure, --binary (stdin read
 -- whole and sent as one binary message), --ping (send a ping, print the
 -- round trip), --close CODE (close with CODE at the end of input),
--- --timeout S, --compression. Exit status: 0 after a clean close, 1 on any
+-- --timeout S, --max-message BYTES (default 16 MiB, as `ws serve --echo`
+-- takes), --compression. Exit status: 0 after a clean close, 1 on any
 -- failure (with a message on stderr), 2 on a usage error.
 -- @module ws.cli
 local ws = require "ws"
@@ -19,12 +20,19 @@ local M = {}
 M.USAGE = [[
 usage: ws URL [--header "Name: value"]... [--protocol P]... [--origin O]
               [--cafile FILE] [--insecure] [--binary] [--ping] [--close CODE]
-              [--timeout SECONDS] [--compression]
+              [--timeout SECONDS] [--max-message BYTES] [--compression]
        ws serve --echo [--host HOST] [--port PORT] [--workers N]
        ws --version | --help
 Client: each line of stdin is sent as a text message; each message received
 is printed on its own line (binary ones as "< binary N bytes" unless --binary).
 ]]
+
+-- s as an integer in lo..hi, or nil.
+local function integer(s, lo, hi)
+  local n = tonumber(s)
+  if not n or n % 1 ~= 0 or n < lo or n > hi then return nil end
+  return math.floor(n)
+end
 
 -- The parsed command line, or nil, err.
 function M.parse(args)
@@ -50,21 +58,26 @@ function M.parse(args)
       elseif a == "--ping" then o.ping = true
       elseif a == "--compression" then o.compression = true
       elseif a == "--close" then
-        o.close = tonumber(value(a))
+        o.close = integer(value(a), 0, 65535)
         if not o.close or not core.close_payload(o.close) then
           error({ usage = "--close wants a close code a peer may send (1000, 3000..4999, ...)" })
         end
       elseif a == "--timeout" then
         o.timeout = tonumber(value(a))
-        if not o.timeout then error({ usage = "--timeout wants seconds" }) end
+        if not o.timeout or o.timeout < 0 or o.timeout ~= o.timeout then
+          error({ usage = "--timeout wants seconds >= 0" })
+        end
+      elseif a == "--max-message" then
+        o.max_message = integer(value(a), 1, math.huge)
+        if not o.max_message then error({ usage = "--max-message wants bytes >= 1" }) end
       elseif a == "--echo" then o.echo = true
       elseif a == "--host" then o.host = value(a)
       elseif a == "--port" or a == "-p" then
-        o.port = tonumber(value(a))
-        if not o.port then error({ usage = "--port wants a number" }) end
+        o.port = integer(value(a), 0, 65535)
+        if not o.port then error({ usage = "--port wants a number in 0..65535" }) end
       elseif a == "--workers" then
-        o.workers = tonumber(value(a))
-        if not o.workers or o.workers < 1 then error({ usage = "--workers wants a count >= 1" }) end
+        o.workers = integer(value(a), 1, 4096)
+        if not o.workers then error({ usage = "--workers wants a count in 1..4096" }) end
       elseif a == "--help" or a == "-h" then o.help = true
       elseif a == "--version" then o.version = true
       elseif a == "serve" and not o.command then o.command = "serve"
@@ -102,11 +115,17 @@ function M.client(o, io_)
     while true do
       local data, kind, code, reason = conn:receive()
       if not data then
-        if not done then   -- (done: we closed, and the writer reports it)
-          done = true
-          if kind ~= "closed" then say(io_.stderr, "ws: ", kind) end
+        -- (done: we closed, and the writer reports it and stops the loop)
+        if done then return end
+        done = true
+        if kind == "closed" then
           say(io_.stderr, "closed by the server: ", tostring(code), " ", reason or "")
           failed = code ~= 1000 and code ~= 1001
+        else
+          -- the server broke the protocol, or sent more than --max-message: we closed
+          say(io_.stderr, "ws: ", kind, ": closed with ", tostring(code),
+            kind == "message too big" and " (see --max-message)" or "")
+          failed = true
         end
         l:stop()
         return
@@ -139,16 +158,18 @@ function M.client(o, io_)
     -- end of input: let late answers (and a pong) arrive, then close
     l:sleep(o.ping and 1 or 0.2)
     done = true
-    local ok, cerr, code = conn:close(o.close or 1000)
-    if not ok then failed = true; say(io_.stderr, "ws: close: ", cerr)
-    else say(io_.stderr, "closed: ", tostring(code)) end
+    local ok, code_or_err = conn:close(o.close or 1000)   -- (true, the peer's code; or nil, err)
+    if not ok then failed = true; say(io_.stderr, "ws: close: ", code_or_err)
+    else say(io_.stderr, "closed: ", tostring(code_or_err)) end
     l:stop()
   end
   l:spawn(function()
-    local conn, err, res = ws.connect(o.url, {
+    local ok, conn, err, res = pcall(ws.connect, o.url, {
       headers = o.headers, protocols = #o.protocols > 0 and o.protocols or nil, origin = o.origin,
       tls = tls, timeout = o.timeout, compression = o.compression or nil,
+      max_message = o.max_message or 16 * 1024 * 1024,
     })
+    if not ok then conn, err = nil, tostring(conn) end   -- (a bad header name, say)
     if not conn then
       say(io_.stderr, "ws: ", err)
       if res and res.body and res.body ~= "" then say(io_.stderr, "ws: the server said: ", (res.body:gsub("%s+$", ""))) end
