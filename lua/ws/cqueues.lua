@@ -129,11 +129,12 @@ function S:forget(sock)
 end
 
 --- Run a ws.listen server (or a ws.loop) nested in controller cq: one
--- coroutine waits on its epoll descriptor and timeout and steps it.
--- Returns that coroutine; it ends when the server's loop has no task left.
+-- coroutine waits on its epoll descriptor and timeout and steps it; it
+-- ends when the server's loop has no task left. Returns cq (cq:wrap's
+-- result), for chaining.
 ---@param cq table a cqueues controller
 ---@param target table a server from ws.listen, or a ws.loop
----@return thread
+---@return table cq
 function M.attach(cq, target)
   local l = target.loop or target
   local kick = condition.new()
