@@ -7,7 +7,8 @@
 --                    of the path (still encoded) in params["*"]
 --
 -- The most specific route wins: an exact path, then the pattern with the
--- most literal segments, then the longest prefix; among equals, the first added.
+-- most literal segments, then the longest prefix; among equals, the first
+-- added. Adding a path again replaces its value.
 -- @module ws.router
 local M = {}
 
@@ -86,6 +87,13 @@ function Router:add(path, value)
     if s:sub(1, 1) ~= ":" then literal = literal + 1
     elseif #s == 1 then error("route " .. path .. ": a capture needs a name (/:name)", 3) end
     if s == "*" then error("route " .. path .. ": '*' only at the end (/prefix/*)", 3) end
+  end
+  -- the same pattern again replaces it, as an exact path's does
+  for _, q in ipairs(self.patterns) do
+    if q.path == path then
+      q.value = value
+      return self
+    end
   end
   local p = { path = path, segs = segs, prefix = prefix, literal = literal, value = value,
               order = #self.patterns + 1 }
