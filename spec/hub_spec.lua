@@ -491,6 +491,89 @@ describe("ws.hub over Redis #slow", function()
     end
   end)
 
+  it("ordered: a publish Redis refuses (OOM) goes again before those behind it, in order; counted", function()
+    local r = H.start_redis()
+    finally(r.stop)
+    local l = loop.new()
+    local h1 = redis_hub(l, { redis = r.url, ordered = true, backoff_min = 0.05 })
+    local h2 = redis_hub(l, { redis = r.url, ordered = true })
+    local got = {}
+    h2:on("t", function(data) got[#got + 1] = tonumber(data) end)
+    H.run_task(l, 30, function()
+      for i = 1, 10 do h1:publish("t", tostring(i)) end
+      assert.is_true(wait_for(l, 5, function() return #got == 10 end))
+      r.cli("CONFIG SET maxmemory 1")
+      h1:publish("t", "11")                      -- refused: OOM
+      assert.is_true(wait_for(l, 5, function() return h1:status().refused > 0 end))
+      for i = 12, 15 do h1:publish("t", tostring(i)) end   -- (behind it)
+      l:sleep(0.3)
+      r.cli("CONFIG SET maxmemory 0")
+      for i = 16, 20 do h1:publish("t", tostring(i)) end
+      assert.is_true(wait_for(l, 10, function() return #got == 20 end), #got .. " of 20")
+      for i = 1, 20 do assert.equal(i, got[i]) end
+      assert.equal(0, h1:status().dropped)
+    end)
+    h1:close(); h2:close()
+  end)
+
+  it("unordered: a PUBLISH Redis refuses is dropped and counted as refused, not unconfirmed", function()
+    local r = H.start_redis { args = "--rename-command PUBLISH ''" }
+    finally(r.stop)
+    local l = loop.new()
+    local h = redis_hub(l, { redis = r.url })
+    H.run_task(l, 10, function()
+      for i = 1, 3 do h:publish("t", "m" .. i) end
+      assert.is_true(wait_for(l, 5, function() return h:status().refused == 3 end))
+      local st = h:status()
+      assert.same({ 3, 0 }, { st.dropped, st.unconfirmed })
+    end)
+    h:close()
+  end)
+
+  it("says what Redis said when it refuses the subscriptions (NOAUTH)", function()
+    local r = H.start_redis { args = "--requirepass s3cret" }
+    finally(r.stop)
+    local l = loop.new()
+    local why
+    local h = ws.hub { loop = l, redis = r.url, logger = false,
+      on_state = function(state, info) if state == "down" then why = info.error end end }
+    assert.is_true(H.step_until(l, 10, function() return why ~= nil end))
+    assert.matches("NOAUTH", why)
+    h:close()
+  end)
+
+  it("drops text from Redis that is not UTF-8 (anyone may PUBLISH there), counted", function()
+    local l = loop.new()
+    local h = redis_hub(l)
+    local s, conns = serve(l, h)
+    H.run_task(l, 20, function()
+      local c = connect(s, "u8")
+      assert.is_true(wait_for(l, 5, function() return #conns == 1 end))
+      assert.is_true(wait_for(l, 5, function() return rds.cli("PUBSUB NUMSUB ws:u8"):match("\n1") ~= nil end))
+      local raw = assert(redis.connect(rds.url, { loop = l }))
+      assert(raw:call("PUBLISH", "ws:u8", "u ab12 1 t\n\255\254 bad"))
+      assert(raw:call("PUBLISH", "ws:u8", "u ab12 2 t\nfine"))
+      assert.equal("fine", c:receive(5))
+      assert.equal(1, h:status().invalid)
+      c:close()
+    end)
+    h:close(); s:close()
+  end)
+
+  it("ordered: except on a topic nobody here takes leaves nothing behind", function()
+    local l = loop.new()
+    local h = redis_hub(l, { ordered = true })
+    local s, conns = serve(l, h)
+    H.run_task(l, 20, function()
+      local c = connect(s, "here")
+      assert.is_true(wait_for(l, 5, function() return #conns == 1 end))
+      for i = 1, 50 do h:publish("elsewhere", "m" .. i, "text", { except = conns[1] }) end
+      assert.is_nil(next(h.excepts))
+      c:close()
+    end)
+    h:close(); s:close()
+  end)
+
   it("parses URLs; AUTH and SELECT; nil, err for errors; pipelines", function()
     assert.same({ host = "h", port = 7, db = 3, password = "pw" }, redis.parse_url("redis://:pw@h:7/3"))
     assert.same({ host = "127.0.0.1", port = 6379, db = 0 }, redis.parse_url("redis://"))

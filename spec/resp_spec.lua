@@ -105,6 +105,30 @@ describe("ws.resp parser", function()
     end
   end)
 
+  it("parses a big array arriving over many reads once, not again at every read", function()
+    -- VM instructions to parse an XRANGE-sized reply of n items fed in
+    -- 1 KiB reads (a hook counts them, so the machine's load cannot)
+    local function cost(n)
+      local items = {}
+      for i = 1, n do items[i] = "$20\r\n" .. string.format("%020d", i) .. "\r\n" end
+      local s = "*" .. n .. "\r\n" .. table.concat(items)
+      local p, got, count = resp.parser(), nil, 0
+      debug.sethook(function() count = count + 1 end, "", 100)
+      for i = 1, #s, 1024 do
+        p:feed(s:sub(i, i + 1023))
+        local ok, v = p:next()
+        if ok then got = v end
+      end
+      debug.sethook()
+      assert.equal(n, got and got.n)
+      assert.equal(string.format("%020d", n), got[n])
+      return count
+    end
+    local small, big = cost(2000), cost(8000)
+    -- four times the items: about four times the work (it was sixteen)
+    assert.is_true(big < 6 * small, string.format("%d against %d", big, small))
+  end)
+
   it("returns nothing until a reply is whole, and keeps what follows", function()
     local p = resp.parser()
     p:feed("$10\r\n01234")

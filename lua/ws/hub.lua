@@ -107,8 +107,8 @@ function M.new(opts)
     retry = {},       -- ordered: sends that failed, to go out before the outbox
     answered = { h = 1, t = 0, bytes = 0 },   -- ordered: recent publishes Redis answered (see confirmed)
     run_frames = {}, run_n = 0, run_t = nil,   -- see flush_run
-    stats = { published = 0, received = 0, delivered = 0, dropped = 0, unconfirmed = 0, missed = 0,
-              resent = 0 },
+    stats = { published = 0, received = 0, delivered = 0, dropped = 0, unconfirmed = 0, refused = 0, invalid = 0,
+              missed = 0, resent = 0 },
     state = opts.redis and "down" or "local",
   }, Hub)
   for k, v in pairs(M.defaults) do
@@ -176,6 +176,21 @@ local function tell(self, t, data, kind, topic, node, m)
 end
 
 -- One message to the topic's connections (its frame encoded once) and listeners.
+-- Text from Redis that is not UTF-8 (anyone who may PUBLISH there can send
+-- it; ours is checked before it is published): no client may get it as a
+-- text frame (RFC 6455 section 8.1). Dropped, counted (invalid), logged at
+-- most once a second. Returns true for such text.
+local function invalid_text(self, kind, data)
+  if kind ~= "text" or utf8_valid(data) then return false end
+  self.stats.invalid = self.stats.invalid + 1
+  local now = gettime()
+  if now - (self.invalid_logged or 0) >= 1 then
+    self.invalid_logged = now
+    self.log("warn", "hub: text from Redis that is not UTF-8, dropped", { invalid = self.stats.invalid })
+  end
+  return true
+end
+
 local function deliver(self, t, data, kind, except, topic, node, m)
   local n = fan_out(self, t, core.frame(data, kind), 1, except)
   tell(self, t, data, kind, topic, node, m)
@@ -282,15 +297,31 @@ local function drop(self)
   self.stats.dropped = self.stats.dropped + 1
 end
 
+-- Redis answered a publish with an error (OOM, READONLY, NOPERM, ...):
+-- logged, at most once a second, with what Redis said; counted (refused).
+local function refused(self, err, topic)
+  self.refusals = (self.refusals or 0) + 1
+  self.stats.refused = self.stats.refused + 1
+  local now = gettime()
+  if now - (self.refused_logged or 0) >= 1 then
+    self.refused_logged = now
+    self.log("warn", "hub: Redis refused a publish: " .. tostring(err), { topic = topic, refused = self.stats.refused })
+  end
+end
+
 -- The reply to a PUBLISH (one callback per hub): a PUBLISH never written,
--- or written but never answered, is a drop. Redis writes a PUBLISH's reply
--- in the same round as the message to the subscribers, so one it never
--- answered before it died reached nobody, as far as we could observe (it
--- is also counted in unconfirmed).
+-- written but never answered, or refused is a drop. Redis writes a
+-- PUBLISH's reply in the same round as the message to the subscribers, so
+-- one it never answered before it died reached nobody, as far as we could
+-- observe (it is also counted in unconfirmed; one refused, in refused).
 function published_cb(self)
   return function(ok, err)
-    if ok then return end
+    if ok then
+      self.refusals = 0
+      return
+    end
     drop(self)
+    if self.pub and self.pub.open then return refused(self, err) end
     if err ~= "not sent" then self.stats.unconfirmed = self.stats.unconfirmed + 1 end
   end
 end
@@ -343,7 +374,9 @@ function Hub:publish(topic, data, kind, opts)
   self.seqs[topic] = seq
   if self.ordered then
     local msg = { topic = topic, data = data, kind = kind, seq = seq, node = self.node }
-    if except then self.excepts[topic .. " " .. seq] = except end
+    -- (only where it can come back: a topic nobody here takes never does,
+    -- and its entry would stay as long as the connection)
+    if except and t then self.excepts[topic .. " " .. seq] = except end
     if ready(self) then
       if t and self.local_when_down then own(t, msg) end
       return 0, send_ordered(self, msg)
@@ -418,15 +451,21 @@ function send_ordered(self, msg)
   local pub = self.pub
   local function done(ok, err)
     if ok then
+      self.refusals = 0
       if err[1] == 0 then return end   -- (a copy the Stream holds)
       if msg.epoch then self.stats.resent = self.stats.resent + 1 end
       return confirmed(self, msg, err[2])
     end
     if self.closed then return drop(self) end
     hold(self, self.retry, msg)
-    -- the script is gone (SCRIPT FLUSH): a new connection loads it again
-    -- and sends the retries in order (this one first, then those behind it)
-    if type(err) == "string" and err:find("^NOSCRIPT") then pub:close("script flushed") end
+    if pub.open then
+      -- Redis answered with an error (OOM, READONLY, MISCONF, NOPERM; NOSCRIPT
+      -- after a SCRIPT FLUSH): what follows must not overtake this one, so the
+      -- connection goes, and a new one (after a backoff) loads the script
+      -- and sends the retries first, in order
+      refused(self, err, msg.topic)
+      pub:close("refused: " .. tostring(err))
+    end
   end
   local cmd, script = "EVALSHA", self.sha
   if not script then cmd, script = "EVAL", SCRIPT end
@@ -459,6 +498,7 @@ local function deliver_ordered(self, topic, t, m)
   local last = t.seen[m.node]
   if last and m.seq <= last then return 0 end
   t.seen[m.node] = m.seq
+  if m.node ~= self.node and invalid_text(self, m.kind, m.data) then return 0 end
   local except
   if m.node == self.node then
     local ek = topic .. " " .. m.seq
@@ -632,6 +672,7 @@ local function message(self, ch, payload)
     local node, k = match(head, "^u (%x+) %d+ ([tb])$")
     if node and node ~= self.node and self.server then
       self.stats.received = self.stats.received + 1
+      if invalid_text(self, KINDS[k], data) then return end
       self.stats.delivered = self.stats.delivered + self.server:broadcast(data, KINDS[k])
     end
     return
@@ -657,6 +698,7 @@ local function message(self, ch, payload)
   if last and seq > last + 1 then self.stats.missed = self.stats.missed + seq - last - 1 end
   t.seen[node] = seq
   local kind = KINDS[k]
+  if invalid_text(self, kind, data) then return end
   if self.run_t ~= t then
     flush_run(self)
     self.run_t = t
@@ -724,9 +766,10 @@ end
 
 -- The subscriber connection, with every channel subscribed (confirmed).
 local function connect_sub(self)
+  local closed_by
   local sub, err = redis.connect(self.url, {
     loop = self.loop, timeout = self.timeout, subscriber = true,
-    on_close = function() alarm(self) end,
+    on_close = function(why) closed_by = why; alarm(self) end,
     on_messages = function(chans, datas, n) messages(self, chans, datas, n) end,
     on_push = function(v)
       if v[1] == "subscribe" and self.confirming then
@@ -746,7 +789,8 @@ local function connect_sub(self)
   if self.confirming or not sub.open then
     self.sub, self.confirming = nil, nil
     sub:close()
-    return nil, "subscribe not confirmed"
+    -- (what Redis said, when it said why: NOAUTH, NOPERM, maxclients)
+    return nil, "subscribe not confirmed" .. (closed_by and closed_by ~= "closed" and ": " .. closed_by or "")
   end
   self.probe_seen = gettime()
   return sub
@@ -825,6 +869,10 @@ function Hub:supervise()
       if not self.closed then
         self.up = false
         set_state(self, "down", { error = pub.open and "subscriber connection lost" or "publish connection lost" })
+        if (self.refusals or 0) > 0 then
+          -- Redis refused a publish: not again at once (it may refuse for a while)
+          idle(self, gettime() + math.min(self.backoff_min * 2 ^ (self.refusals - 1), self.backoff_max))
+        end
       end
     else
       if self.up or not self.reported then

@@ -235,7 +235,10 @@ function Client:reader()
       else
         flush_messages(self, chans, datas, n)
         n = 0
-        if not reply(self, v) then return self:close("protocol error: unexpected reply") end
+        if not reply(self, v) then
+          -- (an error nobody waited for: a refused SUBSCRIBE, NOAUTH, maxclients)
+          return self:close(resp.is_error(v) and v.message or "protocol error: unexpected reply")
+        end
       end
       if not self.open then return end
     end

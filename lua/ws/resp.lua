@@ -45,10 +45,15 @@ local function integer(s)
   return tonumber(s)
 end
 
--- Parse one reply of buf at pos. Returns value, next position; or nil,
--- need (incomplete: at least `need` bytes of buf are needed, or 0 if
--- unknown); or false, err (not RESP).
-local function parse(buf, pos, depth)
+-- An array header read by element: its count follows.
+local ARRAY = {}
+
+-- Parse one element of buf at pos: a value (a scalar, a nil or empty
+-- array) and the next position; ARRAY, count, next position for an array
+-- header (its items are elements of their own); nil, need (incomplete: at
+-- least `need` bytes of buf are needed, or 0 if unknown); or false, err
+-- (not RESP).
+local function element(buf, pos)
   local e = find(buf, "\r\n", pos, true)
   if not e then
     if #buf - pos > M.MAX_LINE then return false, "line too long" end
@@ -78,15 +83,8 @@ local function parse(buf, pos, depth)
     local n = integer(line)
     if not n or n < -1 or n > M.MAX_ITEMS then return false, "bad array length" end
     if n == -1 then return M.null, nextpos end
-    if depth >= M.MAX_DEPTH then return false, "arrays nested too deep" end
-    local arr = { n = n }
-    local p = nextpos
-    for i = 1, n do
-      local v, np = parse(buf, p, depth + 1)
-      if not v then return v, np end
-      arr[i], p = v, np
-    end
-    return arr, p
+    if n == 0 then return { n = 0 }, nextpos end
+    return ARRAY, n, nextpos
   end
   return false, "bad reply type " .. string.format("%q", string.char(t))
 end
@@ -95,9 +93,13 @@ local Parser = {}
 Parser.__index = Parser
 
 --- A new incremental parser: feed(bytes) as they arrive, then next() until
--- it says there is no whole reply left.
+-- it says there is no whole reply left. An array that arrives over many
+-- reads is parsed once: the items parsed so far are kept (arrs, fill: the
+-- arrays still open, outermost first, and how many items each holds), and
+-- parsing resumes at the first item not yet whole.
 function M.parser()
-  return setmetatable({ buf = "", pos = 1, chunks = {}, nchunks = 0, pending = 0, need = 0 }, Parser)
+  return setmetatable({ buf = "", pos = 1, chunks = {}, nchunks = 0, pending = 0, need = 0,
+                        arrs = {}, fill = {} }, Parser)
 end
 
 --- Add bytes read from the connection.
@@ -128,23 +130,54 @@ local function consumed(self, p)
   self.pos = p
 end
 
+-- Put v in the innermost open array; close the arrays it fills. Returns the
+-- whole reply once the outermost one is closed (or v, with none open).
+local function place(self, v)
+  local arrs, fill = self.arrs, self.fill
+  while true do
+    local d = #arrs
+    if d == 0 then return v end
+    local arr, k = arrs[d], fill[d] + 1
+    arr[k], fill[d] = v, k
+    if k < arr.n then return nil end
+    arrs[d], fill[d] = nil, nil
+    v = arr
+  end
+end
+
 --- The next whole reply: returns true, value; or nil when more bytes are
 -- needed; or false, err when the stream is not RESP (the connection must
 -- then be dropped: nothing after it can be trusted).
 function Parser:next()
   if self.err then return false, self.err end
   if not gather(self) then return nil end
-  local v, p = parse(self.buf, self.pos, 0)
-  if v == nil then
-    self.need = p > 0 and p - self.pos + 1 or 0
-    return nil
+  local buf, pos = self.buf, self.pos
+  while true do
+    local v, a, b = element(buf, pos)
+    if v == nil then
+      -- (the items before this one stay parsed, in the open arrays)
+      consumed(self, pos)
+      self.need = a > 0 and a - self.pos + 1 or 0
+      return nil
+    elseif v == false then
+      self.err = a
+      return false, a
+    elseif v == ARRAY then
+      if #self.arrs >= M.MAX_DEPTH then
+        self.err = "arrays nested too deep"
+        return false, self.err
+      end
+      local d = #self.arrs + 1
+      self.arrs[d], self.fill[d], pos = { n = a }, 0, b
+    else
+      pos = a
+      local whole = place(self, v)
+      if whole ~= nil then
+        consumed(self, pos)
+        return true, whole
+      end
+    end
   end
-  if v == false then
-    self.err = p
-    return false, p
-  end
-  consumed(self, p)
-  return true, v
 end
 
 local MESSAGE = "*3\r\n$7\r\nmessage\r\n"
@@ -156,16 +189,29 @@ function Parser:next_message()
   if self.err then return false, self.err end
   if not gather(self) then return nil end
   local buf, pos = self.buf, self.pos
-  if sub(buf, pos, pos + #MESSAGE - 1) == MESSAGE then
-    local ch, p = parse(buf, pos + #MESSAGE, 1)
+  local head = #self.arrs == 0 and sub(buf, pos, pos + #MESSAGE - 1)
+  if head and #head < #MESSAGE and head == sub(MESSAGE, 1, #head) then
+    self.need = #head + 1   -- (maybe a push's start: look again with more)
+    return nil
+  end
+  if head == MESSAGE then
+    local ch, p = element(buf, pos + #MESSAGE)
+    if ch == nil then   -- (incomplete: wait for the push whole, here)
+      self.need = p > 0 and p - pos + 1 or 0
+      return nil
+    end
     if type(ch) == "string" and byte(buf, pos + #MESSAGE) == DOLLAR then
-      local data, p2 = parse(buf, p, 1)
+      local data, p2 = element(buf, p)
+      if data == nil then
+        self.need = p2 > 0 and p2 - pos + 1 or 0
+        return nil
+      end
       if type(data) == "string" and byte(buf, p) == DOLLAR then
         consumed(self, p2)
         return "message", ch, data
       end
     end
-    -- anything else (incomplete, another shape, not RESP): the general path
+    -- anything else (another shape, not RESP): the general path
   end
   return self:next()
 end
