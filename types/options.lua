@@ -39,6 +39,7 @@
 ---@field health_path? string|string[] e.g. "/healthz" (or a list): 200 ok, 503 while draining.
 ---@field signals? boolean run(): SIGTERM/SIGINT drain, then run() returns; false leaves signals alone. Default: true.
 ---@field trusted_proxies? string[] addresses/CIDR blocks whose forwarding headers (and PROXY headers) are believed.
+---@field forwarded_header? string the header trusted proxies name the client in: "x-forwarded-for", "forwarded" (RFC 7239) or "x-real-ip"; the others are the client's own and not read. Default: x-forwarded-for.
 ---@field proxy_protocol? boolean every connection starts with a PROXY v1/v2 header (trusted peers only). Default: false.
 ---@field hub? table a ws.hub to attach (server.hub): rooms across processes.
 local ListenOptions = {}
