@@ -42,6 +42,9 @@ describe("options are checked at the call", function()
       errmsg(ws.listen, { max_message = "1MB" }))
     assert.matches("option 'compression.level' must be an integer in 1..9, got 42$",
       errmsg(ws.listen, { compression = { level = 42 } }))
+    -- whole as a float, but past what an integer holds
+    assert.matches("option 'max_message' must be an integer >= 1, got 1e%+0?20$", errmsg(ws.listen, { max_message = 1e20 }))
+    assert.matches("option 'max_queue' must be an integer", errmsg(ws.connect, "ws://x/", { max_queue = 2 ^ 63 }))
     assert.matches("option 'origins' must be a list of strings, got \"https://a.com\"$",
       errmsg(ws.listen, { origins = "https://a.com" }))
     assert.matches("ws.connect: option 'timeout' must be a number >= 0, got \"5\"$",

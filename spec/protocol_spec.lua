@@ -68,6 +68,22 @@ local function feed(p, bytes, now)
   return events(p)
 end
 
+describe("protocol: what a driver may not ask", function()
+  it("raises for frames RFC 6455 forbids (a programmer's mistake), nil, \"closed\" after the end", function()
+    local p = protocol.new { role = "client" }
+    assert.has_error(function() p:send_control("ping", ("x"):rep(126)) end)
+    assert.has_error(function() p:send_control("close", "") end)
+    assert.has_error(function() p:send_message("x", "ping") end)
+    assert.has_error(function() p:send_message(42, "text") end)
+    assert.is_number(p:send_control("ping", ("x"):rep(125)))
+    p:connection_lost()
+    -- bytes a driver still held from before the loss: dropped, no error
+    p:receive_data("\129\2hi")
+    assert.same({ nil, "closed" }, { p:send_message("x", "text") })
+    assert.equal("closed", select(2, p:next_event()))
+  end)
+end)
+
 describe("protocol: messages and control frames", function()
   it("delivers text, binary, empty and fragmented messages", function()
     local p = protocol.new { role = "server" }

@@ -68,7 +68,7 @@ function M.parse(args)
           error({ usage = "--timeout wants seconds >= 0" })
         end
       elseif a == "--max-message" then
-        o.max_message = integer(value(a), 1, math.huge)
+        o.max_message = integer(value(a), 1, 2 ^ 53)
         if not o.max_message then error({ usage = "--max-message wants bytes >= 1" }) end
       elseif a == "--echo" then o.echo = true
       elseif a == "--host" then o.host = value(a)
@@ -164,7 +164,8 @@ function M.client(o, io_)
     l:stop()
   end
   l:spawn(function()
-    local ok, conn, err, res = pcall(ws.connect, o.url, {
+    -- (ws.loop.pcall: connect waits, which PUC Lua 5.1 cannot do inside pcall)
+    local ok, conn, err, res = ws.loop.pcall(ws.connect, o.url, {
       headers = o.headers, protocols = #o.protocols > 0 and o.protocols or nil, origin = o.origin,
       tls = tls, timeout = o.timeout, compression = o.compression or nil,
       max_message = o.max_message or 16 * 1024 * 1024,

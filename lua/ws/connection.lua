@@ -214,7 +214,7 @@ local function teardown(self, code, reason)
   if hooks then
     self.close_hooks = nil
     for i = 1, #hooks do
-      local ok, err = pcall(hooks[i], self, self.close_code, self.close_reason)
+      local ok, err = loop.pcall(hooks[i], self, self.close_code, self.close_reason)   -- (it may wait, on 5.1 too)
       if not ok then self.log("error", "on_close hook failed: " .. tostring(err), { peer = self.peer }) end
     end
   end

@@ -32,7 +32,10 @@ end
 function M.header_lines(headers)
   local t = {}
   for name, value in pairs(headers or {}) do
-    if type(value) == "number" then value = tostring(value) end
+    -- (a whole number as digits: 120.0 is "120" on every Lua, 2^53 no "e+15")
+    if type(value) == "number" then
+      value = (value % 1 == 0 and value > -2^63 and value < 2^63) and string.format("%d", value) or tostring(value)
+    end
     if not M.valid(name, value) then return nil, tostring(name) end
     t[#t + 1] = name .. ": " .. value .. "\r\n"
   end

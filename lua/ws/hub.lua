@@ -33,6 +33,7 @@
 local socket = require "socket"
 local core = require "ws.core"
 local fanout = require "ws.fanout"
+local loop = require "ws.loop"
 local redis = require "ws.redis"
 local logging = require "ws.log"
 local options = require "ws.options"
@@ -170,7 +171,7 @@ local function tell(self, t, data, kind, topic, node, m)
   if t.fns[1] == nil then return end
   local info = { topic = topic, node = node, offset = m and m.off, epoch = m and m.epoch }
   for _, fn in ipairs(t.fns) do
-    local ok, err = pcall(fn, data, kind, info)
+    local ok, err = loop.pcall(fn, data, kind, info)   -- (a listener may wait, on 5.1 too)
     if not ok then self.log("error", "hub listener failed: " .. tostring(err), { topic = topic }) end
   end
 end
@@ -479,7 +480,7 @@ end
 local function gap(self, topic, info, what)
   self.log("warn", "hub: " .. what, { topic = topic, since = info.since, first = info.first, epoch = info.epoch })
   if self.opts.on_gap then
-    local ok, err = pcall(self.opts.on_gap, topic, info)
+    local ok, err = loop.pcall(self.opts.on_gap, topic, info)
     if not ok then self.log("error", "hub: on_gap failed: " .. tostring(err)) end
   end
 end
@@ -721,7 +722,7 @@ local function set_state(self, state, info)
   local level = state == "down" and "warn" or "info"
   self.log(level, "hub: redis " .. state, info)
   if self.opts.on_state then
-    local ok, err = pcall(self.opts.on_state, state, info)
+    local ok, err = loop.pcall(self.opts.on_state, state, info)
     if not ok then self.log("error", "hub: on_state failed: " .. tostring(err)) end
   end
 end

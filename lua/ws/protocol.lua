@@ -202,9 +202,14 @@ function Protocol:encode(data, kind, rsv)
   return frame(data, kind, true, self.masked, rsv)
 end
 
---- Queue a message (kind "text" or "binary"). Returns its sequence
--- number, or nil, "closed" / "invalid utf-8".
+--- Queue a message (kind "text" or "binary"; anything else is a
+-- programmer's mistake, raised). Returns its sequence number, or nil,
+-- "closed" / "invalid utf-8".
 function Protocol:send_message(data, kind)
+  if type(data) ~= "string" then error("bad argument #1 to 'send_message' (string expected)", 2) end
+  if kind ~= "text" and kind ~= "binary" then
+    error("bad argument #2 to 'send_message' (\"text\" or \"binary\" expected)", 2)
+  end
   if self.state ~= "open" then return nil, "closed" end
   local rsv
   data, rsv = self:compress(data, kind)
@@ -214,9 +219,16 @@ function Protocol:send_message(data, kind)
   return self:push(bytes)
 end
 
---- Queue a ping or pong (payload of at most 125 bytes, checked by the
--- caller). Returns its sequence number, or nil, "closed".
+--- Queue a ping or pong (a payload of at most 125 bytes, RFC 6455 section
+-- 5.5; a close goes through send_close). Returns its sequence number, or
+-- nil, "closed"; anything else is a programmer's mistake, raised.
 function Protocol:send_control(kind, data)
+  if kind ~= "ping" and kind ~= "pong" then
+    error("bad argument #1 to 'send_control' (\"ping\" or \"pong\" expected; close: send_close)", 2)
+  end
+  if data ~= nil and (type(data) ~= "string" or #data > 125) then
+    error("bad argument #2 to 'send_control' (string of at most 125 bytes expected)", 2)
+  end
   if self.state ~= "open" then return nil, "closed" end
   return self:push(frame(data or "", kind, true, self.masked))
 end
@@ -280,6 +292,8 @@ end
 -- idle timer.
 function Protocol:receive_data(bytes, now)
   if now then self.last_seen = now end
+  -- (bytes still held when the transport went are of no use: dropped)
+  if self.state == "closed" then return end
   self.reader:feed(bytes)
 end
 
