@@ -62,8 +62,10 @@ local function response(log, status, body, headers, head_only)
     status, body, lines, length = 500, "internal error\n", "", 15
   end
   local lower = ("\n" .. lines):lower()
-  if head_only and io.type(body) == "file" then body:close() end
-  if head_only or io.type(body) == "file" then body = head_only and "" or body end
+  if head_only then
+    if io.type(body) == "file" then body:close() end
+    body = ""
+  end
   local head = http.head(string.format("HTTP/1.1 %d %s", status, REASONS[status] or "Status"), {
     "Content-Type", not lower:find("\ncontent%-type:") and "text/plain; charset=utf-8",
     -- a 304 has no body, and no length of one (RFC 9110 section 15.4.5)
