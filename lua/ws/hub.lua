@@ -110,6 +110,7 @@ function M.new(opts)
     run_frames = {}, run_n = 0, run_t = nil,   -- see flush_run
     stats = { published = 0, received = 0, delivered = 0, dropped = 0, unconfirmed = 0, refused = 0, invalid = 0,
               missed = 0, resent = 0 },
+    warned = {},      -- stats name -> when it was last logged (see count_warn)
     state = opts.redis and "down" or "local",
   }, Hub)
   for k, v in pairs(M.defaults) do
@@ -177,18 +178,25 @@ local function tell(self, t, data, kind, topic, node, m)
 end
 
 -- One message to the topic's connections (its frame encoded once) and listeners.
+-- Count an event in stats[name] and log it at most once a second (a
+-- flood of them must not flood the log).
+local function count_warn(self, name, message, fields)
+  local n = self.stats[name] + 1
+  self.stats[name] = n
+  local now = gettime()
+  if now - (self.warned[name] or 0) < 1 then return end
+  self.warned[name] = now
+  fields[name] = n
+  self.log("warn", message, fields)
+end
+
 -- Text from Redis that is not UTF-8 (anyone who may PUBLISH there can send
 -- it; ours is checked before it is published): no client may get it as a
--- text frame (RFC 6455 section 8.1). Dropped, counted (invalid), logged at
--- most once a second. Returns true for such text.
+-- text frame (RFC 6455 section 8.1). Dropped and counted (invalid).
+-- Returns true for such text.
 local function invalid_text(self, kind, data)
   if kind ~= "text" or utf8_valid(data) then return false end
-  self.stats.invalid = self.stats.invalid + 1
-  local now = gettime()
-  if now - (self.invalid_logged or 0) >= 1 then
-    self.invalid_logged = now
-    self.log("warn", "hub: text from Redis that is not UTF-8, dropped", { invalid = self.stats.invalid })
-  end
+  count_warn(self, "invalid", "hub: text from Redis that is not UTF-8, dropped", {})
   return true
 end
 
@@ -299,15 +307,10 @@ local function drop(self)
 end
 
 -- Redis answered a publish with an error (OOM, READONLY, NOPERM, ...):
--- logged, at most once a second, with what Redis said; counted (refused).
+-- counted (refused) and logged with what Redis said.
 local function refused(self, err, topic)
   self.refusals = (self.refusals or 0) + 1
-  self.stats.refused = self.stats.refused + 1
-  local now = gettime()
-  if now - (self.refused_logged or 0) >= 1 then
-    self.refused_logged = now
-    self.log("warn", "hub: Redis refused a publish: " .. tostring(err), { topic = topic, refused = self.stats.refused })
-  end
+  count_warn(self, "refused", "hub: Redis refused a publish: " .. tostring(err), { topic = topic })
 end
 
 -- The reply to a PUBLISH (one callback per hub): a PUBLISH never written,
