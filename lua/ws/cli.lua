@@ -64,7 +64,7 @@ function M.parse(args)
         end
       elseif a == "--timeout" then
         o.timeout = tonumber(value(a))
-        if not o.timeout or o.timeout < 0 or o.timeout ~= o.timeout then
+        if not o.timeout or o.timeout < 0 then
           error({ usage = "--timeout wants seconds >= 0" })
         end
       elseif a == "--max-message" then

@@ -111,6 +111,7 @@ function M.new(opts)
     stats = { published = 0, received = 0, delivered = 0, dropped = 0, unconfirmed = 0, refused = 0, invalid = 0,
               missed = 0, resent = 0 },
     warned = {},      -- stats name -> when it was last logged (see count_warn)
+    refusals = 0,     -- publishes Redis refused since it last took one (the reconnect backoff)
     state = opts.redis and "down" or "local",
   }, Hub)
   for k, v in pairs(M.defaults) do
@@ -309,7 +310,7 @@ end
 -- Redis answered a publish with an error (OOM, READONLY, NOPERM, ...):
 -- counted (refused) and logged with what Redis said.
 local function refused(self, err, topic)
-  self.refusals = (self.refusals or 0) + 1
+  self.refusals = self.refusals + 1
   count_warn(self, "refused", "hub: Redis refused a publish: " .. tostring(err), { topic = topic })
 end
 
@@ -873,7 +874,7 @@ function Hub:supervise()
       if not self.closed then
         self.up = false
         set_state(self, "down", { error = pub.open and "subscriber connection lost" or "publish connection lost" })
-        if (self.refusals or 0) > 0 then
+        if self.refusals > 0 then
           -- Redis refused a publish: not again at once (it may refuse for a while)
           idle(self, gettime() + math.min(self.backoff_min * 2 ^ (self.refusals - 1), self.backoff_max))
         end
