@@ -237,6 +237,49 @@ describe("ws.hub over Redis #slow", function()
     h1:close(); h2:close(); s2:close()
   end)
 
+  it("reads a burst from Redis a read a loop round: the loop goes on, a client that keeps up gets it all", function()
+    local l = loop.new()
+    local hub = redis_hub(l)
+    local server = assert(ws.listen { host = "127.0.0.1", port = H.free_port(), loop = l, hub = hub,
+                                      max_queue = 4 * 1024 * 1024 })
+    server:route("/ws", function(conn)
+      hub:subscribe(conn, "burst")
+      repeat until not conn:receive()
+    end)
+    -- 1,536 messages of 16 KiB (24 MiB) from another process, pipelined.
+    -- The client (its own process, as browsers are) takes them as fast as
+    -- they come: it falls behind only if nothing is written while the
+    -- hub reads the burst.
+    local n, size = 1536, 16384
+    local peer = H.PYTHON .. " " .. H.ROOT .. "/spec/peers/burst.py "
+    local client = H.spawn(peer .. "client " .. server.port .. " " .. n .. " " .. size, "burst-client")
+    -- loop rounds, counted by a task that yields; what they were at the
+    -- first and the last message of the burst
+    local rounds, seen, first, last = 0, 0, nil, nil
+    hub:on("burst", function()
+      seen = seen + 1
+      if seen == 1 then first = rounds elseif seen == n then last = rounds end
+    end)
+    l:spawn(function() while seen < n do rounds = rounds + 1; l:yield() end end)
+    H.run_task(l, 60, function()
+      assert.is_true(wait_for(l, 10, function() return hub:count("burst") == 1 end))
+      assert.is_true(wait_for(l, 5, function() return rds.cli("PUBSUB NUMSUB ws:burst"):match("\n1") ~= nil end))
+      local publisher = H.spawn(peer .. "publish " .. rds.port .. " " .. n .. " " .. size, "burst-publisher")
+      -- the loop blocked meanwhile (H.wait_output sleeps): Redis holds the
+      -- burst for us (under its 32 MB limit), so every read returns at once
+      assert.truthy(H.wait_output(publisher, "published", 20))
+      wait_for(l, 30, function() return client.output():find("\n[ab][la][ld]") ~= nil end)
+      publisher.stop()
+      assert.equal("connected\nall\n", client.output())
+      assert.equal(n, hub:status().received)
+      -- the reader let the loop go round between its reads (at most 1 MiB
+      -- each: 24 at least), though every read found data waiting
+      assert.is_true(last - first >= 20, "loop rounds during the burst: " .. (last - first))
+    end)
+    client.stop()
+    hub:close(); server:close()
+  end)
+
   it("ordered: one total order for everybody, history with offsets and epoch", function()
     local l = loop.new()
     local h1, h2 = redis_hub(l, { ordered = true }), redis_hub(l, { ordered = true })

@@ -242,8 +242,14 @@ function Client:reader()
       end
       if not self.open then return end
     end
-    flush_messages(self, chans, datas, n)
-    n = 0
+    if n > 0 then
+      flush_messages(self, chans, datas, n)
+      n = 0
+      -- under a burst the next read returns at once: let the other tasks
+      -- (the fan-out's flush, the connections' writers) run first, or the
+      -- whole burst is queued before a byte of it is written
+      self.loop:yield()
+    end
   end
 end
 
