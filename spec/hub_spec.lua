@@ -603,6 +603,31 @@ describe("ws.hub over Redis #slow", function()
     h:close(); s:close()
   end)
 
+  it("ordered: publishes the connection is too busy to take wait in order and go out as it drains", function()
+    local l = loop.new()
+    local h1 = redis_hub(l, { ordered = true, prefix = "busy:" })
+    local h2 = redis_hub(l, { ordered = true, prefix = "busy:" })
+    local got = {}
+    h2:on("t", function(data) got[#got + 1] = tonumber(data) end)
+    H.run_task(l, 30, function()
+      assert.is_true(wait_for(l, 5, function() return rds.cli("PUBSUB NUMSUB busy:t"):match("\n1") ~= nil end))
+      h1.pub.max_pending = 3          -- (as a slow Redis would: 100,000 commands waiting)
+      for i = 1, 50 do assert.same({ 0, true }, { h1:publish("t", tostring(i)) }) end
+      assert.is_true(h1:status().outbox > 0)   -- held, counted
+      -- no reconnect: they go out as Redis answers, in publish order
+      assert.is_true(wait_for(l, 10, function() return #got == 50 end), #got .. " of 50")
+      for i = 1, 50 do assert.equal(i, got[i]) end
+      assert.equal(0, h1:status().outbox)
+      -- held past max_outbox: refused, counted
+      h1.max_outbox = 5
+      local res = {}
+      for i = 1, 10 do res[i] = { h1:publish("t", "x" .. i) } end
+      assert.same({ 0, nil, "redis busy" }, res[10])
+      assert.is_true(h1:status().dropped > 0)
+    end)
+    h1:close(); h2:close()
+  end)
+
   it("ordered: except on a topic nobody here takes leaves nothing behind", function()
     local l = loop.new()
     local h = redis_hub(l, { ordered = true })

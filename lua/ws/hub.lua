@@ -104,8 +104,8 @@ function M.new(opts)
     of = setmetatable({}, { __mode = "k" }),   -- conn -> set of its topics
     seqs = {},        -- topic -> our last sequence
     excepts = setmetatable({}, { __mode = "v" }),   -- ordered: "topic seq" -> conn left out
-    outbox = {},      -- ordered: publishes waiting for Redis
-    retry = {},       -- ordered: sends that failed, to go out before the outbox
+    outbox = {},      -- ordered: publishes not sent yet (Redis down, or busy), in order
+    retry = {},       -- ordered: sends that failed, to go out before the outbox on reconnect
     answered = { h = 1, t = 0, bytes = 0 },   -- ordered: recent publishes Redis answered (see confirmed)
     run_frames = {}, run_n = 0, run_t = nil,   -- see flush_run
     stats = { published = 0, received = 0, delivered = 0, dropped = 0, unconfirmed = 0, refused = 0, invalid = 0,
@@ -295,7 +295,7 @@ end
 -- one never got (seen by their sequence numbers); resent (ordered) our
 -- answered publishes sent again because Redis came back without them.
 function Hub:status()
-  local s = { state = self.state, node = self.node, outbox = #self.outbox, topics = 0 }
+  local s = { state = self.state, node = self.node, outbox = #self.outbox + #self.retry, topics = 0 }
   for k, v in pairs(self.stats) do s[k] = v end
   for _ in pairs(self.topics) do s.topics = s.topics + 1 end
   return s
@@ -331,18 +331,18 @@ function published_cb(self)
   end
 end
 
--- Can publish now: both connections up and subscribed (ordered mode: and
--- the retries and outbox went out first).
+-- Can publish now: both connections up and subscribed (ordered mode: a
+-- publish still waits behind a non-empty outbox).
 local function ready(self)
   return self.up and self.pub.open
 end
 
 -- Ordered mode: keep msg in list (the outbox, or the retries that go out
--- before it) unless max_outbox messages already wait.
-local function hold(self, list, msg)
+-- before it) unless max_outbox messages already wait (then nil, why).
+local function hold(self, list, msg, why)
   if #self.outbox + #self.retry >= self.max_outbox then
     drop(self)
-    return nil, "redis down"
+    return nil, why or "redis down"
   end
   list[#list + 1] = msg
   return true
@@ -359,6 +359,18 @@ end
 
 local send_ordered, own, deliver_own, confirmed
 
+-- Ordered mode: send the outbox, in order, while the publish connection
+-- takes it (not "busy"); what it cannot take yet stays first. Called when
+-- Redis answers one of ours, and by the supervisor.
+local function drain(self)
+  local box, i = self.outbox, 1
+  while box[i] and ready(self) and send_ordered(self, box[i]) do i = i + 1 end
+  if i == 1 then return end
+  local rest = {}
+  for j = i, #box do rest[#rest + 1] = box[j] end
+  self.outbox = rest
+end
+
 --- Publish data (kind "text" or "binary") to topic's subscribers on every
 -- process; opts.except: a local connection left out. Returns the count of
 -- local connections it was queued to, then true when handed to Redis, or
@@ -366,7 +378,8 @@ local send_ordered, own, deliver_own, confirmed
 -- Redis; see ws.redis max_pending, max_buffer), counted as dropped. Never waits.
 -- Text that is not UTF-8 goes nowhere: nil, "invalid utf-8".
 -- Ordered mode: local connections get it through Redis (count 0); while
--- Redis is down it waits in the outbox (nil, "redis down" past max_outbox)
+-- Redis is down, or busy, it waits in the outbox behind the earlier ones
+-- (past max_outbox: nil, "redis down" or "redis busy")
 -- and, with local_when_down, local connections get it at once (their count).
 function Hub:publish(topic, data, kind, opts)
   check_topic(topic, 1, "publish")
@@ -383,8 +396,12 @@ function Hub:publish(topic, data, kind, opts)
     -- and its entry would stay as long as the connection)
     if except and t then self.excepts[topic .. " " .. seq] = except end
     if ready(self) then
-      if t and self.local_when_down then own(t, msg) end
-      return 0, send_ordered(self, msg)
+      local ok, err = true, nil
+      -- behind what waits, or held when the connection is busy: a later
+      -- publish never overtakes an earlier one (drain sends them)
+      if self.outbox[1] or not send_ordered(self, msg) then ok, err = hold(self, self.outbox, msg, "redis busy") end
+      if ok and t and self.local_when_down then own(t, msg) end
+      return 0, ok, err
     end
     local n = 0
     if t and self.local_when_down then n = deliver_own(self, topic, t, msg) end
@@ -446,7 +463,8 @@ function confirmed(self, msg, epoch)
 end
 
 -- Send one ordered publish through the script (EVALSHA; loaded on connect,
--- EVAL if SCRIPT LOAD is refused).
+-- EVAL if SCRIPT LOAD is refused). Returns true, or nil, err when the
+-- connection cannot take it (the caller keeps it in the outbox).
 -- One that fails before its reply joins the retries, sent again before the
 -- outbox on reconnect (if Redis had run it, receivers drop the copy by its
 -- node and sequence).
@@ -457,6 +475,7 @@ function send_ordered(self, msg)
   local function done(ok, err)
     if ok then
       self.refusals = 0
+      if self.outbox[1] then drain(self) end   -- (room for what waits)
       if err[1] == 0 then return end   -- (a copy the Stream holds)
       if msg.epoch then self.stats.resent = self.stats.resent + 1 end
       return confirmed(self, msg, err[2])
@@ -474,9 +493,9 @@ function send_ordered(self, msg)
   end
   local cmd, script = "EVALSHA", self.sha
   if not script then cmd, script = "EVAL", SCRIPT end
-  local ok = pub:send(done, cmd, script, 2, skey, mkey, channel(self, msg.topic), self.maxlen,
+  local ok, err = pub:send(done, cmd, script, 2, skey, mkey, channel(self, msg.topic), self.maxlen,
     hex(core.random(8)), header, msg.data, msg.epoch or "")
-  if not ok then return hold(self, self.retry, msg) end
+  if not ok then return nil, err == "busy" and "redis busy" or "redis down" end
   return true
 end
 
@@ -821,8 +840,8 @@ local function resume_ordered(self, replay_all, resend)
   end
   for _, m in ipairs(self.retry) do waiting[#waiting + 1] = m end
   for _, m in ipairs(self.outbox) do waiting[#waiting + 1] = m end
-  self.retry, self.outbox = {}, {}
-  for _, m in ipairs(waiting) do send_ordered(self, m) end
+  self.retry, self.outbox = {}, waiting
+  drain(self)
 end
 
 -- Health: a PING on the subscriber connection and a probe published to our
@@ -866,6 +885,7 @@ function Hub:supervise()
       if self.ordered and (fresh_pub or fresh_sub) then resume_ordered(self, fresh_sub, fresh_pub) end
       while pub.open and sub.open and not self.closed do
         idle(self, gettime() + self.probe_interval)
+        if self.ordered then drain(self) end
         if pub.open and sub.open and not healthy(self, pub, sub) then
           self.log("warn", "hub: subscriber connection silent, replacing it")
           sub:close("subscriber silent")

@@ -343,7 +343,7 @@ M.register("hub", {
   { name = "history", type = "integer", min = 1, default = 10000,
     doc = "ordered mode: messages kept per topic in the Stream (MAXLEN)" },
   { name = "max_outbox", type = "integer", min = 0, default = 10000,
-    doc = "ordered mode: publishes held while Redis is down" },
+    doc = "ordered mode: publishes held while Redis is down or busy" },
   { name = "local_when_down", type = "boolean", default = true,
     doc = "ordered mode: while Redis is down, this process's publishes reach its own subscribers at once" },
   { name = "timeout", type = "number", min = 0, default = 5, doc = "seconds for connecting and for each Redis command" },
