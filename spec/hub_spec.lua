@@ -628,6 +628,40 @@ describe("ws.hub over Redis #slow", function()
     h1:close(); h2:close()
   end)
 
+  it("ordered: publishes that waited while Redis was down go before any made once it is back", function()
+    local r = H.start_redis()
+    finally(function() r.stop() end)
+    local l = loop.new()
+    local h1, downs = nil, 0
+    h1 = redis_hub(l, { redis = r.url, ordered = true, backoff_max = 0.3, on_state = function(state)
+      if state == "down" then downs = downs + 1 end
+      if state == "up" and downs > 0 then
+        h1:publish("t", "from on_state")
+        l:sleep(0.2)                -- (meanwhile another task publishes)
+      end
+    end })
+    local h2 = redis_hub(l, { redis = r.url, ordered = true, backoff_max = 0.3 })
+    local got = {}
+    h2:on("t", function(data) got[#got + 1] = data end)
+    H.run_task(l, 30, function()
+      assert.is_true(wait_for(l, 5, function() return r.cli("PUBSUB NUMSUB ws:t"):match("\n1") ~= nil end))
+      h1:publish("t", "m1")
+      assert.is_true(wait_for(l, 5, function() return #got == 1 end))
+      h1:publish("t", "queued")       -- (still queued when Redis dies: it goes again on reconnect)
+      r.kill9()
+      assert.is_true(wait_for(l, 5, function() return h1:status().state == "down" end))
+      l:spawn(function()
+        wait_for(l, 10, function() return h1:status().state == "up" end)
+        h1:publish("t", "live")
+      end)
+      r = H.start_redis { port = r.port }
+      assert.is_true(wait_for(l, 10, function() return #got == 4 end), #got .. " of 4")
+      l:sleep(0.2)
+      assert.same({ "m1", "queued", "from on_state", "live" }, got)
+    end)
+    h1:close(); h2:close()
+  end)
+
   it("ordered: except on a topic nobody here takes leaves nothing behind", function()
     local l = loop.new()
     local h = redis_hub(l, { ordered = true })

@@ -877,12 +877,13 @@ function Hub:supervise()
     if pub and pub.open and sub and sub.open then
       backoff = self.backoff_min
       self.reported = true
-      if not self.up then
-        self.up = true
-        set_state(self, "up", { node = self.node })
-      end
-      if fresh_sub then set_state(self, "resubscribed", { topics = topic_count(self) }) end
+      local was_up = self.up
+      self.up = true
+      -- what waited goes into the pipeline first: a publish from on_state,
+      -- or from a task while it waits, comes after it
       if self.ordered and (fresh_pub or fresh_sub) then resume_ordered(self, fresh_sub, fresh_pub) end
+      if not was_up then set_state(self, "up", { node = self.node }) end
+      if fresh_sub then set_state(self, "resubscribed", { topics = topic_count(self) }) end
       while pub.open and sub.open and not self.closed do
         idle(self, gettime() + self.probe_interval)
         if self.ordered then drain(self) end
