@@ -638,8 +638,8 @@ end
 
 --- The topic's history after offset since (ordered mode; inside a task):
 -- returns an array of { offset, data, kind } and the epoch, or nil, err:
--- "gap" (with the epoch) when opts.epoch is not the current epoch or the
--- Stream no longer reaches back to since + 1.
+-- "gap" (with the epoch, if there is one) when opts.epoch is not the
+-- current epoch or the Stream no longer reaches back to since + 1.
 function Hub:history(topic, opts)
   if not self.ordered then return nil, "history needs ordered = true" end
   if not ready(self) then return nil, "redis down" end
@@ -648,7 +648,11 @@ function Hub:history(topic, opts)
   local skey, mkey = keys(self, topic)
   local epoch, err = self.pub:call("HGET", mkey, "e")
   if not epoch then return nil, err end
-  if epoch == redis.null then return {}, nil end
+  if epoch == redis.null then
+    -- no history (yet, or lost): a client that has an epoch or offsets lost what followed them
+    if opts.epoch or since > 0 then return nil, "gap" end
+    return {}, nil
+  end
   if opts.epoch and opts.epoch ~= epoch then return nil, "gap", epoch end
   local entries, xerr = self.pub:call("XRANGE", skey, "0-" .. (since + 1), "+")
   if not entries then return nil, xerr end
