@@ -450,16 +450,23 @@ end
 -- sequence).
 local RESEND, RESEND_BYTES = 2, 32 * 1024 * 1024
 
-function confirmed(self, msg, epoch)
-  local a, now = self.answered, gettime()
-  msg.epoch, msg.at = epoch, now
-  local t, h, bytes = a.t + 1, a.h, a.bytes + #msg.data
-  a[t], a.t = msg, t
+-- Forget the answered publishes past those limits (oldest first).
+local function trim_answered(self, now)
+  local a = self.answered
+  local h, t, bytes = a.h, a.t, a.bytes
   while h <= t and (a[h].at < now - RESEND or t - h >= self.max_outbox or bytes > RESEND_BYTES) do
     bytes = bytes - #a[h].data
     a[h], h = nil, h + 1
   end
   a.h, a.bytes = h, bytes
+end
+
+function confirmed(self, msg, epoch)
+  local a, now = self.answered, gettime()
+  msg.epoch, msg.at = epoch, now
+  local t = a.t + 1
+  a[t], a.t, a.bytes = msg, t, a.bytes + #msg.data
+  trim_answered(self, now)
 end
 
 -- Send one ordered publish through the script (EVALSHA; loaded on connect,
@@ -778,7 +785,10 @@ end
 
 local function connect_pub(self)
   local pub, err = redis.connect(self.url,
-    { loop = self.loop, timeout = self.timeout, on_close = function() alarm(self) end })
+    { loop = self.loop, timeout = self.timeout, on_close = function()
+      self.pub_lost = gettime()   -- (see resume_ordered)
+      alarm(self)
+    end })
   if not pub then return nil, err end
   if self.ordered then
     local sha, lerr = pub:call("SCRIPT", "LOAD", SCRIPT)
@@ -839,6 +849,10 @@ local function resume_ordered(self, replay_all, resend)
   end
   local waiting, a = {}, self.answered
   if resend then
+    -- (only those answered in the last RESEND seconds before the connection
+    -- was lost: older ones reached every subscriber, and a new epoch's
+    -- history must not get them again)
+    trim_answered(self, self.pub_lost or gettime())
     for i = a.h, a.t do waiting[#waiting + 1] = a[i] end
     self.answered = { h = 1, t = 0, bytes = 0 }
   end
