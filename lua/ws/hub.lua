@@ -45,12 +45,12 @@ local utf8_valid = core.utf8_valid
 
 local M = {}
 
--- prefix, history, max_outbox, timeout, probe_interval, probe_timeout,
+-- prefix, history, max_outbox, max_publish, timeout, probe_interval, probe_timeout,
 -- backoff_min, backoff_max: the "hub" group of ws.options (docs, defaults)
 M.defaults = {}
 do
   local all = options.defaults("ws.hub")
-  for _, k in ipairs { "prefix", "history", "max_outbox", "local_when_down", "timeout", "probe_interval",
+  for _, k in ipairs { "prefix", "history", "max_outbox", "max_publish", "local_when_down", "timeout", "probe_interval",
                        "probe_timeout", "backoff_min", "backoff_max" } do
     M.defaults[k] = all[k]
   end
@@ -348,12 +348,18 @@ local function hold(self, list, msg, why)
   return true
 end
 
-local function check_publish(data, kind)
+-- Returns the kind, or nil, err for data that must go nowhere: larger
+-- than max_publish (Redis would drop every subscriber connection it is
+-- written to, at its 32 MB limit, and the rooms on them), or text that is
+-- not UTF-8.
+local function check_publish(self, data, kind)
   if type(data) ~= "string" then error("bad argument #2 to 'publish' (string expected)", 3) end
   kind = kind or "text"
   if kind ~= "text" and kind ~= "binary" then
     error("bad argument #3 to 'publish' (\"text\" or \"binary\" expected)", 3)
   end
+  if #data > self.max_publish then return nil, "too large" end
+  if kind == "text" and not utf8_valid(data) then return nil, "invalid utf-8" end
   return kind
 end
 
@@ -376,15 +382,17 @@ end
 -- local connections it was queued to, then true when handed to Redis, or
 -- nil, "redis down" (or "redis busy": too many commands wait for a slow
 -- Redis; see ws.redis max_pending, max_buffer), counted as dropped. Never waits.
--- Text that is not UTF-8 goes nowhere: nil, "invalid utf-8".
+-- Text that is not UTF-8 goes nowhere: nil, "invalid utf-8"; nor does data
+-- larger than max_publish: nil, "too large" (neither is counted).
 -- Ordered mode: local connections get it through Redis (count 0); while
 -- Redis is down, or busy, it waits in the outbox behind the earlier ones
 -- (past max_outbox: nil, "redis down" or "redis busy")
 -- and, with local_when_down, local connections get it at once (their count).
 function Hub:publish(topic, data, kind, opts)
   check_topic(topic, 1, "publish")
-  kind = check_publish(data, kind)
-  if kind == "text" and not utf8_valid(data) then return nil, "invalid utf-8" end
+  local why
+  kind, why = check_publish(self, data, kind)
+  if not kind then return nil, why end
   local except = opts and opts.except
   self.stats.published = self.stats.published + 1
   local t = self.topics[topic]
@@ -417,10 +425,11 @@ function Hub:publish(topic, data, kind, opts)
 end
 
 --- Send to every connection of the attached server, on every process.
--- Returns the local count, then as publish (nil, "invalid utf-8" too).
+-- Returns the local count, then as publish (nil, "invalid utf-8" or "too large" too).
 function Hub:broadcast(data, kind, opts)
-  kind = check_publish(data, kind)
-  if kind == "text" and not utf8_valid(data) then return nil, "invalid utf-8" end
+  local why
+  kind, why = check_publish(self, data, kind)
+  if not kind then return nil, why end
   local except = opts and opts.except
   self.stats.published = self.stats.published + 1
   local n = self.server and self.server:broadcast(data, kind, except) or 0

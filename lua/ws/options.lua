@@ -344,6 +344,8 @@ M.register("hub", {
     doc = "ordered mode: messages kept per topic in the Stream (MAXLEN)" },
   { name = "max_outbox", type = "integer", min = 0, default = 10000,
     doc = "ordered mode: publishes held while Redis is down or busy" },
+  { name = "max_publish", type = "integer", min = 1, default = 16 * 1024 * 1024,
+    doc = "bytes: a larger publish or broadcast is refused (nil, \"too large\"): Redis drops subscribers past 32 MB" },
   { name = "local_when_down", type = "boolean", default = true,
     doc = "ordered mode: while Redis is down, this process's publishes reach its own subscribers at once" },
   { name = "timeout", type = "number", min = 0, default = 5, doc = "seconds for connecting and for each Redis command" },
