@@ -349,6 +349,8 @@ describe("ws.hub over Redis #slow", function()
       assert.equal(4, gaps[1][2].since)
       assert.equal(8, gaps[1][2].first)
       assert.same({ "1", "2", "3", "4", "8", "9", "10", "11", "12" }, got)
+      -- received counts what came by replay too, once
+      assert.equal(9, h2:status().received)
     end)
     h1:close(); h2:close()
   end)

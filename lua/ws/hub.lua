@@ -568,6 +568,14 @@ end
 
 local replay
 
+-- The topic's next message in offset order (live or replayed): delivered,
+-- and counted once in received if another process's.
+local function take(self, topic, t, m)
+  t.ord.off = m.off
+  if m.node ~= self.node then self.stats.received = self.stats.received + 1 end
+  deliver_ordered(self, topic, t, m)
+end
+
 -- A message in a topic's total order: deliver it in offset order, replay
 -- what was skipped, report what cannot be replayed.
 local function ordered_message(self, topic, t, m)
@@ -593,8 +601,7 @@ local function ordered_message(self, topic, t, m)
     self.loop:spawn(replay, self, topic, t)
     return
   end
-  o.off = m.off
-  deliver_ordered(self, topic, t, m)
+  take(self, topic, t, m)
 end
 
 local function parse_header(h, data)
@@ -640,8 +647,8 @@ function replay(self, topic, t)
       if off > o.off + 1 then
         gap(self, topic, { epoch = o.epoch, since = o.off, first = off }, "history does not cover the gap")
       end
-      m.epoch, o.off = o.epoch, off
-      deliver_ordered(self, topic, t, m)
+      m.epoch = o.epoch
+      take(self, topic, t, m)
     end
   end
   -- the buffered live ones: those past the replay go through the usual path
@@ -730,8 +737,7 @@ local function message(self, ch, payload)
     local m = rest and parse_header(rest, data)
     if not m then return end
     m.epoch, m.off = epoch, tonumber(off)
-    if m.node ~= self.node then self.stats.received = self.stats.received + 1 end
-    return ordered_message(self, topic, t, m)
+    return ordered_message(self, topic, t, m)   -- (received counted when taken in order)
   end
   local node, seq, k = match(head, "^u (%x+) (%d+) ([tb])$")
   if not node or node == self.node then return end   -- (our own echo)
