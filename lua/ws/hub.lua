@@ -403,6 +403,10 @@ function Hub:publish(topic, data, kind, opts)
     -- (only where it can come back: a topic nobody here takes never does,
     -- and its entry would stay as long as the connection)
     if except and t then self.excepts[topic .. " " .. seq] = except end
+    if self.closed then
+      -- closed by the application: local delivery only, nothing held
+      return t and self.local_when_down and deliver_own(self, topic, t, msg) or 0, nil, "closed"
+    end
     if ready(self) then
       local ok, err = true, nil
       -- behind what waits, or held when the connection is busy: a later
@@ -417,6 +421,7 @@ function Hub:publish(topic, data, kind, opts)
   end
   local n = t and deliver(self, t, data, kind, except, topic, self.node) or 0
   if not self.url then return n end
+  if self.closed then return n, nil, "closed" end
   if not ready(self) then drop(self); return n, nil, "redis down" end
   local env = "u " .. self.node .. " " .. seq .. " " .. KINDS[kind] .. "\n" .. data
   local ok, err = self.pub:send(self.publish_reply, "PUBLISH", channel(self, topic), env)
@@ -435,6 +440,7 @@ function Hub:broadcast(data, kind, opts)
   local n = self.server and self.server:broadcast(data, kind, except) or 0
   self.stats.delivered = self.stats.delivered + n
   if not self.url then return n end
+  if self.closed then return n, nil, "closed" end
   if not ready(self) then drop(self); return n, nil, "redis down" end
   local env = "u " .. self.node .. " 0 " .. KINDS[kind] .. "\n" .. data
   local ok, err = self.pub:send(self.publish_reply, "PUBLISH", self.all_channel, env)
@@ -767,6 +773,7 @@ end
 ---- the Redis connections -----------------------------------------------------------
 
 local function set_state(self, state, info)
+  if self.closed then return end   -- (a connect that was under way when closed)
   if state ~= "resubscribed" then self.state = state end
   local level = state == "down" and "warn" or "info"
   self.log(level, "hub: redis " .. state, info)
@@ -948,9 +955,15 @@ function Hub:supervise()
   if sub then sub:close() end
 end
 
---- Stop the Redis connections (local delivery keeps working).
+--- Stop the Redis connections (local delivery keeps working): state
+-- "closed"; publishes then return nil, "closed" after local delivery, and
+-- ordered ones still held are dropped (counted).
 function Hub:close()
+  if self.closed then return end
   self.closed = true
+  if self.url then self.state = "closed" end
+  self.stats.dropped = self.stats.dropped + #self.outbox + #self.retry
+  self.outbox, self.retry = {}, {}
   if self.pub then self.pub:close() end
   if self.sub then self.sub:close() end
   alarm(self)
