@@ -519,6 +519,22 @@ describe("ws.hub over Redis #slow", function()
     hub:close(); other:close()
   end)
 
+  it("keeps a healthy subscriber connection when this process's own loop stalled", function()
+    local l = loop.new()
+    local lines = {}
+    local hub = ws.hub { loop = l, redis = rds.url, probe_interval = 0.1, probe_timeout = 0.5,
+      logger = function(_, msg) lines[#lines + 1] = msg end }
+    assert(H.step_until(l, 10, function() return hub.up end))
+    local old = hub.sub
+    H.step_until(l, 0.3, function() return false end)
+    local t0 = gettime()
+    while gettime() - t0 < 1.5 do end   -- a task busy for 1.5 s (three probe_timeouts)
+    H.step_until(l, 1, function() return false end)
+    assert.equal(old, hub.sub)
+    for _, m in ipairs(lines) do assert.is_nil(m:match("silent"), m) end
+    hub:close()
+  end)
+
   it("ordered: survives SCRIPT FLUSH in order, and uses EVAL where SCRIPT is refused", function()
     local noscript = H.start_redis { args = "--rename-command SCRIPT ''" }
     finally(noscript.stop)

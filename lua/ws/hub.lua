@@ -925,7 +925,12 @@ function Hub:supervise()
       if not was_up then set_state(self, "up", { node = self.node }) end
       if fresh_sub then set_state(self, "resubscribed", { topics = topic_count(self) }) end
       while pub.open and sub.open and not self.closed do
-        idle(self, gettime() + self.probe_interval)
+        local due = gettime() + self.probe_interval
+        idle(self, due)
+        -- woke late: this process's loop stalled (a busy task), and the
+        -- reader has not read what waits yet: that time is not silence
+        local late = gettime() - due
+        if late > 0 then self.probe_seen = self.probe_seen + late end
         if self.ordered then drain(self) end
         if pub.open and sub.open and not healthy(self, pub, sub) then
           self.log("warn", "hub: subscriber connection silent, replacing it")
