@@ -212,6 +212,9 @@ describe("routes and static files on a real server", function()
     status, h = get("/static/sub?x=1")
     assert.equal(301, status)
     assert.equal("/static/sub/?x=1", h.location)
+    status, h = get("/static?x=1")   -- the prefix's own folder too
+    assert.equal(301, status)
+    assert.equal("/static/?x=1", h.location)
     -- the type of the name asked for, not of a symlink's target
     assert.equal("text/plain; charset=utf-8", select(2, get("/static/inlink.txt"))["content-type"])
     -- a folder at the root of the file system

@@ -92,9 +92,11 @@ function M.handler(folder, opts)
     if rel then path, why = M.resolve(root, rel) end
     local etag, kind
     if path then etag, kind = etag_of(path) end
-    if kind == "directory" and rest:sub(-1) ~= "/" then
-      -- a folder named without its slash: where its index.html is served
-      -- (relative links in it resolve against the slash)
+    -- a folder named without its slash, the prefix's own too ("/app" for
+    -- "/app/"): sent where its index.html is served (relative links in it
+    -- resolve against the slash)
+    local bare = rest == "" and request.path:sub(-1) ~= "/"
+    if bare or (kind == "directory" and rest:sub(-1) ~= "/") then
       local q = request.query
       return 301, "", { Location = request.path .. "/" .. (q and "?" .. q or "") }
     end
