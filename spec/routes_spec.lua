@@ -114,7 +114,7 @@ end)
 describe("routes and static files on a real server", function()
   local server, dir, outside
 
-  -- one HTTP request; returns status, lower-case headers, body
+  -- one HTTP request; returns status, lower-case headers, body, status line
   local function http(request)
     local raw, head = H.raw(server.port, request)
     assert(head, "no answer to " .. request)
@@ -127,7 +127,7 @@ describe("routes and static files on a real server", function()
     raw:close()
     local headers = {}
     for k, v in head:gmatch("\r\n([^:\r\n]+): ([^\r\n]*)") do headers[k:lower()] = v end
-    return tonumber(head:match("^HTTP/1.1 (%d+)")), headers, body
+    return tonumber(head:match("^HTTP/1.1 (%d+)")), headers, body, head:match("^[^\r]*")
   end
   local function get(path, extra, method)
     return http((method or "GET") .. " " .. path .. " HTTP/1.1\r\nHost: 127.0.0.1\r\n" .. (extra or "") .. "\r\n")
@@ -252,6 +252,14 @@ describe("routes and static files on a real server", function()
     assert.truthy(head:find("Content-Length: " .. size .. "\r\n", 1, true))
     assert.equal(size, #all - #head)
     assert.is_true(gettime() - t0 > 2.2, "the download was not slow enough to test anything")
+  end)
+
+  it("answers with the standard reason phrase, or the class's for a status without one", function()
+    for code, line in pairs { [201] = "HTTP/1.1 201 Created", [202] = "HTTP/1.1 202 Accepted",
+                              [413] = "HTTP/1.1 413 Content Too Large", [418] = "HTTP/1.1 418 Client Error",
+                              [504] = "HTTP/1.1 504 Gateway Timeout", [299] = "HTTP/1.1 299 Successful" } do
+      assert.equal(line, select(4, get("/status/" .. code)))
+    end
   end)
 
   it("a page answers a plain GET under a route's pattern; the route, the WebSocket request", function()

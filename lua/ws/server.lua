@@ -26,14 +26,24 @@ local M = {}
 --- The defaults of ws.listen (the schema and its docs: ws.options).
 M.defaults = options.defaults("ws.listen")
 
+-- The reason phrases of RFC 9110 section 15 (and RFC 6585's 429, 431);
+-- keys 1 to 5: the class names, for any other status
 local REASONS = {
-  [200] = "OK", [204] = "No Content", [304] = "Not Modified", [301] = "Moved Permanently", [302] = "Found",
-  [303] = "See Other", [307] = "Temporary Redirect", [308] = "Permanent Redirect",
-  [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
-  [405] = "Method Not Allowed", [409] = "Conflict", [410] = "Gone", [426] = "Upgrade Required",
-  [429] = "Too Many Requests", [431] = "Request Header Fields Too Large",
-  [500] = "Internal Server Error", [502] = "Bad Gateway", [503] = "Service Unavailable",
-  [505] = "HTTP Version Not Supported",
+  [100] = "Continue", [101] = "Switching Protocols",
+  [200] = "OK", [201] = "Created", [202] = "Accepted", [203] = "Non-Authoritative Information",
+  [204] = "No Content", [205] = "Reset Content", [206] = "Partial Content",
+  [300] = "Multiple Choices", [301] = "Moved Permanently", [302] = "Found", [303] = "See Other",
+  [304] = "Not Modified", [305] = "Use Proxy", [307] = "Temporary Redirect", [308] = "Permanent Redirect",
+  [400] = "Bad Request", [401] = "Unauthorized", [402] = "Payment Required", [403] = "Forbidden",
+  [404] = "Not Found", [405] = "Method Not Allowed", [406] = "Not Acceptable",
+  [407] = "Proxy Authentication Required", [408] = "Request Timeout", [409] = "Conflict", [410] = "Gone",
+  [411] = "Length Required", [412] = "Precondition Failed", [413] = "Content Too Large",
+  [414] = "URI Too Long", [415] = "Unsupported Media Type", [416] = "Range Not Satisfiable",
+  [417] = "Expectation Failed", [421] = "Misdirected Request", [422] = "Unprocessable Content",
+  [426] = "Upgrade Required", [429] = "Too Many Requests", [431] = "Request Header Fields Too Large",
+  [500] = "Internal Server Error", [501] = "Not Implemented", [502] = "Bad Gateway",
+  [503] = "Service Unavailable", [504] = "Gateway Timeout", [505] = "HTTP Version Not Supported",
+  "Informational", "Successful", "Redirection", "Client Error", "Server Error",
 }
 
 -- The length of a response body: a string's, or an open file's from where
@@ -66,7 +76,8 @@ local function response(log, status, body, headers, head_only)
     if io.type(body) == "file" then body:close() end
     body = ""
   end
-  local head = http.head(string.format("HTTP/1.1 %d %s", status, REASONS[status] or "Status"), {
+  local reason = REASONS[status] or REASONS[math.floor(status / 100)]
+  local head = http.head(string.format("HTTP/1.1 %d %s", status, reason), {
     "Content-Type", not lower:find("\ncontent%-type:") and "text/plain; charset=utf-8",
     -- a 304 has no body, and no length of one (RFC 9110 section 15.4.5)
     "Content-Length", status ~= 304 and tostring(length),

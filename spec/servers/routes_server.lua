@@ -3,7 +3,8 @@
 -- (subprotocol "chat" offered) /ws (exact), /rooms/:name and /api/* (WebSocket) send one text message
 -- "ROUTE params" and then echo; pages /page/:id and /files/* answer
 -- "ROUTE params"; /static/ serves FOLDER, /fsroot/ the root folder "/";
--- the page /api/help (under the route /api/*) answers "help", /boom raises.
+-- the page /api/help (under the route /api/*) answers "help", /boom raises,
+-- /status/CODE answers with status CODE.
 -- handshake_timeout is 2 s (a slow download outlasts it). params is a sorted k=v list.
 local common = require "spec.servers.common"
 
@@ -46,6 +47,7 @@ server:page("/files/*", page("files"))
 server:page("/files/special", page("special"))
 server:page("/api/help", page("help"))
 server:page("/boom", function() error("boom") end)
+server:page("/status/:code", function(request) return tonumber(request.params.code), "" end)
 if root then server:static("/static/", root) end
 server:static("/fsroot/", "/")
 server:run()
