@@ -11,8 +11,13 @@ LUANAME  := $(notdir $(LUA))
 LUAV     ?= $(if $(filter luajit%,$(LUANAME)),5.1,$(patsubst lua%,%,$(LUANAME)))
 TREE     := $(CURDIR)/.rocks$(if $(filter-out lua5.4,$(LUANAME)),-$(LUANAME))
 BUILDLOG := build$(if $(filter-out lua5.4,$(LUANAME)),-$(LUANAME)).log
-# LuaRocks' Debian config points 5.1 at the PUC headers; LuaJIT needs its own
-ROCKSVARS := $(if $(filter luajit%,$(LUANAME)),LUA_INCDIR=$$(pkg-config --variable=includedir luajit 2>/dev/null || echo /usr/include/luajit-2.1))
+# LuaRocks' Debian config points 5.1 at PUC Lua: LuaJIT needs its own
+# headers, and its own interpreter in the wrapper LuaRocks writes for the
+# `ws` command (lua_interpreter is read only from a config file: one in the tree)
+ISJIT    := $(filter luajit%,$(LUANAME))
+ROCKSVARS := $(if $(ISJIT),LUA_INCDIR=$$(pkg-config --variable=includedir luajit 2>/dev/null || echo /usr/include/luajit-2.1) \
+  LUA_BINDIR=$$(dirname "$$(command -v $(LUA))"))
+ROCKSCFG := $(TREE)/luarocks-config.lua
 CODEC    := csrc/ws_crypto.c csrc/ws_handshake.c csrc/ws_frame.c csrc/ws_reader.c csrc/ws_utf8.c csrc/ws_tls.c csrc/ws_proxy.c csrc/ws_fanout.c csrc/ws_io.c
 SSLLIBS  := -lssl -lcrypto
 STRICT   := -std=c99 -Wall -Wextra -Werror -Icsrc
@@ -44,11 +49,12 @@ build: deps
 
 # the rock, rebuilt only when a source or the rockspec changed
 STAMP := $(TREE)/.built
-SOURCES := $(wildcard csrc/*.c csrc/*.h lua/ws/*.lua bin/ws) lua-ws-scm-1.rockspec
+SOURCES := $(wildcard csrc/*.c csrc/*.h lua/ws/*.lua bin/ws) lua-ws-scm-1.rockspec Makefile
 .PHONY: build-rock
 build-rock: $(STAMP)
 $(STAMP): $(SOURCES)
-	@$(LUAROCKS) --lua-version=$(LUAV) --tree=$(TREE) make --deps-mode=none $(ROCKSVARS) \
+	@$(if $(ISJIT),mkdir -p $(TREE) && echo 'lua_interpreter = "$(LUANAME)"' >$(ROCKSCFG))
+	@$(if $(ISJIT),LUAROCKS_CONFIG=$(ROCKSCFG)) $(LUAROCKS) --lua-version=$(LUAV) --tree=$(TREE) make --deps-mode=none $(ROCKSVARS) \
 	  CFLAGS="-O2 -fPIC -std=c99 -Wall -Wextra -Werror" lua-ws-scm-1.rockspec >$(BUILDLOG) 2>&1 \
 	  || { cat $(BUILDLOG); exit 1; }
 	@touch $@
