@@ -1,6 +1,7 @@
 ---@meta
 --- LuaLS (lua-language-server) type definitions for the objects lua-ws hands
--- out: connections, the loop, requests and responses. Add this folder to
+-- out: the module itself (require "ws", ws.Module), servers, connections,
+-- the loop, the hub, requests and responses. Add this folder to
 -- `workspace.library` for completion and type checks. The option tables
 -- (ws.ListenOptions, ...) are in types/options.lua, generated from ws.options.
 -- @module ws.types
@@ -36,7 +37,10 @@ local Response = {}
 ---@class ws.Conn
 ---@field role "server"|"client"
 ---@field state "open"|"closing"|"closed"
----@field peer string "ip:port" of the peer ("[ip]:port" for IPv6)
+---@field peer string "ip:port" of the peer ("[ip]:port" for IPv6); behind trusted proxies, the client they name
+---@field proxy_peer string? (server side) the TCP peer, when trusted proxies named another client as peer
+---@field scheme string? (server side) "http" or "https": the TLS of the connection, or what a trusted proxy says
+---@field sched table? the scheduler it waits through (a ws.Loop, ws.cqueues.sched, ws.copas.sched), nil: it blocks
 ---@field protocol string? the subprotocol agreed on
 ---@field request ws.Request? (server side) the upgrade request
 ---@field response table? (client side) the 101 response
@@ -120,6 +124,22 @@ local Loop = {}
 ---@param ... any
 function Loop:spawn(fn, ...) end
 
+--- Run fn(arg) as a new task at time due (socket.gettime() seconds) unless
+-- cancel(timer) comes first; no coroutine exists until it fires.
+---@param due number
+---@param fn function
+---@param arg? any
+---@return table timer
+function Loop:at(due, fn, arg) end
+
+--- Cancel a timer of at() (no effect once it fired or was cancelled).
+---@param timer table
+function Loop:cancel(timer) end
+
+--- Whether the running coroutine is one of this loop's tasks.
+---@return boolean
+function Loop:in_task() end
+
 --- Sleep inside a task.
 ---@param secs number
 function Loop:sleep(secs) end
@@ -161,3 +181,241 @@ function Loop:run() end
 
 --- Make run() return.
 function Loop:stop() end
+
+--- The descriptor another loop watches for readability (epoll only), or nil.
+---@return integer|nil
+function Loop:pollfd() end
+
+--- The events to watch pollfd() for: always "r".
+---@return string
+function Loop:events() end
+
+--- Seconds until the next deadline (0: tasks are ready), or nil when nothing is due.
+---@return number|nil
+function Loop:timeout() end
+
+--- A listening server (ws.listen).
+---@class ws.Server
+---@field loop ws.Loop the scheduler its handlers run on
+---@field host string where it listens
+---@field port integer where it listens (the one picked for port = 0)
+---@field address string host:port as in a URL ("[::1]:8080" for IPv6)
+---@field conns table<ws.Conn, true> the open connections
+---@field open boolean false once closed
+---@field opts table the checked options, defaults included
+---@field hub ws.Hub? the hub attached (ws.listen{ hub = })
+local Server = {}
+
+--- Serve WebSocket connections on path (exact "/ws", pattern "/rooms/:name" or prefix "/api/*").
+---@param path string
+---@param handler fun(conn: ws.Conn)
+---@return ws.Server
+function Server:route(path, handler) end
+
+--- Answer plain GET and HEAD on path with HTML, or fn(request) -> status, body (a string or an open file), headers.
+---@param path string
+---@param page string|fun(request: ws.Request): integer, string|file*, table<string, string>?
+---@return ws.Server
+function Server:page(path, page) end
+
+--- Serve the files under folder at prefix (server:static("/static/", "public/")).
+---@param prefix string
+---@param folder string
+---@return ws.Server
+function Server:static(prefix, folder) end
+
+--- Encode once and queue to every open connection but except, without waiting.
+---@param data string
+---@param kind? ws.Kind default "text"
+---@param except? ws.Conn
+---@return integer|nil count
+---@return string? err "invalid utf-8"
+function Server:broadcast(data, kind, except) end
+
+--- Serve until close(), or until a drain that a signal started is done.
+function Server:run() end
+
+--- One round of the loop, waiting at most timeout seconds (default 0).
+---@param timeout? number
+---@return boolean
+function Server:step(timeout) end
+
+--- The descriptor a host loop watches for readability (cqueues.poll(server) works).
+---@return integer|nil
+function Server:pollfd() end
+
+--- The events to watch pollfd for: "r".
+---@return string
+function Server:events() end
+
+--- Seconds until the loop has work due (0: now), or nil: wait on pollfd only.
+---@return number|nil
+function Server:timeout() end
+
+--- Graceful stop: health paths 503, stop accepting (after linger), close 1001 spread over grace;
+-- returns how many connections it closed.
+---@param opts? { grace?: number, linger?: number }
+---@return integer
+function Server:drain(opts) end
+
+--- What "TERM", "INT" or "HUP" does while run() runs: fn(server, name) in a loop task.
+---@param name "TERM"|"INT"|"HUP"
+---@param fn fun(server: ws.Server, name: string)
+---@return ws.Server
+function Server:on_signal(name, fn) end
+
+--- Stop accepting, close every connection (1001 by default), then stop the loop.
+---@param code? integer
+---@param reason? string
+function Server:close(code, reason) end
+
+--- Rooms (topics) and pub/sub, in one process or across processes over Redis (ws.hub).
+---@class ws.Hub
+---@field state "local"|"down"|"up"
+local Hub = {}
+
+--- Tie the hub to a server: its loop runs the Redis tasks, hub:broadcast reaches its connections.
+---@param server ws.Server
+---@return ws.Hub
+function Hub:attach(server) end
+
+--- Start the Redis tasks on loop l (done by attach or the loop option).
+---@param l ws.Loop
+function Hub:start(l) end
+
+--- Subscribe conn to topic (idempotent; left on close).
+---@param conn ws.Conn
+---@param topic string
+---@return true|nil ok
+---@return string? err "closed"
+function Hub:subscribe(conn, topic) end
+
+--- Unsubscribe conn from topic, or from every topic if topic is nil.
+---@param conn ws.Conn
+---@param topic? string
+function Hub:unsubscribe(conn, topic) end
+
+--- Call fn(data, kind, info) for every message on topic, from any process; returns fn.
+---@param topic string
+---@param fn fun(data: string, kind: ws.Kind, info: table)
+---@return function
+function Hub:on(topic, fn) end
+
+--- Remove a listener added by on().
+---@param topic string
+---@param fn function
+function Hub:off(topic, fn) end
+
+--- Local connections subscribed to topic (this process).
+---@param topic string
+---@return integer
+function Hub:count(topic) end
+
+--- State and counters: state, node, topics, published, received, delivered, dropped, ...
+---@return table
+function Hub:status() end
+
+--- Publish to topic's subscribers on every process (opts.except: a local connection left out); never waits.
+-- Returns the local count, then true when handed to Redis, or nil, "redis down" / "redis busy" / "invalid utf-8".
+---@param topic string
+---@param data string
+---@param kind? ws.Kind
+---@param opts? { except?: ws.Conn }
+---@return integer|nil count
+---@return true|string|nil sent_or_err
+function Hub:publish(topic, data, kind, opts) end
+
+--- Send to every connection of the attached server, on every process (returns as publish).
+---@param data string
+---@param kind? ws.Kind
+---@param opts? { except?: ws.Conn }
+---@return integer|nil count
+---@return true|string|nil sent_or_err
+function Hub:broadcast(data, kind, opts) end
+
+--- Ordered mode, inside a task: the topic's messages after offset opts.since, as
+-- { offset, data, kind } and the epoch; or nil, err ("gap" with the epoch).
+---@param topic string
+---@param opts? { since?: integer, epoch?: string }
+---@return table[]|nil messages
+---@return string? epoch_or_err
+function Hub:history(topic, opts) end
+
+--- Stop the Redis connections (local delivery keeps working).
+function Hub:close() end
+
+--- What require "ws.loop" returns (ws.loop).
+---@class ws.LoopModule
+local loop = {}
+
+--- A new loop: opts.poller "epoll" (default) or "select", opts.logger, opts.spin.
+---@param opts? { poller?: string|table, logger?: function|false, spin?: number|false }
+---@return ws.Loop
+function loop.new(opts) end
+
+--- The loop running the current coroutine as one of its tasks, or nil.
+---@return ws.Loop|nil
+function loop.current() end
+
+--- pcall(f, ...) through which f may wait (yield), on Lua 5.1 too.
+---@param f function
+---@param ... any
+---@return boolean ok
+---@return any ...
+function loop.pcall(f, ...) end
+
+--- xpcall(f, msgh, ...) through which f may wait (yield), on Lua 5.1 too.
+---@param f function
+---@param msgh function
+---@param ... any
+---@return boolean ok
+---@return any ...
+function loop.xpcall(f, msgh, ...) end
+
+--- What require "ws" returns (lua/ws/init.lua).
+---@class ws.Module
+---@field _VERSION string "MAJOR.MINOR.PATCH"
+---@field _VERSION_NUM integer MAJOR * 10000 + MINOR * 100 + PATCH
+---@field core table the C core (ws.core)
+---@field loop ws.LoopModule the coroutine scheduler
+---@field options table the option schemas (ws.options)
+local ws = {}
+
+--- Listen on host:port and serve WebSocket routes and pages.
+---@param options? ws.ListenOptions
+---@return ws.Server|nil server
+---@return string? err
+function ws.listen(options) end
+
+--- The server side of the handshake on a socket accepted elsewhere.
+---@param sock table
+---@param options? ws.AcceptOptions
+---@return ws.Conn|nil conn
+---@return string? err
+function ws.accept(sock, options) end
+
+--- Open a ws:// or wss:// connection.
+---@param url string
+---@param options? ws.ConnectOptions
+---@return ws.Conn|nil conn
+---@return string? err
+---@return ws.Response? response on a refused handshake
+function ws.connect(url, options) end
+
+--- The default origin check: no Origin, or its host equal to Host.
+---@param origin string?
+---@param request ws.Request
+---@return boolean
+function ws.same_origin(origin, request) end
+
+--- An "info" line on stderr with a time stamp: ws.log("listening on %s", address).
+---@param fmt string
+---@param ... any
+function ws.log(fmt, ...) end
+
+--- Rooms and pub/sub, in this process or across processes over Redis.
+---@param options? ws.HubOptions
+---@return ws.Hub
+function ws.hub(options) end
+
+return ws

@@ -14,6 +14,7 @@
 -- Deadlines: copas 2-4 get a timer thread (copas.pause/sleep + wakeup) that
 -- makes copas' select return when the next one is due. Copas 1.x has no
 -- timers at all: run it through M.loop() (or M.step) instead of copas.loop().
+-- @module ws.copas
 local copas = require "copas"
 local socket = require "socket"
 local loop = require "ws.loop"
@@ -193,7 +194,7 @@ function S:spawn(fn, ...)
   end)
 end
 
----- driving copas 1.x (works with every copas)
+-- driving copas 1.x (works with every copas)
 
 --- copas.step(timeout), returning when the next lua-ws deadline is due.
 ---@param timeout? number

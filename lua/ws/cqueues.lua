@@ -9,6 +9,7 @@
 --
 --   local cq = cqueues.new()
 --   cq:wrap(function() ... local conn = ws.accept(cqueues_socket) ... end)
+-- @module ws.cqueues
 local cqueues = require "cqueues"
 local condition = require "cqueues.condition"
 local socket = require "socket"

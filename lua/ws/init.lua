@@ -70,8 +70,8 @@ M.log = require("ws.log").printf
 
 --- Rooms and pub/sub, in this process or across processes over Redis (ws.hub).
 -- @function hub
----@param options? table redis = URL, ordered = bool, ... (README "Rooms and pub/sub")
----@return table hub
+---@param options? ws.HubOptions redis = URL, ordered = bool, ... (README "Rooms and pub/sub")
+---@return ws.Hub hub
 function M.hub(options) return require("ws.hub").new(options) end
 
 return M

@@ -10,6 +10,7 @@
 --   wsluv.spawn(function() local conn = ws.connect(url) ... end)
 --   local server = ws.listen { port = 8080, loop = wsluv.loop() }
 --   uv.run()
+-- @module ws.luv
 local uv = require "luv"
 local loop = require "ws.loop"
 

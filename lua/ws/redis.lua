@@ -9,6 +9,7 @@
 --
 -- Expected failures are nil, err: an error reply ("ERR ..."), "timeout",
 -- "closed", "connection refused". A nil reply is redis.null.
+-- @module ws.redis
 local socket = require "socket"
 local resp = require "ws.resp"
 local io_ = require "ws.io"
