@@ -604,7 +604,10 @@ static int l_fd_tostring(lua_State *L) {
 static int l_fd_starttls(lua_State *L) {
     lfd *s = check_fd(L);
     ltlsctx *c = (ltlsctx *)luaL_checkudata(L, 2, TLSCTX_MT);
-    const char *name = luaL_optstring(L, 3, NULL);
+    size_t len = 0;
+    const char *name = luaL_optlstring(L, 3, NULL, &len);
+    /* (C would check the name only up to a NUL byte) */
+    luaL_argcheck(L, !name || strlen(name) == len, 3, "server name holds a NUL byte");
     luaL_argcheck(L, c->ctx != NULL, 2, "closed TLS context");
     luaL_argcheck(L, s->tls == NULL, 1, "TLS already started");
     if (s->fd < 0)

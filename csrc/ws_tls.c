@@ -384,6 +384,12 @@ ws_tls *ws_tls_new(ws_tls_ctx *c, int fd, const char *name, char *err, size_t er
         SSL_set_accept_state(t->ssl);
     } else {
         SSL_set_connect_state(t->ssl);
+        /* a check against no name passes any trusted certificate: with
+         * verify on, a missing name fails here instead */
+        if (c->verify && !(name && *name)) {
+            snprintf(err, errcap, "no server name to check the certificate against");
+            goto fail;
+        }
         if (name && *name) {
             int ip = is_ip(name);
             if (!ip && !SSL_set_tlsext_host_name(t->ssl, name)) {

@@ -45,8 +45,9 @@ void ws_tls_ctx_free(ws_tls_ctx *c);
 int ws_tls_ctx_is_server(const ws_tls_ctx *c);
 
 /* A session on connected descriptor fd (not owned: the caller closes it).
- * Client: name (may be NULL) is sent as SNI unless it is an IP address, and
- * when the context verifies, the certificate must match it (RFC 6125: DNS
+ * Client: name is sent as SNI unless it is an IP address, and when the
+ * context verifies, the certificate must match it (a verifying context
+ * with a NULL or empty name fails: nothing to match; RFC 6125: DNS
  * names, one whole left-most wildcard label; IP addresses against iPAddress
  * names). NULL with a message in err on failure. */
 ws_tls *ws_tls_new(ws_tls_ctx *c, int fd, const char *name, char *err, size_t errcap);

@@ -50,6 +50,18 @@ describe("ws.tls options", function()
     assert.has_error(function() ws.listen { port = 0, tls = good } end)
   end)
 
+  it("refuses an empty server_name or one with a NUL (no name would mean no host name check)", function()
+    local srv, l = server { certificate = f("server.pem"), key = f("server.key") }
+    for _, bad in ipairs { "", "localhost\0.evil", 42 } do
+      assert.has_error(function() tls.context({ server_name = bad }, "client") end)
+      -- refused at the call: no connection is made
+      local ok, err = pcall(echo, srv, l, "localhost", { cafile = f("ca.pem"), server_name = bad })
+      assert.is_false(ok)
+      assert.matches("tls.server_name: a host name expected", tostring(err))
+    end
+    srv:close()
+  end)
+
   it("answers nil, err for missing or unusable files", function()
     local srv, err = ws.listen { port = 0, tls = { certificate = f("server.pem") } }
     assert.is_nil(srv)

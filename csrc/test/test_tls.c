@@ -205,6 +205,15 @@ static void test_names(void) {
     /* the error names the problem */
     ws_tls_ctx *sc = server_ctx("host"), *cc = client_ctx("host");
     pair p;
+    /* verify on and no name to check: fails closed, never "any name" */
+    char err[256];
+    int fd[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, fd) == 0);
+    CHECK(ws_tls_new(cc, fd[1], "", err, sizeof err) == NULL);
+    CHECK(strcmp(err, "no server name to check the certificate against") == 0);
+    CHECK(ws_tls_new(cc, fd[1], NULL, err, sizeof err) == NULL);
+    close(fd[0]);
+    close(fd[1]);
     CHECK(make_pair(&p, sc, cc, "example.com") == 0);
     CHECK(handshake(&p, NULL) == WS_TLS_ERROR);
     CHECK(strcmp(ws_tls_error(p.c), "certificate does not match host") == 0);

@@ -64,6 +64,12 @@ function M.context(t, mode)
   for k in pairs(t) do
     if not KEYS[mode][k] then error("unknown tls option for a " .. mode .. ": " .. tostring(k), 3) end
   end
+  -- an empty name would check the certificate against nothing, and C
+  -- would check one with a NUL only up to it
+  local sn = t.server_name
+  if sn ~= nil and (type(sn) ~= "string" or sn == "" or sn:find("\0", 1, true)) then
+    error("tls.server_name: a host name expected, got " .. (type(sn) == "string" and ("%q"):format(sn) or tostring(sn)), 3)
+  end
   if mode == "server" and not (t.certificate and t.key) then
     return nil, "tls: a server needs tls.certificate and tls.key"
   end
