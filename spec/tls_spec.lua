@@ -5,6 +5,7 @@ local ws = require "ws"
 local loop = require "ws.loop"
 local tls = require "ws.tls"
 local H = require "spec.helpers"
+local socket = require "socket"
 
 describe("ws.tls options", function()
   local dir
@@ -79,6 +80,37 @@ describe("ws.tls options", function()
     ctx, err = tls.context({ cafile = f("nope.pem") }, "client")
     assert.is_nil(ctx)
     assert.matches("^tls: cafile", err)
+  end)
+
+  it("checks the tls options before connecting, and leaves no descriptor open", function()
+    -- nothing listens there: a check after connecting would say "refused"
+    local free = "wss://127.0.0.1:" .. H.free_port() .. "/ws"
+    local ok, err = pcall(ws.connect, free, { tls = { verfy = true } })
+    assert.is_false(ok)
+    assert.matches("unknown tls option for a client: verfy", err)
+    local conn, cerr = ws.connect(free, { tls = { cafile = f("nope.pem") } })
+    assert.is_nil(conn)
+    assert.matches("^tls: cafile", cerr)
+    -- a listener that never accepts: TCP connects (the backlog), and a
+    -- socket left open shows in our descriptors (no collector closes it)
+    local lsn = assert(socket.bind("127.0.0.1", 0))
+    local url = "wss://127.0.0.1:" .. select(2, lsn:getsockname()) .. "/ws"
+    local function fds()
+      local p = io.popen("ls /proc/" .. require("ws.core").getpid() .. "/fd | wc -l")
+      local n = tonumber(p:read("*a"))
+      p:close()
+      return n
+    end
+    collectgarbage("stop")
+    local before = fds()
+    for _ = 1, 5 do
+      pcall(ws.connect, url, { tls = { verfy = true }, timeout = 1 })
+      ws.connect(url, { tls = { cafile = f("nope.pem") }, timeout = 1 })
+    end
+    local after = fds()
+    collectgarbage("restart")
+    lsn:close()
+    assert.equal(before, after)
   end)
 
   it("verifies the host name and IP address, or the name in server_name", function()

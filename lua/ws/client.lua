@@ -131,14 +131,23 @@ function M.connect(url, opts)
     sock, err = hosts.socket(sock)
     if not sock then return nil, err end
     sock:settimeout(0)
-  else
+  end
+  -- the TLS context before connecting: a bad tls option raises, and a
+  -- missing file fails, with no connection made
+  local ctx
+  if scheme == "wss" and not (sock and sock.getpeercertificate) then
+    ctx, err = tls_.context(opts.tls or {}, "client")
+    if not ctx then return fail(sock, err, sched) end
+  end
+  if not sock then
     sock, err = tcp_connect(host, port, deadline, sched)
     if not sock then return nil, err end
   end
   sock:setoption("tcp-nodelay", true)
   if scheme == "wss" then
-    sock, err = tls_.connect(sock, host, opts.tls, deadline, sched)
-    if not sock then return nil, err end
+    local tcp = sock
+    sock, err = tls_.connect(tcp, host, opts.tls, deadline, sched, ctx)
+    if not sock then return fail(tcp, err, sched) end   -- (closed; the scheduler forgets it)
   end
 
   local key = core.new_key()

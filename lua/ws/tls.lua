@@ -122,13 +122,15 @@ end
 --- Client side: TLS over a connected socket, checked against host (or
 -- t.server_name). sock is a LuaSocket TCP socket (its descriptor is taken
 -- over: the object is left without one, as LuaSec's wrap does) or a LuaSec
--- socket, returned as it is. On failure sock is closed.
+-- socket, returned as it is. ctx: the context made from t (made here when
+-- nil). On failure sock is closed.
 ---@return userdata|nil conn the TLS connection (a ws.fd)
 ---@return string|nil err "tls: certificate does not match host NAME", "tls handshake failed: ..."
-function M.connect(sock, host, t, deadline, sched)
+function M.connect(sock, host, t, deadline, sched, ctx)
   if sock.getpeercertificate then return sock end   -- already LuaSec TLS
   t = t or {}
-  local ctx, err = M.context(t, "client")
+  local err
+  if not ctx then ctx, err = M.context(t, "client") end
   if not ctx then
     sock:close()
     return nil, err
@@ -141,7 +143,11 @@ function M.connect(sock, host, t, deadline, sched)
   sock:setfd(-1)
   local conn
   conn, err = core.wrap_fd(fd)
-  if not conn then return nil, "tls: " .. err end
+  if not conn then
+    sock:setfd(fd)   -- (to close it)
+    sock:close()
+    return nil, "tls: " .. err
+  end
   local name = t.server_name or host
   local ok
   ok, err = conn:starttls(ctx, name)
