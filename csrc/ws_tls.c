@@ -83,6 +83,27 @@ static void set_err(char *err, size_t cap, const char *what) {
     ERR_clear_error();
 }
 
+/* "what: path: why" for a file OpenSSL could not use: why is the system's
+ * reason (the errno of its fopen) when there is one, which says more than
+ * OpenSSL's last entry ("system lib"); the error queue is left empty. */
+static void set_file_err(char *err, size_t cap, const char *what, const char *path) {
+    unsigned long e, sys = 0;
+    while ((e = ERR_peek_error()) != 0 && !sys) {
+        if (ERR_GET_LIB(e) == ERR_LIB_SYS)
+            sys = e;
+        else
+            ERR_get_error();
+    }
+    if (!sys) {
+        char buf[200];
+        snprintf(buf, sizeof buf, "%s: %s", what, path);
+        set_err(err, cap, buf);
+        return;
+    }
+    snprintf(err, cap, "%s: %s: %s", what, path, strerror(ERR_GET_REASON(sys)));
+    ERR_clear_error();
+}
+
 static int is_ip(const char *name) {
     unsigned char buf[16];
     return inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1;
@@ -147,9 +168,9 @@ ws_tls_ctx *ws_tls_ctx_new(const ws_tls_opts *o, char *err, size_t errcap) {
         SSL_CTX_set_default_passwd_cb_userdata(ctx, (void *)o->password);
         int ok = SSL_CTX_use_certificate_chain_file(ctx, o->certificate) == 1;
         if (!ok)
-            set_err(err, errcap, "certificate");
+            set_file_err(err, errcap, "certificate", o->certificate);
         else if (SSL_CTX_use_PrivateKey_file(ctx, o->key ? o->key : o->certificate, SSL_FILETYPE_PEM) != 1) {
-            set_err(err, errcap, "key");
+            set_file_err(err, errcap, "key", o->key ? o->key : o->certificate);
             ok = 0;
         } else if (SSL_CTX_check_private_key(ctx) != 1) {
             set_err(err, errcap, "key does not match the certificate");
@@ -165,7 +186,7 @@ ws_tls_ctx *ws_tls_ctx_new(const ws_tls_opts *o, char *err, size_t errcap) {
     }
     if (o->cafile || o->capath) {
         if (SSL_CTX_load_verify_locations(ctx, o->cafile, o->capath) != 1) {
-            set_err(err, errcap, o->cafile ? "cafile" : "capath");
+            set_file_err(err, errcap, o->cafile ? "cafile" : "capath", o->cafile ? o->cafile : o->capath);
             goto fail;
         }
         if (o->server && o->cafile) {

@@ -79,7 +79,8 @@ describe("ws.tls options", function()
     local ctx
     ctx, err = tls.context({ cafile = f("nope.pem") }, "client")
     assert.is_nil(ctx)
-    assert.matches("^tls: cafile", err)
+    -- the file and why (not OpenSSL's "system lib")
+    assert.equal("tls: cafile: " .. f("nope.pem") .. ": No such file or directory", err)
   end)
 
   it("checks the tls options before connecting, and leaves no descriptor open", function()

@@ -160,7 +160,8 @@ static void test_contexts(void) {
     o.certificate = "/nonexistent.pem";
     o.key = "/nonexistent.key";
     CHECK(ws_tls_ctx_new(&o, err, sizeof err) == NULL);
-    CHECK(strncmp(err, "certificate: ", 13) == 0);
+    /* the file and the system's reason, not OpenSSL's "system lib" */
+    CHECK(strcmp(err, "certificate: /nonexistent.pem: No such file or directory") == 0);
     o.certificate = file("host", "pem");
     o.key = file("other", "key");
     CHECK(ws_tls_ctx_new(&o, err, sizeof err) == NULL);
@@ -185,6 +186,15 @@ static void test_contexts(void) {
     o.password = NULL;              /* fails, never prompts on a terminal */
     CHECK(ws_tls_ctx_new(&o, err, sizeof err) == NULL);
     CHECK(strncmp(err, "key: ", 5) == 0);
+    /* a client's CA file: missing, or holding no certificate */
+    memset(&o, 0, sizeof o);
+    o.verify = WS_TLS_VERIFY_REQUIRE;
+    o.cafile = "/nonexistent-ca.pem";
+    CHECK(ws_tls_ctx_new(&o, err, sizeof err) == NULL);
+    CHECK(strcmp(err, "cafile: /nonexistent-ca.pem: No such file or directory") == 0);
+    o.cafile = file("host", "key");
+    CHECK(ws_tls_ctx_new(&o, err, sizeof err) == NULL);
+    CHECK(strncmp(err, "cafile: ", 8) == 0 && strstr(err, "host.key: ") != NULL);
 }
 
 static void test_names(void) {
