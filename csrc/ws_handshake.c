@@ -401,8 +401,16 @@ int ws_handshake_check_response(const ws_http *res, const char *key, const char 
         *err = "http/1.1 required";
         return -1;
     }
-    if (!ws_http_has_token(res, "Upgrade", "websocket")) {
+    /* RFC 6455 section 4.1, client step 2: the answer's Upgrade is
+     * "websocket" itself (any case), not a list holding it (a request's
+     * Upgrade is a list of protocols it would take; a 101 chose one) */
+    hd = ws_http_header(res, "Upgrade");
+    if (hd == NULL) {
         *err = "missing upgrade: websocket";
+        return -1;
+    }
+    if (header_count(res, "Upgrade") != 1 || hd->value_len != 9 || !eq_nocase(hd->value, "websocket", 9)) {
+        *err = "upgrade is not websocket";
         return -1;
     }
     if (!ws_http_has_token(res, "Connection", "upgrade")) {

@@ -513,6 +513,10 @@ describe("client refusals", function()
     assert.matches("[Aa]ccept", (refused(base .. "/badaccept")))
   end)
 
+  it("a 101 whose Upgrade is not \"websocket\" alone (RFC 6455 section 4.1)", function()
+    assert.equal("handshake: upgrade is not websocket", (refused(base .. "/upgrade-list")))
+  end)
+
   it("a server closing mid-handshake", function()
     -- what it sent is quoted: not taken for a TLS port
     assert.equal('handshake: connection closed by server before the end of its answer ("HTTP/1.1 101 Swit")',

@@ -280,6 +280,8 @@ static void test_request_status(void)
     CHECK_STATUS(GET KEY VER CONN UPG HOST "\r\n", 0, NULL);          /* order is free */
     CHECK_STATUS(GET "host: h\r\nupgrade: WebSocket\r\nconnection: keep-alive, upgrade\r\n"
                  "sec-websocket-version: 13\r\nsec-websocket-key:" SAMPLE_KEY " \r\n\r\n", 0, NULL);
+    /* a request's Upgrade is a list of the protocols it would take (RFC 9110 section 7.8) */
+    CHECK_STATUS(GET HOST "Upgrade: h2c, websocket\r\n" CONN VER KEY "\r\n", 0, NULL);
 
     /* 405 */
     CHECK_STATUS("POST /chat HTTP/1.1\r\n" HOST UPG CONN VER KEY "\r\n", 405, "method not allowed");
@@ -513,6 +515,18 @@ static void test_response(void)
     CHECK(response_of("HTTP/1.1 101 OK\r\nUpgrade: websocket\r\n"
                       "Sec-WebSocket-Accept: " SAMPLE_ACCEPT "\r\n\r\n", &err) == -1);
     CHECK(err_is(err, "missing connection: upgrade"));
+    /* a 101's Upgrade is "websocket" alone, any case (RFC 6455 section 4.1) */
+    CHECK(response_of("HTTP/1.1 101 OK\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n"
+                      "Sec-WebSocket-Accept: " SAMPLE_ACCEPT "\r\n\r\n", &err) == 0);
+    CHECK(response_of("HTTP/1.1 101 OK\r\nUpgrade: h2c, websocket\r\nConnection: Upgrade\r\n"
+                      "Sec-WebSocket-Accept: " SAMPLE_ACCEPT "\r\n\r\n", &err) == -1);
+    CHECK(err_is(err, "upgrade is not websocket"));
+    CHECK(response_of("HTTP/1.1 101 OK\r\nUpgrade: websocket,\r\nConnection: Upgrade\r\n"
+                      "Sec-WebSocket-Accept: " SAMPLE_ACCEPT "\r\n\r\n", &err) == -1);
+    CHECK(err_is(err, "upgrade is not websocket"));
+    CHECK(response_of("HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n"
+                      "Sec-WebSocket-Accept: " SAMPLE_ACCEPT "\r\n\r\n", &err) == -1);
+    CHECK(err_is(err, "upgrade is not websocket"));
     CHECK(response_of("HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", &err) == -1);
     CHECK(err_is(err, "missing sec-websocket-accept"));
     CHECK(response_of("HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

@@ -7,6 +7,7 @@
 --   /masked     answers a valid 101, sends a MASKED text frame, then prints
 --               "masked-close CODE" for the close frame the client sends back
 --   /proto      answers a valid 101 choosing subprotocol "zzz"
+--   /upgrade-list answers 101 with "Upgrade: h2c, websocket" (a list: not for a 101)
 --   /silent     reads the request and never answers
 --   /http10     answers an HTTP/1.0 404 with a body and no length, then closes
 --   /204        answers 204 No Content and keeps the connection open
@@ -79,6 +80,8 @@ local function serve(c)
     io.stdout:flush()
   elseif path == "/proto" then
     c:send(accept_101(key, "Sec-WebSocket-Protocol: zzz\r\n"))
+  elseif path == "/upgrade-list" then
+    c:send((accept_101(key):gsub("Upgrade: websocket", "Upgrade: h2c, websocket")))
   elseif path == "/silent" then
     c:receive("*a")   -- until the client gives up (or our timeout)
   elseif path == "/http10" then
