@@ -197,6 +197,19 @@ describe("client and server in one loop", function()
       assert.equal("b", s)
     end)
 
+    it("names that are not distinct tokens raise at the call, before anything is sent (RFC 6455 section 4.1)", function()
+      local srv, l, base = loop_server({ protocols = { "superchat" } }, { ["/p"] = function(conn) conn:receive(3) end })
+      for _, bad in ipairs { { "chat, superchat" }, { "" }, { "a b" }, { "x", "x" }, { "é" } } do
+        local ok, err = pcall(H.run_task, l, 5, ws.connect, base .. "/p", { protocols = bad, timeout = 3 })
+        assert.is_false(ok, table.concat(bad, "|"))
+        assert.matches("ws.connect: option 'protocols' ", err)
+      end
+      local ok, err = pcall(ws.connect, base .. "/p", { protocols = { "a b" } })
+      assert.is_false(ok)
+      assert.matches("option 'protocols' must hold tokens (RFC 6455 section 4.1), got \"a b\"", err, 1, true)
+      close_server(srv)
+    end)
+
     it("no common protocol leaves conn.protocol nil on both sides", function()
       local c, s = negotiate({ "x" }, { "a", "b" })
       assert.is_nil(c)

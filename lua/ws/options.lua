@@ -27,6 +27,7 @@ local M = {}
 ---@field default? any the value when the caller gives none
 ---@field fields? string group whose schema checks a table value (compression = { level = 6 })
 ---@field numeric_string? boolean a string of digits is taken as the number (port = "8080")
+---@field check? fun(v: any): string|nil a further rule: nil, or the error message's tail
 ---@field doc string one line for the reference
 
 local groups = {}    -- group name -> { [option name] = spec, order = { names } }
@@ -191,7 +192,7 @@ local function check_table(what, prefix, all, order, opts, level, out)
       v = tonumber(v)
       if out then out[k] = v end
     end
-    local bad = mismatch(spec, v)
+    local bad = mismatch(spec, v) or spec.check and spec.check(v)
     if bad then error(string.format("%s: option '%s%s' %s", what, prefix, k, bad), level) end
     if spec.fields and type(v) == "table" then
       local sub, sub_order = specs_of({ spec.fields })
@@ -223,6 +224,19 @@ function M.check(name, opts, level)
 end
 
 ---- the library's own options ---------------------------------------------------
+
+-- subprotocol names: each a token, none twice (RFC 6455 section 4.1); else
+-- "Sec-WebSocket-Protocol: chat, superchat" offers two where one was meant
+local function distinct_tokens(list)
+  local seen = {}
+  for _, p in ipairs(list) do
+    if not p:match("^[%w!#$%%&'*+.^_`|~-]+$") then
+      return "must hold tokens (RFC 6455 section 4.1), got " .. shown(p)
+    end
+    if seen[p] then return "names " .. shown(p) .. " twice" end
+    seen[p] = true
+  end
+end
 
 local KiB, MiB = 1024, 1024 * 1024
 
@@ -326,7 +340,7 @@ M.register("connect", {
   { name = "max_header", type = "integer", min = 256, default = 16 * KiB, doc = "bytes of response head" },
   { name = "headers", type = "table", doc = "extra request headers { name = value }" },
   { name = "origin", type = "string", doc = "Origin header" },
-  { name = "protocols", type = "list", doc = "subprotocols to offer" },
+  { name = "protocols", type = "list", check = distinct_tokens, doc = "subprotocols to offer (distinct tokens)" },
   { name = "tls", type = "table",
     doc = "{ verify = true, cafile, capath, certificate, key, server_name, protocol, options }" },
   { name = "sock", type = "userdata|table", doc = "a connected socket to run the handshake on (a proxy tunnel)" },
