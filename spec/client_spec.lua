@@ -274,6 +274,27 @@ describe("client and server in one loop", function()
     close_server(srv)
   end)
 
+  it("a user Host or Origin replaces ours (any case); Upgrade, Connection, Sec-WebSocket-* are refused", function()
+    local seen
+    local srv, l, base = loop_server({ check_origin = function() return true end }, {
+      ["/h"] = function(conn) seen = conn.request.headers; conn:receive(3) end,
+    })
+    -- (our server answers a second Host with 400)
+    local conn, err = H.run_task(l, 5, ws.connect, base .. "/h", {
+      headers = { host = "example.com", ORIGIN = "https://o.example" }, origin = "https://replaced.example",
+    })
+    assert.truthy(conn, err)
+    H.run_task(l, 5, conn.close, conn)
+    assert.equal("example.com", seen.host)
+    assert.equal("https://o.example", seen.origin)
+    close_server(srv)
+    -- refused before connecting: nothing listens there
+    local free = "ws://127.0.0.1:" .. H.free_port() .. "/"
+    for _, name in ipairs { "Upgrade", "connection", "Sec-WebSocket-Key", "SEC-WEBSOCKET-VERSION" } do
+      assert.equal("invalid header: " .. name .. " (the handshake sets it)", (refused(free, { headers = { [name] = "x" } })))
+    end
+  end)
+
   it("the client's idle_timeout and ping_interval options take effect", function()
     local srv, l, base = loop_server({}, {
       ["/quiet"] = function(conn) conn:receive(3) end,

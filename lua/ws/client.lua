@@ -104,6 +104,28 @@ local function tcp_connect(host, port, deadline, sched)
   return fail(sock, "connect " .. host .. ":" .. port .. ": " .. err, sched)
 end
 
+-- The caller's headers: Host and Origin (any case) replace ours; those the
+-- handshake itself makes (Upgrade, Connection, Sec-WebSocket-*) would go
+-- twice, so they are refused. Returns the other lines, Host, Origin; or
+-- nil, err.
+local function user_headers(headers, origin)
+  local rest, host = {}, nil
+  for name, value in pairs(headers or {}) do
+    local lname = type(name) == "string" and name:lower() or ""
+    if lname == "upgrade" or lname == "connection" or lname:find("^sec%-websocket%-") then
+      return nil, "invalid header: " .. name .. " (the handshake sets it)"
+    elseif lname == "host" or lname == "origin" then
+      if not http.valid(name, value) then return nil, "invalid header: " .. name end
+      if lname == "host" then host = value else origin = value end
+    else
+      rest[name] = value
+    end
+  end
+  local lines, bad = http.header_lines(rest)
+  if not lines then return nil, "invalid header: " .. bad end
+  return lines, host, origin
+end
+
 --- Open a WebSocket connection.
 -- opts: headers (name -> value), origin, protocols (list), timeout,
 -- tls = { verify = true, cafile, capath, certificate, key, server_name },
@@ -132,6 +154,8 @@ function M.connect(url, opts)
     if not sock then return nil, err end
     sock:settimeout(0)
   end
+  local extra, user_host, origin = user_headers(opts.headers, opts.origin)
+  if not extra then return fail(sock, user_host, sched) end
   -- the TLS context before connecting: a bad tls option raises, and a
   -- missing file fails, with no connection made
   local ctx
@@ -153,14 +177,11 @@ function M.connect(url, opts)
   local key = core.new_key()
   local default_port = scheme == "wss" and 443 or 80
   local bracketed = host:find(":", 1, true) and "[" .. host .. "]" or host   -- IPv6
-  local hosthdr = port ~= default_port and bracketed .. ":" .. port or bracketed
-  local extra, bad = http.header_lines(opts.headers)
-  if not extra then return fail(sock, "invalid header: " .. bad, sched) end
-  local request
-  request, bad = http.head("GET " .. target .. " HTTP/1.1", {
+  local hosthdr = user_host or port ~= default_port and bracketed .. ":" .. port or bracketed
+  local request, bad = http.head("GET " .. target .. " HTTP/1.1", {
     "Host", hosthdr, "Upgrade", "websocket", "Connection", "Upgrade",
     "Sec-WebSocket-Key", key, "Sec-WebSocket-Version", "13",
-    "Origin", opts.origin or false,
+    "Origin", origin or false,
     "Sec-WebSocket-Protocol", opts.protocols and #opts.protocols > 0 and table.concat(opts.protocols, ", ") or false,
     "Sec-WebSocket-Extensions", opts.compression and deflate.offer(opts.compression) or false,
   }, extra)
