@@ -180,6 +180,17 @@ describe("the ws command", function()
     assert.equal("lua-ws 0.1.0\n", out)
   end)
 
+  it("stops with close 1001 and exit 1 once stdout is gone (`ws URL | head -1`)", function()
+    local py = start_peer("python")
+    finally(py.stop)
+    -- a line every 0.2 s for 10 s, echoed: only the write error can end it sooner
+    local out = H.run(string.format("bash -c 't0=$SECONDS; timeout 20 %s %s/bin/ws ws://127.0.0.1:%d/echo " ..
+      "2>/dev/null < <(for i in $(seq 50); do echo line $i; sleep 0.2; done) | head -1; " ..
+      "echo \"ws=${PIPESTATUS[0]} took=$((SECONDS - t0))\"'", H.LUA, H.ROOT, py.port))
+    assert.matches("^line 1\nws=1 took=[0-4]\n$", out)
+    assert.truthy(H.wait_output(py, '"code": 1001', 5), py.output())
+  end)
+
   it("receives examples/ticker.lua's pushes and its clean 1001 stop", function()
     local t = H.start_lua("examples/ticker.lua", "--every 0.2 --for 4", "cli-ticker")
     finally(t.stop)

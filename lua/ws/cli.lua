@@ -106,9 +106,22 @@ function M.client(o, io_)
   -- everything runs as tasks of one loop, the connection included: a
   -- connection waits through the scheduler it was made in
   local l = ws.loop.new()
+  local conn_now   -- the connection once made
+  -- stdout gone: close with 1001 (going away) and stop, once
+  local function leave(why)
+    if done then return end
+    done = true
+    say(io_.stderr, "ws: ", why, conn_now and ": closing with 1001" or "")
+    if conn_now then conn_now:close(1001) end
+    l:stop()
+  end
+  -- true, or nil, err when stdout cannot be written (a closed pipe: EPIPE)
   local function show(data, kind)
-    if kind == "binary" and not o.binary then say(io_.stdout, "< binary ", tostring(#data), " bytes")
-    else io_.stdout:write(data); if kind == "text" then io_.stdout:write("\n") end; io_.stdout:flush() end
+    local out, ok, err = io_.stdout
+    if kind == "binary" and not o.binary then ok, err = out:write("< binary ", tostring(#data), " bytes\n")
+    else ok, err = out:write(data, kind == "text" and "\n" or "") end
+    if ok then ok, err = out:flush() end
+    return ok, err
   end
   -- the reader: every message to stdout until the connection closes
   local function reader(conn)
@@ -130,7 +143,11 @@ function M.client(o, io_)
         l:stop()
         return
       end
-      show(data, kind)
+      local ok, werr = show(data, kind)
+      if not ok then
+        failed = true
+        return leave("stdout: " .. tostring(werr))
+      end
     end
   end
   -- the writer: stdin, read through the loop so the reader keeps running
@@ -178,6 +195,7 @@ function M.client(o, io_)
       l:stop()
       return
     end
+    conn_now = conn
     say(io_.stderr, "connected to ", o.url, conn.protocol and " (subprotocol " .. conn.protocol .. ")" or "")
     conn.on_pong = function(_, data)
       if pong_at and data == "ws-cli" then
