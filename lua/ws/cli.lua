@@ -106,8 +106,8 @@ function M.client(o, io_)
   -- everything runs as tasks of one loop, the connection included: a
   -- connection waits through the scheduler it was made in
   local l = ws.loop.new()
-  local conn_now   -- the connection once made
-  -- stdout gone: close with 1001 (going away) and stop, once
+  local conn_now, status   -- the connection once made; the exit status a signal sets
+  -- stdout gone or a signal: close with 1001 (going away) and stop, once
   local function leave(why)
     if done then return end
     done = true
@@ -122,6 +122,22 @@ function M.client(o, io_)
     else ok, err = out:write(data, kind == "text" and "\n" or "") end
     if ok then ok, err = out:flush() end
     return ok, err
+  end
+  -- SIGINT (Ctrl-C) and SIGTERM through the loop: a clean close instead of
+  -- Lua's "interrupted!" error that drops TCP; exit 128 + the signal
+  local sigs = core.signals({ "INT", "TERM" })
+  if sigs then
+    l:spawn(function()
+      while not done do
+        local name = sigs:next()
+        if name then
+          status = name == "INT" and 130 or 143
+          leave("SIG" .. name)
+        elseif not l:wait(sigs, "r") then
+          return
+        end
+      end
+    end)
   end
   -- the reader: every message to stdout until the connection closes
   local function reader(conn)
@@ -195,6 +211,7 @@ function M.client(o, io_)
       l:stop()
       return
     end
+    if done then return conn:abort() end   -- (a signal came while connecting)
     conn_now = conn
     say(io_.stderr, "connected to ", o.url, conn.protocol and " (subprotocol " .. conn.protocol .. ")" or "")
     conn.on_pong = function(_, data)
@@ -206,6 +223,11 @@ function M.client(o, io_)
     writer(conn)
   end)
   l:run()
+  if sigs then
+    l:forget(sigs)
+    sigs:close()   -- (gives the signals back)
+  end
+  if status then return status end
   return failed and 1 or 0
 end
 
