@@ -64,6 +64,25 @@ static int check_text(const ws_reader *r)
     return r->msg_opcode == WS_OP_TEXT && !(r->msg_rsv & WS_RSV1);
 }
 
+/* The most wire bytes a message may take: max_message, but for a
+ * compressed one (RSV1) what DEFLATE may expand max_message bytes of
+ * incompressible data to. That is zlib's deflateBound() for unknown
+ * parameters (zlib 1.2.12 on): fixed blocks of 9-bit literals at memLevel 2
+ * (~13%), or stored blocks of 127 bytes at memLevel 1 (~4%), + 1 byte for
+ * the sync flush's empty block less the 00 00 ff ff the sender strips. The
+ * inflated size is held to max_message where it is inflated, so a bomb
+ * gains nothing from this. */
+static uint64_t wire_max(const ws_reader *r, int rsv)
+{
+    uint64_t m = r->opts.max_message, fixed, stored;
+
+    if (!m || !(rsv & WS_RSV1))
+        return m;
+    fixed = m + (m >> 3) + (m >> 8) + (m >> 9) + 4;
+    stored = m + (m >> 5) + (m >> 7) + (m >> 11) + 7;
+    return (fixed > stored ? fixed : stored) + 1;
+}
+
 /* Rules of section 5 on a complete header; prepares the payload state. */
 static int check_header(ws_reader *r)
 {
@@ -96,7 +115,7 @@ static int check_header(ws_reader *r)
             return fail(r, 1002, "reserved bits set");
     }
     if (!is_control(op)) {
-        uint64_t max = r->opts.max_message;
+        uint64_t max = wire_max(r, op == WS_OP_CONT ? r->msg_rsv : h->rsv);
         size_t have = op == WS_OP_CONT ? r->buf_len : 0;
         /* checked on the header, before a byte of it is stored;
          * have <= max holds here, so the subtraction cannot wrap */
@@ -164,17 +183,18 @@ static int read_header(ws_reader *r, const unsigned char *in, size_t len, size_t
 
 /* Make room for need bytes in buf (need > buf_cap). Doubles, but never
  * past what the message can use: the end of the current frame when it is
- * the last one (the exact size is known), max_message otherwise. */
+ * the last one (the exact size is known), wire_max() otherwise. */
 static int grow(ws_reader *r, size_t need)
 {
     size_t cap, limit = SIZE_MAX;
+    uint64_t max = wire_max(r, r->msg_rsv);
     unsigned char *p;
 
     if (r->fh.fin) {
         if (r->remaining < (uint64_t)(limit - r->buf_len))
             limit = r->buf_len + (size_t)r->remaining;
-    } else if (r->opts.max_message && r->opts.max_message < (uint64_t)limit) {
-        limit = (size_t)r->opts.max_message;
+    } else if (max && max < (uint64_t)limit) {
+        limit = (size_t)max;
     }
     cap = r->buf_cap < BUF_MIN / 2 ? BUF_MIN
         : r->buf_cap > limit / 2 ? limit : r->buf_cap * 2;

@@ -15,7 +15,7 @@ enum { WS_ROLE_SERVER = 0, WS_ROLE_CLIENT = 1 };
 
 typedef struct {
     int role;                 /* WS_ROLE_SERVER: frames must be masked; CLIENT: must not be */
-    uint64_t max_message;     /* 0: no limit; else total payload of one message */
+    uint64_t max_message;     /* 0: no limit; else total payload of one message (RSV1: a little more, see wire_max) */
     int rsv_allowed;          /* RSV bits an extension allows on the first frame of a data message (0 now) */
 } ws_reader_opts;
 
@@ -64,7 +64,8 @@ void ws_reader_free(ws_reader *r);   /* releases the buffer; r may be reused aft
  * WS_READ_NOMEM (allocation failed) sets error_code 1011, "out of memory",
  * and later calls return WS_READ_ERROR. ev->data is never NULL. The message
  * buffer grows with the bytes that arrive (never past the frame's end on a
- * final frame, nor past max_message), and one above 64 KiB is freed on the
+ * final frame, nor past max_message, or for an RSV1 message what DEFLATE
+ * may expand max_message bytes to), and one above 64 KiB is freed on the
  * feed after its message was delivered. */
 int ws_reader_feed(ws_reader *r, const unsigned char *buf, size_t len,
                    size_t *used, ws_event *ev);

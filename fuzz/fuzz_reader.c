@@ -9,9 +9,10 @@
  *    unmasking, the rules of RFC 6455 section 5 written out plainly,
  *    reference UTF-8 from ref_utf8.h) must produce the same events and the
  *    same close code;
- *  - every event keeps the reader's promises (UTF-8 text, max_message,
- *    control frames <= 125 bytes, valid close codes), a failure is final,
- *    and the message buffer never grows past max_message.
+ *  - every event keeps the reader's promises (UTF-8 text, max_message or
+ *    for RSV1 its DEFLATE bound, control frames <= 125 bytes, valid close
+ *    codes), a failure is final, and the message buffer never grows past
+ *    that limit.
  * Every piece is fed from its own exact-size heap block, so ASan catches a
  * read past the bytes the reader was given.
  *

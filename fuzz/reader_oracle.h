@@ -57,6 +57,20 @@ static void log_raw(vec *log, int opcode, int rsv, const unsigned char *data, ui
     put(log, reason, (size_t)rl);
 }
 
+/* The most bytes a message may have on the wire: max_message, or for an
+ * RSV1 (compressed) one zlib's deflateBound() of max_message for unknown
+ * parameters, + 1 for the sync flush (0: no limit). */
+static uint64_t wire_limit(const ws_reader_opts *o, unsigned rsv)
+{
+    uint64_t m = o->max_message, a, b;
+
+    if (!(rsv & WS_RSV1))
+        return m;
+    a = m + m / 8 + m / 256 + m / 512 + 4;
+    b = m + m / 32 + m / 128 + m / 2048 + 7;
+    return m ? (a > b ? a : b) + 1 : 0;
+}
+
 /* Check an event against the contract and append it to the log. */
 static void log_event(vec *log, const ws_reader_opts *o, const ws_event *ev)
 {
@@ -68,7 +82,7 @@ static void log_event(vec *log, const ws_reader_opts *o, const ws_event *ev)
             abort();
         /* fall through */
     case WS_OP_BINARY:
-        if (o->max_message && ev->len > o->max_message)
+        if (o->max_message && ev->len > wire_limit(o, (unsigned)ev->rsv))
             abort();
         if (ev->rsv & ~o->rsv_allowed)
             abort();
@@ -187,7 +201,7 @@ static unsigned run(const ws_reader_opts *o, const unsigned char *data, size_t n
         *why = err;
     }
     /* the buffer never grows past what the limit allows */
-    if (o->max_message && r.buf_cap > o->max_message)
+    if (o->max_message && r.buf_cap > wire_limit(o, (unsigned)o->rsv_allowed))
         abort();
     ws_reader_free(&r);
     return code;
@@ -251,7 +265,8 @@ static unsigned ref_run(const ws_reader_opts *o, const unsigned char *p, size_t 
         }
         if (!control) {
             uint64_t have = op == 0 ? msg.len : 0;
-            if (o->max_message && have + len > o->max_message) { code = 1009; break; }
+            uint64_t max = wire_limit(o, op == 0 ? (unsigned)msg_rsv : rsv);
+            if (max && have + len > max) { code = 1009; break; }
             if (op != 0) {
                 msg_op = (int)op;
                 msg_rsv = (int)rsv;

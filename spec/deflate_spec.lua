@@ -965,6 +965,38 @@ describe("hostile peers against our server", function()
     closes_with(r, 1009)
   end)
 
+  it("accepts max_message incompressible bytes, which DEFLATE makes a little longer on the wire", function()
+    local msg = random_bytes(MiB)
+    local r = raw(server.port, "/echo", EXT)
+    for _, level in ipairs { 1, 9 } do
+      local c = core.deflate { level = level }:compress(msg)
+      assert.is_true(#c > MiB, #c)
+      r:send_frame(2, c, { rsv = 4 })
+      local f = r:read_frame()
+      assert.equal(2, f.opcode)
+      assert.equal(msg, core.deflate {}:decompress(f.payload))
+    end
+    r:close()
+  end)
+
+  it("closes 1009 at once on a bomb as long on the wire as a compressed max_message may be", function()
+    -- 1 GiB of zeros in 1.1 MiB: compressed 1 MiB blocks joined by the
+    -- sync flush's 00 00 ff ff, so they make one DEFLATE stream
+    local block = core.deflate {}:compress(string.rep("\0", MiB)) .. "\0\0\255\255"
+    local bomb = string.rep(block, math.floor(1.1 * MiB / #block))
+    assert.is_true(#bomb > MiB and #bomb < 1.13 * MiB, #bomb)
+    local rss0 = H.rss_kib(server.pid)
+    local t0 = require("socket").gettime()
+    for _ = 1, 3 do
+      local r = raw(server.port, "/echo", EXT)
+      r:send_frame(2, bomb, { rsv = 4 })
+      assert.equal("message too big", closes_with(r, 1009))
+    end
+    assert.is_true(require("socket").gettime() - t0 < 5)
+    local grown = H.rss_kib(server.pid) - rss0
+    assert.is_true(grown < 16 * 1024, "server RSS grew by " .. grown .. " KiB")
+  end)
+
   it("closes 1002 on RSV1 when compression was not negotiated", function()
     local compressed = core.deflate {}:compress("hello hello hello")
     -- no offer

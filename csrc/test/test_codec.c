@@ -1128,6 +1128,55 @@ static void test_close(void)
 
 /* ---- limits and buffers ----------------------------------------------- */
 
+/* An RSV1 (compressed) message may take on the wire what DEFLATE expands
+ * max_message incompressible bytes to: for 1000, zlib's worst case is
+ * 1000 + 125 + 3 + 1 + 4 (fixed blocks of 9-bit literals), + 1 for the
+ * sync flush: 1134 (its inflated size is checked where it is inflated). */
+static void test_max_compressed(void)
+{
+    static unsigned char data[1200];
+    int role;
+
+    for (role = 0; role < 2; role++) {
+        ws_reader_opts o = opts_of(role, 1000, WS_RSV1);
+        vec v = { NULL, 0, 0 };
+        result res;
+        ws_reader r;
+        ws_event ev;
+        size_t used;
+        int rc;
+
+        frame(&v, role, 1, WS_RSV1, WS_OP_BINARY, data, 1134);
+        run_whole(&o, v.p, v.len, &res);
+        CHECK(res.contract && res.nev == 1 && res.ev[0].len == 1134 && res.ev[0].rsv == WS_RSV1);
+        result_free(&res);
+        v.len = 0;
+        frame(&v, role, 1, WS_RSV1, WS_OP_BINARY, data, 1135);
+        EXPECT_ERROR(&o, &v, 0, 1009, "message too big");
+        /* fragmented: the first frame's RSV1 sets the limit of the message,
+         * and a frame before the last reserves no more than it */
+        v.len = 0;
+        frame(&v, role, 0, WS_RSV1, WS_OP_TEXT, data, 600);
+        frame(&v, role, 1, 0, WS_OP_CONT, data, 534);
+        run_whole(&o, v.p, v.len, &res);
+        CHECK(res.contract && res.nev == 1 && res.ev[0].len == 1134);
+        result_free(&res);
+        ws_reader_init(&r, &o);
+        rc = ws_reader_feed(&r, v.p, v.len - 534, &used, &ev);
+        CHECK(rc == WS_READ_NEED && r.buf_cap <= 1134);
+        ws_reader_free(&r);
+        v.len = 0;
+        frame(&v, role, 0, WS_RSV1, WS_OP_TEXT, data, 600);
+        frame(&v, role, 1, 0, WS_OP_CONT, data, 535);
+        EXPECT_ERROR(&o, &v, 0, 1009, "message too big");
+        /* an uncompressed message still gets max_message exactly */
+        v.len = 0;
+        frame(&v, role, 1, 0, WS_OP_BINARY, data, 1001);
+        EXPECT_ERROR(&o, &v, 0, 1009, "message too big");
+        vec_free(&v);
+    }
+}
+
 static void test_max_message(void)
 {
     char data[64];
@@ -1199,6 +1248,7 @@ static void test_max_message(void)
         result_free(&res);
         vec_free(&v);
     }
+    test_max_compressed();
 }
 
 static void test_buffers(void)
