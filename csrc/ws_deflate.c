@@ -121,6 +121,7 @@ int ws_deflate_compress(ws_deflate *d, const unsigned char *in, size_t n, ws_zbu
  * RFC 7692 section 7.2.3.3 allows: start a new stream on the same LZ77
  * window, so what follows (at least the 00 00 ff ff tail) and later
  * messages may still refer back to it. */
+enum { STREAM_END = 1 };   /* inflate_some: the stream ended with its input */
 static int restart(z_stream *z) {
     unsigned char win[1 << 15];
     uInt n = 0;
@@ -133,7 +134,8 @@ static int restart(z_stream *z) {
 
 /* Feed src to the inflater, appending output to out at *len; refuse past max.
  * *restarts: how many more BFINAL blocks this message may have (each costs
- * two copies of the window, so a stream of empty final blocks is bounded). */
+ * two copies of the window, so a stream of empty final blocks is bounded).
+ * STREAM_END: a final block ended exactly at the end of src. */
 static int inflate_some(z_stream *z, const unsigned char *src, size_t n, size_t max,
                         ws_zbuf *out, size_t *len, size_t *restarts) {
     z->next_in = (Bytef *)src;
@@ -160,7 +162,7 @@ static int inflate_some(z_stream *z, const unsigned char *src, size_t n, size_t 
             if (r != WS_DEFLATE_OK)
                 return r;
             if (z->avail_in == 0)
-                return WS_DEFLATE_OK;
+                return STREAM_END;
             continue;
         }
         if (rc == Z_NEED_DICT || rc == Z_DATA_ERROR)
@@ -202,13 +204,19 @@ int ws_deflate_decompress(ws_deflate *d, const unsigned char *in, size_t n, size
     int rc = out->cap < first && ws_zbuf_reserve(out, first) != 0 ? WS_DEFLATE_NOMEM : WS_DEFLATE_OK;
     if (rc == WS_DEFLATE_OK)
         rc = inflate_some(z, in, n, max, out, &len, &restarts);
-    if (rc == WS_DEFLATE_OK)
-        rc = inflate_some(z, tail, sizeof tail, max, out, &len, &restarts);
     /* the tail completes an empty stored block: the inflater must now be
      * between blocks, else the message was cut short (or empty) and the
-     * next one would be read from the middle of a block */
-    if (rc == WS_DEFLATE_OK && !(z->data_type & 128))
-        rc = WS_DEFLATE_BAD;
+     * next one would be read from the middle of a block. A payload that
+     * ends its stream (Z_FINISH, without the empty block section 7.2.3.3
+     * asks for) is whole without it, as python-websockets and Node ws
+     * (both on zlib) take it. */
+    if (rc == WS_DEFLATE_OK) {
+        rc = inflate_some(z, tail, sizeof tail, max, out, &len, &restarts);
+        if (rc == WS_DEFLATE_OK && !(z->data_type & 128))
+            rc = WS_DEFLATE_BAD;
+    }
+    if (rc == STREAM_END)
+        rc = WS_DEFLATE_OK;
     /* after an error the window is unusable anyway */
     if (rc != WS_DEFLATE_OK || d->in_reset)
         inflateReset(z);

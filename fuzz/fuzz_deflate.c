@@ -12,6 +12,10 @@
  *    window, a plain zlib inflater whose window really is 256 bytes reads
  *    it too (one inflate() call a message, so nothing reaches back further
  *    than that window into an earlier message).
+ *  - BFINAL: each message compressed on its own with Z_FINISH, as a
+ *    zlib-based peer may send it (with the empty block RFC 7692 section
+ *    7.2.3.3 asks for after it, or, as python-websockets and Node ws accept,
+ *    without), inflates back byte for byte on one decompressor;
  *  - shared streams: directions with no context takeover may borrow one
  *    ws_deflate_shared set (both ends of the round trip use the same one);
  *    between messages, a third connection with another level and window
@@ -102,6 +106,48 @@ static void limit_oracle(int bits, int reset, size_t max, const unsigned char *m
     free(b.p);
     ws_deflate_free(&free_d);
     ws_deflate_free(&lim_d);
+}
+
+/* Phase C: every message as one whole DEFLATE stream (Z_FINISH), the first
+ * without, the others with a 00 after it; d keeps or forgets its window. */
+static void bfinal_oracle(int bits, int reset, const unsigned char *msg[3], const size_t n[3])
+{
+    ws_deflate d;
+    ws_zbuf back = { NULL, 0 };
+    z_stream c;
+    int i;
+
+    memset(&c, 0, sizeof c);
+    if (deflateInit2(&c, 6, Z_DEFLATED, bits < 9 ? -9 : -bits, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return;
+    ws_deflate_init(&d, 6, bits, bits, reset, reset, NULL);
+    for (i = 0; i < 3; i++) {
+        size_t cap = deflateBound(&c, (uLong)n[i]) + 1, bl;
+        unsigned char *z = (unsigned char *)malloc(cap), *in = copy_of(msg[i], n[i]);
+        int rc;
+
+        if (z == NULL)
+            abort();
+        c.next_in = in;
+        c.avail_in = (uInt)n[i];
+        c.next_out = z;
+        c.avail_out = (uInt)cap;
+        if (deflate(&c, Z_FINISH) != Z_STREAM_END || deflateReset(&c) != Z_OK)
+            abort();
+        free(in);
+        cap -= c.avail_out;
+        if (i > 0)
+            z[cap++] = 0x00;
+        rc = decompress(&d, z, cap, n[i] ? n[i] : 1, &back, &bl);
+        free(z);
+        if (rc == WS_DEFLATE_NOMEM)
+            break;
+        if (rc != WS_DEFLATE_OK || bl != n[i] || (bl && memcmp(back.p, msg[i], bl) != 0))
+            abort();
+    }
+    deflateEnd(&c);
+    free(back.p);
+    ws_deflate_free(&d);
 }
 
 /* Inflate one message (tail appended) on a bare zlib stream in one call:
@@ -234,6 +280,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     n[2] = 0;
 
     limit_oracle(bits, in_reset, max, msg, n);
+    bfinal_oracle(bits, in_reset, msg, n);
     memset(&sh, 0, sizeof sh);
     round_trip(level, bits, out_reset, in_reset, use_shared ? &sh : NULL, interleave, msg, n);
     ws_deflate_shared_free(&sh);

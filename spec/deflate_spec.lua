@@ -360,6 +360,13 @@ describe("ws.core.deflate", function()
     assert.equal("Hello", i:decompress(B.hex "f3 48 cd c9 c9 07 00 00"))
     -- the window survives the end of that DEFLATE stream
     assert.equal("Hello", i:decompress(B.hex "f2 00 11 00 00"))
+    -- without the empty block after it (Z_FINISH): whole all the same, as
+    -- python-websockets and Node ws take it, and the window goes on too
+    assert.equal("Hello", i:decompress(B.hex "f3 48 cd c9 c9 07 00"))
+    assert.equal("Hello", i:decompress(B.hex "f2 00 11 00 00"))
+    assert.equal("Hello", i:decompress("\001\005\000\250\255Hello"))
+    assert.equal("Hello", i:decompress(B.hex "f2 00 11 00 00"))
+    assert.equal("", i:decompress("\001"))   -- the tail is a final block's LEN and NLEN
     -- and junk after a final block is still junk
     assert.same({ nil, "invalid compressed data" },
       { core.deflate {}:decompress(B.hex "f3 48 cd c9 c9 07 00 ff ff") })
@@ -1099,6 +1106,11 @@ describe("hostile peers against our server", function()
     local r = raw(server.port, "/echo", EXT)
     r:send_frame(1, B.hex "f3 48 cd c9 c9 07 00 00", { rsv = 4 })
     assert.equal("Hello", r:read_frame().payload)   -- below the threshold: sent plain
+    r:send_frame(1, B.hex "f2 00 11 00 00", { rsv = 4 })
+    assert.equal("Hello", r:read_frame().payload)
+    -- and one that ends with its final block, with no empty block after it
+    r:send_frame(1, B.hex "f3 48 cd c9 c9 07 00", { rsv = 4 })
+    assert.equal("Hello", r:read_frame().payload)
     r:send_frame(1, B.hex "f2 00 11 00 00", { rsv = 4 })
     assert.equal("Hello", r:read_frame().payload)
     r:close()
