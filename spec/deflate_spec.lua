@@ -108,6 +108,14 @@ describe("ws.deflate negotiation", function()
       assert.same({}, parse(" , "))
     end)
 
+    it("reads quoted-strings whole: ',' and ';' inside, quoted-pairs unescaped (RFC 7230 section 3.2.6)", function()
+      assert.same({ { "x-foo", { a = "1" } }, { "permessage-deflate", { client_max_window_bits = "10" } } },
+        parse('x-foo; a="1" , permessage-deflate; client_max_window_bits="1\\0"'))
+      -- a quoted value must still be a token once unescaped (RFC 6455 section 9.1)
+      assert.is_nil(parse('x-foo; a="1,2", permessage-deflate'))
+      assert.is_nil(parse('x-foo; a="1;2\\"", permessage-deflate'))
+    end)
+
     it("flags duplicate parameters", function()
       assert.same({ { "permessage-deflate", { server_no_context_takeover = true }, true } },
         parse("permessage-deflate; server_no_context_takeover; server_no_context_takeover"))
@@ -156,6 +164,23 @@ describe("ws.deflate negotiation", function()
         resp("permessage-deflate; x_foo, permessage-deflate; client_max_window_bits=9"))
       assert.equal("permessage-deflate; server_no_context_takeover",
         resp("permessage-deflate; server_max_window_bits=16, permessage-deflate; server_no_context_takeover"))
+    end)
+
+    it("declines a malformed offer alone: ',' and ';' in quotes do not split, the offers after it count", function()
+      for _, h in ipairs {
+        'x-foo; a="1,2", permessage-deflate',
+        'x-foo; a="1;2", permessage-deflate',
+        'x-foo; a="1\\",2;", permessage-deflate',    -- a quoted-pair \" inside
+        'x-foo; a=, permessage-deflate',
+        'x-foo bar, permessage-deflate',
+        'permessage-deflate; x="a, b", permessage-deflate',
+      } do
+        assert.equal("permessage-deflate", resp(h), h)
+      end
+      assert.equal("permessage-deflate; server_max_window_bits=10",
+        resp('x-foo; a="1,2", permessage-deflate; server_max_window_bits="1\\0"'))
+      -- an unclosed quote swallows the rest of the header
+      assert.is_nil(resp('x-foo; a="1, permessage-deflate'))
     end)
 
     it("declines offers with unknown, duplicate or invalid parameters", function()
@@ -1002,6 +1027,18 @@ describe("hostile peers against our server", function()
     assert.is_true(require("socket").gettime() - t0 < 5)
     local grown = H.rss_kib(server.pid) - rss0
     assert.is_true(grown < 16 * 1024, "server RSS grew by " .. grown .. " KiB")
+  end)
+
+  it("takes the permessage-deflate offer after a foreign one with a quoted ',', on one line or two", function()
+    for _, lines in ipairs {
+      'Sec-WebSocket-Extensions: x-foo; a="1,2", permessage-deflate\r\n',
+      'Sec-WebSocket-Extensions: x-foo; a="1;2"\r\nSec-WebSocket-Extensions: permessage-deflate\r\n',
+    } do
+      local r, head = H.raw(server.port, H.request(server.port, "/echo", lines), { timeout = 5 })
+      assert.matches("^HTTP/1.1 101", head)
+      assert.equal("permessage-deflate", answered_ext(head), lines)
+      r:close()
+    end
   end)
 
   it("closes 1002 on RSV1 when compression was not negotiated", function()

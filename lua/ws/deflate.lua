@@ -15,41 +15,104 @@ local M = {}
 
 M.NAME = "permessage-deflate"
 
--- one extension in a Sec-WebSocket-Extensions list: its name, then its parameters
-local EXTENSION = "^%s*(" .. TCHAR .. "+)%s*(.-)%s*$"
-
 -- A window size: a decimal 8..15 without leading zeroes (RFC 7692 section 7.1.2).
 local function bits(v)
   if type(v) == "string" and (v:match("^[89]$") or v:match("^1[0-5]$")) then return tonumber(v) end
   return nil
 end
 
+local TOKEN = "^(" .. TCHAR .. "+)()"
+
+-- The quoted-string at s[i] = '"' (RFC 7230 section 3.2.6, "," and ";" allowed
+-- inside, quoted-pair "\x" for x), unescaped, and the position after it; nil
+-- if it is not closed or holds a control character other than HTAB.
+local function quoted(s, i)
+  local out = {}
+  i = i + 1
+  while true do
+    local j, c = s:match('^[^"\\%c]*()(.?)', i)
+    out[#out + 1] = s:sub(i, j - 1)
+    if c == '"' then return table.concat(out), j + 1 end
+    if c == "\\" then c, j = s:sub(j + 1, j + 1), j + 1 end
+    if c == "" or (c:match("%c") and c ~= "\t") then return nil end
+    out[#out + 1] = c
+    i = j + 1
+  end
+end
+
+-- One list element from s[i] (RFC 6455 section 9.1: a name, then
+-- *( ";" name [ "=" ( token / quoted-string ) ] ), a quoted value being a
+-- token once unescaped): the extension, or nil; and the position of the
+-- "," (or end) after it.
+local function element(s, i)
+  local params, dup = {}, false
+  local name
+  name, i = s:match(TOKEN, i)
+  if not name then return nil end
+  while true do
+    i = s:match("^[ \t]*()", i)
+    local c = s:sub(i, i)
+    if c == "" or c == "," then
+      return { name = name:lower(), params = params, duplicate = dup }, i
+    end
+    if c ~= ";" then return nil end
+    local k, v
+    k, i = s:match("^[ \t]*" .. TOKEN:sub(2), i + 1)
+    if not k then return nil end
+    i = s:match("^[ \t]*()", i)
+    v = true
+    if s:sub(i, i) == "=" then
+      i = s:match("^[ \t]*()", i + 1)
+      if s:sub(i, i) == '"' then
+        v, i = quoted(s, i)
+        if not (v and v:match("^" .. TCHAR .. "+$")) then return nil end
+      else
+        v, i = s:match(TOKEN, i)
+        if not v then return nil end
+      end
+    end
+    k = k:lower()
+    if params[k] ~= nil then dup = true end
+    params[k] = v
+  end
+end
+
+-- The elements of a Sec-WebSocket-Extensions value in order, empty ones
+-- skipped; a malformed one is false, and ends at the next "," outside a
+-- quoted-string, so those after it still count.
+local function elements(header)
+  local list, i = {}, 1
+  while true do
+    i = header:match("^[ \t]*()", i)
+    local c = header:sub(i, i)
+    if c == "" then return list end
+    if c == "," then
+      i = i + 1
+    else
+      local e, j = element(header, i)
+      list[#list + 1] = e or false
+      if not e then
+        -- resynchronise: the next "," that is not inside quotes
+        j = i
+        while true do
+          j = header:match('^[^,"]*()', j)
+          if header:sub(j, j) ~= '"' then break end
+          j = select(2, quoted(header, j))
+          if not j then return list end
+        end
+      end
+      i = j
+    end
+  end
+end
+
 --- Parse a Sec-WebSocket-Extensions value into { { name, params }, ... },
 -- or nil if it is malformed. Parameter names are lower-cased; a parameter
 -- without a value is true.
 function M.parse(header)
-  local list = {}
-  for item in (header .. ","):gmatch("([^,]*),") do
-    if item:match("%S") then
-      local name, rest = item:match(EXTENSION)
-      if not name then return nil end
-      local params, dup = {}, false
-      for p in rest:gmatch(";([^;]*)") do
-        -- a value is a token or a quoted string (RFC 7230 section 3.2.6)
-        local k, v = p:match('^%s*([%w_-]+)%s*=%s*([%w_.-]+)%s*$')
-        if not k then k, v = p:match('^%s*([%w_-]+)%s*=%s*"([%w_.-]*)"%s*$') end
-        if not k then
-          k = p:match("^%s*([%w_-]+)%s*$")
-          v = true
-        end
-        if not k then return nil end
-        k = k:lower()
-        if params[k] ~= nil then dup = true end
-        params[k] = v
-      end
-      if rest ~= "" and not rest:match("^;") then return nil end
-      list[#list + 1] = { name = name:lower(), params = params, duplicate = dup }
-    end
+  local list = elements(header)
+  for _, e in ipairs(list) do
+    if not e then return nil end
   end
   return list
 end
@@ -59,16 +122,16 @@ local KNOWN = {
   server_max_window_bits = true, client_max_window_bits = true,
 }
 
---- Server: choose the first acceptable permessage-deflate offer.
+--- Server: choose the first acceptable permessage-deflate offer (a
+-- malformed list element is skipped, not the whole header).
 -- Returns the response extension string and ws.core.deflate options, or nil.
 function M.accept(header, conf)
   if not header then return nil end
-  local offers = M.parse(header)
-  if not offers then return nil end
   conf = type(conf) == "table" and conf or {}
-  for _, offer in ipairs(offers) do
-    local p = offer.params
-    local ok = offer.name == M.NAME and not offer.duplicate
+  -- a malformed offer is declined alone: the others still count
+  for _, offer in ipairs(elements(header)) do
+    local p = offer and offer.params or {}
+    local ok = offer and offer.name == M.NAME and not offer.duplicate
     for k, v in pairs(p) do
       if not KNOWN[k] then ok = false
       elseif k:match("bits$") then
