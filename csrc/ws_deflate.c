@@ -15,9 +15,9 @@ void ws_deflate_init(ws_deflate *d, int level, int out_bits, int in_bits, int ou
     d->level = level;
     /* zlib makes no raw streams with an 8-bit window, but with 9 bits it
      * never reaches back more than 512 - 262 = 250 bytes (MAX_DIST), so its
-     * output fits a peer's 256-byte window; inflating needs no more than 9 */
+     * output fits a peer's 256-byte window; it inflates with 8 bits */
     d->out_bits = out_bits < 9 ? 9 : out_bits;
-    d->in_bits = in_bits < 9 ? 9 : in_bits;
+    d->in_bits = in_bits;
     d->out_reset = out_reset;
     d->in_reset = in_reset;
     d->shared = shared;

@@ -25,7 +25,7 @@ typedef struct {
 typedef struct {
     z_stream out, in;          /* own compressor and decompressor */
     int out_live, in_live;     /* initialised? */
-    int out_bits, in_bits;     /* LZ77 window bits, 9..15 */
+    int out_bits, in_bits;     /* LZ77 window bits, 9..15 and 8..15 */
     int out_reset, in_reset;   /* no context takeover: forget the window after each message */
     int level;                 /* compression level */
     ws_deflate_shared *shared; /* borrowed on reset directions; NULL: own streams */

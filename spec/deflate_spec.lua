@@ -243,6 +243,17 @@ describe("ws.deflate negotiation", function()
       assert.equal("permessage-deflate", resp("permessage-deflate; client_max_window_bits=12", true))
     end)
 
+    it("inflates with the client's window it answered", function()
+      for b = 8, 15 do
+        local r, o = deflate.accept("permessage-deflate; client_max_window_bits", { client_max_window_bits = b })
+        assert.equal("permessage-deflate; client_max_window_bits=" .. b, r)
+        assert.equal(b, o.in_bits)
+        assert.equal(15, o.out_bits)
+      end
+      local _, o = deflate.accept("permessage-deflate; client_max_window_bits=9", { client_max_window_bits = 12 })
+      assert.equal(9, o.in_bits)
+    end)
+
     it("never answers a window size that was not offered", function()
       local conf = { server_max_window_bits = 10, client_max_window_bits = 10 }
       local r, o = deflate.accept("permessage-deflate", conf)
@@ -284,7 +295,17 @@ describe("ws.deflate negotiation", function()
         deflate.agree("permessage-deflate", true))
       local o = deflate.agree("permessage-deflate; server_no_context_takeover; client_no_context_takeover; " ..
         "client_max_window_bits=10; server_max_window_bits=9", { level = 1, threshold = 0 })
-      assert.same({ level = 1, threshold = 0, out_bits = 10, in_bits = 15, out_reset = true, in_reset = true }, o)
+      assert.same({ level = 1, threshold = 0, out_bits = 10, in_bits = 9, out_reset = true, in_reset = true }, o)
+    end)
+
+    it("inflates with the server's window it answered, and fails an answer that drops the one we asked", function()
+      for b = 8, 15 do
+        local o = deflate.agree("permessage-deflate; server_max_window_bits=" .. b, { server_max_window_bits = 15 })
+        assert.equal(b, o.in_bits)
+      end
+      local o, err = deflate.agree("permessage-deflate", { server_max_window_bits = 10 })
+      assert.is_nil(o)
+      assert.matches("server_max_window_bits", err)
     end)
 
     it("rejects an extension we did not offer, or more than one", function()
@@ -398,13 +419,26 @@ describe("ws.core.deflate", function()
   end)
 
   it("round-trips text and binary of many sizes with every window size", function()
-    for bits = 9, 15 do
+    for bits = 8, 15 do
       local d = core.deflate { out_bits = bits, in_bits = bits }
       for _, n in ipairs { 0, 1, 100, 5000, 70000, 300000 } do
         for _, s in ipairs { utf8_text(n, n + bits), random_bytes(n), string.rep("ab", math.floor(n / 2)) } do
           assert.equal(s, d:decompress(d:compress(s)))
         end
       end
+    end
+  end)
+
+  it("inflates with the window it was given: 512 bytes keep too little of a message 1000 bytes back", function()
+    -- (zlib checks distances against the window between calls, so across messages)
+    local msg = random_bytes(1000)
+    for bits, ok in pairs { [15] = true, [10] = true, [9] = false } do
+      local d, i = core.deflate {}, core.deflate { in_bits = bits }
+      assert.equal(msg, i:decompress(d:compress(msg)))
+      local again = d:compress(msg)
+      assert.is_true(#again < 100)
+      if ok then assert.equal(msg, i:decompress(again))
+      else assert.same({ nil, "invalid compressed data" }, { i:decompress(again) }) end
     end
   end)
 

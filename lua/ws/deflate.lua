@@ -7,8 +7,9 @@
 --   bytes), threshold (bytes; smaller messages are sent
 --   uncompressed, default 64), server_no_context_takeover,
 --   client_no_context_takeover, server_max_window_bits (8..15),
---   client_max_window_bits (8..15). An 8-bit window is honoured with zlib's
---   9-bit one, which never reaches back more than 250 bytes.
+--   client_max_window_bits (8..15). Our inflater takes the window agreed for
+--   the peer's compressor; an 8-bit one for ours is honoured with zlib's 9-bit
+--   one (zlib deflates with no less), which never reaches back more than 250 bytes.
 local TCHAR = require("ws.http").TCHAR
 
 local M = {}
@@ -150,13 +151,16 @@ function M.accept(header, conf)
       if out_reset then resp[#resp + 1] = "server_no_context_takeover" end
       local in_reset = p.client_no_context_takeover or conf.client_no_context_takeover
       if in_reset then resp[#resp + 1] = "client_no_context_takeover" end
+      -- the client's window, which our inflater needs no more of
+      local in_bits = 15
       if p.client_max_window_bits and conf.client_max_window_bits then
         local offered = p.client_max_window_bits == true and 15 or bits(p.client_max_window_bits)
-        resp[#resp + 1] = "client_max_window_bits=" .. math.min(offered, conf.client_max_window_bits)
+        in_bits = math.min(offered, conf.client_max_window_bits)
+        resp[#resp + 1] = "client_max_window_bits=" .. in_bits
       end
       return table.concat(resp, "; "), {
         level = conf.level or 1, threshold = conf.threshold or 64,
-        out_bits = out_bits, in_bits = 15,
+        out_bits = out_bits, in_bits = in_bits,
         out_reset = out_reset and true or false, in_reset = in_reset and true or false,
       }
     end
@@ -194,9 +198,13 @@ function M.agree(header, conf)
   if conf.server_no_context_takeover and not p.server_no_context_takeover then
     return nil, "server ignored server_no_context_takeover"
   end
+  -- a server that accepts an offer of it answers it (RFC 7692 section 7.1.2.1)
+  if conf.server_max_window_bits and not p.server_max_window_bits then
+    return nil, "server ignored server_max_window_bits"
+  end
   return {
     level = conf.level or 1, threshold = conf.threshold or 64,
-    out_bits = out_bits, in_bits = 15,
+    out_bits = out_bits, in_bits = p.server_max_window_bits and bits(p.server_max_window_bits) or 15,
     out_reset = (p.client_no_context_takeover or conf.client_no_context_takeover) and true or false,
     in_reset = p.server_no_context_takeover and true or false,
   }
