@@ -261,3 +261,97 @@ for _, host in ipairs(HOSTS) do
     end)
   end)
 end
+
+-- In-process: a connection of a ws.loop nested in luv or cqueues, or of the
+-- cqueues and copas adapters, used from the host loop's own code (a
+-- callback, another coroutine, the main thread), against a raw peer in
+-- this process.
+describe("a connection used from a host loop's own code", function()
+  local N, SIZE = 40, 256 * 1024
+  local WANT = N * (SIZE + 10)   -- binary frames of 256 KiB: 10-byte headers
+  local OPTS = { ping_interval = false, idle_timeout = false, max_queue = 64 * 1024 * 1024, send_timeout = 5,
+                 close_timeout = 2 }
+
+  -- A raw client (its upgrade request sent, the answer not read yet) and
+  -- the server's end of its TCP connection, for ws.accept.
+  local function raw_pair()
+    local lsn = assert(socket.bind("127.0.0.1", 0))
+    local _, port = lsn:getsockname()
+    local raw = H.raw(port, false)
+    local sock = assert(lsn:accept())
+    lsn:close()
+    assert(raw:send(H.request(port, "/")))
+    return raw, sock
+  end
+
+  -- Bytes the raw peer reads now, without waiting (its 101 head first).
+  local function read_now(raw)
+    if not raw.seen then
+      raw.seen = assert(raw:read_head())
+      return #raw.buf
+    end
+    raw.sock:settimeout(0)
+    local data, _, partial = raw.sock:receive(1024 * 1024)
+    return #(data or partial or "")
+  end
+
+  local function host(name)
+    local ok, lib = pcall(require, name)
+    if not ok then pending(name .. " is not packaged for " .. _VERSION) end
+    return ok and lib
+  end
+
+  it("luv: a send from a callback after the attached loop ran out of tasks is written", function()
+    local uv = host("luv")
+    if not uv then return end
+    local wsluv = require "ws.luv"
+    local raw, sock = raw_pair()
+    local conn
+    wsluv.spawn(function() conn = assert(ws.accept(sock, OPTS)) end)   -- and the loop has no task left
+    local sent, got, t0 = 0, 0, gettime()
+    local timer = uv.new_timer()
+    timer:start(10, 10, function()
+      if not conn then return end
+      if sent < N then
+        sent = sent + 1
+        assert(conn:send(("x"):rep(SIZE), "binary"))   -- a slow reader: queued, a task writes it
+      elseif gettime() - t0 > 0.3 then
+        got = got + read_now(raw)
+      end
+      if got >= WANT or gettime() - t0 > 5 then
+        timer:stop()
+        timer:close()
+      end
+    end)
+    uv.run()
+    conn:abort()
+    raw:close()
+    assert.equal(WANT, got)
+  end)
+
+  it("cqueues: a send from a coroutine after the attached loop ran out of tasks is written", function()
+    local cqueues = host("cqueues")
+    if not cqueues then return end
+    local raw, sock = raw_pair()
+    local l, cq, conn = loop.new(), cqueues.new(), nil
+    l:spawn(function() conn = assert(ws.accept(sock, OPTS)) end)
+    require("ws.cqueues").attach(cq, l)
+    local got, t0 = 0, gettime()
+    cq:wrap(function()
+      while not conn do cqueues.sleep(0.01) end
+      for _ = 1, N do
+        assert(conn:send(("x"):rep(SIZE), "binary"))
+        cqueues.sleep(0.005)
+      end
+      cqueues.sleep(0.2)
+      while got < WANT and gettime() - t0 < 5 do
+        got = got + read_now(raw)
+        cqueues.sleep(0.01)
+      end
+    end)
+    while not cq:empty() and gettime() - t0 < 8 do assert(cq:step(0.1)) end
+    conn:abort()
+    raw:close()
+    assert.equal(WANT, got)
+  end)
+end)

@@ -131,24 +131,31 @@ end
 
 --- Run a ws.listen server (or a ws.loop) nested in controller cq: one
 -- coroutine waits on its epoll descriptor and timeout and steps it; it
--- ends when the server's loop has no task left. Returns cq (cq:wrap's
--- result), for chaining.
+-- ends when the server's loop has no task left, and a new one starts when
+-- work is queued on the loop again from outside its tasks. Returns cq
+-- (cq:wrap's result), for chaining.
 ---@param cq table a cqueues controller
 ---@param target table a server from ws.listen, or a ws.loop
 ---@return table cq
 function M.attach(cq, target)
   local l = target.loop or target
-  local kick = condition.new()
-  -- code outside the loop's tasks (another cqueues coroutine broadcasting,
-  -- say) queued work: step now, not at the next event
-  l.notify = function() kick:signal() end
-  return cq:wrap(function()
+  local kick, driving = condition.new(), true
+  local function drive()
     while l:step(0) do
       local t = l:timeout()
       if t ~= 0 then poll(l, kick, t) end
     end
-    l.notify = nil
-  end)
+    driving = false
+  end
+  -- code outside the loop's tasks (another cqueues coroutine broadcasting,
+  -- sending to a slow peer) queued work: step now, not at the next event;
+  -- if the loop had run out of tasks, drive it again
+  l.notify = function()
+    if driving then return kick:signal() end
+    driving = true
+    cq:wrap(drive)
+  end
+  return cq:wrap(drive)
 end
 
 return M

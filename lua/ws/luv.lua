@@ -17,7 +17,9 @@ local loop = require "ws.loop"
 local M = {}
 
 --- Drive a ws.loop, or a server from ws.listen, from the luv loop until
--- it has no task left or the returned handle is closed.
+-- the returned handle is closed. While the loop has no task left its uv
+-- handles stop (so uv.run() can return) and come back when work is queued
+-- on it from outside (a spawn, a send from a luv callback: loop.notify).
 ---@param target table a ws.loop or a server
 ---@return table handle with close()
 function M.attach(target)
@@ -26,13 +28,17 @@ function M.attach(target)
   if not fd then error("ws.luv: the loop has no descriptor to poll (epoll poller needed)", 2) end
   local poll, timer = uv.new_poll(fd), uv.new_timer()
   local h = {}
-  local step
+  local step, idle
   local function arm(t)
     timer:stop()
     if t then timer:start(math.ceil(t * 1000), 0, step) end
   end
   step = function()
-    if l:step(0) then arm(l:timeout()) else h.close() end
+    if l:step(0) then return arm(l:timeout()) end
+    -- no task left: stop (not close) the handles, notify starts them again
+    idle = true
+    poll:stop()
+    timer:stop()
   end
   function h.close()
     if h.closed then return end
@@ -41,8 +47,15 @@ function M.attach(target)
     timer:close()
   end
   poll:start("r", step)
-  -- work queued from a luv callback (a spawn, a broadcast): step soon
-  l.notify = function() arm(0) end
+  -- work queued from a luv callback (a spawn, a send the socket did not
+  -- take, a broadcast): step soon
+  l.notify = function()
+    if idle then
+      idle = false
+      poll:start("r", step)
+    end
+    arm(0)
+  end
   arm(l:timeout())
   return h
 end
@@ -50,7 +63,7 @@ end
 local shared, handle
 
 --- The ws.loop luv drives for this process (created at first use; attached
--- again when it ran out of tasks and was let go).
+-- again if its handle was closed).
 ---@return table
 function M.loop()
   shared = shared or loop.new()
