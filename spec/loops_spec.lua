@@ -354,4 +354,48 @@ describe("a connection used from a host loop's own code", function()
     raw:close()
     assert.equal(WANT, got)
   end)
+  it("cqueues: a send from the main thread between cq:step calls neither blocks nor is lost", function()
+    local cqueues = host("cqueues")
+    if not cqueues then return end
+    local raw, sock = raw_pair()
+    local cq, conn = cqueues.new(), nil
+    cq:wrap(function() conn = assert(ws.accept(sock, OPTS)) end)   -- waits through ws.cqueues
+    local t0 = gettime()
+    while not conn and gettime() - t0 < 5 do assert(cq:step(0.05)) end
+    assert.equal(require("ws.cqueues").sched, conn.sched)
+    local t1 = gettime()
+    for _ = 1, N do assert(conn:send(("x"):rep(SIZE), "binary")) end   -- a slow reader: queued
+    local took = gettime() - t1
+    local got = 0
+    while got < WANT and gettime() - t0 < 8 do
+      assert(cq:step(0.01))
+      got = got + read_now(raw)
+    end
+    conn:abort()
+    raw:close()
+    assert.is_true(took < 1, "the sends held the main thread " .. took .. " s")
+    assert.equal(WANT, got)
+  end)
+
+  it("copas: a send from the main thread between copas steps is written", function()
+    local copas = host("copas")
+    if not copas then return end
+    local wscopas = require "ws.copas"
+    local raw, sock = raw_pair()
+    local conn
+    copas.addthread(function() conn = assert(ws.accept(sock, OPTS)) end)   -- waits through ws.copas
+    local t0 = gettime()
+    while not conn and gettime() - t0 < 5 do wscopas.step(0.05) end
+    assert.equal(wscopas.sched, conn.sched)
+    for _ = 1, N do assert(conn:send(("x"):rep(SIZE), "binary")) end   -- a slow reader: queued
+    local got = 0
+    while got < WANT and gettime() - t0 < 8 do
+      wscopas.step(0.01)
+      got = got + read_now(raw)
+    end
+    assert.is_false(conn.writer)
+    conn:abort()
+    raw:close()
+    assert.equal(WANT, got)
+  end)
 end)

@@ -285,38 +285,38 @@ local function write_some(self)
   end
 end
 
--- Become the writer and write the queue until it is empty (or deadline);
--- wake the senders whose items went out. A failure drops the connection.
-local function write_queue(self, deadline)
-  assert(self.writer == false or self.writer == true, "two writers on one send queue")
-  self.writer = co_running() or true
-  local err, stalls = nil, 0
+-- Write the queue until it is empty (or deadline); wake the senders whose
+-- items went out. Returns nil, or the error that ends the writing.
+local function write_all(self, deadline)
+  local stalls = 0
   while true do
     -- (a wait woken by teardown finds the connection closed)
-    if self.state == "closed" then
-      err = "closed"
-      break
-    end
+    if self.state == "closed" then return "closed" end
     local done, werr, progressed = write_some(self)
     local w = self.waiters
     while w and w[1] and w[1][1] <= self.written do
       local co = table.remove(w, 1)[2]
       self.sched:wake(co, true)
     end
-    if done then break end
+    if done then return nil end
     stalls = progressed and 0 or stalls + 1
     local want = WANT[werr]
-    if not want or stalls > STALLS then
-      err = want and "closed" or werr
-      break
-    end
+    if not want or stalls > STALLS then return want and "closed" or werr end
     local ok, e = wait(self, want, deadline)
-    if not ok then
-      err = e
-      break
-    end
+    if not ok then return e end
   end
+end
+
+-- Become the writer and write the queue until it is empty (or deadline).
+-- A failure drops the connection.
+local function write_queue(self, deadline)
+  assert(self.writer == false or self.writer == true, "two writers on one send queue")
+  self.writer = co_running() or true
+  -- (a wait that raises, in a coroutine the scheduler does not run, must
+  -- not leave the queue claimed for good)
+  local ok, err = loop.pcall(write_all, self, deadline)
   self.writer = false
+  if not ok then error(err, 0) end
   if err then
     teardown(self, 1006, err == "timeout" and "send timeout" or err)
     return nil, err

@@ -185,7 +185,17 @@ function S:forget(sock)
   if ws.w then hand(ws.w, nil, "closed") end
 end
 
---- Run fn(...) as a new copas task; an error is logged, as ws.loop does.
+--- Whether the running coroutine may wait through copas: any but the main
+-- thread (copas resumes bare coroutines; there is no asking it which are
+-- its own). A send from the main thread leaves the rest to a task.
+---@return boolean
+function S:in_task()
+  local co, main = co_running()
+  return co ~= nil and not main
+end
+
+--- Run fn(...) as a new copas task (from the main thread too); an error is
+-- logged, as ws.loop does.
 function S:spawn(fn, ...)
   local n, args = select("#", ...), { ... }
   return copas.addthread(function()

@@ -27,6 +27,9 @@ local woken = setmetatable({}, weak)    -- task -> { a, b } handed over by wake 
 local asleep = setmetatable({}, weak)   -- task -> true while in suspend()
 local pollers = setmetatable({}, weak)  -- socket -> { r = pollable, w = pollable, rco = task, wco = task }
 local WAITER = { r = "rco", w = "wco" }
+-- the controller our connections wait in (the last seen): spawn() from
+-- outside any controller (the main thread between cq:step calls) uses it
+local controller
 
 local function cond_of(co)
   local c = conds[co]
@@ -62,6 +65,7 @@ function S:wait(sock, mode, deadline)
     local fd = sock:getfd()
     p = { r = { pollfd = fd, events = "r" }, w = { pollfd = fd, events = "w" } }
     pollers[sock] = p
+    controller = cqueues.running() or controller
   end
   local key = WAITER[mode]
   if p[key] then error("two tasks wait to " .. (mode == "r" and "read" or "write") .. " on one socket", 2) end
@@ -84,11 +88,28 @@ function S:sleep(secs) cqueues.sleep(secs) end
 --- Let the other coroutines run, then continue.
 function S:yield() cqueues.sleep(0) end
 
---- Run fn(...) as a new coroutine of the running controller; an error is
--- logged (as ws.loop does), not raised out of the controller's loop.
+--- The scheduler for a connection made in a coroutine of a cqueues
+-- controller (ws.sched.current asks here): that controller is remembered.
+---@return table
+function M.here()
+  controller = cqueues.running() or controller
+  return S
+end
+
+--- Whether the running coroutine is one a cqueues controller runs: one
+-- that may wait (a send from elsewhere leaves the rest to a task).
+---@return boolean
+function S:in_task()
+  return select(2, cqueues.running()) == true
+end
+
+--- Run fn(...) as a new coroutine of the running controller (outside one:
+-- of the controller our connections wait in); an error is logged (as
+-- ws.loop does), not raised out of the controller's loop.
 function S:spawn(fn, ...)
-  local cq = cqueues.running()
+  local cq = cqueues.running() or controller
   if not cq then error("ws.cqueues: spawn outside a cqueues controller", 2) end
+  controller = cq
   return cq:wrap(function(...)
     local ok, err = loop.pcall(fn, ...)
     if not ok then logging.stderr("error", "ws.cqueues: task failed", { error = tostring(err) }) end

@@ -33,7 +33,7 @@ function M.current(opts)
   if s then return s end
   s = loop.current()
   if s then return s end
-  if in_cqueues() then return require("ws.cqueues").sched end
+  if in_cqueues() then return require("ws.cqueues").here() end
   if in_copas() then return require("ws.copas").sched end
   return nil
 end
