@@ -398,4 +398,52 @@ describe("a connection used from a host loop's own code", function()
     raw:close()
     assert.equal(WANT, got)
   end)
+  it("luv: close() from a callback returns true at once, and a task finishes the handshake", function()
+    local uv = host("luv")
+    if not uv then return end
+    local wsluv = require "ws.luv"
+    local idle_raw, idle_sock = raw_pair()   -- nobody receives on this one
+    local busy_raw, busy_sock = raw_pair()   -- a task receives on this one
+    local idle, busy, got, res
+    wsluv.spawn(function() idle = assert(ws.accept(idle_sock, OPTS)) end)
+    wsluv.spawn(function()
+      busy = assert(ws.accept(busy_sock, OPTS))
+      got = { busy:receive() }
+    end)
+    local t0 = gettime()
+    local timer = uv.new_timer()
+    timer:start(20, 20, function()
+      if not res and idle and busy then
+        res = { idle = { pcall(idle.close, idle, 1000, "bye") }, busy = { pcall(busy.close, busy, 1000, "bye") } }
+        -- a receive meanwhile waits for the closing task, then says closed
+        wsluv.spawn(function() res.later = { idle:receive(2) } end)
+      elseif res and not res.answered then
+        res.answered = true
+        -- the peers read the close frames (written at once) and answer them
+        for _, raw in ipairs { idle_raw, busy_raw } do
+          assert(raw:read_head())
+          assert.equal(1000, (raw:read_close()))
+          raw:send_frame(8, "\3\232")
+        end
+      end
+      if (got and res and res.later) or gettime() - t0 > 3 then
+        timer:stop()
+        timer:close()
+      end
+    end)
+    uv.run()
+    assert.same({ true, true }, res.idle)
+    assert.same({ true, true }, res.busy)
+    assert.same({ nil, "closed", 1000, "" }, got)
+    assert.same({ nil, "closed", 1000, "" }, res.later)
+    for _, conn in ipairs { idle, busy } do
+      assert.equal("closed", conn.state)
+      assert.equal(1000, conn.close_code)
+      assert.is_false(conn.receiver)
+    end
+    assert.is_true(idle_raw:closed_by_peer(1))
+    assert.is_true(busy_raw:closed_by_peer(1))
+    idle_raw:close()
+    busy_raw:close()
+  end)
 end)

@@ -827,35 +827,54 @@ function Conn:messages(timeout)
   end
 end
 
+-- Read (as self.receiver) until the connection is closed or deadline,
+-- for nobody: a receive() meanwhile waits for it, then says "closed".
+local function read_until_closed(self, deadline)
+  local co = me()   -- (inside the pcall: on Lua 5.1 that is another coroutine)
+  self.receiver, self.background = co, co
+  while self.state ~= "closed" do
+    local data, err = receive(self, deadline)
+    if not data and err == "timeout" then return end
+  end
+end
+
 --- Close with code (default 1000) and reason, wait up to timeout
 -- (default close_timeout) for the peer's close, then close TCP.
--- Returns true, peer_code, peer_reason; or nil, err.
+-- Returns true, peer_code, peer_reason; or nil, err. Called from outside
+-- the tasks of the connection's scheduler (a host loop's callback, the
+-- main thread), which cannot wait, it queues the close frame and returns
+-- true at once: a task finishes the handshake (see on_close, close_code).
 function Conn:close(code, reason, timeout)
   if self.state == "closed" then return true, self.close_code, self.close_reason end
+  local sched = self.sched
+  local outside = sched and sched.in_task and not sched:in_task()
   if self.state == "open" then
     local seq, err = self:send_close(code or 1000, reason)
     if not seq then error("bad argument to 'close' (" .. err .. ")", 2) end
-    if not flush(self, seq, self.send_timeout) then
+    if outside then
+      kick(self)
+    elseif not flush(self, seq, self.send_timeout) then
       teardown(self)
       return nil, "closed"
     end
   end
+  if outside then
+    if self.state ~= "closed" then sched:spawn(self.close, self, nil, nil, timeout) end
+    return true
+  end
   local deadline = gettime() + (timeout or self.close_timeout or 3)
   if self.receiver then
     -- the receiving coroutine will see the peer's close; wait for it
-    local sched = self.sched
     if sched and self.state ~= "closed" then
       self.close_waiter = co_running()
       sched:suspend(deadline)
       self.close_waiter = nil
     end
   else
-    self.receiver = me()
-    while self.state ~= "closed" do
-      local data, err = receive(self, deadline)
-      if not data and err == "timeout" then break end
-    end
-    self.receiver = false
+    -- (a wait that raises must not leave the connection claimed for good)
+    local ok, err = loop.pcall(read_until_closed, self, deadline)
+    self.receiver, self.background = false, false
+    if not ok then error(err, 0) end
   end
   local answered = self.close_code ~= nil
   teardown(self)
