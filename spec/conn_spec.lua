@@ -251,6 +251,34 @@ describe("a closed connection", function()
   end)
 end)
 
+describe("close()", function()
+  it("returns in every task that calls it while another receives, once the peer answered", function()
+    local l = loop.new()
+    local server, port = serve(l, {}, H.echo)
+    local took, results, received = {}, {}, nil
+    H.run_task(l, 10, function()
+      local c = assert(ws.connect("ws://127.0.0.1:" .. port .. "/ws", { timeout = 5, close_timeout = 2 }))
+      l:spawn(function() received = { c:receive() } end)
+      l:sleep(0.05)
+      for k = 1, 2 do
+        l:spawn(function()
+          local t0 = gettime()
+          results[k] = { c:close(1000, "c" .. k) }
+          took[k] = gettime() - t0
+        end)
+      end
+      while not (took[1] and took[2] and received) do l:sleep(0.02) end
+    end)
+    assert.same({ nil, "closed", 1000, "" }, received)
+    for k = 1, 2 do
+      assert.same({ true, 1000, "" }, results[k])
+      assert.is_true(took[k] < 1, "close " .. k .. " took " .. took[k] .. " s")
+    end
+    server:close()
+    H.step_until(l, 3, function() return l.ntasks == 0 end)
+  end)
+end)
+
 describe("keepalive when the handler never receives", function()
   local KEEP = { ping_interval = 0.2, ping_timeout = 0.3 }
 

@@ -205,7 +205,11 @@ local function teardown(self, code, reason)
   if waiters then self.waiters = false end
   if sched then
     for i = 1, waiters and #waiters or 0 do sched:wake(waiters[i][2], nil, "closed") end
-    if self.close_waiter then sched:wake(self.close_waiter) end
+    local closers = self.close_waiters
+    if closers then
+      self.close_waiters = nil
+      for i = 1, #closers do sched:wake(closers[i]) end
+    end
     if self.pinger then sched:wake(self.pinger) end
     if self.ping_timer then sched:cancel(self.ping_timer) end
   end
@@ -865,10 +869,12 @@ function Conn:close(code, reason, timeout)
   local deadline = gettime() + (timeout or self.close_timeout or 3)
   if self.receiver then
     -- the receiving coroutine will see the peer's close; wait for it
+    -- (teardown wakes every close() waiting so)
     if sched and self.state ~= "closed" then
-      self.close_waiter = co_running()
+      local closers = self.close_waiters or {}
+      closers[#closers + 1] = co_running()
+      self.close_waiters = closers
       sched:suspend(deadline)
-      self.close_waiter = nil
     end
   else
     -- (a wait that raises must not leave the connection claimed for good)
