@@ -664,12 +664,19 @@ function Server:events() return "r" end
 ---@return number|nil
 function Server:timeout() return self.loop:timeout() end
 
+-- loop -> the server whose run() runs it now
+local runner = setmetatable({}, { __mode = "k" })
+
 --- Serve until close(), or until a drain that a signal started is done.
 -- Unless the signals option is false, SIGTERM and SIGINT (and SIGHUP) are
 -- read through the loop while it runs: by default they drain and return.
 function Server:run()
   local release = self.opts.signals and drain.watch(self)
-  self.loop:run()
+  local l = self.loop
+  local outer = runner[l]
+  runner[l] = self
+  l:run()
+  runner[l] = outer
   if release then release() end
 end
 
@@ -689,7 +696,8 @@ end
 
 Server.drain = drain.drain
 
---- Stop accepting, close every connection with 1001, then stop the loop.
+--- Stop accepting, close every connection with 1001, then stop the loop,
+-- unless it is another server's run() that runs it (a shared loop).
 ---@param code? integer default 1001
 ---@param reason? string default "server shutting down"
 function Server:close(code, reason)
@@ -699,15 +707,20 @@ function Server:close(code, reason)
   l:forget(self.sock)
   self.sock:close()
   local pending = 0
+  -- (not another server's run() on the same loop)
+  local function stop()
+    local r = runner[l]
+    if r == nil or r == self then l:stop() end
+  end
   for conn in pairs(self.conns) do
     pending = pending + 1
     l:spawn(function()
       conn:close(code or 1001, reason or "server shutting down")
       pending = pending - 1
-      if pending == 0 then l:stop() end
+      if pending == 0 then stop() end
     end)
   end
-  if pending == 0 then l:stop() end
+  if pending == 0 then stop() end
 end
 
 --- For `local server <close> = ws.listen{...}`: close, and outside the
