@@ -191,9 +191,17 @@ function M.client(o, io_)
     -- end of input: let late answers (and a pong) arrive, then close
     l:sleep(o.ping and 1 or 0.2)
     done = true
-    local ok, code_or_err = conn:close(o.close or 1000)   -- (true, the peer's code; or nil, err)
-    if not ok then failed = true; say(io_.stderr, "ws: close: ", code_or_err)
-    else say(io_.stderr, "closed: ", tostring(code_or_err)) end
+    -- (true, the peer's code; or nil, err, code: no close came back, 1006)
+    local sent = o.close or 1000
+    local ok, a, code = conn:close(sent)
+    if not ok then
+      failed = true
+      say(io_.stderr, "ws: close: ", a, code and " " .. tostring(code) or "")
+    else
+      say(io_.stderr, "closed: ", tostring(a))
+      -- clean: the server answered 1000 or 1001, or echoed our own code
+      failed = a ~= 1000 and a ~= 1001 and a ~= sent
+    end
     l:stop()
   end
   l:spawn(function()

@@ -842,14 +842,23 @@ local function read_until_closed(self, deadline)
   end
 end
 
+-- What close() returns once the connection is closed: the peer's close,
+-- or nil, "closed", 1006 (TCP ended without one) or the code we failed with.
+local function closed(self)
+  if self.close_rcvd_code then return true, self.close_code, self.close_reason end
+  return nil, "closed", self.close_code, self.close_reason
+end
+
 --- Close with code (default 1000) and reason, wait up to timeout
 -- (default close_timeout) for the peer's close, then close TCP.
--- Returns true, peer_code, peer_reason; or nil, err. Called from outside
--- the tasks of the connection's scheduler (a host loop's callback, the
--- main thread), which cannot wait, it queues the close frame and returns
--- true at once: a task finishes the handshake (see on_close, close_code).
+-- Returns true, peer_code, peer_reason; or nil, "closed", code, reason
+-- when no close came from the peer (1006: TCP ended); or nil, "timeout"
+-- (then closed with 1006). Called from outside the tasks of the
+-- connection's scheduler (a host loop's callback, the main thread), which
+-- cannot wait, it queues the close frame and returns true at once: a task
+-- finishes the handshake (see on_close, close_code).
 function Conn:close(code, reason, timeout)
-  if self.state == "closed" then return true, self.close_code, self.close_reason end
+  if self.state == "closed" then return closed(self) end
   local sched = self.sched
   local outside = sched and sched.in_task and not sched:in_task()
   if self.state == "open" then
@@ -859,7 +868,7 @@ function Conn:close(code, reason, timeout)
       kick(self)
     elseif not flush(self, seq, self.send_timeout) then
       teardown(self)
-      return nil, "closed"
+      return closed(self)
     end
   end
   if outside then
@@ -882,10 +891,11 @@ function Conn:close(code, reason, timeout)
     self.receiver, self.background = false, false
     if not ok then error(err, 0) end
   end
-  local answered = self.close_code ~= nil
+  -- (a close code is known once the peer's close came, or TCP ended)
+  local over = self.close_code ~= nil
   teardown(self)
-  if not answered then return nil, "timeout" end
-  return true, self.close_code, self.close_reason
+  if not over then return nil, "timeout" end
+  return closed(self)
 end
 
 Conn.__close = function(self) if self.state ~= "closed" then self:close() end end

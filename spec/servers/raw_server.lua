@@ -8,6 +8,8 @@
 --               "masked-close CODE" for the close frame the client sends back
 --   /proto      answers a valid 101 choosing subprotocol "zzz"
 --   /upgrade-list answers 101 with "Upgrade: h2c, websocket" (a list: not for a 101)
+--   /dropclose  answers a valid 101, reads frames until the client's close,
+--               then closes TCP without a close frame of its own
 --   /silent     reads the request and never answers
 --   /http10     answers an HTTP/1.0 404 with a body and no length, then closes
 --   /204        answers 204 No Content and keeps the connection open
@@ -78,6 +80,9 @@ local function serve(c)
       print("masked-close none " .. tostring(op))
     end
     io.stdout:flush()
+  elseif path == "/dropclose" then
+    c:send(accept_101(key))
+    repeat local ok, op = pcall(read_frame, c) until not ok or op == 8
   elseif path == "/proto" then
     c:send(accept_101(key, "Sec-WebSocket-Protocol: zzz\r\n"))
   elseif path == "/upgrade-list" then
