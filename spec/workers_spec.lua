@@ -265,6 +265,59 @@ describe("graceful stop #slow", function()
   end)
 end)
 
+-- Ctrl-C in a terminal: SIGINT to the whole foreground process group, the
+-- supervisor and its workers alike (setsid: the supervisor leads its own)
+describe("Ctrl-C under --workers #slow", function()
+  local function start_group(grace, name)
+    local proc = stops_workers(H.start_server(function(port)
+      return string.format("setsid %s %s/examples/echo.lua --port %d --workers 2 --grace %d; echo \"[exit $?]\"",
+        H.LUA, H.ROOT, port, grace)
+    end, name))
+    assert.truthy(H.wait_output(proc, "worker started.-worker=2", 10))
+    return proc, "-" .. child_pid(proc)
+  end
+
+  it("once: every worker drains (1001 spread over grace) and the supervisor exits 0", function()
+    local proc, group = start_group(2, "ctrl-c-once")
+    finally(proc.stop)
+    local t0, last
+    H.run_task(loop.new(), 30, function()
+      local clients = connect_all(proc.port, 20)
+      for i, c in ipairs(clients) do assert(c:send("x" .. i)); assert.equal("x" .. i, c:receive(10)) end
+      t0 = gettime()
+      assert(H.sh("kill -INT " .. group))
+      for _, c in ipairs(clients) do
+        assert.is_nil((c:receive(10)))
+        assert.equal(1001, c.close_code, proc.output())
+      end
+      last = gettime()
+    end)
+    assert.truthy(last - t0 > 1, "every close within " .. (last - t0) .. " s: not spread over grace")
+    assert.is_true(wait_exit(proc, 8))
+    local out = proc.output()
+    assert.is_nil(out:find("SIGINT again: stopping now"), out)
+    assert.equal(2, select(2, out:gsub("worker done %(exit=0", "")))
+    assert.truthy(out:find("%[exit 0%]"), out)
+  end)
+
+  it("twice: the second stops every worker at once", function()
+    local proc, group = start_group(30, "ctrl-c-twice")
+    finally(proc.stop)
+    H.run_task(loop.new(), 30, function()
+      local clients = connect_all(proc.port, 20)   -- (both workers get some)
+      assert(H.sh("kill -INT " .. group))
+      local deadline = gettime() + 5
+      repeat socket.sleep(0.05) until H.count(proc.output(), "draining %d+ connections") == 2 or gettime() > deadline
+      local t0 = gettime()
+      assert(H.sh("kill -INT " .. group))
+      assert.is_true(wait_exit(proc, 3))
+      assert.truthy(gettime() - t0 < 2)
+      assert.equal(2, H.count(proc.output(), "SIGINT again: stopping now"))
+      for _, c in ipairs(clients) do c.sock:close() end
+    end)
+  end)
+end)
+
 describe("supervisor #slow", function()
   it("backs off a worker that keeps dying (0.1, 0.2, 0.4, 0.8 s ...) and still stops at once on SIGTERM", function()
     local proc = H.start_lua("spec/peers/crashing_workers.lua", "", "crashing-workers")

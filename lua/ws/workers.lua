@@ -1,8 +1,8 @@
 --- Several worker processes on one port: fork n workers before any loop
 -- exists, each running start() (its own loop and reuseport listener);
 -- restart a worker that dies (backing off when it keeps dying); on SIGTERM
--- or SIGINT pass the signal on (each worker drains) and return when all
--- are done. Fork, wait and signals are in C (ws.core).
+-- or SIGINT tell each worker to drain (SIGTERM; a second SIGINT passes on:
+-- stop now) and return when all are done. Fork, wait and signals are in C (ws.core).
 -- @module ws.workers
 local socket = require "socket"
 local core = require "ws.core"
@@ -106,13 +106,19 @@ function M.run(n, start, opts)
     if name == "CHLD" then
       reap()
     elseif name == "TERM" or name == "INT" or name == "HUP" then
+      local pass = name
       if name ~= "HUP" and not stopping then
         stopping = true
         failed = false   -- from now on, what counts is how the workers end
         log("info", "SIG" .. name .. ": draining " .. live .. " workers")
         for _, s in ipairs(slots) do s.due = nil end
+        -- the first stop goes on as TERM (drain): a terminal's Ctrl-C
+        -- reached the workers too (the whole process group), and an INT
+        -- from us after it would read as "Ctrl-C again: stop now". (The
+        -- INT, sent first, is read first: signalfd gives the lowest first.)
+        pass = "TERM"
       end
-      for pid in pairs(pids) do core.kill(pid, name) end
+      for pid in pairs(pids) do core.kill(pid, pass) end
     end
     if not stopping then
       local now = gettime()
