@@ -242,17 +242,19 @@ describe("drain, health paths, signals, listeners", function()
       local clients = {}
       for i = 1, 3 do clients[i] = assert(ws.connect("ws://127.0.0.1:" .. port .. "/ws")) end
       -- a health check connected (accepted) before the drain asks after it
+      -- began (and the drain waits for its answer)
       local late = tcp_to(port)
       l:sleep(0.1)
-      local got = {}
+      local got, answer = {}, nil
       for i, c in ipairs(clients) do
         l:spawn(function() c:receive(5); got[i] = c.close_code end)
       end
+      l:spawn(function() l:sleep(0.05); answer = get(late) end)
       local t0 = gettime()
       assert.equal(3, server:drain { grace = 0.3 })
       assert.truthy(gettime() - t0 < 3)
       assert.same({ 1001, 1001, 1001 }, got)
-      assert.truthy(get(late):match("^HTTP/1.1 503 Service Unavailable\r\n.*\r\n\r\ndraining\n$"))
+      assert.truthy(answer:match("^HTTP/1.1 503 Service Unavailable\r\n.*\r\n\r\ndraining\n$"))
       local c, err = ws.connect("ws://127.0.0.1:" .. port .. "/ws", { timeout = 1 })
       assert.is_nil(c)
       assert.truthy(err:find("refused"), err)
@@ -384,6 +386,40 @@ describe("drain, health paths, signals, listeners", function()
     server:run()
     assert.truthy(gettime() - t0 < 2, "run() returned after " .. (gettime() - t0) .. " s")
     assert.same({ 1001, 1001 }, { clients[1].close_code, clients[2].close_code })
+  end)
+
+  it("SIGTERM: a connection accepted before it, whose request comes after, gets its 503 before run() returns", function()
+    local port = H.free_port()
+    local server = assert(ws.listen { host = "127.0.0.1", port = port, loop = l, logger = false })
+    server:route("/ws", function(conn) repeat until not conn:receive() end)
+    local raw = H.raw(port, false)          -- connected, its request not sent yet
+    l:spawn(function()
+      l:sleep(0.2)                          -- accepted: reading the request
+      os.execute("kill -TERM " .. core.getpid())
+      l:sleep(0.1)                          -- the drain is on
+      assert(raw:send(H.request(port)))
+    end)
+    l:spawn(function() l:sleep(5); l:stop() end)   -- bounds run()
+    server:run()
+    local head = raw:read_head()
+    assert.truthy(head and head:match("^HTTP/1.1 503 "), tostring(head))
+    raw:close()
+  end)
+
+  it("SIGTERM during a handshake (on_request waits): its 101, then 1001, before run() returns", function()
+    local port = H.free_port()
+    local server = assert(ws.listen { host = "127.0.0.1", port = port, loop = l, logger = false,
+      close_timeout = 0.5, on_request = function() l:sleep(0.5) end })
+    server:route("/ws", function(conn) repeat until not conn:receive() end)
+    local raw = H.raw(port, false)
+    assert(raw:send(H.request(port)))
+    l:spawn(function() l:sleep(0.2); os.execute("kill -TERM " .. core.getpid()) end)   -- inside on_request
+    l:spawn(function() l:sleep(5); l:stop() end)
+    server:run()
+    local head = raw:read_head()
+    assert.truthy(head and head:match("^HTTP/1.1 101 "), tostring(head))
+    assert.equal(1001, (raw:read_close()))
+    raw:close()
   end)
 
   it("listen{ fd = N } serves an inherited listener; a descriptor that is not listening is refused", function()

@@ -12,7 +12,8 @@ local M = {}
 -- seconds of still serving, so a load balancer's health check takes the
 -- server out of its rotation first), then close every connection with
 -- 1001 "going away", the closes spread evenly over grace seconds (so
--- thousands of clients do not reconnect in the same instant).
+-- thousands of clients do not reconnect in the same instant); a handshake
+-- still running gets its answer (503, or its 101 then 1001).
 -- A close goes out after the messages already queued, so nothing send
 -- accepted is lost. Waits for the close handshakes, each up to
 -- close_timeout (inside a loop task it yields; outside, it steps the
@@ -60,6 +61,11 @@ function M.drain(self, opts)
     l:suspend(deadline)
   end
   while pending > 0 and gettime() < deadline do l:step(0.05) end
+  -- handshakes the listener accepted before it closed: each gets its answer
+  -- (503, or its 101 then 1001) within its handshake_timeout
+  while self.handshakes > 0 and gettime() < deadline do
+    if inside then l:sleep(0.05) else l:step(0.05) end
+  end
   o.log("info", "drained", { closed = n - pending, seconds = string.format("%.2f", gettime() - t0),
     cpu = string.format("%.2f", os.clock() - cpu0) })
   return n - pending

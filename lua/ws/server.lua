@@ -437,6 +437,7 @@ function M.listen(opts)
     routes = router.new(),   -- path or pattern -> handler(conn) (see ws.router)
     pages = router.new(),    -- path or pattern -> page: HTML or function(request)
     conns = {},      -- open connections (set)
+    handshakes = 0,  -- accepted connections not yet upgraded nor answered
     open = true,
     draining = false, -- drain() started: health paths 503 (open = false: no new connections)
     signal_handlers = {},
@@ -578,7 +579,10 @@ local function run_handler(self, conn, handler)
   if o.on_disconnect then o.on_disconnect(conn) end
 end
 
-function Server:serve_client(sock, peer)
+-- The handshake of an accepted connection: its PROXY header, TLS, request,
+-- answer; the upgraded connection and its route's handler, or nil (answered
+-- or closed).
+local function handshake(self, sock, peer)
   local o = self.opts
   local deadline = gettime() + o.handshake_timeout
   peer = peer or M.peername(sock)
@@ -622,6 +626,16 @@ function Server:serve_client(sock, peer)
   end
   conn.proxy_peer, conn.scheme = proxy_peer, scheme or (self.tls and "https" or "http")
   conn.params = req.params
+  return conn, handler
+end
+
+function Server:serve_client(sock, peer)
+  -- counted while it runs: a drain waits for it, so that what the listener
+  -- accepted gets its answer (a 503, or its 101 and 1001) before run() returns
+  self.handshakes = self.handshakes + 1
+  local conn, handler = handshake(self, sock, peer)
+  self.handshakes = self.handshakes - 1
+  if not conn then return end
   -- a tail call: the handshake's locals leave the stack, which a waiting
   -- connection's coroutine keeps at the size its deepest call needed
   -- (80 slots, 1.3 KiB, or 160 past that)
