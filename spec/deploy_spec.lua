@@ -271,3 +271,33 @@ describe("behind HAProxy #slow", function()
     end)
   end)
 end)
+
+-- The template unit's instances as systemd runs them: each as the user the
+-- unit names (User= with %i expanded; without one, DynamicUser makes one
+-- per instance from the unit's name), here through setpriv with a UID per
+-- distinct user. SO_REUSEPORT joins only listeners of one UID.
+describe("examples/deploy/lua-ws@.service #slow", function()
+  local UNIT = read(H.ROOT .. "/examples/deploy/lua-ws@.service")
+  local function field(k) return UNIT:match("\n" .. k .. "=([^\n]*)") end
+
+  it("two instances listen on the one port: they run as one user", function()
+    if not H.sh("[ \"$(id -u)\" = 0 ] && command -v setpriv >/dev/null") then
+      pending("needs root and setpriv")
+      return
+    end
+    assert.equal("yes", field("DynamicUser"))
+    local function user(i) return field("User") and field("User"):gsub("%%i", i) or "lua-ws@" .. i end
+    local port = H.free_port()
+    local exec = field("ExecStart"):gsub("^/usr/bin/lua5%.4", H.LUA):gsub("/opt/lua%-ws", H.ROOT)
+      :gsub("%-%-port %d+", "--port " .. port):gsub("%-%-host [%d.]+", "--host 127.0.0.1")
+    local uids, next_uid = {}, 61200
+    for i = 1, 2 do
+      local u = user(i)
+      if not uids[u] then uids[u], next_uid = next_uid, next_uid + 1 end
+      local proc = H.spawn(string.format("exec setpriv --reuid=%d --regid=%d --clear-groups %s",
+        uids[u], uids[u], exec), "unit-" .. i)
+      finally(proc.stop)
+      assert.truthy(H.wait_output(proc, "echo server on", 5), "instance " .. i .. ": " .. proc.output())
+    end
+  end)
+end)
