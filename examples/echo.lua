@@ -50,6 +50,11 @@ if o.proxy_protocol and not o.trusted then o.trusted = { "127.0.0.1", "::1" } en
 -- systemd socket activation: asked here, in the process systemd started
 -- (LISTEN_PID names it), not in the workers forked below
 o.fd = o.fd or require("ws.server").systemd_fd()
+-- port 0 is picked per listener: each worker would get one of its own
+if o.workers and o.port == 0 and not o.fd then
+  io.stderr:write("echo: --port 0 with --workers: each worker would listen on a port of its own\n", USAGE)
+  os.exit(2)
+end
 
 local log = ws.log or function(fmt, ...) io.stderr:write(string.format(fmt, ...), "\n") end
 

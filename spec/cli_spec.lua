@@ -164,7 +164,8 @@ describe("the ws command", function()
     assert.matches("%-%-close wants a close code", err)
     -- every value is checked before anything runs: exit 2 and one line, no stack trace
     for _, args in ipairs { "ws://x/ --close 1000.5", "ws://x/ --timeout -1", "ws://x/ --max-message 0",
-                            "serve --echo --port 99999", "serve --echo --workers 1.5" } do
+                            "serve --echo --port 99999", "serve --echo --workers 1.5",
+                            "serve --echo --port 0 --workers 2" } do
       _, err, code = ws_cmd(args, "")
       assert.equal(2, code, args .. ": " .. err)
       assert.matches("^ws: %-%-[%w-]+ wants ", err, args)

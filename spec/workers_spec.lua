@@ -72,6 +72,19 @@ local function start_echo(args, name)
   end, name))
 end
 
+describe("examples/echo.lua's arguments", function()
+  -- exit status and stderr of echo.lua with args (it must not start serving)
+  local function echo(args)
+    return H.run(string.format("timeout 5 %s %s/examples/echo.lua %s 2>&1 >/dev/null", H.LUA, H.ROOT, args))
+  end
+
+  it("refuses --port 0 with --workers (each worker would listen on a port of its own): exit 2, the usage", function()
+    local err, code = echo("--port 0 --workers 2")
+    assert.equal(2, code, err)
+    assert.truthy(err:find("^echo: %-%-port 0 with %-%-workers.*\nusage: "), err)
+  end)
+end)
+
 describe("workers #slow", function()
   it("3 workers on one port: 300 connections served, each worker serves some; a plain listener is refused", function()
     local proc = start_echo("--workers 3", "workers3")

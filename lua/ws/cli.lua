@@ -90,6 +90,10 @@ function M.parse(args)
     if type(err) == "table" then return nil, err.usage end
     error(err, 0)
   end
+  -- port 0 is picked per listener: each worker would get one of its own
+  if o.port == 0 and o.workers and o.workers > 1 then
+    return nil, "--port wants a port other than 0 with --workers (each worker would listen on its own)"
+  end
   return o
 end
 
