@@ -3,6 +3,7 @@
 -- processes and hundreds of real clients.
 local socket = require "socket"
 local ws = require "ws"
+local core = require "ws.core"
 local loop = require "ws.loop"
 local H = require "spec.helpers"
 
@@ -347,6 +348,22 @@ describe("supervisor #slow", function()
     assert.truthy(gettime() - t0 < 3)
     assert.truthy(proc.output():find("worker done %(exit=0 pid=%d+ worker=2%)"))
     assert.truthy(proc.output():find("all workers done"))
+  end)
+end)
+
+describe("supervisor that gives up #slow", function()
+  it("every worker fails at start (the port held without SO_REUSEPORT): exit 1, their error logged", function()
+    local holder = assert(core.listen("127.0.0.1", 0, 16, false))
+    finally(function() holder:close() end)
+    local port = select(2, holder:getsockname())
+    local proc = H.spawn(string.format("%s %s/examples/echo.lua --port %d --workers 2; echo \"[exit $?]\"",
+      H.LUA, H.ROOT, port), "workers-give-up")
+    finally(proc.stop)
+    assert.truthy(H.wait_output(proc, "%[exit (%d+)%]", 15), proc.output())
+    local out = proc.output()
+    assert.truthy(out:find("%[exit 1%]"), out)
+    assert.truthy(out:find("echo: listen 127%.0%.0%.1:" .. port .. ": address already in use"), out)
+    assert.truthy(out:find("every worker died at start 3 times in a row: giving up"), out)
   end)
 end)
 

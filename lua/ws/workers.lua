@@ -1,6 +1,7 @@
 --- Several worker processes on one port: fork n workers before any loop
 -- exists, each running start() (its own loop and reuseport listener);
--- restart a worker that dies (backing off when it keeps dying); on SIGTERM
+-- restart a worker that dies (backing off when it keeps dying; giving up
+-- when every worker keeps dying at start and none ever ran long); on SIGTERM
 -- or SIGINT tell each worker to drain (SIGTERM; a second SIGINT passes on:
 -- stop now) and return when all are done. Fork, wait and signals are in C (ws.core).
 -- @module ws.workers
@@ -14,6 +15,7 @@ local M = {}
 
 local BACKOFF_MIN, BACKOFF_MAX = 0.1, 5   -- seconds before restarting a worker that died
 local STABLE = 10                         -- a worker that lived this long resets its back-off
+local GIVE_UP = 3                         -- young deaths in a row of every worker, none ever stable: give up
 
 -- a worker's exit status from start()'s results
 local function status_of(ok, r)
@@ -27,8 +29,9 @@ end
 -- 0, false: 1, or a number). Call it before creating any server or loop:
 -- an epoll descriptor shared across fork would mix the workers' events.
 -- Returns the parent's exit status: 0 when every worker ended cleanly
--- after SIGTERM/SIGINT, 1 otherwise. A worker whose parent dies (SIGKILL,
--- a crash) gets SIGTERM and drains.
+-- after SIGTERM/SIGINT, 1 otherwise (as when every worker died young 3
+-- times in a row, none having lived 10 s: they fail at start, so it stops).
+-- A worker whose parent dies (SIGKILL, a crash) gets SIGTERM and drains.
 ---@param n integer workers; 0 = one per core
 ---@param start fun(i: integer): any
 ---@param opts? { logger?: function|false }
@@ -40,8 +43,21 @@ function M.run(n, start, opts)
   if n == 0 then n = core.cpu_count() end
   -- blocked from here on, so a signal between two forks is not lost
   local sigs = assert(core.signals { "TERM", "INT", "HUP", "CHLD" })
-  local pids, slots = {}, {}   -- pid -> slot; slot i -> { pid, started, backoff, due }
+  local pids, slots = {}, {}   -- pid -> slot; slot i -> { pid, started, backoff, due, young }
   local live, stopping, failed = 0, false, false
+  local stable = false   -- a worker lived STABLE seconds: it can start, so never give up
+
+  -- every worker died young GIVE_UP times in a row and none ever lived
+  -- STABLE seconds: they fail at start (a busy port, a bad option), and
+  -- restarting them forever would hide it
+  local function crash_loop()
+    local now = gettime()
+    for _, s in ipairs(slots) do
+      if s.pid and now - s.started >= STABLE then stable = true end
+      if s.young < GIVE_UP then return false end
+    end
+    return not stable
+  end
 
   local function spawn(i)
     local s = slots[i]
@@ -81,18 +97,30 @@ function M.run(n, start, opts)
           log("info", "worker done", { worker = i, pid = pid, [how] = code })
         else
           -- died on its own: restart it, later each time it dies young
-          if gettime() - s.started >= STABLE then s.backoff = BACKOFF_MIN end
-          log("warn", string.format("worker died; restarting in %gs", s.backoff),
-            { worker = i, pid = pid, [how] = code })
-          s.due = gettime() + s.backoff
-          s.backoff = math.min(s.backoff * 2, BACKOFF_MAX)
+          if gettime() - s.started >= STABLE then
+            s.backoff, s.young, stable = BACKOFF_MIN, 0, true
+          else
+            s.young = s.young + 1
+          end
+          if crash_loop() then
+            log("error", string.format("every worker died at start %d times in a row: giving up", GIVE_UP),
+              { worker = i, pid = pid, [how] = code })
+            stopping, failed = true, true
+            for _, t in ipairs(slots) do t.due = nil end
+            for other in pairs(pids) do core.kill(other, "TERM") end
+          else
+            log("warn", string.format("worker died; restarting in %gs", s.backoff),
+              { worker = i, pid = pid, [how] = code })
+            s.due = gettime() + s.backoff
+            s.backoff = math.min(s.backoff * 2, BACKOFF_MAX)
+          end
         end
       end
     end
   end
 
   for i = 1, n do
-    slots[i] = { backoff = BACKOFF_MIN }
+    slots[i] = { backoff = BACKOFF_MIN, young = 0 }
     spawn(i)
   end
   while not (stopping and live == 0) do
