@@ -422,6 +422,23 @@ describe("drain, health paths, signals, listeners", function()
     raw:close()
   end)
 
+  it("SIGTERM drains every server on the loop, not only the one whose run() was called", function()
+    local servers, clients = {}, {}
+    for i = 1, 2 do
+      servers[i] = assert(ws.listen { host = "127.0.0.1", port = H.free_port(), loop = l, logger = false })
+      servers[i]:route("/ws", function(conn) repeat until not conn:receive() end)
+    end
+    H.run_task(l, 10, function()
+      for i, s in ipairs(servers) do clients[i] = assert(ws.connect("ws://127.0.0.1:" .. s.port .. "/ws")) end
+    end)
+    for _, c in ipairs(clients) do l:spawn(function() c:receive(5) end) end
+    l:spawn(function() l:sleep(0.1); os.execute("kill -TERM " .. core.getpid()) end)
+    l:spawn(function() l:sleep(5); l:stop() end)   -- bounds run()
+    servers[1]:run()
+    assert.same({ 1001, 1001 }, { clients[1].close_code, clients[2].close_code })
+    assert.same({ false, false }, { servers[1].open, servers[2].open })
+  end)
+
   it("listen{ fd = N } serves an inherited listener; a descriptor that is not listening is refused", function()
     local lsock = assert(core.listen("127.0.0.1", 0, 16, false))
     local server = assert(ws.listen { fd = lsock:getfd(), loop = l, logger = false })

@@ -8,6 +8,19 @@ local gettime = socket.gettime
 
 local M = {}
 
+-- loop -> its servers (weak both ways: a server or loop dropped is forgotten)
+local on_loop = setmetatable({}, { __mode = "k" })
+
+--- Note a server on its loop: a signal that stops the loop drains them all.
+function M.track(server)
+  local set = on_loop[server.loop]
+  if not set then
+    set = setmetatable({}, { __mode = "k" })
+    on_loop[server.loop] = set
+  end
+  set[server] = true
+end
+
 --- Answer the health paths with 503 and stop accepting (after linger
 -- seconds of still serving, so a load balancer's health check takes the
 -- server out of its rotation first), then close every connection with
@@ -71,7 +84,8 @@ function M.drain(self, opts)
   return n - pending
 end
 
--- What SIGTERM and SIGINT do unless the application says otherwise: drain,
+-- What SIGTERM and SIGINT do unless the application says otherwise: drain
+-- (every server on the loop, at once: stopping the loop stops them all),
 -- then stop the loop (run() returns); a second SIGINT while draining
 -- stops at once (Ctrl-C twice).
 local function default(self, name)
@@ -87,8 +101,21 @@ local function default(self, name)
     return
   end
   self.opts.log("info", "SIG" .. name .. ": draining (SIGINT again stops at once)")
-  M.drain(self)
-  self.loop:stop()
+  local l, me = self.loop, coroutine.running()
+  local list = { self }
+  for s in pairs(on_loop[l] or {}) do
+    if s ~= self and s.open and not s.draining then list[#list + 1] = s end
+  end
+  local left = #list
+  for _, s in ipairs(list) do
+    l:spawn(function()
+      M.drain(s)
+      left = left - 1
+      if left == 0 then l:wake(me) end
+    end)
+  end
+  l:suspend()
+  l:stop()
 end
 
 M.SIGNALS = { "TERM", "INT", "HUP" }

@@ -446,6 +446,7 @@ function M.listen(opts)
   self.host, self.port = host, tonumber(port)
   self.address = address(self.host, self.port)   -- for URLs: ws://ADDRESS/path
   if o.hub then o.hub:attach(self) end           -- ws.hub: rooms across processes (server.hub)
+  drain.track(self)                              -- a signal drains every server of the loop
   self.loop:spawn(Server.accept_loop, self)
   return self
 end
