@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -441,7 +442,11 @@ int ws_kill(long pid, int sig) {
 }
 
 long ws_cpu_count(void) {
-    return sysconf(_SC_NPROCESSORS_ONLN);
+    /* the CPUs this process may run on (taskset, a container's cpuset), not
+     * every one online: a worker per CPU it cannot use only competes */
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+    return sysconf(_SC_NPROCESSORS_ONLN);   /* (more than CPU_SETSIZE CPUs) */
 }
 
 long ws_getpid(void) {

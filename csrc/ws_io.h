@@ -128,6 +128,7 @@ long ws_fork(int die_with_parent);
 long ws_reap(int *how, int *code);
 
 int ws_kill(long pid, int sig);
+/* the CPUs this process may run on (its affinity mask) */
 long ws_cpu_count(void);
 long ws_getpid(void);
 

@@ -86,6 +86,18 @@ describe("examples/echo.lua's arguments", function()
   end)
 end)
 
+describe("core.cpu_count", function()
+  it("counts the CPUs this process may run on (taskset), not every one online", function()
+    if not H.sh("command -v taskset >/dev/null && taskset -c 0 true 2>/dev/null") then
+      pending("taskset is not available")
+      return
+    end
+    local out = H.run(string.format("taskset -c 0 %s -e 'print(require(\"ws.core\").cpu_count())'", H.LUA))
+    assert.equal("1\n", out)
+    assert.equal(H.run("nproc"), tostring(core.cpu_count()) .. "\n")
+  end)
+end)
+
 describe("workers #slow", function()
   it("3 workers on one port: 300 connections served, each worker serves some; a plain listener is refused", function()
     local proc = start_echo("--workers 3", "workers3")

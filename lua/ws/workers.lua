@@ -23,7 +23,7 @@ local function status_of(ok, r)
   return tonumber(r) or 0
 end
 
---- Run n workers (0: one per core) and supervise them. In each child,
+--- Run n workers (0: one per CPU this process may run on) and supervise them. In each child,
 -- start(i) runs (i = 1..n; it builds a server with reuseport = true and
 -- runs it until drained) and the child exits with its result (nil or true:
 -- 0, false: 1, or a number). Call it before creating any server or loop:
