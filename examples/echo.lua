@@ -20,28 +20,40 @@ local o = {
 local USAGE = "usage: lua5.4 examples/echo.lua [--host H] [--port P] [--compression] [--verbose] [--quiet]\n" ..
   "  [--workers N] [--reuseport] [--fd N] [--trusted-proxy ADDR_OR_CIDR]... [--proxy-protocol]\n" ..
   "  [--healthz] [--grace S] [--linger S] [--ping S] [--same-origin]\n"
+local function usage(why)
+  io.stderr:write("echo: ", why, "\n", USAGE)
+  os.exit(2)
+end
 local i = 1
 while arg[i] do
   local a, v = arg[i], arg[i + 1]
-  local function value() i = i + 1; return v end
+  local function value() i = i + 1; return v or usage(a .. " needs a value") end
+  -- a number in lo..hi (whole: an integer), else the usage and exit 2
+  local function number(lo, hi, whole)
+    local n = tonumber(value())
+    if not n or n < lo or n > hi or (whole and n % 1 ~= 0) then
+      usage(string.format("%s wants %s %s", a, whole and "an integer" or "a number",
+        hi == math.huge and ">= " .. lo or "in " .. lo .. ".." .. string.format("%d", hi)))
+    end
+    return n
+  end
   if a == "--host" then o.host = value()
-  elseif a == "--port" then o.port = tonumber(value())
+  elseif a == "--port" then o.port = number(0, 65535, true)
   elseif a == "--compression" then o.compression = true
   elseif a == "--verbose" then o.verbose = true
   elseif a == "--quiet" then o.quiet = true
-  elseif a == "--workers" then o.workers = tonumber(value())
+  elseif a == "--workers" then o.workers = number(0, 4096, true)
   elseif a == "--reuseport" then o.reuseport = true
-  elseif a == "--fd" then o.fd = tonumber(value())
+  elseif a == "--fd" then o.fd = number(0, 2 ^ 31 - 1, true)
   elseif a == "--trusted-proxy" then o.trusted = o.trusted or {}; o.trusted[#o.trusted + 1] = value()
   elseif a == "--proxy-protocol" then o.proxy_protocol = true
   elseif a == "--healthz" then o.healthz = true
-  elseif a == "--grace" then o.grace = tonumber(value())
-  elseif a == "--linger" then o.linger = tonumber(value())
-  elseif a == "--ping" then o.ping = tonumber(value())
+  elseif a == "--grace" then o.grace = number(0, math.huge)
+  elseif a == "--linger" then o.linger = number(0, math.huge)
+  elseif a == "--ping" then o.ping = number(0.001, math.huge)
   elseif a == "--same-origin" then o.same_origin = true
   else
-    io.stderr:write(USAGE)
-    os.exit(2)
+    usage("unknown argument " .. a)
   end
   i = i + 1
 end
@@ -52,8 +64,7 @@ if o.proxy_protocol and not o.trusted then o.trusted = { "127.0.0.1", "::1" } en
 o.fd = o.fd or require("ws.server").systemd_fd()
 -- port 0 is picked per listener: each worker would get one of its own
 if o.workers and o.port == 0 and not o.fd then
-  io.stderr:write("echo: --port 0 with --workers: each worker would listen on a port of its own\n", USAGE)
-  os.exit(2)
+  usage("--port 0 with --workers: each worker would listen on a port of its own")
 end
 
 local log = ws.log or function(fmt, ...) io.stderr:write(string.format(fmt, ...), "\n") end

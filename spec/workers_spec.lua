@@ -84,6 +84,15 @@ describe("examples/echo.lua's arguments", function()
     assert.equal(2, code, err)
     assert.truthy(err:find("^echo: %-%-port 0 with %-%-workers.*\nusage: "), err)
   end)
+
+  it("refuses a value that is not a number, or out of range: exit 2, the usage", function()
+    for _, args in ipairs { "--workers abc", "--port x", "--port 70000", "--workers 1.5", "--grace -3",
+                            "--linger soon", "--ping", "--fd x" } do
+      local err, code = echo(args)
+      assert.equal(2, code, args .. ": " .. err)
+      assert.truthy(err:find("^echo: %-%-%a+ %a+ .*\nusage: "), args .. ": " .. err)
+    end
+  end)
 end)
 
 describe("core.cpu_count", function()
