@@ -4,6 +4,7 @@
  * the system calls are in ws_io.c, the parser in ws_proxy.c. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -34,11 +35,13 @@ static int fail_strerror(lua_State *L, int err) {
 static int l_listen(lua_State *L) {
     const char *host = luaL_checkstring(L, 1);
     int port = (int)luaL_checkinteger(L, 2);
-    int backlog = (int)luaL_optinteger(L, 3, 4096);
+    lua_Integer backlog = luaL_optinteger(L, 3, 4096);
     int reuseport = lua_toboolean(L, 4);
     luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
+    /* (an int in listen(2): a larger one would wrap, to a small or negative backlog) */
+    luaL_argcheck(L, backlog >= 1 && backlog <= INT_MAX, 3, "backlog out of range");
     int gai = 0;
-    int fd = ws_fd_listen(host, port, backlog, reuseport, &gai);
+    int fd = ws_fd_listen(host, port, (int)backlog, reuseport, &gai);
     if (fd < 0) {
         lua_pushnil(L);
         lua_pushstring(L, gai ? gai_strerror(gai) : ws_errno_token(errno));

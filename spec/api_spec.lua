@@ -51,6 +51,10 @@ describe("options are checked at the call", function()
       errmsg(ws.connect, "ws://127.0.0.1:1/", { timeout = "5" }))
     assert.matches("option 'headers' must be a table, got 1", errmsg(ws.connect, "ws://x/", { headers = 1 }))
     assert.matches("options must be a table, got string", errmsg(ws.listen, "8080"))
+    -- an int in listen(2): past it, the backlog wrapped in C (2^32 + 5 listened with 5)
+    assert.matches("option 'backlog' must be an integer in 1..2147483647, got 4294967301$",
+      errmsg(ws.listen, { backlog = 4294967301 }))
+    assert.matches("backlog out of range", errmsg(require("ws.core").listen, "127.0.0.1", 0, 4294967301, false))
   end)
 
   it("raises at the caller's line", function()

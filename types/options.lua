@@ -25,7 +25,7 @@
 ---@field sched? table the scheduler to wait through (default: the running ws.loop, cqueues or copas coroutine, else block).
 ---@field host? string address to listen on. Default: 127.0.0.1.
 ---@field port? integer port; 0 picks a free one (0..65535). Default: 8080.
----@field backlog? integer pending connections; the kernel caps it at net.core.somaxconn (>= 1). Default: 4096.
+---@field backlog? integer pending connections; the kernel caps it at net.core.somaxconn (1..2147483647). Default: 4096.
 ---@field loop? table a ws.loop to run on (default: a new one).
 ---@field spin? number|false seconds the new loop polls for the next events after a round that ran tasks, before it sleeps; only while events keep coming that soon (false: never) (0..0.01). Default: 0.0001.
 ---@field tls? table serve wss://: { certificate = FILE, key = FILE, ... }.

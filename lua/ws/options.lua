@@ -301,7 +301,7 @@ M.register("listen", {
   { name = "host", type = "string", default = "127.0.0.1", doc = "address to listen on" },
   { name = "port", type = "integer", min = 0, max = 65535, default = 8080, numeric_string = true,
     doc = "port; 0 picks a free one" },
-  { name = "backlog", type = "integer", min = 1, default = 4096,
+  { name = "backlog", type = "integer", min = 1, max = 2147483647, default = 4096,
     doc = "pending connections; the kernel caps it at net.core.somaxconn" },
   { name = "loop", type = "table", doc = "a ws.loop to run on (default: a new one)" },
   { name = "spin", type = "number|false", min = 0, max = 0.01, default = 0.0001,
