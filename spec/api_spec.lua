@@ -63,6 +63,14 @@ describe("options are checked at the call", function()
     local ok, err2 = pcall(function() ws.listen { port = -1 } end)
     assert.is_false(ok)
     assert.matches("api_spec.lua:%d+: ws.listen: option 'port'", err2)
+    -- the options checked beyond their types, too
+    for _, t in ipairs { { forwarded_header = "via" }, { proxy_protocol = true }, { trusted_proxies = { "x" } },
+                         { trusted_proxies = { "10.0.0.0/33" } }, { trusted_proxies = "10.0.0.1" },
+                         { health_path = "healthz" }, { health_path = { "/ok", "ready" } } } do
+      t.logger = false
+      local _, e = pcall(function() ws.listen(t) end)
+      assert.matches("^[^\n]*api_spec.lua:%d+: ", e)
+    end
   end)
 
   it("takes a port given as a string of digits, and false to turn keepalive and idle timeouts off", function()

@@ -12,14 +12,15 @@ local function address(ip, port)
   return ip:find(":", 1, true) and "[" .. ip .. "]:" .. port or ip .. ":" .. port
 end
 
--- one "10.0.0.0/8" or "::1" -> { bytes, bits }; an error for a bad entry
-local function block(s)
+-- one "10.0.0.0/8" or "::1" -> { bytes, bits }; an error (at level, from
+-- the caller of block's caller) for a bad entry
+local function block(s, level)
   local ip, bits = tostring(s):match("^([^/]+)/(%d+)$")
   ip = ip or s
   local b = type(ip) == "string" and core.inet_pton(ip)
-  if not b then error("trusted_proxies: not an address or CIDR block: " .. tostring(s), 4) end
+  if not b then error("trusted_proxies: not an address or CIDR block: " .. tostring(s), level + 1) end
   bits = tonumber(bits) or #b * 8
-  if bits > #b * 8 then error("trusted_proxies: prefix too long: " .. s, 4) end
+  if bits > #b * 8 then error("trusted_proxies: prefix too long: " .. s, level + 1) end
   return { b, bits }
 end
 
@@ -36,13 +37,15 @@ end
 
 --- A predicate ip -> boolean for a list of addresses and CIDR blocks
 -- ("127.0.0.1", "10.0.0.0/8", "::1", "fd00::/8"). An entry that is not one
--- raises (a programmer error).
+-- raises (a programmer error), at the caller (level: as error's, default 2).
 ---@param list string[]
+---@param level? integer
 ---@return fun(ip: string): boolean
-function M.matcher(list)
-  if type(list) ~= "table" then error("trusted_proxies must be a list of addresses or CIDR blocks", 3) end
+function M.matcher(list, level)
+  level = level or 2
+  if type(list) ~= "table" then error("trusted_proxies must be a list of addresses or CIDR blocks", level) end
   local blocks = {}
-  for i, s in ipairs(list) do blocks[i] = block(s) end
+  for i, s in ipairs(list) do blocks[i] = block(s, level) end
   return function(ip)
     local b = ip and core.inet_pton(ip)
     if not b then return false end
@@ -133,17 +136,18 @@ function M.read_header(sock, deadline)
 end
 
 --- Set-up for a server's options: o.trusted (the predicate) from
--- o.trusted_proxies; raises when proxy_protocol is asked without it.
+-- o.trusted_proxies; raises when proxy_protocol is asked without it, at
+-- the caller of ws.listen or ws.accept (configure <- merge <- the entry point).
 function M.configure(o)
-  if o.trusted_proxies then o.trusted = M.matcher(o.trusted_proxies) end
+  if o.trusted_proxies then o.trusted = M.matcher(o.trusted_proxies, 5) end
   local which = o.forwarded_header
   if which then o.forwarded_header = which:lower() end
   if which and not M.HEADERS[o.forwarded_header] then
     error("ws.listen: option 'forwarded_header' must be \"x-forwarded-for\", \"forwarded\" or \"x-real-ip\", got "
-      .. string.format("%q", o.forwarded_header), 3)
+      .. string.format("%q", o.forwarded_header), 4)
   end
   if o.proxy_protocol and not o.trusted then
-    error("ws.listen: proxy_protocol needs trusted_proxies (the addresses allowed to send the header)", 3)
+    error("ws.listen: proxy_protocol needs trusted_proxies (the addresses allowed to send the header)", 4)
   end
 end
 

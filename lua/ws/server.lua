@@ -198,6 +198,10 @@ local function merge(entry, opts)
   if o.origins and not o.check_origin then o.check_origin = origin_list(o.origins) end
   o.log = logging.get(o.logger)
   proxy.configure(o)
+  -- a request's path starts with "/": a health path without one never matched
+  for _, p in ipairs(type(o.health_path) == "table" and o.health_path or { o.health_path }) do
+    if p:sub(1, 1) ~= "/" then error(string.format("%s: option 'health_path' must start with \"/\", got %q", entry, p), 3) end
+  end
   return o
 end
 
