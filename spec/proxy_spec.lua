@@ -346,6 +346,26 @@ describe("drain, health paths, signals, listeners", function()
     assert.same({ 1001, 1001 }, codes)
   end)
 
+  it("close() after a drain (a task's, or on_signal's) stops run()", function()
+    local port = H.free_port()
+    local server = assert(ws.listen { host = "127.0.0.1", port = port, loop = l, logger = false })
+    server:route("/ws", function(conn) repeat until not conn:receive() end)
+    local client
+    H.run_task(l, 10, function() client = assert(ws.connect("ws://127.0.0.1:" .. port .. "/ws")) end)
+    l:spawn(function() client:receive(5) end)
+    local t0
+    l:spawn(function()
+      l:sleep(0.1)
+      t0 = gettime()
+      server:drain { grace = 0 }
+      server:close()
+    end)
+    l:spawn(function() l:sleep(5); l:stop() end)   -- bounds run()
+    server:run()
+    assert.truthy(gettime() - t0 < 1, "run() returned after " .. (gettime() - t0) .. " s")
+    assert.equal(1001, client.close_code)
+  end)
+
   it("SIGTERM reaches an idle run() through the loop at once: drain, run() returns; on_signal replaces it", function()
     local port = H.free_port()
     local server = assert(ws.listen { host = "127.0.0.1", port = port, loop = l, logger = false })

@@ -720,11 +720,14 @@ Server.drain = drain.drain
 ---@param code? integer default 1001
 ---@param reason? string default "server shutting down"
 function Server:close(code, reason)
-  if not self.open then return end
-  self.open = false
+  if self.closed then return end
+  self.closed = true
   local l = self.loop
-  l:forget(self.sock)
-  self.sock:close()
+  if self.open then   -- (a drain closed the listener already)
+    self.open = false
+    l:forget(self.sock)
+    self.sock:close()
+  end
   local pending = 0
   -- (not another server's run() on the same loop)
   local function stop()
