@@ -81,7 +81,7 @@ local AcceptOptions = {}
 ---@field max_header? integer bytes of response head (>= 256). Default: 16384.
 ---@field headers? table extra request headers { name = value }.
 ---@field origin? string Origin header.
----@field protocols? string[] subprotocols to offer.
+---@field protocols? string[] subprotocols to offer (distinct tokens).
 ---@field tls? table { verify = true, cafile, capath, certificate, key, server_name, protocol, options }.
 ---@field sock? userdata|table a connected socket to run the handshake on (a proxy tunnel).
 ---@field logger? function|false logger(level, message, fields); false: silent; nil: stderr.
@@ -104,7 +104,8 @@ local CompressionOptions = {}
 ---@field ordered? boolean one total order per topic, with replay. Default: false.
 ---@field prefix? string Redis key and channel prefix. Default: ws:.
 ---@field history? integer ordered mode: messages kept per topic in the Stream (MAXLEN) (>= 1). Default: 10000.
----@field max_outbox? integer ordered mode: publishes held while Redis is down (>= 0). Default: 10000.
+---@field max_outbox? integer ordered mode: publishes held while Redis is down or busy (>= 0). Default: 10000.
+---@field max_publish? integer bytes: a larger publish or broadcast is refused (nil, "too large"): Redis drops subscribers past 32 MB (>= 1). Default: 16777216.
 ---@field local_when_down? boolean ordered mode: while Redis is down, this process's publishes reach its own subscribers at once. Default: true.
 ---@field timeout? number seconds for connecting and for each Redis command (>= 0). Default: 5.
 ---@field probe_interval? number seconds between PINGs and probes on the subscriber connection (>= 0.01). Default: 1.
