@@ -63,9 +63,15 @@ lua_Integer ws_opt_int(lua_State *L, int t, const char *k, lua_Integer d) {
     return v;
 }
 
+/* A string field, or NULL if nil. Only a real string: one converted from a
+ * number would be referenced by nothing once popped, and callers keep the
+ * pointer across allocations (a GC step could free it). */
 const char *ws_opt_str(lua_State *L, int t, const char *k) {
     lua_getfield(L, t, k);
-    const char *v = lua_isnil(L, -1) ? NULL : luaL_checkstring(L, -1);
+    int type = lua_type(L, -1);
+    if (type != LUA_TNIL && type != LUA_TSTRING)
+        luaL_error(L, "option '%s' must be a string, not a %s", k, lua_typename(L, type));
+    const char *v = type == LUA_TNIL ? NULL : lua_tostring(L, -1);
     lua_pop(L, 1);                /* (the string stays referenced by the table) */
     return v;
 }

@@ -1227,6 +1227,22 @@ describe("argument errors and the reader's lifecycle", function()
     assert.has_error(function() core.frame("x", "text", true, false, -1) end)
   end)
 
+  it("tls_context refuses a string option given as another type", function()
+    -- a number converted to a string was referenced by nothing while
+    -- OpenSSL read it (a use-after-free under an eager GC)
+    for _, k in ipairs { "password", "cafile", "capath", "ciphers", "ciphersuites", "certificate", "key" } do
+      local ok, err = pcall(core.tls_context, { mode = "client", verify = 0, [k] = 123456 })
+      assert.is_false(ok)
+      assert.matches("option '" .. k .. "' must be a string", err, 1, true)
+    end
+    assert.has_error(function() core.tls_context { mode = 1 } end)
+    local tls = require "ws.tls"
+    local ok, err = pcall(tls.context, { certificate = "c.pem", key = "k.pem", password = 123456 }, "server")
+    assert.is_false(ok)
+    assert.matches("tls.password: a string expected, got number", err, 1, true)
+    assert.matches("core_spec", err, 1, true)   -- raised at the caller
+  end)
+
   it("reader raises on bad options", function()
     assert.has_error(function() core.reader { role = "x" } end)
     assert.has_error(function() core.reader { role = "Server" } end)

@@ -64,6 +64,11 @@ function M.context(t, mode)
   for k in pairs(t) do
     if not KEYS[mode][k] then error("unknown tls option for a " .. mode .. ": " .. tostring(k), 3) end
   end
+  for _, k in ipairs { "certificate", "key", "password", "cafile", "capath", "ciphers", "ciphersuites" } do
+    if t[k] ~= nil and type(t[k]) ~= "string" then
+      error("tls." .. k .. ": a string expected, got " .. type(t[k]), 3)
+    end
+  end
   -- an empty name would check the certificate against nothing, and C
   -- would check one with a NUL only up to it
   local sn = t.server_name
