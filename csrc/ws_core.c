@@ -135,15 +135,23 @@ static int l_zctx_gc(lua_State *L) {
 
 /* the one symbol ws/core.so exports (the csrc/ headers declare the rest hidden) */
 int luaopen_ws_core(lua_State *L) {
-    /* made before any ws.deflate, so finalised after them all */
-    lzctx *zc = (lzctx *)lua_newuserdatauv(L, sizeof *zc, 0);
-    memset(zc, 0, sizeof *zc);
-    zc->keys.pos = sizeof zc->keys.buf;
+    /* One per Lua state, kept by the registry: a ws.deflate points into it
+     * and may outlive the load that made it (package.loaded cleared and
+     * required again). Made before any ws.deflate, so finalised after them all. */
+    lua_getfield(L, LUA_REGISTRYINDEX, "ws.core.zctx");
     int zctx = lua_gettop(L);
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, l_zctx_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_setmetatable(L, zctx);
+    if (lua_isnil(L, zctx)) {
+        lzctx *zc = (lzctx *)lua_newuserdatauv(L, sizeof *zc, 0);
+        memset(zc, 0, sizeof *zc);
+        zc->keys.pos = sizeof zc->keys.buf;
+        lua_createtable(L, 0, 1);
+        lua_pushcfunction(L, l_zctx_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_setmetatable(L, -2);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, "ws.core.zctx");
+        lua_replace(L, zctx);
+    }
     lua_newuserdatauv(L, SHARED_READ, 0);   /* the shared read buffer */
     int shared = lua_gettop(L);
     luaL_newlibtable(L, funcs);

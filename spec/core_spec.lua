@@ -1243,6 +1243,30 @@ describe("argument errors and the reader's lifecycle", function()
     assert.matches("core_spec", err, 1, true)   -- raised at the caller
   end)
 
+  it("a ws.deflate outlives the load of ws.core that made it", function()
+    -- hot reload: the shared zlib streams a deflate borrows must not go
+    -- with the load that made it
+    local saved = package.loaded["ws.core"]
+    local function load_core()
+      package.loaded["ws.core"] = nil
+      local c = require "ws.core"
+      package.loaded["ws.core"] = saved
+      return c
+    end
+    local c2 = load_core()
+    local d, inflate = c2.deflate { out_reset = true }, c2.deflate { in_reset = true }
+    assert.equal("hello", inflate:decompress(d:compress("hello")))
+    c2 = nil   -- luacheck: ignore 311
+    load_core()           -- a third load: the methods are replaced
+    collectgarbage()
+    collectgarbage()      -- the second load's functions are gone
+    for _ = 1, 3 do
+      assert.equal("hello again", inflate:decompress(d:compress("hello again")))
+      assert.equal("hello again", core.deflate { in_reset = true }:decompress(
+        core.frame("hello again", "text", true, false, d):sub(3)))
+    end
+  end)
+
   it("reader raises on bad options", function()
     assert.has_error(function() core.reader { role = "x" } end)
     assert.has_error(function() core.reader { role = "Server" } end)
