@@ -269,7 +269,9 @@ static int l_frame(lua_State *L) {
     if (get_frame_args(L, 1, zc, &f) != 0)
         return ws_fail(L, "invalid utf-8");
     luaL_Buffer b;
+    ws_zbuf lent = ws_zbuf_lend(zc);   /* f.payload may be in it */
     unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, f.hl + f.n);
+    ws_zbuf_back(zc, lent);
     write_frame(&f, zc, out);
     luaL_pushresultsize(&b, f.hl + f.n);
     return 1;

@@ -44,8 +44,7 @@ static int l_deflate(lua_State *L) {
 }
 
 static int push_zbuf(lua_State *L, lzctx *zc, size_t n) {
-    lua_pushlstring(L, (const char *)zc->buf.p, n);
-    ws_zbuf_trim(zc);
+    ws_push_zbuf(L, zc, n);
     return 1;
 }
 

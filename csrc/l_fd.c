@@ -177,13 +177,14 @@ static int l_send_frame(lua_State *L) {
     if (ok) {
         lua_pushboolean(L, 1);
     } else {
+        size_t hrest = done < hl ? hl - done : 0, from = done - (hl - hrest);
         luaL_Buffer b;
-        luaL_buffinit(L, &b);
-        if (done < hl)
-            luaL_addlstring(&b, (const char *)head + done, hl - done);
-        size_t from = done > hl ? done - hl : 0;
-        luaL_addlstring(&b, payload + from, n - from);
-        luaL_pushresult(&b);
+        ws_zbuf lent = ws_zbuf_lend(zc);   /* payload may be in it */
+        char *out = luaL_buffinitsize(L, &b, hrest + n - from);
+        ws_zbuf_back(zc, lent);
+        memcpy(out, head + (hl - hrest), hrest);
+        memcpy(out + hrest, payload + from, n - from);
+        luaL_pushresultsize(&b, hrest + n - from);
     }
     if (z || masked)
         ws_zbuf_trim(zc);

@@ -144,8 +144,7 @@ static int push_inflated(lua_State *L, lreader *lr, const ws_event *ev, lzctx *z
     else if (ev->opcode == WS_OP_TEXT && !ws_utf8_valid(zc->buf.p, n))
         lr->r.error_code = 1007, lr->r.error = "invalid utf-8";
     else {
-        lua_pushlstring(L, (const char *)zc->buf.p, n);   /* first: nothing runs before the copy */
-        ws_zbuf_trim(zc);
+        ws_push_zbuf(L, zc, n);
         push_kind(L, ev->opcode);
         lua_insert(L, -2);
         return 2;

@@ -67,6 +67,15 @@ int ws_fail_errno(lua_State *L, int err);             /* nil, ws_errno_token(err
 lua_Integer ws_opt_int(lua_State *L, int t, const char *k, lua_Integer d);
 const char *ws_opt_str(lua_State *L, int t, const char *k);
 void ws_zbuf_trim(lzctx *z);                          /* drop a big output buffer */
+/* While z->buf holds a result, any Lua allocation (a GC step) may run a
+ * finalizer that (de)compresses again into z->buf, overwriting or moving
+ * it. Around such an allocation, lend the buffer out of z (a nested call
+ * then fills one of its own, freed when it comes back): no copy and no
+ * malloc unless a call nests. (An error raised in between leaks it.) */
+ws_zbuf ws_zbuf_lend(lzctx *z);
+void ws_zbuf_back(lzctx *z, ws_zbuf b);
+/* push z->buf[0 .. n) as a string, lent meanwhile; then ws_zbuf_trim */
+void ws_push_zbuf(lua_State *L, lzctx *z, size_t n);
 /* Make metatable name: meta's metamethods and an __index of methods, which
  * share the nup upvalues on top of the stack (popped). */
 void ws_new_type(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods,

@@ -25,6 +25,25 @@ void ws_zbuf_trim(lzctx *z) {
     }
 }
 
+ws_zbuf ws_zbuf_lend(lzctx *z) {
+    ws_zbuf b = z->buf;
+    z->buf.p = NULL;
+    z->buf.cap = 0;
+    return b;
+}
+
+void ws_zbuf_back(lzctx *z, ws_zbuf b) {
+    free(z->buf.p);               /* what a nested call made, if any */
+    z->buf = b;
+}
+
+void ws_push_zbuf(lua_State *L, lzctx *z, size_t n) {
+    ws_zbuf b = ws_zbuf_lend(z);
+    lua_pushlstring(L, (const char *)b.p, n);   /* 5.1, LuaJIT: a GC step, then the copy */
+    ws_zbuf_back(z, b);
+    ws_zbuf_trim(z);
+}
+
 int ws_fail(lua_State *L, const char *err) {
     lua_pushnil(L);
     lua_pushstring(L, err);

@@ -79,4 +79,29 @@ function M.mask(data, key, pos)
   return table.concat(out)
 end
 
+--- An object whose collection calls f (5.1 and LuaJIT finalise userdata only).
+function M.finalizer(f)
+  local newproxy = rawget(_G, "newproxy")
+  if newproxy then
+    local p = newproxy(true)
+    getmetatable(p).__gc = f
+    return p
+  end
+  return setmetatable({}, { __gc = f })
+end
+
+--- f() under an incremental GC that steps at almost every allocation (the
+-- finalizers of garbage then run inside the C functions f calls); the
+-- collector's settings are restored after.
+function M.eager_gc(f)
+  local mode = _VERSION == "Lua 5.4" and collectgarbage("incremental")
+  local pause, mul = collectgarbage("setpause", 1), collectgarbage("setstepmul", 1000)
+  collectgarbage()
+  local ok, err = pcall(f)
+  collectgarbage("setpause", pause)
+  collectgarbage("setstepmul", mul)
+  if mode then collectgarbage(mode) end
+  assert(ok, err)
+end
+
 return M

@@ -1267,6 +1267,38 @@ describe("argument errors and the reader's lifecycle", function()
     end
   end)
 
+  it("frame and compress with a deflate: a finalizer that compresses meanwhile changes nothing", function()
+    -- the compressed payload waits in the per-state buffer while its string
+    -- is allocated, and a GC step there may run a finalizer that compresses
+    -- a bigger message into that buffer (moving or overwriting it)
+    local d1, d2 = core.deflate { out_reset = true }, core.deflate {}
+    local small, mid, big = randbytes(20000), randbytes(10000), randbytes(100000)
+    local want_frame, want_z = core.frame(small, "binary", true, false, d1), d1:compress(small)
+    local armed, fired, bad = false, 0, 0
+    local function gc()
+      if not armed then return end
+      armed, fired = false, fired + 1
+      core.frame(mid, "binary", true, false, d2)   -- over it, then
+      core.frame(big, "binary", true, false, d2)   -- moves it
+      d2:compress(big)
+    end
+    B.eager_gc(function()
+      for _ = 1, 100 do
+        if fired >= 5 then break end
+        for _ = 1, 300 do B.finalizer(gc) end
+        for _ = 1, 10 do
+          armed = true
+          if core.frame(small, "binary", true, false, d1) ~= want_frame then bad = bad + 1 end
+          armed = true
+          if d1:compress(small) ~= want_z then bad = bad + 1 end
+        end
+      end
+      armed = false
+    end)
+    assert.is_true(fired > 0)
+    assert.equal(0, bad)
+  end)
+
   it("reader raises on bad options", function()
     assert.has_error(function() core.reader { role = "x" } end)
     assert.has_error(function() core.reader { role = "Server" } end)

@@ -523,6 +523,43 @@ describe("ws.core.deflate", function()
     b:close()
   end)
 
+  it("send_frame's rest is right when a finalizer compresses while it is allocated", function()
+    -- the rest of a compressed frame the socket did not take is copied from
+    -- the per-state buffer into a string whose allocation may run a
+    -- finalizer that compresses into that buffer (moving or overwriting it)
+    local a, b = H.tcp_pair()
+    local parts = {}
+    for i = 1, 16 do parts[i] = core.random(65536) end
+    local big = table.concat(parts)
+    local d1, d2 = core.deflate { out_reset = true }, core.deflate {}
+    local msg = big:sub(1, 300000)
+    local want = core.frame(msg, "binary", true, false, d1)
+    local armed, fired, bad, partial = false, 0, 0, 0
+    local function gc()
+      if not armed then return end
+      armed, fired = false, fired + 1
+      d2:compress(big:sub(-100000))   -- over it, then
+      d2:compress(big)                -- moves it
+    end
+    B.eager_gc(function()
+      for _ = 1, 200 do
+        if fired >= 3 and partial >= 3 then break end
+        for _ = 1, 300 do B.finalizer(gc) end
+        armed = true
+        local rest = core.send_frame(b:getfd(), msg, "binary", d1)
+        if rest ~= true then
+          partial = partial + 1
+          if rest ~= want:sub(-#rest) then bad = bad + 1 end
+        end
+      end
+      armed = false
+    end)
+    a:close()
+    b:close()
+    assert.is_true(fired > 0 and partial > 0)
+    assert.equal(0, bad)
+  end)
+
   it("masks inside send_frame(fd, data, kind, rsv | deflate, true): client frames a server reader takes", function()
     local a, b = H.tcp_pair()
     local d, msg = core.deflate { out_reset = true }, string.rep("lua-ws ", 300)
