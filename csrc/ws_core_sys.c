@@ -357,10 +357,11 @@ static int l_reap(lua_State *L) {
 
 /* kill(pid, name) -> true | nil, err */
 static int l_kill(lua_State *L) {
-    long pid = (long)luaL_checkinteger(L, 1);
+    lua_Integer pid = luaL_checkinteger(L, 1);
     int sig = sig_of(L, 2);
-    luaL_argcheck(L, pid > 0, 1, "pid must be positive");
-    if (ws_kill(pid, sig) != 0)
+    /* pid_t is an int: 2^32 - 1 would become -1 (every process we may signal) */
+    luaL_argcheck(L, pid > 0 && pid <= INT_MAX, 1, "pid must be 1..INT_MAX");
+    if (ws_kill((long)pid, sig) != 0)
         return fail_strerror(L, errno);
     lua_pushboolean(L, 1);
     return 1;

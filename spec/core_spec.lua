@@ -1299,6 +1299,14 @@ describe("argument errors and the reader's lifecycle", function()
     assert.equal(0, bad)
   end)
 
+  it("kill refuses a pid that is no pid_t", function()
+    -- cast to pid_t, 2^32 - 1 was -1: every process we may signal. (These
+    -- values name no process once truncated, so a regression signals none.)
+    for _, pid in ipairs { 2 ^ 32 + 4194305, 2 ^ 31, 0, -1 } do
+      assert.has_error(function() core.kill(pid, "TERM") end)
+    end
+  end)
+
   it("reader raises on bad options", function()
     assert.has_error(function() core.reader { role = "x" } end)
     assert.has_error(function() core.reader { role = "Server" } end)
