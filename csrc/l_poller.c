@@ -78,6 +78,8 @@ static int l_poller_wait(lua_State *L) {
     int ms = -1;
     if (!lua_isnoneornil(L, 2)) {
         lua_Number t = luaL_checknumber(L, 2);
+        /* (int) of NaN or of a double out of range is undefined (x86: INT_MIN, forever) */
+        luaL_argcheck(L, t == t, 2, "timeout is NaN");
         ms = t <= 0 ? 0 : t > 2e6 ? 2000000000 : (int)(t * 1000 + 0.999);
     }
     luaL_checktype(L, 3, LUA_TTABLE);
@@ -96,6 +98,7 @@ static int l_poller_wait(lua_State *L) {
      * only while it pays: after a wait that ended within the spin (events
      * come that soon), not after one that ran past it (which also slept) */
     lua_Number spin = luaL_optnumber(L, 7, 0);
+    luaL_argcheck(L, spin == spin, 7, "spin is NaN");
     int spin_us = spin <= 0 ? 0 : spin > 1 ? 1000000 : (int)(spin * 1e6);
     long long waited = 0;
     int n = ws_poll_wait(p->ep, ev, 256, ms, p->spin_miss ? 0 : spin_us, spin_us ? &waited : NULL);

@@ -239,9 +239,11 @@ static int l_signals(lua_State *L) {
 static int l_signals_next(lua_State *L) {
     lsignals *s = check_signals(L);
     double t = luaL_optnumber(L, 2, 0);
+    /* (int) of NaN or of a double out of range is undefined: refuse, clamp */
+    luaL_argcheck(L, t == t, 2, "timeout is NaN");
     if (s->fd < 0)
         return fail_strerror(L, EBADF);
-    int r = ws_signals_next(s->fd, t < 0 ? -1 : (int)(t * 1000 + 0.5));
+    int r = ws_signals_next(s->fd, t < 0 ? -1 : t > 2e6 ? 2000000000 : (int)(t * 1000 + 0.5));
     if (r < 0)
         return fail_strerror(L, errno);
     if (r == 0) {

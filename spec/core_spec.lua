@@ -1307,6 +1307,28 @@ describe("argument errors and the reader's lifecycle", function()
     end
   end)
 
+  it("poller:wait and signals:next refuse a NaN timeout", function()
+    -- (int) of NaN was INT_MIN: wait forever. Something is ready here, so
+    -- a regression returns at once instead of raising.
+    if not core.epoll then return end   -- Linux only
+    local socket = require "socket"
+    local srv = assert(socket.bind("127.0.0.1", 0))
+    local host, port = srv:getsockname()
+    local c = assert(socket.connect(host, port))
+    local a = assert(srv:accept())
+    local p = assert(core.epoll())
+    local s = assert(core.signals { "USR2" })
+    finally(function() p:close(); s:close(); c:close(); a:close(); srv:close() end)
+    assert(p:watch(a:getfd()))
+    assert(c:send("x"))
+    assert.has_error(function() p:wait(0 / 0, {}, {}) end)
+    assert.has_error(function() p:wait(1, {}, {}, nil, nil, 0 / 0) end)
+    assert.equal(1, p:wait(math.huge, {}, {}))     -- clamped, and ready
+    assert(core.kill(core.getpid(), "USR2"))      -- pending: next returns at once
+    assert.has_error(function() s:next(0 / 0) end)
+    assert.equal("USR2", s:next(math.huge))
+  end)
+
   it("reader raises on bad options", function()
     assert.has_error(function() core.reader { role = "x" } end)
     assert.has_error(function() core.reader { role = "Server" } end)
