@@ -200,11 +200,21 @@ typedef struct {
     int q;                    /* stack index of the table */
     lua_Integer i, t;
     size_t off;
+    int end;                  /* past t (i stays at t: t + 1 may overflow) */
 } qpos;
+
+/* Move p to the start of the next item. */
+static void qpos_next(qpos *p) {
+    if (p->i == p->t)
+        p->end = 1;
+    else
+        p->i++;
+    p->off = 0;
+}
 
 /* The bytes left in the item at p (NULL at the end), *n of them. */
 static const char *qpos_bytes(const qpos *p, size_t *n) {
-    if (p->i > p->t)
+    if (p->end)
         return NULL;
     size_t len = 0;
     const char *s = NULL;
@@ -227,14 +237,11 @@ static void qpos_skip(qpos *p, size_t n) {
             return;
         }
         n -= left;
-        p->i++;
-        p->off = 0;
+        qpos_next(p);
     }
     /* skip empty items too: the next write starts at real bytes */
-    while (qpos_bytes(p, &left) && left == 0) {
-        p->i++;
-        p->off = 0;
-    }
+    while (qpos_bytes(p, &left) && left == 0)
+        qpos_next(p);
 }
 
 /* Queue items per sendmsg */
@@ -255,8 +262,7 @@ static size_t plain_send_queue(const lfd *c, qpos *p, const char **err) {
             iov[k].iov_len = n;
             want += n;
             k++;
-            scan.i++;
-            scan.off = 0;
+            qpos_next(&scan);
         }
         if (want == 0)
             return total;
@@ -299,15 +305,13 @@ static size_t tls_send_queue(const lfd *c, qpos *p, const char **err, lua_Intege
                 memcpy(buf + len, b, take);
                 len += take;
                 scan.off += take;
-                if (take == n) {
-                    scan.i++;
-                    scan.off = 0;
-                }
+                if (take == n)
+                    qpos_next(&scan);
             }
         }
         size_t w = io_write(c, out, len, err);
         if (w == 0) {
-            *held = scan.off > 0 || scan.i == p->i ? scan.i : scan.i - 1;
+            *held = scan.end || scan.off > 0 || scan.i == p->i ? scan.i : scan.i - 1;
             return total;
         }
         total += w;
@@ -325,7 +329,8 @@ static size_t tls_send_queue(const lfd *c, qpos *p, const char **err, lua_Intege
 static int l_send_queue(lua_State *L) {
     lfd c = ws_check_io(L, 1, 2);
     luaL_checktype(L, 2, LUA_TTABLE);
-    qpos p = {L, 2, luaL_checkinteger(L, 3), luaL_checkinteger(L, 4), 0};
+    qpos p = {L, 2, luaL_checkinteger(L, 3), luaL_checkinteger(L, 4), 0, 0};
+    p.end = p.i > p.t;
     lua_Integer off = luaL_optinteger(L, 5, 1);
     luaL_argcheck(L, off >= 1, 5, "offset must be >= 1");
     p.off = (size_t)off - 1;

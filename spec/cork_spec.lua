@@ -339,6 +339,16 @@ describe("core.send_queue", function()
     assert.same({ 0 }, { core.send_queue(b:getfd(), q, 3, 2, 1) })   -- nothing queued
   end)
 
+  it("takes a queue that ends at math.maxinteger (its index is never stepped past it)", function()
+    local max = math.maxinteger
+    if not max then return end   -- (5.3+: before, integers are floats)
+    local a, b = pair()
+    finally(function() a:close() b:close() end)
+    assert.same({ 1 }, { core.send_queue(b:getfd(), { [max] = "x" }, max, max, 1) })
+    assert.same({ 3 }, { core.send_queue(b:getfd(), { [max - 2] = "ab", [max - 1] = "c", [max] = "" }, max - 2, max, 1) })
+    assert.equal("xabc", a:receive(4))
+  end)
+
   it("stops at a full socket with the bytes written and \"timeout\", and fails on a closed one", function()
     local a, b = pair()
     finally(function() a:close() b:close() end)
