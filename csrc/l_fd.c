@@ -21,7 +21,7 @@
  * descriptor (a LuaSocket socket's) or a ws.fd, plain or TLS. */
 lfd ws_check_io(lua_State *L, int idx, int mt_up) {
     if (lua_type(L, idx) == LUA_TNUMBER) {
-        lfd c = {(int)luaL_checkinteger(L, idx), NULL};
+        lfd c = {ws_check_fdnum(L, idx), NULL};
         return c;
     }
     lfd *s = mt_up ? (lfd *)ws_toudata_up(L, idx, mt_up) : NULL;
@@ -420,7 +420,7 @@ int ws_core_check_fd(lua_State *L, int idx) {
  * itself (no getpeername); inherited: the listener has TCP_NODELAY
  * (nodelay below), so the connection has it without a setsockopt */
 static int l_accept(lua_State *L) {
-    int listen_fd = (int)luaL_checkinteger(L, 1);
+    int listen_fd = ws_check_fdnum(L, 1);
     int inherited = lua_toboolean(L, 2);
     char peer[64];   /* "[" INET6_ADDRSTRLEN "]:65535" */
     lfd *s = new_fd(L);
@@ -435,7 +435,7 @@ static int l_accept(lua_State *L) {
  * connections it accepts inherit (Linux): accept(fd, true) then skips the
  * setsockopt per connection */
 static int l_nodelay(lua_State *L) {
-    if (ws_fd_nodelay((int)luaL_checkinteger(L, 1)) != 0)
+    if (ws_fd_nodelay(ws_check_fdnum(L, 1)) != 0)
         return ws_fail_errno(L, errno);
     lua_pushboolean(L, 1);
     return 1;
@@ -447,7 +447,7 @@ static int l_nodelay(lua_State *L) {
  * adopt(fd) -> connection on a duplicate of fd | nil, err: the caller
  * closes its own handle (see ws_fd_adopt). */
 static int own_fd(lua_State *L, int dup) {
-    int fd = (int)luaL_checkinteger(L, 1);
+    int fd = ws_check_fdnum(L, 1);
     luaL_argcheck(L, dup || fd >= 0, 1, "descriptor expected");
     lfd *s = new_fd(L);
     s->fd = dup ? ws_fd_adopt(fd) : fd;   /* ours from here: closed by __gc on failure too */
@@ -483,7 +483,7 @@ static int l_fd_getfd(lua_State *L) {
 static int l_fd_setfd(lua_State *L) {
     lfd *s = check_fd(L);
     luaL_argcheck(L, !s->tls, 1, "a TLS connection cannot give its descriptor away");
-    s->fd = (int)luaL_checkinteger(L, 2);
+    s->fd = ws_check_fdnum(L, 2);
     return 0;
 }
 

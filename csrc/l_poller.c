@@ -37,7 +37,7 @@ static int l_epoll(lua_State *L) {
 
 static int l_poller_watch(lua_State *L) {
     lpoller *p = check_poller(L);
-    if (ws_poll_watch(p->ep, (int)luaL_checkinteger(L, 2)) != 0)
+    if (ws_poll_watch(p->ep, ws_check_fdnum(L, 2)) != 0)
         return ws_fail(L, strerror(errno));
     lua_pushboolean(L, 1);
     return 1;
@@ -45,7 +45,7 @@ static int l_poller_watch(lua_State *L) {
 
 static int l_poller_unwatch(lua_State *L) {
     lpoller *p = check_poller(L);
-    ws_poll_unwatch(p->ep, (int)luaL_checkinteger(L, 2));
+    ws_poll_unwatch(p->ep, ws_check_fdnum(L, 2));
     return 0;
 }
 

@@ -64,6 +64,9 @@ typedef struct {
 /* ws_core.c: helpers */
 int ws_fail(lua_State *L, const char *err);            /* nil, err */
 int ws_fail_errno(lua_State *L, int err);             /* nil, ws_errno_token(err) */
+/* A descriptor number at idx: -1 (none, as getfd of a closed one) ..
+ * INT_MAX; raises on any other. */
+int ws_check_fdnum(lua_State *L, int idx);
 lua_Integer ws_opt_int(lua_State *L, int t, const char *k, lua_Integer d);
 const char *ws_opt_str(lua_State *L, int t, const char *k);
 void ws_zbuf_trim(lzctx *z);                          /* drop a big output buffer */

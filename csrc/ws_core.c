@@ -4,6 +4,7 @@
  * Convention: wrong argument types raise; bad input data returns nil, err. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -80,6 +81,13 @@ lua_Integer ws_opt_int(lua_State *L, int t, const char *k, lua_Integer d) {
     lua_Integer v = lua_isnil(L, -1) ? d : luaL_checkinteger(L, -1);
     lua_pop(L, 1);
     return v;
+}
+
+int ws_check_fdnum(lua_State *L, int idx) {
+    lua_Integer fd = luaL_checkinteger(L, idx);
+    /* a cast alone would turn 2^32 + 1 into descriptor 1 */
+    luaL_argcheck(L, fd >= -1 && fd <= INT_MAX, idx, "descriptor out of range");
+    return (int)fd;
 }
 
 /* A string field, or NULL if nil. Only a real string: one converted from a

@@ -53,7 +53,7 @@ static int l_listen(lua_State *L) {
 
 /* listen_fd(n) -> ws.fd for an inherited listening descriptor | nil, err */
 static int l_listen_fd(lua_State *L) {
-    int fd = (int)luaL_checkinteger(L, 1);
+    int fd = ws_check_fdnum(L, 1);
     if (ws_fd_adopt_listener(fd) != 0) {
         if (errno != EINVAL)
             return fail_strerror(L, errno);
@@ -105,7 +105,7 @@ static void push_info(lua_State *L, const ws_proxy_info *info) {
  * TLS ClientHello, an HTTP request) stay in the socket for whoever reads
  * next. info = { version, family (4, 6 or nil), src, src_port, dst, dst_port } */
 static int l_proxy_header(lua_State *L) {
-    int fd = (int)luaL_checkinteger(L, 1);
+    int fd = ws_check_fdnum(L, 1);
     unsigned char buf[WS_PROXY_MAX];
     ssize_t n = ws_fd_peek(fd, buf, sizeof buf);
     if (n == 0) {

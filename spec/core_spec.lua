@@ -1329,6 +1329,39 @@ describe("argument errors and the reader's lifecycle", function()
     assert.equal("USR2", s:next(math.huge))
   end)
 
+  it("a descriptor argument out of int range raises (it was truncated into another descriptor)", function()
+    -- (2^32 + 2^30 was descriptor 2^30: none open, so a regression does no harm)
+    local big = 2 ^ 32 + 2 ^ 30
+    local l = assert(core.listen("127.0.0.1", 0))
+    local p = core.epoll and assert(core.epoll())
+    finally(function() l:close(); if p then p:close() end end)
+    local uses = {
+      function() core.send_frame(big, "x", "text") end,
+      function() core.send_queue(big, { "x" }, 1, 1, 1) end,
+      function() core.fanout("x", { big }, 1) end,
+      function() core.reader { role = "server" }:next(big) end,
+      function() core.accept(big) end,
+      function() core.nodelay(big) end,
+      function() core.wrap_fd(big) end,
+      function() core.adopt(big) end,
+      function() l:setfd(big) end,
+      function() core.listen_fd(big) end,
+      function() core.proxy_header(big) end,
+      function() core.send_frame(-2, "x", "text") end,
+    }
+    if p then
+      uses[#uses + 1] = function() p:watch(big) end
+      uses[#uses + 1] = function() p:unwatch(big) end
+    end
+    for i, use in ipairs(uses) do
+      local ok, err = pcall(use)
+      assert.is_false(ok, "use " .. i)
+      assert.matches("descriptor out of range", err, 1, true)
+    end
+    assert.matches("^ws%.fd: %d+$", tostring(l))   -- setfd left it as it was
+    assert.same({ 0, "closed" }, { core.send_queue(-1, { "x" }, 1, 1, 1) })   -- -1: none
+  end)
+
   it("reader raises on bad options", function()
     assert.has_error(function() core.reader { role = "x" } end)
     assert.has_error(function() core.reader { role = "Server" } end)
