@@ -34,14 +34,14 @@ static int fail_strerror(lua_State *L, int err) {
 /* listen(host, port, backlog, reuseport) -> ws.fd | nil, err */
 static int l_listen(lua_State *L) {
     const char *host = luaL_checkstring(L, 1);
-    int port = (int)luaL_checkinteger(L, 2);
+    lua_Integer port = luaL_checkinteger(L, 2);   /* (checked before any cast: 2^32 + 80 is not 80) */
     lua_Integer backlog = luaL_optinteger(L, 3, 4096);
     int reuseport = lua_toboolean(L, 4);
     luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
     /* (an int in listen(2): a larger one would wrap, to a small or negative backlog) */
     luaL_argcheck(L, backlog >= 1 && backlog <= INT_MAX, 3, "backlog out of range");
     int gai = 0;
-    int fd = ws_fd_listen(host, port, (int)backlog, reuseport, &gai);
+    int fd = ws_fd_listen(host, (int)port, (int)backlog, reuseport, &gai);
     if (fd < 0) {
         lua_pushnil(L);
         lua_pushstring(L, gai ? gai_strerror(gai) : ws_errno_token(errno));

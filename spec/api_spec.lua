@@ -55,6 +55,8 @@ describe("options are checked at the call", function()
     assert.matches("option 'backlog' must be an integer in 1..2147483647, got 4294967301$",
       errmsg(ws.listen, { backlog = 4294967301 }))
     assert.matches("backlog out of range", errmsg(require("ws.core").listen, "127.0.0.1", 0, 4294967301, false))
+    -- (and the port: 2^32 + 80 listened on 80)
+    assert.matches("port out of range", errmsg(require("ws.core").listen, "127.0.0.1", 4294967296 + 80, 16, false))
   end)
 
   it("raises at the caller's line", function()
