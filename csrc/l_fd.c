@@ -464,6 +464,22 @@ static int l_adopt(lua_State *L) {
     return own_fd(L, 1);
 }
 
+/* read_fd(fd) -> data | nil, "closed" (end of input) | nil, err: one read(2)
+ * of up to 64 KiB from a descriptor left as it is. bin/ws reads stdin so:
+ * O_NONBLOCK would hold for everyone sharing it (the shell's terminal, our
+ * stdout on it), so it reads once select() says fd is ready, and then
+ * read(2) does not wait. */
+static int l_read_fd(lua_State *L) {
+    int fd = (int)luaL_checkinteger(L, 1);
+    luaL_Buffer b;
+    char *p = luaL_buffinitsize(L, &b, 64 * 1024);
+    ssize_t r = ws_fd_read(fd, p, 64 * 1024);
+    if (r <= 0)
+        return r == 0 ? ws_fail(L, "closed") : ws_fail_errno(L, errno);
+    luaL_pushresultsize(&b, (size_t)r);
+    return 1;
+}
+
 /* raise_fd_limit() -> the soft limit on open descriptors, raised to the
  * hard limit | nil, err */
 static int l_raise_fd_limit(lua_State *L) {
@@ -678,6 +694,7 @@ static const luaL_Reg funcs[] = {
     {"nodelay", l_nodelay},
     {"wrap_fd", l_wrap_fd},
     {"adopt", l_adopt},
+    {"read_fd", l_read_fd},
     {"raise_fd_limit", l_raise_fd_limit},
     {NULL, NULL}
 };

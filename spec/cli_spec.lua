@@ -22,9 +22,9 @@ local function ws_cmd(args, input)
   return out, err, code
 end
 
-local function start_peer(name)
+local function start_peer(name, args)
   local run_it = name == "node" and NODE .. " " .. PEERS .. "/node_server.js"
-    or H.PYTHON .. " " .. PEERS .. "/py_server.py"
+    or H.PYTHON .. " " .. PEERS .. "/py_server.py " .. (args or "")
   return H.start_server(function(port)
     return string.format("exec %s --port %d", run_it, port)
   end, "cli-" .. name .. "-server", 15)
@@ -199,6 +199,23 @@ describe("the ws command", function()
       "echo \"ws=${PIPESTATUS[0]} took=$((SECONDS - t0))\"'", H.LUA, H.ROOT, py.port))
     assert.matches("^line 1\nws=1 took=[0-4]\n$", out)
     assert.truthy(H.wait_output(py, '"code": 1001', 5), py.output())
+  end)
+
+  it("keeps answering pings and printing messages while stdin holds a partial line, or --binary input", function()
+    -- python-websockets pings every 0.5 s and drops us with 1011 when a pong
+    -- is 0.5 s late; /ping also pings at once, and sends "pong:..." once answered
+    local py = start_peer("python", "--ping-interval 0.5 --ping-timeout 0.5")
+    finally(py.stop)
+    for _, case in ipairs {
+      { "", "printf abc; sleep 2.5; printf 'def\\nlast'", "pong:ping-from-python\nabcdef\nlast\n" },
+      { "--binary", "printf da; sleep 2.5; printf ta", "pong:ping-from-python\ndata" },
+    } do
+      local out, code = H.run(string.format("(%s) | timeout 20 %s %s/bin/ws %s ws://127.0.0.1:%d/ping 2>/dev/null",
+        case[2], H.LUA, H.ROOT, case[1], py.port))
+      assert.equal(case[3], out)
+      assert.equal(0, code)
+    end
+    assert.is_nil(py.output():find('"code": 1011', 1, true), py.output())
   end)
 
   it("Ctrl-C (SIGINT) closes with 1001 and exits 130, without a stack trace", function()

@@ -99,7 +99,8 @@ end
 
 local function say(out, ...) out:write(...); out:write("\n"); out:flush() end
 
---- The interactive client. io: { stdin, stdout, stderr }. Returns an exit status.
+--- The interactive client. io: { stdout, stderr } (stdin: descriptor 0,
+-- see stdin_reader). Returns an exit status.
 function M.client(o, io_)
   local tls
   if o.cafile or o.insecure then tls = { cafile = o.cafile, verify = not o.insecure } end
@@ -176,19 +177,42 @@ function M.client(o, io_)
       pong_at = socket.gettime()
       conn:ping("ws-cli")
     end
-    local input = M.stdin_reader(l, io_.stdin)
+    local input = M.stdin_reader(l)
     if o.binary then
-      local all = input("*a")
-      if all and all ~= "" then
+      -- one message: everything up to the end of input
+      local parts = {}
+      while not done do
+        local chunk = input()
+        if not chunk then break end
+        parts[#parts + 1] = chunk
+      end
+      local all = table.concat(parts)
+      if all ~= "" and not done then
         local ok, serr = conn:send(all, "binary")
         if not ok then failed = true; say(io_.stderr, "ws: send: ", serr) end
       end
     else
+      -- each line once its "\n" came (the last one at the end of input
+      -- even without it); held: the start of a line from earlier chunks
+      local chunk, pos, held = "", 1, {}
       while not done do
-        local line = input("*l")
-        if not line then break end
-        local ok, serr = conn:send(line)
-        if not ok then failed = true; say(io_.stderr, "ws: send: ", serr); break end
+        local line
+        local nl = chunk:find("\n", pos, true)
+        if nl then
+          held[#held + 1] = chunk:sub(pos, nl - 1)
+          line, pos, held = table.concat(held), nl + 1, {}
+        else
+          held[#held + 1] = chunk:sub(pos)
+          chunk, pos = input(), 1
+          if not chunk then
+            line, chunk, held = table.concat(held), "", {}
+            if line == "" then break end
+          end
+        end
+        if line then
+          local ok, serr = conn:send(line)
+          if not ok then failed = true; say(io_.stderr, "ws: send: ", serr); break end
+        end
       end
     end
     if done then return end
@@ -243,20 +267,30 @@ function M.client(o, io_)
   return failed and 1 or 0
 end
 
---- A reader of stdin that waits in the loop instead of blocking it:
--- returns read(fmt) for "*l" (a line) and "*a" (everything). stdin is
--- unbuffered, so what select() sees is all there is; a line is read once
--- its first byte is there (a terminal or a pipe delivers whole lines).
-function M.stdin_reader(l, file)
-  file:setvbuf("no")
+--- A reader of stdin (descriptor 0) that waits in the loop l instead of
+-- blocking it: returns a function that returns what is there (one read, at
+-- most 64 KiB), or nil at the end of input. The descriptor stays blocking
+-- (see core.read_fd): it is read only once select() says it is ready.
+function M.stdin_reader(l)
   local fd0 = { getfd = function() return 0 end }
-  return function(fmt)
-    if fmt == "*a" then return file:read("*a") end
-    while true do
-      local ready = socket.select({ fd0 }, nil, 0)
-      if ready and ready[1] then return file:read("*l") end
-      l:sleep(0.02)
+  local ended = false
+  return function()
+    while not ended do
+      local r, _, err = socket.select({ fd0 }, nil, 0)
+      -- (select failing on fd 0, a closed stdin: read fails at once too)
+      if (r and r[1]) or err ~= "timeout" then
+        local data, rerr = core.read_fd(0)
+        if data then
+          l:yield()   -- (a producer faster than us must not hold the loop)
+          return data
+        end
+        ended = rerr ~= "timeout"   -- (EAGAIN: someone made it non-blocking)
+      else
+        -- (bounded: a descriptor epoll cannot watch must not stall us)
+        l:wait(fd0, "r", socket.gettime() + 1)
+      end
     end
+    return nil
   end
 end
 
@@ -305,7 +339,7 @@ end
 
 --- Run the command with args; returns the exit status.
 function M.main(args, io_)
-  io_ = io_ or { stdin = io.stdin, stdout = io.stdout, stderr = io.stderr }
+  io_ = io_ or { stdout = io.stdout, stderr = io.stderr }
   local o, err = M.parse(args)
   if not o then
     say(io_.stderr, "ws: ", err)

@@ -1,6 +1,7 @@
 """python-websockets (10.4, asyncio API) server peer for the lua-ws interop tests.
 
     /usr/bin/python3 spec/peers/py_server.py --port P [--cert F --key F] [--mode M] [--code C --reason R]
+        [--ping-interval S --ping-timeout S]
 
 Every connection gets a mode: the request path if it names one (/echo,
 /fragment, /ping, /close?code=C&reason=R), else --mode (default echo).
@@ -35,6 +36,8 @@ def parse_args():
     p.add_argument("--mode", default="echo")
     p.add_argument("--code", type=int, default=1000)
     p.add_argument("--reason", default="")
+    p.add_argument("--ping-interval", type=float, default=None)   # keepalive: off by default
+    p.add_argument("--ping-timeout", type=float, default=None)
     return p.parse_args()
 
 
@@ -79,7 +82,8 @@ async def main():
     stop = asyncio.get_running_loop().create_future()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set_result, None)
     async with websockets.serve(handler, "127.0.0.1", ARGS.port, ssl=ctx, max_size=None,
-                                ping_interval=None, compression=None) as server:
+                                ping_interval=ARGS.ping_interval, ping_timeout=ARGS.ping_timeout,
+                                compression=None) as server:
         port = server.sockets[0].getsockname()[1]
         emit(event="listening", port=port)
         await stop
