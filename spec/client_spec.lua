@@ -413,12 +413,34 @@ describe("client and server in one loop", function()
 end)
 
 describe("blocking client in a plain script", function()
-  local echo, url
+  local echo, url, raw
   setup(function()
     echo = H.start_lua("examples/echo.lua", nil, "echo-blocking")
     url = "ws://127.0.0.1:" .. echo.port .. "/ws"
+    raw = H.start_lua("spec/servers/raw_server.lua", nil, "raw-server-blocking")
   end)
-  teardown(function() echo.stop() end)
+  teardown(function() echo.stop(); raw.stop() end)
+
+  it("keepalive runs while receive() blocks: pongs keep a peer, a peer that never answers is closed with 1011", function()
+    local pongs = 0
+    local conn = assert(ws.connect(url, { timeout = 3, ping_interval = 0.1, ping_timeout = 0.3,
+      on_pong = function() pongs = pongs + 1 end }))
+    assert.same({ nil, "timeout" }, { conn:receive(0.8) })
+    assert.equal("open", conn.state)
+    assert.is_true(pongs >= 3, "pongs: " .. pongs)
+    conn:close()
+    -- (/deaf reads our pings and never answers them)
+    conn = assert(ws.connect("ws://127.0.0.1:" .. raw.port .. "/deaf",
+      { timeout = 3, ping_interval = 0.2, ping_timeout = 0.3, logger = false }))
+    local t = gettime()
+    local data, err, code = conn:receive(5)
+    local dt = gettime() - t
+    assert.is_nil(data)
+    assert.equal("closed", err)
+    assert.equal(1011, code)
+    assert.is_true(dt > 0.4 and dt < 2, "closed after " .. dt)
+    assert.equal("1 close 1011", wait_output(raw, "deaf pings (%d+ close %S+)"), raw.output())
+  end)
 
   it("receive(timeout) returns nil, 'timeout' and the connection stays usable", function()
     local conn = assert(ws.connect(url, { timeout = 3 }))

@@ -56,7 +56,7 @@ Conn.background = false   -- = receiver while a task reads for nobody (keepalive
 -- on the wire is the order of the calls.
 local CORK = 64 * 1024
 
-local keepalive, from_inbox, read_ready, uncork
+local keepalive, keepalive_step, from_inbox, read_ready, uncork
 
 -- The corked frames, as one queue item (their bytes are counted in qbytes
 -- already).
@@ -166,6 +166,7 @@ function M.new(sock, opts)
   if not cls or cork ~= cls.cork then self.cork = cork end
   if opts.buffered and opts.buffered ~= "" then self:receive_data(opts.buffered) end
   local sched = self.sched
+  -- (with no scheduler, receive's wait for input runs the keepalive: wait_input)
   if self.ping_interval and sched then
     -- a ws.loop timer until the first ping is due: a connection shorter
     -- than ping_interval never costs a keepalive task
@@ -581,8 +582,9 @@ function Conn:pong(data) return control(self, "pong", data) end
 
 ---- receiving -----------------------------------------------------------------
 
--- Wait for input until deadline or the idle limit. Returns true, or the
--- results receive() should return.
+-- Wait for input until deadline or the idle limit (with no scheduler, also
+-- until the keepalive is due). Returns true, or the results receive()
+-- should return.
 local function wait_input(self, deadline, mode)
   local until_ = deadline
   -- (self:idle_due() and self:activity(now), inlined: once per message)
@@ -593,15 +595,21 @@ local function wait_input(self, deadline, mode)
   -- (wait(self, mode, until_), inlined: one frame less under a waiting
   -- connection, whose coroutine keeps the stack it grew)
   mode = mode or "r"
-  local sched, ok, err = self.sched
+  local sched, ok, err, ping = self.sched
   if sched then ok, err = sched:wait(self.sock, mode, until_)
-  else ok, err = io_.wait(self.sock, mode, until_, false) end
+  else
+    -- no scheduler, so no keepalive task (see M.new): this wait wakes for it
+    local due = self.ping_interval and self:keepalive_due()
+    if due and (not until_ or due < until_) then until_, ping = due, true end
+    ok, err = io_.wait(self.sock, mode, until_, false)
+  end
   if mode == "r" then self.clean = ok == true and err == true end
   if ok then
     self.last_seen = gettime()
     return true
   end
   if err == "timeout" then
+    if ping then return keepalive_step(self) end   -- (true: go on waiting)
     if idle and until_ == idle then
       local r, e, c, d = self:idle(gettime())
       if r == nil then return settle(self, r, e, c, d) end
@@ -936,15 +944,21 @@ function keepalive(self)
       self.pinger = nil
     end
     read_ready(self)
-    local r, err, code, reason = self:keepalive(gettime())
-    if r then
-      kick(self)
-    elseif r == nil then
-      self.log("info", "keepalive ping timeout", { peer = self.peer, code = code })
-      settle(self, r, err, code, reason)
-      return
-    end
+    if not keepalive_step(self) then return end
   end
+end
+
+-- The keepalive timer fired: write a ping, or fail a peer whose pong is
+-- late (1011). Returns true, or (the connection failed) what settle does.
+function keepalive_step(self)
+  local r, err, code, reason = self:keepalive(gettime())
+  if r then
+    kick(self)
+  elseif r == nil then
+    self.log("info", "keepalive ping timeout", { peer = self.peer, code = code })
+    return settle(self, r, err, code, reason)
+  end
+  return true
 end
 
 return M

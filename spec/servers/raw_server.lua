@@ -11,6 +11,11 @@
 --   /dropclose  answers a valid 101, reads frames until the client's close,
 --               then closes TCP without a close frame of its own
 --   /silent     reads the request and never answers
+--   /deaf       answers a valid 101, never answers a ping, and prints
+--               "deaf pings N close CODE" once the client's close comes
+--   /badclose/K answers the client's close with an invalid close frame:
+--               K = short (a 1-byte payload), code (code 999), utf8 (a
+--               reason that is not UTF-8)
 --   /http10     answers an HTTP/1.0 404 with a body and no length, then closes
 --   /204        answers 204 No Content and keeps the connection open
 --   /chunked    answers a chunked 401 and keeps the connection open
@@ -83,6 +88,20 @@ local function serve(c)
   elseif path == "/dropclose" then
     c:send(accept_101(key))
     repeat local ok, op = pcall(read_frame, c) until not ok or op == 8
+  elseif path == "/deaf" then
+    c:send(accept_101(key))
+    local pings, ok, op, payload = 0
+    repeat
+      ok, op, payload = pcall(read_frame, c)
+      if ok and op == 9 then pings = pings + 1 end
+    until not ok or op == 8
+    print("deaf pings " .. pings .. " close " .. (ok and #payload >= 2 and B.get_u16(payload) or "none"))
+    io.stdout:flush()
+  elseif path:match("^/badclose/") then
+    c:send(accept_101(key))
+    repeat local ok, op = pcall(read_frame, c) until not ok or op == 8
+    local payload = ({ short = "\3", code = "\3\231", utf8 = "\3\232\255" })[path:match("[^/]*$")]
+    c:send(string.char(0x88, #payload) .. payload)
   elseif path == "/proto" then
     c:send(accept_101(key, "Sec-WebSocket-Protocol: zzz\r\n"))
   elseif path == "/upgrade-list" then
