@@ -599,4 +599,14 @@ describe("client refusals", function()
     assert.same({ nil, "closed", 1006, "" }, { conn:close(1000, "bye", 3) })
     assert.same({ nil, "closed", 1006, "" }, { conn:close() })   -- (and once closed)
   end)
+
+  it("close() answered by an invalid close frame says closed, with the code we failed with", function()
+    for k, want in pairs { short = { 1002, "invalid close payload" }, code = { 1002, "invalid close code" },
+                           utf8 = { 1007, "invalid utf-8" } } do
+      local conn = assert(ws.connect(base .. "/badclose/" .. k, { timeout = 3 }))
+      assert.same({ nil, "closed", want[1], want[2] }, { conn:close(1000, "bye", 3) })
+      assert.is_nil(conn.close_rcvd_code)
+      assert.same({ nil, "closed", want[1], want[2] }, { conn:close() })   -- (and once closed)
+    end
+  end)
 end)
