@@ -470,7 +470,7 @@ static int l_adopt(lua_State *L) {
  * stdout on it), so it reads once select() says fd is ready, and then
  * read(2) does not wait. */
 static int l_read_fd(lua_State *L) {
-    int fd = (int)luaL_checkinteger(L, 1);
+    int fd = ws_check_fdnum(L, 1);
     luaL_Buffer b;
     char *p = luaL_buffinitsize(L, &b, 64 * 1024);
     ssize_t r = ws_fd_read(fd, p, 64 * 1024);

@@ -1347,6 +1347,7 @@ describe("argument errors and the reader's lifecycle", function()
       function() l:setfd(big) end,
       function() core.listen_fd(big) end,
       function() core.proxy_header(big) end,
+      function() core.read_fd(big) end,
       function() core.send_frame(-2, "x", "text") end,
     }
     if p then
