@@ -378,6 +378,17 @@ describe("our client over wss:// (throwaway CA)", function()
       assert.matches("does not match", err, 1, true)
     end)
 
+    it(name .. ": over a LuaSec socket whose TLS handshake is done (opts.sock), used as it is", function()
+      local ssl = require "ssl"
+      local tcp = socket.tcp()
+      tcp:settimeout(3)
+      assert(tcp:connect("127.0.0.1", servers[name].port))
+      local s = assert(ssl.wrap(tcp, { mode = "client", protocol = "any", verify = "peer", cafile = ca }))
+      s:sni("localhost")
+      assert(s:dohandshake())
+      echo_all("wss://localhost:" .. servers[name].port .. "/echo", { 0, 65536 }, { sock = s })
+    end)
+
     it(name .. ": tls = { verify = false } connects without the CA", function()
       echo_all("wss://localhost:" .. servers[name].port .. "/echo", { 0, 126, 65536 }, { tls = { verify = false } })
     end)

@@ -271,6 +271,7 @@ describe("protocol: the close handshake", function()
     end
     assert.is_nil((p:send_close(1000, ("x"):rep(124))))
     assert.is_nil((p:send_close(1000, "\255")))
+    assert.same({ nil, "a close reason needs a code" }, { p:send_close(nil, "why") })   -- (it was dropped)
     assert.equal("open", p.state)
     assert.equal("", p:data_to_send())
     assert(p:send_close())
@@ -403,6 +404,17 @@ describe("protocol: timers on a fake clock", function()
     assert.is_nil(protocol.new { role = "server" }:idle_due())
   end)
 
+  it("idle: no timeout once the peer's close came (the close handshake is under way or done)", function()
+    local p = protocol.new { role = "server", idle_timeout = 10, now = 100 }
+    assert(p:send_close(1000))
+    p:data_to_send()
+    assert.same({ "nil closed 1000 " }, feed(p, close_frame("server", 1000), 101))
+    assert.equal("close", p:transport())
+    assert.is_false(p:idle(200))
+    assert.equal("close", p:transport())
+    assert.equal(1000, p.close_code)
+  end)
+
   it("keepalive: a ping every interval, one at a time; a late pong fails with 1011", function()
     local p = protocol.new { role = "server", ping_interval = 10, ping_timeout = 5, now = 100 }
     assert.equal(110, p:keepalive_due())
@@ -517,5 +529,22 @@ describe("drop_unstarted", function()
     q:push("cccc") q:push("dddd")
     assert.equal(1, q:drop_unstarted(true))     -- the driver is writing the head
     assert.equal("cccc", q:data_to_send())
+  end)
+
+  it("after a dropped compressed message (context takeover) sends no more messages: the peer could not inflate them", function()
+    local s = protocol.new { role = "server", deflate = { threshold = 0 } }
+    local c = protocol.new { role = "client", deflate = { threshold = 0 } }
+    assert(s:send_message(("hello "):rep(20), "text"))
+    assert.equal(0, s:drop_unstarted())
+    assert.same({ nil, "closed" }, { s:send_message(("hello "):rep(20), "text") })
+    assert(s:send_close(1008))                  -- a close still goes
+    assert.same({ "nil closed 1008 " }, feed(c, s:data_to_send()))
+    -- with no context takeover each message stands alone: sending goes on
+    local r = protocol.new { role = "server", deflate = { threshold = 0, out_reset = true } }
+    assert(r:send_message(("hello "):rep(20), "text"))
+    assert.equal(0, r:drop_unstarted())
+    assert(r:send_message(("hello "):rep(20), "text"))
+    local c2 = protocol.new { role = "client", deflate = { threshold = 0 } }
+    assert.same({ ("hello "):rep(20) .. " text nil nil" }, feed(c2, r:data_to_send()))
   end)
 end)

@@ -167,7 +167,7 @@ function M.connect(url, opts)
     sock, err = tcp_connect(host, port, deadline, sched)
     if not sock then return nil, err end
   end
-  sock:setoption("tcp-nodelay", true)
+  if sock.setoption then sock:setoption("tcp-nodelay", true) end   -- (a LuaSec socket has none)
   if scheme == "wss" then
     local tcp = sock
     sock, err = tls_.connect(tcp, host, opts.tls, deadline, sched, ctx)

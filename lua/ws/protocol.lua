@@ -81,7 +81,7 @@ function M.new(opts, mt, obj)
   self.state = "open"
   self.reader = core.reader { role = role, max_message = opts.max_message or 0,
                               rsv_allowed = z and 4 or 0, deflate = z }
-  if z then self.deflate, self.threshold = z, deflate.threshold or 0 end
+  if z then self.deflate, self.threshold, self.takeover = z, deflate.threshold or 0, not deflate.out_reset end
   self.q, self.qh, self.qt, self.qoff, self.qbytes, self.written = {}, 1, 0, 1, 0, 0
   self.last_seen, self.next_ping = now, interval and now + interval
   return setmetatable(self, mt or Protocol)
@@ -142,13 +142,18 @@ end
 --- Drop the queued items not started yet (a partly written head stays, so
 -- the frames on the wire stay whole, and so do the items up to qheld;
 -- busy: the driver is writing the head, keep it). Returns the sequence
--- number of the last item kept: items after it will never be written.
+-- number of the last item kept: items after it will never be written (and
+-- their numbers go to the next items queued). With compression and context
+-- takeover, a dropped message's bytes stay in our compressor's window,
+-- which the peer's decompressor never sees: send_message then returns nil,
+-- "closed" (a close, or fail, may still follow).
 ---@param busy? boolean
 ---@return integer
 function Protocol:drop_unstarted(busy)
   local q, h = self.q, self.qh
   local keep = (busy or self.qoff > 1) and h <= self.qt and h or h - 1
   if self.qheld > keep then keep = min(self.qheld, self.qt) end
+  if self.takeover and self.qt > keep then self.window_lost = true end
   for i = keep + 1, self.qt do
     self.qbytes = self.qbytes - #q[i]
     q[i] = nil
@@ -210,7 +215,7 @@ function Protocol:send_message(data, kind)
   if kind ~= "text" and kind ~= "binary" then
     error("bad argument #2 to 'send_message' (\"text\" or \"binary\" expected)", 2)
   end
-  if self.state ~= "open" then return nil, "closed" end
+  if self.state ~= "open" or self.window_lost then return nil, "closed" end
   local rsv
   data, rsv = self:compress(data, kind)
   if not data then return nil, rsv end
@@ -258,9 +263,10 @@ end
 -- recorded as 1005) and reason. Returns its sequence number; nil, "closed"
 -- when a close was already sent; nil, err for a code or reason that may
 -- not be sent (1005, 1006, 1015, out of range; a reason over 123 bytes or
--- not UTF-8).
+-- not UTF-8, or with no code).
 function Protocol:send_close(code, reason)
   if self.close_sent_code or self.state == "closed" then return nil, "closed" end
+  if code == nil and reason ~= nil and reason ~= "" then return nil, "a close reason needs a code" end
   local payload, err = close_payload(code, reason)
   if not payload then return nil, err end
   return queue_close(self, payload, code or 1005, code and reason or "")
@@ -394,7 +400,8 @@ end
 -- Returns false when not idle, else what fail returns.
 function Protocol:idle(now)
   local due = self:idle_due()
-  if not due or now < due or self.state == "closed" then return false end
+  -- (the peer's close came: it is not silent, the close handshake is under way or done)
+  if not due or now < due or self.state == "closed" or self.close_rcvd_code then return false end
   return self:fail(1001, "idle timeout")
 end
 
