@@ -2,8 +2,8 @@
 
   burst.py client WS_PORT N SIZE   reads N binary frames of str(i) + "b" * SIZE
                                    as fast as the socket gives them, then
-                                   checks them: prints "connected", then "all"
-                                   or "bad I"
+                                   checks them: prints "connected", then "all",
+                                   "closed CODE after I" or "bad I"
   burst.py publish REDIS_PORT N SIZE  PUBLISHes those N messages to ws:burst in
                                    one pipelined write, as a hub would (unordered
                                    header of a made-up node), prints "published"
@@ -35,6 +35,10 @@ def client(port, n, size):
     at = 0
     for i in range(1, n + 1):
         b = body(i, size)
+        if buf[at:at + 2] == b"\x88" + bytes([buf[at + 1]]) and buf[at + 1] >= 2:
+            # a close frame (a server drops a client that falls max_queue behind)
+            print("closed", struct.unpack(">H", buf[at + 2:at + 4])[0], "after", i - 1, flush=True)
+            return
         if buf[at:at + 4] != b"\x82\x7e" + struct.pack(">H", len(b)) or buf[at + 4:at + 4 + len(b)] != b:
             print("bad", i, bytes(buf[at:at + 8]), flush=True)
             return
