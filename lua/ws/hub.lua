@@ -104,7 +104,7 @@ function M.new(opts)
     of = setmetatable({}, { __mode = "k" }),   -- conn -> set of its topics
     seqs = {},        -- topic -> our last sequence
     excepts = setmetatable({}, { __mode = "v" }),   -- ordered: "topic seq" -> conn left out
-    outbox = {},      -- ordered: publishes not sent yet (Redis down, or busy), in order
+    outbox = {}, oh = 1,   -- ordered: publishes not sent yet (Redis down, or busy): outbox[oh..], in order
     retry = {},       -- ordered: sends that failed, to go out before the outbox on reconnect
     answered = { h = 1, t = 0, bytes = 0 },   -- ordered: recent publishes Redis answered (see confirmed)
     run_frames = {}, run_n = 0, run_t = nil,   -- see flush_run
@@ -287,6 +287,9 @@ function Hub:count(topic)
   return t and t.n or 0
 end
 
+-- Ordered mode: publishes held (the retries and the outbox).
+local function held(self) return #self.outbox - self.oh + 1 + #self.retry end
+
 --- { state ("local", "down", "up"), node, topics, published, received,
 -- delivered, dropped, unconfirmed, missed, resent, outbox }: received
 -- counts messages from other processes; dropped those Redis never took (not
@@ -295,7 +298,7 @@ end
 -- one never got (seen by their sequence numbers); resent (ordered) our
 -- answered publishes sent again because Redis came back without them.
 function Hub:status()
-  local s = { state = self.state, node = self.node, outbox = #self.outbox + #self.retry, topics = 0 }
+  local s = { state = self.state, node = self.node, outbox = held(self), topics = 0 }
   for k, v in pairs(self.stats) do s[k] = v end
   for _ in pairs(self.topics) do s.topics = s.topics + 1 end
   return s
@@ -340,7 +343,7 @@ end
 -- Ordered mode: keep msg in list (the outbox, or the retries that go out
 -- before it) unless max_outbox messages already wait (then nil, why).
 local function hold(self, list, msg, why)
-  if #self.outbox + #self.retry >= self.max_outbox then
+  if held(self) >= self.max_outbox then
     drop(self)
     return nil, why or "redis down"
   end
@@ -369,12 +372,17 @@ local send_ordered, own, deliver_own, confirmed
 -- takes it (not "busy"); what it cannot take yet stays first. Called when
 -- Redis answers one of ours, and by the supervisor.
 local function drain(self)
-  local box, i = self.outbox, 1
+  local box, i = self.outbox, self.oh
   while box[i] and ready(self) and send_ordered(self, box[i]) do i = i + 1 end
-  if i == 1 then return end
-  local rest = {}
-  for j = i, #box do rest[#rest + 1] = box[j] end
-  self.outbox = rest
+  -- (the head moves; what was sent is let go in one copy once it is most
+  -- of the table: a copy of the rest per send made a long outbox quadratic)
+  if not box[i] then self.outbox, i = {}, 1
+  elseif i > 256 and 2 * i > #box then
+    local rest = {}
+    for j = i, #box do rest[j - i + 1] = box[j] end
+    self.outbox, i = rest, 1
+  end
+  self.oh = i
 end
 
 --- Publish data (kind "text" or "binary") to topic's subscribers on every
@@ -411,7 +419,7 @@ function Hub:publish(topic, data, kind, opts)
       local ok, err = true, nil
       -- behind what waits, or held when the connection is busy: a later
       -- publish never overtakes an earlier one (drain sends them)
-      if self.outbox[1] or not send_ordered(self, msg) then ok, err = hold(self, self.outbox, msg, "redis busy") end
+      if self.outbox[self.oh] or not send_ordered(self, msg) then ok, err = hold(self, self.outbox, msg, "redis busy") end
       if ok and t and self.local_when_down then own(t, msg) end
       return 0, ok, err
     end
@@ -497,7 +505,7 @@ function send_ordered(self, msg)
   local function done(ok, err)
     if ok then
       self.refusals = 0
-      if self.outbox[1] then drain(self) end   -- (room for what waits)
+      if self.outbox[self.oh] then drain(self) end   -- (room for what waits)
       if err[1] == 0 then return end   -- (a copy the Stream holds)
       if msg.epoch then self.stats.resent = self.stats.resent + 1 end
       return confirmed(self, msg, err[2])
@@ -542,9 +550,12 @@ end
 -- back leave t.mine.
 local function deliver_ordered(self, topic, t, m)
   local last = t.seen[m.node]
-  if last and m.seq <= last then return 0 end
+  if last and m.seq <= last then return 0 end   -- (a copy: resent, or sent again after a lost reply)
   t.seen[m.node] = m.seq
-  if m.node ~= self.node and invalid_text(self, m.kind, m.data) then return 0 end
+  if m.node ~= self.node then
+    self.stats.received = self.stats.received + 1
+    if invalid_text(self, m.kind, m.data) then return 0 end
+  end
   local except
   if m.node == self.node then
     local ek = topic .. " " .. m.seq
@@ -574,11 +585,10 @@ end
 
 local replay
 
--- The topic's next message in offset order (live or replayed): delivered,
--- and counted once in received if another process's.
+-- The topic's next message in offset order (live or replayed): delivered
+-- (and counted in received) unless a copy.
 local function take(self, topic, t, m)
   t.ord.off = m.off
-  if m.node ~= self.node then self.stats.received = self.stats.received + 1 end
   deliver_ordered(self, topic, t, m)
 end
 
@@ -685,13 +695,19 @@ function Hub:history(topic, opts)
   if opts.epoch and opts.epoch ~= epoch then return nil, "gap", epoch end
   local entries, xerr = self.pub:call("XRANGE", skey, "0-" .. (since + 1), "+")
   if not entries then return nil, xerr end
-  local out = {}
+  local out, seqs, first = {}, {}, nil
   for _, e in ipairs(entries) do
     local m = stream_entry(e)
-    if m then out[#out + 1] = { offset = m.off, data = m.data, kind = m.kind } end
+    first = first or m
+    -- a publish sent again after its reply was lost is in the Stream twice:
+    -- each publisher's sequence only grows, as receivers see it
+    if m and not (seqs[m.node] and m.seq <= seqs[m.node]) then
+      seqs[m.node] = m.seq
+      out[#out + 1] = { offset = m.off, data = m.data, kind = m.kind }
+    end
   end
-  if since > 0 and out[1] and out[1].offset > since + 1 then return nil, "gap", epoch end
-  if since > 0 and not out[1] then
+  if since > 0 and first and first.off > since + 1 then return nil, "gap", epoch end
+  if since > 0 and not first then
     local last = self.pub:call("HGET", mkey, "s")
     if tonumber(last) and tonumber(last) > since then return nil, "gap", epoch end
   end
@@ -879,8 +895,8 @@ local function resume_ordered(self, replay_all, resend)
     self.answered = { h = 1, t = 0, bytes = 0 }
   end
   for _, m in ipairs(self.retry) do waiting[#waiting + 1] = m end
-  for _, m in ipairs(self.outbox) do waiting[#waiting + 1] = m end
-  self.retry, self.outbox = {}, waiting
+  for i = self.oh, #self.outbox do waiting[#waiting + 1] = self.outbox[i] end
+  self.retry, self.outbox, self.oh = {}, waiting, 1
   drain(self)
 end
 
@@ -908,6 +924,8 @@ function Hub:supervise()
     if not (pub and pub.open) then
       pub, err = connect_pub(self)
       fresh_pub = pub ~= nil
+      -- (kept until a resume sends them: the subscriber may fail first)
+      if pub then self.resend_due = true end
       if pub then self.pub = pub end
     end
     if pub and not (sub and sub.open) then
@@ -921,7 +939,8 @@ function Hub:supervise()
       self.up = true
       -- what waited goes into the pipeline first: a publish from on_state,
       -- or from a task while it waits, comes after it
-      if self.ordered and (fresh_pub or fresh_sub) then resume_ordered(self, fresh_sub, fresh_pub) end
+      if self.ordered and (fresh_pub or fresh_sub) then resume_ordered(self, fresh_sub, self.resend_due) end
+      self.resend_due = nil
       if not was_up then set_state(self, "up", { node = self.node }) end
       if fresh_sub then set_state(self, "resubscribed", { topics = topic_count(self) }) end
       while pub.open and sub.open and not self.closed do
@@ -967,8 +986,8 @@ function Hub:close()
   if self.closed then return end
   self.closed = true
   if self.url then self.state = "closed" end
-  self.stats.dropped = self.stats.dropped + #self.outbox + #self.retry
-  self.outbox, self.retry = {}, {}
+  self.stats.dropped = self.stats.dropped + held(self)
+  self.outbox, self.oh, self.retry = {}, 1, {}
   if self.pub then self.pub:close() end
   if self.sub then self.sub:close() end
   alarm(self)

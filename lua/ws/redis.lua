@@ -35,11 +35,13 @@ function M.parse_url(url)
   local scheme, rest = url:match("^(%a+)://(.*)$")
   if not scheme then return nil, "bad redis url: " .. url end
   local t = { db = 0 }
-  local auth, tail = rest:match("^(.-)@(.*)$")
+  -- (the last "@": a password may hold one; %XX in user and password decoded)
+  local auth, tail = rest:match("^(.*)@([^@]*)$")
   if auth then
     rest = tail
+    local function dec(s) return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)) end
     local user, pass = auth:match("^(.-):(.*)$")
-    if user then t.user, t.password = user ~= "" and user or nil, pass else t.password = auth end
+    if user then t.user, t.password = user ~= "" and dec(user) or nil, dec(pass) else t.password = dec(auth) end
   end
   if scheme == "unix" then
     local path, db = rest:match("^([^?]+)%?db=(%d+)$")
