@@ -377,6 +377,31 @@ describe("a connection used from a host loop's own code", function()
     assert.equal(WANT, got)
   end)
 
+  it("cqueues: a close from the main thread is finished by one task (Lua 5.1: it spawned itself forever)", function()
+    local cqueues = host("cqueues")
+    if not cqueues then return end
+    local raw, sock = raw_pair()
+    local cq, conn = cqueues.new(), nil
+    cq:wrap(function() conn = assert(ws.accept(sock, OPTS)) end)
+    local t0 = gettime()
+    while not conn and gettime() - t0 < 5 do assert(cq:step(0.05)) end
+    assert.is_true(conn:close(1000, "bye"))                 -- queued; a task finishes
+    raw:read_head()
+    local frame = raw:read_frame()
+    assert.equal(8, frame.opcode)
+    assert(raw:send(H.frame(8, "\3\232", { mask = true })))   -- our answer: 1000
+    local steps = 0
+    while conn.state ~= "closed" and steps < 200 and gettime() - t0 < 5 do
+      assert(cq:step(0.02))
+      steps = steps + 1
+    end
+    raw:close()
+    assert.equal("closed", conn.state)
+    assert.equal(1000, conn.close_code)
+    assert.is_true(steps < 100, steps .. " steps")
+    assert.is_true(cq:empty())
+  end)
+
   it("copas: a send from the main thread between copas steps is written", function()
     local copas = host("copas")
     if not copas then return end

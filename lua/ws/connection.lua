@@ -850,6 +850,8 @@ local function read_until_closed(self, deadline)
   end
 end
 
+local await_close
+
 -- What close() returns once the connection is closed: the peer's close,
 -- or nil, "closed", 1006 (TCP ended without one) or the code we failed with.
 local function closed(self)
@@ -880,9 +882,18 @@ function Conn:close(code, reason, timeout)
     end
   end
   if outside then
-    if self.state ~= "closed" then sched:spawn(self.close, self, nil, nil, timeout) end
+    -- (a task of its own finishes: not close() again, which would ask the
+    -- scheduler once more whether it runs in a task)
+    if self.state ~= "closed" then sched:spawn(await_close, self, timeout) end
     return true
   end
+  return await_close(self, timeout)
+end
+
+-- The rest of close(), in a task: wait up to timeout for the peer's close,
+-- then close TCP; returns what close() does.
+function await_close(self, timeout)
+  local sched = self.sched
   local deadline = gettime() + (timeout or self.close_timeout or 3)
   if self.receiver then
     -- the receiving coroutine will see the peer's close; wait for it

@@ -100,7 +100,9 @@ end
 -- that may wait (a send from elsewhere leaves the rest to a task).
 ---@return boolean
 function S:in_task()
-  return select(2, cqueues.running()) == true
+  -- (on Lua 5.1 a task runs inside loop.pcall's own coroutine: cqueues
+  -- resumes the one under it)
+  return select(2, cqueues.running()) == true or loop.nested(co_running())
 end
 
 --- Run fn(...) as a new coroutine of the running controller (outside one:

@@ -321,6 +321,17 @@ local function drive(l, co, msgh, r)
   end
 end
 
+-- (Lua 5.1) the coroutines M.xpcall runs f in: they pass their yields up,
+-- so they wait as the coroutine that called it does
+local nested = setmetatable({}, { __mode = "k" })
+
+--- Whether co is one M.xpcall (or M.pcall) runs its function in on Lua 5.1
+-- (waits as its caller does: a host loop's adapter cannot tell it from a
+-- plain coroutine); false on 5.2+, where they run in the caller's.
+---@param co thread
+---@return boolean
+function M.nested(co) return nested[co] ~= nil end
+
 --- xpcall(f, msgh, ...) through which f may wait (yield), as in Lua 5.2+,
 -- on Lua 5.1 too: there f runs in a coroutine of its own that passes its
 -- yields up and, inside a task, stands for the task (same wait entry).
@@ -334,6 +345,7 @@ function M.xpcall(f, msgh, ...)
   end
   local l = active and active.entries[outer] and active or nil
   local co = co_create(f)
+  nested[co] = true
   if l then l.entries[co] = l.entries[outer] end
   return drive(l, co, msgh, pack(co_resume(co, ...)))
 end
