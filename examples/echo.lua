@@ -31,7 +31,7 @@ while arg[i] do
   -- a number in lo..hi (whole: an integer), else the usage and exit 2
   local function number(lo, hi, whole)
     local n = tonumber(value())
-    if not n or n < lo or n > hi or (whole and n % 1 ~= 0) then
+    if not n or n ~= n or n == math.huge or n < lo or n > hi or (whole and n % 1 ~= 0) then
       usage(string.format("%s wants %s %s", a, whole and "an integer" or "a number",
         hi == math.huge and ">= " .. lo or "in " .. lo .. ".." .. string.format("%d", hi)))
     end

@@ -38,8 +38,13 @@ function M.drain(self, opts)
   local o, l = self.opts, self.loop
   local grace = (opts and opts.grace) or o.grace or 0
   local linger = (opts and opts.linger) or o.linger or 0
-  if type(grace) ~= "number" or grace < 0 then error("drain: grace must be a number >= 0", 2) end
-  if type(linger) ~= "number" or linger < 0 then error("drain: linger must be a number >= 0", 2) end
+  -- (finite: an endless one would never end the stop)
+  if type(grace) ~= "number" or not (grace >= 0 and grace < math.huge) then
+    error("drain: grace must be a number >= 0", 2)
+  end
+  if type(linger) ~= "number" or not (linger >= 0 and linger < math.huge) then
+    error("drain: linger must be a number >= 0", 2)
+  end
   local inside = loop.current() == l
   self.draining = true
   if linger > 0 and self.open then
@@ -76,7 +81,9 @@ function M.drain(self, opts)
   while pending > 0 and gettime() < deadline do l:step(0.05) end
   -- handshakes the listener accepted before it closed: each gets its answer
   -- (503, or its 101 then 1001) within its handshake_timeout
-  while self.handshakes > 0 and gettime() < deadline do
+  -- (a page or on_request that called us is one of them: not waited for)
+  local own = inside and self.handshaking[loop.root(coroutine.running())] and 1 or 0
+  while self.handshakes > own and gettime() < deadline do
     if inside then l:sleep(0.05) else l:step(0.05) end
   end
   o.log("info", "drained", { closed = n - pending, seconds = string.format("%.2f", gettime() - t0),
@@ -107,6 +114,9 @@ local function default(self, name)
     if s ~= self and s.open and not s.draining then list[#list + 1] = s end
   end
   local left = #list
+  -- (now, not when the drains' tasks run: a TERM read with this INT, as
+  -- ws.workers sends, must find them draining already)
+  for _, s in ipairs(list) do s.draining = true end
   for _, s in ipairs(list) do
     l:spawn(function()
       M.drain(s)

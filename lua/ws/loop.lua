@@ -321,8 +321,8 @@ local function drive(l, co, msgh, r)
   end
 end
 
--- (Lua 5.1) the coroutines M.xpcall runs f in: they pass their yields up,
--- so they wait as the coroutine that called it does
+-- (Lua 5.1) the coroutines M.xpcall runs f in -> the coroutine that called
+-- it: they pass their yields up, so they wait as it does
 local nested = setmetatable({}, { __mode = "k" })
 
 --- Whether co is one M.xpcall (or M.pcall) runs its function in on Lua 5.1
@@ -331,6 +331,15 @@ local nested = setmetatable({}, { __mode = "k" })
 ---@param co thread
 ---@return boolean
 function M.nested(co) return nested[co] ~= nil end
+
+--- The coroutine co stands for: itself, or on Lua 5.1 the one that called
+-- the M.pcall that runs it (and so on up).
+---@param co thread
+---@return thread
+function M.root(co)
+  while nested[co] do co = nested[co] end
+  return co
+end
 
 --- xpcall(f, msgh, ...) through which f may wait (yield), as in Lua 5.2+,
 -- on Lua 5.1 too: there f runs in a coroutine of its own that passes its
@@ -345,7 +354,7 @@ function M.xpcall(f, msgh, ...)
   end
   local l = active and active.entries[outer] and active or nil
   local co = co_create(f)
-  nested[co] = true
+  nested[co] = outer
   if l then l.entries[co] = l.entries[outer] end
   return drive(l, co, msgh, pack(co_resume(co, ...)))
 end

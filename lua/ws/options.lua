@@ -139,7 +139,8 @@ end
 local function is_a(v, t)
   -- (an integer is whole and fits a 64-bit integer: 2^63 or 1e20 is whole as a float, but has no integer form)
   if t == "integer" then return type(v) == "number" and v % 1 == 0 and v >= -2^63 and v < 2^63 end
-  if t == "number" then return type(v) == "number" and v == v end
+  -- (finite: an endless grace or timeout never ends a stop; false turns one off)
+  if t == "number" then return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge end
   if t == "list" then return is_list(v) end
   if t == "false" then return v == false end
   return type(v) == t

@@ -127,6 +127,13 @@ local function respond(o, sock, status, body, headers, deadline, head_only)
   close(o, sock)
 end
 
+-- An application callback of the handshake raised: logged, answered 500.
+local function failed(o, sock, what, err, peer, req, deadline)
+  o.log("error", what .. " error: " .. tostring(err), { peer = peer, path = req.path })
+  respond(o, sock, 500, "internal error\n", nil, deadline)
+  return nil, what .. " error"
+end
+
 -- Refuse a request: log why through the logger, then answer and close.
 local function refuse(o, sock, status, reason, fields, deadline, headers, body)
   fields.code = status
@@ -234,7 +241,9 @@ local function upgrade(sock, req, rest, o, deadline, peer)
     return nil, req.ws_error
   end
   local check = o.check_origin or M.same_origin
-  if not check(req.headers.origin, req) then
+  local good, allowed = loop.pcall(check, req.headers.origin, req)
+  if not good then return failed(o, sock, "check_origin", allowed, peer, req, deadline) end
+  if not allowed then
     refuse(o, sock, 403, "origin not allowed (see the origins and check_origin options)",
       { peer = peer, path = req.path, origin = req.headers.origin }, deadline)
     return nil, "origin not allowed"
@@ -262,7 +271,8 @@ local function upgrade(sock, req, rest, o, deadline, peer)
       return nil, "refused by on_request"
     end
   end
-  local protocol = choose_protocol(o.protocols, req)
+  local good_p, protocol = loop.pcall(choose_protocol, o.protocols, req)
+  if not good_p then return failed(o, sock, "protocols", protocol, peer, req, deadline) end
   local ext, dopts
   if o.compression then ext, dopts = deflate.accept(req.headers["sec-websocket-extensions"], o.compression) end
   -- the 101 in one C call (Lua's pattern matcher would check its values at
@@ -442,6 +452,7 @@ function M.listen(opts)
     pages = router.new(),    -- path or pattern -> page: HTML or function(request)
     conns = {},      -- open connections (set)
     handshakes = 0,  -- accepted connections not yet upgraded nor answered
+    handshaking = setmetatable({}, { __mode = "k" }),   -- their tasks
     open = true,
     draining = false, -- drain() started: health paths 503 (open = false: no new connections)
     signal_handlers = {},
@@ -638,8 +649,17 @@ function Server:serve_client(sock, peer)
   -- counted while it runs: a drain waits for it, so that what the listener
   -- accepted gets its answer (a 503, or its 101 and 1001) before run() returns
   self.handshakes = self.handshakes + 1
-  local conn, handler = handshake(self, sock, peer)
+  local co = coroutine.running()
+  self.handshaking[co] = true   -- (a drain called from its page or on_request does not wait for itself)
+  local ok, conn, handler = loop.pcall(handshake, self, sock, peer)
+  self.handshaking[co] = nil
   self.handshakes = self.handshakes - 1
+  if not ok then
+    -- (a fault of ours: logged, and the count above kept right, or every
+    -- later drain would wait for this handshake until its deadline)
+    self.opts.log("error", "handshake error: " .. tostring(conn), { peer = peer })
+    return close(self.opts, sock)
+  end
   if not conn then return end
   -- a tail call: the handshake's locals leave the stack, which a waiting
   -- connection's coroutine keeps at the size its deepest call needed

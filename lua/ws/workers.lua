@@ -15,7 +15,7 @@ local M = {}
 
 local BACKOFF_MIN, BACKOFF_MAX = 0.1, 5   -- seconds before restarting a worker that died
 local STABLE = 10                         -- a worker that lived this long resets its back-off
-local GIVE_UP = 3                         -- young deaths in a row of every worker, none ever stable: give up
+local GIVE_UP, SPAN = 3, 5                -- young deaths in a row of every worker over SPAN seconds, none ever stable: give up
 
 -- a worker's exit status from start()'s results
 local function status_of(ok, r)
@@ -47,14 +47,15 @@ function M.run(n, start, opts)
   local live, stopping, failed = 0, false, false
   local stable = false   -- a worker lived STABLE seconds: it can start, so never give up
 
-  -- every worker died young GIVE_UP times in a row and none ever lived
+  -- every worker died young GIVE_UP times in a row, for SPAN seconds (a
+  -- dependency down for a second is waited out), and none ever lived
   -- STABLE seconds: they fail at start (a busy port, a bad option), and
   -- restarting them forever would hide it
   local function crash_loop()
     local now = gettime()
     for _, s in ipairs(slots) do
       if s.pid and now - s.started >= STABLE then stable = true end
-      if s.young < GIVE_UP then return false end
+      if s.young < GIVE_UP or now - s.since < SPAN then return false end
     end
     return not stable
   end
@@ -100,10 +101,12 @@ function M.run(n, start, opts)
           if gettime() - s.started >= STABLE then
             s.backoff, s.young, stable = BACKOFF_MIN, 0, true
           else
+            if s.young == 0 then s.since = gettime() end
             s.young = s.young + 1
           end
           if crash_loop() then
-            log("error", string.format("every worker died at start %d times in a row: giving up", GIVE_UP),
+            log("error", string.format("every worker died young, %d times or more in a row over %gs: giving up",
+              GIVE_UP, SPAN),
               { worker = i, pid = pid, [how] = code })
             stopping, failed = true, true
             for _, t in ipairs(slots) do t.due = nil end
