@@ -346,6 +346,64 @@ describe("drain, health paths, signals, listeners", function()
     assert.same({ 1001, 1001 }, codes)
   end)
 
+  it("a check_origin that raises: 500, logged; no handshake left counted for a drain to wait on", function()
+    local lines = {}
+    local server = assert(ws.listen { host = "127.0.0.1", port = H.free_port(), loop = l,
+      check_origin = function(origin) return origin:find("x") end,   -- (raises with no Origin)
+      logger = function(level, msg) lines[#lines + 1] = level .. " " .. msg end })
+    server:route("/ws", function(conn) conn:close() end)
+    H.run_task(l, 10, function()
+      local conn, err, res = ws.connect("ws://" .. server.address .. "/ws", { timeout = 3 })
+      assert.is_nil(conn, err)
+      assert.equal(500, res and res.status, err)
+      -- (done once its answer is drained: at most half a second)
+      local t1 = gettime()
+      while server.handshakes > 0 and gettime() - t1 < 2 do l:sleep(0.02) end
+      assert.equal(0, server.handshakes)
+      local t0 = gettime()
+      server:drain { grace = 0 }
+      assert.is_true(gettime() - t0 < 1, "drain took " .. (gettime() - t0))
+    end)
+    assert.truthy(table.concat(lines, "\n"):find("error check_origin error: ", 1, true), table.concat(lines, "\n"))
+    server:close()
+  end)
+
+  it("a drain called from a page does not wait for that page's own request", function()
+    local server = assert(ws.listen { host = "127.0.0.1", port = H.free_port(), loop = l, logger = false })
+    local took
+    server:page("/admin/drain", function()
+      local t0 = gettime()
+      server:drain { grace = 0 }
+      took = gettime() - t0
+      return 200, "drained\n"
+    end)
+    -- (a client in its own process: one in this loop's tasks would wait on the drain)
+    local client = H.spawn(H.PYTHON .. " -c 'import urllib.request; print(urllib.request.urlopen(" ..
+      "\"http://" .. server.address .. "/admin/drain\", timeout=5).read().decode())'", "drain-page")
+    H.run_task(l, 10, function()
+      local t0 = gettime()
+      while not took and gettime() - t0 < 8 do l:sleep(0.02) end
+    end)
+    client.stop()
+    assert.is_true(took < 1, "drain took " .. tostring(took))
+    server:close()
+  end)
+
+  it("SIGINT and SIGTERM read together (ws.workers sends both): one drain", function()
+    local lines = {}
+    local server = assert(ws.listen { host = "127.0.0.1", port = H.free_port(), loop = l,
+      logger = function(_, msg) lines[#lines + 1] = msg end })
+    local pid = core.getpid()
+    -- both pending before the loop reads either (os.execute blocks it)
+    l:spawn(function() l:sleep(0.1); os.execute("kill -INT " .. pid .. "; kill -TERM " .. pid) end)
+    l:spawn(function() l:sleep(5); l:stop() end)   -- bounds run()
+    server:run()
+    local all = table.concat(lines, "\n")
+    assert.equal(1, H.count(all, "draining %d+ connections"), all)
+    assert.falsy(all:find("stopping now", 1, true), all)
+    assert.falsy(all:find("SIGTERM: draining", 1, true), all)
+  end)
+
   it("close() after a drain (a task's, or on_signal's) stops run()", function()
     local port = H.free_port()
     local server = assert(ws.listen { host = "127.0.0.1", port = port, loop = l, logger = false })
