@@ -386,6 +386,31 @@ describe("supervisor that gives up #slow", function()
     assert.truthy(out:find("echo: listen 127%.0%.0%.1:" .. port .. ": address already in use"), out)
     assert.truthy(out:find("every worker died young, 3 times or more in a row over 5s: giving up", 1, true), out)
   end)
+
+  it("waits out a dependency down for a second: the workers start once it is back", function()
+    local dir = H.tmpdir()
+    local flag = dir .. "/down"
+    assert(io.open(flag, "w")):close()
+    local script = dir .. "/transient.lua"
+    local f = assert(io.open(script, "w"))
+    f:write(string.format([[
+local workers = require "ws.workers"
+os.exit(workers.run(2, function(i)
+  local down = io.open(%q)
+  if down then down:close(); error("dependency not ready") end
+  io.stderr:write("worker " .. i .. " up\n")
+  return 0   -- (done: exits 0)
+end, { logger = false }))
+]], flag))
+    f:close()
+    local proc = H.spawn(H.LUA .. " " .. script .. "; echo \"[exit $?]\"", "workers-transient")
+    finally(proc.stop)
+    socket.sleep(1)
+    os.remove(flag)
+    assert.truthy(H.wait_output(proc, "worker %d up", 10), proc.output())
+    proc.stop()
+    assert.falsy(proc.output():find("[exit 1]", 1, true), proc.output())
+  end)
 end)
 
 describe("systemd socket activation #slow", function()
