@@ -87,21 +87,17 @@ static void set_err(char *err, size_t cap, const char *what) {
  * reason (the errno of its fopen) when there is one, which says more than
  * OpenSSL's last entry ("system lib"); the error queue is left empty. */
 static void set_file_err(char *err, size_t cap, const char *what, const char *path) {
-    unsigned long e, sys = 0;
-    while ((e = ERR_peek_error()) != 0 && !sys) {
-        if (ERR_GET_LIB(e) == ERR_LIB_SYS)
+    unsigned long e, sys = 0, last = ERR_peek_last_error();
+    while ((e = ERR_get_error()) != 0)
+        if (ERR_GET_LIB(e) == ERR_LIB_SYS && !sys)
             sys = e;
-        else
-            ERR_get_error();
-    }
-    if (!sys) {
-        char buf[200];
-        snprintf(buf, sizeof buf, "%s: %s", what, path);
-        set_err(err, cap, buf);
+    if (sys) {
+        snprintf(err, cap, "%s: %s: %s", what, path, strerror(ERR_GET_REASON(sys)));
         return;
     }
-    snprintf(err, cap, "%s: %s: %s", what, path, strerror(ERR_GET_REASON(sys)));
-    ERR_clear_error();
+    /* (OpenSSL's own reason: "no start line", "bad decrypt") */
+    const char *reason = last ? ERR_reason_error_string(last) : NULL;
+    snprintf(err, cap, "%s: %s: %s", what, path, reason ? reason : "failed");
 }
 
 static int is_ip(const char *name) {
@@ -153,8 +149,14 @@ ws_tls_ctx *ws_tls_ctx_new(const ws_tls_opts *o, char *err, size_t errcap) {
     /* one TLS 1.3 session ticket per handshake, as Go's crypto/tls sends,
      * not OpenSSL's two: each costs the server about 6% of a full
      * handshake (encrypting and sending it) and the client parsing it */
-    if (o->server)
+    if (o->server) {
         SSL_CTX_set_num_tickets(ctx, 1);
+        /* a session may be resumed only where it was made: without a
+         * context id, OpenSSL refuses every resumption once it verifies
+         * clients (internal_error: "session id context uninitialized") */
+        static const unsigned char sid_ctx[] = "lua-ws";
+        SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof sid_ctx - 1);
+    }
     if (o->ciphers && !SSL_CTX_set_cipher_list(ctx, o->ciphers)) {
         set_err(err, errcap, "ciphers");
         goto fail;

@@ -147,6 +147,54 @@ describe("ws.tls options", function()
     srv2:close()
   end)
 
+  it("a server that verifies clients resumes their sessions (TLS 1.2 and 1.3)", function()
+    local srv, l = server { certificate = f("server.pem"), key = f("server.key"), cafile = f("ca.pem"), verify = true }
+    local sess = dir .. "/session"
+    -- openssl s_client in its own process, the server stepped meanwhile
+    local function s_client(version, flag)
+      -- (stdin open a moment: TLS 1.3's ticket comes after the handshake)
+      local proc = H.spawn(string.format("sleep 0.3 | openssl s_client -connect 127.0.0.1:%d -%s -CAfile %s -cert %s" ..
+        " -key %s %s %s 2>&1; echo '[done]'", srv.port, version, f("ca.pem"), f("client.pem"), f("client.key"), flag, sess),
+        "s_client")
+      H.run_task(l, 10, function()
+        local t0 = socket.gettime()
+        while not proc.output():find("[done]", 1, true) and socket.gettime() - t0 < 8 do l:sleep(0.02) end
+      end)
+      proc.stop()
+      return proc.output()
+    end
+    for _, version in ipairs { "tls1_2", "tls1_3" } do
+      os.remove(sess)
+      local first = s_client(version, "-sess_out")
+      assert.truthy(first:find("Verify return code: 0 (ok)", 1, true), first)
+      local again = s_client(version, "-sess_in")
+      assert.truthy(again:find("Reused, TLSv1.", 1, true), version .. ": " .. again)
+      assert.falsy(again:find("alert", 1, true), version .. ": " .. again)
+    end
+    srv:close()
+  end)
+
+  it("refuses a server that verifies clients without cafile or capath (none could pass)", function()
+    local ctx, err = tls.context({ certificate = f("server.pem"), key = f("server.key"), verify = true }, "server")
+    assert.is_nil(ctx)
+    assert.matches("needs tls.cafile or tls.capath", err)
+    local srv, lerr = ws.listen { port = 0, tls = { certificate = f("server.pem"), key = f("server.key"), verify = "peer" },
+      logger = false }
+    assert.is_nil(srv)
+    assert.matches("needs tls.cafile or tls.capath", lerr)
+  end)
+
+  it("names OpenSSL's reason for a file it cannot use (not just \"failed\")", function()
+    local bad = dir .. "/bad.pem"
+    local fh = assert(io.open(bad, "w"))
+    fh:write("not a certificate\n")
+    fh:close()
+    local ctx, err = tls.context({ certificate = bad, key = f("server.key") }, "server")
+    assert.is_nil(ctx)
+    assert.matches("^tls: certificate: " .. bad:gsub("%p", "%%%0") .. ": ", err)
+    assert.falsy(err:find(": failed$"), err)
+  end)
+
   it("takes LuaSec's protocol key: tlsv1_3 raises the floor", function()
     local srv, l = server { certificate = f("server.pem"), key = f("server.key"), protocol = "tlsv1_3",
                             options = { "all" } }

@@ -78,9 +78,14 @@ function M.context(t, mode)
   if mode == "server" and not (t.certificate and t.key) then
     return nil, "tls: a server needs tls.certificate and tls.key"
   end
+  local verify = verify_level(t.verify, mode)
+  if mode == "server" and verify > 0 and not (t.cafile or t.capath) then
+    -- (a server has no trust store: no client certificate could pass)
+    return nil, "tls: a server that verifies clients needs tls.cafile or tls.capath"
+  end
   local ctx, err = core.tls_context {
     mode = mode, certificate = t.certificate, key = t.key, password = t.password,
-    cafile = t.cafile, capath = t.capath, verify = verify_level(t.verify, mode),
+    cafile = t.cafile, capath = t.capath, verify = verify,
     ciphers = t.ciphers, ciphersuites = t.ciphersuites, min_version = min_version(t.protocol),
   }
   if not ctx then return nil, "tls: " .. err end
