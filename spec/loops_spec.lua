@@ -362,7 +362,7 @@ describe("a connection used from a host loop's own code", function()
     cq:wrap(function() conn = assert(ws.accept(sock, OPTS)) end)   -- waits through ws.cqueues
     local t0 = gettime()
     while not conn and gettime() - t0 < 5 do assert(cq:step(0.05)) end
-    assert.equal(require("ws.cqueues").sched, conn.sched)
+    assert.equal(require("ws.cqueues").sched, getmetatable(conn.sched).__index)   -- (this controller's)
     local t1 = gettime()
     for _ = 1, N do assert(conn:send(("x"):rep(SIZE), "binary")) end   -- a slow reader: queued
     local took = gettime() - t1
@@ -400,6 +400,28 @@ describe("a connection used from a host loop's own code", function()
     assert.equal(1000, conn.close_code)
     assert.is_true(steps < 100, steps .. " steps")
     assert.is_true(cq:empty())
+  end)
+
+  it("cqueues: a close from the main thread runs in the connection's controller, not the last one used", function()
+    local cqueues = host("cqueues")
+    if not cqueues then return end
+    local raw1, sock1 = raw_pair()
+    local raw2, sock2 = raw_pair()
+    local cq1, cq2, a, b = cqueues.new(), cqueues.new(), nil, nil
+    cq1:wrap(function() a = assert(ws.accept(sock1, OPTS)) end)
+    local t0 = gettime()
+    while not a and gettime() - t0 < 5 do assert(cq1:step(0.02)) end
+    cq2:wrap(function() b = assert(ws.accept(sock2, OPTS)) end)
+    while not b and gettime() - t0 < 5 do assert(cq2:step(0.02)) end
+    assert.is_true(a:close(1000))                      -- queued: a task of cq1 finishes it
+    raw1:read_head()
+    assert.equal(8, raw1:read_frame().opcode)
+    assert(raw1:send(H.frame(8, "\3\232", { mask = true })))
+    while a.state ~= "closed" and gettime() - t0 < 5 do assert(cq1:step(0.02)) end
+    assert.equal(1000, a.close_code)
+    assert.is_true(cq2:empty())
+    b:abort()
+    raw1:close(); raw2:close()
   end)
 
   it("copas: a send from the main thread between copas steps is written", function()

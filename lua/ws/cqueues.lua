@@ -30,6 +30,7 @@ local WAITER = { r = "rco", w = "wco" }
 -- the controller our connections wait in (the last seen): spawn() from
 -- outside any controller (the main thread between cq:step calls) uses it
 local controller
+local per_controller = setmetatable({}, { __mode = "k" })   -- controller -> its scheduler (M.here)
 
 local function cond_of(co)
   local c = conds[co]
@@ -92,8 +93,17 @@ function S:yield() cqueues.sleep(0) end
 -- controller (ws.sched.current asks here): that controller is remembered.
 ---@return table
 function M.here()
-  controller = cqueues.running() or controller
-  return S
+  local cq = cqueues.running()
+  if not cq then return S end
+  controller = cq
+  -- one scheduler per controller, which its connections keep: what they
+  -- spawn from outside any controller runs there, not in the last one seen
+  local s = per_controller[cq]
+  if not s then
+    s = setmetatable({ cq = cq }, { __index = S })
+    per_controller[cq] = s
+  end
+  return s
 end
 
 --- Whether the running coroutine is one a cqueues controller runs: one
@@ -109,7 +119,7 @@ end
 -- of the controller our connections wait in); an error is logged (as
 -- ws.loop does), not raised out of the controller's loop.
 function S:spawn(fn, ...)
-  local cq = cqueues.running() or controller
+  local cq = cqueues.running() or rawget(self, "cq") or controller
   if not cq then error("ws.cqueues: spawn outside a cqueues controller", 2) end
   controller = cq
   return cq:wrap(function(...)
