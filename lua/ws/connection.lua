@@ -589,7 +589,7 @@ local function wait_input(self, deadline, mode)
   local until_ = deadline
   -- (self:idle_due() and self:activity(now), inlined: once per message)
   local t = self.idle_timeout
-  local idle = t and self.last_seen + t
+  local idle = t and not self.close_rcvd_code and self.last_seen + t
   if idle and (not until_ or idle < until_) then until_ = idle end
   self.burst = 0
   -- (wait(self, mode, until_), inlined: one frame less under a waiting
@@ -882,9 +882,11 @@ function Conn:close(code, reason, timeout)
     end
   end
   if outside then
+    -- (the write failed, or the queue was full: closed already)
+    if self.state == "closed" then return closed(self) end
     -- (a task of its own finishes: not close() again, which would ask the
     -- scheduler once more whether it runs in a task)
-    if self.state ~= "closed" then sched:spawn(await_close, self, timeout) end
+    sched:spawn(await_close, self, timeout)
     return true
   end
   return await_close(self, timeout)

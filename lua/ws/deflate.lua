@@ -23,6 +23,7 @@ local function bits(v)
 end
 
 local TOKEN = "^(" .. TCHAR .. "+)()"
+local SP_TOKEN, ALL_TOKEN = "^[ \t]*" .. TOKEN:sub(2), "^" .. TCHAR .. "+$"
 
 -- The quoted-string at s[i] = '"' (RFC 7230 section 3.2.6, "," and ";" allowed
 -- inside, quoted-pair "\x" for x), unescaped, and the position after it; nil
@@ -58,7 +59,7 @@ local function element(s, i)
     end
     if c ~= ";" then return nil end
     local k, v
-    k, i = s:match("^[ \t]*" .. TOKEN:sub(2), i + 1)
+    k, i = s:match(SP_TOKEN, i + 1)
     if not k then return nil end
     i = s:match("^[ \t]*()", i)
     v = true
@@ -66,7 +67,7 @@ local function element(s, i)
       i = s:match("^[ \t]*()", i + 1)
       if s:sub(i, i) == '"' then
         v, i = quoted(s, i)
-        if not (v and v:match("^" .. TCHAR .. "+$")) then return nil end
+        if not (v and v:match(ALL_TOKEN)) then return nil end
       else
         v, i = s:match(TOKEN, i)
         if not v then return nil end

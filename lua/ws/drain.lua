@@ -119,7 +119,9 @@ local function default(self, name)
   for _, s in ipairs(list) do s.draining = true end
   for _, s in ipairs(list) do
     l:spawn(function()
-      M.drain(s)
+      -- (one that raises, a logger's fault say, must not leave the stop waiting)
+      local ok, err = loop.pcall(M.drain, s)
+      if not ok then s.opts.log("error", "drain failed: " .. tostring(err)) end
       left = left - 1
       if left == 0 then l:wake(me) end
     end)

@@ -104,7 +104,7 @@ function M.new(opts)
     of = setmetatable({}, { __mode = "k" }),   -- conn -> set of its topics
     seqs = {},        -- topic -> our last sequence
     excepts = setmetatable({}, { __mode = "v" }),   -- ordered: "topic seq" -> conn left out
-    outbox = {}, oh = 1,   -- ordered: publishes not sent yet (Redis down, or busy): outbox[oh..], in order
+    outbox = {}, oh = 1, ot = 0,   -- ordered: publishes not sent yet (Redis down, or busy): outbox[oh..ot], in order
     retry = {},       -- ordered: sends that failed, to go out before the outbox on reconnect
     answered = { h = 1, t = 0, bytes = 0 },   -- ordered: recent publishes Redis answered (see confirmed)
     run_frames = {}, run_n = 0, run_t = nil,   -- see flush_run
@@ -288,7 +288,7 @@ function Hub:count(topic)
 end
 
 -- Ordered mode: publishes held (the retries and the outbox).
-local function held(self) return #self.outbox - self.oh + 1 + #self.retry end
+local function held(self) return self.ot - self.oh + 1 + #self.retry end
 
 --- { state ("local", "down", "up"), node, topics, published, received,
 -- delivered, dropped, unconfirmed, missed, resent, outbox }: received
@@ -347,7 +347,12 @@ local function hold(self, list, msg, why)
     drop(self)
     return nil, why or "redis down"
   end
-  list[#list + 1] = msg
+  if list == self.outbox then
+    local t = self.ot + 1
+    list[t], self.ot = msg, t
+  else
+    list[#list + 1] = msg
+  end
   return true
 end
 
@@ -373,16 +378,13 @@ local send_ordered, own, deliver_own, confirmed
 -- Redis answers one of ours, and by the supervisor.
 local function drain(self)
   local box, i = self.outbox, self.oh
-  while box[i] and ready(self) and send_ordered(self, box[i]) do i = i + 1 end
-  -- (the head moves; what was sent is let go in one copy once it is most
-  -- of the table: a copy of the rest per send made a long outbox quadratic)
-  if not box[i] then self.outbox, i = {}, 1
-  elseif i > 256 and 2 * i > #box then
-    local rest = {}
-    for j = i, #box do rest[j - i + 1] = box[j] end
-    self.outbox, i = rest, 1
+  -- (a queue: the head moves, what was sent is let go; a copy of the rest
+  -- per send made a long outbox quadratic)
+  while i <= self.ot and ready(self) and send_ordered(self, box[i]) do
+    box[i], i = nil, i + 1
   end
   self.oh = i
+  if i > self.ot then self.outbox, self.oh, self.ot = {}, 1, 0 end
 end
 
 --- Publish data (kind "text" or "binary") to topic's subscribers on every
@@ -895,8 +897,8 @@ local function resume_ordered(self, replay_all, resend)
     self.answered = { h = 1, t = 0, bytes = 0 }
   end
   for _, m in ipairs(self.retry) do waiting[#waiting + 1] = m end
-  for i = self.oh, #self.outbox do waiting[#waiting + 1] = self.outbox[i] end
-  self.retry, self.outbox, self.oh = {}, waiting, 1
+  for i = self.oh, self.ot do waiting[#waiting + 1] = self.outbox[i] end
+  self.retry, self.outbox, self.oh, self.ot = {}, waiting, 1, #waiting
   drain(self)
 end
 
@@ -987,7 +989,7 @@ function Hub:close()
   self.closed = true
   if self.url then self.state = "closed" end
   self.stats.dropped = self.stats.dropped + held(self)
-  self.outbox, self.oh, self.retry = {}, 1, {}
+  self.outbox, self.oh, self.ot, self.retry = {}, 1, 0, {}
   if self.pub then self.pub:close() end
   if self.sub then self.sub:close() end
   alarm(self)

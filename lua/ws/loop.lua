@@ -360,8 +360,10 @@ function M.xpcall(f, msgh, ...)
 end
 
 --- pcall(f, ...) through which f may wait (yield), on Lua 5.1 too.
+local function pass(e) return e end
+
 function M.pcall(f, ...)
-  return M.xpcall(f, function(e) return e end, ...)
+  return M.xpcall(f, pass, ...)
 end
 
 -- Lua 5.2+ and LuaJIT: the built-ins themselves (a wrapper's frame would

@@ -390,18 +390,20 @@ end
 
 ---- timers --------------------------------------------------------------------
 
---- When the peer counts as idle (last input + idle_timeout), or nil.
+--- When the peer counts as idle (last input + idle_timeout), or nil (none, or
+-- its close came).
 function Protocol:idle_due()
   local t = self.idle_timeout
-  return t and self.last_seen + t
+  -- (none once the peer's close came: it is not silent, the close
+  -- handshake is under way or done)
+  return t and not self.close_rcvd_code and self.last_seen + t or nil
 end
 
 --- Fail with 1001 if the peer has been silent past idle_timeout at now.
 -- Returns false when not idle, else what fail returns.
 function Protocol:idle(now)
   local due = self:idle_due()
-  -- (the peer's close came: it is not silent, the close handshake is under way or done)
-  if not due or now < due or self.state == "closed" or self.close_rcvd_code then return false end
+  if not due or now < due or self.state == "closed" then return false end
   return self:fail(1001, "idle timeout")
 end
 

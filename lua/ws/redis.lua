@@ -210,6 +210,8 @@ local function flush_messages(self, chans, datas, n)
   for i = 1, n do chans[i], datas[i] = nil, nil end
 end
 
+local BURST = 64 * 1024   -- bytes of one read past which the reader lets the loop go round
+
 function Client:reader()
   local parser, sock = self.parser, self.sock
   -- subscriber with on_messages: the messages of one read go in one call,
@@ -248,10 +250,11 @@ function Client:reader()
     if n > 0 then
       flush_messages(self, chans, datas, n)
       n = 0
-      -- under a burst the next read returns at once: let the other tasks
-      -- (the fan-out's flush, the connections' writers) run first, or the
-      -- whole burst is queued before a byte of it is written
-      self.loop:yield()
+      -- a big read: a burst, whose next read returns at once: let the other
+      -- tasks (the fan-out's flush, the connections' writers) run first, or
+      -- the whole burst is queued before a byte of it is written (a small
+      -- read's next read waits anyway)
+      if #data >= BURST then self.loop:yield() end
     end
   end
 end

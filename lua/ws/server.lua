@@ -240,8 +240,10 @@ local function upgrade(sock, req, rest, o, deadline, peer)
     refuse(o, sock, status, req.ws_error, { peer = peer, path = req.path }, deadline, headers)
     return nil, req.ws_error
   end
-  local check = o.check_origin or M.same_origin
-  local good, allowed = loop.pcall(check, req.headers.origin, req)
+  -- (the application's callbacks through pcall: one that raises gets a 500)
+  local good, allowed = true
+  if o.check_origin then good, allowed = loop.pcall(o.check_origin, req.headers.origin, req)
+  else allowed = M.same_origin(req.headers.origin, req) end
   if not good then return failed(o, sock, "check_origin", allowed, peer, req, deadline) end
   if not allowed then
     refuse(o, sock, 403, "origin not allowed (see the origins and check_origin options)",
@@ -271,7 +273,9 @@ local function upgrade(sock, req, rest, o, deadline, peer)
       return nil, "refused by on_request"
     end
   end
-  local good_p, protocol = loop.pcall(choose_protocol, o.protocols, req)
+  local good_p, protocol = true
+  if type(o.protocols) == "function" then good_p, protocol = loop.pcall(choose_protocol, o.protocols, req)
+  else protocol = choose_protocol(o.protocols, req) end
   if not good_p then return failed(o, sock, "protocols", protocol, peer, req, deadline) end
   local ext, dopts
   if o.compression then ext, dopts = deflate.accept(req.headers["sec-websocket-extensions"], o.compression) end
