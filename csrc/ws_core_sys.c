@@ -378,6 +378,15 @@ static int l_heap_keep(lua_State *L) {
     return 1;
 }
 
+/* heap_trim(keep) -> true if free heap went back to the kernel (glibc:
+ * only when more than keep bytes are free) */
+static int l_heap_trim(lua_State *L) {
+    lua_Integer n = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, n >= 0, 1, "must be >= 0");
+    lua_pushboolean(L, ws_heap_trim((size_t)n));
+    return 1;
+}
+
 static int l_cpu_count(lua_State *L) {
     long n = ws_cpu_count();
     lua_pushinteger(L, n > 0 ? (lua_Integer)n : 1);
@@ -417,6 +426,7 @@ static const luaL_Reg funcs[] = {
     {"kill", l_kill},
     {"cpu_count", l_cpu_count},
     {"heap_keep", l_heap_keep},
+    {"heap_trim", l_heap_trim},
     {"getpid", l_getpid},
     {NULL, NULL}
 };

@@ -457,6 +457,23 @@ long ws_getpid(void) {
 #include <malloc.h>
 #endif
 
+int ws_heap_trim(size_t keep) {
+#ifdef __GLIBC__
+    /* (the trim threshold only ever trims the top of the heap: freed
+     * memory below a block still in use stays mapped; malloc_trim gives
+     * back free pages anywhere, keep bytes at the top) */
+#if __GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33)
+    struct mallinfo2 mi = mallinfo2();
+    if (mi.fordblks <= keep)
+        return 0;
+#endif
+    return malloc_trim(keep);
+#else
+    (void)keep;
+    return 0;
+#endif
+}
+
 int ws_heap_keep(size_t bytes) {
 #ifdef __GLIBC__
     /* glibc's own rule raises the mmap threshold to the largest block freed

@@ -138,6 +138,10 @@ long ws_getpid(void);
  * handles large messages reuses its pages instead of faulting them in for
  * every message. 1 when applied, 0 elsewhere (or when glibc refused). */
 int ws_heap_keep(size_t bytes);
+/* glibc: when more than keep bytes of the heap are free, give free pages
+ * back to the kernel (wherever they are), keeping keep bytes; returns 1 if
+ * any went back (0 elsewhere) */
+int ws_heap_trim(size_t keep);
 
 #pragma GCC visibility pop
 

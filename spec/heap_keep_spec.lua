@@ -78,3 +78,27 @@ describe("core.heap_keep", function()
     assert.has_error(function() ws.listen { port = 0, heap_keep = "64M" } end)
   end)
 end)
+
+describe("a server's free heap past heap_keep #slow", function()
+  -- (a server process: its RSS, once 300 clients that asked for 20 echoes
+  -- of 60,000 bytes each, and never read them, have vanished)
+  it("goes back to the kernel once the connections have gone", function()
+    if skip then return pending(skip) end
+    local srv = H.start_lua("examples/echo.lua", "--quiet", "heap-trim")
+    finally(srv.stop)
+    local function kib(field)
+      local f = assert(io.open("/proc/" .. srv.pid .. "/status"))
+      local v = tonumber(f:read("*a"):match(field .. ":%s*(%d+)"))
+      f:close()
+      return v
+    end
+    local out = H.run(H.PYTHON .. " " .. H.ROOT .. "/spec/peers/pipeliners.py " .. srv.port .. " 300 1")
+    assert.truthy(out:find("upgraded 300\nreset 300", 1, true), out)
+    require("socket").sleep(4)   -- (the trim comes 2 s after the first connection went)
+    local peak, now = kib("VmHWM"), kib("VmRSS")
+    assert.is_true(peak > 50 * 1024, "peak " .. peak .. " KiB")
+    -- malloc's trim threshold gives back only the heap's top: without a
+    -- trim, nearly all of it stayed (93 MB of 93)
+    assert.is_true(now < peak / 2, ("now %d KiB, peak %d KiB"):format(now, peak))
+  end)
+end)

@@ -533,7 +533,7 @@ describe("hostile peers", function()
     finally(function() srv.stop() end)
     -- the good client keeps the connection it has: new ones must wait
     guarded(srv, { rss_kib = 16 * 1024, reconnect = 1000 }, function(sample)
-      local socks = {}
+      local socks, flood = {}, gettime()
       for i = 1, 150 do
         local s = socket.tcp()
         s:settimeout(1)
@@ -544,6 +544,9 @@ describe("hostile peers", function()
         "the server never ran out of descriptors:\n" .. srv.output())
       socket.sleep(1)
       sample()
+      -- logged at most once a second (it was ten times)
+      local _, lines = srv.output():gsub("accept: Too many open files", "")
+      assert.is_true(lines <= 2 + gettime() - flood, lines .. " lines:\n" .. srv.output())
       for _, s in ipairs(socks) do s:close() end
       -- descriptors come back: a new handshake goes through at once
       local t = gettime()
@@ -555,6 +558,29 @@ describe("hostile peers", function()
       assert.equal("after the flood", f and f.payload)
       r:close()
     end)
+  end)
+
+  it("out of descriptors for good: clients waiting in the backlog get a reset at once, not a hang", function()
+    -- (soft and hard: the server cannot raise it)
+    local srv = H.start_lua("examples/echo.lua", "--quiet", "echo-nofile", "ulimit -n 40;")
+    finally(srv.stop)
+    local socks, served, reset, hung = {}, 0, 0, 0
+    for i = 1, 80 do
+      local s = socket.tcp()
+      s:settimeout(3)
+      assert(s:connect("127.0.0.1", srv.port))
+      s:send(H.request(srv.port, "/ws"))
+      socks[i] = s
+    end
+    local t0 = gettime()
+    for _, s in ipairs(socks) do
+      s:settimeout(math.max(0.01, t0 + 3 - gettime()))
+      local line, err = s:receive("*l")
+      if line then served = served + 1 elseif err == "timeout" then hung = hung + 1 else reset = reset + 1 end
+    end
+    for _, s in ipairs(socks) do s:close() end
+    assert.is_true(served > 0 and reset > 0, served .. " served, " .. reset .. " reset")
+    assert.equal(0, hung)
   end)
 
   it("random bytes after a valid handshake get 1002/1007/1009 or a TCP close", function()

@@ -518,6 +518,7 @@ function Server:accept_loop()
   -- accept sets it per connection only if this failed
   local inherited = core.nodelay(lfd) == true
   local function serve(c, peer) return self:serve_client(c, peer) end   -- (spawn: two arguments, no closure per task)
+  local failures, warned, spare = 0, 0, io.open("/dev/null")
   while self.open do
     -- accepted in C: a bare descriptor, not a LuaSocket object with its
     -- 8 KiB buffer, and the peer's address (see ws.core.accept)
@@ -529,11 +530,30 @@ function Server:accept_loop()
       if not ok and werr == "closed" then break end
     elseif self.open then
       -- out of descriptors or memory: back off instead of spinning, and
-      -- try again (an edge-triggered wait alone might never fire again)
-      self.opts.log("error", "accept: " .. tostring(err))
+      -- try again (an edge-triggered wait alone might never fire again);
+      -- logged at most once a second, with the count
+      failures = failures + 1
+      local now = gettime()
+      if now >= warned + 1 then
+        self.opts.log("error", "accept: " .. tostring(err), failures > 1 and { times = failures } or nil)
+        warned, failures = now, 0
+      end
+      if spare and tostring(err):find("open files", 1, true) then
+        -- the spare descriptor lets the clients waiting in the backlog go
+        -- at once (a reset: they may try again) instead of hanging there
+        -- until they give up, as libuv does
+        spare:close()
+        for _ = 1, 1000 do
+          local gone = core.accept(lfd, inherited)
+          if not gone then break end
+          gone:close()
+        end
+        spare = io.open("/dev/null")
+      end
       l:sleep(0.1)
     end
   end
+  if spare then spare:close() end
 end
 
 local function is_health_path(hp, path)
@@ -584,6 +604,11 @@ local function serve_page(self, sock, req, deadline, peer)
 end
 
 -- Run a route's handler on an upgraded connection, then close it.
+local function trim_heap(self)
+  self.trim = nil
+  core.heap_trim(self.opts.heap_keep)
+end
+
 local function run_handler(self, conn, handler)
   local o = self.opts
   self.conns[conn] = true
@@ -597,6 +622,9 @@ local function run_handler(self, conn, handler)
   end
   self.conns[conn] = nil
   if o.on_disconnect then o.on_disconnect(conn) end
+  -- once connections have gone, free heap past heap_keep goes back to the
+  -- kernel (a timer 2 s after the first to go: not one trim per connection)
+  if o.heap_keep and not self.trim then self.trim = self.loop:at(gettime() + 2, trim_heap, self) end
 end
 
 -- The handshake of an accepted connection: its PROXY header, TLS, request,
@@ -747,6 +775,7 @@ function Server:close(code, reason)
   if self.closed then return end
   self.closed = true
   local l = self.loop
+  if self.trim then l:cancel(self.trim); self.trim = nil end
   if self.open then   -- (a drain closed the listener already)
     self.open = false
     l:forget(self.sock)
