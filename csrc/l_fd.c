@@ -662,6 +662,44 @@ static int l_fd_handshake(lua_State *L) {
     }
 }
 
+/* peer_certificate() -> { subject, issuer, names = { "DNS:x", "IP:y" ... },
+ * not_before, not_after, sha256, verified } | nil (plain, or no
+ * certificate sent) | nil, err. Built on each call: nothing is kept. */
+static int l_fd_peer_certificate(lua_State *L) {
+    lfd *s = check_fd(L);
+    ws_tls_cert c;
+    int r = s->tls ? ws_tls_peer_cert(s->tls, &c) : 0;
+    if (r <= 0) {
+        lua_pushnil(L);
+        if (r == 0)
+            return 1;
+        lua_pushliteral(L, "certificate name too long");
+        return 2;
+    }
+    lua_createtable(L, 0, 7);
+    lua_pushstring(L, c.subject);
+    lua_setfield(L, -2, "subject");
+    lua_pushstring(L, c.issuer);
+    lua_setfield(L, -2, "issuer");
+    lua_pushstring(L, c.sha256);
+    lua_setfield(L, -2, "sha256");
+    lua_pushinteger(L, (lua_Integer)c.not_before);
+    lua_setfield(L, -2, "not_before");
+    lua_pushinteger(L, (lua_Integer)c.not_after);
+    lua_setfield(L, -2, "not_after");
+    lua_pushboolean(L, c.verified);
+    lua_setfield(L, -2, "verified");
+    lua_newtable(L);
+    char name[256];
+    int kind;
+    for (int i = 0; (kind = ws_tls_peer_name(s->tls, i, name, sizeof name)) != 0; i++) {
+        lua_pushfstring(L, "%s:%s", kind == 1 ? "DNS" : "IP", name);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "names");
+    return 1;
+}
+
 static const luaL_Reg fd_methods[] = {
     {"getfd", l_fd_getfd},
     {"setfd", l_fd_setfd},
@@ -675,6 +713,7 @@ static const luaL_Reg fd_methods[] = {
     {"setoption", l_fd_setoption},
     {"starttls", l_fd_starttls},
     {"handshake", l_fd_handshake},
+    {"peer_certificate", l_fd_peer_certificate},
     {NULL, NULL}
 };
 

@@ -19,6 +19,7 @@
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -643,6 +644,93 @@ void ws_tls_shutdown(ws_tls *t) {
 
 int ws_tls_ready(const ws_tls *t) {
     return t->ready && !t->dead;
+}
+
+/* ---- the peer's certificate --------------------------------------------- */
+
+#if OPENSSL_VERSION_NUMBER < 0x30000000L
+#define SSL_get1_peer_certificate SSL_get_peer_certificate
+#endif
+
+/* name as one RFC 2253 line into buf[cap]; 0, or -1 if it does not fit
+ * (cut short, a name could pass for another) */
+static int name_line(X509_NAME *name, char *buf, size_t cap) {
+    BIO *b = BIO_new(BIO_s_mem());
+    char *p;
+    long n = -1;
+    if (b && X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253) >= 0)
+        n = BIO_get_mem_data(b, &p);
+    if (n >= 0 && (size_t)n < cap) {
+        memcpy(buf, p, (size_t)n);
+        buf[n] = 0;
+    } else {
+        n = -1;
+    }
+    BIO_free(b);
+    return n < 0 ? -1 : 0;
+}
+
+/* Unix seconds of an ASN.1 time (ASN1_TIME_diff: no timegm in C99) */
+static long long unix_time(const ASN1_TIME *when) {
+    ASN1_TIME *epoch = ASN1_TIME_set(NULL, 0);
+    int days = 0, secs = 0;
+    int ok = epoch && ASN1_TIME_diff(&days, &secs, epoch, when);
+    ASN1_TIME_free(epoch);
+    return ok ? (long long)days * 86400 + secs : 0;
+}
+
+int ws_tls_peer_cert(const ws_tls *t, ws_tls_cert *c) {
+    X509 *x = SSL_get1_peer_certificate(t->ssl);
+    if (!x)
+        return 0;
+    int r = 1;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    memset(c, 0, sizeof *c);
+    if (name_line(X509_get_subject_name(x), c->subject, sizeof c->subject) != 0 ||
+        name_line(X509_get_issuer_name(x), c->issuer, sizeof c->issuer) != 0 ||
+        !X509_digest(x, EVP_sha256(), md, &len) || len != 32) {
+        r = -1;
+    } else {
+        for (unsigned int i = 0; i < len; i++)
+            snprintf(c->sha256 + 2 * i, 3, "%02x", md[i]);
+        c->not_before = unix_time(X509_get0_notBefore(x));
+        c->not_after = unix_time(X509_get0_notAfter(x));
+        c->verified = SSL_get_verify_result(t->ssl) == X509_V_OK;
+    }
+    X509_free(x);
+    ERR_clear_error();
+    return r;
+}
+
+int ws_tls_peer_name(const ws_tls *t, int i, char *buf, size_t cap) {
+    X509 *x = SSL_get1_peer_certificate(t->ssl);
+    GENERAL_NAMES *names = x ? (GENERAL_NAMES *)X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL) : NULL;
+    int kind = 0;
+    for (int k = 0; names && k < sk_GENERAL_NAME_num(names) && !kind; k++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, k);
+        if (g->type != GEN_DNS && g->type != GEN_IPADD)
+            continue;
+        const unsigned char *d = ASN1_STRING_get0_data(g->d.ia5);
+        size_t n = (size_t)ASN1_STRING_length(g->d.ia5);
+        /* a malformed name is left out (a DNS name holding a NUL could
+         * pass for another): the rest keep their places */
+        if (g->type == GEN_DNS ? memchr(d, 0, n) != NULL || n >= cap : n != 4 && n != 16)
+            continue;
+        if (i-- > 0)
+            continue;
+        if (g->type == GEN_DNS) {
+            memcpy(buf, d, n);
+            buf[n] = 0;
+            kind = 1;
+        } else if (inet_ntop(n == 4 ? AF_INET : AF_INET6, d, buf, (socklen_t)cap)) {
+            kind = 2;
+        }
+    }
+    GENERAL_NAMES_free(names);
+    X509_free(x);
+    ERR_clear_error();
+    return kind;
 }
 
 const char *ws_tls_error(const ws_tls *t) {

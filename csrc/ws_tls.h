@@ -84,6 +84,23 @@ void ws_tls_shutdown(ws_tls *t);
 /* 1 once the handshake is complete and the session is not dead */
 int ws_tls_ready(const ws_tls *t);
 
+/* The peer's certificate (a server's, or a client's if it sent one): its
+ * subject and issuer as RFC 2253 lines, SHA-256 of its DER as hex, validity
+ * in Unix seconds, and whether it verified (SSL_get_verify_result is
+ * X509_V_OK: against the trust anchors, and the host on a verifying
+ * client). 1, 0 when none was sent, -1 when a name is too long. */
+typedef struct {
+    char subject[2048], issuer[2048];
+    char sha256[65];
+    long long not_before, not_after;
+    int verified;
+} ws_tls_cert;
+int ws_tls_peer_cert(const ws_tls *t, ws_tls_cert *c);
+
+/* Its i-th (from 0) subjectAltName DNS name or IP address into buf[cap]:
+ * 1 (DNS), 2 (IP), 0 when there are no more. */
+int ws_tls_peer_name(const ws_tls *t, int i, char *buf, size_t cap);
+
 /* The message of the last WS_TLS_ERROR (or of the failure that killed the
  * session), "" if none. */
 const char *ws_tls_error(const ws_tls *t);

@@ -147,6 +147,66 @@ describe("ws.tls options", function()
     srv2:close()
   end)
 
+  it("shows the peer's certificate to the handler (verify = \"peer\" and true) and to the client", function()
+    -- the handler answers what it sees
+    local function cert_server(verify)
+      local l = loop.new()
+      local srv = assert(ws.listen { port = 0, loop = l, logger = false, tls = { certificate = f("server.pem"),
+        key = f("server.key"), cafile = f("ca.pem"), verify = verify } })
+      srv:route("/ws", function(conn)
+        local c = conn:peer_certificate()
+        conn:send(c and table.concat({ c.subject, c.issuer, c.sha256, tostring(c.verified),
+          tostring(c.not_before <= os.time() and os.time() < c.not_after), #c.names }, "|") or "none")
+      end)
+      return srv, l
+    end
+    local function ask(srv, l, t, check)
+      return H.run_task(l, 10, function()
+        local conn, err = ws.connect("wss://localhost:" .. srv.port .. "/ws", { timeout = 3, tls = t })
+        if not conn then return nil, err end
+        if check then check(conn:peer_certificate()) end
+        local data, rerr = conn:receive(3)
+        conn:close()
+        assert.is_nil(conn:peer_certificate())   -- (closed)
+        return data, rerr
+      end)
+    end
+    local fp = H.run("openssl x509 -noout -fingerprint -sha256 -in " .. H.shell_quote(f("client.pem")))
+    fp = fp:match("=([%x:]+)"):gsub(":", ""):lower()
+    local mine = { cafile = f("ca.pem"), certificate = f("client.pem"), key = f("client.key") }
+    local want = "CN=lua-ws test client|CN=lua-ws test CA|" .. fp .. "|true|true|0"
+    local srv, l = cert_server("peer")
+    assert.equal("none", (ask(srv, l, { cafile = f("ca.pem") })))
+    assert.equal(want, (ask(srv, l, mine, function(c)
+      -- the client sees the server's
+      assert.equal("CN=localhost", c.subject)
+      assert.equal("CN=lua-ws test CA", c.issuer)
+      assert.is_true(c.verified)
+      assert.same({ "DNS:localhost", "IP:127.0.0.1" }, c.names)
+      assert.matches("^%x+$", c.sha256)
+      assert.equal(64, #c.sha256)
+    end)))
+    srv:close()
+    srv, l = cert_server(true)
+    assert.equal(want, (ask(srv, l, mine)))
+    -- an unchecked server certificate is shown as not verified
+    assert.equal(want, (ask(srv, l, { verify = false, certificate = f("client.pem"), key = f("client.key") },
+      function(c) assert.is_false(c.verified) end)))
+    srv:close()
+    -- a plain connection has none
+    l = loop.new()
+    srv = assert(ws.listen { port = 0, loop = l, logger = false })
+    srv:route("/ws", function(conn) conn:send(tostring(conn:peer_certificate())) end)
+    assert.equal("nil", (H.run_task(l, 10, function()
+      local conn = assert(ws.connect("ws://127.0.0.1:" .. srv.port .. "/ws", { timeout = 3 }))
+      assert.is_nil(conn:peer_certificate())
+      local data = conn:receive(3)
+      conn:close()
+      return data
+    end)))
+    srv:close()
+  end)
+
   it("a server that verifies clients resumes their sessions (TLS 1.2 and 1.3)", function()
     local srv, l = server { certificate = f("server.pem"), key = f("server.key"), cafile = f("ca.pem"), verify = true }
     local sess = dir .. "/session"

@@ -114,6 +114,19 @@ function Conn:on_close(fn) end
 ---@param reason? string
 function Conn:abort(code, reason) end
 
+--- The peer's TLS certificate (lua-ws's own TLS only), or nil (plain, none sent, or closed).
+---@class ws.PeerCertificate
+---@field subject string RFC 2253, e.g. "CN=alice,O=Example"
+---@field issuer string RFC 2253
+---@field names string[] subjectAltName DNS names and IP addresses: "DNS:example.com", "IP:127.0.0.1"
+---@field not_before integer Unix seconds
+---@field not_after integer Unix seconds
+---@field sha256 string SHA-256 of the DER certificate, lower-case hex
+---@field verified boolean it chained to cafile/capath (and, on a client, matched the host)
+---@return ws.PeerCertificate|nil cert
+---@return string? err
+function Conn:peer_certificate() end
+
 --- The coroutine scheduler (ws.loop): every handler is one of its tasks.
 ---@class ws.Loop
 ---@field stopped boolean

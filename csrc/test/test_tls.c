@@ -265,8 +265,20 @@ static void test_client_certificates(void) {
     int rs;
     char buf[8];
     size_t n;
+    ws_tls_cert cert;
+    char name[64];
     CHECK(make_pair(&p, sc, signed_, "localhost") == 0);
+    CHECK(ws_tls_peer_cert(p.s, &cert) == 0);              /* none before the handshake */
     CHECK(handshake(&p, &rs) == WS_TLS_DONE && rs == WS_TLS_DONE);
+    /* each side sees the other's certificate, verified */
+    CHECK(ws_tls_peer_cert(p.s, &cert) == 1 && cert.verified);
+    CHECK(strcmp(cert.subject, "CN=wild") == 0 && strcmp(cert.issuer, "CN=wild") == 0);
+    CHECK(strlen(cert.sha256) == 64 && cert.not_after - cert.not_before == 3660);
+    CHECK(ws_tls_peer_name(p.s, 0, name, sizeof name) == 1 && strcmp(name, "*.example.com") == 0);
+    CHECK(ws_tls_peer_name(p.s, 1, name, sizeof name) == 1 && strcmp(name, "f*.example.org") == 0);
+    CHECK(ws_tls_peer_name(p.s, 2, name, sizeof name) == 0);
+    CHECK(ws_tls_peer_cert(p.c, &cert) == 1 && cert.verified && strcmp(cert.subject, "CN=localhost") == 0);
+    CHECK(ws_tls_peer_name(p.c, 2, name, sizeof name) == 2 && strcmp(name, "::1") == 0);
     free_pair(&p);
     CHECK(make_pair(&p, sc, anon, "localhost") == 0);
     handshake(&p, &rs);

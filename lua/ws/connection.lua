@@ -245,6 +245,15 @@ function Conn:abort(code, reason)
   teardown(self, code or 1006, reason or "")
 end
 
+--- The peer's TLS certificate while the connection is open: a table
+-- (subject, issuer, names, not_before, not_after, sha256, verified), or
+-- nil (plain TCP, LuaSec, none sent, closed). Read from OpenSSL at each
+-- call: nothing is kept per connection.
+function Conn:peer_certificate()
+  local get = self.sock.peer_certificate
+  if get then return get(self.sock) end
+end
+
 ---- the writer ----------------------------------------------------------------
 
 -- The send queue has one writer. Invariant: bytes reach the socket in
