@@ -642,7 +642,9 @@ static int l_fd_starttls(lua_State *L) {
     return 1;
 }
 
-/* fd:handshake() -> true | nil, "wantread" | "wantwrite" | err */
+/* fd:handshake() -> true | nil, "wantread" | "wantwrite" | err
+ * err "http request": the peer sent plain HTTP; the session is dropped, so
+ * the descriptor is plain again and can answer it in plain words. */
 static int l_fd_handshake(lua_State *L) {
     lfd *s = check_fd(L);
     if (!s->tls)
@@ -658,7 +660,12 @@ static int l_fd_handshake(lua_State *L) {
     case WS_TLS_WANT_WRITE:
         return ws_fail(L, "wantwrite");
     default:
-        return ws_fail(L, ws_tls_error(s->tls));
+        ws_fail(L, ws_tls_error(s->tls));   /* (a copy: the session may go) */
+        if (strcmp(ws_tls_error(s->tls), WS_TLS_HTTP_REQUEST) == 0) {
+            ws_tls_free(s->tls);
+            s->tls = NULL;
+        }
+        return 2;
     }
 }
 

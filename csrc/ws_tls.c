@@ -480,6 +480,12 @@ static int result(ws_tls *t, int rc) {
             snprintf(t->err, sizeof t->err, "certificate verify failed: %s",
                      X509_verify_cert_error_string(v));
             ERR_clear_error();
+        } else if (!t->ready && ERR_GET_LIB(ERR_peek_last_error()) == ERR_LIB_SSL &&
+                   (ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_HTTP_REQUEST ||
+                    ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_HTTPS_PROXY_REQUEST)) {
+            /* (OpenSSL sends no alert for it: the wire is still clean) */
+            snprintf(t->err, sizeof t->err, "%s", WS_TLS_HTTP_REQUEST);
+            ERR_clear_error();
         } else {
             set_err(t->err, sizeof t->err, NULL);
         }

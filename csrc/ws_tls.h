@@ -58,6 +58,10 @@ void ws_tls_free(ws_tls *t);
  * or "certificate does not match host". */
 int ws_tls_handshake(ws_tls *t);
 
+/* ws_tls_error() after a server's handshake met plain HTTP (or a proxy's
+ * CONNECT) instead of a ClientHello; nothing was sent to the peer. */
+#define WS_TLS_HTTP_REQUEST "http request"
+
 /* Records one ws_tls_read decrypts at most */
 #define WS_TLS_READ_RECORDS 64
 

@@ -291,6 +291,21 @@ static void test_client_certificates(void) {
     ws_tls_ctx_free(signed_);
 }
 
+/* Plain HTTP instead of a ClientHello: its own error, and nothing sent */
+static void test_plain_http(void) {
+    ws_tls_ctx *sc = server_ctx("host"), *cc = client_ctx("host");
+    pair p;
+    char buf[64];
+    CHECK(make_pair(&p, sc, cc, "localhost") == 0);
+    CHECK(write(p.fd[1], "GET / HTTP/1.1\r\n\r\n", 18) == 18);
+    CHECK(ws_tls_handshake(p.s) == WS_TLS_ERROR);
+    CHECK(strcmp(ws_tls_error(p.s), WS_TLS_HTTP_REQUEST) == 0);
+    CHECK(read(p.fd[1], buf, sizeof buf) < 0 && errno == EAGAIN);
+    free_pair(&p);
+    ws_tls_ctx_free(sc);
+    ws_tls_ctx_free(cc);
+}
+
 static void test_io(void) {
     ws_tls_ctx *sc = server_ctx("host"), *cc = client_ctx("host");
     pair p;
@@ -610,6 +625,7 @@ int main(void) {
     test_contexts();
     test_names();
     test_client_certificates();
+    test_plain_http();
     test_io();
     test_read_ahead();
     test_gathered_writes();

@@ -645,6 +645,13 @@ local function handshake(self, sock, peer)
   if self.tls then
     -- TLS in ws.core on the same descriptor: the fast path stays
     local ok, err = tls_.accept(sock, self.tls, deadline, o.sched)
+    if err == "http request" then
+      -- plain HTTP on a TLS port (the descriptor is plain again): say so
+      -- in plain words, as the plain port answers a ClientHello
+      refuse(o, sock, 400, "plain HTTP on a TLS port: this server speaks wss:// and https://, not ws:// or http://",
+        { peer = peer }, deadline)
+      return
+    end
     if not ok then
       o.log("info", "tls handshake failed: " .. tostring(err), { peer = peer, error = err })
       close(o, sock)
