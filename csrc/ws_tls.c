@@ -47,7 +47,8 @@ struct ws_tls {
     int dead;                 /* a fatal result was seen: OpenSSL is not called again */
     int ready;                /* handshake complete */
     int sent_close;           /* close_notify sent */
-    int got_close;            /* close_notify received (dead, but ours is still owed) */
+    int got_close;            /* close_notify received: reads end; TLS 1.2: dead too,
+                               * TLS 1.3: writes go on until ours (RFC 8446 6.1) */
     int eof;                  /* read(2) returned 0 (BIO_CTRL_EOF) */
     int werr;                 /* errno of a failed write(2), 0 if none */
     /* bytes read from the socket, not yet taken by OpenSSL: in[in_pos, in_len) */
@@ -458,9 +459,13 @@ static int result(ws_tls *t, int rc) {
     case SSL_ERROR_WANT_WRITE:
         return WS_TLS_WANT_WRITE;
     case SSL_ERROR_ZERO_RETURN:
-        /* close_notify received: the peer will send nothing more */
+        /* close_notify received: the peer will send nothing more. TLS 1.3
+         * closes only its write side, so ours stays open: what we queued
+         * before we saw it (an answer, an echo, our close frame) still
+         * goes out. TLS 1.2 wants close_notify at once, discarding writes. */
         snprintf(t->err, sizeof t->err, "closed");
-        t->dead = t->got_close = 1;
+        t->got_close = 1;
+        t->dead = !t->ready || SSL_version(t->ssl) < TLS1_3_VERSION;
         ERR_clear_error();
         return WS_TLS_CLOSED;
     case SSL_ERROR_SYSCALL:
@@ -527,7 +532,7 @@ int ws_tls_handshake(ws_tls *t) {
  * without progress. */
 static int read_once(ws_tls *t, void *buf, size_t n, size_t *done) {
     *done = 0;
-    if (t->dead)
+    if (t->dead || t->got_close)
         return WS_TLS_CLOSED;
     if (n == 0)
         return WS_TLS_DONE;
@@ -632,12 +637,12 @@ int ws_tls_write(ws_tls *t, const void *buf, size_t n, size_t *put) {
 int ws_tls_pending(const ws_tls *t) {
     /* decrypted bytes, or a whole record read from the socket; the start
      * of a record waits for its rest, which readiness does announce */
-    return !t->dead && (SSL_pending(t->ssl) > 0 || record_waiting(t));
+    return !t->dead && !t->got_close && (SSL_pending(t->ssl) > 0 || record_waiting(t));
 }
 
 void ws_tls_shutdown(ws_tls *t) {
     /* after the peer's close_notify the session reads nothing more, but
-     * ours is owed in reply (RFC 8446 section 6.1) */
+     * ours is owed in reply (RFC 8446 section 6.1), under TLS 1.2 too */
     if ((t->dead && !t->got_close) || !t->ready || t->sent_close)
         return;
     t->sent_close = 1;

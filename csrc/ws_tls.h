@@ -69,6 +69,9 @@ int ws_tls_handshake(ws_tls *t);
  * result. Decrypts the whole records one socket read brought, up to
  * WS_TLS_READ_RECORDS of them. */
 int ws_tls_read(ws_tls *t, void *buf, size_t n, size_t *got);
+/* After the peer's close_notify reads return WS_TLS_CLOSED; under TLS 1.3
+ * (a half-close, RFC 8446 section 6.1) writes go on until
+ * ws_tls_shutdown, under TLS 1.2 they return WS_TLS_CLOSED too. */
 
 /* One write of up to n bytes: WS_TLS_DONE with 0 < *put <= n, or another
  * result (no progress). The records it makes may wait for the socket;

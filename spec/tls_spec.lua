@@ -207,6 +207,37 @@ describe("ws.tls options", function()
     srv:close()
   end)
 
+  it("TLS 1.3: still answers a frame that came with the client's close_notify (a half-close)", function()
+    local core, io_ = require "ws.core", require "ws.io"
+    local srv, l = server { certificate = f("server.pem"), key = f("server.key") }
+    local got = H.run_task(l, 10, function()
+      local deadline = socket.gettime() + 5
+      local sock = assert(socket.connect("127.0.0.1", srv.port))
+      local fd = assert(core.wrap_fd(sock:getfd()))
+      sock:setfd(-1)
+      assert(fd:starttls(assert(tls.context({ cafile = f("ca.pem"), protocol = "tlsv1_3" }, "client")), "localhost"))
+      assert(tls.handshake(fd, deadline, l))
+      assert(io_.write(fd, "GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", 1, deadline, l))
+      local head, rest = io_.read_head(fd, deadline, 4096, nil, l)
+      assert.matches("^HTTP/1.1 101", head)
+      -- a masked frame (key 0), then close_notify and FIN, with no yield
+      -- between: the server reads them together
+      fd:send("\129\132\0\0\0\0last")
+      fd:shutdown("send")
+      local out = rest or ""
+      while true do
+        local data = io_.read(fd, deadline, l)
+        if not data then break end
+        out = out .. data
+      end
+      fd:close()
+      return out
+    end)
+    assert.equal("\129\4last", got:sub(1, 6))
+    srv:close()
+  end)
+
   it("a server that verifies clients resumes their sessions (TLS 1.2 and 1.3)", function()
     local srv, l = server { certificate = f("server.pem"), key = f("server.key"), cafile = f("ca.pem"), verify = true }
     local sess = dir .. "/session"

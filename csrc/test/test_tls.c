@@ -14,6 +14,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
 #include "check.h"
@@ -306,6 +307,41 @@ static void test_plain_http(void) {
     ws_tls_ctx_free(cc);
 }
 
+/* TLS 1.2 (a client of OpenSSL's own, capped at 1.2): close_notify ends
+ * both directions, and ours is owed at once */
+static void test_close_tls12(void) {
+    ws_tls_ctx *sc = server_ctx("host");
+    SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+    pair p = {{-1, -1}, NULL, NULL};
+    char buf[64], err[256];
+    size_t n;
+    CHECK(cctx && SSL_CTX_set_max_proto_version(cctx, TLS1_2_VERSION));
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, p.fd) == 0);
+    for (int i = 0; i < 2; i++)
+        fcntl(p.fd[i], F_SETFL, fcntl(p.fd[i], F_GETFL) | O_NONBLOCK);
+    p.s = ws_tls_new(sc, p.fd[0], NULL, err, sizeof err);
+    SSL *c = SSL_new(cctx);
+    CHECK(p.s && c && SSL_set_fd(c, p.fd[1]));
+    SSL_set_connect_state(c);
+    int rs = WS_TLS_WANT_READ, rc = -1;
+    for (int i = 0; i < 50 && (rs > 0 || rc != 1); i++) {
+        if (rc != 1)
+            rc = SSL_do_handshake(c);
+        if (rs > 0)
+            rs = ws_tls_handshake(p.s);
+    }
+    CHECK(rc == 1 && rs == WS_TLS_DONE && SSL_version(c) == TLS1_2_VERSION);
+    SSL_shutdown(c);
+    CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_CLOSED);
+    CHECK(ws_tls_write(p.s, "late", 4, &n) == WS_TLS_CLOSED);
+    ws_tls_shutdown(p.s);
+    CHECK(SSL_read(c, buf, sizeof buf) == 0 && SSL_get_error(c, 0) == SSL_ERROR_ZERO_RETURN);
+    SSL_free(c);
+    SSL_CTX_free(cctx);
+    free_pair(&p);
+    ws_tls_ctx_free(sc);
+}
+
 static void test_io(void) {
     ws_tls_ctx *sc = server_ctx("host"), *cc = client_ctx("host");
     pair p;
@@ -349,14 +385,18 @@ static void test_io(void) {
             sent += n;
     }
     CHECK(got == sizeof big && sent == sizeof big);
-    /* close_notify: the peer reads "closed"; the sender can still read */
+    /* close_notify (TLS 1.3): the peer reads "closed"; the sender can
+     * still read, and the peer still write until it closes too (RFC 8446
+     * section 6.1): what it answers after the close_notify arrives */
     ws_tls_shutdown(p.c);
     CHECK(ws_tls_write(p.c, "x", 1, &n) == WS_TLS_CLOSED && n == 0);
     CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_CLOSED);
-    CHECK(ws_tls_write(p.s, "late", 4, &n) == WS_TLS_CLOSED);   /* dead after close_notify */
-    /* but its own close_notify is owed in reply (RFC 8446 section 6.1) */
+    CHECK(ws_tls_read(p.s, buf, sizeof buf, &n) == WS_TLS_CLOSED && !ws_tls_pending(p.s));
+    CHECK(ws_tls_write(p.s, "late", 4, &n) == WS_TLS_DONE && n == 4);
+    CHECK(ws_tls_read(p.c, buf, sizeof buf, &n) == WS_TLS_DONE && n == 4 && memcmp(buf, "late", 4) == 0);
     CHECK(ws_tls_read(p.c, buf, sizeof buf, &n) == WS_TLS_WANT_READ);
     ws_tls_shutdown(p.s);
+    CHECK(ws_tls_write(p.s, "x", 1, &n) == WS_TLS_CLOSED);
     CHECK(ws_tls_read(p.c, buf, sizeof buf, &n) == WS_TLS_CLOSED && n == 0);
     CHECK(strcmp(ws_tls_error(p.c), "closed") == 0);
     free_pair(&p);
@@ -546,8 +586,10 @@ static void test_fanout(void) {
             sent += n;
     }
     CHECK(ok && got == sizeof big && sent == sizeof big);
-    /* a dead session fails without reaching OpenSSL */
-    ws_tls_shutdown(idle.c);
+    /* a dead session (an EOF without close_notify) fails without
+     * reaching OpenSSL */
+    close(idle.fd[1]);
+    idle.fd[1] = -1;
     CHECK(ws_tls_read(idle.s, buf, sizeof buf, &n) == WS_TLS_CLOSED);
     CHECK(ws_fanout(&t[0], 1, "late", 4) == 1 && t[0].result == WS_FAN_FAILED && t[0].sent == 0);
     close(plain[0]);
@@ -627,6 +669,7 @@ int main(void) {
     test_client_certificates();
     test_plain_http();
     test_io();
+    test_close_tls12();
     test_read_ahead();
     test_gathered_writes();
     test_fanout();
