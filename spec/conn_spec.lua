@@ -170,6 +170,26 @@ describe("the first keepalive ping", function()
     assert.equal(0, l.ntasks)
   end)
 
+  it("a background timer keeps no run() going, and fires while other work runs", function()
+    local l = loop.new()
+    local fired = false
+    local t0 = gettime()
+    local bg = l:at(t0 + 0.05, function() fired = true end, nil, true)
+    assert.equal(0, l.ntasks)
+    l:run()                                        -- nothing else: returns at once
+    assert.is_false(fired)
+    assert.is_true(gettime() - t0 < 0.05)
+    l:spawn(function() l:sleep(0.1) end)           -- other work: it fires meanwhile
+    l:run()
+    assert.is_true(fired)
+    assert.equal(0, l.ntasks)
+    l:cancel(bg)                                   -- (fired already: no effect)
+    assert.equal(0, l.ntasks)
+    local later = l:at(gettime() + 10, print, nil, true)
+    l:cancel(later)
+    assert.equal(0, l.ntasks)
+  end)
+
   it("costs a connection no keepalive task until it is due", function()
     local l = loop.new()
     local pongs = 0

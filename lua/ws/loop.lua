@@ -370,22 +370,27 @@ end
 -- stay under every handler's stack, which a waiting connection keeps)
 if not lua51 then M.xpcall, M.pcall = xpcall, pcall end
 
+-- at()'s timers that do not keep run() going (background)
+local background = setmetatable({}, { __mode = "k" })
+
 --- Run fn(arg) as a new task at time due (socket.gettime() seconds) unless
 -- cancel(timer) comes first: a deadline that costs no task (no coroutine)
 -- until it fires, for work that is often never due (a connection's first
--- keepalive ping). A pending timer keeps run() going, as a task would.
+-- keepalive ping). A pending timer keeps run() going, as a task would,
+-- unless bg is true (housekeeping: it fires only while other work runs).
 ---@param due number
 ---@param fn function
 ---@param arg any
+---@param bg? boolean
 ---@return table timer
-function Loop:at(due, fn, arg)
+function Loop:at(due, fn, arg, bg)
   if type(due) ~= "number" then error("bad argument #1 to 'at' (number expected, got " .. type(due) .. ")", 2) end
   -- (every field it will hold, so the table is sized once: four slots,
   -- which a connection's keepalive timer holds while it is idle; the
   -- heap key is its due time, and fn says it is a pending timer)
   local e = { fn = fn, arg = arg, key = nil, hi = nil }
   heap_push(self.heap, e, due)   -- (arm(self, e, due) for a new entry)
-  self.ntasks = self.ntasks + 1
+  if bg then background[e] = true else self.ntasks = self.ntasks + 1 end
   if active ~= self and self.notify then self.notify() end
   return e
 end
@@ -396,7 +401,7 @@ function Loop:cancel(timer)
   if not timer.fn then return end
   timer.fn, timer.arg = nil, nil
   heap_remove(self.heap, timer)
-  self.ntasks = self.ntasks - 1
+  if background[timer] then background[timer] = nil else self.ntasks = self.ntasks - 1 end
 end
 
 --- Wait (inside a task) until sock is ready for mode "r" or "w", or deadline.
@@ -530,7 +535,7 @@ function Loop:step(timeout)
     if fn then                           -- a timer of at()
       local arg = e.arg
       e.fn, e.arg = nil, nil
-      self.ntasks = self.ntasks - 1
+      if background[e] then background[e] = nil else self.ntasks = self.ntasks - 1 end
       self:spawn(fn, arg)
     elseif due then
       if due > now then

@@ -624,7 +624,8 @@ local function run_handler(self, conn, handler)
   if o.on_disconnect then o.on_disconnect(conn) end
   -- once connections have gone, free heap past heap_keep goes back to the
   -- kernel (a timer 2 s after the first to go: not one trim per connection)
-  if o.heap_keep and not self.trim then self.trim = self.loop:at(gettime() + 2, trim_heap, self) end
+  -- (in the background: it keeps no run() going)
+  if o.heap_keep and not self.trim then self.trim = self.loop:at(gettime() + 2, trim_heap, self, true) end
 end
 
 -- The handshake of an accepted connection: its PROXY header, TLS, request,
