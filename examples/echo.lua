@@ -2,6 +2,7 @@
 --   lua5.4 examples/echo.lua [--host H] [--port P] [--compression] [--verbose] [--quiet]
 --     [--workers N] [--reuseport] [--fd N] [--trusted-proxy ADDR_OR_CIDR]...
 --     [--proxy-protocol] [--healthz] [--grace S] [--linger S] [--ping S] [--same-origin]
+--     [--receive-loop]
 -- ws://HOST:PORT/ws echoes every message with its type; http://HOST:PORT/
 -- serves a page that tries it from a browser. --compression accepts
 -- permessage-deflate (off by default, as in the original).
@@ -10,16 +11,19 @@
 -- exits 0. One line per connection starts "connect <client address>"
 -- (--quiet: none, as the peers' servers in bench/; --verbose: one per message too).
 -- --same-origin: the library's default Origin check instead of accepting all.
+-- --receive-loop: the handler as a loop over conn:receive() (one task switch
+-- per message), where by default conn:serve has the loop call it per message.
 local ws = require "ws"
 
 local o = {
   host = "127.0.0.1", port = 8080, compression = false, verbose = false, quiet = false,
   workers = nil, reuseport = false, trusted = nil, proxy_protocol = false,
   healthz = false, grace = 0, linger = 0, ping = nil, fd = nil, same_origin = false,
+  receive_loop = false,
 }
 local USAGE = "usage: lua5.4 examples/echo.lua [--host H] [--port P] [--compression] [--verbose] [--quiet]\n" ..
   "  [--workers N] [--reuseport] [--fd N] [--trusted-proxy ADDR_OR_CIDR]... [--proxy-protocol]\n" ..
-  "  [--healthz] [--grace S] [--linger S] [--ping S] [--same-origin]\n"
+  "  [--healthz] [--grace S] [--linger S] [--ping S] [--same-origin] [--receive-loop]\n"
 local function usage(why)
   io.stderr:write("echo: ", why, "\n", USAGE)
   os.exit(2)
@@ -52,6 +56,7 @@ while arg[i] do
   elseif a == "--linger" then o.linger = number(0, math.huge)
   elseif a == "--ping" then o.ping = number(0.001, math.huge)
   elseif a == "--same-origin" then o.same_origin = true
+  elseif a == "--receive-loop" then o.receive_loop = true
   else
     usage("unknown argument " .. a)
   end
@@ -93,6 +98,9 @@ document.getElementById("f").onsubmit = (e) => {
 </script>
 ]]
 
+-- (--quiet: no count, so no closure per connection)
+local function send_back(conn, message, kind) conn:send(message, kind) end
+
 -- one server, run until a signal drains it
 local function serve()
   local server, err = ws.listen {
@@ -118,15 +126,22 @@ local function serve()
   local pid = ws.core.getpid()
   server:route("/ws", function(conn)
     if not o.quiet then log("connect %s (pid %d)", conn.peer, pid) end
-    -- a while loop, not `for message, kind in conn:messages()`, so that it runs on
-    -- Lua 5.1 too (which cannot wait inside a for iterator)
     local echoed = 0
-    while true do
-      local message, kind = conn:receive()
-      if not message then break end
-      if o.verbose then log("recv %s: %s %d bytes", conn.peer, kind, #message) end
-      if not conn:send(message, kind) then break end
-      echoed = echoed + 1
+    local function echo(c, message, kind)
+      if o.verbose then log("recv %s: %s %d bytes", c.peer, kind, #message) end
+      if c:send(message, kind) then echoed = echoed + 1 end
+    end
+    if o.receive_loop then
+      -- a while loop, not `for message, kind in conn:messages()`, so that
+      -- it runs on Lua 5.1 too (which cannot wait inside a for iterator)
+      while true do
+        local message, kind = conn:receive()
+        if not message then break end
+        echo(conn, message, kind)
+      end
+    else
+      -- the loop calls echo itself as each message comes (no task switch)
+      conn:serve(o.quiet and send_back or echo)
     end
     if not o.quiet then
       log("disconnect %s (%s %s) echoed %d", conn.peer, tostring(conn.close_code), conn.close_reason or "", echoed)

@@ -25,16 +25,13 @@ if not (opts.tls and opts.tls.certificate and opts.tls.key) then
   os.exit(2)
 end
 
+local function send_back(conn, message, kind) conn:send(message, kind) end
+
 local server = assert(ws.listen(opts))
 server:route("/ws", function(conn)
   if not quiet then ws.log("connect %s", conn.peer) end
-  -- a while loop, not `for message, kind in conn:messages()`, so that it runs on
-  -- Lua 5.1 too (which cannot wait inside a for iterator)
-  while true do
-    local message, kind = conn:receive()
-    if not message then break end
-    if not conn:send(message, kind) then break end
-  end
+  -- the loop calls this itself as each message comes (see examples/echo.lua)
+  conn:serve(send_back)
   if not quiet then ws.log("disconnect %s (%s)", conn.peer, tostring(conn.close_code)) end
 end)
 ws.log("wss echo server on wss://%s/ws", server.address)

@@ -314,10 +314,13 @@ end
 
 ---- the suite ---------------------------------------------------------------------
 
-describe("conformance (examples/echo.lua)", function()
+-- examples/echo.lua serves with conn:serve (the loop calls its callback per
+-- message); --receive-loop, with a loop over conn:receive(): both in full
+for _, mode in ipairs { "", "--receive-loop" } do
+describe("conformance (examples/echo.lua" .. (mode ~= "" and " " .. mode or "") .. ")", function()
   setup(function()
     math.randomseed(6455)
-    server = H.start_lua("examples/echo.lua", "", "conformance-echo")
+    server = H.start_lua("examples/echo.lua", mode, "conformance-echo")
     PORT = server.port
     if VIA == "nginx" then
       proxy = H.nginx_in_front { w1 = server.port }
@@ -1274,3 +1277,4 @@ describe("conformance (examples/echo.lua)", function()
     end)
   end)
 end)
+end

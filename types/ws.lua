@@ -64,6 +64,17 @@ function Conn:receive(timeout) end
 ---@return fun(): string?, ws.Kind?
 function Conn:messages(timeout) end
 
+--- Call fn(conn, data, kind) for every message until the connection closes;
+-- returns what receive() returns then. On a ws.loop the loop calls fn itself
+-- as each message comes (no task switch); fn must not wait, and its sends
+-- never wait there (queued; past max_queue the peer is dropped with 1008).
+---@param fn fun(conn: ws.Conn, data: string, kind: ws.Kind)
+---@return nil
+---@return ws.Error err
+---@return integer? code
+---@return string? reason
+function Conn:serve(fn) end
+
 --- Send a message; waits (in a task: yields) until written or send_timeout.
 ---@param data string
 ---@param kind? ws.Kind default "text" (must be UTF-8)
@@ -156,6 +167,19 @@ function Loop:in_task() end
 --- Sleep inside a task.
 ---@param secs number
 function Loop:sleep(secs) end
+
+--- Have the loop itself call obj:readable(clean), in no task, on every read
+-- edge of sock until unwatch(sock, obj), or obj:forgotten() when the socket
+-- is forgotten (about to close) first. Returns true when an edge came before.
+---@param sock table
+---@param obj table with readable(obj, clean) and forgotten(obj)
+---@return boolean
+function Loop:watch(sock, obj) end
+
+--- End a watch of sock by obj (no effect without one).
+---@param sock table
+---@param obj table
+function Loop:unwatch(sock, obj) end
 
 --- Wait inside a task until a non-blocking socket is ready.
 ---@param sock table a LuaSocket socket (anything with getfd)

@@ -43,6 +43,7 @@ Conn.__name = "ws.conn"
 Conn.waiters = false      -- senders waiting for their queue item: { seq, co }
 Conn.fb = false           -- the corked frames' buffer (made at the first cork)
 Conn.background = false   -- = receiver while a task reads for nobody (keepalive, closing)
+Conn.serving = false      -- conn:serve's callback while the loop calls it (see Conn:readable)
 
 -- Corking (Conn:send): while the reader holds unread input, a send only
 -- queues its frame (up to self.cork bytes: min(CORK, max_queue)); the
@@ -56,7 +57,7 @@ Conn.background = false   -- = receiver while a task reads for nobody (keepalive
 -- on the wire is the order of the calls.
 local CORK = 64 * 1024
 
-local keepalive, keepalive_step, from_inbox, read_ready, uncork
+local keepalive, keepalive_step, from_inbox, read_ready, uncork, handover
 
 -- The corked frames, as one queue item (their bytes are counted in qbytes
 -- already).
@@ -845,6 +846,129 @@ function Conn:messages(timeout)
     local data, kind = self:receive(timeout)
     if data then return data, kind end
     return nil
+  end
+end
+
+-- conn:serve's watch (ws.loop's watch): the loop calls it, in no task, on
+-- each read edge. It hands every whole message to the callback until the
+-- socket is drained, and leaves anything else (a control frame, the peer's
+-- close, an error, a callback that raised, a long burst) to the serving
+-- task: woken with that event, it takes the usual receive path.
+function Conn:readable(clean)
+  local fn = self.serving
+  local reader, fd, n = self.reader, self.rfd, 0
+  self.last_seen = gettime()   -- (self:activity(now), inlined)
+  while true do
+    if self.state ~= "open" or self.serving ~= fn then return handover(self, clean) end
+    local kind, data, code, reason, dry = reader:next(fd, clean)
+    if kind == "text" or kind == "binary" then
+      self.dry = dry == true   -- (for send's cork test, while fn runs)
+      local ok, err = pcall(fn, self, data, kind)
+      self.dry = false
+      if not ok then return handover(self, clean, { raised = err }) end
+      if dry == true then return end
+      -- (a peer whose input never runs dry: the task reads it, in turns)
+      n = n + 1 + #data / 16384
+      if n >= 64 then return handover(self, clean) end
+    elseif not kind and not code and data == "timeout" then
+      -- drained: corked answers go out now, the next edge calls again
+      if self.corked then seal(self) end
+      if self.qh <= self.qt then flush_cork(self) end
+      return
+    else
+      return handover(self, clean, { kind, data, code, reason })
+    end
+  end
+end
+
+-- The watch ended: the socket is being closed (teardown).
+function Conn:forgotten()
+  self.serving = false
+  self.sched:wake(self.receiver, nil, "closed")
+end
+
+-- End a watch and wake the serving task with ev (nil: read as usual).
+function handover(self, clean, ev)
+  self.serving = false
+  self.clean = clean == true
+  local sched = self.sched
+  sched:unwatch(self.sock, self)
+  sched:wake(self.receiver, ev or true)
+end
+
+--- Call fn(conn, data, kind) for every message until the connection
+-- closes; returns what receive() returns then (nil, "closed", code, reason,
+-- or nil, err, code, reason for a peer that broke the protocol). On a
+-- ws.loop the loop itself calls fn as each message comes (no switch to a
+-- task per message): the fastest way to serve many small messages. fn must
+-- not wait (no receive, no sleep); its sends never wait there (what the
+-- socket does not take is queued and written by a task; a peer that lets
+-- max_queue fill is dropped with 1008). An error in fn ends serve() with
+-- that error (the server logs it and closes with 1011). Call it in the
+-- connection's task, as receive().
+---@param fn fun(conn: ws.Conn, data: string, kind: "text"|"binary")
+---@return nil
+---@return string err
+---@return integer|nil code
+---@return string|nil reason
+function Conn:serve(fn)
+  if type(fn) ~= "function" then error("bad argument #1 to 'serve' (function expected)", 2) end
+  local sched = self.sched
+  local watch = sched and sched.watch and sched.in_task and sched:in_task()
+  while true do
+    local a, b, c, d
+    if watch and self.rfd and not self.inbox and not self.receiver and self.state == "open" then
+      local co = co_running()
+      self.receiver = co
+      local kind, data, code, reason, dry
+      if self.dry then
+        self.dry, data = false, "timeout"   -- (the last read drained it)
+      else
+        kind, data, code, reason, dry = self.reader:next(self.rfd, self.clean)
+      end
+      if not kind and not code and data == "timeout" then
+        if self.corked then seal(self) end
+        if self.qh <= self.qt then flush_cork(self) end
+        -- drained: the loop hands the next messages to fn (readable)
+        -- until something needs this task; it wakes us with that
+        data = nil
+        if self.state == "open" and not sched:watch(self.sock, self) then
+          self.serving, self.burst = fn, 0
+          local t = self.idle_timeout
+          local ev, err = sched:suspend(t and not self.close_rcvd_code and self.last_seen + t or nil)
+          if self.serving then   -- (the idle deadline)
+            self.serving = false
+            sched:unwatch(self.sock, self)
+          end
+          if type(ev) == "table" then
+            if ev.raised then
+              self.receiver = false
+              error(ev.raised, 0)
+            end
+            kind, data, code, reason = ev[1], ev[2], ev[3], ev[4]
+          elseif ev == nil and err == "timeout" then
+            data = "timeout"   -- (receive checks the idle limit, then waits)
+          end
+        else
+          -- an edge came: read again, to EAGAIN (not trusting the last
+          -- short read, which came before it)
+          sched:unwatch(self.sock, self)
+          self.clean = false
+        end
+      end
+      if kind == "text" or kind == "binary" then
+        self.dry = dry == true
+        pace(self, #data)   -- (read here while input keeps coming: in turns)
+        a, b = data, kind
+      else
+        a, b, c, d = receive(self, nil, kind, data, code, reason, dry)
+      end
+      self.receiver = false
+    else
+      a, b, c, d = self:receive()
+    end
+    if a == nil then return a, b, c, d end
+    fn(self, a, b)
   end
 end
 

@@ -430,6 +430,29 @@ function Loop:wait(sock, mode, deadline)
   return co_yield()
 end
 
+--- Have the loop itself call obj:readable(clean), in no task, on every
+-- read edge of sock (clean as for wait), until unwatch(sock) or
+-- forget(sock), which calls obj:forgotten() instead. Neither may raise or
+-- wait. Returns true when an edge came before (a read is due first:
+-- unwatch, read, watch again). (ws.connection's serve: no task switch
+-- per message, and no table per watch.)
+---@param sock table
+---@param obj table
+---@return boolean
+function Loop:watch(sock, obj)
+  if self.rwaits[sock] then error("two tasks wait to read on one socket", 2) end
+  self.rwaits[sock] = obj
+  return self.poller:add(sock, "r")
+end
+
+--- End a watch of sock by obj (no effect without one).
+function Loop:unwatch(sock, obj)
+  if self.rwaits[sock] == obj then
+    self.rwaits[sock] = nil
+    if self.level then self.poller:del(sock, "r") end
+  end
+end
+
 --- Sleep (inside a task) for secs seconds.
 function Loop:sleep(secs)
   local e = entry(self)
@@ -466,7 +489,12 @@ end
 function Loop:forget(sock)
   if self.poller.forget then self.poller:forget(sock) end
   local r, w = self.rwaits[sock], self.wwaits[sock]
-  if r then finish(self, r, nil, "closed") end
+  if r and r.readable then
+    self:unwatch(sock, r)
+    r:forgotten()
+  elseif r then
+    finish(self, r, nil, "closed")
+  end
   if w then finish(self, w, nil, "closed") end
 end
 
@@ -486,7 +514,10 @@ local function deliver(self, list, n, mode, clean)
     local sock = list[k]
     if sock then
       local e = waits[sock]
-      if e then
+      local readable = e and e.readable
+      if readable then
+        readable(e, clean and clean[k])   -- a watch: called here, no task
+      elseif e then
         -- finish(self, e, true, clean[k]), inlined: one per event
         waits[sock] = nil
         if level then poller:del(sock, mode) end
