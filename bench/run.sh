@@ -9,6 +9,10 @@
 #      BENCH_BASE=TREE: also a server "base", ours with the Lua modules and ws.core
 #      of rocks tree TREE (a copy of .rocks before a change), in every group
 #      ours is in: a change and its base measured in one run, in turn
+#      BENCH_BASE_ARGS="--receive-loop": more arguments for base's echo
+#      servers (a base from before conn:serve needs this one)
+#      server "loop": ours with --receive-loop (handlers as a loop over
+#      conn:receive(), one task switch per message, where ours uses conn:serve)
 #      BENCH_CODEC=0 (skip codec.lua)  BENCH_PORT=18700 (ports are tried upward from it)
 #      BENCH_COLUMNS="deep rt1 pmd upg idle" (all by default), groups of columns:
 #        deep: 32 B / 4 KiB / 1 MiB echo, BENCH_DEPTH messages in flight
@@ -57,9 +61,9 @@ has() { case " $COLUMNS " in *" $1 "*) return 0 ;; esac; return 1; }
 # permessage-deflate peers: those with the extension (lua-http and our lws
 # peer have it off)
 PMD_SERVERS=""
-for s in $SERVERS; do case $s in ours|base|gorilla|node-ws|py-websockets) PMD_SERVERS="$PMD_SERVERS $s" ;; esac; done
-# and TLS, and fan-out (the same ones)
-TLS_SERVERS=$PMD_SERVERS FAN_SERVERS=$PMD_SERVERS
+for s in $SERVERS; do case $s in ours|base|loop|gorilla|node-ws|py-websockets) PMD_SERVERS="$PMD_SERVERS $s" ;; esac; done
+# and TLS, and fan-out (the same ones; chat.lua has no receive loop to compare)
+TLS_SERVERS=$PMD_SERVERS FAN_SERVERS=$(echo "$PMD_SERVERS" | sed 's/ loop\b//')
 CERT=$OUT/tls/cert.pem KEY=$OUT/tls/key.pem
 PORT=${BENCH_PORT:-18700}
 RES=$OUT/results.txt
@@ -122,8 +126,9 @@ start() {
   peer_args=$3
   [ "$3" = tls ] && peer_args="tls $CERT $KEY"
   # ours and base: the same scripts, each with its own tree
-  LP=$OURS_PATH LC=$OURS_CPATH
-  [ "$1" = base ] && LP=$BASE_PATH LC=$BASE_CPATH
+  LP=$OURS_PATH LC=$OURS_CPATH EXTRA=""
+  [ "$1" = base ] && LP=$BASE_PATH LC=$BASE_CPATH EXTRA=${BENCH_BASE_ARGS:-}
+  [ "$1" = loop ] && EXTRA=--receive-loop
   if [ "$3" = fan ]; then   # the fan-out servers
     case $1 in
       ours|base) LUA_PATH=$LP LUA_CPATH=$LC taskset -c 0 lua5.4 examples/chat.lua --port "$2" >>"$log" 2>&1 & ;;
@@ -135,12 +140,12 @@ start() {
     esac
   else
   case $1 in
-    ours|base) if [ "$3" = tls ]; then
+    ours|base|loop) if [ "$3" = tls ]; then
             LUA_PATH=$LP LUA_CPATH=$LC taskset -c 0 lua5.4 examples/wss_echo.lua --port "$2" \
-              --cert "$CERT" --key "$KEY" --quiet >>"$log" 2>&1 &
+              --cert "$CERT" --key "$KEY" --quiet $EXTRA >>"$log" 2>&1 &
           else
             LUA_PATH=$LP LUA_CPATH=$LC taskset -c 0 lua5.4 examples/echo.lua --port "$2" \
-              ${3:+--compression} --quiet >>"$log" 2>&1 &
+              ${3:+--compression} --quiet $EXTRA >>"$log" 2>&1 &
           fi ;;
     gorilla) [ -x "$OUT/gorilla_echo" ] || return 1
       GOMAXPROCS=1 taskset -c 0 "$OUT/gorilla_echo" "$2" $peer_args >>"$log" 2>&1 & ;;
