@@ -1,9 +1,14 @@
 /* libFuzzer target: request parsing and the server-side upgrade check.
+ * Differential: the reference parser and checker of fuzz/http_ref.h (its
+ * own line cutting, grammar, SHA-1 and base64) give the same status, the
+ * same fields (the same bytes of the input) and the same upgrade verdict,
+ * error text and accept value.
  * Properties: no crash or UB; every returned pointer lies inside the input;
  * a failure always names itself; a success yields a 28-char accept value.
  * Parsing stops at the empty line: the head alone, in an exact-size copy
  * (so ASan sees any read past it), parses the same as the whole input.
- * Also checks that the strict base64 decoder only accepts canonical text.
+ * Also checks that the strict base64 decoder only accepts canonical text,
+ * and ws_http_field_value_ok against the reference's field-value rule.
  *
  * Built and run by scripts/fuzz.sh (make fuzz, make fuzz-short). */
 #include <stdint.h>
@@ -27,16 +32,38 @@ static void check_base64(const uint8_t *data, size_t size)
         abort();
 }
 
+/* ws_http_field_value_ok: RFC 9110 field-value, the reference's rule for a
+ * value as read, with no OWS left at either end */
+static void check_field_value(const uint8_t *data, size_t size)
+{
+    ref_span v;
+    int want;
+
+    v.p = (const char *)data;
+    v.n = size;
+    want = ref_field_value_ok(v) && (size == 0 || (!ref_is_ows_char(data[0]) && !ref_is_ows_char(data[size - 1])));
+    if (ws_http_field_value_ok((const char *)data, size) != want)
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *buf = (const char *)data;
     const char *err = NULL;
     char accept[WS_ACCEPT_LEN + 1];
+    char want_accept[29];
+    const char *why = NULL;
     ws_http req;
+    ref_http ref;
     size_t i, end;
-    int st;
+    int st, want;
+
+#if WS_MAX_HEADERS != REF_MAX_FIELDS
+#error "the reference's field limit is not the parser's"
+#endif
 
     check_base64(data, size);
+    check_field_value(data, size);
 
     end = ws_http_head_end(buf, size);
     if (end > size || (end != 0 && end < 4))
@@ -44,11 +71,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     st = ws_http_parse_request(buf, size, &req, &err);
     same_as_head_alone(ws_http_parse_request, buf, end, &req, st, err);
+    want = ref_parse_request(buf, size, &ref);
+    if (st != want)
+        abort();
     if (st != 0) {
         if (err == NULL || (st != 400 && st != 431 && st != 505))
             abort();
         return 0;
     }
+    same_as_reference(&req, &ref, 1);
     /* a parsed head has its terminating empty line */
     if (end == 0)
         abort();
@@ -83,6 +114,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     err = NULL;
     st = ws_handshake_check_request(&req, accept, &err);
+    want = ref_check_request(&ref, want_accept, &why);
+    if (st != want || (st != 0 && strcmp(err, why) != 0) || (st == 0 && strcmp(accept, want_accept) != 0))
+        abort();
     if (st == 0) {
         unsigned char digest[21];
         if (strlen(accept) != WS_ACCEPT_LEN

@@ -1,7 +1,8 @@
 /* The HTTP head parsers' oracles, shared by fuzz_request.c and
- * fuzz_response.c: returned pointers lie inside the input, and the head
- * alone, in an exact-size copy (so ASan sees any read past it), parses the
- * same as the whole input. */
+ * fuzz_response.c: returned pointers lie inside the input, the head alone,
+ * in an exact-size copy (so ASan sees any read past it), parses the same as
+ * the whole input, and the reference parser of http_ref.h reads the same
+ * fields (same_as_reference). */
 #ifndef FUZZ_HTTP_ORACLE_H
 #define FUZZ_HTTP_ORACLE_H
 
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "ws_handshake.h"
+#include "http_ref.h"
 
 /* Compared as integers: relational operators on unrelated pointers are UB. */
 static void must_be_inside(const char *p, size_t n, const uint8_t *data, size_t size)
@@ -70,6 +72,34 @@ static void same_as_head_alone(http_parser parse, const char *buf, size_t end, c
     if (rc2 != rc || (rc != 0 && e2 != err) || (rc == 0 && !same_fields(&h, copy, whole, buf)))
         abort();
     free(copy);
+}
+
+static int same_span(const char *p, size_t n, ref_span r)
+{
+    return n == r.n && (n == 0 || p == r.p);
+}
+
+/* The parser's fields h equal the reference's r: the same bytes of the
+ * input, by address. With_request: method, target, path and authority too. */
+static void same_as_reference(const ws_http *h, const ref_http *r, int with_request)
+{
+    size_t i;
+
+    if (h->nheaders != r->nfields || h->minor != r->minor)
+        abort();
+    for (i = 0; i < h->nheaders; i++)
+        if (!same_span(h->headers[i].name, h->headers[i].name_len, r->name[i])
+            || !same_span(h->headers[i].value, h->headers[i].value_len, r->value[i]))
+            abort();
+    if (!with_request) {
+        if (h->status != r->status || !same_span(h->reason, h->reason_len, r->reason))
+            abort();
+        return;
+    }
+    if (!same_span(h->method, h->method_len, r->method) || !same_span(h->target, h->target_len, r->target)
+        || !same_span(h->path, h->path_len, r->path) || (h->authority != NULL) != r->has_authority
+        || (h->authority && !same_span(h->authority, h->authority_len, r->authority)))
+        abort();
 }
 
 #endif
