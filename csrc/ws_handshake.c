@@ -57,6 +57,62 @@ static int is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
+/* RFC 3986 section 2.3 unreserved, section 2.2 sub-delims */
+static int is_unreserved(unsigned char c)
+{
+    return is_alpha(c) || is_digit((char)c) || c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+static int is_sub_delim(unsigned char c)
+{
+    return c != '\0' && strchr("!$&'()*+,;=", c) != NULL;
+}
+
+static int is_hex(unsigned char c)
+{
+    return is_digit((char)c) || (lower(c) >= 'a' && lower(c) <= 'f');
+}
+
+/* A Host value, Host = uri-host [ ":" port ] (RFC 9110 section 7.2; the
+ * host of RFC 3986 section 3.2.2, port = *DIGIT): a reg-name (unreserved,
+ * sub-delims, %XX; an IPv4 address is one; empty too) or an IP-literal
+ * "[...]", of whose IPv6address or IPvFuture only the characters are checked
+ * (unreserved, sub-delims, ':'). No '/', '?', '#', '@', space or other byte
+ * that would make it a different URI than the one it names. */
+static int host_ok(const char *s, size_t n)
+{
+    size_t i = 0;
+
+    if (n > 0 && s[0] == '[') {
+        for (i = 1; i < n && s[i] != ']'; i++)
+            if (!is_unreserved((unsigned char)s[i]) && !is_sub_delim((unsigned char)s[i]) && s[i] != ':')
+                return 0;
+        if (i == 1 || i == n)
+            return 0;
+        i++;                            /* the ']' */
+    } else {
+        while (i < n && s[i] != ':') {
+            if (s[i] == '%') {
+                if (n - i < 3 || !is_hex((unsigned char)s[i + 1]) || !is_hex((unsigned char)s[i + 2]))
+                    return 0;
+                i += 3;
+            } else if (is_unreserved((unsigned char)s[i]) || is_sub_delim((unsigned char)s[i])) {
+                i++;
+            } else {
+                return 0;
+            }
+        }
+    }
+    if (i == n)
+        return 1;
+    if (s[i] != ':')
+        return 0;
+    for (i++; i < n; i++)
+        if (!is_digit(s[i]))
+            return 0;
+    return 1;
+}
+
 int ws_http_field_value_ok(const char *s, size_t n)
 {
     size_t i;
@@ -166,9 +222,11 @@ static int parse_headers(const char *buf, size_t len, size_t pos, ws_http *h, co
 
 /* path and authority of req's target: the origin form "/p?q" is its own
  * path; the absolute form "scheme://authority[/p][?q]" (RFC 9112 section
- * 3.2.2) splits, and -1 refuses one whose authority is empty or carries
- * userinfo (RFC 9110 section 4.2.4); other forms ("*", "host:port") are
- * left whole as the path, for routing to refuse. */
+ * 3.2.2) splits, and -1 refuses one whose authority is empty, carries
+ * userinfo (RFC 9110 section 4.2.4) or is otherwise no host [":" port]
+ * (it stands for the Host header: "http://h#x/" or "http://[/" named hosts
+ * "h#x" and "["); other forms ("*", "host:port") are left whole as the
+ * path, for routing to refuse. */
 static int split_target(ws_http *req)
 {
     const char *t = req->target;
@@ -185,9 +243,9 @@ static int split_target(ws_http *req)
         return 0;
     a = i + 3;
     for (i = a; i < n && t[i] != '/' && t[i] != '?'; i++)
-        if (t[i] == '@')
-            return -1;
-    if (i == a)
+        ;
+    /* host_ok refuses userinfo's '@' too */
+    if (i == a || !host_ok(t + a, i - a))
         return -1;
     req->authority = t + a;
     req->authority_len = i - a;
@@ -359,6 +417,12 @@ int ws_handshake_check_request(const ws_http *req, char *accept, const char **er
     case 0: *err = "missing host header"; return 400;
     case 1: break;
     default: *err = "duplicate host header"; return 400;
+    }
+    /* and one whose value is no Host = uri-host [ ":" port ] */
+    hd = ws_http_header(req, "Host");
+    if (!host_ok(hd->value, hd->value_len)) {
+        *err = "invalid host header";
+        return 400;
     }
     if (!ws_http_has_token(req, "Upgrade", "websocket")) {
         *err = "missing upgrade: websocket";

@@ -40,7 +40,8 @@ size_t ws_http_head_end(const char *buf, size_t len);
  * As RFC 9112 asks: an empty line before the request line is skipped
  * (section 2.2), HTTP/1.2 and later minors are read as 1.1 (minor 1), and
  * an absolute-form target ("http://host/ws", which RFC 6455 section 4.1
- * allows too) gives path and authority (userinfo in it is a 400). */
+ * allows too) gives path and authority (an authority with userinfo, or
+ * otherwise no host [":" port] as in a Host header, is a 400). */
 int ws_http_parse_request(const char *buf, size_t len, ws_http *req, const char **err);
 
 /* Parse a complete response head ("HTTP/1.1 101 Switching Protocols" ...).
@@ -64,8 +65,9 @@ int ws_http_has_token(const ws_http *h, const char *name, const char *token);
 
 /* Validate a request as a WebSocket upgrade and compute the accept value into
  * accept[WS_ACCEPT_LEN + 1]. Returns 0, or the HTTP status to answer:
- * 405 not GET, 400 HTTP/1.0, missing/bad Upgrade, Connection, Host (or two
- * Hosts) or Sec-WebSocket-Key (exactly one, must decode to 16 bytes),
+ * 405 not GET, 400 HTTP/1.0, missing/bad Host (missing, two, or a value
+ * that is no uri-host [":" port]: RFC 9112 section 3.2), Upgrade, Connection
+ * or Sec-WebSocket-Key (exactly one, must decode to 16 bytes),
  * 426 Sec-WebSocket-Version missing, repeated or other than 13 (answer with
  * "Sec-WebSocket-Version: 13"), 500 if libcrypto fails. Checked in that
  * order. *err names the problem. */

@@ -19,7 +19,7 @@
  *   - at most REF_MAX_FIELDS field lines; one more is a 431
  *   - a request-target is any run of bytes other than controls, SP and DEL
  *     (the router judges it); "scheme://authority..." is split, and an empty
- *     authority or one with userinfo ("@") is a 400
+ *     authority, one with userinfo ("@") or one that is no Host value is a 400
  *   - HTTP/1.<n> with n >= 2 is read as 1.1; another major version is a 505
  *     (once the rest of the request line is valid)
  *   - a status line may end right after the code (no SP, empty reason);
@@ -158,6 +158,64 @@ static int ref_take_version(ref_cur *c, int *major, int *minor)
 {
     return ref_take_lit(c, "HTTP/") && ref_take_digit(c, major) && ref_take_lit(c, ".")
            && ref_take_digit(c, minor);
+}
+
+/* ---- Host (RFC 9110 section 7.2) and authority (RFC 3986 section 3.2) --- */
+
+static int ref_is_hexdig(unsigned char c)
+{
+    return ref_is_digit(c) || (c >= 'A' && c <= 'F') || (c >= 'a' && c <= 'f');
+}
+
+/* unreserved = ALPHA / DIGIT / "-" / "." / "_" / "~" */
+static int ref_is_unreserved(unsigned char c)
+{
+    return ref_is_alpha(c) || ref_is_digit(c) || c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+/* sub-delims = "!" / "$" / "&" / "'" / "(" / ")" / "*" / "+" / "," / ";" / "=" */
+static int ref_is_sub_delim(unsigned char c)
+{
+    return c != 0 && strchr("!$&'()*+,;=", c) != NULL;
+}
+
+/* Host = uri-host [ ":" port ], uri-host = IP-literal / IPv4address /
+ * reg-name, port = *DIGIT. lua-ws's policy for an IP-literal: its
+ * characters only (IPv6address and IPvFuture are made of unreserved,
+ * sub-delims and ":"), not the IPv6 structure; an IPv4address is a reg-name.
+ * The empty host is a valid reg-name. */
+static int ref_host_ok(ref_span v)
+{
+    ref_cur c;
+
+    c.line = v;
+    c.at = 0;
+    if (ref_take_lit(&c, "[")) {
+        size_t from = c.at;
+        while (!ref_end(&c) && (ref_is_unreserved((unsigned char)v.p[c.at])
+                                || ref_is_sub_delim((unsigned char)v.p[c.at]) || v.p[c.at] == ':'))
+            c.at++;
+        if (c.at == from || !ref_take_lit(&c, "]"))
+            return 0;
+    } else {
+        /* reg-name = *( unreserved / pct-encoded / sub-delims ) */
+        while (!ref_end(&c)) {
+            unsigned char ch = (unsigned char)v.p[c.at];
+            if (ref_is_unreserved(ch) || ref_is_sub_delim(ch))
+                c.at++;
+            else if (ch == '%' && v.n - c.at >= 3 && ref_is_hexdig((unsigned char)v.p[c.at + 1])
+                     && ref_is_hexdig((unsigned char)v.p[c.at + 2]))
+                c.at += 3;
+            else
+                break;
+        }
+    }
+    if (ref_take_lit(&c, ":")) {
+        int d;
+        while (ref_take_digit(&c, &d))
+            ;
+    }
+    return ref_end(&c);
 }
 
 /* ---- step 1: the head cut into lines ----------------------------------- */
@@ -300,7 +358,10 @@ static int ref_target(ref_http *h)
     h->authority = ref_sub(t, s + 3, k);
     h->path = ref_sub(t, k, t.n);
     h->has_authority = 1;
-    if (h->authority.n == 0 || memchr(h->authority.p, '@', h->authority.n) != NULL)
+    /* authority = [ userinfo "@" ] host [ ":" port ]: userinfo refused (RFC
+     * 9110 section 4.2.4), the rest is a Host value, not empty */
+    if (h->authority.n == 0 || memchr(h->authority.p, '@', h->authority.n) != NULL
+        || !ref_host_ok(h->authority))
         return 400;
     return 0;
 }
@@ -518,7 +579,7 @@ static void ref_accept_of(ref_span key, char out[29])
 /* ---- the upgrade checks --------------------------------------------------- */
 
 /* RFC 6455 section 4.2.1 as lua-ws answers it, in this order: 405 not GET,
- * 400 HTTP/1.0, not exactly one Host (RFC 9112 section 3.2), no "websocket"
+ * 400 HTTP/1.0, not exactly one Host value no uri-host [ ":" port ] (RFC 9112 section 3.2), no "websocket"
  * in Upgrade, no "upgrade" in Connection, 426 Sec-WebSocket-Version not one
  * field "13", 400 Sec-WebSocket-Key not one field of 16 bytes. 0 with the
  * accept value, or the status; *why the ws_handshake error text. */
@@ -536,6 +597,10 @@ static inline int ref_check_request(const ref_http *h, char accept[29], const ch
     }
     if (ref_count(h, "host") != 1) {
         *why = ref_count(h, "host") == 0 ? "missing host header" : "duplicate host header";
+        return 400;
+    }
+    if (!ref_host_ok(*ref_first(h, "host"))) {         /* RFC 9112 section 3.2 */
+        *why = "invalid host header";
         return 400;
     }
     if (!ref_list_has(h, "upgrade", "websocket")) {

@@ -955,7 +955,8 @@ describe("parse_request / parse_response / build_response", function()
     assert.are.same({ "/", "q" }, { r.path, r.query })
     -- the origin form keeps the Host header
     assert.are_not.equal("example.com", target("/x").headers.host)
-    for _, bad in ipairs { "http://u@example.com/x", "http:///x", "http://" } do
+    for _, bad in ipairs { "http://u@example.com/x", "http:///x", "http://", "http://h#f/x", "http://[/x",
+                           "http://h:8x/", "http://h%zz/" } do
       local req, st, err = core.parse_request(req_with(GOOD, "GET " .. bad .. " HTTP/1.1"))
       assert.is_nil(req, bad)
       assert.are.same({ 400, "malformed request target" }, { st, err })
@@ -990,6 +991,14 @@ describe("parse_request / parse_response / build_response", function()
     assert.are.equal(400, status(req_with(GOOD, "GET /chat HTTP/1.0")))
     assert.are.equal(400, status(head { "GET /chat HTTP/1.1", B.unpack(GOOD) }))  -- no Host
     assert.are.equal(400, status(req_with(without("X", { "Host: again" }))))
+    -- RFC 9112 section 3.2: a Host value that is no uri-host [":" port] is a 400 too
+    for _, bad in ipairs { "a b", "evil.com/x", "user@h", "h#f", "h:80x", "[::1", "h%zz" } do
+      local req = core.parse_request(head { "GET /chat HTTP/1.1", "Host: " .. bad, B.unpack(GOOD) })
+      assert.are.same({ 400, "invalid host header" }, { req.ws_status, req.ws_error }, bad)
+    end
+    for _, good in ipairs { "", "h:80", "[::1]:8080", "127.0.0.1", "xn--caf-dma.example" } do
+      assert.is_string(core.parse_request(head { "GET /chat HTTP/1.1", "Host: " .. good, B.unpack(GOOD) }).ws_accept, good)
+    end
     -- token lists: Upgrade among others works
     local req = core.parse_request(req_with(without("Connection", { "Connection: keep-alive, Upgrade" })))
     assert.are.equal("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", req.ws_accept)

@@ -293,6 +293,31 @@ static void test_request_status(void)
     CHECK_STATUS("GET /chat HTTP/1.0\r\n" HOST UPG CONN VER KEY "\r\n", 400, "http/1.1 required");
     CHECK_STATUS(GET UPG CONN VER KEY "\r\n", 400, "missing host header");
     CHECK_STATUS(GET HOST HOST UPG CONN VER KEY "\r\n", 400, "duplicate host header");
+    /* RFC 9112 section 3.2: a Host value that is no uri-host [":" port] is a 400 too */
+    {
+        static const char *bad_hosts[] = {
+            "a b", "evil.com/x", "evil.com?x", "h#f", "user@h", "user:pw@h:80", "h:80x", "h:8 0",
+            "h:80:80", "[::1", "[]", "[::1]x", "[::1]:8a", "::1", "h%zz", "h%4", "\"h\"", "h<x>",
+            "caf\xc3\xa9.example", "a\tb", "h\\x", "h{x}", "[::1/x]",
+        };
+        static const char *good_hosts[] = {
+            "", "h", "server.example.com", "127.0.0.1:8080", "127.0.0.1:", "[::1]", "[::1]:443",
+            "[v1.x]", ":80", "xn--caf-dma.example", "a_b-c~d.example:443", "h%41", "!$&'()*+,;=",
+        };
+        char head[256];
+        size_t k;
+
+        for (k = 0; k < sizeof bad_hosts / sizeof *bad_hosts; k++) {
+            snprintf(head, sizeof head, GET "Host: %s\r\n" UPG CONN VER KEY "\r\n", bad_hosts[k]);
+            CHECK_STATUS(head, 400, "invalid host header");
+        }
+        for (k = 0; k < sizeof good_hosts / sizeof *good_hosts; k++) {
+            snprintf(head, sizeof head, GET "Host: %s\r\n" UPG CONN VER KEY "\r\n", good_hosts[k]);
+            CHECK_STATUS(head, 0, NULL);
+        }
+        /* the Host checks come before the Upgrade check */
+        CHECK_STATUS(GET "Host: a/b\r\n" VER "\r\n", 400, "invalid host header");
+    }
     CHECK_STATUS(GET HOST CONN VER KEY "\r\n", 400, "missing upgrade: websocket");
     CHECK_STATUS(GET HOST "Upgrade: h2c\r\n" CONN VER KEY "\r\n", 400, "missing upgrade: websocket");
     CHECK_STATUS(GET HOST "Upgrade: websockets\r\n" CONN VER KEY "\r\n", 400, "missing upgrade: websocket");
@@ -359,7 +384,17 @@ static void test_target_forms(void)
         {"example.com:443", "example.com:443", NULL, 0},
         {"1http://h/x", "1http://h/x", NULL, 0},
         {"http:/h/x", "http:/h/x", NULL, 0},
+        {"http://:80/x", "/x", ":80", 0},                 /* an empty host, a port */
+        {"ws://[v1.x]/", "/", "[v1.x]", 0},
         {"http://user@example.com/chat", NULL, NULL, 400}, /* userinfo */
+        /* an authority that is no host [":" port], as in a Host header */
+        {"http://h#f/x", NULL, NULL, 400},
+        {"http://h\"x/", NULL, NULL, 400},
+        {"s://[", NULL, NULL, 400},
+        {"http://[::1/x", NULL, NULL, 400},
+        {"http://h:80x/", NULL, NULL, 400},
+        {"http://h%zz/", NULL, NULL, 400},
+        {"http://caf\xc3\xa9/", NULL, NULL, 400},
         {"http:///chat", NULL, NULL, 400},                 /* empty authority */
         {"http://", NULL, NULL, 400},
     };
