@@ -1,8 +1,9 @@
 /* libFuzzer target: request parsing and the server-side upgrade check.
  * Differential: the reference parser and checker of fuzz/http_ref.h (its
  * own line cutting, grammar, SHA-1 and base64) give the same status, the
- * same fields (the same bytes of the input) and the same upgrade verdict,
- * error text and accept value.
+ * same fields (the same bytes of the input), the same end of head
+ * (ws_http_head_end) and the same upgrade verdict, error text and accept
+ * value.
  * Properties: no crash or UB; every returned pointer lies inside the input;
  * a failure always names itself; a success yields a 28-char accept value.
  * Parsing stops at the empty line: the head alone, in an exact-size copy
@@ -66,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_field_value(data, size);
 
     end = ws_http_head_end(buf, size);
-    if (end > size || (end != 0 && end < 4))
+    if (end > size || (end != 0 && end < 4) || end != ref_head_end(buf, size))
         abort();
 
     st = ws_http_parse_request(buf, size, &req, &err);

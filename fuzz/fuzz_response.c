@@ -2,7 +2,8 @@
  * Differential: the reference parser and checker of fuzz/http_ref.h (its
  * own line cutting, grammar, SHA-1 and base64) give the same verdict, the
  * same status, minor version, reason and fields (the same bytes of the
- * input) and the same 101 verdict and error text.
+ * input), the same end of head (ws_http_head_end) and the same 101
+ * verdict and error text.
  * Properties: no crash or UB; every returned pointer lies inside the input;
  * a failure always names itself; success only with the right accept value.
  * Parsing stops at the empty line: the head alone, in an exact-size copy
@@ -40,6 +41,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         oracle_checked = 1;
     }
+    if (ws_http_head_end((const char *)data, size) != ref_head_end((const char *)data, size))
+        abort();
     rc = ws_http_parse_response((const char *)data, size, &res, &err);
     same_as_head_alone(ws_http_parse_response, (const char *)data, ws_http_head_end((const char *)data, size),
                        &res, rc, err);

@@ -218,6 +218,21 @@ static int ref_host_ok(ref_span v)
     return ref_end(&c);
 }
 
+/* Where a reader stops: just past the first CR LF CR LF, 0 if none
+ * (ws_http_head_end's contract), found from each LF looking back. */
+static size_t ref_head_end(const char *buf, size_t len)
+{
+    const char *lf = buf;
+
+    while ((lf = memchr(lf, '\n', len - (size_t)(lf - buf))) != NULL) {
+        size_t at = (size_t)(lf - buf);
+        if (at >= 3 && memcmp(lf - 3, "\r\n\r", 3) == 0)
+            return at + 1;
+        lf++;
+    }
+    return 0;
+}
+
 /* ---- step 1: the head cut into lines ----------------------------------- */
 
 enum { REF_LINES_EMPTY, REF_LINES_BAD, REF_LINES_FULL };
