@@ -243,10 +243,13 @@ describe("behind HAProxy #slow", function()
       socket.sleep(0)
       local deadline = gettime() + 5
       while not w1.output():find("draining") and gettime() < deadline do loop.current():sleep(0.05) end
-      loop.current():sleep(2.5)             -- inter 1s, fall 1; w1 lingers 4 s
-      -- taken out by the health check's 503, while w1 still accepts
-      assert.truthy(haproxy.output():find("Server lua_ws/w1 is DOWN, reason: Layer7 wrong status, code: 503"),
-        haproxy.output())
+      -- taken out by the health check's 503, while w1 still accepts (inter
+      -- 1s, fall 1: within a second or so; w1 lingers 4 s, after which a
+      -- check would fail at layer 4, not with this 503)
+      local down = "Server lua_ws/w1 is DOWN, reason: Layer7 wrong status, code: 503"
+      deadline = gettime() + 10
+      while not haproxy.output():find(down, 1, true) and gettime() < deadline do loop.current():sleep(0.05) end
+      assert.truthy(haproxy.output():find(down, 1, true), haproxy.output())
       assert.falsy(haproxy.output():find("Server lua_ws/w2 is DOWN"))
       -- every new connection now lands on w2, and works
       local before = select(2, w2.output():gsub("%d connect ", ""))
