@@ -181,17 +181,19 @@ load() { # load SERVER MODE RUN PORT wsload-args...: one measurement, appended t
 }
 
 # Phase 1: throughput and latency. All servers are up (idle ones cost
-# nothing) and runs interleave across servers, so machine noise spreads evenly.
+# nothing) and runs interleave across servers, each run starting with the
+# next one, so machine noise spreads evenly.
 # run_phase SERVERS [deflate|tls]: one round of the selected columns per run.
+rotate() { _first=$1; shift; echo "$* $_first"; }
 run_phase() {
   _servers=$1 _pmd=${2:-}
   UP=""
   for s in $_servers; do
     if start "$s" $_pmd; then UP="$UP $s:$SPORT:$SPID"; else echo "$s failed to start (see $OUT/$s.log)" >&2; echo "$s down 1 RESULT failed=1" >>"$RES"; fi
   done
-  r=1
+  r=1 ORDER=$UP
   while [ $r -le "$RUNS" ]; do
-    for sp in $UP; do
+    for sp in $ORDER; do
       s=${sp%%:*} p=${sp#*:} pid=${p#*:} p=${p%:*}   # name:port:pid
       echo "run $r/$RUNS: $s ${_pmd:-plain}" >&2
       if [ "$_pmd" = fan ]; then
@@ -233,6 +235,9 @@ run_phase() {
       fi
       has upg && load "$s" upg $r "$p" upgrade --conns 16 --pid "$pid"
     done
+    # each run starts with the next server: the first of a round measured
+    # 10-15% worse (a machine waking up), which must not always be the same one
+    ORDER=$(rotate $ORDER)
     r=$((r + 1))
   done
   cleanup; PIDS=""
