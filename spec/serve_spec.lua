@@ -81,8 +81,9 @@ describe("conn:serve (" .. name .. ")", function()
     stop(l, server)
   end)
 
-  it("serves 16 clients sending random bursts, sizes and pings: every echo whole and in order", function()
-    local l = loop.new()
+  for _, poller in ipairs { "epoll", "select" } do
+  it("serves 16 clients sending random bursts, sizes and pings: every echo whole and in order (" .. poller .. ")", function()
+    local l = loop.new { poller = poller }
     local server, port = serving(l, echo)
     math.randomseed(6455)
     local done, failures = 0, {}
@@ -115,6 +116,7 @@ describe("conn:serve (" .. name .. ")", function()
     assert.same({}, failures)
     stop(l, server)
   end)
+  end
 
   it("answers a ping between messages and goes on serving; a close after a pause completes", function()
     -- (the edge after a handed-over ping must be read: a stale "drained"
