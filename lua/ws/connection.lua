@@ -934,8 +934,7 @@ function Conn:serve(fn)
         data = nil
         if self.state == "open" and not sched:watch(self.sock, self) then
           self.serving, self.burst = fn, 0
-          local t = self.idle_timeout
-          local ev, err = sched:suspend(t and not self.close_rcvd_code and self.last_seen + t or nil)
+          local ev, err = sched:suspend(self:idle_due())
           if self.serving then   -- (the idle deadline)
             self.serving = false
             sched:unwatch(self.sock, self)

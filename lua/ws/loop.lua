@@ -373,6 +373,11 @@ if not lua51 then M.xpcall, M.pcall = xpcall, pcall end
 -- at()'s timers that do not keep run() going (background)
 local background = setmetatable({}, { __mode = "k" })
 
+-- A timer of at() is done (fired or cancelled): it no longer counts.
+local function timer_done(self, e)
+  if background[e] then background[e] = nil else self.ntasks = self.ntasks - 1 end
+end
+
 --- Run fn(arg) as a new task at time due (socket.gettime() seconds) unless
 -- cancel(timer) comes first: a deadline that costs no task (no coroutine)
 -- until it fires, for work that is often never due (a connection's first
@@ -401,7 +406,7 @@ function Loop:cancel(timer)
   if not timer.fn then return end
   timer.fn, timer.arg = nil, nil
   heap_remove(self.heap, timer)
-  if background[timer] then background[timer] = nil else self.ntasks = self.ntasks - 1 end
+  timer_done(self, timer)
 end
 
 --- Wait (inside a task) until sock is ready for mode "r" or "w", or deadline.
@@ -566,7 +571,7 @@ function Loop:step(timeout)
     if fn then                           -- a timer of at()
       local arg = e.arg
       e.fn, e.arg = nil, nil
-      if background[e] then background[e] = nil else self.ntasks = self.ntasks - 1 end
+      timer_done(self, e)
       self:spawn(fn, arg)
     elseif due then
       if due > now then
