@@ -1591,7 +1591,7 @@ describe("argument errors and the reader's lifecycle", function()
     assert.is_true(waits(nil) < SLEPT, "no spin, no polling")
   end)
 
-  it("ws.loop spins only after a round that ran tasks", function()
+  it("ws.loop spins only after a round that ran tasks or a watch", function()
     if not core.epoll then return end
     local loop = require "ws.loop"
     local l = loop.new { spin = SPIN }
@@ -1603,6 +1603,24 @@ describe("argument errors and the reader's lifecycle", function()
     l:spawn(function() end)
     l:step(0)                            -- runs a task
     assert.is_true(select(2, cpu_of(step)) >= POLLED, "after a busy round: polls first")
+    -- a read edge a watch handles (conn:serve's way: no task runs) is work
+    -- too (a new loop: that last wait ran past its spin, so this one's
+    -- poller would sleep at once until a wait ends within it)
+    local l2 = loop.new { spin = SPIN }
+    l2:spawn(function() l2:sleep(5) end)
+    l2:step(0)
+    l2:step(0)
+    local srv, c, a = tcp_pair()
+    finally(function() c:close(); a:close(); srv:close() end)
+    local seen = 0
+    local watcher = { readable = function() seen = seen + 1; a:receive(1) end }
+    l2:watch(a, watcher)   -- (a new socket: no edge came before)
+    assert(c:send("x"))
+    for _ = 1, 20 do if seen > 0 then break end; l2:step(0.3) end
+    assert.equal(1, seen, "the watch saw the edge")
+    assert.is_true(select(2, cpu_of(function() l2:step(0.3) end)) >= POLLED,
+      "after a round a watch handled: polls first")
+    l2:unwatch(a, watcher)
   end)
 
   it("ws.poller and ws.fd: tostring shows the state, close is idempotent", function()

@@ -27,7 +27,7 @@
 ---@field port? integer port; 0 picks a free one (0..65535). Default: 8080.
 ---@field backlog? integer pending connections; the kernel caps it at net.core.somaxconn (1..2147483647). Default: 4096.
 ---@field loop? table a ws.loop to run on (default: a new one).
----@field spin? number|false seconds the new loop polls for the next events after a round that ran tasks, before it sleeps; only while events keep coming that soon (false: never) (0..0.01). Default: 0.0001.
+---@field spin? number|false seconds the new loop polls for the next events after a round that ran tasks or read edges, before it sleeps; only while events keep coming that soon (false: never) (0..0.01). Default: 0.0001.
 ---@field tls? table serve wss://: { certificate = FILE, key = FILE, ... }.
 ---@field on_connect? function on_connect(conn) after each upgrade.
 ---@field on_disconnect? function on_disconnect(conn) after each handler returns.

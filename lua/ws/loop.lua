@@ -201,7 +201,7 @@ end
 -- opts.poller: "epoll" (default where available), "select" or a poller
 -- object; opts.logger: function(level, message, fields), false (silent) or
 -- nil (stderr), which gets "task failed" lines; opts.spin: seconds (default
--- none) for which a round that ran tasks polls for the next events before
+-- none) for which a round that ran tasks or handled a read edge polls for the next events before
 -- sleeping (epoll only; see ws.listen's spin).
 ---@param opts? table poller, logger, spin
 ---@return table loop
@@ -225,7 +225,7 @@ function M.new(opts)
     ntasks = 0,
     stopped = false,
     spin = opts.spin or nil,                       -- (false: none)
-    busy = false,                                  -- the last round ran tasks
+    busy = false,                                  -- the last round ran tasks or had read edges
     log = logging.get(opts.logger, "ws.loop"),
   }, Loop)
 end
@@ -558,7 +558,7 @@ function Loop:step(timeout)
       if not wait or d < wait then wait = d end
     end
   end
-  -- after a round that ran tasks, poll a while before sleeping (see spin)
+  -- after a round that ran tasks or read edges, poll a while before sleeping (see spin)
   local r, nr, w, nw, rclean = self.poller:wait(wait, self.busy and self.spin or nil)
   deliver(self, r, nr, "r", rclean)
   deliver(self, w, nw, "w")
@@ -608,7 +608,8 @@ function Loop:step(timeout)
     active = prev
     self.sco, self.sa, self.sb = cos, as, bs
   end
-  self.busy = n > 0
+  -- (a round whose events a watch handled in no task did work too: conn:serve)
+  self.busy = n > 0 or nr > 0
   return self.ntasks > 0 or self.qn > 0
 end
 

@@ -306,7 +306,7 @@ M.register("listen", {
     doc = "pending connections; the kernel caps it at net.core.somaxconn" },
   { name = "loop", type = "table", doc = "a ws.loop to run on (default: a new one)" },
   { name = "spin", type = "number|false", min = 0, max = 0.01, default = 0.0001,
-    doc = "seconds the new loop polls for the next events after a round that ran tasks, before it sleeps; "
+    doc = "seconds the new loop polls for the next events after a round that ran tasks or read edges, before it sleeps; "
       .. "only while events keep coming that soon (false: never)" },
   { name = "tls", type = "table", doc = "serve wss://: { certificate = FILE, key = FILE, ... }" },
   { name = "on_connect", type = "function", doc = "on_connect(conn) after each upgrade" },
