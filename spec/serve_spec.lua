@@ -295,6 +295,44 @@ describe("conn:serve (" .. name .. ")", function()
     stop(l, server)
   end)
 
+  it("paces a peer that sends faster than it reads (TCP backpressure) instead of dropping it", function()
+    -- 16 MiB of echoes to a reader slower than its writer: more than the
+    -- kernel's buffers hold and far past max_queue, so only reading no more
+    -- while answers wait to be written keeps the peer (as a receive loop
+    -- does: its send waits)
+    local l = loop.new()
+    local server, port, ended, lines = serving(l, echo, { max_queue = 64 * 1024 })
+    local chunk, n = ("b"):rep(16 * 1024 - 8), 1024
+    H.run_task(l, 60, function()
+      -- (a small receive window: loopback's may take 32 MiB)
+      local s = socket.tcp4()
+      assert(s:setoption("recv-buffer-size", 32768))
+      s:settimeout(5)
+      assert(s:connect("127.0.0.1", port))
+      local c = connect(port, { timeout = 20, sock = s })
+      local sent = 0
+      l:spawn(function()
+        for i = 1, n do
+          if not c:send(("%08d"):format(i) .. chunk, "binary") then return end
+          sent = i
+        end
+      end)
+      for i = 1, n do
+        local data, err = c:receive(20)
+        assert(data, ("echo %d: %s (%s)"):format(i, tostring(err), table.concat(lines, "; ")))
+        assert.equal(("%08d"):format(i), data:sub(1, 8))
+        assert.equal(16 * 1024, #data)
+        if i % 32 == 0 then l:sleep(0.01) end   -- (slower than the writer)
+      end
+      assert.equal(n, sent)
+      assert.same({ true, 1000, "" }, { c:close(1000, "done") })
+    end)
+    assert.truthy(H.step_until(l, 5, function() return ended[1] end))
+    assert.same({ nil, "closed", 1000, "done" }, ended[1])
+    assert.falsy(table.concat(lines, "\n"):find("send queue full", 1, true))
+    stop(l, server)
+  end)
+
   it("a drain or close() of the server while connections are served closes them with 1001", function()
     local l = loop.new()
     local server, port, ended = serving(l, echo)

@@ -867,6 +867,9 @@ function Conn:readable(clean)
       self.dry = false
       if not ok then return handover(self, clean, { raised = err }) end
       if dry == true then return end
+      -- (answers wait for the socket: read no more here; the task's sends
+      -- wait, so a peer that reads slower than it writes is paced by TCP)
+      if self.writer then return handover(self, clean) end
       -- (a peer whose input never runs dry: the task reads it, in turns)
       n = n + 1 + #data / 16384
       if n >= 64 then return handover(self, clean) end
@@ -903,8 +906,10 @@ end
 -- task per message): the fastest way to serve many small messages. fn must
 -- not wait (no receive, no sleep); its sends never wait there (what the
 -- socket does not take is queued and written by a task; a peer that lets
--- max_queue fill is dropped with 1008). An error in fn ends serve() with
--- that error (the server logs it and closes with 1011). Call it in the
+-- max_queue fill in one call is dropped with 1008). While answers wait to
+-- be written the task reads on and calls fn, where sends wait: a peer that
+-- writes faster than it reads is paced by TCP. An error in fn ends serve()
+-- with that error (the server logs it and closes with 1011). Call it in the
 -- connection's task, as receive().
 ---@param fn fun(conn: ws.Conn, data: string, kind: "text"|"binary")
 ---@return nil
