@@ -125,13 +125,22 @@ int ws_http_field_value_ok(const char *s, size_t n)
     return 1;
 }
 
+/* The first LF followed by an empty line, LF or CR LF: CRLF CRLF in a valid
+ * head, and a head that ends in a bare-LF form (LF LF, LF CR LF) ends there
+ * too, so that the parser refuses it at once (bare lf, a 400) rather than a
+ * reader waiting for a CRLF CRLF that never comes. */
 size_t ws_http_head_end(const char *buf, size_t len)
 {
     size_t i;
 
-    for (i = 0; len >= 4 && i <= len - 4; i++)
-        if (buf[i] == '\r' && buf[i + 1] == '\n' && buf[i + 2] == '\r' && buf[i + 3] == '\n')
-            return i + 4;
+    for (i = 0; i + 1 < len; i++) {
+        if (buf[i] != '\n')
+            continue;
+        if (buf[i + 1] == '\n')
+            return i + 2;
+        if (buf[i + 1] == '\r' && i + 2 < len && buf[i + 2] == '\n')
+            return i + 3;
+    }
     return 0;
 }
 

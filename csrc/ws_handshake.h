@@ -30,7 +30,11 @@ typedef struct {
     size_t nheaders;
 } ws_http;
 
-/* Offset just past the "\r\n\r\n" ending a head in buf, or 0 if none yet. */
+/* Offset just past the empty line ending a head in buf, or 0 if none yet:
+ * the first LF followed by LF or CR LF. That is the "\r\n\r\n" of a valid
+ * head; a head ending in bare-LF form ("\n\n", "\n\r\n") ends there too,
+ * and the parsers refuse it (bare lf): RFC 9112 section 2.2 lets a recipient
+ * reject a bare LF, and lua-ws does so promptly instead of waiting. */
 size_t ws_http_head_end(const char *buf, size_t len);
 
 /* Parse a complete request head (request line, headers, empty line).

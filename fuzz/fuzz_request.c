@@ -67,7 +67,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_field_value(data, size);
 
     end = ws_http_head_end(buf, size);
-    if (end > size || (end != 0 && end < 4) || end != ref_head_end(buf, size))
+    /* the shortest head is "\n\n", an empty line in bare-LF form */
+    if (end > size || (end != 0 && end < 2) || end != ref_head_end(buf, size))
         abort();
 
     st = ws_http_parse_request(buf, size, &req, &err);

@@ -26,7 +26,9 @@
  *     codes outside 100..599 are refused; a response parses only HTTP/1.x
  *   - a field value may hold any VCHAR, obs-text, SP and HTAB; the other
  *     controls (and DEL) are refused, not kept
- *   - only the bytes up to the first empty line are read
+ *   - only the bytes up to the first empty line are read; a head ends at
+ *     the first LF LF or LF CR LF (ws_http_head_end), so that one written
+ *     with bare LFs ends too, and is refused
  * Header-only, like the other oracles: static, the entry points static
  * inline (each fuzz target uses half of them). */
 #ifndef FUZZ_HTTP_REF_H
@@ -218,15 +220,19 @@ static int ref_host_ok(ref_span v)
     return ref_end(&c);
 }
 
-/* Where a reader stops: just past the first CR LF CR LF, 0 if none
- * (ws_http_head_end's contract), found from each LF looking back. */
+/* Where a reader stops: just past the first empty line, 0 if none
+ * (ws_http_head_end's contract). An empty line is one ending in the LF
+ * that follows a line's LF, with nothing or a CR between them: "\r\n\r\n"
+ * in a valid head, "\n\n" or "\n\r\n" in one written with bare LFs (lua-ws
+ * stops there to refuse it at once, rather than wait for a CRLF CRLF).
+ * Found from each LF looking back at the one before it. */
 static size_t ref_head_end(const char *buf, size_t len)
 {
     const char *lf = buf;
 
     while ((lf = memchr(lf, '\n', len - (size_t)(lf - buf))) != NULL) {
         size_t at = (size_t)(lf - buf);
-        if (at >= 3 && memcmp(lf - 3, "\r\n\r", 3) == 0)
+        if ((at >= 1 && lf[-1] == '\n') || (at >= 2 && lf[-1] == '\r' && lf[-2] == '\n'))
             return at + 1;
         lf++;
     }

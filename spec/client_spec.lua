@@ -579,6 +579,12 @@ describe("client refusals", function()
       (refused(base .. "/midclose")))
   end)
 
+  it("a 101 whose head ends in bare LFs fails at once, not at the timeout (RFC 9112 section 2.2)", function()
+    for _, k in ipairs { "lf", "mix" } do
+      assert.equal("handshake: malformed response: bare lf", (refused(base .. "/barelf/" .. k, { timeout = 5 })), k)
+    end
+  end)
+
   it("a server choosing a subprotocol we did not offer", function()
     assert.matches("subprotocol", (refused(base .. "/proto", { protocols = { "a" } })))
     assert.matches("subprotocol", (refused(base .. "/proto")))

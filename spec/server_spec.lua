@@ -497,6 +497,29 @@ describe("ws.accept on a socket accepted elsewhere", function()
     r:close()
   end)
 
+  it("answers a head in bare-LF form with 400 at once, not at handshake_timeout (RFC 9112 section 2.2)", function()
+    local up = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" ..
+      "Sec-WebSocket-Version: 13\r\n"
+    for _, head in ipairs {
+      "GET /ws HTTP/1.1\nHost: x\n\n",                                    -- every line
+      "GET /ws HTTP/1.1\nHost: x\n\r\n",                                  -- LF CR LF
+      "GET /ws HTTP/1.1\r\nHost: x\r\n" .. up .. "\n",                     -- CRLF lines, LF at the end
+      "GET /ws HTTP/1.1\r\nHost: x\n" .. up .. "\r\n",                     -- one line in a CRLF head
+    } do
+      local r = H.raw(port, false)
+      r:send(head)
+      local s = assert(listener:accept())
+      local t = gettime()
+      local conn, err = ws.accept(s, { handshake_timeout = 3 })
+      assert.is_nil(conn)
+      assert.equal("bare lf", err, head)
+      assert.is_true(gettime() - t < 1, head)
+      assert.matches("^HTTP/1.1 400", r:read_head())
+      assert.is_true(r:closed_by_peer(2))
+      r:close()
+    end
+  end)
+
   it("gives up on a silent peer after handshake_timeout", function()
     local r = H.raw(port, false)
     local s = assert(listener:accept())

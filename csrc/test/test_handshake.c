@@ -165,7 +165,15 @@ static void test_head_end(void)
     CHECK(ws_http_head_end("\r\n\r\n", 4) == 4);
     CHECK(ws_http_head_end("GET / HTTP/1.1\r\nHost: a\r\n", 25) == 0);
     CHECK(ws_http_head_end("GET / HTTP/1.1\r\n\r\nxx\r\n\r\n", 24) == 18);
-    CHECK(ws_http_head_end("a\n\n\r\n\r\n", 7) == 7);
+    /* a head ending in bare-LF form ends there too (and is refused) */
+    CHECK(ws_http_head_end("a\n\n\r\n\r\n", 7) == 3);
+    CHECK(ws_http_head_end("GET / HTTP/1.1\nHost: x\n\n", 24) == 24);
+    CHECK(ws_http_head_end("GET / HTTP/1.1\nHost: x\n\r\n", 25) == 25);
+    CHECK(ws_http_head_end("GET / HTTP/1.1\r\nHost: x\r\n\n", 26) == 26);
+    CHECK(ws_http_head_end("GET / HTTP/1.1\nHost: x\n\r", 24) == 0);
+    CHECK(ws_http_head_end("GET / HTTP/1.1\nHost: x\n", 23) == 0);
+    CHECK(ws_http_head_end("a\r\r\n", 4) == 0);
+    CHECK(ws_http_head_end("\n\n", 2) == 2);
 }
 
 static void test_sample_request(void)
@@ -486,6 +494,11 @@ static void test_malformed(void)
         CHECK_STATUS("GET /chat HTTP/1.1\r\nHost : h\r\n\r\n", 400, "malformed header");
         CHECK_STATUS("GET /chat HTTP/1.1\r\nHost: h\r\n x\r\n\r\n", 400, "obsolete line folding");
         CHECK_STATUS("GET /chat HTTP/1.1\nHost: h\r\n\r\n", 400, "bare lf");
+        /* heads in bare-LF form, as ws_http_head_end cuts them */
+        CHECK_STATUS("GET /chat HTTP/1.1\nHost: h\n\n", 400, "bare lf");
+        CHECK_STATUS("GET /chat HTTP/1.1\nHost: h\n\r\n", 400, "bare lf");
+        CHECK_STATUS("GET /chat HTTP/1.1\r\nHost: h\r\n\n", 400, "bare lf");
+        CHECK_STATUS("GET /chat HTTP/1.1\r\nHost: h\nX: y\r\n\r\n", 400, "bare lf");
         CHECK_STATUS("GET /chat HTTP/1.1\r\nHost: h\rx\r\n\r\n", 400, "bare cr");
         CHECK_STATUS(" /chat HTTP/1.1\r\n\r\n", 400, "malformed request line");
         (void)err;

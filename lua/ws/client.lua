@@ -194,7 +194,7 @@ function M.connect(url, opts)
   if not head then
     local b = part and part:byte(1)
     if rest == "closed" and b and b ~= 0x15 and b ~= 0x16 then
-      -- an answer that never ended with an empty line (bare LF, cut short)
+      -- an answer that never ended with an empty line (cut short)
       rest = string.format("connection closed by server before the end of its answer (%q)", part:sub(1, 40))
     elseif rest == "closed" then
       -- nothing, or a TLS record (an alert): a TLS port, likely
@@ -222,7 +222,8 @@ function M.connect(url, opts)
       return nil, string.format("handshake: server answered %d %s", r.status, r.reason),
         { status = r.status, reason = r.reason, headers = r.headers, body = body }
     end
-    return fail(sock, "handshake: " .. rerr, sched)
+    -- a head that does not parse (bare LF or CR, ...) is named as such
+    return fail(sock, "handshake: " .. (r and "" or "malformed response: ") .. rerr, sched)
   end
   local protocol = res.headers["sec-websocket-protocol"]
   if protocol then

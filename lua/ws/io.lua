@@ -122,16 +122,20 @@ function M.write(sock, s, i, deadline, sched)
 end
 
 --- Read an HTTP head (up to and including the blank line), at most max bytes.
+-- The head ends at the first LF followed by LF or CR LF (ws_http_head_end):
+-- the CRLF CRLF of a valid head, and a head written with bare LFs ends
+-- there too, for the parser to refuse at once (RFC 9112 section 2.2)
+-- rather than wait for a CRLF CRLF that never comes.
 -- Returns head, rest (bytes after the head), or nil, err ("timeout",
 -- "closed", "too large").
 function M.read_head(sock, deadline, max, buffered, sched)
   local buf = buffered or ""
   local from = 1
   while true do
-    local e = buf:find("\r\n\r\n", from, true)
+    local _, e = buf:find("\n\r?\n", from)
     if e then
-      if e + 3 > max then return nil, "too large" end
-      return buf:sub(1, e + 3), buf:sub(e + 4)
+      if e > max then return nil, "too large" end
+      return buf:sub(1, e), buf:sub(e + 1)
     end
     if #buf >= max then return nil, "too large" end
     from = math.max(#buf - 2, 1)

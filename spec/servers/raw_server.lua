@@ -21,6 +21,9 @@
 --   /chunked    answers a chunked 401 and keeps the connection open
 --   /early      answers 103 Early Hints, then a valid 101 and a text frame "hi"
 --   /target...  prints "target TARGET" (the request target as sent), answers 404
+--   /barelf/K   answers a 101 whose lines end in bare LF and keeps the
+--               connection open: K = lf (every line, "\n\n" at the end) or
+--               mix (CRLF lines, then "\n\r\n")
 -- Connections are served one at a time.
 local here = debug.getinfo(1, "S").source:match("^@(.*)/spec/servers/[^/]*$") or "."
 package.path = here .. "/?.lua;" .. package.path
@@ -122,6 +125,12 @@ local function serve(c)
     socket.sleep(0.05)
     c:send(accept_101(key) .. "\129\2hi")
     c:receive("*a")
+  elseif path:match("^/barelf/") then
+    local r = accept_101(key)
+    if path == "/barelf/lf" then r = r:gsub("\r\n", "\n")
+    else r = r:gsub("\r\n\r\n$", "\n\r\n") end
+    c:send(r)
+    c:receive("*a")   -- open until the client gives up (or our timeout)
   elseif path:match("^/target") then
     print("target " .. path)
     io.stdout:flush()
