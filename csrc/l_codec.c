@@ -126,14 +126,30 @@ static int l_parse_request(lua_State *L) {
     return 1;
 }
 
+/* 1 if head holds a line starting with SP or HTAB (an obs-fold, maybe) */
+static int has_fold(const char *head, size_t n) {
+    const char *p = head, *end = head + n;
+    while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL && ++p < end)
+        if (*p == ' ' || *p == '\t')
+            return 1;
+    return 0;
+}
+
 /* parse_response(head [, key]) -> res | nil, err [, res]
- * With key, the response must be a valid 101 for it. */
+ * With key, the response must be a valid 101 for it. Obs-folds are
+ * replaced with SP first (RFC 9112 section 5.2), in a copy. */
 static int l_parse_response(lua_State *L) {
     size_t n;
     const char *head = luaL_checklstring(L, 1, &n);
     const char *key = luaL_optstring(L, 2, NULL);
     ws_http res;
     const char *err = NULL;
+    if (has_fold(head, n)) {
+        char *copy = lua_newuserdata(L, n);   /* (stays on the stack while parsed) */
+        memcpy(copy, head, n);
+        ws_http_unfold(copy, n);
+        head = copy;
+    }
     if (ws_http_parse_response(head, n, &res, &err) != 0)
         return ws_fail(L, err ? err : "malformed response");
     lua_createtable(L, 0, 4);

@@ -355,6 +355,34 @@ int ws_http_parse_response(const char *buf, size_t len, ws_http *res, const char
     return parse_headers(buf, len, pos, res, err) == 0 ? 0 : -1;
 }
 
+size_t ws_http_unfold(char *buf, size_t len)
+{
+    size_t i, first, count = 0;
+
+    for (first = 0; first < len && buf[first] != '\n'; first++)
+        ;
+    for (i = first; i < len; i++) {
+        size_t from, to;
+
+        if (buf[i] != '\n')
+            continue;
+        /* the empty line: the head ends (what follows is not ours) */
+        if (i + 1 < len && (buf[i + 1] == '\n' || (buf[i + 1] == '\r' && i + 2 < len && buf[i + 2] == '\n')))
+            break;
+        /* OWS CRLF RWS ending a field line (not the start line) */
+        if (i == first || buf[i - 1] != '\r' || i + 1 == len || !is_ows(buf[i + 1]))
+            continue;
+        for (from = i - 1; from > 0 && is_ows(buf[from - 1]); from--)
+            ;
+        for (to = i + 1; to < len && is_ows(buf[to]); to++)
+            ;
+        memset(buf + from, ' ', to - from);
+        count++;
+        i = to - 1;
+    }
+    return count;
+}
+
 static int name_is(const ws_header *hd, const char *name, size_t len)
 {
     return hd->name_len == len && eq_nocase(hd->name, name, len);

@@ -50,8 +50,19 @@ int ws_http_parse_request(const char *buf, size_t len, ws_http *req, const char 
 
 /* Parse a complete response head ("HTTP/1.1 101 Switching Protocols" ...).
  * Returns 0, or -1 with *err set. As above, bytes after the empty line (the
- * server's first frames) are not looked at. method and target are NULL. */
+ * server's first frames) are not looked at. method and target are NULL.
+ * An obs-fold is refused, as in a request: a user agent unfolds the head
+ * with ws_http_unfold first. */
 int ws_http_parse_response(const char *buf, size_t len, ws_http *res, const char **err);
+
+/* RFC 9112 section 5.2: a user agent replaces each obs-fold in a response
+ * (OWS CRLF RWS: a field line continued by a line starting with SP or HTAB)
+ * with SP octets before interpreting the field value. Done in place, the
+ * length kept, in the field lines of buf[0..len): after the start line (a
+ * line starting with SP or HTAB right after it is no fold, and stays for
+ * the parser to refuse) and up to the empty line (the bytes after it are
+ * not touched). Returns how many obs-folds were replaced. */
+size_t ws_http_unfold(char *buf, size_t len);
 
 /* 1 if s[0..n) may be written as a header field value: RFC 9110 section 5.5
  * field-value, that is visible characters and obs-text (0x80-0xFF), with SP

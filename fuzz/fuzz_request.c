@@ -81,7 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         return 0;
     }
-    same_as_reference(&req, &ref, 1);
+    same_as_reference(&req, buf, &ref, buf, 1);
     /* a parsed head has its terminating empty line */
     if (end == 0)
         abort();

@@ -74,31 +74,36 @@ static void same_as_head_alone(http_parser parse, const char *buf, size_t end, c
     free(copy);
 }
 
-static int same_span(const char *p, size_t n, ref_span r)
+/* the span p[0..n) of base, r of rbase: the same offsets */
+static int same_span(const char *p, size_t n, const char *base, ref_span r, const char *rbase)
 {
-    return n == r.n && (n == 0 || p == r.p);
+    return n == r.n && (n == 0 || p - base == r.p - rbase);
 }
 
-/* The parser's fields h equal the reference's r: the same bytes of the
- * input, by address. With_request: method, target, path and authority too. */
-static void same_as_reference(const ws_http *h, const ref_http *r, int with_request)
+/* The parser's fields h (parsed from base) equal the reference's r (from
+ * rbase): the same offsets into the input; for a request base and rbase are
+ * the input itself, the same bytes by address. With_request: method,
+ * target, path and authority too. */
+static void same_as_reference(const ws_http *h, const char *base, const ref_http *r, const char *rbase,
+                              int with_request)
 {
     size_t i;
 
     if (h->nheaders != r->nfields || h->minor != r->minor)
         abort();
     for (i = 0; i < h->nheaders; i++)
-        if (!same_span(h->headers[i].name, h->headers[i].name_len, r->name[i])
-            || !same_span(h->headers[i].value, h->headers[i].value_len, r->value[i]))
+        if (!same_span(h->headers[i].name, h->headers[i].name_len, base, r->name[i], rbase)
+            || !same_span(h->headers[i].value, h->headers[i].value_len, base, r->value[i], rbase))
             abort();
     if (!with_request) {
-        if (h->status != r->status || !same_span(h->reason, h->reason_len, r->reason))
+        if (h->status != r->status || !same_span(h->reason, h->reason_len, base, r->reason, rbase))
             abort();
         return;
     }
-    if (!same_span(h->method, h->method_len, r->method) || !same_span(h->target, h->target_len, r->target)
-        || !same_span(h->path, h->path_len, r->path) || (h->authority != NULL) != r->has_authority
-        || (h->authority && !same_span(h->authority, h->authority_len, r->authority)))
+    if (!same_span(h->method, h->method_len, base, r->method, rbase)
+        || !same_span(h->target, h->target_len, base, r->target, rbase)
+        || !same_span(h->path, h->path_len, base, r->path, rbase) || (h->authority != NULL) != r->has_authority
+        || (h->authority && !same_span(h->authority, h->authority_len, base, r->authority, rbase)))
         abort();
 }
 

@@ -10,7 +10,9 @@
  *   RFC 9112 section 3    request-line = method SP request-target SP HTTP-version
  *   RFC 9112 section 4    status-line = HTTP-version SP status-code SP [ reason ]
  *   RFC 9112 section 5    field-line = field-name ":" OWS field-value OWS;
- *                         obs-fold and whitespace before the colon refused
+ *                         whitespace before the colon refused; obs-fold
+ *                         refused in a request, read as SP in a response
+ *                         (section 5.2: what a user agent must do)
  *   RFC 9110 section 5.5, 5.6  field values, tokens, lists (#rule)
  *   RFC 6455 section 4.1, 4.2  the client's and the server's checks
  *
@@ -251,8 +253,12 @@ typedef struct {
 
 /* Cut buf[0..len) into CRLF-ended lines until an empty one (not stored), a
  * line that does not end in CRLF (a bare CR or LF inside it, or the end of
- * the input first), or no room. A line holds no CR or LF. */
-static void ref_cut_lines(const char *buf, size_t len, ref_lines *out)
+ * the input first), or no room. A line holds no CR or LF, except with
+ * unfold (a response, read as a user agent reads it: RFC 9112 section 5.2):
+ * a line starting with SP or HTAB after a field line is an obs-fold, and
+ * joins that field line, CRLF and all (never the start line: after it, such
+ * a line stays one of its own, for the grammar to refuse). */
+static void ref_cut_lines(const char *buf, size_t len, ref_lines *out, int unfold)
 {
     size_t start = 0;
 
@@ -278,9 +284,14 @@ static void ref_cut_lines(const char *buf, size_t len, ref_lines *out)
             out->end = REF_LINES_EMPTY;
             return;
         }
-        out->line[out->n].p = buf + start;
-        out->line[out->n].n = k;
-        out->n++;
+        if (unfold && out->n >= 2 && ref_is_ows_char((unsigned char)buf[start])) {
+            ref_span *prev = &out->line[out->n - 1];
+            prev->n = (size_t)(buf + start + k - prev->p);
+        } else {
+            out->line[out->n].p = buf + start;
+            out->line[out->n].n = k;
+            out->n++;
+        }
         start += k + 2;
     }
 }
@@ -300,7 +311,29 @@ static int ref_field_value_ok(ref_span v)
     return 1;
 }
 
-/* field-line = field-name ":" OWS field-value OWS */
+/* Whitespace in a field line: SP and HTAB, and the CR LF of an obs-fold
+ * (only a line joined by ref_cut_lines holds CR or LF: each CR LF there is
+ * followed by SP or HTAB, and reads as SP) */
+static int ref_is_field_ws(unsigned char c)
+{
+    return ref_is_ows_char(c) || c == '\r' || c == '\n';
+}
+
+/* A field value as read: field-value, where an obs-fold may come between
+ * its bytes too */
+static int ref_read_value_ok(ref_span v)
+{
+    size_t k;
+    for (k = 0; k < v.n; k++) {
+        unsigned char c = (unsigned char)v.p[k];
+        if (!ref_is_vchar(c) && !ref_is_obs_text(c) && !ref_is_field_ws(c))
+            return 0;
+    }
+    return 1;
+}
+
+/* field-line = field-name ":" OWS field-value OWS, each obs-fold (in a
+ * response) read as SP */
 static int ref_field_line(ref_span line, ref_span *name, ref_span *value)
 {
     const char *colon = memchr(line.p, ':', line.n);
@@ -314,12 +347,12 @@ static int ref_field_line(ref_span line, ref_span *name, ref_span *value)
         return 0;
     a = c + 1;
     b = line.n;
-    while (a < b && ref_is_ows_char((unsigned char)line.p[a]))
+    while (a < b && ref_is_field_ws((unsigned char)line.p[a]))
         a++;
-    while (b > a && ref_is_ows_char((unsigned char)line.p[b - 1]))
+    while (b > a && ref_is_field_ws((unsigned char)line.p[b - 1]))
         b--;
     *value = ref_sub(line, a, b);
-    return ref_field_value_ok(*value);
+    return ref_read_value_ok(*value);
 }
 
 /* The field lines lines->line[1..]: 0, 400 or 431. */
@@ -400,7 +433,7 @@ static inline int ref_parse_request(const char *buf, size_t len, ref_http *h)
         buf += 2;
         len -= 2;
     }
-    ref_cut_lines(buf, len, &lines);
+    ref_cut_lines(buf, len, &lines, 0);
     if (lines.n == 0)                       /* no line, or an empty one */
         return 400;
 
@@ -424,7 +457,9 @@ static inline int ref_parse_request(const char *buf, size_t len, ref_http *h)
     return ref_fields(&lines, h);
 }
 
-/* A response head: 0 or -1 (ws_http_parse_response's contract). */
+/* A response head, read as a user agent reads it: 0 or -1 (the contract of
+ * ws_http_unfold then ws_http_parse_response, at the same offsets; a value
+ * here may hold the CR LF of an obs-fold, where the unfolded copy has SP). */
 static inline int ref_parse_response(const char *buf, size_t len, ref_http *h)
 {
     ref_lines lines;
@@ -432,7 +467,7 @@ static inline int ref_parse_response(const char *buf, size_t len, ref_http *h)
     int major, minor, d1, d2, d3;
 
     ref_clear(h);
-    ref_cut_lines(buf, len, &lines);
+    ref_cut_lines(buf, len, &lines, 1);
     if (lines.n == 0)
         return -1;
     c.line = lines.line[0];
@@ -492,9 +527,9 @@ static int ref_list_has(const ref_http *h, const char *name, const char *elem)
         while (k <= v.n) {
             const char *comma = k < v.n ? memchr(v.p + k, ',', v.n - k) : NULL;
             size_t stop = comma ? (size_t)(comma - v.p) : v.n, a = k, b = stop;
-            while (a < b && ref_is_ows_char((unsigned char)v.p[a]))
+            while (a < b && ref_is_field_ws((unsigned char)v.p[a]))
                 a++;
-            while (b > a && ref_is_ows_char((unsigned char)v.p[b - 1]))
+            while (b > a && ref_is_field_ws((unsigned char)v.p[b - 1]))
                 b--;
             if (ref_ieq(ref_sub(v, a, b), elem))
                 return 1;

@@ -559,6 +559,13 @@ describe("client refusals", function()
     conn:abort()
   end)
 
+  it("unfolds a 101 with obs-folds (RFC 9112 section 5.2: each replaced with SP)", function()
+    local conn = assert(ws.connect(base .. "/folded", { timeout = 3 }))
+    assert.are.same({ "hi", "text" }, { conn:receive(3) })
+    assert.equal("a   b", conn.response.headers["x-long"])
+    conn:abort()
+  end)
+
   it("percent-encodes spaces, controls and non-ASCII bytes of the path", function()
     local err = refusal("/target/a b?q=é\t")
     assert.matches("404", err)

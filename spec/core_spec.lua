@@ -1116,6 +1116,22 @@ describe("parse_request / parse_response / build_response", function()
     assert.are.equal(101, r.status)
   end)
 
+  it("parse_response replaces each obs-fold with SP (RFC 9112 section 5.2: a user agent must)", function()
+    local folded = "HTTP/1.1 101 Switching Protocols\r\nUpgrade:\r\n websocket\r\n" ..
+      "Connection: keep-alive,\r\n\tUpgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n \r\n" ..
+      "X-Long: one \r\n\t two\r\n\r\n\129\005 \r\n x"
+    local res = assert(core.parse_response(folded, KEY16))
+    assert.are.same({
+      upgrade = "websocket", connection = "keep-alive,   Upgrade",
+      ["sec-websocket-accept"] = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", ["x-long"] = "one     two",
+    }, res.headers)
+    -- a line starting with whitespace right after the status line is no fold
+    assert.is_nil(core.parse_response("HTTP/1.1 101 Switching Protocols\r\n X: y\r\n\r\n"))
+    -- requests keep refusing it (400)
+    assert.are.same({ nil, 400, "obsolete line folding" },
+      { core.parse_request("GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n") })
+  end)
+
   it("malformed responses give nil, err", function()
     for _, h in ipairs {
       "", "HTTP/1.1 101 Switching Protocols\r\n", "HTTP/2.0 101 x\r\n\r\n", "HTTP/1.1 1011\r\n\r\n",

@@ -625,6 +625,52 @@ static void test_response(void)
     }
 }
 
+/* RFC 9112 section 5.2: a user agent replaces each obs-fold with SP. */
+static void test_unfold(void)
+{
+    static const struct { const char *in, *out; size_t n; } cases[] = {
+        /* a fold, with the whitespace around it */
+        {"HTTP/1.1 101 OK\r\nA: b\r\n c\r\n\r\n", "HTTP/1.1 101 OK\r\nA: b   c\r\n\r\n", 1},
+        {"HTTP/1.1 101 OK\r\nA: b \t\r\n\t c\r\n\r\n", "HTTP/1.1 101 OK\r\nA: b      c\r\n\r\n", 1},
+        /* two, and a value that starts on the next line */
+        {"HTTP/1.1 101 OK\r\nA:\r\n b\r\n\tc\r\nD: e\r\n\r\n", "HTTP/1.1 101 OK\r\nA:   b   c\r\nD: e\r\n\r\n", 2},
+        /* a line of whitespace alone continues the field too */
+        {"HTTP/1.1 101 OK\r\nA: b\r\n \r\n\r\n", "HTTP/1.1 101 OK\r\nA: b   \r\n\r\n", 1},
+        /* not after the start line; not after the empty line; not after a bare LF */
+        {"HTTP/1.1 101 OK\r\n A: b\r\n\r\n", "HTTP/1.1 101 OK\r\n A: b\r\n\r\n", 0},
+        {"HTTP/1.1 101 OK\r\nA: b\r\n\r\n x\r\n y", "HTTP/1.1 101 OK\r\nA: b\r\n\r\n x\r\n y", 0},
+        {"HTTP/1.1 101 OK\r\nA: b\n c\r\n\r\n", "HTTP/1.1 101 OK\r\nA: b\n c\r\n\r\n", 0},
+        {"HTTP/1.1 101 OK\r\nA: b\n\r\n c\r\n", "HTTP/1.1 101 OK\r\nA: b\n\r\n c\r\n", 0},
+        {"", "", 0},
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char buf[128];
+        size_t len = strlen(cases[i].in);
+        int right;
+        memcpy(buf, cases[i].in, len + 1);
+        right = ws_http_unfold(buf, len) == cases[i].n && strcmp(buf, cases[i].out) == 0;
+        if (!right)
+            fprintf(stderr, "unfold case %u: \"%s\"\n", (unsigned)i, buf);
+        CHECK(right);
+    }
+    /* an unfolded 101 passes the client's checks; its values read as one */
+    {
+        char head[] = "HTTP/1.1 101 OK\r\nUpgrade:\r\n websocket\r\nConnection: keep-alive,\r\n\tUpgrade\r\n"
+                      "Sec-WebSocket-Accept: " SAMPLE_ACCEPT "\r\n \r\nX: a\r\n b\r\n\r\n";
+        const char *err = NULL;
+        ws_http res;
+        CHECK(ws_http_parse_response(head, sizeof head - 1, &res, &err) == -1);
+        CHECK(err_is(err, "obsolete line folding"));
+        CHECK(ws_http_unfold(head, sizeof head - 1) == 4);
+        CHECK(ws_http_parse_response(head, sizeof head - 1, &res, &err) == 0);
+        CHECK(ws_handshake_check_response(&res, SAMPLE_KEY, &err) == 0);
+        CHECK(res.nheaders == 4 && val_is(&res.headers[0], "websocket") && val_is(&res.headers[2], SAMPLE_ACCEPT)
+              && val_is(&res.headers[3], "a   b"));
+    }
+}
+
 /* The one rule for header values lua-ws writes: RFC 9110 field-value. */
 static void test_field_value(void)
 {
@@ -675,6 +721,7 @@ int main(void)
     test_target_forms();
     test_malformed();
     test_response();
+    test_unfold();
     test_field_value();
     return check_report("c handshake");
 }

@@ -21,6 +21,8 @@
 --   /chunked    answers a chunked 401 and keeps the connection open
 --   /early      answers 103 Early Hints, then a valid 101 and a text frame "hi"
 --   /target...  prints "target TARGET" (the request target as sent), answers 404
+--   /folded     answers a valid 101 whose fields are continued by obs-folds
+--               (lines starting with SP or HTAB), then a text frame "hi"
 --   /barelf/K   answers a 101 whose lines end in bare LF and keeps the
 --               connection open: K = lf (every line, "\n\n" at the end) or
 --               mix (CRLF lines, then "\n\r\n")
@@ -124,6 +126,10 @@ local function serve(c)
     c:send("HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
     socket.sleep(0.05)
     c:send(accept_101(key) .. "\129\2hi")
+    c:receive("*a")
+  elseif path == "/folded" then
+    c:send("HTTP/1.1 101 Switching Protocols\r\nUpgrade:\r\n websocket\r\nConnection: keep-alive,\r\n\tUpgrade\r\n" ..
+      "Sec-WebSocket-Accept:\r\n " .. core.accept_key(key) .. "\r\nX-Long: a\r\n b\r\n\r\n\129\2hi")
     c:receive("*a")
   elseif path:match("^/barelf/") then
     local r = accept_101(key)
