@@ -749,14 +749,18 @@ local runner = setmetatable({}, { __mode = "k" })
 --- Serve until close(), or until a drain that a signal started is done.
 -- Unless the signals option is false, SIGTERM and SIGINT (and SIGHUP) are
 -- read through the loop while it runs: by default they drain and return.
+-- An error raised out of the loop is raised again, once the server no
+-- longer counts as the loop's runner and the signals are given back.
 function Server:run()
   local release = self.opts.signals and drain.watch(self)
   local l = self.loop
   local outer = runner[l]
   runner[l] = self
-  l:run()
+  -- (loop.pcall: the loop may run inside a task of another, and wait)
+  local ok, err = loop.pcall(l.run, l)
   runner[l] = outer
   if release then release() end
+  if not ok then error(err, 0) end
 end
 
 --- What a signal ("TERM", "INT" or "HUP") does while run() runs:
