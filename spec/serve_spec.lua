@@ -187,6 +187,31 @@ describe("conn:serve (" .. name .. ")", function()
     stop(l, server)
   end)
 
+  it("a callback that aborts or closes the connection, then raises: the server still logs the error", function()
+    for _, how in ipairs { "abort", "close" } do
+      local l = loop.new()
+      local server, port, _, lines = serving(l, function(conn, data)
+        if data == "boom" then
+          if how == "abort" then conn:abort() else conn:close(1000, "bye") end
+          error("deliberate after " .. how)
+        end
+        conn:send(data)
+      end)
+      H.run_task(l, 20, function()
+        local c = connect(port)
+        assert(c:send("fine"))
+        assert.equal("fine", (c:receive(5)))
+        assert(c:send("boom"))
+        assert.is_nil((c:receive(5)))
+        c:abort()
+      end)
+      assert.truthy(H.step_until(l, 5, function()
+        return table.concat(lines, "\n"):find("handler error: .*deliberate after " .. how)
+      end), how .. ": " .. table.concat(lines, "\n"))
+      stop(l, server)
+    end
+  end)
+
   serve_only("a callback that waits (receive) is an error, not a hang", function()
     local l = loop.new()
     local server, port, _, lines = serving(l, function(conn) conn:receive() end)

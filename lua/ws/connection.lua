@@ -44,6 +44,7 @@ Conn.waiters = false      -- senders waiting for their queue item: { seq, co }
 Conn.fb = false           -- the corked frames' buffer (made at the first cork)
 Conn.background = false   -- = receiver while a task reads for nobody (keepalive, closing)
 Conn.serving = false      -- conn:serve's callback while the loop calls it (see Conn:readable)
+Conn.raised = false       -- the error that callback raised, for the serving task to raise again
 
 -- Corking (Conn:send): while the reader holds unread input, a send only
 -- queues its frame (up to self.cork bytes: min(CORK, max_queue)); the
@@ -865,7 +866,9 @@ function Conn:readable(clean)
       self.dry = dry == true   -- (for send's cork test, while fn runs)
       local ok, err = pcall(fn, self, data, kind)
       self.dry = false
-      if not ok then return handover(self, clean, { raised = err }) end
+      -- (a field, not the wake's event: a callback that closed or aborted
+      -- the connection first has woken the task with "closed" already)
+      if not ok then self.raised = err; return handover(self, clean) end
       if dry == true then return end
       -- (answers wait for the socket: read no more here; the task's sends
       -- wait, so a peer that reads slower than it writes is paced by TCP)
@@ -944,11 +947,12 @@ function Conn:serve(fn)
             self.serving = false
             sched:unwatch(self.sock, self)
           end
+          local raised = self.raised
+          if raised then
+            self.raised, self.receiver = false, false
+            error(raised, 0)
+          end
           if type(ev) == "table" then
-            if ev.raised then
-              self.receiver = false
-              error(ev.raised, 0)
-            end
             kind, data, code, reason = ev[1], ev[2], ev[3], ev[4]
           elseif ev == nil and err == "timeout" then
             data = "timeout"   -- (receive checks the idle limit, then waits)
