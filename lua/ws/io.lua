@@ -132,7 +132,10 @@ function M.read_head(sock, deadline, max, buffered, sched)
   local buf = buffered or ""
   local from = 1
   while true do
-    local _, e = buf:find("\n\r?\n", from)
+    -- (two plain finds: a pattern costs a microsecond more per upgrade)
+    local e, lf = buf:find("\n\r\n", from, true), buf:find("\n\n", from, true)
+    if e then e = e + 2 end
+    if lf and (not e or lf + 1 < e) then e = lf + 1 end
     if e then
       if e > max then return nil, "too large" end
       return buf:sub(1, e), buf:sub(e + 1)
