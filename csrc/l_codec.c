@@ -46,24 +46,41 @@ static int l_random(lua_State *L) {
 }
 
 /* Headers as a table keyed by lower-case name; repeated fields are joined
- * with ", " as RFC 9110 section 5.3 allows. */
+ * with ", " as RFC 9110 section 5.3 allows. Whether a name came before is
+ * asked of the fields already parsed, not of the table (no lookup per
+ * field; most heads repeat none). */
+#define KEY_MAX 256   /* bytes of a name kept as its key */
+static int same_name(const ws_header *a, const ws_header *b) {
+    size_t n = a->name_len < KEY_MAX ? a->name_len : KEY_MAX;
+    if (n != (b->name_len < KEY_MAX ? b->name_len : KEY_MAX))
+        return 0;
+    for (size_t j = 0; j < n; j++) {
+        unsigned char x = (unsigned char)a->name[j], y = (unsigned char)b->name[j];
+        if (x != y && ((x | 0x20) != (y | 0x20) || (x | 0x20) < 'a' || (x | 0x20) > 'z'))
+            return 0;
+    }
+    return 1;
+}
+
 static void push_headers(lua_State *L, const ws_http *h) {
     lua_createtable(L, 0, (int)h->nheaders);
     for (size_t i = 0; i < h->nheaders; i++) {
         const ws_header *f = &h->headers[i];
-        char name[256];
+        char name[KEY_MAX];
         size_t n = f->name_len < sizeof name ? f->name_len : sizeof name;
+        int again = 0;
+        for (size_t k = 0; k < i && !again; k++)
+            again = same_name(&h->headers[k], f);
         for (size_t j = 0; j < n; j++) {
             char c = f->name[j];
             name[j] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
         }
         lua_pushlstring(L, name, n);
-        lua_pushvalue(L, -1);
-        lua_rawget(L, -3);
-        if (lua_isnil(L, -1)) {
-            lua_pop(L, 1);
+        if (!again) {
             lua_pushlstring(L, f->value, f->value_len);
         } else {
+            lua_pushvalue(L, -1);
+            lua_rawget(L, -3);
             lua_pushliteral(L, ", ");
             lua_pushlstring(L, f->value, f->value_len);
             lua_concat(L, 3);

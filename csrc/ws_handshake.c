@@ -21,18 +21,29 @@ static int eq_nocase(const char *a, const char *b, size_t n)
     return 1;
 }
 
+/* byte classes: 1 tchar (RFC 9110 section 5.6.2), 2 field-value text
+ * (VCHAR, obs-text, SP, HTAB) */
+static const unsigned char byte_class[256] = {
+    0,0,0,0,0,0,0,0,0,2,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    2,3,2,3,3,3,3,3,2,2,3,3,2,3,3,2,3,3,3,3,3,3,3,3,3,3,2,2,2,2,2,2,
+    2,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,2,2,2,3,3,
+    3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,2,3,2,3,0,
+    2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,
+    2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,
+    2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,
+    2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,
+};
+
 /* tchar of RFC 9110 section 5.6.2 */
 static int is_tchar(unsigned char c)
 {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return 1;
-    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+    return byte_class[c] & 1;
 }
 
 /* Bytes allowed in a field value or reason phrase: VCHAR, obs-text, SP, HTAB. */
 static int is_text(unsigned char c)
 {
-    return c == '\t' || (c >= 0x20 && c != 0x7f);
+    return (byte_class[c] & 2) != 0;
 }
 
 /* request-target bytes: anything but controls and SP; the router decides
@@ -408,37 +419,43 @@ static size_t header_count(const ws_http *h, const char *name)
     return count;
 }
 
+/* Whether one field's value, a comma-separated list, holds token (any
+ * case); each element trimmed, empty elements allowed. */
+static int value_has_token(const ws_header *hd, const char *token, size_t tlen)
+{
+    size_t p = 0;
+
+    while (p <= hd->value_len) {
+        size_t s = p, e;
+        while (p < hd->value_len && hd->value[p] != ',')
+            p++;
+        e = p;
+        while (s < e && is_ows(hd->value[s]))
+            s++;
+        while (e > s && is_ows(hd->value[e - 1]))
+            e--;
+        if (e - s == tlen && eq_nocase(hd->value + s, token, tlen))
+            return 1;
+        p++;                            /* past the comma, or past the end */
+    }
+    return 0;
+}
+
 int ws_http_has_token(const ws_http *h, const char *name, const char *token)
 {
     size_t i, nlen = strlen(name), tlen = strlen(token);
 
-    for (i = 0; i < h->nheaders; i++) {
-        const ws_header *hd = &h->headers[i];
-        size_t p = 0;
-
-        if (!name_is(hd, name, nlen))
-            continue;
-        /* each element of the list, trimmed; empty elements are allowed */
-        while (p <= hd->value_len) {
-            size_t s = p, e;
-            while (p < hd->value_len && hd->value[p] != ',')
-                p++;
-            e = p;
-            while (s < e && is_ows(hd->value[s]))
-                s++;
-            while (e > s && is_ows(hd->value[e - 1]))
-                e--;
-            if (e - s == tlen && eq_nocase(hd->value + s, token, tlen))
-                return 1;
-            p++;                        /* past the comma, or past the end */
-        }
-    }
+    for (i = 0; i < h->nheaders; i++)
+        if (name_is(&h->headers[i], name, nlen) && value_has_token(&h->headers[i], token, tlen))
+            return 1;
     return 0;
 }
 
 int ws_handshake_check_request(const ws_http *req, char *accept, const char **err)
 {
-    const ws_header *hd;
+    const ws_header *host = NULL, *version = NULL, *key = NULL;
+    size_t i, nhost = 0, nversion = 0, nkey = 0;
+    int upgrade = 0, connection = 0;
     unsigned char nonce[17];            /* one spare byte to notice 17 */
 
     if (req->method == NULL || req->method_len != 3 || memcmp(req->method, "GET", 3) != 0) {
@@ -449,40 +466,68 @@ int ws_handshake_check_request(const ws_http *req, char *accept, const char **er
         *err = "http/1.1 required";
         return 400;
     }
+    /* the fields checked below, found in one pass (by length first) */
+    for (i = 0; i < req->nheaders; i++) {
+        const ws_header *hd = &req->headers[i];
+        switch (hd->name_len) {
+        case 4:
+            if (name_is(hd, "Host", 4) && nhost++ == 0)
+                host = hd;
+            break;
+        case 7:
+            if (!upgrade && name_is(hd, "Upgrade", 7))
+                upgrade = value_has_token(hd, "websocket", 9);
+            break;
+        case 10:
+            if (!connection && name_is(hd, "Connection", 10))
+                connection = value_has_token(hd, "upgrade", 7);
+            break;
+        case 17:
+            if (name_is(hd, "Sec-WebSocket-Key", 17) && nkey++ == 0)
+                key = hd;
+            break;
+        case 21:
+            if (name_is(hd, "Sec-WebSocket-Version", 21) && nversion++ == 0)
+                version = hd;
+            break;
+        default:
+            break;
+        }
+    }
     /* RFC 9112 section 3.2: a missing or repeated Host is a 400 */
-    switch (header_count(req, "Host")) {
-    case 0: *err = "missing host header"; return 400;
-    case 1: break;
-    default: *err = "duplicate host header"; return 400;
+    if (nhost == 0) {
+        *err = "missing host header";
+        return 400;
+    }
+    if (nhost > 1) {
+        *err = "duplicate host header";
+        return 400;
     }
     /* and one whose value is no Host = uri-host [ ":" port ] */
-    hd = ws_http_header(req, "Host");
-    if (!host_ok(hd->value, hd->value_len)) {
+    if (!host_ok(host->value, host->value_len)) {
         *err = "invalid host header";
         return 400;
     }
-    if (!ws_http_has_token(req, "Upgrade", "websocket")) {
+    if (!upgrade) {
         *err = "missing upgrade: websocket";
         return 400;
     }
-    if (!ws_http_has_token(req, "Connection", "upgrade")) {
+    if (!connection) {
         *err = "missing connection: upgrade";
         return 400;
     }
     /* RFC 6455 section 4.1: exactly one, exactly "13" */
-    hd = ws_http_header(req, "Sec-WebSocket-Version");
-    if (hd == NULL || header_count(req, "Sec-WebSocket-Version") != 1
-        || hd->value_len != 2 || memcmp(hd->value, "13", 2) != 0) {
+    if (version == NULL || nversion != 1
+        || version->value_len != 2 || memcmp(version->value, "13", 2) != 0) {
         *err = "unsupported websocket version";
         return 426;
     }
-    hd = ws_http_header(req, "Sec-WebSocket-Key");
-    if (hd == NULL || header_count(req, "Sec-WebSocket-Key") != 1
-        || ws_base64_decode(hd->value, hd->value_len, nonce, sizeof nonce) != 16) {
+    if (key == NULL || nkey != 1
+        || ws_base64_decode(key->value, key->value_len, nonce, sizeof nonce) != 16) {
         *err = "invalid sec-websocket-key";
         return 400;
     }
-    if (ws_accept_key(hd->value, hd->value_len, accept) != 0) {
+    if (ws_accept_key(key->value, key->value_len, accept) != 0) {
         *err = "internal error";
         return 500;
     }
