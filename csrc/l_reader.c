@@ -44,27 +44,35 @@ static lreader *check_reader(lua_State *L) {
 }
 
 /* reader{ role = "server"|"client", max_message = n (0 = none), rsv_allowed = bits,
- *         deflate = ws.deflate object (messages with RSV1 come out inflated) } */
-static int l_reader(lua_State *L) {
-    luaL_checktype(L, 1, LUA_TTABLE);
+ *         deflate = ws.deflate object (messages with RSV1 come out inflated) };
+ * new_reader(role, max_message, rsv_allowed, deflate): the same options as
+ * arguments (ws.protocol's form: no table per connection) */
+static int make_reader(lua_State *L, int args) {
+    if (!args)
+        luaL_checktype(L, 1, LUA_TTABLE);
     ws_reader_opts o;
     memset(&o, 0, sizeof o);
-    lua_getfield(L, 1, "role");
-    const char *role = luaL_optstring(L, -1, "server");
+    if (!args)
+        lua_getfield(L, 1, "role");
+    const char *role = luaL_optstring(L, args ? 1 : -1, "server");
     if (strcmp(role, "server") == 0)
         o.role = WS_ROLE_SERVER;
     else if (strcmp(role, "client") == 0)
         o.role = WS_ROLE_CLIENT;
     else
         return luaL_argerror(L, 1, "role must be \"server\" or \"client\"");
-    lua_pop(L, 1);
-    lua_Integer max = ws_opt_int(L, 1, "max_message", 0);
-    luaL_argcheck(L, max >= 0, 1, "max_message must be >= 0");
+    if (!args)
+        lua_pop(L, 1);
+    lua_Integer max = args ? luaL_optinteger(L, 2, 0) : ws_opt_int(L, 1, "max_message", 0);
+    luaL_argcheck(L, max >= 0, args ? 2 : 1, "max_message must be >= 0");
     o.max_message = (uint64_t)max;
-    lua_Integer rsv = ws_opt_int(L, 1, "rsv_allowed", 0);
-    luaL_argcheck(L, rsv >= 0 && rsv <= 7, 1, "rsv_allowed out of range");
+    lua_Integer rsv = args ? luaL_optinteger(L, 3, 0) : ws_opt_int(L, 1, "rsv_allowed", 0);
+    luaL_argcheck(L, rsv >= 0 && rsv <= 7, args ? 3 : 1, "rsv_allowed out of range");
     o.rsv_allowed = (int)rsv;
-    lua_getfield(L, 1, "deflate");
+    if (args)
+        lua_settop(L, 4);
+    else
+        lua_getfield(L, 1, "deflate");
     ldeflate *z = lua_isnil(L, -1) ? NULL : ws_check_deflate(L, -1);
 
     /* born closed, then filled: a failure in between leaves nothing to free */
@@ -77,6 +85,13 @@ static int l_reader(lua_State *L) {
     lua_pushvalue(L, -2);
     lua_setiuservalue(L, -2, 2);   /* the deflate object lives as long as the reader */
     return 1;
+}
+
+static int l_reader(lua_State *L) { return make_reader(L, 0); }
+
+static int l_new_reader(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TSTRING);
+    return make_reader(L, 1);
 }
 
 /* reader:feed(chunk): input for next(); unconsumed input is kept in front. */
@@ -357,6 +372,9 @@ void ws_open_reader(lua_State *L, int shared, int zctx) {
     }
     ws_new_type(L, READER_MT, reader_meta, reader_methods, 5);
     lua_pushvalue(L, zctx);
+    lua_pushvalue(L, -1);
     lua_pushcclosure(L, l_reader, 1);
-    lua_setfield(L, -2, "reader");
+    lua_setfield(L, -3, "reader");
+    lua_pushcclosure(L, l_new_reader, 1);
+    lua_setfield(L, -2, "new_reader");
 }

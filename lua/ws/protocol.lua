@@ -24,7 +24,8 @@
 -- @module ws.protocol
 local core = require "ws.core"
 
-local frame, close_payload, utf8_valid, new_table = core.frame, core.close_payload, core.utf8_valid, core.new_table
+local frame, close_payload, utf8_valid, new_table, new_reader =
+  core.frame, core.close_payload, core.utf8_valid, core.new_table, core.new_reader
 local concat, min = table.concat, math.min
 
 local M = {}
@@ -79,8 +80,7 @@ function M.new(opts, mt, obj)
     self.idle_timeout, self.ping_interval, self.ping_timeout = opts.idle_timeout, interval, opts.ping_timeout or 20
   end
   self.state = "open"
-  self.reader = core.reader { role = role, max_message = opts.max_message or 0,
-                              rsv_allowed = z and 4 or 0, deflate = z }
+  self.reader = new_reader(role, opts.max_message or 0, z and 4 or 0, z)   -- (core.reader's options, as arguments: no table)
   if z then self.deflate, self.threshold, self.takeover = z, deflate.threshold or 0, not deflate.out_reset end
   self.q, self.qh, self.qt, self.qoff, self.qbytes, self.written = {}, 1, 0, 1, 0, 0
   self.last_seen, self.next_ping = now, interval and now + interval
