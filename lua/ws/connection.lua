@@ -134,9 +134,15 @@ end
 local popts = {}   -- protocol.new's options: filled per call, never kept (no table per connection)
 
 function M.new(sock, opts)
-  local p, cls = settings(popts, opts), opts.class
+  local p, cls = popts, opts.class
   -- (a class made in another scheduler's task does not hold this one's)
-  if cls and cls.sched ~= p.sched then cls = nil end
+  if cls and cls.sched ~= (opts.sched or loop.current()) then cls = nil end
+  if cls then
+    -- (the settings are the class's: protocol.new reads only these of them)
+    p.role, p.max_message, p.ping_interval = cls.role, cls.max_message, cls.ping_interval
+  else
+    settings(p, opts)
+  end
   p.deflate, p.now, p.shared = opts.deflate, gettime(), cls ~= nil
   -- (sized for the fields it holds: never rehashed while open)
   local self = protocol.new(p, cls or Conn, new_table(0, cls and 32 or 64))
