@@ -127,9 +127,14 @@ local function serve()
   server:route("/ws", function(conn)
     if not o.quiet then log("connect %s (pid %d)", conn.peer, pid) end
     local echoed = 0
-    local function echo(c, message, kind)
-      if o.verbose then log("recv %s: %s %d bytes", c.peer, kind, #message) end
-      if c:send(message, kind) then echoed = echoed + 1 end
+    -- (--quiet: the count goes unused, and so does this closure, unless
+    -- --receive-loop --verbose logs each message)
+    local echo = send_back
+    if not o.quiet or (o.verbose and o.receive_loop) then
+      echo = function(c, message, kind)
+        if o.verbose then log("recv %s: %s %d bytes", c.peer, kind, #message) end
+        if c:send(message, kind) then echoed = echoed + 1 end
+      end
     end
     if o.receive_loop then
       -- a while loop, not `for message, kind in conn:messages()`, so that
