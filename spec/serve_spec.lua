@@ -358,6 +358,82 @@ describe("conn:serve (" .. name .. ")", function()
     stop(l, server)
   end)
 
+  -- A raw peer in a task of l: the upgrade, a first echo, bytes sent; once sent()
+  -- is true a half-close (FIN); once done() is true, what it reads until
+  -- the server closes TCP, and whether it did. (Each wait: a second at most.)
+  local function half_close(l, port, bytes, sent, done)
+    local s = socket.tcp4()
+    assert(s:setoption("recv-buffer-size", 32768))
+    s:settimeout(5)
+    assert(s:connect("127.0.0.1", port))
+    s:settimeout(0)
+    local deadline, got, closed = gettime() + 10, {}, false
+    local function send(pending)
+      while #pending > 0 and gettime() < deadline do
+        local n, err, part = s:send(pending)
+        pending = pending:sub((n or part) + 1)
+        if err == "timeout" then l:sleep(0.005) end
+      end
+    end
+    -- (the upgrade and a first echo: the server waits for the next message)
+    send(H.request(port) .. H.frame(1, "hi"))
+    while not table.concat(got):find("\r\n\r\n\129\002hi$") and gettime() < deadline do
+      local data, _, part = s:receive(65536)
+      got[#got + 1] = data or part
+      l:sleep(0.005)
+    end
+    send(bytes)
+    local until_ = gettime() + 1
+    while not sent() and gettime() < until_ do l:sleep(0.005) end
+    assert(s:shutdown("send"))
+    until_ = gettime() + 1
+    while not done() and gettime() < until_ do l:sleep(0.01) end
+    while not closed and gettime() < deadline do
+      local data, err, part = s:receive(65536)
+      got[#got + 1] = data or part
+      closed = err == "closed"
+      if err == "timeout" then l:sleep(0.005) end
+    end
+    s:close()
+    local all = table.concat(got)
+    return all:sub((all:find("\r\n\r\n\129\002hi", 1, true) or #all) + 8), closed
+  end
+
+  it("a peer that half-closes (FIN) gets the answers queued before, then TCP closes (1006)", function()
+    -- an answer of 8 MiB fits neither the peer's receive window nor the
+    -- kernel's send buffer (4 MiB at most): it is still being written when
+    -- the server reads the FIN, and goes out whole before TCP closes (as a
+    -- receive loop's send would); an echo corked behind buffered input (a
+    -- frame the FIN cuts short) goes out too
+    local l = loop.new()
+    local big, asked = ("q"):rep(8 * 1024 * 1024), false
+    local server, port, ended = serving(l, function(conn, data, kind)
+      if data == "big" then
+        asked = true
+        data, kind = big, "binary"
+      end
+      conn:send(data, kind)
+    end)
+    local got, closed, got2, closed2
+    H.run_task(l, 30, function()
+      -- (the FIN once the answer is being written; read once the server has
+      -- read the FIN: serve returned, or a second passed)
+      got, closed = half_close(l, port, H.frame(1, "big"), function() return asked end,
+        function() return ended[1] end)
+      got2, closed2 = half_close(l, port, H.frame(1, "a") .. H.frame(1, "hello"):sub(1, 5),
+        function() return true end, function() return ended[2] end)
+    end)
+    assert.is_true(closed)
+    assert.equal(#big + 10, #got)   -- (header: 2 + 8 bytes)
+    assert.is_true(got == "\130\127" .. "\0\0\0\0\0\128\0\0" .. big, "the answer came cut short")
+    assert.is_true(closed2)
+    assert.equal("\129\001a", got2)
+    assert.truthy(H.step_until(l, 5, function() return ended[2] end))
+    assert.same({ nil, "closed", 1006, "" }, ended[1])
+    assert.same({ nil, "closed", 1006, "" }, ended[2])
+    stop(l, server)
+  end)
+
   it("a drain or close() of the server while connections are served closes them with 1001", function()
     local l = loop.new()
     local server, port, ended = serving(l, echo)

@@ -640,6 +640,11 @@ end
 -- The transport ended: a close frame never came (1006), or it did and
 -- this is the end the client waited for.
 local function lost(self)
+  -- a peer that half-closed (FIN) may still read: what is queued for it
+  -- goes first (as a receive loop's send, done before it reads on; conn:serve
+  -- and a corked send read on while answers wait)
+  if self.corked then seal(self) end
+  if self.qt > self.written and self.state ~= "closed" then flush(self, self.qt, self.send_timeout) end
   teardown(self)
   return nil, "closed", self.close_code, self.close_reason
 end
