@@ -434,6 +434,47 @@ describe("conn:serve (" .. name .. ")", function()
     stop(l, server)
   end)
 
+  it("paces a peer that sends one message at a time and does not read, instead of dropping it", function()
+    -- each message comes alone (the reads run dry), the peer reads nothing
+    -- until its sends block: a receive loop's sends wait there, so TCP
+    -- stops the peer; so must serve's (not a queue that fills to 1008)
+    local l = loop.new()
+    local server, port, ended, lines = serving(l, echo, { max_queue = 64 * 1024 })
+    local chunk, n = ("d"):rep(16 * 1024 - 8), 640   -- (10 MiB: past the kernel's buffers)
+    H.run_task(l, 60, function()
+      local s = socket.tcp4()
+      assert(s:setoption("recv-buffer-size", 32768))
+      s:settimeout(5)
+      assert(s:connect("127.0.0.1", port))
+      local c = connect(port, { timeout = 20, sock = s })
+      local sent, last = 0, gettime()
+      l:spawn(function()
+        for i = 1, n do
+          if not c:send(("%08d"):format(i) .. chunk, "binary") then return end
+          sent, last = i, gettime()
+          l:sleep(0.001)
+        end
+      end)
+      -- (read once the sends block for half a second, all went, or the server gave up)
+      local deadline = gettime() + 30
+      while sent < n and gettime() - last < 0.5 and gettime() < deadline and
+            not table.concat(lines, "\n"):find("send queue full", 1, true) do
+        l:sleep(0.01)
+      end
+      for i = 1, n do
+        local data, err, code = c:receive(20)
+        assert(data, ("echo %d: %s %s (%s)"):format(i, tostring(err), tostring(code), table.concat(lines, "; ")))
+        assert.equal(("%08d"):format(i), data:sub(1, 8))
+      end
+      assert.equal(n, sent)
+      assert.same({ true, 1000, "" }, { c:close(1000, "done") })
+    end)
+    assert.truthy(H.step_until(l, 5, function() return ended[1] end))
+    assert.same({ nil, "closed", 1000, "done" }, ended[1])
+    assert.falsy(table.concat(lines, "\n"):find("send queue full", 1, true))
+    stop(l, server)
+  end)
+
   it("a drain or close() of the server while connections are served closes them with 1001", function()
     local l = loop.new()
     local server, port, ended = serving(l, echo)

@@ -880,10 +880,10 @@ function Conn:readable(clean)
       -- (a field, not the wake's event: a callback that closed or aborted
       -- the connection first has woken the task with "closed" already)
       if not ok then self.raised = err; return handover(self, clean) end
-      if dry == true then return end
       -- (answers wait for the socket: read no more here; the task's sends
       -- wait, so a peer that reads slower than it writes is paced by TCP)
       if self.writer then return handover(self, clean) end
+      if dry == true then return end
       -- (a peer whose input never runs dry: the task reads it, in turns)
       n = n + 1 + #data / 16384
       if n >= 64 then return handover(self, clean) end
@@ -936,7 +936,10 @@ function Conn:serve(fn)
   local watch = sched and sched.watch and sched.in_task and sched:in_task()
   while true do
     local a, b, c, d
-    if watch and self.rfd and not self.inbox and not self.receiver and self.state == "open" then
+    -- (while answers wait for the socket, no watch: the task waits for
+    -- input and calls fn, whose sends wait, as a receive loop's)
+    if watch and self.rfd and not self.inbox and not self.receiver and not self.writer and
+       self.state == "open" then
       local co = co_running()
       self.receiver = co
       local kind, data, code, reason, dry
