@@ -434,6 +434,31 @@ describe("conn:serve (" .. name .. ")", function()
     stop(l, server)
   end)
 
+  it("a half-closed peer gets its answer whole while keepalive pings are due", function()
+    -- the keepalive task reads what is there while the answer waits for
+    -- the socket: it finds the FIN, and must leave the close to the writer
+    -- and the receiver
+    local l = loop.new()
+    local big, asked = ("k"):rep(8 * 1024 * 1024), false
+    local server, port, ended = serving(l, function(conn, data, kind)
+      if data == "big" then
+        asked = true
+        data, kind = big, "binary"
+      end
+      conn:send(data, kind)
+    end, { ping_interval = 0.02, ping_timeout = 10 })
+    local got, closed
+    H.run_task(l, 30, function()
+      got, closed = half_close(l, port, H.frame(1, "big"), function() return asked end,
+        function() return ended[1] end)
+    end)
+    assert.is_true(closed)
+    assert.truthy(got:find("\130\127" .. "\0\0\0\0\0\128\0\0" .. big, 1, true), "the answer came cut short")
+    assert.truthy(H.step_until(l, 5, function() return ended[1] end))
+    assert.same({ nil, "closed", 1006, "" }, ended[1])
+    stop(l, server)
+  end)
+
   it("paces a peer that sends one message at a time and does not read, instead of dropping it", function()
     -- each message comes alone (the reads run dry), the peer reads nothing
     -- until its sends block: a receive loop's sends wait there, so TCP

@@ -781,8 +781,10 @@ function read_ready(self)
       end
       if b == "ping" then kick(self) elseif self.on_pong then self.on_pong(self, c) end
     elseif self.rfd then
-      -- ("again": the rest at the next poll, or by a receiver)
-      if data ~= "timeout" and data ~= "wantwrite" and data ~= "again" then teardown(self) end
+      -- ("again": the rest at the next poll, or by a receiver; the end of
+      -- input while answers are being written: a peer that half-closed may
+      -- read them, the receiver or the next round finds the end again)
+      if data ~= "timeout" and data ~= "wantwrite" and data ~= "again" and not self.writer then teardown(self) end
       break
     else
       local chunk, err = io_.receive(sock)
@@ -790,7 +792,7 @@ function read_ready(self)
         self:receive_data(chunk)
         got = true
       elseif err ~= "timeout" and err ~= "wantread" and err ~= "wantwrite" then
-        teardown(self)
+        if not self.writer then teardown(self) end
         break
       elseif not (sock.dirty and sock:dirty()) then
         break
