@@ -320,6 +320,29 @@ describe("conn:serve (" .. name .. ")", function()
     stop(l, server)
   end)
 
+  -- A socket connected to port with a small receive window (loopback's may
+  -- take 32 MiB), so that answers it does not read soon wait for it.
+  local function narrow(port)
+    local s = socket.tcp4()
+    assert(s:setoption("recv-buffer-size", 32768))
+    s:settimeout(5)
+    assert(s:connect("127.0.0.1", port))
+    return s
+  end
+
+  -- An echo that answers "big" with big (binary), and notes that it did.
+  local function big_echo(big)
+    local cb = { asked = false }
+    function cb.fn(conn, data, kind)
+      if data == "big" then
+        cb.asked = true
+        data, kind = big, "binary"
+      end
+      conn:send(data, kind)
+    end
+    return cb
+  end
+
   it("paces a peer that sends faster than it reads (TCP backpressure) instead of dropping it", function()
     -- 16 MiB of echoes to a reader slower than its writer: more than the
     -- kernel's buffers hold and far past max_queue, so only reading no more
@@ -329,12 +352,7 @@ describe("conn:serve (" .. name .. ")", function()
     local server, port, ended, lines = serving(l, echo, { max_queue = 64 * 1024 })
     local chunk, n = ("b"):rep(16 * 1024 - 8), 1024
     H.run_task(l, 60, function()
-      -- (a small receive window: loopback's may take 32 MiB)
-      local s = socket.tcp4()
-      assert(s:setoption("recv-buffer-size", 32768))
-      s:settimeout(5)
-      assert(s:connect("127.0.0.1", port))
-      local c = connect(port, { timeout = 20, sock = s })
+      local c = connect(port, { timeout = 20, sock = narrow(port) })
       local sent = 0
       l:spawn(function()
         for i = 1, n do
@@ -362,10 +380,7 @@ describe("conn:serve (" .. name .. ")", function()
   -- is true a half-close (FIN); once done() is true, what it reads until
   -- the server closes TCP, and whether it did. (Each wait: a second at most.)
   local function half_close(l, port, bytes, sent, done)
-    local s = socket.tcp4()
-    assert(s:setoption("recv-buffer-size", 32768))
-    s:settimeout(5)
-    assert(s:connect("127.0.0.1", port))
+    local s = narrow(port)
     s:settimeout(0)
     local deadline, got, closed = gettime() + 10, {}, false
     local function send(pending)
@@ -406,19 +421,14 @@ describe("conn:serve (" .. name .. ")", function()
     -- receive loop's send would); an echo corked behind buffered input (a
     -- frame the FIN cuts short) goes out too
     local l = loop.new()
-    local big, asked = ("q"):rep(8 * 1024 * 1024), false
-    local server, port, ended = serving(l, function(conn, data, kind)
-      if data == "big" then
-        asked = true
-        data, kind = big, "binary"
-      end
-      conn:send(data, kind)
-    end)
+    local big = ("q"):rep(8 * 1024 * 1024)
+    local cb = big_echo(big)
+    local server, port, ended = serving(l, cb.fn)
     local got, closed, got2, closed2
     H.run_task(l, 30, function()
       -- (the FIN once the answer is being written; read once the server has
       -- read the FIN: serve returned, or a second passed)
-      got, closed = half_close(l, port, H.frame(1, "big"), function() return asked end,
+      got, closed = half_close(l, port, H.frame(1, "big"), function() return cb.asked end,
         function() return ended[1] end)
       got2, closed2 = half_close(l, port, H.frame(1, "a") .. H.frame(1, "hello"):sub(1, 5),
         function() return true end, function() return ended[2] end)
@@ -439,17 +449,12 @@ describe("conn:serve (" .. name .. ")", function()
     -- the socket: it finds the FIN, and must leave the close to the writer
     -- and the receiver
     local l = loop.new()
-    local big, asked = ("k"):rep(8 * 1024 * 1024), false
-    local server, port, ended = serving(l, function(conn, data, kind)
-      if data == "big" then
-        asked = true
-        data, kind = big, "binary"
-      end
-      conn:send(data, kind)
-    end, { ping_interval = 0.02, ping_timeout = 10 })
+    local big = ("k"):rep(8 * 1024 * 1024)
+    local cb = big_echo(big)
+    local server, port, ended = serving(l, cb.fn, { ping_interval = 0.02, ping_timeout = 10 })
     local got, closed
     H.run_task(l, 30, function()
-      got, closed = half_close(l, port, H.frame(1, "big"), function() return asked end,
+      got, closed = half_close(l, port, H.frame(1, "big"), function() return cb.asked end,
         function() return ended[1] end)
     end)
     assert.is_true(closed)
@@ -467,11 +472,7 @@ describe("conn:serve (" .. name .. ")", function()
     local server, port, ended, lines = serving(l, echo, { max_queue = 64 * 1024 })
     local chunk, n = ("d"):rep(16 * 1024 - 8), 640   -- (10 MiB: past the kernel's buffers)
     H.run_task(l, 60, function()
-      local s = socket.tcp4()
-      assert(s:setoption("recv-buffer-size", 32768))
-      s:settimeout(5)
-      assert(s:connect("127.0.0.1", port))
-      local c = connect(port, { timeout = 20, sock = s })
+      local c = connect(port, { timeout = 20, sock = narrow(port) })
       local sent, last = 0, gettime()
       l:spawn(function()
         for i = 1, n do
