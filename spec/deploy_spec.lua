@@ -293,13 +293,14 @@ describe("examples/deploy/lua-ws@.service #slow", function()
     local port = H.free_port()
     local exec = field("ExecStart"):gsub("^/usr/bin/lua5%.4", H.LUA):gsub("/opt/lua%-ws", H.ROOT)
       :gsub("%-%-port %d+", "--port " .. port):gsub("%-%-host [%d.]+", "--host 127.0.0.1")
-    local uids, next_uid = {}, 61200
+    local uids, next_uid, procs = {}, 61200, {}
+    finally(function() for _, proc in ipairs(procs) do proc.stop() end end)   -- (busted keeps one finally per test)
     for i = 1, 2 do
       local u = user(i)
       if not uids[u] then uids[u], next_uid = next_uid, next_uid + 1 end
       local proc = H.spawn(string.format("exec setpriv --reuid=%d --regid=%d --clear-groups %s",
         uids[u], uids[u], exec), "unit-" .. i)
-      finally(proc.stop)
+      procs[i] = proc
       assert.truthy(H.wait_output(proc, "echo server on", 5), "instance " .. i .. ": " .. proc.output())
     end
   end)

@@ -584,13 +584,13 @@ describe("conn:serve (" .. name .. ")", function()
   end)
 
   serve_only("is served by examples/echo.lua over TLS too (wss_echo) with the same bytes back", function()
-    local dir = H.tmpdir()
-    finally(function() os.execute("rm -rf " .. H.shell_quote(dir)) end)
     local ca = H.throwaway_ca()
-    finally(function() os.execute("rm -rf " .. H.shell_quote(ca)) end)
     local srv = H.start_lua("examples/wss_echo.lua",
       string.format("--cert %s/server.pem --key %s/server.key", ca, ca), "serve-wss")
-    finally(srv.stop)
+    finally(function()   -- (busted keeps one finally per test)
+      srv.stop()
+      os.execute("rm -rf " .. H.shell_quote(ca))
+    end)
     local l = loop.new()
     H.run_task(l, 20, function()
       local c = assert(ws.connect("wss://127.0.0.1:" .. srv.port .. "/ws",
