@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 LOG=build/test-logs
 mkdir -p "$LOG"
 passed=0; failed=0; status=0
+# every process a suite starts inherits this mark: what still runs at the
+# end is a test that did not stop what it started (scripts/leftovers.sh)
+LUA_WS_TEST_RUN=$$-$(date +%s); export LUA_WS_TEST_RUN
 : >"$LOG/failures"
 
 # suite NAME COMMAND...: run it, add its "N passed, N failed" lines (C tests)
@@ -56,6 +59,7 @@ for lua in lua5.4 lua5.3 lua5.1 luajit; do
   suite "$lua" sh scripts/test-lua.sh $lua
 done
 suite busted-asan make -s test-asan
+suite leftovers sh scripts/leftovers.sh
 
 [ "$failed" -gt 0 ] && status=1
 if [ -s "$LOG/failures" ]; then
