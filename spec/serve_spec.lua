@@ -322,13 +322,7 @@ describe("conn:serve (" .. name .. ")", function()
 
   -- A socket connected to port with a small receive window (loopback's may
   -- take 32 MiB), so that answers it does not read soon wait for it.
-  local function narrow(port)
-    local s = socket.tcp4()
-    assert(s:setoption("recv-buffer-size", 32768))
-    s:settimeout(5)
-    assert(s:connect("127.0.0.1", port))
-    return s
-  end
+  local function narrow(port) return H.raw(port, false, { rcvbuf = 32768 }).sock end
 
   -- An echo that answers "big" with big (binary), and notes that it did.
   local function big_echo(big)
