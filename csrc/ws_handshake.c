@@ -455,7 +455,7 @@ int ws_handshake_check_request(const ws_http *req, char *accept, const char **er
 {
     const ws_header *host = NULL, *version = NULL, *key = NULL;
     size_t i, nhost = 0, nversion = 0, nkey = 0;
-    int upgrade = 0, connection = 0;
+    int upgrade = 0, connection = 0, body = 0;
     unsigned char nonce[17];            /* one spare byte to notice 17 */
 
     if (req->method == NULL || req->method_len != 3 || memcmp(req->method, "GET", 3) != 0) {
@@ -482,9 +482,17 @@ int ws_handshake_check_request(const ws_http *req, char *accept, const char **er
             if (!connection && name_is(hd, "Connection", 10))
                 connection = value_has_token(hd, "upgrade", 7);
             break;
+        case 14:
+            if (name_is(hd, "Content-Length", 14))
+                body |= hd->value_len != 1 || hd->value[0] != '0';
+            break;
         case 17:
-            if (name_is(hd, "Sec-WebSocket-Key", 17) && nkey++ == 0)
-                key = hd;
+            if (name_is(hd, "Sec-WebSocket-Key", 17)) {
+                if (nkey++ == 0)
+                    key = hd;
+            } else if (name_is(hd, "Transfer-Encoding", 17)) {
+                body = 1;
+            }
             break;
         case 21:
             if (name_is(hd, "Sec-WebSocket-Version", 21) && nversion++ == 0)
@@ -493,6 +501,12 @@ int ws_handshake_check_request(const ws_http *req, char *accept, const char **er
         default:
             break;
         }
+    }
+    /* what follows the head is frames: a body there would be read as
+     * frames here and as the body by a proxy in front (smuggling) */
+    if (body) {
+        *err = "request body not allowed";
+        return 400;
     }
     /* RFC 9112 section 3.2: a missing or repeated Host is a 400 */
     if (nhost == 0) {

@@ -512,6 +512,16 @@ static const ref_span *ref_first(const ref_http *h, const char *name)
     return NULL;
 }
 
+/* a Content-Length field whose value is anything but "0": a body follows */
+static int ref_body_length(const ref_http *h)
+{
+    size_t i;
+    for (i = 0; i < h->nfields; i++)
+        if (ref_ieq(h->name[i], "content-length") && !ref_eq(h->value[i], "0"))
+            return 1;
+    return 0;
+}
+
 /* RFC 9110 section 5.6.1: #element lists, empty elements allowed, OWS
  * around the commas; across every field line of that name (section 5.3) */
 static int ref_list_has(const ref_http *h, const char *name, const char *elem)
@@ -635,7 +645,7 @@ static void ref_accept_of(ref_span key, char out[29])
 /* ---- the upgrade checks --------------------------------------------------- */
 
 /* RFC 6455 section 4.2.1 as lua-ws answers it, in this order: 405 not GET,
- * 400 HTTP/1.0, not exactly one Host value no uri-host [ ":" port ] (RFC 9112 section 3.2), no "websocket"
+ * 400 HTTP/1.0, a body (Transfer-Encoding, or a Content-Length not "0"), not exactly one Host value no uri-host [ ":" port ] (RFC 9112 section 3.2), no "websocket"
  * in Upgrade, no "upgrade" in Connection, 426 Sec-WebSocket-Version not one
  * field "13", 400 Sec-WebSocket-Key not one field of 16 bytes. 0 with the
  * accept value, or the status; *why the ws_handshake error text. */
@@ -649,6 +659,10 @@ static inline int ref_check_request(const ref_http *h, char accept[29], const ch
     }
     if (h->minor != 1) {
         *why = "http/1.1 required";
+        return 400;
+    }
+    if (ref_count(h, "transfer-encoding") > 0 || ref_body_length(h)) {
+        *why = "request body not allowed";
         return 400;
     }
     if (ref_count(h, "host") != 1) {

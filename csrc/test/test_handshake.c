@@ -301,6 +301,14 @@ static void test_request_status(void)
     CHECK_STATUS("GET /chat HTTP/1.0\r\n" HOST UPG CONN VER KEY "\r\n", 400, "http/1.1 required");
     CHECK_STATUS(GET UPG CONN VER KEY "\r\n", 400, "missing host header");
     CHECK_STATUS(GET HOST HOST UPG CONN VER KEY "\r\n", 400, "duplicate host header");
+    /* a body: what follows the head must be frames */
+    CHECK_STATUS(GET HOST UPG CONN VER KEY "Content-Length: 5\r\n\r\n", 400, "request body not allowed");
+    CHECK_STATUS(GET HOST UPG CONN VER KEY "content-length: 00\r\n\r\n", 400, "request body not allowed");
+    CHECK_STATUS(GET HOST UPG CONN VER KEY "Transfer-Encoding: chunked\r\n\r\n", 400,
+                 "request body not allowed");
+    CHECK_STATUS(GET UPG CONN VER KEY "Transfer-Encoding: identity\r\n\r\n", 400,
+                 "request body not allowed");                     /* before the Host checks */
+    CHECK_STATUS(GET HOST UPG CONN VER KEY "Content-Length: 0\r\n\r\n", 0, NULL);
     /* RFC 9112 section 3.2: a Host value that is no uri-host [":" port] is a 400 too */
     {
         static const char *bad_hosts[] = {
