@@ -372,7 +372,12 @@ local function proxy_header(self, sock, peer, deadline)
   if o.trusted(ip_of(peer)) then client, err = proxy.read_header(sock, deadline)
   else client, err = false, "PROXY header from an untrusted peer" end
   if client == false then
-    o.log("warn", "refused: " .. tostring(err), { peer = peer })
+    -- a connection that ends or stays silent before its header is a
+    -- layer-4 health check or a client gone, as read_request logs it: a
+    -- warning per check would drown the real ones (a bad header, a peer
+    -- that is not trusted)
+    local quiet = err == "closed" or err == "timeout"
+    o.log(quiet and "debug" or "warn", "refused: " .. tostring(err), { peer = peer })
     close(o, sock)
     return nil
   end
