@@ -208,6 +208,28 @@ describe("PROXY headers through the real nginx #slow", function()
     end)
     assert.falsy(pp.output():find("6.6.6.6", 1, true), pp.output())
   end)
+
+  it("proxy_read_timeout below the ping interval: nginx cuts the quiet WebSocket and the server lets it go", function()
+    local w = H.start_lua("examples/echo.lua", "--trusted-proxy 127.0.0.1 --ping 5", "pf-nginx-quiet")
+    local nginx
+    finally(function()
+      if nginx then nginx.stop() end
+      w.stop()
+    end)
+    nginx = H.nginx_in_front { w1 = w.port, subs = { ["proxy_read_timeout 75s"] = "proxy_read_timeout 1s" } }
+    task(20, function()
+      local c = assert(ws.connect("ws://127.0.0.1:" .. nginx.http .. "/ws", { ping_interval = false }))
+      assert(c:send("once"))
+      assert.equal("once", c:receive(3))
+      local t0 = gettime()
+      local data, err = c:receive(5)
+      local took = gettime() - t0
+      assert.is_nil(data)
+      assert.equal("closed", err)
+      assert.truthy(took > 0.8 and took < 2.5, "cut after " .. took)
+      assert.truthy(H.wait_output(w, "()disconnect 127%.0%.0%.1 %(1006", 2), w.output())
+    end)
+  end)
 end)
 
 describe("behind the real HAProxy, layer 4 #slow", function()
