@@ -175,8 +175,10 @@ function M.attach(cq, target)
   local kick, driving = condition.new(), true
   local function drive()
     while l:step(0) do
-      local t = l:timeout()
-      if t ~= 0 then poll(l, kick, t) end
+      -- (with a task ready, t is 0: poll still, which lets the
+      -- controller's other coroutines run; else a task that keeps
+      -- yielding, a peer whose input never runs dry, starves them)
+      poll(l, kick, l:timeout())
     end
     driving = false
   end

@@ -26,11 +26,17 @@ function M.attach(target)
   local l = target.loop or target
   local fd = l:pollfd()
   if not fd then error("ws.luv: the loop has no descriptor to poll (epoll poller needed)", 2) end
-  local poll, timer = uv.new_poll(fd), uv.new_timer()
+  local poll, timer, soon = uv.new_poll(fd), uv.new_timer(), uv.new_idle()
   local h = {}
   local step, idle
   local function arm(t)
     timer:stop()
+    -- a task ready: step on the next turn of the uv loop (an idle handle).
+    -- A 0 ms timer armed from its own callback runs again in the same pass
+    -- (uv's clock is not read in between): a task that keeps yielding (a
+    -- peer whose input never runs dry) would starve every other handle
+    if t == 0 then return soon:start(step) end
+    soon:stop()
     if t then timer:start(math.ceil(t * 1000), 0, step) end
   end
   step = function()
@@ -39,12 +45,14 @@ function M.attach(target)
     idle = true
     poll:stop()
     timer:stop()
+    soon:stop()
   end
   function h.close()
     if h.closed then return end
     h.closed, l.notify = true, nil
     poll:close()
     timer:close()
+    soon:close()
   end
   poll:start("r", step)
   -- work queued from a luv callback (a spawn, a send the socket did not
