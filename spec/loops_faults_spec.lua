@@ -51,6 +51,7 @@ describe("a ws.loop nested in a host loop, with a task always ready", function()
     local t0, tk = gettime(), ticker()
     busy(l, 0.5)
     local timer = uv.new_timer()
+    uv.update_time()
     timer:start(10, 10, function()
       tk.tick()
       if gettime() - t0 > 0.8 then timer:stop(); timer:close() end
@@ -159,3 +160,87 @@ for _, hostdef in ipairs(HOSTS) do
     end)
   end)
 end
+
+-- A server nested in a host loop, closed from the host loop's own code
+-- while it holds a client, a peer that never answers the close and a
+-- half-sent head, with a route whose handler raises: the host loop goes
+-- on, and returns once everything is released.
+describe("a nested server closed from inside its host loop", function()
+  -- the server and its clients, as tasks of l; returns the state table
+  local function scene(l)
+    local st = { lines = {} }
+    st.server = assert(ws.listen { host = "127.0.0.1", port = H.free_port(), loop = l, ping_interval = 0.2,
+      close_timeout = 0.5, handshake_timeout = 1,
+      logger = function(level, msg) st.lines[#st.lines + 1] = level .. " " .. msg end })
+    st.server:route("/ws", H.echo)
+    st.server:route("/raise", function() error("handler boom") end)
+    local port = st.server.port
+    l:spawn(function()
+      local bad = assert(ws.connect("ws://127.0.0.1:" .. port .. "/raise"))
+      st.raised = { bad:receive(3) }
+      st.good = assert(ws.connect("ws://127.0.0.1:" .. port .. "/ws"))
+      st.got = { st.good:receive(5) }
+    end)
+    l:spawn(function()
+      local function tcp()
+        local s = socket.tcp()
+        s:settimeout(0)
+        s:connect("127.0.0.1", port)
+        assert(l:wait(s, "w", gettime() + 1))
+        return s
+      end
+      st.mute = tcp()
+      st.mute:send(H.request(port, "/ws"))          -- upgraded, then never reads nor answers
+      st.slow = tcp()
+      st.slow:send("GET /ws HTTP/1.1\r\n")          -- a head never finished
+    end)
+    return st
+  end
+
+  local function check(st, took)
+    assert.is_true(took < 1.5, "the host loop returned " .. took .. " s after the close")
+    assert.same({ nil, "closed", 1011 }, { st.raised[1], st.raised[2], st.raised[3] })
+    assert.same({ nil, "closed", 1001, "server shutting down" }, st.got)
+    assert.truthy(table.concat(st.lines, "\n"):find("handler boom", 1, true))
+    assert.equal(0, st.server.handshakes)
+    assert.is_nil(next(st.server.conns))
+    assert.is_nil(socket.connect("127.0.0.1", st.server.port))   -- the listener is gone
+    st.mute:close()
+    st.slow:close()
+  end
+
+  it("luv: uv.run() returns", function()
+    local uv = host("luv")
+    if not uv then return end
+    local l = loop.new()
+    local h = require("ws.luv").attach(l)
+    finally(function() h.close(); uv.run() end)
+    local st, t0 = scene(l), nil
+    local timer = uv.new_timer()
+    uv.update_time()   -- (uv's clock stands where the last uv.run() left it)
+    timer:start(400, 0, function()
+      timer:close()
+      t0 = gettime()
+      st.server:close()
+    end)
+    uv.run()
+    check(st, gettime() - t0)
+  end)
+
+  it("cqueues: the controller empties", function()
+    local cqueues = host("cqueues")
+    if not cqueues then return end
+    local l, cq = loop.new(), cqueues.new()
+    local st, t0 = scene(l), nil
+    require("ws.cqueues").attach(cq, l)
+    cq:wrap(function()
+      cqueues.sleep(0.4)
+      t0 = gettime()
+      st.server:close()
+    end)
+    local t1 = gettime()
+    while not cq:empty() and gettime() - t1 < 5 do assert(cq:step(0.1)) end
+    assert.is_true(cq:empty())
+    check(st, gettime() - t0)
+  end)
+end)
