@@ -18,6 +18,21 @@ end
 -- 203.0.113.8:4260 -> 127.0.0.1:80
 local A4 = "\203\0\113\8\127\0\0\1\16\164\0\80"
 
+describe("forwarding headers that lie", function()
+  it("Forwarded: the scheme is the proto= of the client's own element, not a forged one left of it", function()
+    local proxy = require "ws.proxy"
+    local t = proxy.matcher { "10.0.0.0/8" }
+    local function from(v) return { proxy.from_headers({ forwarded = v }, t, "forwarded") } end
+    -- a proxy that appends for= alone: the client's proto=https is its own word
+    assert.same({ "1.2.3.4" }, from("for=6.6.6.6;proto=https, for=1.2.3.4"))
+    -- two trusted hops: the first saw the client over https, the second got it over http
+    assert.same({ "1.2.3.4", "https" }, from("for=1.2.3.4;proto=https, for=10.0.0.5;proto=http"))
+    assert.same({ "1.2.3.4", "http" }, from("for=1.2.3.4;proto=http, for=10.0.0.5;proto=https"))
+    assert.same({ "1.2.3.4", "https" }, from("proto=https;for=1.2.3.4"))
+    assert.same({ "1.2.3.4", "https" }, from("for=6.6.6.6;proto=http, for=1.2.3.4;proto=https"))
+  end)
+end)
+
 describe("PROXY protocol faults (one process)", function()
   local l, server, lines
   before_each(function()
@@ -207,6 +222,27 @@ describe("PROXY headers through the real nginx #slow", function()
       assert.truthy(H.wait_output(pp, "()connect 127%.0%.0%.6:" .. port .. " "))
     end)
     assert.falsy(pp.output():find("6.6.6.6", 1, true), pp.output())
+  end)
+
+  it("Forwarded appended by nginx (for= alone): a client's own proto=https does not make conn.scheme https", function()
+    local l = loop.new()
+    local server = assert(ws.listen { host = "127.0.0.1", port = H.free_port(), loop = l, logger = false,
+      trusted_proxies = { "127.0.0.1" }, forwarded_header = "forwarded" })
+    server:route("/ws", function(conn) conn:send(conn.peer .. "|" .. conn.scheme) end)
+    local nginx
+    finally(function()
+      if nginx then nginx.stop() end
+      server:close()
+    end)
+    nginx = H.nginx_in_front { w1 = server.port, subs = {
+      ["proxy_set_header X-Real-IP $remote_addr;"] = 'proxy_set_header Forwarded "$http_forwarded, for=$remote_addr";' } }
+    H.run_task(l, 20, function()
+      local s = connect_from("127.0.0.10", nginx.http)
+      local c = assert(ws.connect("ws://127.0.0.1:" .. nginx.http .. "/ws",
+        { sock = s, timeout = 3, headers = { Forwarded = "for=6.6.6.6;proto=https" } }))
+      assert.equal("127.0.0.10|http", c:receive(3))
+      c:close()
+    end)
   end)
 
   it("proxy_read_timeout below the ping interval: nginx cuts the quiet WebSocket and the server lets it go", function()

@@ -68,12 +68,12 @@ local function host_part(s)
 end
 
 -- the client in a list of hops (oldest first): the rightmost one that is
--- not a trusted proxy; nil if one is not an address
+-- not a trusted proxy, and its index; nil if one is not an address
 local function rightmost_untrusted(hops, trusted)
   for i = #hops, 1, -1 do
     local ip = host_part(hops[i])
     if not ip then return nil end
-    if not trusted(ip) or i == 1 then return ip end
+    if not trusted(ip) or i == 1 then return ip, i end
   end
 end
 
@@ -91,7 +91,7 @@ M.HEADERS = { ["x-forwarded-for"] = true, forwarded = true, ["x-real-ip"] = true
 -- "x-forwarded-for"): X-Forwarded-For or Forwarded (RFC 7239 for=) walked
 -- from the right, skipping trusted hops, or X-Real-IP. The others are not
 -- read: a proxy passes on the ones it does not write as the client sent
--- them. The scheme: Forwarded's proto= with "forwarded", else
+-- them. The scheme: with "forwarded", the proto= of the client's element, else
 -- X-Forwarded-Proto. Call it only when the TCP peer is trusted. Returns ip
 -- or nil, scheme or nil.
 ---@param headers table request headers (lower-case names)
@@ -103,13 +103,18 @@ function M.from_headers(headers, trusted, which)
   local value = headers[which]
   if which == "forwarded" then
     if value then
-      local hops = {}
+      local hops, protos = {}, {}
       for elem in value:gmatch("[^,]+") do
         local f = elem:lower():match("for=([^;]+)")
         hops[#hops + 1] = f or "unknown"
-        scheme = elem:lower():match("proto=([%w]+)") or scheme
+        protos[#hops] = elem:lower():match("proto=([%w]+)")
       end
-      ip = rightmost_untrusted(hops, trusted)
+      -- the scheme the client's own element gives (written by the trusted
+      -- proxy that saw it): one left of it is the client's word, and one
+      -- right of it is a later hop's, between proxies
+      local i
+      ip, i = rightmost_untrusted(hops, trusted)
+      scheme = i and protos[i]
     end
   else
     if value then ip = which == "x-real-ip" and host_part(value) or rightmost_untrusted(split(value, ","), trusted) end
