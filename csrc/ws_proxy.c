@@ -114,7 +114,9 @@ static int parse_v2(const unsigned char *p, size_t n, ws_proxy_info *out, const 
     if (16 + len > WS_PROXY_MAX)
         return bad(why, "v2: header too long");
     size_t need = 0;
-    switch (fam) {
+    /* LOCAL: "discard the protocol block including the family which is
+     * ignored" (the spec; HAProxy too): a health check is not refused for it */
+    if (cmd == 1) switch (fam) {
     case 0x00: break;                       /* UNSPEC */
     case 0x11: case 0x12: need = 12; break; /* IPv4 stream/dgram */
     case 0x21: case 0x22: need = 36; break; /* IPv6 */

@@ -151,7 +151,8 @@ static int ref_proxy_v2(const unsigned char *p, size_t n, ref_proxy *r) {
     if ((p[12] & 0xf0) != 0x20 || (p[12] & 0x0f) > 1) return -1;
     size_t len = (size_t)p[14] * 256 + p[15], need;
     if (len + 16 > 4096) return -1;
-    switch (p[13]) {
+    need = 0;
+    if ((p[12] & 0x0f) == 1) switch (p[13]) {   /* LOCAL: the family is ignored */
     case 0x00: need = 0; break;
     case 0x11: case 0x12: need = 12; break;
     case 0x21: case 0x22: need = 36; break;

@@ -130,7 +130,7 @@ describe("PROXY protocol faults (one process)", function()
     end)
   end)
 
-  it("v2 with TLVs, LOCAL with addresses, UNSPEC and unix families, v1 UNKNOWN with addresses", function()
+  it("v2 with TLVs, LOCAL with addresses or any family, UNSPEC and unix families, v1 UNKNOWN with addresses", function()
     H.run_task(l, 10, function()
       local xff = { ["X-Forwarded-For"] = "6.6.6.6" }
       -- TLVs after the addresses (CRC32C, unique id, a 0-length NOOP) are skipped
@@ -138,7 +138,8 @@ describe("PROXY protocol faults (one process)", function()
       local m = who(raw(v2(1, 0x11, A4 .. tlvs)), xff)
       assert.truthy(m and m:match("^203%.0%.113%.8:4260|127%.0%.0%.1:%d+$"), m)
       -- no client named: the TCP peer, and the end client's headers not believed
-      for _, first in ipairs { v2(0, 0x11, A4), v2(0, 0x00, tlvs), v2(1, 0x00, ""), v2(1, 0x31, ("\0"):rep(216)),
+      for _, first in ipairs { v2(0, 0x11, A4), v2(0, 0x00, tlvs), v2(0, 0x45, ""), v2(1, 0x00, ""),
+                               v2(1, 0x31, ("\0"):rep(216)),
                                v2(1, 0x12, A4), "PROXY UNKNOWN 1.2.3.4 5.6.7.8 1 2\r\n" } do
         m = who(raw(first), xff)
         assert.truthy(m and m:match("^127%.0%.0%.1:%d+|127%.0%.0%.1:%d+$"), m)

@@ -125,6 +125,13 @@ static void test_v2(void) {
     n = v2(buf, 0x21, 0x31, a4, 0, 216);
     CHECK(parse(buf, n, &i) == 232 && i.family == 0);
 
+    /* LOCAL: the family and address block are ignored, as the spec asks
+     * ("discard the protocol block including the family") and HAProxy does */
+    n = v2(buf, 0x20, 0x45, a4, 0, 0);               /* a family not defined */
+    CHECK(parse(buf, n, &i) == 16 && i.family == 0);
+    n = v2(buf, 0x20, 0x21, a4, 12, 12);             /* IPv6 with a block too short for it */
+    CHECK(parse(buf, n, &i) == 28 && i.family == 0);
+
     n = v2(buf, 0x11, 0x11, a4, 12, 12);             /* version 1 in binary */
     CHECK(parse(buf, n, &i) == -1);
     n = v2(buf, 0x22, 0x11, a4, 12, 12);             /* command 2 */
