@@ -100,7 +100,8 @@ static void push_info(lua_State *L, const ws_proxy_info *info) {
     }
 }
 
-/* proxy_header(fd) -> info | nil, "timeout" (incomplete) | nil, err.
+/* proxy_header(fd) -> info | nil, "timeout" (incomplete) | nil, "closed"
+ * (incomplete, and the peer sends no more) | nil, err.
  * Peeks, so that exactly the header is consumed and the bytes after it (a
  * TLS ClientHello, an HTTP request) stay in the socket for whoever reads
  * next. info = { version, family (4, 6 or nil), src, src_port, dst, dst_port } */
@@ -120,8 +121,14 @@ static int l_proxy_header(lua_State *L) {
     const char *why = "invalid";
     int r = ws_proxy_parse(buf, (size_t)n, &info, &why);
     if (r == 0) {
+        /* short, and the peer has stopped sending (FIN, RST): no more
+         * will come, and the wait that woke us had its only edge, so
+         * another would last until the handshake deadline */
         lua_pushnil(L);
-        lua_pushliteral(L, "timeout");
+        if (ws_fd_hungup(fd))
+            lua_pushliteral(L, "closed");
+        else
+            lua_pushliteral(L, "timeout");
         return 2;
     }
     if (r < 0) {

@@ -364,6 +364,15 @@ ssize_t ws_fd_peek(int fd, void *buf, size_t n) {
     return r;
 }
 
+int ws_fd_hungup(int fd) {
+    struct pollfd p = {fd, POLLRDHUP, 0};
+    int r;
+    do
+        r = poll(&p, 1, 0);
+    while (r < 0 && errno == EINTR);
+    return r > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
 int ws_signals_block(const int *sigs, int n, int nonblock) {
     sigset_t set;
     sigemptyset(&set);

@@ -107,6 +107,11 @@ int ws_fd_sockname(int fd, char *ip, size_t ipcap, int *port);
 /* recv(2) with MSG_PEEK (the bytes stay queued), retried on EINTR. */
 ssize_t ws_fd_peek(int fd, void *buf, size_t n);
 
+/* 1 when the peer has shut down its sending side or the connection failed
+ * (poll(2) POLLRDHUP/POLLHUP/POLLERR, without waiting): no more bytes will
+ * come; 0 otherwise. */
+int ws_fd_hungup(int fd);
+
 /* Block sigs[n] and return a signalfd(2) that reads them (close-on-exec,
  * non-blocking when nonblock), or -1 with errno. */
 int ws_signals_block(const int *sigs, int n, int nonblock);
