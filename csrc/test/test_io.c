@@ -207,9 +207,25 @@ static void send_pieces(void) {
     close(sv[0]);
 }
 
+/* ws_fd_hungup: bytes still queued do not hide the peer's FIN */
+static void hungup(void) {
+    int sv[2];
+    char c;
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    CHECK(ws_fd_hungup(sv[1]) == 0);
+    CHECK(write(sv[0], "PROXY", 5) == 5);
+    CHECK(ws_fd_hungup(sv[1]) == 0);
+    CHECK(shutdown(sv[0], SHUT_WR) == 0);
+    CHECK(ws_fd_hungup(sv[1]) == 1);
+    CHECK(ws_fd_peek(sv[1], &c, 1) == 1 && c == 'P');
+    close(sv[0]);
+    close(sv[1]);
+}
+
 int main(void) {
     signal(SIGPIPE, SIG_DFL);
     send_pieces();
+    hungup();
     spin_wait();
     accept_one(AF_INET, 0, 0);   /* set per connection */
     accept_one(AF_INET, 1, 1);   /* inherited from the listener */
