@@ -18,6 +18,8 @@ local function host(name)
 end
 
 -- A ticker for a host loop: tick() every ~10 ms; worst() is the longest gap.
+-- (The bounds below are 0.25 s: a starved host loop stalls for the whole
+-- burst, 0.5 s and more; a busy machine's scheduler costs tens of ms.)
 local function ticker()
   local last, worst = gettime(), 0
   local t = {}
@@ -57,7 +59,7 @@ describe("a ws.loop nested in a host loop, with a task always ready", function()
       if gettime() - t0 > 0.8 then timer:stop(); timer:close() end
     end)
     uv.run()
-    assert.is_true(tk.worst() < 0.1, "the luv timer stalled " .. tk.worst() .. " s")
+    assert.is_true(tk.worst() < 0.25, "the luv timer stalled " .. tk.worst() .. " s")
   end)
 
   it("cqueues: the controller's other coroutines keep running", function()
@@ -72,7 +74,7 @@ describe("a ws.loop nested in a host loop, with a task always ready", function()
     end)
     while not cq:empty() and gettime() - t0 < 3 do assert(cq:step(0.1)) end
     assert.is_true(cq:empty())
-    assert.is_true(tk.worst() < 0.1, "the cqueues ticker stalled " .. tk.worst() .. " s")
+    assert.is_true(tk.worst() < 0.25, "the cqueues ticker stalled " .. tk.worst() .. " s")
   end)
 end)
 
@@ -124,7 +126,7 @@ for _, hostdef in ipairs(HOSTS) do
       local line = H.wait_output(flood, "(sent %d+ got %d+)", 10)
       assert.truthy(line, flood.output())
       local worst = tonumber(stats(p.port, "get"))
-      assert.is_true(worst < 0.1, "the host loop's ticker stalled " .. worst .. " s under the flood (" .. line .. ")")
+      assert.is_true(worst < 0.25, "the host loop's ticker stalled " .. worst .. " s under the flood (" .. line .. ")")
     end)
 
     it("connections reset mid-head, after the upgrade, mid-message and while flooded leave no descriptor", function()
@@ -156,7 +158,7 @@ for _, hostdef in ipairs(HOSTS) do
       end
       assert.is_true(n <= base, n .. " descriptors, " .. base .. " before")
       assert.is_true(p.alive())
-      assert.truthy(tonumber(stats(p.port, "get")) < 0.1)   -- and it serves on, on time
+      assert.truthy(tonumber(stats(p.port, "get")) < 0.25)   -- and it serves on, on time
     end)
   end)
 end
