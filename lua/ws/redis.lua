@@ -210,7 +210,7 @@ local function flush_messages(self, chans, datas, n)
   for i = 1, n do chans[i], datas[i] = nil, nil end
 end
 
-local BURST = 64 * 1024   -- bytes of one read past which the reader lets the loop go round
+local BURST = 64 * 1024   -- bytes read in a row past which the reader lets the loop go round
 
 function Client:reader()
   local parser, sock = self.parser, self.sock
@@ -218,10 +218,12 @@ function Client:reader()
   -- in these arrays (reused), other replies in between keep their place
   local batch = self.subscriber and self.on_messages
   local chans, datas, n = {}, {}, 0
+  local got = 0   -- bytes read since the loop last went round
   while self.open do
     local data, err = io_.read(sock)
     if not data then return self:close(err == "closed" and "connection lost" or err) end
     parser:feed(data)
+    got = got + #data
     while true do
       local ok, v, payload
       if batch then ok, v, payload = parser:next_message() else ok, v = parser:next() end
@@ -247,14 +249,16 @@ function Client:reader()
       end
       if not self.open then return end
     end
-    if n > 0 then
-      flush_messages(self, chans, datas, n)
-      n = 0
-      -- a big read: a burst, whose next read returns at once: let the other
-      -- tasks (the fan-out's flush, the connections' writers) run first, or
-      -- the whole burst is queued before a byte of it is written (a small
-      -- read's next read waits anyway)
-      if #data >= BURST then self.loop:yield() end
+    flush_messages(self, chans, datas, n)
+    n = 0
+    -- a burst, whose next read returns at once: let the other tasks (the
+    -- fan-out's flush, the connections' writers) run first, or the whole
+    -- burst is queued before a byte of it is written; counted over reads,
+    -- whatever they held (a big reply, pushes, replies without end from a
+    -- server gone wrong held the loop as long as they kept coming)
+    if got >= BURST then
+      got = 0
+      self.loop:yield()
     end
   end
 end
