@@ -39,3 +39,50 @@ describe("ws.redis against a server that misbehaves", function()
     c:close()
   end)
 end)
+
+describe("ws.hub over Redis, faults #slow", function()
+  local ws = require "ws"
+
+  -- a hub on l, connected and subscribed
+  local function redis_hub(l, url, opts)
+    opts = opts or {}
+    opts.loop, opts.redis, opts.logger = l, url, opts.logger or false
+    local hub = ws.hub(opts)
+    assert(H.step_until(l, 10, function() return hub.up end), "hub did not connect")
+    return hub
+  end
+
+  for _, ordered in ipairs { false, true } do
+    it("publishes of max_publish each, in a row: what publish took reaches the others, Redis keeps their" ..
+       " subscriber" .. (ordered and " (ordered)" or ""), function()
+      -- (Redis's limit on a subscriber's buffer, scaled down: 4 MB, twice max_publish;
+      -- 8 publishes in a row, 16 MiB)
+      local rds = H.start_redis { args = "--client-output-buffer-limit 'pubsub 4mb 4mb 60'" }
+      finally(rds.stop)
+      local l = loop.new()
+      local states = {}
+      local h1 = redis_hub(l, rds.url, { ordered = ordered, max_publish = 2 * 1024 * 1024 })
+      local h2 = redis_hub(l, rds.url, { ordered = ordered,
+        on_state = function(state) states[#states + 1] = state end })
+      local got = {}
+      h2:on("big", function(data) got[#got + 1] = data:sub(1, 1) end)
+      assert.is_true(H.step_until(l, 5, function() return rds.cli("PUBSUB NUMSUB ws:big"):match("\n1") ~= nil end))
+      local sent = {}
+      for i = 1, 8 do
+        local c = string.char(64 + i)
+        local _, ok = h1:publish("big", c:rep(2 * 1024 * 1024), "binary")
+        if ok then sent[#sent + 1] = c end
+      end
+      H.step_until(l, 5, function() return #got >= #sent end)
+      H.step_until(l, 0.3, function() return false end)
+      assert.same(sent, got)
+      assert.equal(8 - #sent, h1:status().dropped)   -- ("redis busy": counted)
+      -- answered: the next one is taken
+      assert.is_true(H.step_until(l, 5, function() return h1.pub:pending() == 0 end))
+      assert.is_true(select(2, h1:publish("big", ("Z"):rep(2 * 1024 * 1024), "binary")))
+      assert.is_true(H.step_until(l, 5, function() return got[#sent + 1] == "Z" end))
+      assert.same({ "up", "resubscribed" }, states)   -- never dropped by Redis
+      h1:close(); h2:close()
+    end)
+  end
+end)

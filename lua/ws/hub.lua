@@ -824,8 +824,12 @@ local function subscribe_all(self, sub)
 end
 
 local function connect_pub(self)
+  -- (max_unanswered: Redis appends what it takes in one read to every
+  -- subscriber's buffer at once, and drops a subscriber whose buffer passes
+  -- its limit, 32 MB by default: two publishes of max_publish in a row
+  -- dropped every process's subscriber, and both were lost)
   local pub, err = redis.connect(self.url,
-    { loop = self.loop, timeout = self.timeout, on_close = function()
+    { loop = self.loop, timeout = self.timeout, max_unanswered = self.max_publish, on_close = function()
       self.pub_lost = gettime()   -- (see resume_ordered)
       alarm(self)
     end })

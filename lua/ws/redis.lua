@@ -110,6 +110,8 @@ end
 
 --- Connect to url (see parse_url) and send AUTH and SELECT. Must be called
 -- from a task of opts.loop. opts: loop (required), timeout, max_pending, max_buffer,
+-- max_unanswered (bytes of commands queued or sent and not answered yet past
+-- which another fails with "busy", unless none waits; nil: no limit),
 -- subscriber (true: a pub/sub connection; pushes go to on_push),
 -- on_push(reply), on_messages(channels, payloads, n) (subscriber: the n
 -- "message" pushes parsed from one read, in two arrays reused after the
@@ -129,6 +131,7 @@ function M.connect(url, opts)
     loop = l, sock = sock, parser = resp.parser(),
     timeout = timeout, max_pending = opts.max_pending or M.defaults.max_pending,
     max_buffer = opts.max_buffer or M.defaults.max_buffer,
+    max_unanswered = opts.max_unanswered, unanswered = 0, sizes = {},   -- sizes: fifo index -> bytes
     subscriber = opts.subscriber, on_push = opts.on_push, on_messages = opts.on_messages,
     on_close = opts.on_close,
     out = {}, nout = 0, outbytes = 0,   -- encoded commands not yet written
@@ -180,6 +183,7 @@ function Client:close(err)
     if e then settle(self, e, nil, i <= self.sent and err or "not sent") end
   end
   self.head, self.tail, self.sent = 1, 0, 0
+  self.sizes, self.unanswered = {}, 0
   self.out, self.nout, self.outbytes = {}, 0, 0
   if self.on_close then self.on_close(err) end
 end
@@ -199,6 +203,8 @@ local function reply(self, v)
   local e = self.fifo[h]
   if not e then return false end
   self.fifo[h], self.head = nil, h + 1
+  local size = self.sizes[h]
+  if size then self.sizes[h], self.unanswered = nil, self.unanswered - size end
   if resp.is_error(v) then settle(self, e, nil, v.message) else settle(self, e, true, v) end
   return true
 end
@@ -284,6 +290,10 @@ local function queue(self, bytes, entry)
   if entry then
     if self.tail - self.head + 1 >= self.max_pending then return nil, "busy" end
     local t = self.tail + 1
+    if self.max_unanswered then
+      if self.unanswered > 0 and self.unanswered + #bytes > self.max_unanswered then return nil, "busy" end
+      self.sizes[t], self.unanswered = #bytes, self.unanswered + #bytes
+    end
     self.fifo[t], self.tail = entry, t
   end
   local n = self.nout + 1
