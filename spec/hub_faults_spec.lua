@@ -38,6 +38,29 @@ describe("ws.redis against a server that misbehaves", function()
     assert.is_true(worst < 0.3, string.format("one step took %.2f s", worst))
     c:close()
   end)
+
+  it("a reply that never ends is refused past max_reply: the connection goes, memory stays bounded", function()
+    local srv = fake("array", 5)
+    finally(srv.stop)
+    local l = loop.new()
+    local closed, res
+    l:spawn(function()
+      local c = assert(redis.connect("redis://127.0.0.1:" .. srv.port, { loop = l, timeout = 10,
+        max_reply = 1024 * 1024, on_close = function(why) closed = why end }))
+      res = { c:call("GET", "k") }
+    end)
+    collectgarbage()
+    local mem0, peak = collectgarbage("count"), 0
+    local t0 = gettime()
+    while not closed and gettime() - t0 < 4 do
+      l:step(0.05)
+      peak = math.max(peak, collectgarbage("count"))
+    end
+    assert.equal("protocol error: reply too large", closed)
+    assert.is_true(H.step_until(l, 1, function() return res ~= nil end))
+    assert.same({ nil, "protocol error: reply too large" }, res)
+    assert.is_true(peak - mem0 < 64 * 1024, string.format("%.0f MiB more", (peak - mem0) / 1024))
+  end)
 end)
 
 describe("ws.hub over Redis, faults #slow", function()

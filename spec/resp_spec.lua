@@ -155,6 +155,37 @@ describe("ws.resp parser", function()
     end
   end)
 
+  it("refuses a reply longer than max_reply, whole or still arriving; takes one up to it", function()
+    -- an array whose items keep coming: refused once they pass the limit
+    local p = resp.parser(1000)
+    p:feed("*1000000000\r\n")
+    assert.is_nil(p:next())
+    local n, ok, err = 0
+    repeat
+      p:feed(string.rep("$1\r\nx\r\n", 10))
+      n = n + 1
+      ok, err = p:next()
+    until ok ~= nil or n > 100
+    assert.same({ false, "reply too large" }, { ok, err })
+    assert.is_true(n <= 15)
+    -- a bulk string (alone, or as a message push's payload) that would pass it
+    for _, quick in ipairs { false, true } do
+      p = resp.parser(1000)
+      p:feed(quick and "*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$2000\r\n" or "$2000\r\n")
+      if quick then ok, err = p:next_message() else ok, err = p:next() end
+      assert.same({ false, "reply too large" }, { ok, err })
+    end
+    -- up to the limit: whole, and the next reply's count starts afresh
+    p = resp.parser(100)
+    for _ = 1, 3 do
+      p:feed("*2\r\n$30\r\n" .. ("a"):rep(30) .. "\r\n")
+      assert.is_nil(p:next())
+      p:feed("$30\r\n" .. ("b"):rep(30) .. "\r\n")
+      assert.same({ true, { n = 2, ("a"):rep(30), ("b"):rep(30) } }, { p:next() })
+    end
+    assert.equal(512 * 1024 * 1024, resp.MAX_REPLY)
+  end)
+
   it("joins a large bulk string read in many pieces once it is whole", function()
     local p = resp.parser()
     local big = string.rep("x", 1024 * 1024)

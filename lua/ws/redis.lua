@@ -110,7 +110,8 @@ end
 
 --- Connect to url (see parse_url) and send AUTH and SELECT. Must be called
 -- from a task of opts.loop. opts: loop (required), timeout, max_pending, max_buffer,
--- max_unanswered (bytes of commands queued or sent and not answered yet past
+-- max_reply (bytes of one reply, see ws.resp; larger: the connection is
+-- dropped), max_unanswered (bytes of commands queued or sent and not answered yet past
 -- which another fails with "busy", unless none waits; nil: no limit),
 -- subscriber (true: a pub/sub connection; pushes go to on_push),
 -- on_push(reply), on_messages(channels, payloads, n) (subscriber: the n
@@ -128,7 +129,7 @@ function M.connect(url, opts)
   local sock, oerr = open(l, t, gettime() + timeout)
   if not sock then return nil, oerr end
   local self = setmetatable({
-    loop = l, sock = sock, parser = resp.parser(),
+    loop = l, sock = sock, parser = resp.parser(opts.max_reply),
     timeout = timeout, max_pending = opts.max_pending or M.defaults.max_pending,
     max_buffer = opts.max_buffer or M.defaults.max_buffer,
     max_unanswered = opts.max_unanswered, unanswered = 0, sizes = {},   -- sizes: fifo index -> bytes

@@ -17,6 +17,7 @@ M.MAX_BULK = 512 * 1024 * 1024   -- Redis's own proto-max-bulk-len
 M.MAX_LINE = 64 * 1024           -- a header or simple string longer than this is not RESP
 M.MAX_DEPTH = 16                 -- arrays nested deeper are refused (Redis nests ~4 deep)
 M.MAX_ITEMS = 1024 * 1024 * 1024
+M.MAX_REPLY = 512 * 1024 * 1024   -- bytes of one reply, items of its arrays included (see parser)
 
 local PLUS, MINUS, COLON, DOLLAR, STAR = byte("+-:$*", 1, 5)
 
@@ -96,10 +97,13 @@ Parser.__index = Parser
 -- it says there is no whole reply left. An array that arrives over many
 -- reads is parsed once: the items parsed so far are kept (arrs, fill: the
 -- arrays still open, outermost first, and how many items each holds), and
--- parsing resumes at the first item not yet whole.
-function M.parser()
+-- parsing resumes at the first item not yet whole. A reply longer than
+-- max_reply bytes (default M.MAX_REPLY) is refused ("reply too large"):
+-- its items are kept until it is whole, and one that never ends (a server
+-- gone wrong) grew without bound.
+function M.parser(max_reply)
   return setmetatable({ buf = "", pos = 1, chunks = {}, nchunks = 0, pending = 0, need = 0,
-                        arrs = {}, fill = {} }, Parser)
+                        arrs = {}, fill = {}, open = 0, max_reply = max_reply or M.MAX_REPLY }, Parser)
 end
 
 --- Add bytes read from the connection.
@@ -126,6 +130,7 @@ end
 
 local function consumed(self, p)
   self.need = 0
+  if #self.arrs == 0 then self.open = 0 end
   if p > #self.buf then self.buf, p = "", 1 end
   self.pos = p
 end
@@ -156,8 +161,13 @@ function Parser:next()
     local v, a, b = element(buf, pos)
     if v == nil then
       -- (the items before this one stay parsed, in the open arrays)
+      self.open = self.open + pos - self.pos
       consumed(self, pos)
       self.need = a > 0 and a - self.pos + 1 or 0
+      if self.open + self.need > self.max_reply then
+        self.err = "reply too large"
+        return false, self.err
+      end
       return nil
     elseif v == false then
       self.err = a
@@ -204,6 +214,10 @@ function Parser:next_message()
       local data, p2 = element(buf, p)
       if data == nil then
         self.need = p2 > 0 and p2 - pos + 1 or 0
+        if self.need > self.max_reply then
+          self.err = "reply too large"
+          return false, self.err
+        end
         return nil
       end
       if type(data) == "string" and byte(buf, p) == DOLLAR then
