@@ -108,4 +108,24 @@ describe("ws.hub over Redis, faults #slow", function()
       h1:close(); h2:close()
     end)
   end
+
+  it("ordered: SIGTERM while Redis is down says how many held publishes the stop drops", function()
+    local rds = H.start_redis()
+    local chat
+    finally(function() rds.stop(); if chat then chat.stop() end end)
+    chat = H.start_lua("examples/chat.lua", "--ordered --redis " .. rds.url, "chat-held")
+    assert.truthy(H.wait_output(chat, "hub: redis resubscribed", 10), chat.output())
+    rds.stop()
+    assert.truthy(H.wait_output(chat, "hub: redis down", 10), chat.output())
+    local c = assert(ws.connect("ws://127.0.0.1:" .. chat.port .. "/ws?room=r", { timeout = 5 }))
+    for i = 1, 3 do assert(c:send("held " .. i)) end   -- (relayed: held in the outbox)
+    assert.truthy(H.wait_output(chat, "join ", 5))
+    socket.sleep(0.3)
+    os.execute("kill -TERM " .. chat.pid)
+    assert.same({ nil, "closed", 1001, "going away" }, { c:receive(5) })
+    local deadline = gettime() + 6
+    while chat.alive() and gettime() < deadline do socket.sleep(0.05) end
+    assert.is_false(chat.alive())
+    assert.matches("publishes Redis never took.-dropped=3", chat.output())
+  end)
 end)

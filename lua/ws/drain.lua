@@ -127,6 +127,14 @@ local function default(self, name)
     end)
   end
   l:suspend()
+  -- ordered publishes a hub still holds (Redis down, or busy) end with the
+  -- process: a chance to go out while Redis takes them, then said lost
+  for _, s in ipairs(list) do
+    local hub, stop = s.hub, gettime() + (s.opts.close_timeout or 3)
+    while hub and hub.up and hub:status().outbox > 0 and gettime() < stop do l:sleep(0.05) end
+    local held = hub and hub:status().outbox or 0
+    if held > 0 then s.opts.log("warn", "stopping with publishes Redis never took: dropped", { dropped = held }) end
+  end
   l:stop()
 end
 
