@@ -128,4 +128,38 @@ describe("ws.hub over Redis, faults #slow", function()
     assert.is_false(chat.alive())
     assert.matches("publishes Redis never took.-dropped=3", chat.output())
   end)
+
+  it("a topic the ACL refuses is left out and logged; every other topic stays, reconnects too", function()
+    local rds = H.start_redis()
+    finally(rds.stop)
+    assert.matches("OK", rds.cli("ACL SETUSER u on '>pw' '~*' resetchannels '&ws:!*' '&ws:ok*' '+@all'"))
+    local url = "redis://u:pw@127.0.0.1:" .. rds.port .. "/0"
+    local l = loop.new()
+    local lines, states = {}, {}
+    local h1 = redis_hub(l, url, { logger = function(_, msg) lines[#lines + 1] = msg end,
+      on_state = function(state) states[#states + 1] = state end })
+    local h2 = redis_hub(l, url)
+    local got = {}
+    h1:on("ok1", function(data) got[#got + 1] = data end)
+    h1:on("secret", function() end)
+    h1:on("ok2", function(data) got[#got + 1] = data end)
+    local function round(tag)
+      local n = #got
+      assert.is_true(H.step_until(l, 5, function()
+        h2:publish("ok1", tag .. "1"); h2:publish("ok2", tag .. "2")
+        return #got >= n + 2
+      end))
+    end
+    round("a")
+    assert.is_true(h1.up)
+    local refused = 0
+    for _, m in ipairs(lines) do if m:match("refused a subscription: NOPERM") then refused = refused + 1 end end
+    assert.equal(1, refused)
+    -- a new subscriber connection subscribes them all in one command: refused whole
+    assert.matches("2", rds.cli("CLIENT KILL TYPE pubsub"))
+    assert.is_true(H.step_until(l, 10, function() return #states >= 5 and h1.up end))
+    round("b")
+    assert.same({ "up", "resubscribed", "down", "up", "resubscribed" }, states)
+    h1:close(); h2:close()
+  end)
 end)

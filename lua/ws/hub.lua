@@ -211,11 +211,13 @@ local function channel(self, topic) return self.prefix .. topic end
 
 local function users(t) return t.n + #t.fns end
 
+local subscribe
+
 -- First local user of a topic: subscribe its channel (if connected; the
 -- supervisor subscribes everything on connect).
 local function joined(self, topic, t)
   if users(t) ~= 1 or not self.sub then return end
-  self.sub:push_command("SUBSCRIBE", channel(self, topic))
+  subscribe(self, self.sub, { channel(self, topic) })
 end
 
 local function left(self, topic, t)
@@ -813,13 +815,41 @@ local function idle(self, deadline)
   self.idle = nil
 end
 
+-- SUBSCRIBE the channels of list. Redis refuses a command whole when the
+-- ACL denies one of its channels (NOPERM): then each is subscribed on its
+-- own, and one refused alone is logged and left out (its topic's members
+-- miss the other processes' messages until a reconnect tries it again),
+-- while the connection and every other topic stay; any other refusal (or
+-- of our own channels) drops the connection, as before. (One topic refused
+-- had every reconnect fail: no topic reached another process again.)
+function subscribe(self, sub, list)
+  sub:push(function(ok, err)
+    if ok or not sub.open then return end
+    local ours = list[1] == self.probe_channel or list[1] == self.all_channel
+    if not (tostring(err):match("^NOPERM.*channel") and (#list > 1 or not ours)) then return sub:close(err) end
+    if self.confirming then self.confirming = self.confirming - #list end
+    if #list > 1 then
+      for _, ch in ipairs(list) do
+        if self.confirming then self.confirming = self.confirming + 1 end
+        subscribe(self, sub, { ch })
+      end
+    else
+      self.log("warn", "hub: Redis refused a subscription: " .. tostring(err), { channel = list[1] })
+    end
+    if self.confirming == 0 then
+      self.confirming = nil
+      alarm(self)
+    end
+  end, "SUBSCRIBE", unpack(list))
+end
+
 -- Subscribe the probe, broadcast and every topic channel, in batches.
 local function subscribe_all(self, sub)
   local list = { self.probe_channel, self.all_channel }
   for topic in pairs(self.topics) do list[#list + 1] = channel(self, topic) end
   self.confirming = #list
   for i = 1, #list, 500 do
-    sub:push_command("SUBSCRIBE", unpack(list, i, math.min(i + 499, #list)))
+    subscribe(self, sub, { unpack(list, i, math.min(i + 499, #list)) })
   end
 end
 

@@ -155,10 +155,19 @@ function M.connect(url, opts)
 end
 
 -- Deliver a reply (or a failure) to whoever waits for it: a fifo entry is
--- a task's { co, done } (call), send's callback, or true (send, no callback).
+-- a task's { co, done } (call), a push command's { pushes, cb }, send's
+-- callback, or true (send, no callback).
 local function settle(self, e, ok, v)
   local te = type(e)
-  if te == "table" then
+  if te == "table" and e.pushes then
+    if e.cb then
+      local pok, err = pcall(e.cb, ok, v)
+      if not pok then io.stderr:write("ws.redis: callback failed: ", tostring(err), "\n") end
+    elseif not ok and self.open then
+      -- (refused, and nobody asked to know: NOAUTH, NOPERM, maxclients)
+      self:close(v)
+    end
+  elseif te == "table" then
     if e.done then return end   -- (its call timed out)
     e.done = true
     self.loop:wake(e.co, ok, v)
@@ -193,19 +202,32 @@ end
 local PUSH = { message = true, subscribe = true, unsubscribe = true,
   pmessage = true, psubscribe = true, punsubscribe = true }
 
--- A reply that is not a message push: a push (on_push), or the answer to
--- the oldest command waiting. Returns false when the stream is out of step.
-local function reply(self, v)
-  if self.subscriber and type(v) == "table" and v.n and PUSH[v[1]] then
-    if self.on_push then self.on_push(v) end
-    return true
-  end
+-- Take the oldest command waiting off the fifo.
+local function pop(self)
   local h = self.head
   local e = self.fifo[h]
-  if not e then return false end
   self.fifo[h], self.head = nil, h + 1
   local size = self.sizes[h]
   if size then self.sizes[h], self.unanswered = nil, self.unanswered - size end
+  return e
+end
+
+-- A reply that is not a message push: a push (on_push; a subscribe or
+-- unsubscribe push answers, one channel each, the push command at the head),
+-- or the answer to the oldest command waiting (an error for a push command
+-- too: Redis refused it whole). Returns false when the stream is out of step.
+local function reply(self, v)
+  local e = self.fifo[self.head]
+  if self.subscriber and type(v) == "table" and v.n and PUSH[v[1]] then
+    if type(e) == "table" and e.pushes and (v[1] == "subscribe" or v[1] == "unsubscribe") then
+      e.pushes = e.pushes - 1
+      if e.pushes == 0 then settle(self, pop(self), true) end
+    end
+    if self.on_push then self.on_push(v) end
+    return true
+  end
+  if not e then return false end
+  pop(self)
   if resp.is_error(v) then settle(self, e, nil, v.message) else settle(self, e, true, v) end
   return true
 end
@@ -250,7 +272,7 @@ function Client:reader()
         flush_messages(self, chans, datas, n)
         n = 0
         if not reply(self, v) then
-          -- (an error nobody waited for: a refused SUBSCRIBE, NOAUTH, maxclients)
+          -- (a reply nobody waited for: an error Redis sent unasked)
           return self:close(resp.is_error(v) and v.message or "protocol error: unexpected reply")
         end
       end
@@ -329,10 +351,17 @@ function Client:send(cb, ...)
   return queue(self, resp.command(...), cb or true)   -- (no table per command)
 end
 
---- Send a command whose answer arrives as a push (SUBSCRIBE, UNSUBSCRIBE
--- on a subscriber connection). Returns true, or nil, err.
+--- Send a command whose answer arrives as pushes, one per argument after
+-- the command's name (SUBSCRIBE, UNSUBSCRIBE on a subscriber connection):
+-- cb(true) once they came, cb(nil, err) if Redis refused the command (or
+-- the connection was lost); without cb, a refusal closes the connection.
+-- Returns true, or nil, err.
+function Client:push(cb, ...)
+  return queue(self, resp.command(...), { pushes = select("#", ...) - 1, cb = cb })
+end
+
 function Client:push_command(...)
-  return queue(self, resp.command(...), nil)
+  return self:push(nil, ...)
 end
 
 --- Commands awaiting a reply.
