@@ -162,4 +162,30 @@ describe("ws.hub over Redis, faults #slow", function()
     assert.same({ "up", "resubscribed", "down", "up", "resubscribed" }, states)
     h1:close(); h2:close()
   end)
+
+  it("ordered: what a node missed is replayed page by page: more than one reply may hold", function()
+    local resp = require "ws.resp"
+    local saved = resp.MAX_REPLY
+    local rds = H.start_redis()
+    finally(function() resp.MAX_REPLY = saved; rds.stop() end)
+    resp.MAX_REPLY = 1024 * 1024   -- (scaled down: the publish connections' replies)
+    local l, l2 = loop.new(), loop.new()
+    local h1 = redis_hub(l, rds.url, { ordered = true, max_publish = 64 * 1024 })
+    local h2 = redis_hub(l2, rds.url, { ordered = true, max_publish = 64 * 1024 })
+    local got, want = {}, {}
+    local function both(secs, pred) return H.step_until(l2, secs, function() l:step(0); return pred() end) end
+    h2:on("t", function(data) got[#got + 1] = data:sub(1, 3) end)
+    assert.is_true(both(5, function() return rds.cli("PUBSUB NUMSUB ws:t"):match("\n1") ~= nil end))
+    h1:publish("t", "001")
+    assert.is_true(both(5, function() return #got == 1 end))
+    -- h2 away (its loop not run) while 40 x 64 KiB, 2.5 MiB, go into the Stream
+    h2.sub:close("test")
+    for i = 1, 41 do want[i] = string.format("%03d", i) end
+    for i = 2, 41 do h1:publish("t", want[i] .. ("x"):rep(64 * 1024 - 3), "binary") end
+    assert.is_true(H.step_until(l, 10, function() return h1:status().outbox == 0 and h1.pub:pending() == 0 end))
+    assert.is_true(both(10, function() return #got == 41 end))
+    assert.same(want, got)
+    assert.is_true(h2.pub.open)
+    h1:close(); h2:close()
+  end)
 end)

@@ -35,6 +35,7 @@ local core = require "ws.core"
 local fanout = require "ws.fanout"
 local loop = require "ws.loop"
 local redis = require "ws.redis"
+local resp = require "ws.resp"
 local logging = require "ws.log"
 local options = require "ws.options"
 
@@ -654,22 +655,32 @@ function replay(self, topic, t)
     end
     o.epoch, o.off = epoch ~= redis.null and epoch or nil, 0
   end
-  local entries = epoch and pub:call("XRANGE", skey, "0-" .. (o.off + 1), "+")
-  if not entries then
-    -- Redis went away: the catch-up after the reconnect replays all this
-    o.buffer, o.replaying = nil, false
-    return
-  end
-  for _, e in ipairs(entries) do
-    local m = stream_entry(e)
-    local off = m and m.off
-    if m and off > o.off then
-      if off > o.off + 1 then
-        gap(self, topic, { epoch = o.epoch, since = o.off, first = off }, "history does not cover the gap")
-      end
-      m.epoch = o.epoch
-      take(self, topic, t, m)
+  -- page by page, each well within what one reply may hold (ws.resp's
+  -- MAX_REPLY): the whole gap in one reply, up to history x max_publish
+  -- bytes, was refused, and the replay tried again at every message
+  local page = math.max(1, math.min(1000, math.floor(resp.MAX_REPLY / 2 / (self.max_publish + 1024))))
+  local from = o.off + 1
+  while epoch do
+    local start = from
+    local entries = pub:call("XRANGE", skey, "0-" .. from, "+", "COUNT", page)
+    if not entries then
+      -- Redis went away: the catch-up after the reconnect replays all this
+      o.buffer, o.replaying = nil, false
+      return
     end
+    for _, e in ipairs(entries) do
+      local m = stream_entry(e)
+      local off = m and m.off
+      if m and off > o.off then
+        if off > o.off + 1 then
+          gap(self, topic, { epoch = o.epoch, since = o.off, first = off }, "history does not cover the gap")
+        end
+        m.epoch = o.epoch
+        take(self, topic, t, m)
+      end
+      if off then from = math.max(from, off + 1) end
+    end
+    if #entries < page or from == start then break end   -- (the end, or entries not ours)
   end
   -- the buffered live ones: those past the replay go through the usual path
   local buffered = o.buffer or {}
