@@ -96,6 +96,8 @@ describe("ws.hub over Redis, faults #slow", function()
         local _, ok = h1:publish("big", c:rep(2 * 1024 * 1024), "binary")
         if ok then sent[#sent + 1] = c end
       end
+      -- a small one is taken meanwhile (the probes of our own channel are)
+      if #sent < 8 then assert.is_true(select(2, h1:publish("small", "x"))) end
       H.step_until(l, 5, function() return #got >= #sent end)
       H.step_until(l, 0.3, function() return false end)
       assert.same(sent, got)

@@ -112,7 +112,8 @@ end
 -- from a task of opts.loop. opts: loop (required), timeout, max_pending, max_buffer,
 -- max_reply (bytes of one reply, see ws.resp; larger: the connection is
 -- dropped), max_unanswered (bytes of commands queued or sent and not answered yet past
--- which another fails with "busy", unless none waits; nil: no limit),
+-- which another fails with "busy", unless none waits or it is under 1 KiB;
+-- nil: no limit),
 -- subscriber (true: a pub/sub connection; pushes go to on_push),
 -- on_push(reply), on_messages(channels, payloads, n) (subscriber: the n
 -- "message" pushes parsed from one read, in two arrays reused after the
@@ -306,6 +307,8 @@ function Client:writer()
   self.writing = false
 end
 
+local SMALL = 1024   -- bytes of a command max_unanswered never refuses
+
 -- Queue an encoded command; the writer task (one per round) sends the lot.
 local function queue(self, bytes, entry)
   if not self.open then return nil, "closed" end
@@ -314,7 +317,10 @@ local function queue(self, bytes, entry)
     if self.tail - self.head + 1 >= self.max_pending then return nil, "busy" end
     local t = self.tail + 1
     if self.max_unanswered then
-      if self.unanswered > 0 and self.unanswered + #bytes > self.max_unanswered then return nil, "busy" end
+      -- (a small command always goes: a probe must not wait behind big ones)
+      if #bytes > SMALL and self.unanswered > 0 and self.unanswered + #bytes > self.max_unanswered then
+        return nil, "busy"
+      end
       self.sizes[t], self.unanswered = #bytes, self.unanswered + #bytes
     end
     self.fifo[t], self.tail = entry, t
