@@ -113,7 +113,7 @@ local function default(self, name)
   for s in pairs(on_loop[l] or {}) do
     if s ~= self and s.open and not s.draining then list[#list + 1] = s end
   end
-  local left = #list
+  local left, began = #list, gettime()
   -- (now, not when the drains' tasks run: a TERM read with this INT, as
   -- ws.workers sends, must find them draining already)
   for _, s in ipairs(list) do s.draining = true end
@@ -128,9 +128,11 @@ local function default(self, name)
   end
   l:suspend()
   -- ordered publishes a hub still holds (Redis down, or busy) end with the
-  -- process: a chance to go out while Redis takes them, then said lost
+  -- process: a chance to go out while Redis takes them (within the stop's
+  -- bound, linger + grace + close_timeout + 1), then said lost
   for _, s in ipairs(list) do
-    local hub, stop = s.hub, gettime() + (s.opts.close_timeout or 3)
+    local o = s.opts
+    local hub, stop = s.hub, began + (o.linger or 0) + (o.grace or 0) + (o.close_timeout or 3) + 1
     while hub and hub.up and hub:status().outbox > 0 and gettime() < stop do l:sleep(0.05) end
     local held = hub and hub:status().outbox or 0
     if held > 0 then s.opts.log("warn", "stopping with publishes Redis never took: dropped", { dropped = held }) end
