@@ -190,4 +190,31 @@ describe("ws.hub over Redis, faults #slow", function()
     assert.is_true(h2.pub.open)
     h1:close(); h2:close()
   end)
+
+  it("a listener that waits (it may) is not taken for a silent Redis: nothing is lost meanwhile", function()
+    local rds = H.start_redis()
+    finally(rds.stop)
+    local l = loop.new()
+    local lines = {}
+    local h1 = redis_hub(l, rds.url)
+    local h2 = redis_hub(l, rds.url, { probe_interval = 0.1, probe_timeout = 0.8,
+      logger = function(_, msg) lines[#lines + 1] = msg end })
+    local got = {}
+    h2:on("slow", function() l:sleep(2) end)
+    h2:on("other", function(data) got[#got + 1] = data end)
+    assert.is_true(H.step_until(l, 5, function() return rds.cli("PUBSUB NUMSUB ws:other"):match("\n1") ~= nil end))
+    h1:publish("other", "0")
+    assert.is_true(H.step_until(l, 5, function() return #got == 1 end))
+    h1:publish("slow", "wait")
+    local want, t0 = { "0" }, gettime()
+    while gettime() - t0 < 2.5 do
+      want[#want + 1] = tostring(#want)
+      h1:publish("other", want[#want])
+      H.step_until(l, 0.05, function() return false end)
+    end
+    assert.is_true(H.step_until(l, 5, function() return #got == #want end), #got .. " of " .. #want)
+    assert.same(want, got)
+    for _, m in ipairs(lines) do assert.is_nil(m:match("silent"), m) end
+    h1:close(); h2:close()
+  end)
 end)

@@ -173,10 +173,17 @@ end
 local function tell(self, t, data, kind, topic, node, m)
   if t.fns[1] == nil then return end
   local info = { topic = topic, node = node, offset = m and m.off, epoch = m and m.epoch }
+  -- a listener that waits holds the subscriber's reader: that time is not
+  -- Redis's silence (see healthy; the healthy connection was replaced, and
+  -- what it held was lost)
+  local outer, t0 = self.telling, gettime()
+  self.telling = outer or t0
   for _, fn in ipairs(t.fns) do
     local ok, err = loop.pcall(fn, data, kind, info)   -- (a listener may wait, on 5.1 too)
     if not ok then self.log("error", "hub listener failed: " .. tostring(err), { topic = topic }) end
   end
+  self.telling = outer
+  if not outer and self.probe_seen then self.probe_seen = self.probe_seen + (gettime() - t0) end
 end
 
 -- One message to the topic's connections (its frame encoded once) and listeners.
@@ -952,7 +959,7 @@ end
 local function healthy(self, pub, sub)
   pub:send(nil, "PUBLISH", self.probe_channel, "p")
   if sub:pending() == 0 then sub:send(nil, "PING") end
-  return gettime() - self.probe_seen < self.probe_timeout
+  return self.telling ~= nil or gettime() - self.probe_seen < self.probe_timeout
 end
 
 local function topic_count(self)
