@@ -449,6 +449,22 @@ describe("drain, health paths, signals, listeners", function()
     server2:close()
   end)
 
+  -- under ws.workers a worker may read two: the terminal's and the supervisor's
+  it("a second SIGINT while draining stops the loop once, with one line, however many come", function()
+    local lines = {}
+    local server = assert(ws.listen { host = "127.0.0.1", port = H.free_port(), loop = l,
+      logger = function(level, msg) lines[#lines + 1] = level .. " " .. msg end })
+    local stops = 0
+    local real_stop = l.stop
+    l.stop = function(self) stops = stops + 1; return real_stop(self) end
+    server.draining = true
+    for _ = 1, 3 do require("ws.drain").default(server, "INT") end
+    l.stop = nil
+    assert.equal(1, stops)
+    assert.same({ "warn SIGINT again: stopping now" }, lines)
+    server:close()
+  end)
+
   it("SIGTERM with clients open: run() returns as soon as their close handshakes are done", function()
     local port = H.free_port()
     local server = assert(ws.listen { host = "127.0.0.1", port = port, loop = l, logger = false })

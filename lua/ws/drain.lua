@@ -94,14 +94,17 @@ end
 -- What SIGTERM and SIGINT do unless the application says otherwise: drain
 -- (every server on the loop, at once: stopping the loop stops them all),
 -- then stop the loop (run() returns); a second SIGINT while draining
--- stops at once (Ctrl-C twice).
-local function default(self, name)
+-- stops at once (Ctrl-C twice). M.default(server, name)
+function M.default(self, name)
   if name == "HUP" then
     self.opts.log("info", "SIGHUP: no handler (server:on_signal(\"HUP\", fn) sets one)")
     return
   end
   if self.draining then
-    if name == "INT" then
+    -- (once: under ws.workers a worker may read two, the terminal's and
+    -- the supervisor's, before the loop ends)
+    if name == "INT" and not self.stopping_now then
+      self.stopping_now = true
       self.opts.log("warn", "SIGINT again: stopping now")
       self.loop:stop()
     end
@@ -156,7 +159,7 @@ function M.watch(self)
     while not stopped do
       local name = sigs:next()
       if name then
-        local fn = self.signal_handlers and self.signal_handlers[name] or default
+        local fn = self.signal_handlers and self.signal_handlers[name] or M.default
         l:spawn(fn, self, name)
       elseif not l:wait(sigs, "r") then   -- "closed": given back
         break

@@ -464,6 +464,7 @@ function M.listen(opts)
     handshaking = setmetatable({}, { __mode = "k" }),   -- their tasks
     open = true,
     draining = false, -- drain() started: health paths 503 (open = false: no new connections)
+    stopping_now = false,  -- a second SIGINT stopped the loop
     signal_handlers = {},
   }, Server)
   local host, port = sock:getsockname()
