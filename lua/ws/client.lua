@@ -53,7 +53,10 @@ local function dechunk(raw)
   while true do
     local line_end = raw:find("\r\n", pos, true)
     if not line_end then return table.concat(out), false end
-    local size = tonumber(raw:sub(pos, line_end - 1):match("^%s*(%x+)%s*;?") or "", 16)
+    -- (at most 15 digits: past 2^63 tonumber(s, 16) wraps on Lua 5.3+, and a
+    -- negative size would never move pos on)
+    local hex = raw:sub(pos, line_end - 1):match("^%s*0*(%x+)%s*;?")
+    local size = hex and #hex <= 15 and tonumber(hex, 16)
     if not size or size == 0 then return table.concat(out), true end
     if #raw < line_end + 1 + size + 2 then return table.concat(out), false end
     out[#out + 1] = raw:sub(line_end + 2, line_end + 1 + size)
@@ -69,7 +72,9 @@ local function read_body(sock, res, body, deadline, max, sched)
   local st = res.status
   if st < 200 or st == 204 or st == 304 then return "" end
   local chunked = (res.headers["transfer-encoding"] or ""):lower():find("chunked", 1, true)
-  local want = chunked and max or math.min(tonumber(res.headers["content-length"] or "") or max, max)
+  -- (Content-Length is 1*DIGIT: "1.5" or "0x10" is no length, as none)
+  local length = tonumber((res.headers["content-length"] or ""):match("^%d+$") or "")
+  local want = chunked and max or math.min(length or max, max)
   while true do
     local data, done
     if chunked then data, done = dechunk(body) else data, done = body:sub(1, want), #body >= want end

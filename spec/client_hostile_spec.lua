@@ -1,0 +1,49 @@
+-- Our client against a hostile server (spec/servers/evil_server.lua): every
+-- fault of the peer is nil, err (never an error raised), bounded in time,
+-- with the close code RFC 6455 asks for, and the socket closed.
+local socket = require "socket"
+local ws = require "ws"
+local H = require "spec.helpers"
+
+local gettime = socket.gettime
+
+describe("client against a hostile server", function()
+  local evil
+  setup(function() evil = H.start_lua("spec/servers/evil_server.lua", nil, "evil-server") end)
+  teardown(function() evil.stop() end)
+
+  local function url(name) return "ws://127.0.0.1:" .. evil.port .. "/" .. name end
+
+  -- what the server printed for name: the client's close code ("none"), and
+  -- whether the client closed TCP ("eof")
+  local function seen(name)
+    local p = name:gsub("%p", "%%%0")
+    local code = H.wait_output(evil, p .. " close (%w+)", 6)
+    return code, H.wait_output(evil, p .. " (eof)", 6)
+  end
+
+  -- ws.connect must give nil, err (a string) within max_secs, never raise
+  local function refused(name, opts, max_secs)
+    local t = gettime()
+    local ok, conn, err = pcall(ws.connect, url(name), opts or { timeout = 3 })
+    local dt = gettime() - t
+    assert.is_true(ok, "ws.connect raised: " .. tostring(conn))
+    assert.is_nil(conn)
+    assert.is_string(err)
+    assert.is_true(dt < (max_secs or 2), string.format("refusal took %.2f s: %s", dt, err))
+    return err
+  end
+
+  it("a refusal whose Content-Length is no whole number is read as one without a length", function()
+    assert.equal("handshake: server answered 403 Forbidden", refused("cl-frac", { timeout = 1 }))
+    assert.same({ "none", "eof" }, { seen("cl-frac") })
+  end)
+
+  it("a chunked refusal whose chunk size overflows 64 bits ends, bounded", function()
+    -- (in a process of its own: Lua 5.3+ looped there for good)
+    local out = H.run(string.format("timeout 10 %s -e %s 2>&1", H.LUA, H.shell_quote(
+      "print((select(2, require('ws').connect(" .. string.format("%q", url("chunk-huge")) .. ", { timeout = 1 }))))")))
+    assert.equal("handshake: server answered 403 Forbidden\n", out)
+    assert.same({ "none", "eof" }, { seen("chunk-huge") })
+  end)
+end)
