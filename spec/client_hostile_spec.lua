@@ -46,4 +46,55 @@ describe("client against a hostile server", function()
     assert.equal("handshake: server answered 403 Forbidden\n", out)
     assert.same({ "none", "eof" }, { seen("chunk-huge") })
   end)
+
+  -- timed(f, ...) -> seconds f took, and its results (it must not raise)
+  local function timed(f, ...)
+    local t = gettime()
+    local r = { pcall(f, ...) }
+    assert.is_true(r[1], tostring(r[2]))
+    return gettime() - t, r[2], r[3], r[4], r[5]
+  end
+
+  it("receive(timeout) returns at its deadline while control frames or empty fragments keep coming", function()
+    local conns = {}
+    finally(function() for _, c in ipairs(conns) do c:abort() end end)
+    for _, name in ipairs { "ping-torrent", "frag-torrent" } do
+      local conn = assert(ws.connect(url(name), { timeout = 3 }))
+      conns[#conns + 1] = conn
+      local dt, data, err = timed(conn.receive, conn, 0.3)
+      assert.same({ nil, "timeout" }, { data, err }, name)
+      assert.is_true(dt < 1.5, string.format("%s: receive(0.3) took %.2f s", name, dt))
+      conn:abort()
+      assert.equal("closed", conn.state)
+      assert.equal("eof", select(2, seen(name)), name)
+    end
+  end)
+
+  it("... also on a socket ws.core cannot read itself (opts.sock: a wrapper, as LuaSec's)", function()
+    local tcp = assert(socket.connect("127.0.0.1", evil.port))
+    -- (getpeercertificate: read through its own receive, as a LuaSec socket)
+    local wrapper = { getpeercertificate = function() end }
+    for _, m in ipairs { "getfd", "dirty", "settimeout", "receive", "send", "close", "shutdown" } do
+      wrapper[m] = function(_, ...) return tcp[m](tcp, ...) end
+    end
+    local conn = assert(ws.connect(url("frag-torrent"), { timeout = 3, sock = wrapper }))
+    finally(function() conn:abort() end)
+    assert.is_nil(conn.rfd)
+    local dt, data, err = timed(conn.receive, conn, 0.3)
+    assert.same({ nil, "timeout" }, { data, err })
+    assert.is_true(dt < 1.5, string.format("receive(0.3) took %.2f s", dt))
+    conn:abort()
+    assert.equal("eof", select(2, seen("frag-torrent")))
+  end)
+
+  it("close(code, reason, timeout) gives up at its timeout while messages keep coming", function()
+    local conn = assert(ws.connect(url("msg-torrent"), { timeout = 3 }))
+    finally(function() conn:abort() end)
+    assert.equal("m", (conn:receive(1)))
+    local dt, ok, err = timed(conn.close, conn, 1000, "bye", 0.3)
+    assert.same({ nil, "timeout" }, { ok, err })
+    assert.is_true(dt < 1.5, string.format("close(..., 0.3) took %.2f s", dt))
+    assert.equal("closed", conn.state)
+    assert.same({ "1000", "eof" }, { seen("msg-torrent") })
+  end)
 end)

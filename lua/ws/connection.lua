@@ -651,7 +651,7 @@ end
 
 -- A peer whose input never runs dry (messages or a ping flood) must not
 -- starve the other tasks: yield after 64 frames or about 1 MiB, whichever
--- comes first.
+-- comes first. Returns true at such a yield (the end of a burst).
 local function pace(self, bytes)
   local burst = self.burst + 1 + bytes / 16384
   if burst >= 64 then
@@ -659,6 +659,7 @@ local function pace(self, bytes)
     if self.sched then self.sched:yield() end
   end
   self.burst = burst
+  return burst == 0
 end
 
 -- Receive as self.receiver, starting with reader:next's results when
@@ -693,7 +694,7 @@ local function receive(self, deadline, kind, data, code, reason, dry)
       self.burst = burst
       return data, kind
     elseif kind or code then                  -- a control frame, or the peer broke the protocol
-      pace(self, 0)
+      local burst_end = pace(self, 0)
       local a, b, c, d = self:event(kind, data, code, reason)
       if a == nil then return settle(self, a, b, c, d) end
       if b == "ping" then
@@ -701,10 +702,15 @@ local function receive(self, deadline, kind, data, code, reason, dry)
       elseif self.on_pong then
         self.on_pong(self, c)
       end
+      -- (input that never runs dry never reaches wait_input's deadline:
+      -- a ping flood must not hold receive(timeout) past it)
+      if burst_end and deadline and gettime() >= deadline then return nil, "timeout" end
     elseif data == "again" then
       -- next() read its share and the message is not whole yet: the
-      -- others' turn first (a message in tiny pieces must not hold the loop)
+      -- others' turn first (a message in tiny pieces must not hold the loop,
+      -- nor endless empty fragments receive(timeout))
       if self.sched then self.sched:yield() end
+      if deadline and gettime() >= deadline then return nil, "timeout" end
     elseif self.rfd then
       -- (TLS may need to write to read on: "wantwrite")
       if data ~= "timeout" and data ~= "wantwrite" then return lost(self) end
@@ -722,6 +728,9 @@ local function receive(self, deadline, kind, data, code, reason, dry)
       local chunk, err = io_.receive(sock)
       if chunk then
         self:receive_data(chunk)
+        -- (input that keeps coming with no event, as endless empty
+        -- fragments, never waits: the deadline is checked here too)
+        if deadline and gettime() >= deadline then return nil, "timeout" end
       elseif err ~= "timeout" and err ~= "wantread" and err ~= "wantwrite" then
         return lost(self)
       elseif not (sock.dirty and sock:dirty()) then
@@ -1003,7 +1012,8 @@ local function read_until_closed(self, deadline)
   self.receiver, self.background = co, co
   while self.state ~= "closed" do
     local data, err = receive(self, deadline)
-    if not data and err == "timeout" then return end
+    -- (messages without end must not hold a close past its deadline)
+    if not data and err == "timeout" or data and gettime() >= deadline then return end
   end
 end
 

@@ -191,6 +191,40 @@ BEHAVIOURS["ping-flood"] = function(c, key)
   while socket.gettime() - t < 5 and c:send(ping) do socket.sleep(0.001) end
   c:settimeout(5)
 end
+-- pings, or text messages, as fast as TCP takes them for 4 s, never reading
+local function flood(c, frame)
+  local t, burst = socket.gettime(), string.rep(frame, 1000)
+  c:settimeout(0.5)
+  local i = 1
+  while socket.gettime() - t < 4 do
+    local last, err, sent = c:send(burst, i)
+    if err and err ~= "timeout" then break end
+    i = last and 1 or sent + 1   -- (a partial write goes on where it stopped)
+  end
+  c:settimeout(5)
+end
+BEHAVIOURS["ping-torrent"] = function(c, key)
+  c:send(head_101(key))
+  flood(c, F(9, "p"))
+end
+BEHAVIOURS["msg-torrent"] = function(c, key)
+  c:send(head_101(key))
+  flood(c, F(1, "m"))
+end
+BEHAVIOURS["frag-torrent"] = function(c, key)
+  c:send(head_101(key) .. F(1, "", { fin = false }))
+  flood(c, F(0, "", { fin = false }))
+end
+-- a close frame (or a masked frame, which the client fails), then bytes
+-- without end
+BEHAVIOURS["close-torrent"] = function(c, key)
+  c:send(head_101(key) .. F(8, B.u16(1000)))
+  flood(c, F(1, "m"))
+end
+BEHAVIOURS["fail-torrent"] = function(c, key)
+  c:send(head_101(key) .. H.frame(1, "masked"))
+  flood(c, F(1, "m"))
+end
 -- a refusal whose Content-Length is no whole number
 BEHAVIOURS["cl-frac"] = function(c)
   c:send("HTTP/1.1 403 Forbidden\r\nContent-Length: 1.5\r\n\r\nab")
