@@ -3,6 +3,7 @@
 -- with the close code RFC 6455 asks for, and the socket closed.
 local socket = require "socket"
 local ws = require "ws"
+local loop = require "ws.loop"
 local H = require "spec.helpers"
 
 local gettime = socket.gettime
@@ -96,5 +97,29 @@ describe("client against a hostile server", function()
     assert.is_true(dt < 1.5, string.format("close(..., 0.3) took %.2f s", dt))
     assert.equal("closed", conn.state)
     assert.same({ "1000", "eof" }, { seen("msg-torrent") })
+  end)
+
+  it("a ping flood read by keepalive (nobody receives) does not hold the loop", function()
+    local l = loop.new()
+    local gap, last, stop = 0, nil, false
+    l:spawn(function()
+      last = gettime()
+      for _ = 1, 500 do
+        if stop then return end
+        l:sleep(0.02)
+        gap, last = math.max(gap, gettime() - last), gettime()
+      end
+    end)
+    local conn
+    finally(function() if conn then conn:abort() end end)
+    H.run_task(l, 10, function()
+      conn = assert(ws.connect(url("ping-torrent"), { timeout = 3, ping_interval = 0.05 }))
+      l:sleep(2)
+      stop = true
+    end)
+    assert.equal("open", conn.state)
+    assert.is_true(gap < 0.5, string.format("the loop stood still for %.2f s", gap))
+    conn:abort()
+    assert.equal("eof", select(2, seen("ping-torrent")))
   end)
 end)

@@ -769,7 +769,10 @@ function read_ready(self)
   self.dry = false   -- (what it reads, it reads until "timeout")
   local reader, sock, got = self.reader, self.sock, false
   local max_bytes = self.max_queue or math.huge
-  while self.state == "open" do
+  -- (at most 64 control frames a round: a peer that floods pings must not
+  -- hold the loop; the rest waits for the next round, as in pace)
+  local controls = 0
+  while self.state == "open" and controls < 64 do
     local ib = self.inbox
     if ib and ((ib.t - ib.h + 1) / 2 >= INBOX_MAX or ib.bytes >= max_bytes) then break end
     local kind, data, code, reason = reader:next(self.rfd)
@@ -782,7 +785,7 @@ function read_ready(self)
       ib[t + 1], ib[t + 2], ib.t, ib.bytes = data, kind, t + 2, ib.bytes + #data
       got = true
     elseif kind or code then
-      got = true
+      got, controls = true, controls + 1
       local a, b, c, d = self:event(kind, data, code, reason)
       if a == nil then
         settle(self, a, b, c, d)

@@ -225,6 +225,15 @@ BEHAVIOURS["fail-torrent"] = function(c, key)
   c:send(head_101(key) .. H.frame(1, "masked"))
   flood(c, F(1, "m"))
 end
+-- reads nothing after the request for 4 s
+BEHAVIOURS["deaf-reader"] = function(c, key)
+  c:send(head_101(key))
+  socket.sleep(4)
+end
+BEHAVIOURS["close-torrent-big"] = function(c, key)
+  c:send(head_101(key) .. F(8, B.u16(1000)))
+  flood(c, F(2, string.rep("z", 60000)))
+end
 -- a refusal whose Content-Length is no whole number
 BEHAVIOURS["cl-frac"] = function(c)
   c:send("HTTP/1.1 403 Forbidden\r\nContent-Length: 1.5\r\n\r\nab")
@@ -244,6 +253,14 @@ BEHAVIOURS["pmd-cont"] = function(c, key)
   c:send(head_101(key, PMD) .. F(1, z:sub(1, 3), { rsv = 4, fin = false }) .. F(0, z:sub(4), { rsv = 4 }))
 end
 BEHAVIOURS["pmd-rsv2"] = function(c, key) c:send(head_101(key, PMD) .. F(1, "x", { rsv = 2 })) end
+-- 4 MiB of zeros compressed, in fragments of 64 bytes
+BEHAVIOURS["pmd-bomb-frag"] = function(c, key)
+  local z, t = core.deflate {}:compress(string.rep("\0", 4 * 1024 * 1024)), {}
+  for i = 1, #z, 64 do
+    t[#t + 1] = F(i == 1 and 2 or 0, z:sub(i, i + 63), { rsv = i == 1 and 4 or 0, fin = i + 64 > #z })
+  end
+  c:send(head_101(key, PMD) .. table.concat(t))
+end
 BEHAVIOURS["pmd-text-utf8"] = function(c, key)
   c:send(head_101(key, PMD) .. F(1, core.deflate {}:compress("ok \255 not utf-8"), { rsv = 4 }))
 end
