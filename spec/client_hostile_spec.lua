@@ -71,13 +71,19 @@ describe("client against a hostile server", function()
     end
   end)
 
-  it("... also on a socket ws.core cannot read itself (opts.sock: a wrapper, as LuaSec's)", function()
+  -- a connected socket that ws.core cannot read itself: read through its
+  -- own receive, as a LuaSec socket (getpeercertificate says so)
+  local function wrapped()
     local tcp = assert(socket.connect("127.0.0.1", evil.port))
-    -- (getpeercertificate: read through its own receive, as a LuaSec socket)
     local wrapper = { getpeercertificate = function() end }
     for _, m in ipairs { "getfd", "dirty", "settimeout", "receive", "send", "close", "shutdown" } do
       wrapper[m] = function(_, ...) return tcp[m](tcp, ...) end
     end
+    return wrapper
+  end
+
+  it("... also on a socket ws.core cannot read itself (opts.sock: a wrapper, as LuaSec's)", function()
+    local wrapper = wrapped()
     local conn = assert(ws.connect(url("frag-torrent"), { timeout = 3, sock = wrapper }))
     finally(function() conn:abort() end)
     assert.is_nil(conn.rfd)
@@ -121,5 +127,33 @@ describe("client against a hostile server", function()
     assert.is_true(gap < 0.5, string.format("the loop stood still for %.2f s", gap))
     conn:abort()
     assert.equal("eof", select(2, seen("ping-torrent")))
+  end)
+
+  it("endless empty fragments on a socket ws.core cannot read itself do not hold the loop", function()
+    local l = loop.new()
+    local gap, last, stop = 0, nil, false
+    l:spawn(function()
+      last = gettime()
+      for _ = 1, 500 do
+        if stop then return end
+        l:sleep(0.02)
+        gap, last = math.max(gap, gettime() - last), gettime()
+      end
+    end)
+    local conn
+    finally(function() if conn then conn:abort() end end)
+    local dt, data, err = H.run_task(l, 10, function()
+      conn = assert(ws.connect(url("frag-torrent"), { timeout = 3, sock = wrapped() }))
+      local t = gettime()
+      local d, e = conn:receive(1)
+      l:sleep(0.1)   -- (the ticker's turn: a gap it has not seen yet)
+      stop = true
+      return gettime() - t, d, e
+    end)
+    assert.same({ nil, "timeout" }, { data, err })
+    assert.is_true(dt < 2, string.format("receive(1) took %.2f s", dt))
+    assert.is_true(gap < 0.5, string.format("the loop stood still for %.2f s", gap))
+    conn:abort()
+    assert.equal("eof", select(2, seen("frag-torrent")))
   end)
 end)

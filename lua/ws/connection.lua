@@ -729,7 +729,8 @@ local function receive(self, deadline, kind, data, code, reason, dry)
       if chunk then
         self:receive_data(chunk)
         -- (input that keeps coming with no event, as endless empty
-        -- fragments, never waits: the deadline is checked here too)
+        -- fragments, never waits: paced as frames, and the deadline checked)
+        pace(self, #chunk)
         if deadline and gettime() >= deadline then return nil, "timeout" end
       elseif err ~= "timeout" and err ~= "wantread" and err ~= "wantwrite" then
         return lost(self)
