@@ -15,12 +15,25 @@ describe("client against a hostile server", function()
 
   local function url(name) return "ws://127.0.0.1:" .. evil.port .. "/" .. name end
 
-  -- what the server printed for name: the client's close code ("none"), and
-  -- whether the client closed TCP ("eof")
+  -- what the server printed for its next connection to name (each call
+  -- takes the next one): the client's close code ("none"), and "eof" once
+  -- the client closed TCP
+  local served = {}
   local function seen(name)
-    local p = name:gsub("%p", "%%%0")
-    local code = H.wait_output(evil, p .. " close (%w+)", 6)
-    return code, H.wait_output(evil, p .. " (eof)", 6)
+    local p, n = name:gsub("%p", "%%%0"), (served[name] or 0) + 1
+    served[name] = n
+    local function nth(pattern)
+      local deadline = gettime() + 6
+      repeat
+        local i = 0
+        for cap in evil.output():gmatch(p .. pattern) do
+          i = i + 1
+          if i == n then return cap end
+        end
+        socket.sleep(0.02)
+      until gettime() > deadline
+    end
+    return nth(" close (%w+)"), nth(" (eof)")
   end
 
   -- ws.connect must give nil, err (a string) within max_secs, never raise
@@ -35,6 +48,125 @@ describe("client against a hostile server", function()
     return err
   end
 
+  -- timed(f, ...) -> seconds f took, and its results (it must not raise)
+  local function timed(f, ...)
+    local t = gettime()
+    local r = { pcall(f, ...) }
+    assert.is_true(r[1], tostring(r[2]))
+    return gettime() - t, r[2], r[3], r[4], r[5]
+  end
+
+  it("refuses 101 answers that break RFC 6455 section 4.1, and frees the socket", function()
+    local p = { timeout = 3, protocols = { "a", "b" } }
+    local z = { timeout = 3, compression = true }
+    for _, case in ipairs {
+      { "http10", p, "http/1.1 required" },
+      { "no-upgrade", p, "missing upgrade: websocket" },
+      { "no-connection", p, "missing connection: upgrade" },
+      { "keep-alive", p, "missing connection: upgrade" },
+      { "dup-upgrade", p, "upgrade is not websocket" },
+      { "dup-accept", p, "wrong sec-websocket-accept" },
+      { "no-accept", p, "missing sec-websocket-accept" },
+      { "dup-proto", p, "server chose a subprotocol we did not offer: a, a" },
+      { "proto-list", p, "server chose a subprotocol we did not offer: a, b" },
+      { "proto-empty", p, "server chose a subprotocol we did not offer: " },
+      { "ext-empty", z, "server chose an extension we did not offer: " },
+      { "ext-dup", z, "server chose an extension we did not offer: permessage-deflate, permessage-deflate" },
+      { "ext-repeat-param", z, "server chose an extension we did not offer: " ..
+        "permessage-deflate; server_max_window_bits=10; server_max_window_bits=10" },
+      { "ext-bits-7", z, "bad server_max_window_bits" },
+      { "huge-head", p, "too large" },
+      { "many-interim", p, "server answered 103 Early Hints" },
+    } do
+      assert.equal("handshake: " .. case[3], refused(case[1], case[2]), case[1])
+      assert.same({ "none", "eof" }, { seen(case[1]) }, case[1])
+    end
+    assert.equal('handshake: connection closed by server before the end of its answer ("HTTP/1.1 101 Switching")',
+      refused("rst-head"))
+    assert.equal("handshake: timeout", refused("stall-head", { timeout = 0.3 }))
+    assert.same({ "none", "eof" }, { seen("stall-head") })
+  end)
+
+  it("reads a head written one byte at a time, and a head, frames and a close in one write", function()
+    local conn = assert(ws.connect(url("split-head"), { timeout = 3 }))
+    finally(function() conn:abort() end)
+    assert.same({ "hi", "text" }, { conn:receive(3) })
+    conn:abort()
+    conn = assert(ws.connect(url("head-frames"), { timeout = 3 }))
+    assert.same({ "a", "text" }, { conn:receive(3) })
+    assert.same({ "bb", "binary" }, { conn:receive(3) })
+    assert.same({ nil, "closed", 1000, "bye" }, { conn:receive(3) })
+    assert.equal("closed", conn.state)
+    assert.same({ "1000", "eof" }, { seen("head-frames") })
+  end)
+
+  it("a server stalled mid-frame: receive(timeout) and close(..., timeout) return at their deadlines", function()
+    local conn = assert(ws.connect(url("stall-frame"), { timeout = 3 }))
+    finally(function() conn:abort() end)
+    assert.same({ "hi", "text" }, { conn:receive(3) })
+    local dt, data, err = timed(conn.receive, conn, 0.3)
+    assert.same({ nil, "timeout" }, { data, err })
+    assert.is_true(dt < 1, string.format("receive(0.3) took %.2f s", dt))
+    dt, data, err = timed(conn.close, conn, 1000, "bye", 0.3)
+    assert.same({ nil, "timeout" }, { data, err })
+    assert.is_true(dt < 1, string.format("close(..., 0.3) took %.2f s", dt))
+    assert.equal("closed", conn.state)
+    assert.same({ "1000", "eof" }, { seen("stall-frame") })
+  end)
+
+  it("a server that never answers the close: close() says timeout and closes TCP", function()
+    local conn = assert(ws.connect(url("deaf-close"), { timeout = 3 }))
+    finally(function() conn:abort() end)
+    local dt, ok, err = timed(conn.close, conn, 1000, "bye", 0.3)
+    assert.same({ nil, "timeout" }, { ok, err })
+    assert.is_true(dt < 1, string.format("close(..., 0.3) took %.2f s", dt))
+    assert.equal("closed", conn.state)
+    assert.equal("1000", H.wait_output(evil, "deaf%-close close (%w+)", 3))
+    assert.truthy(H.wait_output(evil, "deaf%-close held (%S+)", 3))
+  end)
+
+  it("a server that answers the close but keeps TCP open, or resets at it: close() ends, bounded", function()
+    local conn = assert(ws.connect(url("close-no-fin"), { timeout = 3 }))
+    finally(function() conn:abort() end)
+    local dt, ok, code, reason = timed(conn.close, conn, 1000, "bye", 3)
+    assert.same({ true, 1000, "" }, { ok, code, reason })
+    assert.is_true(dt < 2, string.format("close() took %.2f s", dt))
+    assert.equal("closed", conn.state)
+    assert.same({ "1000", "eof" }, { seen("close-no-fin") })
+    conn = assert(ws.connect(url("rst-on-close"), { timeout = 3 }))
+    local err
+    dt, ok, err, code = timed(conn.close, conn, 1000, "bye", 3)
+    assert.same({ nil, "closed", 1006 }, { ok, err, code })
+    assert.is_true(dt < 2, string.format("close() took %.2f s", dt))
+    assert.equal("closed", conn.state)
+  end)
+
+  it("a reset: the message before it, then closed with 1006", function()
+    local conn = assert(ws.connect(url("rst-after"), { timeout = 3 }))
+    finally(function() conn:abort() end)
+    assert.same({ "hi", "text" }, { conn:receive(3) })
+    assert.same({ nil, "closed", 1006, "" }, { conn:receive(3) })
+    assert.equal("closed", conn.state)
+    assert.same({ nil, "closed" }, { conn:send("x") })
+  end)
+
+  it("permessage-deflate faults: 1007 for bad data or text, 1002 for RSV1 where it may not be, 1009 for a bomb", function()
+    for _, case in ipairs {
+      { "pmd-garbage", "invalid compressed data", 1007 },
+      { "pmd-text-utf8", "invalid utf-8", 1007 },
+      { "pmd-ping", "protocol error", 1002 },
+      { "pmd-cont", "protocol error", 1002 },
+      { "pmd-rsv2", "protocol error", 1002 },
+      { "pmd-bomb-frag", "message too big", 1009 },
+    } do
+      local conn = assert(ws.connect(url(case[1]), { timeout = 3, compression = true }))
+      local data, err, code = conn:receive(3)
+      assert.same({ nil, case[2], case[3] }, { data, err, code }, case[1])
+      assert.equal("closed", conn.state)
+      assert.same({ tostring(case[3]), "eof" }, { seen(case[1]) }, case[1])
+    end
+  end)
+
   it("a refusal whose Content-Length is no whole number is read as one without a length", function()
     assert.equal("handshake: server answered 403 Forbidden", refused("cl-frac", { timeout = 1 }))
     assert.same({ "none", "eof" }, { seen("cl-frac") })
@@ -47,14 +179,6 @@ describe("client against a hostile server", function()
     assert.equal("handshake: server answered 403 Forbidden\n", out)
     assert.same({ "none", "eof" }, { seen("chunk-huge") })
   end)
-
-  -- timed(f, ...) -> seconds f took, and its results (it must not raise)
-  local function timed(f, ...)
-    local t = gettime()
-    local r = { pcall(f, ...) }
-    assert.is_true(r[1], tostring(r[2]))
-    return gettime() - t, r[2], r[3], r[4], r[5]
-  end
 
   it("receive(timeout) returns at its deadline while control frames or empty fragments keep coming", function()
     local conns = {}
@@ -155,5 +279,60 @@ describe("client against a hostile server", function()
     assert.is_true(gap < 0.5, string.format("the loop stood still for %.2f s", gap))
     conn:abort()
     assert.equal("eof", select(2, seen("frag-torrent")))
+  end)
+end)
+
+describe("client against a TLS server whose certificate cannot be trusted", function()
+  local dir
+  setup(function()
+    dir = H.throwaway_ca()
+    -- expired (signed by the CA, valid until a day before it was made) and
+    -- self-signed (right names, no CA), both for localhost and 127.0.0.1
+    local ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+    local out, code = H.run("sh -c " .. H.shell_quote(table.concat({
+      "set -e", "cd " .. H.shell_quote(dir),
+      "openssl req " .. ec .. " -keyout expired.key -out expired.csr -subj '/CN=localhost'",
+      "openssl x509 -req -in expired.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out expired.pem -days -1 -extfile ext.cnf",
+      "openssl req -x509 " .. ec .. " -keyout self.key -out self.pem -days 2 -subj '/CN=localhost' " ..
+        "-addext subjectAltName=DNS:localhost,IP:127.0.0.1",
+    }, "\n")) .. " 2>&1")
+    assert(code == 0, "openssl failed:\n" .. out)
+  end)
+  teardown(function() if dir then os.execute("rm -rf " .. H.shell_quote(dir)) end end)
+
+  local function f(name) return dir .. "/" .. name end
+
+  -- a wss:// echo server with this certificate; connect to it (in its
+  -- loop) with these tls options: the echo, or nil, err
+  local function try(cert, tls)
+    local l = loop.new()
+    local srv = assert(ws.listen { port = 0, loop = l, logger = false,
+                                   tls = { certificate = f(cert .. ".pem"), key = f(cert .. ".key") } })
+    srv:route("/ws", H.echo)
+    local r = { pcall(H.run_task, l, 10, function()
+      local conn, err = ws.connect("wss://localhost:" .. srv.port .. "/ws", { timeout = 3, tls = tls })
+      if not conn then return nil, err end
+      conn:send("hello")
+      local data = conn:receive(3)
+      conn:close()
+      return data
+    end) }
+    srv:close()   -- (here, not in a finally: a test keeps only its last one)
+    assert(r[1], r[2])
+    return r[2], r[3]
+  end
+
+  it("an expired certificate fails verification with a clear nil, err", function()
+    assert.same({ nil, "tls handshake failed: certificate verify failed: certificate has expired" },
+      { try("expired", { cafile = f("ca.pem") }) })
+    assert.equal("hello", try("expired", { verify = false }))
+  end)
+
+  it("a self-signed certificate fails verification unless it is the trust anchor", function()
+    assert.same({ nil, "tls handshake failed: certificate verify failed: self-signed certificate" },
+      { try("self", { cafile = f("ca.pem") }) })
+    assert.same({ nil, "tls handshake failed: certificate verify failed: self-signed certificate" },
+      { try("self", {}) })   -- (the system's trust store)
+    assert.equal("hello", try("self", { cafile = f("self.pem") }))
   end)
 end)

@@ -113,8 +113,6 @@ end
 BEHAVIOURS["ext-bits-7"] = function(c, key)
   c:send(head_101(key, "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=7\r\n"))
 end
-BEHAVIOURS["no-reason"] = function(c, key) c:send(head_101(key, nil, "HTTP/1.1 101")) end
-BEHAVIOURS["status-2xx"] = function(c, key) c:send(head_101(key, nil, "HTTP/1.1 200 OK")) end
 -- a head larger than max_header that never ends
 BEHAVIOURS["huge-head"] = function(c)
   c:send("HTTP/1.1 101 Switching Protocols\r\n")
@@ -168,29 +166,7 @@ BEHAVIOURS["rst-on-close"] = function(c, key)
   rst(c)
   return "done"
 end
--- a close frame whose reason is cut at 124 bytes of payload, sent with its
--- header claiming 125: the rest never comes
-BEHAVIOURS["close-cut"] = function(c, key)
-  c:send(head_101(key) .. F(8, B.u16(1000) .. string.rep("r", 123)):sub(1, 50))
-end
 
--- a frame of 1000 bytes, its payload one byte every 20 ms (for 5 s at most)
-BEHAVIOURS["trickle"] = function(c, key)
-  c:send(head_101(key) .. string.char(0x82, 126) .. B.u16(1000))
-  local t = socket.gettime()
-  for _ = 1, 1000 do
-    if socket.gettime() - t > 5 or not c:send("x") then break end
-    socket.sleep(0.02)
-  end
-end
--- pings without end (for 5 s at most), never reading the pongs
-BEHAVIOURS["ping-flood"] = function(c, key)
-  c:send(head_101(key))
-  c:settimeout(0.5)
-  local t, ping = socket.gettime(), string.rep(F(9, "p"), 100)
-  while socket.gettime() - t < 5 and c:send(ping) do socket.sleep(0.001) end
-  c:settimeout(5)
-end
 -- pings, or text messages, as fast as TCP takes them for 4 s, never reading
 local function flood(c, frame)
   local t, burst = socket.gettime(), string.rep(frame, 1000)
@@ -215,30 +191,11 @@ BEHAVIOURS["frag-torrent"] = function(c, key)
   c:send(head_101(key) .. F(1, "", { fin = false }))
   flood(c, F(0, "", { fin = false }))
 end
--- a close frame (or a masked frame, which the client fails), then bytes
--- without end
-BEHAVIOURS["close-torrent"] = function(c, key)
-  c:send(head_101(key) .. F(8, B.u16(1000)))
-  flood(c, F(1, "m"))
-end
-BEHAVIOURS["fail-torrent"] = function(c, key)
-  c:send(head_101(key) .. H.frame(1, "masked"))
-  flood(c, F(1, "m"))
-end
--- reads nothing after the request for 4 s
-BEHAVIOURS["deaf-reader"] = function(c, key)
-  c:send(head_101(key))
-  socket.sleep(4)
-end
-BEHAVIOURS["close-torrent-big"] = function(c, key)
-  c:send(head_101(key) .. F(8, B.u16(1000)))
-  flood(c, F(2, string.rep("z", 60000)))
-end
+
 -- a refusal whose Content-Length is no whole number
 BEHAVIOURS["cl-frac"] = function(c)
   c:send("HTTP/1.1 403 Forbidden\r\nContent-Length: 1.5\r\n\r\nab")
 end
-
 -- a chunked refusal whose chunk size overflows 64 bits
 BEHAVIOURS["chunk-huge"] = function(c)
   c:send("HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n8000000000000000\r\nab")
