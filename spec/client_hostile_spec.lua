@@ -56,6 +56,27 @@ describe("client against a hostile server", function()
     return gettime() - t, r[2], r[3], r[4], r[5]
   end
 
+  -- a connected socket that ws.core cannot read itself: read through its
+  -- own receive, as a LuaSec socket (getpeercertificate says so)
+  local function wrapped()
+    local tcp = assert(socket.connect("127.0.0.1", evil.port))
+    local wrapper = { getpeercertificate = function() end }
+    for _, m in ipairs { "getfd", "dirty", "settimeout", "receive", "send", "close", "shutdown" } do
+      wrapper[m] = function(_, ...) return tcp[m](tcp, ...) end
+    end
+    -- wrapper.junk_until = t: until then, input that never runs dry (a
+    -- server faster than we read): 1000 bytes whenever the socket has none
+    local receive = wrapper.receive
+    function wrapper.receive(self, n)
+      local data, err, partial = receive(self, n)
+      if not data and err == "timeout" and partial == "" and gettime() < (self.junk_until or 0) then
+        return nil, "timeout", string.rep("j", 1000)
+      end
+      return data, err, partial
+    end
+    return wrapper
+  end
+
   it("refuses 101 answers that break RFC 6455 section 4.1, and frees the socket", function()
     local p = { timeout = 3, protocols = { "a", "b" } }
     local z = { timeout = 3, compression = true }
@@ -141,6 +162,18 @@ describe("client against a hostile server", function()
     assert.equal("closed", conn.state)
   end)
 
+  it("after the server's close, input that never runs dry is discarded for a second at most", function()
+    local sock = wrapped()
+    local conn = assert(ws.connect(url("close-first"), { timeout = 3, sock = sock }))
+    finally(function() conn:abort() end)
+    sock.junk_until = gettime() + 4
+    local dt, data, err, code = timed(conn.receive, conn, 3)
+    assert.same({ nil, "closed", 1000 }, { data, err, code })
+    assert.is_true(dt < 2, string.format("receive() took %.2f s", dt))
+    assert.equal("closed", conn.state)
+    assert.same({ "1000", "eof" }, { seen("close-first") })
+  end)
+
   it("a reset: the message before it, then closed with 1006", function()
     local conn = assert(ws.connect(url("rst-after"), { timeout = 3 }))
     finally(function() conn:abort() end)
@@ -194,17 +227,6 @@ describe("client against a hostile server", function()
       assert.equal("eof", select(2, seen(name)), name)
     end
   end)
-
-  -- a connected socket that ws.core cannot read itself: read through its
-  -- own receive, as a LuaSec socket (getpeercertificate says so)
-  local function wrapped()
-    local tcp = assert(socket.connect("127.0.0.1", evil.port))
-    local wrapper = { getpeercertificate = function() end }
-    for _, m in ipairs { "getfd", "dirty", "settimeout", "receive", "send", "close", "shutdown" } do
-      wrapper[m] = function(_, ...) return tcp[m](tcp, ...) end
-    end
-    return wrapper
-  end
 
   it("... also on a socket ws.core cannot read itself (opts.sock: a wrapper, as LuaSec's)", function()
     local wrapper = wrapped()

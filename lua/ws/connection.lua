@@ -479,11 +479,12 @@ end
 
 ---- closing -------------------------------------------------------------------
 
--- Discard input until the peer closes TCP, for at most a second.
+-- Discard input until the peer closes TCP, for at most a second (also
+-- while it keeps coming: a read that finds some never waits, nor times out).
 local function drain(self)
   local deadline = gettime() + min(self.close_timeout or 1, 1)
   local sock, sched = self.sock, self.sched or false
-  repeat until not io_.read(sock, deadline, sched)
+  repeat until not io_.read(sock, deadline, sched) or gettime() >= deadline
 end
 
 -- The protocol has closed or failed: write its close frame (bounded), do

@@ -152,6 +152,8 @@ BEHAVIOURS["close-no-fin"] = function(c, key)
   say("close-no-fin eof")
   return "done"
 end
+-- closes first (a close frame after the 101), and leaves TCP open
+BEHAVIOURS["close-first"] = function(c, key) c:send(head_101(key) .. F(8, B.u16(1000))) end
 -- a text frame, then a reset
 BEHAVIOURS["rst-after"] = function(c, key)
   c:send(head_101(key) .. F(1, "hi"))
