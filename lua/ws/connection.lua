@@ -771,10 +771,11 @@ function read_ready(self)
   self.dry = false   -- (what it reads, it reads until "timeout")
   local reader, sock, got = self.reader, self.sock, false
   local max_bytes = self.max_queue or math.huge
-  -- (at most 64 control frames a round: a peer that floods pings must not
-  -- hold the loop; the rest waits for the next round, as in pace)
-  local controls = 0
-  while self.state == "open" and controls < 64 do
+  -- (at most 64 control frames and reads a round: a peer that floods pings,
+  -- or empty fragments, must not hold the loop; the rest waits for the next
+  -- round, as in pace)
+  local work = 0
+  while self.state == "open" and work < 64 do
     local ib = self.inbox
     if ib and ((ib.t - ib.h + 1) / 2 >= INBOX_MAX or ib.bytes >= max_bytes) then break end
     local kind, data, code, reason = reader:next(self.rfd)
@@ -787,7 +788,7 @@ function read_ready(self)
       ib[t + 1], ib[t + 2], ib.t, ib.bytes = data, kind, t + 2, ib.bytes + #data
       got = true
     elseif kind or code then
-      got, controls = true, controls + 1
+      got, work = true, work + 1
       local a, b, c, d = self:event(kind, data, code, reason)
       if a == nil then
         settle(self, a, b, c, d)
@@ -804,7 +805,7 @@ function read_ready(self)
       local chunk, err = io_.receive(sock)
       if chunk then
         self:receive_data(chunk)
-        got = true
+        got, work = true, work + 1
       elseif err ~= "timeout" and err ~= "wantread" and err ~= "wantwrite" then
         if not self.writer then teardown(self) end
         break
