@@ -174,6 +174,33 @@ describe("client against a hostile server", function()
     assert.same({ "1000", "eof" }, { seen("close-first") })
   end)
 
+  it("... and the loop goes on meanwhile", function()
+    local l = loop.new()
+    local gap, last, stop = 0, nil, false
+    l:spawn(function()
+      last = gettime()
+      for _ = 1, 500 do
+        if stop then return end
+        l:sleep(0.02)
+        gap, last = math.max(gap, gettime() - last), gettime()
+      end
+    end)
+    local conn
+    finally(function() if conn then conn:abort() end end)
+    local data, err, code = H.run_task(l, 10, function()
+      local sock = wrapped()
+      conn = assert(ws.connect(url("close-first"), { timeout = 3, sock = sock }))
+      sock.junk_until = gettime() + 4
+      local d, e, c = conn:receive(3)
+      l:sleep(0.1)   -- (the ticker's turn: a gap it has not seen yet)
+      stop = true
+      return d, e, c
+    end)
+    assert.same({ nil, "closed", 1000 }, { data, err, code })
+    assert.is_true(gap < 0.5, string.format("the loop stood still for %.2f s", gap))
+    assert.same({ "1000", "eof" }, { seen("close-first") })
+  end)
+
   it("a reset: the message before it, then closed with 1006", function()
     local conn = assert(ws.connect(url("rst-after"), { timeout = 3 }))
     finally(function() conn:abort() end)

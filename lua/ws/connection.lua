@@ -480,11 +480,15 @@ end
 ---- closing -------------------------------------------------------------------
 
 -- Discard input until the peer closes TCP, for at most a second (also
--- while it keeps coming: a read that finds some never waits, nor times out).
+-- while it keeps coming: a read that finds some never waits, nor times
+-- out, nor lets the others run, so each is followed by a yield).
 local function drain(self)
   local deadline = gettime() + min(self.close_timeout or 1, 1)
   local sock, sched = self.sock, self.sched or false
-  repeat until not io_.read(sock, deadline, sched) or gettime() >= deadline
+  repeat
+    if not io_.read(sock, deadline, sched) then return end
+    if sched then sched:yield() end
+  until gettime() >= deadline
 end
 
 -- The protocol has closed or failed: write its close frame (bounded), do
@@ -771,9 +775,9 @@ function read_ready(self)
   self.dry = false   -- (what it reads, it reads until "timeout")
   local reader, sock, got = self.reader, self.sock, false
   local max_bytes = self.max_queue or math.huge
-  -- (at most 64 control frames and reads a round: a peer that floods pings,
-  -- or empty fragments, must not hold the loop; the rest waits for the next
-  -- round, as in pace)
+  -- (at most 64 control frames, or 16 reads as reader:next makes, a round:
+  -- a peer that floods pings, or empty fragments, must not hold the loop;
+  -- the rest waits for the next round, as in pace)
   local work = 0
   while self.state == "open" and work < 64 do
     local ib = self.inbox
@@ -805,7 +809,7 @@ function read_ready(self)
       local chunk, err = io_.receive(sock)
       if chunk then
         self:receive_data(chunk)
-        got, work = true, work + 1
+        got, work = true, work + 4
       elseif err ~= "timeout" and err ~= "wantread" and err ~= "wantwrite" then
         if not self.writer then teardown(self) end
         break
