@@ -36,6 +36,7 @@ static const char *tls_text(const ws_tls *t, int r, int writing) {
     switch (r) {
     case WS_TLS_WANT_READ: return writing ? "wantread" : "timeout";
     case WS_TLS_WANT_WRITE: return writing ? "timeout" : "wantwrite";
+    case WS_TLS_AGAIN: return "again";   /* (reads: call again after a yield) */
     case WS_TLS_ERROR: return ws_tls_error(t);
     default: return "closed";
     }
@@ -516,7 +517,8 @@ static int l_fd_dirty(lua_State *L) {
     return 1;
 }
 
-/* receive([n]) -> up to n bytes | nil, "timeout" | "wantwrite" | "closed" | err */
+/* receive([n]) -> up to n bytes | nil, "timeout" | "wantwrite" | "again" | "closed" | err
+ * ("again": TLS read its share of records with no data; read again soon) */
 static int l_fd_receive(lua_State *L) {
     lfd *s = check_fd(L);
     lua_Integer want = luaL_optinteger(L, 2, SHARED_READ);

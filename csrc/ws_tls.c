@@ -38,6 +38,11 @@ struct ws_tls_ctx {
 #define WRITE_BYTES (256 * 1024)
 /* Bytes one read(2) asks for (OpenSSL's read-ahead took about one record) */
 #define READ_BYTES (256 * 1024)
+/* Records one ws_tls_read hands to OpenSSL at most: records that carry no
+ * data (renegotiations refused, key updates) are all taken inside one
+ * SSL_read for as long as more come, which held the caller's loop for as
+ * long as a peer's burst of them lasted (100,000 key updates: 1.5 s) */
+#define READ_RECORDS_MAX (4 * WS_TLS_READ_RECORDS)
 /* A TLS record's most bytes: header, 16 KiB and the cipher's expansion */
 #define RECORD_MAX (5 + 16384 + 256)
 
@@ -51,6 +56,12 @@ struct ws_tls {
                                * TLS 1.3: writes go on until ours (RFC 8446 6.1) */
     int eof;                  /* read(2) returned 0 (BIO_CTRL_EOF) */
     int werr;                 /* errno of a failed write(2), 0 if none */
+    /* the records handed to OpenSSL since the handshake (see track): the
+     * header's bytes so far, then the body's bytes still to go */
+    unsigned char hdr[5];
+    size_t hdr_n, body_left;
+    int records;              /* records this ws_tls_read may still start (-1: any) */
+    int paused;               /* it stopped between two: they were its share */
     /* bytes read from the socket, not yet taken by OpenSSL: in[in_pos, in_len) */
     unsigned char *in;
     size_t in_pos, in_len, in_cap;
@@ -63,6 +74,8 @@ struct ws_tls {
     size_t rec_end[WRITE_RECORDS], rec_plain[WRITE_RECORDS];
     int rec_sent, rec_made;
     size_t flushed;           /* plaintext of records written since the last report */
+    size_t read_out;          /* bytes OpenSSL wrote into out while ws_tls_read ran
+                               * (alerts, key updates), since out was last empty */
     char err[200];
 };
 
@@ -256,6 +269,7 @@ static int flush(ws_tls *t) {
         t->out = NULL;
         t->out_pos = t->out_len = t->out_cap = 0;
         t->rec_sent = t->rec_made = 0;
+        t->read_out = 0;
     }
     return 0;
 }
@@ -276,7 +290,31 @@ static int bio_write(BIO *b, const char *data, int len) {
     }
     memcpy(t->out + t->out_len, data, n);
     t->out_len += n;
+    if (t->records >= 0)
+        t->read_out += n;
     return len;
+}
+
+/* Follow the records in the bytes handed to OpenSSL, so that ws_tls_read
+ * can stop between two of them. */
+static void track(ws_tls *t, const unsigned char *p, size_t n) {
+    while (n > 0) {
+        if (t->body_left > 0) {
+            size_t k = n < t->body_left ? n : t->body_left;
+            t->body_left -= k;
+            p += k;
+            n -= k;
+            continue;
+        }
+        if (t->hdr_n == 0 && t->records > 0)
+            t->records--;
+        t->hdr[t->hdr_n++] = *p++;
+        n--;
+        if (t->hdr_n == 5) {
+            t->body_left = (size_t)t->hdr[3] << 8 | t->hdr[4];
+            t->hdr_n = 0;
+        }
+    }
 }
 
 /* OpenSSL reads each record's header, then its body: both come from
@@ -284,6 +322,22 @@ static int bio_write(BIO *b, const char *data, int len) {
 static int bio_read(BIO *b, char *data, int len) {
     ws_tls *t = (ws_tls *)BIO_get_data(b);
     BIO_clear_retry_flags(b);
+    if (t->records >= 0 && t->hdr_n == 0 && t->body_left == 0) {
+        /* between two records in ws_tls_read: what OpenSSL wrote on its
+         * own while reading (an alert for each renegotiation refused) must
+         * not pile up for a peer that does not read it, growing with every
+         * record that comes: the peer is dropped */
+        if (t->read_out > WRITE_BYTES && (flush(t) != 0 || t->read_out > WRITE_BYTES)) {
+            errno = t->werr ? t->werr : ENOBUFS;
+            return -1;
+        }
+        /* and the caller's turn after its share of records */
+        if (t->records == 0) {
+            t->paused = 1;
+            BIO_set_retry_read(b);
+            return -1;
+        }
+    }
     if (t->in_pos == t->in_len) {
         if (t->in_cap < READ_BYTES) {
             free(t->in);
@@ -309,6 +363,7 @@ static int bio_read(BIO *b, char *data, int len) {
         n = (size_t)len;
     memcpy(data, t->in + t->in_pos, n);
     t->in_pos += n;
+    track(t, (const unsigned char *)data, n);
     return (int)n;
 }
 
@@ -395,6 +450,7 @@ ws_tls *ws_tls_new(ws_tls_ctx *c, int fd, const char *name, char *err, size_t er
         return NULL;
     }
     t->fd = fd;
+    t->records = -1;
     t->ssl = SSL_new(c->ctx);
     BIO *b = NULL;
     if (!t->ssl || !CRYPTO_THREAD_run_once(&bio_once, bio_init) || !bio_method ||
@@ -518,6 +574,8 @@ int ws_tls_handshake(ws_tls *t) {
     settle_input(t);
     if (rc == 1) {
         t->ready = 1;
+        /* OpenSSL took whole records: the next byte starts one (track) */
+        t->hdr_n = t->body_left = 0;
         return WS_TLS_DONE;
     }
     int r = result(t, rc);
@@ -562,6 +620,8 @@ static int write_failed(ws_tls *t) {
 }
 
 int ws_tls_read(ws_tls *t, void *buf, size_t n, size_t *got) {
+    t->records = READ_RECORDS_MAX;
+    t->paused = 0;
     int r = read_once(t, buf, n, got);
     /* SSL_read returns one record; decrypt the whole records the same
      * socket read brought too, so the caller sees all the messages that came
@@ -576,7 +636,10 @@ int ws_tls_read(ws_tls *t, void *buf, size_t n, size_t *got) {
             break;
         *got += more;
     }
+    t->records = -1;
     settle_input(t);
+    if (r == WS_TLS_WANT_READ && t->paused)
+        r = WS_TLS_AGAIN;
     return r;
 }
 

@@ -18,6 +18,9 @@ enum {
     WS_TLS_DONE = 0,
     WS_TLS_WANT_READ = 1,     /* retry once the descriptor is readable */
     WS_TLS_WANT_WRITE = 2,    /* retry once it is writable */
+    WS_TLS_AGAIN = 3,         /* ws_tls_read: it read its share, records with no
+                               * data; retry soon without waiting (the socket may
+                               * hold more, which readiness will not announce) */
     WS_TLS_CLOSED = -1,       /* peer gone (close_notify, EOF, reset, broken session) */
     WS_TLS_ERROR = -2         /* ws_tls_error() says why; the session is dead too */
 };
@@ -67,7 +70,9 @@ int ws_tls_handshake(ws_tls *t);
 
 /* Up to n decrypted bytes into buf: WS_TLS_DONE with *got > 0, or another
  * result. Decrypts the whole records one socket read brought, up to
- * WS_TLS_READ_RECORDS of them. */
+ * WS_TLS_READ_RECORDS of them. It hands OpenSSL a few times that many
+ * records at most: a flood of records that carry no data gets WS_TLS_AGAIN;
+ * one whose answers (alerts) pile up unread, WS_TLS_CLOSED. */
 int ws_tls_read(ws_tls *t, void *buf, size_t n, size_t *got);
 /* After the peer's close_notify reads return WS_TLS_CLOSED; under TLS 1.3
  * (a half-close, RFC 8446 section 6.1) writes go on until

@@ -142,4 +142,33 @@ describe("wss:// server against hostile TLS clients", function()
     assert.is_true(r.odd_name_echo)
     assert.is_true(srv.alive())
   end)
+
+  -- Records that carry no data, sent in one burst: OpenSSL handles them
+  -- all inside one SSL_read as long as the socket has more, so the loop
+  -- held them for as long as the burst lasted (a second and more here)
+  it("100,000 TLS 1.3 key updates in one burst: others are served meanwhile, the session goes on", function()
+    local r = peer(srv, "keyupdate_flood", 100000)
+    served(r, "key update flood")
+    assert.equal(r.total_kib, r.sent_kib)
+    assert.is_true(r.echo)
+  end)
+
+  it("2,000 TLS 1.3 key updates before the upgrade request: the request is read after them, in turns", function()
+    -- (the request is read through fd:receive, which then says "again")
+    local r = peer(srv, "keyupdate_first", 2000)
+    assert.is_true(r.upgraded)
+    assert.is_true(r.echo)
+  end)
+
+  it("300,000 TLS 1.2 renegotiations from a client that never reads: dropped, memory bounded, others served", function()
+    -- each is refused with an alert (31 bytes) that the client never
+    -- reads: the server held them all (5 to 6 MiB more RSS here); once
+    -- 256 KiB of them wait for the socket, the client is dropped
+    local flood = start_server()
+    finally(function() flood.stop() end)
+    local r = peer(flood, "renegotiate_flood", 300000)
+    served(r, "renegotiation flood")
+    assert(r.rss_growth_kib < 3 * 1024, r.rss_growth_kib .. " KiB more RSS (" .. r.sent_kib .. " KiB taken)")
+    assert.is_true(r.dropped)
+  end)
 end)

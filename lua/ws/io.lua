@@ -43,8 +43,9 @@ end
 
 -- What a failed non-blocking call asks us to wait for: LuaSocket and
 -- ws.fd say "timeout", TLS says "wantread"/"wantwrite" (TLS may read to
--- write).
-local WANT = { timeout = false, wantread = "r", wantwrite = "w" }
+-- write); "again": our TLS read its share of records that carried no data
+-- (a flood of them), to be read on after the others' turn, without waiting.
+local WANT = { timeout = false, wantread = "r", wantwrite = "w", again = false }
 
 -- A read that saw the transport end (an error that came with the last
 -- partial data): [sock] = err. Later reads return it at once, and a LuaSec
@@ -59,7 +60,7 @@ local STALLS = 16
 M.STALLS = STALLS
 
 --- One non-blocking receive of whatever is there (at most M.CHUNK bytes).
--- Returns data, or nil, "timeout" / "wantread" / "wantwrite" / "closed" / err.
+-- Returns data, or nil, "timeout" / "wantread" / "wantwrite" / "again" / "closed" / err.
 function M.receive(sock)
   local gone = ended[sock]
   if gone then return nil, gone end
@@ -87,11 +88,18 @@ function M.read(sock, deadline, sched)
     if data then return data end
     local want = WANT[err]
     if want == nil then return nil, err end
-    -- TLS may hold decrypted bytes the poller cannot see
-    stalls = stalls + 1
-    if stalls > STALLS or not (sock.dirty and sock:dirty()) then
-      local ok, werr = M.wait(sock, want or "r", deadline, sched)
-      if not ok then return nil, werr end
+    if err == "again" then
+      local l = sched
+      if l == nil then l = current() end
+      if l then l:yield() end
+      if deadline and gettime() >= deadline then return nil, "timeout" end
+    else
+      -- TLS may hold decrypted bytes the poller cannot see
+      stalls = stalls + 1
+      if stalls > STALLS or not (sock.dirty and sock:dirty()) then
+        local ok, werr = M.wait(sock, want or "r", deadline, sched)
+        if not ok then return nil, werr end
+      end
     end
   end
 end

@@ -416,14 +416,15 @@ def mode_renegotiate(port, pid):
 def mode_renegotiate_flood(port, n, pid):
     """TLS 1.2: n renegotiations in one burst from a client that never reads
     (a 4 KiB receive window): how much the server took (sent_kib, in up to
-    5 s of trying), and the probe's echoes and the server's RSS meanwhile."""
+    5 s of trying), whether it dropped us, and the probe's echoes and the
+    server's RSS meanwhile."""
     t = Tls12(port, rcvbuf=4096)
     t.upgrade()
     blob = b"".join(t.record(22, RENEGOTIATE_SHORT) for _ in range(n))
     probe = Probe(port, pid)
     probe.start()
     time.sleep(0.1)
-    s, sent = t.sock, 0
+    s, sent, dropped = t.sock, 0, False
     s.settimeout(0.5)
     deadline = time.time() + 5
     while sent < len(blob) and time.time() < deadline:
@@ -432,76 +433,99 @@ def mode_renegotiate_flood(port, n, pid):
         except socket.timeout:
             pass
         except OSError:
+            dropped = True
             break
     time.sleep(0.3)
     rep = probe.report()
+    if not dropped:
+        dropped = until_eof(s, 3) is not None
     s.close()
-    emit(sent_kib=sent // 1024, total_kib=len(blob) // 1024, **rep)
+    emit(sent_kib=sent // 1024, total_kib=len(blob) // 1024, dropped=dropped, **rep)
+
+
+class KeyUpdater:
+    """A TLS 1.3 session on libssl through ctypes (Python's ssl has no key
+    update) over memory BIOs, so that its records can be made first."""
+
+    def __init__(self, port):
+        import ctypes
+        lib, crypto = ctypes.CDLL("libssl.so.3"), ctypes.CDLL("libcrypto.so.3")
+        vp, i, cp = ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p
+        for f, res, args in [(lib.TLS_client_method, vp, []), (lib.SSL_CTX_new, vp, [vp]), (lib.SSL_new, vp, [vp]),
+                             (crypto.BIO_s_mem, vp, []), (crypto.BIO_new, vp, [vp]),
+                             (lib.SSL_set_bio, None, [vp, vp, vp]), (lib.SSL_set_connect_state, None, [vp]),
+                             (lib.SSL_do_handshake, i, [vp]), (lib.SSL_key_update, i, [vp, i]),
+                             (crypto.BIO_read, i, [vp, cp, i]), (crypto.BIO_write, i, [vp, cp, i]),
+                             (lib.SSL_write, i, [vp, cp, i]), (lib.SSL_read, i, [vp, cp, i])]:
+            f.restype, f.argtypes = res, args
+        self.lib, self.crypto = lib, crypto
+        self.ssl = lib.SSL_new(lib.SSL_CTX_new(lib.TLS_client_method()))
+        self.rb, self.wb = crypto.BIO_new(crypto.BIO_s_mem()), crypto.BIO_new(crypto.BIO_s_mem())
+        lib.SSL_set_bio(self.ssl, self.rb, self.wb)
+        lib.SSL_set_connect_state(self.ssl)
+        self.buf = ctypes.create_string_buffer(1 << 16)
+        self.sock = tcp(port)
+        for _ in range(50):
+            rc = lib.SSL_do_handshake(self.ssl)
+            self.sock.sendall(self.out())
+            if rc == 1:
+                break
+            self.more()
+
+    def out(self):
+        """The records made so far."""
+        got = b""
+        for _ in range(1000):
+            k = self.crypto.BIO_read(self.wb, self.buf, len(self.buf))
+            if k <= 0:
+                break
+            got += self.buf.raw[:k]
+        return got
+
+    def more(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise RuntimeError("closed")
+        self.crypto.BIO_write(self.rb, data, len(data))
+
+    def write(self, data):
+        self.lib.SSL_write(self.ssl, data, len(data))
+        return self.out()
+
+    def read_until(self, end):
+        got = b""
+        for _ in range(100):
+            if end in got:
+                break
+            k = self.lib.SSL_read(self.ssl, self.buf, len(self.buf))
+            if k > 0:
+                got += self.buf.raw[:k]
+            else:
+                self.more()
+        return got
+
+    def key_updates(self, n):
+        """n KeyUpdate records (no update requested of the server)."""
+        parts = []
+        for _ in range(n):
+            self.lib.SSL_key_update(self.ssl, 0)        # SSL_KEY_UPDATE_NOT_REQUESTED
+            self.lib.SSL_do_handshake(self.ssl)
+            parts.append(self.out())
+        return b"".join(parts)
 
 
 def mode_keyupdate_flood(port, n, pid):
-    """TLS 1.3: n KeyUpdates (no update requested of the server) in one
-    burst, made beforehand by libssl through ctypes (Python's ssl has no key
-    update): how much the server took, and the probe's echoes meanwhile."""
-    import ctypes
-    lib, crypto = ctypes.CDLL("libssl.so.3"), ctypes.CDLL("libcrypto.so.3")
-    vp, i = ctypes.c_void_p, ctypes.c_int
-    for f, res, args in [(lib.TLS_client_method, vp, []), (lib.SSL_CTX_new, vp, [vp]), (lib.SSL_new, vp, [vp]),
-                         (crypto.BIO_s_mem, vp, []), (crypto.BIO_new, vp, [vp]),
-                         (lib.SSL_set_bio, None, [vp, vp, vp]), (lib.SSL_set_connect_state, None, [vp]),
-                         (lib.SSL_do_handshake, i, [vp]), (lib.SSL_key_update, i, [vp, i]),
-                         (crypto.BIO_read, i, [vp, ctypes.c_char_p, i]), (crypto.BIO_write, i, [vp, ctypes.c_char_p, i]),
-                         (lib.SSL_write, i, [vp, ctypes.c_char_p, i]), (lib.SSL_read, i, [vp, ctypes.c_char_p, i])]:
-        f.restype, f.argtypes = res, args
-    s = lib.SSL_new(lib.SSL_CTX_new(lib.TLS_client_method()))
-    rb, wb = crypto.BIO_new(crypto.BIO_s_mem()), crypto.BIO_new(crypto.BIO_s_mem())
-    lib.SSL_set_bio(s, rb, wb)
-    lib.SSL_set_connect_state(s)
-    buf = ctypes.create_string_buffer(1 << 16)
-    sock = tcp(port)
-
-    def out():
-        got = b""
-        for _ in range(1000):
-            k = crypto.BIO_read(wb, buf, len(buf))
-            if k <= 0:
-                break
-            got += buf.raw[:k]
-        return got
-
-    def more():
-        data = sock.recv(65536)
-        if not data:
-            raise RuntimeError("closed")
-        crypto.BIO_write(rb, data, len(data))
-
-    for _ in range(50):
-        rc = lib.SSL_do_handshake(s)
-        sock.sendall(out())
-        if rc == 1:
-            break
-        more()
-    lib.SSL_write(s, UPGRADE, len(UPGRADE))
-    sock.sendall(out())
-    head = b""
-    for _ in range(50):
-        if b"\r\n\r\n" in head:
-            break
-        k = lib.SSL_read(s, buf, len(buf))
-        if k > 0:
-            head += buf.raw[:k]
-        else:
-            more()
+    """TLS 1.3: n KeyUpdates in one burst after the upgrade: how much the
+    server took, the probe's echoes meanwhile, and an echo after them."""
+    k = KeyUpdater(port)
+    k.sock.sendall(k.write(UPGRADE))
+    head = k.read_until(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101"), head[:60]
-    parts = []
-    for _ in range(n):
-        lib.SSL_key_update(s, 0)            # SSL_KEY_UPDATE_NOT_REQUESTED
-        lib.SSL_do_handshake(s)
-        parts.append(out())
-    blob = b"".join(parts)
+    blob = k.key_updates(n)
     probe = Probe(port, pid)
     probe.start()
     time.sleep(0.1)
+    sock = k.sock
     sock.settimeout(0.5)
     sent, deadline = 0, time.time() + 10
     while sent < len(blob) and time.time() < deadline:
@@ -510,21 +534,23 @@ def mode_keyupdate_flood(port, n, pid):
         except socket.timeout:
             pass
     # then a message under the last keys: the session survived it all
-    lib.SSL_write(s, frame(0x1, b"after"), 11)
-    sock.sendall(out())
+    sock.settimeout(TIMEOUT)
+    sock.sendall(k.write(frame(0x1, b"after")))
     time.sleep(0.3)
     rep = probe.report()
-    got = b""
-    for _ in range(100):
-        if got.endswith(b"after"):
-            break
-        k = lib.SSL_read(s, buf, len(buf))
-        if k > 0:
-            got += buf.raw[:k]
-        else:
-            more()
+    got = k.read_until(b"after")
     sock.close()
     emit(sent_kib=sent // 1024, total_kib=len(blob) // 1024, echo=got.endswith(b"\x81\x05after"), **rep)
+
+
+def mode_keyupdate_first(port, n, pid):
+    """TLS 1.3: n KeyUpdates before the upgrade request, in one write with
+    it: the answer and an echo."""
+    k = KeyUpdater(port)
+    k.sock.sendall(k.key_updates(n) + k.write(UPGRADE + frame(0x1, b"first")))
+    got = k.read_until(b"first")
+    k.sock.close()
+    emit(upgraded=got.startswith(b"HTTP/1.1 101"), echo=got.endswith(b"\x81\x05first"))
 
 
 def mode_alerts(port, pid):
