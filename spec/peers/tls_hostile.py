@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import select
 import socket
 import ssl
@@ -334,7 +335,9 @@ def mode_garbage(port, pid):
     probe = Probe(port, pid)
     probe.start()
     cases = {
-        "random": os.urandom(4096),
+        # (seeded: some random starts read as a record header whose body is
+        # still to come, and are cut at handshake_timeout instead)
+        "random": random.Random(6455).randbytes(4096),
         "zeros": b"\0" * 64,
         "bad_length": b"\x16\x03\x01\xff\xff" + os.urandom(64),
         "not_hello": b"\x16\x03\x03\x00\x05hello",
