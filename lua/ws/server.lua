@@ -723,7 +723,13 @@ end
 ---@return integer|nil count
 ---@return string? err
 function Server:broadcast(data, kind, except)
+  if type(data) ~= "string" then error("bad argument #1 to 'broadcast' (string expected)", 2) end
   kind = kind or "text"
+  -- (core.frame takes any opcode: a "ping" would go out as a control
+  -- frame, over 125 bytes or between fragments, that fails every peer)
+  if kind ~= "text" and kind ~= "binary" then
+    error("bad argument #2 to 'broadcast' (\"text\" or \"binary\" expected)", 2)
+  end
   if kind == "text" and not core.utf8_valid(data) then return nil, "invalid utf-8" end
   return fanout.send(self.conns, core.frame(data, kind), except)
 end
