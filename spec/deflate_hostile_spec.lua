@@ -155,6 +155,30 @@ describe("permessage-deflate on the wire: what the server sends inflates with ex
     end
   end)
 
+  it("a pipelined burst (echoes corked, compressed into one buffer) in order, with a 9-bit window", function()
+    local r, ext = raw(server.port, "permessage-deflate; server_max_window_bits=9")
+    assert.equal("permessage-deflate; server_max_window_bits=9", ext)
+    local d = core.deflate {}
+    for _, burst in ipairs { { 1, 300 }, { 301, 600 } } do
+      local parts = {}
+      for i = burst[1], burst[2] do
+        local m, op = message(i)
+        parts[#parts + 1] = H.frame(op, d:compress(m), { rsv = 4 })
+        if i % 50 == 0 then parts[#parts + 1] = H.frame(9, "p" .. i) end
+      end
+      r:send(table.concat(parts))
+    end
+    local frames, pongs = {}, 0
+    while #frames < 600 or pongs < 12 do
+      local f = assert(r:read_frame())
+      if f.opcode == 10 then pongs = pongs + 1 else frames[#frames + 1] = f end
+    end
+    r:close()
+    assert.equal(12, pongs)
+    local msgs, out = raw_inflate(9, true, frames)
+    check_messages(msgs, out, 600, "pipelined")
+  end)
+
   it("the client's window: client_max_window_bits with and without a value, kept to what was answered", function()
     local s = deflate_server("--c threshold=0 --c client_max_window_bits=10", "deflate-wire-cmwb")
     finally(s.stop)
@@ -278,9 +302,17 @@ describe("permessage-deflate: hostile clients", function()
     r:send_frame(1, c:sub(1, 7), { rsv = 4, fin = false })
     r:send_frame(0, c:sub(8, 9), { fin = false })
     r:send_frame(0, c:sub(10))
+    local inflate = core.deflate {}
     local f = assert(data_frame(r))
     assert.equal(1, f.opcode)
-    assert.equal(text, core.deflate {}:decompress(f.payload))
+    assert.equal(text, inflate:decompress(f.payload))
+    -- an empty first fragment carries RSV1 for the rest
+    r:send_frame(1, "", { rsv = 4, fin = false })
+    r:send_frame(0, c:sub(1, 20), { fin = false })
+    r:send_frame(0, "", { fin = false })
+    r:send_frame(0, c:sub(21))
+    f = assert(data_frame(r))
+    assert.equal(text, inflate:decompress(f.payload))
     -- valid UTF-8 on the wire, invalid once inflated: a stored block
     local bad = "\0\2\0\253\255\192\128"   -- stored "\192\128" (overlong NUL)
     r:send_frame(1, bad, { rsv = 4 })
