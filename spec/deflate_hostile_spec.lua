@@ -17,9 +17,12 @@ local function deflate_server(args, name)
   return H.start_lua("spec/servers/deflate_server.lua", args, name)
 end
 
+-- the echo route of the server under test
+local PATH = "/echo"
+
 local function raw(port, ext, opts)
   local extra = ext and ("Sec-WebSocket-Extensions: " .. ext .. "\r\n") or nil
-  local r, head = H.raw(port, H.request(port, "/echo", extra), opts or { timeout = 10 })
+  local r, head = H.raw(port, H.request(port, PATH, extra), opts or { timeout = 10 })
   assert.matches("^HTTP/1.1 101", head)
   return r, head:match("\r\n[Ss]ec%-[Ww]eb[Ss]ocket%-[Ee]xtensions: ([^\r]*)\r\n")
 end
@@ -156,30 +159,6 @@ describe("permessage-deflate on the wire: what the server sends inflates with ex
     end
   end)
 
-  it("a pipelined burst (echoes corked, compressed into one buffer) in order, with a 9-bit window", function()
-    local r, ext = raw(server.port, "permessage-deflate; server_max_window_bits=9")
-    assert.equal("permessage-deflate; server_max_window_bits=9", ext)
-    local d = core.deflate {}
-    for _, burst in ipairs { { 1, 300 }, { 301, 600 } } do
-      local parts = {}
-      for i = burst[1], burst[2] do
-        local m, op = message(i)
-        parts[#parts + 1] = H.frame(op, d:compress(m), { rsv = 4 })
-        if i % 50 == 0 then parts[#parts + 1] = H.frame(9, "p" .. i) end
-      end
-      r:send(table.concat(parts))
-    end
-    local frames, pongs = {}, 0
-    for _ = 1, 612 do
-      local f = assert(r:read_frame())
-      if f.opcode == 10 then pongs = pongs + 1 else frames[#frames + 1] = f end
-    end
-    r:close()
-    assert.equal(12, pongs)
-    local msgs, out = raw_inflate(9, true, frames)
-    check_messages(msgs, out, 600, "pipelined")
-  end)
-
   it("the client's window: client_max_window_bits with and without a value, kept to what was answered", function()
     local s = deflate_server("--c threshold=0 --c client_max_window_bits=10", "deflate-wire-cmwb")
     finally(s.stop)
@@ -211,19 +190,58 @@ describe("permessage-deflate on the wire: what the server sends inflates with ex
   end)
 end)
 
-describe("permessage-deflate: hostile clients", function()
+-- the echo servers: a receive loop (spec/servers) with max_message 1 MiB,
+-- and examples/echo.lua --compression (conn:serve: the loop calls it per
+-- message) with its 16 MiB; both send messages under 64 bytes uncompressed
+for _, target in ipairs {
+  { script = "spec/servers/deflate_server.lua", args = "--set max_message=1048576", path = "/echo", max = MiB },
+  { script = "examples/echo.lua", args = "--compression --quiet", path = "/ws", max = 16 * MiB },
+} do
+local MAX = target.max
+describe("permessage-deflate: hostile clients against " .. target.script, function()
   local server
-  setup(function() server = deflate_server("--set max_message=1048576", "deflate-hostile2") end)
-  teardown(function() server.stop() end)
+  setup(function()
+    server = H.start_lua(target.script, target.args, "deflate-hostile2")
+    PATH = target.path
+  end)
+  teardown(function()
+    server.stop()
+    PATH = "/echo"
+  end)
   local EXT = "permessage-deflate"
+
+  it("a pipelined burst (echoes corked, compressed into one buffer) in order, with a 9-bit window", function()
+    local r, ext = raw(server.port, "permessage-deflate; server_max_window_bits=9")
+    assert.equal("permessage-deflate; server_max_window_bits=9", ext)
+    local d = core.deflate {}
+    for _, burst in ipairs { { 1, 300 }, { 301, 600 } } do
+      local parts = {}
+      for i = burst[1], burst[2] do
+        local m, op = message(i)
+        parts[#parts + 1] = H.frame(op, d:compress(m), { rsv = 4 })
+        if i % 50 == 0 then parts[#parts + 1] = H.frame(9, "p" .. i) end
+      end
+      r:send(table.concat(parts))
+    end
+    local frames, pongs = {}, 0
+    for _ = 1, 612 do
+      local f = assert(r:read_frame())
+      if f.opcode == 10 then pongs = pongs + 1 else frames[#frames + 1] = f end
+    end
+    r:close()
+    assert.equal(12, pongs)
+    local msgs, out = raw_inflate(9, true, frames)
+    check_messages(msgs, out, 600, "pipelined")
+  end)
+
 
   it("closes 1009 when only the last fragment of a compressed message crosses max_message; RSS stays flat", function()
     -- one DEFLATE stream: max_message - 10 bytes, then 100 more in the last fragment
     local d = core.deflate {}
-    local head = d:compress(string.rep("a", MiB - 10)) .. "\0\0\255\255"
+    local head = d:compress(string.rep("a", MAX - 10)) .. "\0\0\255\255"
     local last = d:compress(string.rep("b", 100))
     local ok = core.deflate {}:decompress(head .. core.deflate {}:compress(""))
-    assert.equal(MiB - 10, #ok)
+    assert.equal(MAX - 10, #ok)
     local rss0 = H.rss_kib(server.pid)
     for round = 1, 20 do
       local r = raw(server.port, EXT)
@@ -241,21 +259,22 @@ describe("permessage-deflate: hostile clients", function()
       r:send_frame(0, last)
       assert.equal("message too big", closes_with(r, 1009))
     end
+    -- (what inflating up to max_message takes stays mapped)
     local grown = H.rss_kib(server.pid) - rss0
-    assert.is_true(grown < 16 * 1024, "server RSS grew by " .. grown .. " KiB")
+    assert.is_true(grown < (MAX + 16 * MiB) / 1024, "server RSS grew by " .. grown .. " KiB")
     -- under the limit by one byte less in the last fragment: echoed
     local r = raw(server.port, EXT)
     local e = core.deflate {}
-    local body = e:compress(string.rep("a", MiB - 10)) .. "\0\0\255\255" .. e:compress(string.rep("b", 10))
+    local body = e:compress(string.rep("a", MAX - 10)) .. "\0\0\255\255" .. e:compress(string.rep("b", 10))
     r:send_frame(2, body:sub(1, 100), { rsv = 4, fin = false })
     r:send_frame(0, body:sub(101))
     local f = assert(data_frame(r))
-    assert.equal(string.rep("a", MiB - 10) .. string.rep("b", 10), core.deflate {}:decompress(f.payload))
+    assert.equal(string.rep("a", MAX - 10) .. string.rep("b", 10), core.deflate {}:decompress(f.payload))
     r:close()
   end)
 
   it("closes 1009 on a bomb in 2,000 small frames with pings between, quickly and with RSS flat", function()
-    local bomb = core.deflate {}:compress(string.rep("\0", 64 * MiB))
+    local bomb = core.deflate {}:compress(string.rep("\0", 4 * MAX))
     local rss0 = H.rss_kib(server.pid)
     local t0 = gettime()
     for _ = 1, 3 do
@@ -271,8 +290,9 @@ describe("permessage-deflate: hostile clients", function()
       assert.equal("message too big", closes_with(r, 1009))
     end
     assert.is_true(gettime() - t0 < 10, "took " .. (gettime() - t0) .. " s")
+    -- (what inflating up to max_message takes stays mapped)
     local grown = H.rss_kib(server.pid) - rss0
-    assert.is_true(grown < 16 * 1024, "server RSS grew by " .. grown .. " KiB")
+    assert.is_true(grown < (MAX + 16 * MiB) / 1024, "server RSS grew by " .. grown .. " KiB")
   end)
 
   it("closes 1007 on invalid DEFLATE data in the very last bytes of a long fragmented message", function()
@@ -339,7 +359,7 @@ describe("permessage-deflate: hostile clients", function()
     -- D: invalid data; E: a bomb (both through the shared inflater); F: invalid, own
     for _, bad in ipairs {
       { EXT .. "; client_no_context_takeover", core.deflate {}:compress(msg):sub(1, -3) .. "\255\255", 1007 },
-      { EXT .. "; client_no_context_takeover", core.deflate {}:compress(string.rep("\0", 8 * MiB)), 1009 },
+      { EXT .. "; client_no_context_takeover", core.deflate {}:compress(string.rep("\0", 2 * MAX)), 1009 },
       { EXT, "\255\255\255", 1007 },
     } do
       local e = raw(server.port, bad[1])
@@ -366,6 +386,7 @@ describe("permessage-deflate: hostile clients", function()
     c:close()
   end)
 end)
+end
 
 describe("permessage-deflate: zlib memory per connection (README: ~256 KiB + ~41 KiB with context takeover)", function()
   it("holds about the documented figure with takeover, little without, none before the first message", function()
