@@ -8,6 +8,21 @@ local H = require "spec.helpers"
 
 local gettime = socket.gettime
 
+-- A task on l that sleeps 20 ms at a time until t.stop (at most 10 s):
+-- t.gap is the longest time between two of its wakes (the loop stood still).
+local function ticker(l)
+  local t = { gap = 0, stop = false }
+  l:spawn(function()
+    local last = gettime()
+    for _ = 1, 500 do
+      if t.stop then return end
+      l:sleep(0.02)
+      t.gap, last = math.max(t.gap, gettime() - last), gettime()
+    end
+  end)
+  return t
+end
+
 describe("client against a hostile server", function()
   local evil
   setup(function() evil = H.start_lua("spec/servers/evil_server.lua", nil, "evil-server") end)
@@ -176,15 +191,7 @@ describe("client against a hostile server", function()
 
   it("... and the loop goes on meanwhile", function()
     local l = loop.new()
-    local gap, last, stop = 0, nil, false
-    l:spawn(function()
-      last = gettime()
-      for _ = 1, 500 do
-        if stop then return end
-        l:sleep(0.02)
-        gap, last = math.max(gap, gettime() - last), gettime()
-      end
-    end)
+    local tick = ticker(l)
     local conn
     finally(function() if conn then conn:abort() end end)
     local data, err, code = H.run_task(l, 10, function()
@@ -193,11 +200,11 @@ describe("client against a hostile server", function()
       sock.junk_until = gettime() + 4
       local d, e, c = conn:receive(3)
       l:sleep(0.1)   -- (the ticker's turn: a gap it has not seen yet)
-      stop = true
+      tick.stop = true
       return d, e, c
     end)
     assert.same({ nil, "closed", 1000 }, { data, err, code })
-    assert.is_true(gap < 0.5, string.format("the loop stood still for %.2f s", gap))
+    assert.is_true(tick.gap < 0.5, string.format("the loop stood still for %.2f s", tick.gap))
     assert.same({ "1000", "eof" }, { seen("close-first") })
   end)
 
@@ -282,25 +289,17 @@ describe("client against a hostile server", function()
   -- while a ticker runs; returns the longest the ticker waited past its 20 ms
   local function keepalive_only(name, sock)
     local l = loop.new()
-    local gap, last, stop = 0, nil, false
-    l:spawn(function()
-      last = gettime()
-      for _ = 1, 500 do
-        if stop then return end
-        l:sleep(0.02)
-        gap, last = math.max(gap, gettime() - last), gettime()
-      end
-    end)
+    local tick = ticker(l)
     local conn
     local ok, err = pcall(H.run_task, l, 10, function()
       conn = assert(ws.connect(url(name), { timeout = 3, ping_interval = 0.05, sock = sock }))
       l:sleep(2)
-      stop = true
+      tick.stop = true
     end)
     if conn then conn:abort() end
     assert(ok, err)
     assert.equal("eof", select(2, seen(name)))
-    return gap
+    return tick.gap
   end
 
   it("a ping flood read by keepalive (nobody receives) does not hold the loop", function()
@@ -315,15 +314,7 @@ describe("client against a hostile server", function()
 
   it("endless empty fragments on a socket ws.core cannot read itself do not hold the loop", function()
     local l = loop.new()
-    local gap, last, stop = 0, nil, false
-    l:spawn(function()
-      last = gettime()
-      for _ = 1, 500 do
-        if stop then return end
-        l:sleep(0.02)
-        gap, last = math.max(gap, gettime() - last), gettime()
-      end
-    end)
+    local tick = ticker(l)
     local conn
     finally(function() if conn then conn:abort() end end)
     local dt, data, err = H.run_task(l, 10, function()
@@ -331,12 +322,12 @@ describe("client against a hostile server", function()
       local t = gettime()
       local d, e = conn:receive(1)
       l:sleep(0.1)   -- (the ticker's turn: a gap it has not seen yet)
-      stop = true
+      tick.stop = true
       return gettime() - t, d, e
     end)
     assert.same({ nil, "timeout" }, { data, err })
     assert.is_true(dt < 2, string.format("receive(1) took %.2f s", dt))
-    assert.is_true(gap < 0.5, string.format("the loop stood still for %.2f s", gap))
+    assert.is_true(tick.gap < 0.5, string.format("the loop stood still for %.2f s", tick.gap))
     conn:abort()
     assert.equal("eof", select(2, seen("frag-torrent")))
   end)
