@@ -122,7 +122,7 @@ end
 -- Close the server and run its loop until every connection's task ended:
 -- their descriptors go now (the suites run in one process, and a thousand
 -- left to the collector pushed later specs' sockets past select's 1024)
-local function stop(l, server)
+local function stop_server(l, server)
   server:close()
   H.step_until(l, 5, function() return l.ntasks == 0 end)
 end
@@ -134,7 +134,7 @@ describe("Server:broadcast's arguments", function()
     local r = member(server.port)
     finally(function()
       r:close()
-      stop(l, server)
+      stop_server(l, server)
     end)
     H.run_task(l, 20, function()
       local deadline = gettime() + 5
@@ -161,7 +161,7 @@ describe("broadcast to 1,000 members", function()
     finally(function()
       for _, r in ipairs(readers) do r:close() end
       for _, r in ipairs(stalled) do r:close() end
-      stop(l, server)
+      stop_server(l, server)
     end)
     local N, dropped_all, max_call, max_gap = 0, false, 0, 0
     H.run_task(l, 240, function()
@@ -261,7 +261,7 @@ describe("broadcast while members come and go", function()
     local all = {}
     finally(function()
       for _, r in ipairs(all) do r:close() end
-      stop(l, server)
+      stop_server(l, server)
     end)
     local kept, joined, reset, closed, aborted = {}, {}, {}, {}, {}
     local N = 0
@@ -352,7 +352,7 @@ describe("broadcast to members with different permessage-deflate agreements", fu
     local ms = {}
     finally(function()
       for _, r in ipairs(ms) do r:close() end
-      stop(l, server)
+      stop_server(l, server)
     end)
     local cases = {}
     for bits = 8, 15 do
