@@ -169,7 +169,12 @@ describe("wss:// server against hostile TLS clients", function()
     finally(function() flood.stop() end)
     local r = peer(flood, "renegotiate_flood", 300000)
     served(r, "renegotiation flood")
-    assert(r.rss_growth_kib < 3 * 1024, r.rss_growth_kib .. " KiB more RSS (" .. r.sent_kib .. " KiB taken)")
+    -- (under ASan, which make test-asan preloads, RSS holds its quarantine
+    -- and shadow of every alert made and freed: 6.8 MiB with the fix too;
+    -- there the drop alone shows the bound)
+    if not (os.getenv("LD_PRELOAD") or ""):find("asan") then
+      assert(r.rss_growth_kib < 3 * 1024, r.rss_growth_kib .. " KiB more RSS (" .. r.sent_kib .. " KiB taken)")
+    end
     assert.is_true(r.dropped)
   end)
 end)
