@@ -249,6 +249,17 @@ function M.fd_count(pid)
   return n
 end
 
+-- pid's descriptor count once it is back to baseline (waiting up to 6 s)
+function M.fd_settled(pid, baseline)
+  local deadline = socket.gettime() + 6
+  local n = M.fd_count(pid)
+  while n > baseline and socket.gettime() < deadline do
+    socket.sleep(0.1)
+    n = M.fd_count(pid)
+  end
+  return n
+end
+
 ---- raw WebSocket client --------------------------------------------------------
 
 -- 2^63-1, the largest legal 64-bit frame length: its bytes, since a double

@@ -8,10 +8,7 @@
 -- client echoes 32 bytes every 10 ms, and none of its echoes may be slow.
 -- (spec/tls_vanish_spec.lua has peers that vanish; spec/tls_read_spec.lua
 -- floods of one-byte records.)
-local socket = require "socket"
 local H = require "spec.helpers"
-
-local gettime = socket.gettime
 
 local dir
 
@@ -36,16 +33,6 @@ local function served(r, what)
   assert(r.worst_ms < 250, what .. ": the probe's slowest echo took " .. r.worst_ms .. " ms")
 end
 
-local function fd_settled(pid, baseline)
-  local deadline = gettime() + 6
-  local n = H.fd_count(pid)
-  while n > baseline and gettime() < deadline do
-    socket.sleep(0.1)
-    n = H.fd_count(pid)
-  end
-  return n
-end
-
 describe("wss:// server against hostile TLS clients", function()
   local srv
 
@@ -68,7 +55,7 @@ describe("wss:// server against hostile TLS clients", function()
     assert(r.trickle_sent < r.hello, "the trickled ClientHello was taken whole")
     -- (OpenSSL's state of a handshake under way: about 53 KiB each here)
     assert(r.rss_growth_kib < 24 * 1024, r.rss_growth_kib .. " KiB more RSS")
-    assert.equal(baseline, fd_settled(srv.pid, baseline))
+    assert.equal(baseline, H.fd_settled(srv.pid, baseline))
     assert.is_true(srv.alive())
   end)
 

@@ -26,16 +26,6 @@ local function cpu_seconds(pid)
   return (tonumber(fields[12]) + tonumber(fields[13])) / TCK   -- utime, stime (14th, 15th)
 end
 
-local function fd_settled(pid, baseline)
-  local deadline = gettime() + 6
-  local n = H.fd_count(pid)
-  while n > baseline and gettime() < deadline do
-    socket.sleep(0.1)
-    n = H.fd_count(pid)
-  end
-  return n
-end
-
 -- The quickest of up to three echoes: a server left spinning or stuck is
 -- slow every time; a pause of the machine (loops_spec saw 100 ms with no
 -- time waiting for a CPU) hits one echo.
@@ -64,7 +54,7 @@ local function assert_healthy(server, ca, baseline, what)
   socket.sleep(1)
   local used = cpu_seconds(server.pid) - c0
   assert.is_true(used < 0.1, string.format("%s: server used %.0f%% of a core while idle", what, used * 100))
-  assert.equal(baseline, fd_settled(server.pid, baseline), what .. ": descriptors")
+  assert.equal(baseline, H.fd_settled(server.pid, baseline), what .. ": descriptors")
 end
 
 local function hostile(port, ca, sequence, count)
@@ -99,7 +89,7 @@ local function server_suite(title, script, sequences, counts)
       ca = dir .. "/ca.pem"
       server = H.start_lua(script, string.format("--cert %s/server.pem --key %s/server.key", dir, dir), "tls-vanish")
       canary(server.port, ca)   -- whatever a first connection sets up stays
-      baseline = fd_settled(server.pid, H.fd_count(server.pid))
+      baseline = H.fd_settled(server.pid, H.fd_count(server.pid))
     end)
 
     teardown(function()
@@ -175,7 +165,7 @@ describe("issue 11 #slow", function()
       string.format("--cert %s/server.pem --key %s/server.key", dir, dir), "wss-issue11")
     local ok, err = pcall(function()
       canary(server.port, ca)
-      local baseline = fd_settled(server.pid, H.fd_count(server.pid))
+      local baseline = H.fd_settled(server.pid, H.fd_count(server.pid))
       local r = hostile(server.port, ca, "close_at_once", 1000)
       assert.equal(0, r.errors, table.concat(r.first, "; "))
       assert_healthy(server, ca, baseline, "close_at_once x1000")
