@@ -134,6 +134,10 @@ static int password_cb(char *buf, int size, int rwflag, void *u) {
     return (int)n;
 }
 
+#define SERVER_CIPHERS                                                                        \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:" \
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
 ws_tls_ctx *ws_tls_ctx_new(const ws_tls_opts *o, char *err, size_t errcap) {
     ERR_clear_error();
     ws_tls_ctx *c = (ws_tls_ctx *)calloc(1, sizeof *c);
@@ -172,7 +176,12 @@ ws_tls_ctx *ws_tls_ctx_new(const ws_tls_opts *o, char *err, size_t errcap) {
         static const unsigned char sid_ctx[] = "lua-ws";
         SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof sid_ctx - 1);
     }
-    if (o->ciphers && !SSL_CTX_set_cipher_list(ctx, o->ciphers)) {
+    /* a server's TLS 1.2 default: forward-secret AEAD suites only, as
+     * Mozilla's "intermediate" profile (OpenSSL's own default still takes
+     * CBC with SHA-1 and static RSA key exchange); a client keeps OpenSSL's,
+     * to reach older servers */
+    const char *ciphers = o->ciphers ? o->ciphers : o->server ? SERVER_CIPHERS : NULL;
+    if (ciphers && !SSL_CTX_set_cipher_list(ctx, ciphers)) {
         set_err(err, errcap, "ciphers");
         goto fail;
     }

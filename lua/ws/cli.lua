@@ -1,7 +1,7 @@
 --- The `ws` command (bin/ws): an interactive client and an echo server.
 --
 --   ws URL [options]        stdin lines out as messages, messages in on stdout
---   ws serve --echo [--host H] [--port P] [--workers N]
+--   ws serve --echo [--host H] [--port P] [--workers N] [--cert FILE --key FILE]
 --
 -- Client options: --header "Name: value" (repeatable), --protocol P
 -- (repeatable), --origin O, --cafile FILE, --insecure, --binary (stdin read
@@ -22,6 +22,7 @@ usage: ws URL [--header "Name: value"]... [--protocol P]... [--origin O]
               [--cafile FILE] [--insecure] [--binary] [--ping] [--close CODE]
               [--timeout SECONDS] [--max-message BYTES] [--compression]
        ws serve --echo [--host HOST] [--port PORT] [--workers N]
+                [--cert FILE --key FILE]   (wss://; SIGHUP reloads them)
        ws --version | --help
 Client: each line of stdin is sent as a text message; each message received
 is printed on its own line (binary ones as "< binary N bytes" unless --binary).
@@ -71,6 +72,8 @@ function M.parse(args)
         o.max_message = integer(value(a), 1, 2 ^ 53)
         if not o.max_message then error({ usage = "--max-message wants bytes >= 1" }) end
       elseif a == "--echo" then o.echo = true
+      elseif a == "--cert" then o.cert = value(a)
+      elseif a == "--key" then o.key = value(a)
       elseif a == "--host" then o.host = value(a)
       elseif a == "--port" or a == "-p" then
         o.port = integer(value(a), 0, 65535)
@@ -90,6 +93,8 @@ function M.parse(args)
     if type(err) == "table" then return nil, err.usage end
     error(err, 0)
   end
+  if (o.cert == nil) ~= (o.key == nil) then return nil, "--cert and --key go together" end
+  if o.cert and o.command ~= "serve" then return nil, "--cert and --key are options of ws serve" end
   -- port 0 is picked per listener: each worker would get one of its own
   if o.port == 0 and o.workers and o.workers > 1 then
     return nil, "--port wants a port other than 0 with --workers (each worker would listen on its own)"
@@ -303,7 +308,8 @@ function M.serve(o, io_)
   -- reuseport: with --workers, each worker listens on the port (ws.workers)
   local function start(reuseport)
     local server, err = ws.listen { host = o.host or "127.0.0.1", port = o.port or 8080, reuseport = reuseport,
-      max_message = 16 * 1024 * 1024, check_origin = function() return true end }
+      max_message = 16 * 1024 * 1024, check_origin = function() return true end,
+      tls = o.cert and { certificate = o.cert, key = o.key } or nil }
     if not server then
       say(io_.stderr, "ws serve: ", err)
       return nil
@@ -314,7 +320,7 @@ function M.serve(o, io_)
         if not data or not conn:send(data, kind) then break end
       end
     end)
-    say(io_.stderr, "echo server on ws://", server.address, "/ (any path)")
+    say(io_.stderr, "echo server on ", o.cert and "wss://" or "ws://", server.address, "/ (any path)")
     return server
   end
   if o.workers and o.workers > 1 then

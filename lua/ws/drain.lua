@@ -94,10 +94,25 @@ end
 -- What SIGTERM and SIGINT do unless the application says otherwise: drain
 -- (every server on the loop, at once: stopping the loop stops them all),
 -- then stop the loop (run() returns); a second SIGINT while draining
--- stops at once (Ctrl-C twice). M.default(server, name)
+-- stops at once (Ctrl-C twice). SIGHUP reloads TLS certificates.
+-- M.default(server, name)
 function M.default(self, name)
   if name == "HUP" then
-    self.opts.log("info", "SIGHUP: no handler (server:on_signal(\"HUP\", fn) sets one)")
+    -- as nginx and HAProxy: a renewed certificate without a restart, for
+    -- every wss:// server on the loop
+    local tls = {}
+    for s in pairs(on_loop[self.loop] or {}) do
+      if s.tls and s.open then tls[#tls + 1] = s end
+    end
+    if #tls == 0 then
+      self.opts.log("info", "SIGHUP: no handler (server:on_signal(\"HUP\", fn) sets one)")
+    end
+    for _, s in ipairs(tls) do
+      local ok, err = s:reload_tls()
+      if ok then s.opts.log("info", "SIGHUP: TLS certificate reloaded", { address = s.address })
+      else s.opts.log("error", "SIGHUP: TLS certificate not reloaded, the old one stays: " .. tostring(err),
+        { address = s.address }) end
+    end
     return
   end
   if self.draining then

@@ -777,7 +777,8 @@ end
 
 --- What a signal ("TERM", "INT" or "HUP") does while run() runs:
 -- fn(server, name) in a loop task, in place of the default (drain, then
--- stop the loop; a second SIGINT stops at once; HUP is logged).
+-- stop the loop; a second SIGINT stops at once; HUP reloads the TLS
+-- certificate of a wss:// server (reload_tls) and is logged otherwise).
 ---@param name string
 ---@param fn fun(server: table, name: string)
 function Server:on_signal(name, fn)
@@ -790,6 +791,23 @@ function Server:on_signal(name, fn)
 end
 
 Server.drain = drain.drain
+
+--- Read the TLS certificate and key again (a renewed certificate), or use
+-- a new tls option table: handshakes from now on use the new context, open
+-- connections keep theirs. On failure (a missing file, a key that does not
+-- match) the server keeps serving with the old one. SIGHUP does this by
+-- default (see on_signal).
+---@param t? table tls options (default: the table the server was made with)
+---@return true|nil ok
+---@return string|nil err
+function Server:reload_tls(t)
+  if not self.tls then error("reload_tls: this server does not serve TLS", 2) end
+  t = t or self.opts.tls
+  local ctx, err = tls_.context(t, "server")
+  if not ctx then return nil, err end
+  self.tls, self.opts.tls = ctx, t
+  return true
+end
 
 --- Stop accepting, close every connection with 1001, then stop the loop,
 -- unless it is another server's run() that runs it (a shared loop).
