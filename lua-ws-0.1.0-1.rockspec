@@ -69,6 +69,7 @@ build = {
       ["ws.router"] = "lua/ws/router.lua",
       ["ws.static"] = "lua/ws/static.lua",
       ["ws.cli"] = "lua/ws/cli.lua",
+      ["ws.tunnel"] = "lua/ws/tunnel.lua",
    },
    install = {
       bin = { ws = "bin/ws" },

@@ -4,7 +4,7 @@
 #   sh scripts/deps.sh test   that, plus the test toolchain (the default)
 set -e
 RUN_PKGS="lua5.4 liblua5.4-dev lua-socket luarocks libssl-dev zlib1g-dev gcc make"
-TEST_PKGS="lua-sec lua-busted lua-check lua-ldoc python3-websockets python3-cryptography chromium clang libclang-rt-14-dev valgrind openssl
+TEST_PKGS="tinyproxy lua-sec lua-busted lua-check lua-ldoc python3-websockets python3-cryptography chromium clang libclang-rt-14-dev valgrind openssl
       lua5.1 liblua5.1-0-dev lua5.3 liblua5.3-dev luajit libluajit-5.1-dev pkg-config
       lua-bit32 lua-dkjson lua-cqueues lua-luv lua-copas nginx-light libnginx-mod-stream haproxy
       iproute2 procps systemd redis-server strace"

@@ -84,6 +84,7 @@ local AcceptOptions = {}
 ---@field protocols? string[] subprotocols to offer (distinct tokens).
 ---@field tls? table { verify = true, cafile, capath, certificate, key, server_name, protocol, options }.
 ---@field sock? userdata|table a connected socket to run the handshake on (a proxy tunnel).
+---@field proxy? string|false http://[user:password@]host[:port] of a proxy to tunnel through (CONNECT); false: none; nil: https_proxy (wss://), http_proxy (ws://) or all_proxy, and no_proxy, from the environment, never for loopback hosts.
 ---@field logger? function|false logger(level, message, fields); false: silent; nil: stderr.
 ---@field sched? table the scheduler to wait through (default: the running ws.loop, cqueues or copas coroutine, else block).
 local ConnectOptions = {}

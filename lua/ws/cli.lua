@@ -8,7 +8,8 @@
 -- whole and sent as one binary message), --ping (send a ping, print the
 -- round trip), --close CODE (close with CODE at the end of input),
 -- --timeout S, --max-message BYTES (default 16 MiB, as `ws serve --echo`
--- takes), --compression. Exit status: 0 after a clean close, 1 on any
+-- takes), --compression, --proxy URL (an http:// proxy; default: the
+-- environment's https_proxy / http_proxy), --no-proxy. Exit status: 0 after a clean close, 1 on any
 -- failure (with a message on stderr), 2 on a usage error.
 -- @module ws.cli
 local ws = require "ws"
@@ -21,6 +22,7 @@ M.USAGE = [[
 usage: ws URL [--header "Name: value"]... [--protocol P]... [--origin O]
               [--cafile FILE] [--insecure] [--binary] [--ping] [--close CODE]
               [--timeout SECONDS] [--max-message BYTES] [--compression]
+              [--proxy http://[USER:PASS@]HOST:PORT | --no-proxy]
        ws serve --echo [--host HOST] [--port PORT] [--workers N]
                 [--cert FILE --key FILE]   (wss://; SIGHUP reloads them)
        ws --version | --help
@@ -54,6 +56,8 @@ function M.parse(args)
       elseif a == "--protocol" then o.protocols[#o.protocols + 1] = value(a)
       elseif a == "--origin" then o.origin = value(a)
       elseif a == "--cafile" then o.cafile = value(a)
+      elseif a == "--proxy" then o.proxy = value(a)
+      elseif a == "--no-proxy" then o.proxy = false
       elseif a == "--insecure" or a == "-k" then o.insecure = true
       elseif a == "--binary" then o.binary = true
       elseif a == "--ping" then o.ping = true
@@ -241,7 +245,7 @@ function M.client(o, io_)
     -- (ws.loop.pcall: connect waits, which PUC Lua 5.1 cannot do inside pcall)
     local ok, conn, err, res = ws.loop.pcall(ws.connect, o.url, {
       headers = o.headers, protocols = #o.protocols > 0 and o.protocols or nil, origin = o.origin,
-      tls = tls, timeout = o.timeout, compression = o.compression or nil,
+      tls = tls, timeout = o.timeout, compression = o.compression or nil, proxy = o.proxy,
       max_message = o.max_message or 16 * 1024 * 1024,
     })
     if not ok then conn, err = nil, tostring(conn) end   -- (a bad header name, say)

@@ -8,6 +8,7 @@ local core = require "ws.core"
 local io_ = require "ws.io"
 local http = require "ws.http"
 local connection = require "ws.connection"
+local tunnel = require "ws.tunnel"
 local deflate = require "ws.deflate"
 local tls_ = require "ws.tls"
 local logging = require "ws.log"
@@ -136,7 +137,9 @@ end
 -- tls = { verify = true, cafile, capath, certificate, key, server_name },
 -- sock (a connected LuaSocket TCP socket to use instead of connecting, e.g.
 -- a tunnel through a proxy; for wss:// its descriptor is taken over, or a
--- LuaSec socket, used as it is), logger, sched (the scheduler to wait
+-- LuaSec socket, used as it is), proxy (an http:// proxy URL to tunnel
+-- through with CONNECT; false: none; default: from the environment, see
+-- ws.tunnel.pick), logger, sched (the scheduler to wait
 -- through; default: the running ws.loop, cqueues or copas coroutine, else
 -- block) and the connection limits (max_message, ...).
 -- Returns a connection, or nil, err (and the response when the server
@@ -169,8 +172,21 @@ function M.connect(url, opts)
     if not ctx then return fail(sock, err, sched) end
   end
   if not sock then
-    sock, err = tcp_connect(host, port, deadline, sched)
-    if not sock then return nil, err end
+    local proxy
+    proxy, err = tunnel.pick(scheme, host, port, opts.proxy)
+    if err then return nil, err end
+    if proxy then
+      sock, err = tcp_connect(proxy.host, proxy.port, deadline, sched)
+      if not sock then return nil, "proxy " .. proxy.url .. ": " .. err end
+      local ok, terr, res = tunnel.open(sock, proxy, host, port, deadline, opts.max_header, sched)
+      if not ok then
+        fail(sock, nil, sched)
+        return nil, terr, res
+      end
+    else
+      sock, err = tcp_connect(host, port, deadline, sched)
+      if not sock then return nil, err end
+    end
   end
   if sock.setoption then sock:setoption("tcp-nodelay", true) end   -- (a LuaSec socket has none)
   if scheme == "wss" then

@@ -345,6 +345,10 @@ M.register("connect", {
   { name = "tls", type = "table",
     doc = "{ verify = true, cafile, capath, certificate, key, server_name, protocol, options }" },
   { name = "sock", type = "userdata|table", doc = "a connected socket to run the handshake on (a proxy tunnel)" },
+  { name = "proxy", type = "string|false",
+    doc = "http://[user:password@]host[:port] of a proxy to tunnel through (CONNECT); false: none; nil: "
+      .. "https_proxy (wss://), http_proxy (ws://) or all_proxy, and no_proxy, from the environment, "
+      .. "never for loopback hosts" },
   { name = "logger", type = "function|false", doc = "logger(level, message, fields); false: silent; nil: stderr" },
   { name = "sched", type = "table",
     doc = "the scheduler to wait through (default: the running ws.loop, cqueues or copas coroutine, else block)" },
