@@ -10,6 +10,8 @@
 -- frame. The other connections, and what a full socket did not take, go
 -- through the connection's own queue writer (conn:write_queued), so frames
 -- stay whole and in order and max_queue (1008) holds as for any send.
+-- max_queue holds as frames are queued too: a caller that broadcasts many
+-- frames without yielding does not grow a stalled member's queue past it.
 -- @module ws.fanout
 local core = require "ws.core"
 
@@ -96,7 +98,11 @@ function M.send(set, bytes, except)
         end
         if b.nc == 0 then sched:spawn(flush, b) end
       end
-      if b then
+      -- (a batch is written only when the caller yields: a loop of
+      -- broadcasts would grow it without bound, so past max_queue the
+      -- connection takes the slow path, which writes what the socket takes
+      -- now and drops it with 1008 if the rest is still too much)
+      if b and (fresh or conn.qbytes <= conn.max_queue) then
         local i = added[b]
         if not i then
           i = b.nf + 1
