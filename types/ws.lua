@@ -371,11 +371,14 @@ function Hub:publish(topic, data, kind, opts) end
 function Hub:broadcast(data, kind, opts) end
 
 --- Ordered mode, inside a task: the topic's messages after offset opts.since, as
--- { offset, data, kind } and the epoch; or nil, err ("gap" with the epoch).
+-- { offset, data, kind } (at most opts.limit, default 10,000), the epoch, and
+-- true when more may follow (ask again with since = the last offset); or nil,
+-- err ("gap" with the epoch).
 ---@param topic string
----@param opts? { since?: integer, epoch?: string }
+---@param opts? { since?: integer, epoch?: string, limit?: integer }
 ---@return table[]|nil messages
 ---@return string? epoch_or_err
+---@return boolean|string|nil more_or_epoch
 function Hub:history(topic, opts) end
 
 --- Stop the Redis connections (local delivery keeps working).

@@ -595,6 +595,12 @@ function deliver_own(self, topic, t, msg)
   return deliver_ordered(self, topic, t, msg)
 end
 
+-- Entries per XRANGE page: each reply well within what ws.resp takes
+-- (MAX_REPLY), for messages of up to max_publish bytes.
+local function page_size(self, most)
+  return math.max(1, math.min(most, math.floor(resp.MAX_REPLY / 2 / (self.max_publish + 1024))))
+end
+
 local replay
 
 -- The topic's next message in offset order (live or replayed): delivered
@@ -665,7 +671,7 @@ function replay(self, topic, t)
   -- page by page, each well within what one reply may hold (ws.resp's
   -- MAX_REPLY): the whole gap in one reply, up to history x max_publish
   -- bytes, was refused, and the replay tried again at every message
-  local page = math.max(1, math.min(1000, math.floor(resp.MAX_REPLY / 2 / (self.max_publish + 1024))))
+  local page = page_size(self, 1000)
   local from = o.off + 1
   while epoch do
     local start = from
@@ -697,17 +703,36 @@ function replay(self, topic, t)
   end
 end
 
+-- Entries one history call returns unless opts.limit says otherwise.
+M.HISTORY_LIMIT = 10000
+-- Entries per XRANGE of hub:history (fewer for big messages: see page_size).
+local HISTORY_PAGE = 512
+
 --- The topic's history after offset since (ordered mode; inside a task):
--- returns an array of { offset, data, kind } and the epoch, or nil, err:
--- "gap" (with the epoch, if there is one) when opts.epoch is not the
--- current epoch or the Stream no longer reaches back to since + 1.
+-- returns an array of { offset, data, kind } (oldest first, at most
+-- opts.limit entries, default M.HISTORY_LIMIT), the epoch, and true when
+-- more entries may follow the last one (ask again with since = its offset),
+-- or nil, err: "gap" (with the epoch, if there is one) when opts.epoch is
+-- not the current epoch or the Stream no longer reaches back to since + 1.
+-- The Stream is read in pages (one XRANGE ... COUNT each): one reply never
+-- holds a whole long Stream, and the loop runs between pages.
+---@param topic string
+---@param opts? { since?: integer, epoch?: string, limit?: integer }
+---@return table|nil list
+---@return string? epoch_or_err
+---@return boolean|string|nil more_or_epoch
 function Hub:history(topic, opts)
   if not self.ordered then return nil, "history needs ordered = true" end
-  if not ready(self) then return nil, "redis down" end
   opts = opts or {}
+  local limit = opts.limit or M.HISTORY_LIMIT
+  if type(limit) ~= "number" or limit < 1 or limit % 1 ~= 0 then
+    error("bad argument #2 to 'history' (limit: a positive integer)", 2)
+  end
+  if not ready(self) then return nil, "redis down" end
   local since = opts.since or 0
   local skey, mkey = keys(self, topic)
-  local epoch, err = self.pub:call("HGET", mkey, "e")
+  local pub = self.pub
+  local epoch, err = pub:call("HGET", mkey, "e")
   if not epoch then return nil, err end
   if epoch == redis.null then
     -- no history (yet, or lost): a client that has an epoch or offsets lost what followed them
@@ -715,25 +740,58 @@ function Hub:history(topic, opts)
     return {}, nil
   end
   if opts.epoch and opts.epoch ~= epoch then return nil, "gap", epoch end
-  local entries, xerr = self.pub:call("XRANGE", skey, "0-" .. (since + 1), "+")
-  if not entries then return nil, xerr end
-  local out, seqs, first = {}, {}, nil
-  for _, e in ipairs(entries) do
-    local m = stream_entry(e)
-    first = first or m
-    -- a publish sent again after its reply was lost is in the Stream twice:
-    -- each publisher's sequence only grows, as receivers see it
-    if m and not (seqs[m.node] and m.seq <= seqs[m.node]) then
-      seqs[m.node] = m.seq
-      out[#out + 1] = { offset = m.off, data = m.data, kind = m.kind }
+  local page = page_size(self, HISTORY_PAGE)
+  local out, n, seqs, first, more, pages = {}, 0, {}, nil, false, 0
+  local from = since + 1
+  while true do
+    pages = pages + 1
+    -- (one entry past the limit: whether more follow)
+    local count = math.min(page, limit - n + 1)
+    local entries, xerr = pub:call("XRANGE", skey, "0-" .. from, "+", "COUNT", count)
+    if not entries then return nil, xerr end
+    local start = from
+    for i, e in ipairs(entries) do
+      local off = type(e[1]) == "string" and tonumber(e[1]:match("^0%-(%d+)$"))
+      if i == 1 and off and start > since + 1 and off > start then
+        -- trimmed (MAXLEN) between two pages: what we have is whole, and
+        -- the next call, since our last offset, reports the gap
+        more = true
+        break
+      end
+      local m = stream_entry(e)
+      if m then
+        if not first then
+          first = m
+          if since > 0 and m.off > since + 1 then return nil, "gap", epoch end
+        end
+        if n == limit then
+          more = true
+          break
+        end
+        -- a publish sent again after its reply was lost is in the Stream twice:
+        -- each publisher's sequence only grows, as receivers see it
+        if not (seqs[m.node] and m.seq <= seqs[m.node]) then
+          seqs[m.node] = m.seq
+          n = n + 1
+          out[n] = { offset = m.off, data = m.data, kind = m.kind }
+        end
+      end
+      if off and off >= from then from = off + 1 end
     end
+    if more or #entries < count or from == start then break end   -- (the end, or entries not ours)
   end
-  if since > 0 and first and first.off > since + 1 then return nil, "gap", epoch end
   if since > 0 and not first then
-    local last = self.pub:call("HGET", mkey, "s")
+    local last = pub:call("HGET", mkey, "s")
     if tonumber(last) and tonumber(last) > since then return nil, "gap", epoch end
   end
-  return out, epoch
+  if pages > 1 then
+    -- (the topic's history lost and begun again between two pages: the
+    -- later pages may hold the new epoch's entries)
+    local now, nerr = pub:call("HGET", mkey, "e")
+    if not now then return nil, nerr end
+    if now ~= epoch then return nil, "gap", now ~= redis.null and now or nil end
+  end
+  return out, epoch, more
 end
 
 ---- messages from Redis -----------------------------------------------------------
