@@ -39,15 +39,37 @@ end
 
 local function silent() end
 
+-- The application's loggers that raised (reported already).
+local failed = setmetatable({}, { __mode = "k" })
+
+-- The logger, called so that an error it raises ends neither the task that
+-- logged (a connection's handler, left open with its peer waiting) nor the
+-- loop's step that logs a failed task (server:run, or a luv callback,
+-- which ends the process): its first error goes to stderr, the line is lost.
+local function guard(logger)
+  return function(level, message, fields)
+    -- (ws.loop's pcall, once loaded: on Lua 5.1 a logger may wait in it)
+    local loop = package.loaded["ws.loop"]
+    local ok, err = (type(loop) == "table" and loop.pcall or pcall)(logger, level, message, fields)
+    if not ok and not failed[logger] then
+      failed[logger] = true
+      io.stderr:write("ws: the logger raised (its later errors are not reported): " .. tostring(err) ..
+        "\n  while logging: " .. tostring(level) .. " " .. tostring(message) .. "\n")
+    end
+  end
+end
+
 --- The logger an options table names: a function, false (silent) or nil
--- (M.stderr). Anything else is a programmer error.
+-- (M.stderr). Anything else is a programmer error. A function is called
+-- through a guard: an error it raises is reported once on stderr and
+-- serving goes on.
 function M.get(logger, what)
   if logger == nil then return M.stderr end
   if logger == false then return silent end
   if type(logger) ~= "function" then
     error((what or "ws") .. ": option 'logger' must be a function or false, got " .. type(logger), 3)
   end
-  return logger
+  return guard(logger)
 end
 
 --- printf-style convenience for scripts: ws.log("listening on %s", addr)
