@@ -256,86 +256,94 @@ describe("broadcast to 1,000 members", function()
 end)
 
 describe("broadcasts from a loop that never yields", function()
-  it("hold max_queue as they queue: a member that never reads is dropped (1008) within a frame of it, readers get all",
-    function()
-    -- frames of 304 .. 4,099 bytes; the flush task never runs meanwhile
-    local MAXQ, N, SPAN = 64 * 1024, 1500, 3796
-    local l, server, _, by_port, errors = start { max_queue = MAXQ }
-    local readers, stalled = {}, {}
-    finally(function()
-      for _, r in ipairs(readers) do r:close() end
-      for _, r in ipairs(stalled) do r:close() end
-      stop_server(l, server)
-    end)
-    local peak, ticks_during = 0, nil
-    H.run_task(l, 120, function()
-      for k = 1, 40 do
-        -- (a reader's window must take a whole max_queue at once: it reads
-        -- only between broadcasts, and a write cut short leaves the rest to
-        -- a task that runs only once the broadcaster yields)
-        if k % 4 == 0 then stalled[#stalled + 1] = member(server.port, { rcvbuf = 4096 })
-        else readers[#readers + 1] = member(server.port, { rcvbuf = 1024 * 1024 }) end
-      end
-      local function count()
-        local n = 0
-        for _ in pairs(by_port) do n = n + 1 end
-        return n
-      end
-      local deadline = gettime() + 20
-      while count() < 40 and gettime() < deadline do l:sleep(0.01) end
-      assert.equal(40, count())
-      for _, r in ipairs(readers) do pull(r) end   -- (the 101 heads)
-      local conns = {}
-      for k, r in ipairs(stalled) do conns[k] = by_port[port_of(r)] end
-      local ticks, ticking = 0, true
-      l:spawn(function()
-        local stop = gettime() + 100
-        while ticking and gettime() < stop do
-          l:sleep(0)
-          ticks = ticks + 1
-        end
+  -- server:broadcast, and a hub's publish (this process only): both ws.fanout
+  for _, via in ipairs { "server:broadcast", "hub:publish" } do
+    it("hold max_queue as they queue (" .. via .. "): a member that never reads is dropped (1008) within a frame " ..
+      "of it, readers get all", function()
+      -- frames of 304 .. 4,099 bytes; the flush task never runs meanwhile
+      local MAXQ, N, SPAN = 64 * 1024, 1500, 3796
+      local hub = via == "hub:publish" and ws.hub {} or nil
+      local l, server, _, by_port, errors = start { max_queue = MAXQ, hub = hub }
+      local readers, stalled = {}, {}
+      finally(function()
+        for _, r in ipairs(readers) do r:close() end
+        for _, r in ipairs(stalled) do r:close() end
+        stop_server(l, server)
       end)
-      l:sleep(0.01)
-      local t0 = ticks
-      for i = 1, N do
-        server:broadcast(msg(i, SPAN), "binary")
-        for _, c in ipairs(conns) do
-          if c:queued() > peak then peak = c:queued() end
+      local peak, ticks_during = 0, nil
+      H.run_task(l, 120, function()
+        for k = 1, 40 do
+          -- (a reader's window must take a whole max_queue at once: it reads
+          -- only between broadcasts, and a write cut short leaves the rest to
+          -- a task that runs only once the broadcaster yields)
+          if k % 4 == 0 then stalled[#stalled + 1] = member(server.port, { rcvbuf = 4096 })
+          else readers[#readers + 1] = member(server.port, { rcvbuf = 1024 * 1024 }) end
         end
-        for _, r in ipairs(readers) do pull(r) end
-      end
-      ticks_during = ticks - t0
-      ticking = false
-      assert.is_true(peak <= MAXQ + 4100, "a stalled member's queue held " .. peak .. " bytes (max_queue " .. MAXQ .. ")")
-      for _, c in ipairs(conns) do
-        assert.equal(1008, c.close_code)
-        assert.equal("send queue full", c.close_reason)
-      end
-      deadline = gettime() + 60
-      local done
-      repeat
+        local function count()
+          local n = 0
+          for _ in pairs(by_port) do n = n + 1 end
+          return n
+        end
+        local deadline = gettime() + 20
+        while count() < 40 and gettime() < deadline do l:sleep(0.01) end
+        assert.equal(40, count())
+        for _, r in ipairs(readers) do pull(r) end   -- (the 101 heads)
+        if hub then
+          for _, c in pairs(by_port) do assert.is_true(hub:subscribe(c, "t")) end
+        end
+        local conns = {}
+        for k, r in ipairs(stalled) do conns[k] = by_port[port_of(r)] end
+        local ticks, ticking = 0, true
+        l:spawn(function()
+          local stop = gettime() + 100
+          while ticking and gettime() < stop do
+            l:sleep(0)
+            ticks = ticks + 1
+          end
+        end)
         l:sleep(0.01)
-        done = 0
-        for _, r in ipairs(readers) do
-          pull(r)
-          if #r.got == N then done = done + 1 end
+        local t0 = ticks
+        for i = 1, N do
+          if hub then hub:publish("t", msg(i, SPAN), "binary") else server:broadcast(msg(i, SPAN), "binary") end
+          for _, c in ipairs(conns) do
+            if c:queued() > peak then peak = c:queued() end
+          end
+          for _, r in ipairs(readers) do pull(r) end
         end
-      until done == #readers or gettime() > deadline
-      assert.equal(#readers, done)
+        ticks_during = ticks - t0
+        ticking = false
+        assert.is_true(peak <= MAXQ + 4100,
+          "a stalled member's queue held " .. peak .. " bytes (max_queue " .. MAXQ .. ")")
+        for _, c in ipairs(conns) do
+          assert.equal(1008, c.close_code)
+          assert.equal("send queue full", c.close_reason)
+        end
+        deadline = gettime() + 60
+        local done
+        repeat
+          l:sleep(0.01)
+          done = 0
+          for _, r in ipairs(readers) do
+            pull(r)
+            if #r.got == N then done = done + 1 end
+          end
+        until done == #readers or gettime() > deadline
+        assert.equal(#readers, done)
+      end)
+      assert.equal(0, ticks_during, "the broadcasting loop yielded")
+      for _, r in ipairs(readers) do
+        local first, last = run_of(r)
+        assert.same({ 1, N }, { first, last })
+        assert.is_nil(r.close_code)
+      end
+      for _, r in ipairs(stalled) do
+        pull(r)
+        local first = run_of(r)
+        assert.is_true(first == nil or first == 1)
+      end
+      assert.same({}, errors)
     end)
-    assert.equal(0, ticks_during, "the broadcasting loop yielded")
-    for _, r in ipairs(readers) do
-      local first, last = run_of(r)
-      assert.same({ 1, N }, { first, last })
-      assert.is_nil(r.close_code)
-    end
-    for _, r in ipairs(stalled) do
-      pull(r)
-      local first = run_of(r)
-      assert.is_true(first == nil or first == 1)
-    end
-    assert.same({}, errors)
-  end)
+  end
 end)
 
 describe("broadcast while members come and go", function()
