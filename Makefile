@@ -18,8 +18,8 @@ ISJIT    := $(filter luajit%,$(LUANAME))
 ROCKSVARS := $(if $(ISJIT),LUA_INCDIR=$$(pkg-config --variable=includedir luajit 2>/dev/null || echo /usr/include/luajit-2.1) \
   LUA_BINDIR=$$(dirname "$$(command -v $(LUA))"))
 ROCKSCFG := $(TREE)/luarocks-config.lua
-CODEC    := csrc/ws_crypto.c csrc/ws_handshake.c csrc/ws_frame.c csrc/ws_reader.c csrc/ws_utf8.c csrc/ws_tls.c csrc/ws_proxy.c csrc/ws_fanout.c csrc/ws_io.c
-SSLLIBS  := -lssl -lcrypto
+CODEC    := csrc/ws_crypto.c csrc/ws_handshake.c csrc/ws_frame.c csrc/ws_reader.c csrc/ws_utf8.c csrc/ws_tls.c csrc/ws_proxy.c csrc/ws_fanout.c csrc/ws_io.c csrc/ws_resolve.c
+SSLLIBS  := -lssl -lcrypto -pthread
 STRICT   := -std=c99 -Wall -Wextra -Werror -Icsrc
 SAN      := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1
 
@@ -88,7 +88,7 @@ build/c/%-clang: csrc/test/%.c $(CODEC) | build/c
 build/c/%-asan: csrc/test/%.c $(CODEC) | build/c
 	clang $(STRICT) $(SAN) $^ $(SSLLIBS) -o $@
 
-CTESTS := test_codec test_handshake test_tls test_proxy test_fanout test_io
+CTESTS := test_codec test_handshake test_tls test_proxy test_fanout test_io test_resolve
 ctest: $(foreach t,$(CTESTS),build/c/$(t)-gcc build/c/$(t)-clang)
 	@for t in $^; do ./$$t || exit 1; done
 ctest-asan: $(foreach t,$(CTESTS),build/c/$(t)-asan)

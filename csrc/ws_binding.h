@@ -111,6 +111,7 @@ void ws_open_reader(lua_State *L, int shared, int zctx);
 void ws_open_fd(lua_State *L, int shared, int zctx);
 void ws_open_tls(lua_State *L);
 void ws_open_deflate(lua_State *L, int zctx);
+void ws_open_resolve(lua_State *L);
 #ifdef WS_HAVE_EPOLL
 void ws_open_poller(lua_State *L);
 #endif

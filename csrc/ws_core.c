@@ -188,6 +188,7 @@ int luaopen_ws_core(lua_State *L) {
     ws_open_fd(L, shared, zctx);
     ws_open_tls(L);
     ws_open_deflate(L, zctx);
+    ws_open_resolve(L);
 #ifdef WS_HAVE_EPOLL
     ws_open_poller(L);
 #endif

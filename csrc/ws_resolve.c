@@ -1,0 +1,197 @@
+/* getaddrinfo off the loop's thread (ws_resolve.h). A request is shared by
+ * its caller and its thread, reference-counted under its mutex: a caller
+ * that gives up (a deadline) closes its eventfd and leaves; the thread
+ * then writes to no descriptor, and whichever of the two lets go last
+ * frees the request, so neither waits for the other. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+
+#include "ws_resolve.h"
+
+struct ws_resolve {
+    pthread_mutex_t mu;
+    int refs;                 /* the caller's and the thread's */
+    int done;                 /* the answer is in (set by the thread) */
+    int fd;                   /* eventfd; -1 once the caller let go */
+    int n;
+    ws_resolve_err err;
+    ws_addr addrs[WS_RESOLVE_MAX];
+    char host[];              /* read-only once the thread runs */
+};
+
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static long live;
+
+static void live_add(long d) {
+    pthread_mutex_lock(&live_mu);
+    live += d;
+    pthread_mutex_unlock(&live_mu);
+}
+
+long ws_resolve_live(void) {
+    pthread_mutex_lock(&live_mu);
+    long n = live;
+    pthread_mutex_unlock(&live_mu);
+    return n;
+}
+
+const char *ws_resolve_strerror(ws_resolve_err e) {
+    return e.gai == EAI_SYSTEM ? strerror(e.sys) : gai_strerror(e.gai);
+}
+
+/* getaddrinfo with flags into out (no duplicates): the count, or 0 with *err */
+static int lookup(const char *host, int flags, ws_addr *out, int max, ws_resolve_err *err) {
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;   /* one entry per address, not one per socket type */
+    hints.ai_flags = flags;            /* (no AI_ADDRCONFIG: it drops "localhost" on a loopback-only host) */
+    int rc = getaddrinfo(host, NULL, &hints, &res);
+    err->gai = rc;
+    err->sys = rc == EAI_SYSTEM ? errno : 0;
+    if (rc != 0)
+        return 0;
+    int n = 0;
+    for (struct addrinfo *a = res; a && n < max; a = a->ai_next) {
+        if (a->ai_family != AF_INET && a->ai_family != AF_INET6)
+            continue;
+        ws_addr *o = &out[n];
+        if (getnameinfo(a->ai_addr, a->ai_addrlen, o->addr, sizeof o->addr, NULL, 0, NI_NUMERICHOST) != 0)
+            continue;
+        o->family = a->ai_family == AF_INET6 ? 6 : 4;
+        int dup = 0;
+        for (int i = 0; i < n && !dup; i++)
+            dup = out[i].family == o->family && strcmp(out[i].addr, o->addr) == 0;
+        if (!dup)
+            n++;
+    }
+    freeaddrinfo(res);
+    if (n == 0) {
+        err->gai = EAI_NONAME;
+        err->sys = 0;
+    }
+    return n;
+}
+
+int ws_resolve_numeric(const char *host, ws_addr *out) {
+    ws_resolve_err err;
+    return lookup(host, AI_NUMERICHOST, out, 1, &err) == 1;
+}
+
+int ws_resolve_now(const char *host, ws_addr *out, int max, ws_resolve_err *err) {
+    return lookup(host, 0, out, max < WS_RESOLVE_MAX ? max : WS_RESOLVE_MAX, err);
+}
+
+static void destroy(ws_resolve *r) {
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+    live_add(-1);
+}
+
+/* Drop one reference; the last frees. */
+static void unref_locked(ws_resolve *r) {
+    int last = --r->refs == 0;
+    pthread_mutex_unlock(&r->mu);
+    if (last)
+        destroy(r);
+}
+
+static void *run(void *arg) {
+    ws_resolve *r = (ws_resolve *)arg;
+    ws_resolve_err err;
+    /* (into r without the lock: the caller reads them only once done is set) */
+    int n = lookup(r->host, 0, r->addrs, WS_RESOLVE_MAX, &err);
+    pthread_mutex_lock(&r->mu);
+    r->n = n;
+    r->err = err;
+    r->done = 1;
+    if (r->fd >= 0) {
+        /* under the lock: the caller closes fd under it too, so this never
+         * writes to a descriptor closed (and maybe reused) meanwhile */
+        uint64_t one = 1;
+        ssize_t w = write(r->fd, &one, sizeof one);
+        (void)w;              /* (an eventfd takes 8 bytes unless its count is near 2^64) */
+    }
+    unref_locked(r);
+    return NULL;
+}
+
+ws_resolve *ws_resolve_start(const char *host) {
+    size_t len = strlen(host);
+    ws_resolve *r = (ws_resolve *)calloc(1, sizeof *r + len + 1);
+    if (!r)
+        return NULL;
+    memcpy(r->host, host, len + 1);
+    r->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (r->fd < 0) {
+        free(r);
+        return NULL;
+    }
+    int e = pthread_mutex_init(&r->mu, NULL);
+    if (e != 0) {
+        close(r->fd);
+        free(r);
+        errno = e;
+        return NULL;
+    }
+    r->refs = 2;
+    live_add(1);
+    pthread_attr_t attr;
+    sigset_t all, old;
+    e = pthread_attr_init(&attr);
+    if (e == 0) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        /* The thread starts with every signal blocked: a process-directed
+         * signal (SIGTERM, SIGINT) goes to the loop's thread, which may read
+         * it from a signalfd, and never kills the process through this one. */
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        pthread_t t;
+        e = pthread_create(&t, &attr, run, r);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_attr_destroy(&attr);
+    }
+    if (e != 0) {
+        close(r->fd);
+        destroy(r);
+        errno = e;
+        return NULL;
+    }
+    return r;
+}
+
+int ws_resolve_fd(const ws_resolve *r) {
+    return r->fd;
+}
+
+int ws_resolve_result(ws_resolve *r, const ws_addr **addrs, int *n, ws_resolve_err *err) {
+    pthread_mutex_lock(&r->mu);
+    int done = r->done;
+    pthread_mutex_unlock(&r->mu);
+    if (!done)
+        return 0;
+    *addrs = r->addrs;
+    *n = r->n;
+    *err = r->err;
+    return 1;
+}
+
+int ws_resolve_release(ws_resolve *r) {
+    pthread_mutex_lock(&r->mu);
+    int running = !r->done;
+    if (r->fd >= 0) {
+        close(r->fd);
+        r->fd = -1;
+    }
+    unref_locked(r);
+    return running;
+}
