@@ -64,6 +64,7 @@ build = {
       ["ws.workers"] = "lua/ws/workers.lua",
       ["ws.resp"] = "lua/ws/resp.lua",
       ["ws.redis"] = "lua/ws/redis.lua",
+      ["ws.resolve"] = "lua/ws/resolve.lua",
       ["ws.hub"] = "lua/ws/hub.lua",
       ["ws.options"] = "lua/ws/options.lua",
       ["ws.router"] = "lua/ws/router.lua",

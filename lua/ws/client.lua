@@ -14,6 +14,7 @@ local tls_ = require "ws.tls"
 local logging = require "ws.log"
 local hosts = require "ws.sched"
 local options = require "ws.options"
+local resolve = require "ws.resolve"
 
 local gettime = socket.gettime
 
@@ -94,20 +95,13 @@ local function fail(sock, err, sched)
   return nil, err
 end
 
--- Non-blocking connect that waits through the loop (or blocks, in a script).
+-- Non-blocking connect that waits through the loop (or blocks, in a
+-- script); the name is resolved off the loop's thread (ws.resolve).
 local function tcp_connect(host, port, deadline, sched)
-  local sock, err = socket.tcp()
-  if not sock then return nil, err end
-  sock:settimeout(0)
-  local ok
-  ok, err = sock:connect(host, port)
-  if ok then return sock end
-  if err ~= "timeout" then return fail(sock, "connect " .. host .. ":" .. port .. ": " .. err, sched) end
-  ok, err = io_.wait(sock, "w", deadline, sched)
-  if not ok then return fail(sock, "connect " .. host .. ":" .. port .. ": " .. err, sched) end
-  ok, err = sock:connect(host, port)
-  if ok or err == "already connected" then return sock end
-  return fail(sock, "connect " .. host .. ":" .. port .. ": " .. err, sched)
+  local sock, err, stage = resolve.connect(host, port, deadline, sched)
+  if sock then return sock end
+  if stage == "resolve" then return nil, err end
+  return nil, "connect " .. host .. ":" .. port .. ": " .. err
 end
 
 -- The caller's headers: Host and Origin (any case) replace ours; those the

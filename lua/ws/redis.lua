@@ -13,6 +13,7 @@
 local socket = require "socket"
 local resp = require "ws.resp"
 local io_ = require "ws.io"
+local resolve = require "ws.resolve"
 
 local gettime = socket.gettime
 
@@ -83,28 +84,12 @@ local function open(l, t, deadline)
     sock:settimeout(0)
     return sock
   end
-  local addrs = socket.dns.getaddrinfo(t.host)
-  local family = addrs and addrs[1] and addrs[1].family
-  sock, err = (family == "inet6" and socket.tcp6 or socket.tcp4)()
-  if not sock then return nil, err end
-  sock:settimeout(0)
+  -- (the name is resolved off the loop's thread: a dead DNS server holds
+  -- this connect alone, not every connection of the loop)
+  local stage
+  sock, err, stage = resolve.connect(t.host, t.port, deadline, l)
+  if not sock then return nil, stage == "connect" and err == "timeout" and "connect timeout" or err end
   sock:setoption("tcp-nodelay", true)
-  local ok, cerr = sock:connect(t.host, t.port)
-  if not ok and cerr == "timeout" then
-    local wok, werr = l:wait(sock, "w", deadline)
-    if not wok then
-      l:forget(sock)
-      sock:close()
-      return nil, werr == "timeout" and "connect timeout" or werr
-    end
-    ok, cerr = sock:connect(t.host, t.port)
-    if cerr == "already connected" then ok = true end
-  end
-  if not ok then
-    l:forget(sock)
-    sock:close()
-    return nil, cerr
-  end
   return sock
 end
 
