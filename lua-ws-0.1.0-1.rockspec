@@ -38,8 +38,9 @@ build = {
             "csrc/l_deflate.c", "csrc/l_poller.c", "csrc/ws_crypto.c", "csrc/ws_handshake.c",
             "csrc/ws_frame.c", "csrc/ws_reader.c", "csrc/ws_utf8.c", "csrc/ws_io.c", "csrc/ws_deflate.c",
             "csrc/ws_tls.c", "csrc/ws_core_sys.c", "csrc/ws_proxy.c", "csrc/ws_fanout.c",
+            "csrc/l_resolve.c", "csrc/ws_resolve.c",
          },
-         libraries = { "ssl", "crypto", "z" },
+         libraries = { "ssl", "crypto", "z", "pthread" },   -- (pthread: ws_resolve.c's lookup thread)
          incdirs = { "$(OPENSSL_INCDIR)", "$(CRYPTO_INCDIR)", "$(ZLIB_INCDIR)", "csrc" },
          libdirs = { "$(OPENSSL_LIBDIR)", "$(CRYPTO_LIBDIR)", "$(ZLIB_LIBDIR)" },
       },
@@ -64,6 +65,7 @@ build = {
       ["ws.workers"] = "lua/ws/workers.lua",
       ["ws.resp"] = "lua/ws/resp.lua",
       ["ws.redis"] = "lua/ws/redis.lua",
+      ["ws.resolve"] = "lua/ws/resolve.lua",
       ["ws.hub"] = "lua/ws/hub.lua",
       ["ws.options"] = "lua/ws/options.lua",
       ["ws.router"] = "lua/ws/router.lua",
