@@ -125,7 +125,7 @@ end
 local SOURCES = { "lua/ws/init.lua", "lua/ws/server.lua", "lua/ws/client.lua", "lua/ws/options.lua",
   "lua/ws/router.lua", "lua/ws/static.lua", "lua/ws/log.lua", "lua/ws/tls.lua", "lua/ws/hub.lua",
   "lua/ws/workers.lua", "lua/ws/loop.lua", "lua/ws/connection.lua", "lua/ws/protocol.lua",
-  "lua/ws/fanout.lua", "lua/ws/redis.lua", "lua/ws/cqueues.lua", "lua/ws/luv.lua", "lua/ws/copas.lua",
+  "lua/ws/fanout.lua", "lua/ws/redis.lua", "lua/ws/resolve.lua", "lua/ws/cqueues.lua", "lua/ws/luv.lua", "lua/ws/copas.lua",
   "types/ws.lua", "types/options.lua" }
 os.execute("rm -rf build/docsrc docs && mkdir -p build/docsrc")
 for _, path in ipairs(SOURCES) do

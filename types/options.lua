@@ -77,7 +77,7 @@ local AcceptOptions = {}
 ---@field ping_timeout? number seconds a keepalive ping may wait for its pong before the connection is closed (>= 0.001). Default: 20.
 ---@field on_pong? function on_pong(conn, data) for every pong received.
 ---@field compression? boolean|ws.CompressionOptions permessage-deflate: true or a table of the compression options. Default: false.
----@field timeout? number seconds for connect, TLS and handshake (>= 0). Default: 10.
+---@field timeout? number seconds for name resolution, connect, TLS and handshake (>= 0). Default: 10.
 ---@field max_header? integer bytes of response head (>= 256). Default: 16384.
 ---@field headers? table extra request headers { name = value }.
 ---@field origin? string Origin header.
@@ -108,7 +108,7 @@ local CompressionOptions = {}
 ---@field max_outbox? integer ordered mode: publishes held while Redis is down or busy (>= 0). Default: 10000.
 ---@field max_publish? integer bytes: a larger publish or broadcast is refused (nil, "too large"): Redis drops subscribers past 32 MB (>= 1). Default: 16777216.
 ---@field local_when_down? boolean ordered mode: while Redis is down, this process's publishes reach its own subscribers at once. Default: true.
----@field timeout? number seconds for connecting and for each Redis command (>= 0). Default: 5.
+---@field timeout? number seconds for connecting (name resolution included) and for each Redis command (>= 0). Default: 5.
 ---@field probe_interval? number seconds between PINGs and probes on the subscriber connection (>= 0.01). Default: 1.
 ---@field probe_timeout? number a probe unseen this long: the subscriber connection is replaced (>= 0.01). Default: 5.
 ---@field backoff_min? number first reconnect delay, seconds (>= 0). Default: 0.1.

@@ -127,7 +127,9 @@ local function user_headers(headers, origin)
 end
 
 --- Open a WebSocket connection.
--- opts: headers (name -> value), origin, protocols (list), timeout,
+-- opts: headers (name -> value), origin, protocols (list), timeout (name
+-- resolution included: inside a task the name is looked up off the loop's
+-- thread, see ws.resolve; the Host header and TLS name stay the URL's),
 -- tls = { verify = true, cafile, capath, certificate, key, server_name },
 -- sock (a connected LuaSocket TCP socket to use instead of connecting, e.g.
 -- a tunnel through a proxy; for wss:// its descriptor is taken over, or a

@@ -337,7 +337,7 @@ M.register("listen", {
 })
 
 M.register("connect", {
-  { name = "timeout", type = "number", min = 0, default = 10, doc = "seconds for connect, TLS and handshake" },
+  { name = "timeout", type = "number", min = 0, default = 10, doc = "seconds for name resolution, connect, TLS and handshake" },
   { name = "max_header", type = "integer", min = 256, default = 16 * KiB, doc = "bytes of response head" },
   { name = "headers", type = "table", doc = "extra request headers { name = value }" },
   { name = "origin", type = "string", doc = "Origin header" },
@@ -367,7 +367,7 @@ M.register("hub", {
     doc = "bytes: a larger publish or broadcast is refused (nil, \"too large\"): Redis drops subscribers past 32 MB" },
   { name = "local_when_down", type = "boolean", default = true,
     doc = "ordered mode: while Redis is down, this process's publishes reach its own subscribers at once" },
-  { name = "timeout", type = "number", min = 0, default = 5, doc = "seconds for connecting and for each Redis command" },
+  { name = "timeout", type = "number", min = 0, default = 5, doc = "seconds for connecting (name resolution included) and for each Redis command" },
   { name = "probe_interval", type = "number", min = 0.01, default = 1,
     doc = "seconds between PINGs and probes on the subscriber connection" },
   { name = "probe_timeout", type = "number", min = 0.01, default = 5,

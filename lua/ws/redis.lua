@@ -94,7 +94,8 @@ local function open(l, t, deadline)
 end
 
 --- Connect to url (see parse_url) and send AUTH and SELECT. Must be called
--- from a task of opts.loop. opts: loop (required), timeout, max_pending, max_buffer,
+-- from a task of opts.loop; a host name is looked up off the loop's thread
+-- (ws.resolve), so a slow DNS server holds this task alone. opts: loop (required), timeout, max_pending, max_buffer,
 -- max_reply (bytes of one reply, see ws.resp; larger: the connection is
 -- dropped), max_unanswered (bytes of commands queued or sent and not answered yet past
 -- which another fails with "busy", unless none waits or it is under 1 KiB;

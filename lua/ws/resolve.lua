@@ -62,10 +62,10 @@ function M.resolve(host, deadline, sched)
 end
 
 --- A non-blocking LuaSocket TCP socket connected to host:port, or nil, err.
--- host is resolved by M.resolve, then each address is tried in order until
+-- host is resolved as by resolve, then each address is tried in order until
 -- one connects: every address but the last gets an equal share of the time
 -- left, so one that never answers leaves time for the others. Waits as
--- M.resolve does (a plain script blocks, bounded by deadline).
+-- resolve does (a plain script blocks, bounded by deadline).
 ---@param host string
 ---@param port integer
 ---@param deadline? number absolute
