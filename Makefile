@@ -19,7 +19,7 @@ ROCKSVARS := $(if $(ISJIT),LUA_INCDIR=$$(pkg-config --variable=includedir luajit
   LUA_BINDIR=$$(dirname "$$(command -v $(LUA))"))
 ROCKSCFG := $(TREE)/luarocks-config.lua
 CODEC    := csrc/ws_crypto.c csrc/ws_handshake.c csrc/ws_frame.c csrc/ws_reader.c csrc/ws_utf8.c csrc/ws_tls.c csrc/ws_proxy.c csrc/ws_fanout.c csrc/ws_io.c csrc/ws_resolve.c
-SSLLIBS  := -lssl -lcrypto -pthread
+SSLLIBS  := -lssl -lcrypto -pthread -ldl
 STRICT   := -std=c99 -Wall -Wextra -Werror -Icsrc
 SAN      := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1
 

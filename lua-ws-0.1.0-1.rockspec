@@ -40,7 +40,7 @@ build = {
             "csrc/ws_tls.c", "csrc/ws_core_sys.c", "csrc/ws_proxy.c", "csrc/ws_fanout.c",
             "csrc/l_resolve.c", "csrc/ws_resolve.c",
          },
-         libraries = { "ssl", "crypto", "z", "pthread" },   -- (pthread: ws_resolve.c's lookup thread)
+         libraries = { "ssl", "crypto", "z", "pthread", "dl" },   -- (ws_resolve.c: its lookup thread, and dlopen)
          incdirs = { "$(OPENSSL_INCDIR)", "$(CRYPTO_INCDIR)", "$(ZLIB_INCDIR)", "csrc" },
          libdirs = { "$(OPENSSL_LIBDIR)", "$(CRYPTO_LIBDIR)", "$(ZLIB_LIBDIR)" },
       },

@@ -4,6 +4,7 @@
  * then writes to no descriptor, and whichever of the two lets go last
  * frees the request, so neither waits for the other. */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -125,7 +126,21 @@ static void *run(void *arg) {
     return NULL;
 }
 
+/* lua_close unloads ws/core.so (dlclose): a lookup thread still running
+ * then (a process that exits while a DNS server is slow) would return into
+ * unmapped code. Once a thread may outlive its caller, the library stays
+ * loaded for the life of the process. (Best effort: no shared object to
+ * find, as in the C tests, is nothing to pin.) */
+static pthread_once_t pin_once = PTHREAD_ONCE_INIT;
+
+static void pin_library(void) {
+    Dl_info info;
+    if (dladdr(&live, &info) && info.dli_fname)
+        (void)dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);   /* (never closed) */
+}
+
 ws_resolve *ws_resolve_start(const char *host) {
+    pthread_once(&pin_once, pin_library);
     size_t len = strlen(host);
     ws_resolve *r = (ws_resolve *)calloc(1, sizeof *r + len + 1);
     if (!r)

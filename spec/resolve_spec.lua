@@ -117,6 +117,17 @@ describe("ws.resolve in a loop: /etc/hosts and numeric addresses", function()
     assert.same({ "127.0.0.1:" .. srv4.port, "[::1]:" .. srv6.port, "localhost:" .. srv4.port }, hosts)
   end)
 
+  it("a process that exits with lookups in flight exits cleanly (ws.core stays loaded for their threads)", function()
+    -- (lua_close unloads ws/core.so; a thread returning into it crashed the
+    -- exit: 4 runs in 6 under make test-asan, whose exit takes longer)
+    local cmd = string.format("timeout 20 %s -e %s 2>&1", H.LUA,
+      H.shell_quote('local core = require "ws.core" for _ = 1, 50 do core.resolver("localhost") end'))
+    for i = 1, 5 do
+      local out, code = H.run(cmd)
+      assert.equal(0, code, "run " .. i .. ": " .. out)
+    end
+  end)
+
   it("a plain script (no loop) still resolves in place: ws.connect to localhost", function()
     local echo = H.start_lua("examples/echo.lua", nil, "echo-resolve")
     finally(function() echo.stop() end)
