@@ -187,6 +187,17 @@ describe("ws.resolve against a DNS server that never answers", function()
     check_slow(probe("silent", "ws", "slow.test", 1), 1)
   end)
 
+  it("ws.hub: its Redis reconnects, each a lookup given up at timeout, never hold the loop", function()
+    if not usable then return pending("unshare -rmn (user, mount and network namespaces) is not usable here") end
+    local r = probe("silent", "hub", "slow.test", 1)
+    assert.equal("true", r.finished, r.output)
+    assert.equal("resolve slow.test: timeout", r.err, r.output)
+    assert.is_true(r.maxgap < MAX_GAP, r.output)
+    assert.is_true(r.ticks > 100, r.output)
+    assert.is_true(r.live >= 1, r.output)        -- (lookups given up, still running)
+    assert.is_true(r.settled >= 0, r.output)
+  end)
+
   it("a lookup that fails says why: nil, 'resolve HOST: <getaddrinfo's reason>', at once", function()
     if not usable then return pending("unshare -rmn (user, mount and network namespaces) is not usable here") end
     for _, what in ipairs({ "redis", "ws", "plain" }) do

@@ -1,15 +1,16 @@
 -- For spec/resolve_spec.lua, run in a private network and mount namespace
 -- whose /etc/resolv.conf names 127.0.0.1 (`options timeout:1 attempts:2`):
---   resolve_probe.lua silent|none redis|ws|plain HOST TIMEOUT
+--   resolve_probe.lua silent|none redis|ws|hub|plain HOST TIMEOUT
 -- silent: a "DNS server" on 127.0.0.1:53 that takes every query and never
 -- answers (a lookup takes 2 s); none: nothing there (refused at once).
 -- In one ws.loop, a ticker task runs every 10 ms while another task calls
--- ws.redis.connect / ws.connect to HOST with TIMEOUT (plain: ws.connect
--- outside any loop, before the loop runs); then the loop runs on until no
--- lookup is left (at most 5 s). Prints key=value lines: err, elapsed,
--- maxgap (the longest the ticker waited), ticks, live (core.resolvers()
--- right after the call), settled (seconds until none was left; -1: not
--- within 5 s).
+-- ws.redis.connect / ws.connect to HOST with TIMEOUT (hub: a ws.hub on
+-- Redis at HOST reconnects for 3 s, err is its first "down" error; plain:
+-- ws.connect outside any loop, before the loop runs); then the loop runs
+-- on until no lookup is left (at most 5 s). Prints key=value lines: err,
+-- elapsed, maxgap (the longest the ticker waited), ticks, live
+-- (core.resolvers() right after the call), settled (seconds until none
+-- was left; -1: not within 5 s).
 local socket = require "socket"
 local core = require "ws.core"
 local loop = require "ws.loop"
@@ -31,7 +32,20 @@ local l = loop.new()
 local err, elapsed, live
 local finished = false
 
-if what == "plain" then
+if what == "hub" then
+  -- a hub whose Redis host never resolves: it reconnects (every attempt a
+  -- lookup given up at timeout) for 3 s while the ticker runs
+  local t0 = gettime()
+  local h = ws.hub({ redis = "redis://" .. host .. ":9/0", loop = l, timeout = timeout,
+    logger = function() end,
+    on_state = function(state, info) if state == "down" and not err then err = info.error end end })
+  l:spawn(function()
+    l:sleep(3)
+    elapsed, live = gettime() - t0, core.resolvers()
+    h:close()
+    finished = true
+  end)
+elseif what == "plain" then
   local t0 = gettime()
   local conn
   conn, err = ws.connect("ws://" .. host .. ":9/", { timeout = timeout })
