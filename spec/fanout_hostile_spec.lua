@@ -89,6 +89,21 @@ local function pull(r)
 end
 
 -- The broadcast numbers r got are consecutive; returns the first and last.
+-- Pull every reader, in loop l's task, until each has n messages (or a
+-- minute passed); returns how many have.
+local function pull_all(l, readers, n)
+  local deadline = gettime() + 60
+  while true do
+    l:sleep(0.01)
+    local done = 0
+    for _, r in ipairs(readers) do
+      pull(r)
+      if #r.got == n then done = done + 1 end
+    end
+    if done == #readers or gettime() > deadline then return done end
+  end
+end
+
 local function run_of(r)
   local first = r.got[1]
   for k = 2, #r.got do
@@ -219,17 +234,7 @@ describe("broadcast to 1,000 members", function()
       end
       ticking = false
       -- the readers get everything
-      deadline = gettime() + 60
-      local done
-      repeat
-        l:sleep(0.01)
-        done = 0
-        for _, r in ipairs(readers) do
-          pull(r)
-          if #r.got == N then done = done + 1 end
-        end
-      until done == #readers or gettime() > deadline
-      assert.equal(#readers, done)
+      assert.equal(#readers, pull_all(l, readers, N))
       for _, r in ipairs(stalled) do
         local c = by_port[port_of(r)]
         assert.equal(1008, c.close_code)
@@ -318,17 +323,7 @@ describe("broadcasts from a loop that never yields", function()
           assert.equal(1008, c.close_code)
           assert.equal("send queue full", c.close_reason)
         end
-        deadline = gettime() + 60
-        local done
-        repeat
-          l:sleep(0.01)
-          done = 0
-          for _, r in ipairs(readers) do
-            pull(r)
-            if #r.got == N then done = done + 1 end
-          end
-        until done == #readers or gettime() > deadline
-        assert.equal(#readers, done)
+        assert.equal(#readers, pull_all(l, readers, N))
       end)
       assert.equal(0, ticks_during, "the broadcasting loop yielded")
       for _, r in ipairs(readers) do
