@@ -52,10 +52,9 @@ local function blocks(lang)
   return out
 end
 
--- Lua 5.4 syntax that Lua 5.1 cannot parse
+-- Lua 5.4 syntax that Lua 5.1 cannot parse (variable attributes)
 local function needs_54(code)
-  return code:find("<close>", 1, true) or code:find("<const>", 1, true) or code:find("//", 1, true)
-    or code:find("goto ", 1, true)
+  return code:find("<close>", 1, true) or code:find("<const>", 1, true)
 end
 
 ---- running a block -------------------------------------------------------------
