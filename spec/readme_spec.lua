@@ -534,6 +534,12 @@ describe("README.md", function()
       local _, err, code = ws_cmd(args, "", dir)
       assert.equal(2, code, args .. ": " .. err)
     end
+    -- 143 after closing with 1001 on SIGTERM (bash: $! is ws, not the sleep feeding it)
+    local out = H.run(string.format("bash -c 'sleep 4 | %s %s/bin/ws ws://127.0.0.1:%d/ws 2>%s/err & " ..
+      "for i in $(seq 100); do grep -q connected %s/err 2>/dev/null && break; sleep 0.05; done; " ..
+      "kill -TERM $!; wait $!; echo \"exit $?\"'", H.LUA, ROOT, ctx.plain, dir, dir))
+    assert.equal("exit 143\n", out, read_file(dir .. "/err"))
+    assert.matches("SIGTERM: closing with 1001", read_file(dir .. "/err"))
     -- 1 with a message on stderr on a failure: a refused handshake prints the status and the body
     local _, err, code = ws_cmd("ws://127.0.0.1:" .. ctx.dead .. "/ws", "", dir)
     assert.equal(1, code, err)
@@ -588,7 +594,25 @@ describe("README.md", function()
           entry .. " option " .. s.name .. " is not in the README")
       end
     end
-    -- and the prose: ws.connect's own timeout (10 s), compression's level (1) and threshold (64)
+    -- the prose above the table: which of them ws.connect takes
+    local connection, with, without = README:match("and `ws.connect` the connection's (%b()) with (.-); not the "
+      .. "server side of the handshake (%b())")
+    assert(connection, "the sentence naming ws.connect's options is gone")
+    local function names(s)
+      local t = {}
+      for name in s:gmatch("`([%w_]+)`") do t[#t + 1] = name end
+      table.sort(t)
+      return t
+    end
+    local group = {}
+    for _, s in ipairs(options.list("connection")) do group[#group + 1] = s.name end
+    table.sort(group)
+    assert.same(group, names(connection))
+    local takes = {}
+    for _, s in ipairs(options.list("ws.connect")) do takes[s.name] = true end
+    for _, name in ipairs(names(with)) do assert(takes[name], "ws.connect has no option " .. name) end
+    for _, name in ipairs(names(without)) do assert(not takes[name], "ws.connect takes " .. name) end
+    -- and ws.connect's own timeout (10 s), compression's level (1) and threshold (64)
     assert.equal(10, options.defaults("ws.connect").timeout)
     assert.truthy(README:find("`timeout`: seconds for name resolution, connect, TLS and the handshake together (default 10)",
       1, true))
