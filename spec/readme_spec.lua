@@ -642,4 +642,26 @@ describe("examples run as their header comments say", function()
   it("examples/luv_echo.lua", function() try_it("luv_echo.lua", "", "lua5.4", "luv") end)
   it("examples/luv_echo.lua --nested", function() try_it("luv_echo.lua", "--nested", "lua5.4", "luv") end)
   it("examples/copas_echo.lua", function() try_it("copas_echo.lua", "", "lua5.1", "copas") end)
+
+  -- (spec/cli_spec.lua hears its ticks and its 1001; here: its task per
+  -- connection answers, and the process ends after --for)
+  it("examples/ticker.lua answers each client's messages in its own task and exits after --for", function()
+    local t = H.start_lua("examples/ticker.lua", "--every 0.2 --for 3", "readme-ticker")
+    local conn
+    finally(function() if conn then conn:abort() end; t.stop() end)
+    conn = assert(ws.connect("ws://127.0.0.1:" .. t.port .. "/ticks"))
+    assert(conn:send("hi"))
+    local heard, ticks, closed = nil, 0, nil
+    for _ = 1, 100 do                            -- (ticks and the answer, in any order)
+      local data, err, code, reason = conn:receive(5)
+      if not data then closed = { err, code, reason }; break end
+      if data == "you said: hi" then heard = true elseif data:match("^tick %d+$") then ticks = ticks + 1 end
+    end
+    assert.truthy(heard)
+    assert.truthy(ticks >= 2, ticks)
+    assert.same({ "closed", 1001, "ticker stopping" }, closed)
+    local deadline = socket.gettime() + 5
+    while t.alive() and socket.gettime() < deadline do socket.sleep(0.05) end
+    assert.is_false(t.alive(), t.output())
+  end)
 end)
