@@ -546,6 +546,32 @@ describe("README.md", function()
     assert.truthy(#err > 0)
   end)
 
+  it("Commands: the lines to try the client in another terminal work as written (Lua 5.4's tree)", function()
+    if H.LUA ~= "lua5.4" then return pending("the block uses lua5.4 and .rocks, the tree of make's Lua 5.4") end
+    local sh = README:match("Then, in another terminal, [^\n]*\n\n```sh\n(.-)```")
+    assert(sh, "the block after 'Then, in another terminal' is gone")
+    local s = H.start_lua("examples/echo.lua", "--quiet", "readme-commands")
+    finally(function() s.stop() end)
+    local lines = {}
+    for line in sh:gmatch("[^\n]+") do
+      line = line:gsub("%s+#.*$", ""):gsub("8080", tostring(s.port))
+      -- (the interactive client reads the terminal: a line from echo instead)
+      if line:match("^ws ") then line = "echo hi | " .. line end
+      lines[#lines + 1] = line
+    end
+    assert.equal(3, #lines, sh)
+    -- (in a clean environment, as a new terminal: no LUA_PATH of the test run)
+    local out, code = H.run(string.format("cd %s && env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 -u LUA_PATH -u LUA_CPATH " ..
+      "timeout 30 sh -ec %s 2>&1", q(ROOT), q(table.concat(lines, "\n"))))
+    assert.equal(0, code, out)
+    -- echo_client "prints: hello"; ws prints the echo, then its close on stderr
+    -- (stdout and stderr in one pipe: compared as sorted lines)
+    local got = {}
+    for line in out:gmatch("[^\n]+") do got[#got + 1] = line end
+    table.sort(got)
+    assert.same({ "closed: 1000", "connected to ws://127.0.0.1:" .. s.port .. "/ws", "hello", "hi" }, got)
+  end)
+
   it("option tables: every `| option | default |` row matches ws.options", function()
     local options = require "ws.options"
     local tables = option_tables()
