@@ -572,6 +572,27 @@ describe("README.md", function()
     assert.same({ "closed: 1000", "connected to ws://127.0.0.1:" .. s.port .. "/ws", "hello", "hi" }, got)
   end)
 
+  it("Options and limits: a wrong option raises the very errors the README shows", function()
+    local shown = README:match("so a typo cannot be silently ignored:\n\n```\n(.-)```")
+    assert(shown, "the block of errors under 'Options and limits' is gone")
+    local CALLS = {   -- keyed by a part of each line
+      ["'max_mesage'"] = { max_mesage = 1 },
+      ["'port'"] = { port = 70000 },
+      ["'compression.level'"] = { compression = { level = 42 } },
+    }
+    local n = 0
+    for line in shown:gmatch("[^\n]+") do
+      local opts
+      for key, o in pairs(CALLS) do if line:find(key, 1, true) then opts = o end end
+      assert(opts, "no call in CALLS (spec/readme_spec.lua) for: " .. line)
+      local ok, err = pcall(ws.listen, opts)
+      assert.is_false(ok)
+      assert.equal(line, (tostring(err):gsub("^[^\n]-:%d+: ", "")))
+      n = n + 1
+    end
+    assert.equal(3, n)
+  end)
+
   it("option tables: every `| option | default |` row matches ws.options", function()
     local options = require "ws.options"
     local tables = option_tables()
