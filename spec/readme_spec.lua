@@ -572,6 +572,27 @@ describe("README.md", function()
     assert.same({ "closed: 1000", "connected to ws://127.0.0.1:" .. s.port .. "/ws", "hello", "hi" }, got)
   end)
 
+  it("names every example, and each flag its examples table gives is one the example takes", function()
+    local p = io.popen("ls " .. q(ROOT .. "/examples") .. "/*.lua")
+    local listed = p:read("*a")
+    p:close()
+    local n = 0
+    for name in listed:gmatch("examples/([%w_]+%.lua)") do
+      assert(README:find("examples/" .. name, 1, true), "README.md never names examples/" .. name)
+      n = n + 1
+    end
+    assert.truthy(n >= 9, listed)
+    local rows = 0
+    for name, text in README:gmatch("\n| `examples/([%w_]+%.lua)` |([^\n]*)") do
+      local source = read_file(ROOT .. "/examples/" .. name)
+      for flag in text:gmatch("%-%-%w[%w-]*") do
+        assert(source:find('"' .. flag .. '"', 1, true), "README: examples/" .. name .. " takes " .. flag .. "; it does not")
+      end
+      rows = rows + 1
+    end
+    assert.equal(6, rows)
+  end)
+
   it("Options and limits: a wrong option raises the very errors the README shows", function()
     local shown = README:match("so a typo cannot be silently ignored:\n\n```\n(.-)```")
     assert(shown, "the block of errors under 'Options and limits' is gone")
