@@ -52,6 +52,16 @@ local function blocks(lang)
   return out
 end
 
+-- load a block's code with env as its globals (setfenv on Lua 5.1)
+local function load_block(code, name, env)
+  if rawget(_G, "setfenv") then
+    local f, err = load_string(code, name)
+    if f then setfenv(f, env) end
+    return f, err
+  end
+  return load(code, name, "t", env)
+end
+
 -- Lua 5.4 syntax that Lua 5.1 cannot parse (variable attributes)
 local function needs_54(code)
   return code:find("<close>", 1, true) or code:find("<const>", 1, true)
@@ -140,6 +150,14 @@ local HARNESS = {
     local out, code = H.run(string.format("timeout 15 %s %s 2>&1", H.LUA, name))
     assert.equal(0, code, out)
     assert.equal("hello\ttext\n", out)
+    -- and inside a handler's loop: a task of a ws.loop, print captured
+    local printed = {}
+    local env = setmetatable({ ws = ws, print = function(...) printed[#printed + 1] = { ... } end },
+      { __index = _G })
+    local f = assert(load_block((b.code:gsub("8080", tostring(s.port))), "=README.md:" .. b.line, env))
+    local l = require("ws.loop").new { logger = false }
+    H.run_task(l, 10, f)
+    assert.same({ { "hello", "text" } }, printed)
   end },
 
   -- conn:serve: code before it at the open, after it at the close
