@@ -378,12 +378,21 @@ local WS_LINES = {
     s.stop()
     assert(ok, err)
   end },
-  { key = "ws serve --echo --cert", run = function(_, ctx)
-    -- started as ctx.tls; kill -HUP reloads the files and it serves on
-    os.execute("kill -HUP " .. ctx.tls_proc.pid)
-    socket.sleep(0.3)
-    assert.truthy(ctx.tls_proc.alive())
-    assert_echoes("wss://localhost:" .. ctx.tls .. "/ws", { tls = { cafile = ctx.ca .. "/ca.pem" } })
+  { key = "ws serve --echo --cert", run = function(args, ctx)
+    -- the line as written, on a free port: wss://; kill -HUP reloads the files and it serves on
+    local s = H.start_server(function(port)
+      return string.format("exec %s %s/bin/ws %s --port %d", H.LUA, ROOT, args, port)
+    end, "readme-ws-cert", 15)
+    local ok, err = pcall(function()
+      local url, opts = "wss://localhost:" .. s.port .. "/ws", { tls = { cafile = ctx.ca .. "/ca.pem" } }
+      assert_echoes(url, opts)
+      os.execute("kill -HUP " .. s.pid)
+      assert.truthy(H.wait_output(s, "SIGHUP: TLS certificate reloaded", 5), s.output())
+      assert.truthy(s.alive())
+      assert_echoes(url, opts)
+    end)
+    s.stop()
+    assert(ok, err)
   end },
 }
 
@@ -532,7 +541,7 @@ describe("README.md", function()
       return string.format("exec %s %s/bin/ws serve --echo --port %d --cert %s --key %s", H.LUA, H.ROOT, port,
         q(ca .. "/server.pem"), q(ca .. "/server.key"))
     end, "readme-ws-tls")
-    local ctx = { dir = dir, plain = plain.port, tls = tls.port, tls_proc = tls, ca = ca, dead = H.free_port() }
+    local ctx = { dir = dir, plain = plain.port, tls = tls.port, ca = ca, dead = H.free_port() }
     local n = 0
     for line in sh:gmatch("[^\n]+") do
       local h
