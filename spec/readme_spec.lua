@@ -125,6 +125,18 @@ async def main():
 asyncio.run(asyncio.wait_for(main(), 10))
 ]]
 
+-- python-websockets server: answers each message with it and the names of the extensions agreed
+local PY_EXTENSIONS = [[
+import asyncio, sys, websockets
+async def answer(c, path=None):
+    async for m in c:
+        await c.send(m + " " + ",".join(e.name for e in c.extensions))
+async def main():
+    async with websockets.serve(answer, "127.0.0.1", int(sys.argv[1])):
+        await asyncio.Future()
+asyncio.run(main())
+]]
+
 local HARNESS = {
   -- the first block: examples/echo.lua in short, a server
   { key = "examples/echo.lua, in short", run = function(b)
@@ -361,6 +373,32 @@ local WS_LINES = {
     assert.equal(0, code, err)
     assert.matches("%d", err:match("[^\n]*pong[^\n]*") or err:match("[^\n]*round[^\n]*") or "", err)
     assert.matches("closed: 4000\n$", err)
+  end },
+  { key = "--compression --timeout 5", run = function(args, ctx)
+    -- python-websockets answers each message with the extensions agreed
+    write_file(ctx.dir .. "/ext.py", PY_EXTENSIONS)
+    local s = H.start_server(function(port)
+      return string.format("exec %s %s/ext.py %d", H.PYTHON, ctx.dir, port)
+    end, "readme-ws-deflate", 15)
+    local out, err, code = ws_cmd(args:gsub(":" .. ctx.plain .. "/", ":" .. s.port .. "/"), "squeeze me\n", ctx.dir)
+    local plain_out = ws_cmd(args:gsub(":" .. ctx.plain .. "/", ":" .. s.port .. "/"):gsub("%-%-compression ", ""),
+      "plain\n", ctx.dir)
+    s.stop()
+    assert.equal(0, code, err)
+    assert.equal("squeeze me permessage-deflate\n", out)
+    assert.equal("plain \n", plain_out)                 -- (none offered, none agreed)
+    -- a server that never answers the handshake: given up after --timeout
+    local mute = assert(socket.bind("127.0.0.1", 0))
+    local _, port = mute:getsockname()
+    local t0 = socket.gettime()
+    out, err, code = ws_cmd(args:gsub(":" .. ctx.plain .. "/", ":" .. port .. "/"):gsub("%-%-timeout 5", "--timeout 0.5"),
+      "", ctx.dir)
+    local took = socket.gettime() - t0
+    mute:close()
+    assert.equal(1, code, err)
+    assert.equal("", out)
+    assert.matches("timeout", err)
+    assert.truthy(took < 4, took)
   end },
   { key = "--proxy http://proxy:3128", run = function(args, ctx)
     -- no proxy listens on the dead port: the error names the proxy, exit 1
