@@ -34,8 +34,12 @@ M.base64 = base64
 function M.parse(url)
   local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
   if not scheme then scheme, rest = "http", url end
+  -- the URL as errors name it: without credentials, even in a URL that is
+  -- malformed (no scheme, an unencoded "@" or "/" in the password): all up
+  -- to the last "@" goes
+  local shown = (url:match("^%a[%w+.-]*://") or "") .. (rest:match("^.*@(.*)$") or rest)
   if scheme:lower() ~= "http" then
-    return nil, "proxy " .. url .. ": only http:// proxies are supported (CONNECT)"
+    return nil, "proxy " .. shown .. ": only http:// proxies are supported (CONNECT)"
   end
   local authority = rest:match("^([^/?#]*)")
   local userinfo, hostport = authority:match("^(.*)@([^@]*)$")
@@ -43,15 +47,15 @@ function M.parse(url)
   local host, port = hostport:match("^%[([%x:.]+)%]:?(%d*)$")
   if not host then host, port = hostport:match("^([^:]+):?(%d*)$") end
   port = tonumber(port) or 80
-  if not host or port < 1 or port > 65535 then return nil, "proxy " .. url .. ": no host, or a bad port" end
+  if not host or port < 1 or port > 65535 then return nil, "proxy " .. shown .. ": no host, or a bad port" end
   local auth
   if userinfo then
     local user, password = userinfo:match("^([^:]*):?(.*)$")
     user, password = router.unescape(user), router.unescape(password)
-    if not (user and password) then return nil, "proxy " .. url .. ": bad percent-encoding in its credentials" end
+    if not (user and password) then return nil, "proxy " .. shown .. ": bad percent-encoding in its credentials" end
     auth = "Basic " .. base64(user .. ":" .. password)
   end
-  return { host = host, port = port, auth = auth, url = (url:gsub("//[^@/]*@", "//")) }
+  return { host = host, port = port, auth = auth, url = shown }
 end
 
 local function loopback(host)
