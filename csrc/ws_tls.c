@@ -102,15 +102,30 @@ static void set_err(char *err, size_t cap, const char *what) {
  * reason (the errno of its fopen) when there is one, which says more than
  * OpenSSL's last entry ("system lib"); the error queue is left empty. */
 static void set_file_err(char *err, size_t cap, const char *what, const char *path) {
-    unsigned long e, sys = 0, last = ERR_peek_last_error();
+    unsigned long e, sys = 0, pem = 0, last = ERR_peek_last_error();
     while ((e = ERR_get_error()) != 0)
         if (ERR_GET_LIB(e) == ERR_LIB_SYS && !sys)
             sys = e;
+        else if (ERR_GET_LIB(e) == ERR_LIB_PEM && !pem)
+            pem = e;
     if (sys) {
         snprintf(err, cap, "%s: %s: %s", what, path, strerror(ERR_GET_REASON(sys)));
         return;
     }
-    /* (OpenSSL's own reason: "no start line", "bad decrypt") */
+    /* the PEM reader's own reason ("no start line": the wrong file, or an
+     * empty one; "bad end line": cut short): OpenSSL's last is "PEM lib" */
+    if (pem) {
+        const char *r = ERR_reason_error_string(pem);
+        snprintf(err, cap, "%s: %s: not a PEM %s (%s)", what, path, what, r ? r : "unreadable");
+        return;
+    }
+    /* (a key goes through OpenSSL 3's decoders: nothing more precise) */
+    if (last && ERR_GET_REASON(last) == ERR_R_PEM_LIB) {
+        snprintf(err, cap, "%s: %s: cannot read a PEM %s from it (the wrong file, cut short, or a wrong password)",
+                 what, path, what);
+        return;
+    }
+    /* (OpenSSL's own reason: "bad decrypt") */
     const char *reason = last ? ERR_reason_error_string(last) : NULL;
     snprintf(err, cap, "%s: %s: %s", what, path, reason ? reason : "failed");
 }
