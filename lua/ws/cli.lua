@@ -15,6 +15,7 @@
 local ws = require "ws"
 local socket = require "socket"
 local core = require "ws.core"
+local tls_ = require "ws.tls"
 
 local M = {}
 
@@ -328,6 +329,16 @@ function M.serve(o, io_)
     return server
   end
   if o.workers and o.workers > 1 then
+    if o.cert then
+      -- a file that cannot be used fails here, once, not in every worker
+      -- (restarted, failing again, until the supervisor gives up)
+      local ctx, err = tls_.context({ certificate = o.cert, key = o.key }, "server")
+      if not ctx then
+        say(io_.stderr, "ws serve: ", err)
+        return 1
+      end
+      ctx:close()
+    end
     local ok, workers = pcall(require, "ws.workers")
     if not ok then
       say(io_.stderr, "ws serve: --workers needs the ws.workers module, which this installation lacks")
