@@ -11,6 +11,9 @@ local H = require "spec.helpers"
 local socket = require "socket"
 
 local q = H.shell_quote
+-- (under ASan, which make test-asan preloads, RSS holds its quarantine and
+-- shadow of everything freed: there only the process's health is checked)
+local ASAN = (os.getenv("LD_PRELOAD") or ""):find("asan") ~= nil
 
 local function own_rss()
   local f = assert(io.open("/proc/self/status"))
@@ -173,7 +176,7 @@ describe("TLS reload under pressure", function()
     for _ = 1, 1000 do assert(srv:reload_tls()) end
     local grew = own_rss() - before
     collectgarbage("restart")
-    assert.is_true(grew < 3000, "1000 reloads grew the process by " .. grew .. " KiB")
+    assert.is_true(ASAN or grew < 3000, "1000 reloads grew the process by " .. grew .. " KiB")
   end)
 
   it("SIGHUP storm on `ws serve`: it stays responsive; descriptors and memory stay flat", function()
@@ -200,7 +203,7 @@ describe("TLS reload under pressure", function()
     assert.matches("SIGHUP: TLS certificate reloaded", srv.output())
     assert.equal(fds, H.fd_settled(srv.pid, fds))
     local grew = H.rss_kib(srv.pid) - rss
-    assert.is_true(grew < 2500, "500 HUPs grew it by " .. grew .. " KiB")
+    assert.is_true(ASAN or grew < 2500, "500 HUPs grew it by " .. grew .. " KiB")
   end)
 
   it("`ws serve --cert/--key` with files it cannot use: one clear line, exit 1 (with --workers too)", function()
