@@ -61,6 +61,28 @@ function M.resolve(host, deadline, sched)
   end
 end
 
+-- One address: a connected socket, or nil, err. A socket that cannot be
+-- made (a kernel without IPv6: "address family not supported") is one
+-- address failed, not the whole connect: an IPv4 one may follow.
+local function try(a, port, due, l)
+  local sock, err = (a.family == "inet6" and socket.tcp6 or socket.tcp4)()
+  if not sock then return nil, err end
+  sock:settimeout(0)
+  local ok
+  ok, err = sock:connect(a.addr, port)
+  if not ok and err == "timeout" then
+    ok, err = io_.wait(sock, "w", due, l or false)
+    if ok then
+      ok, err = sock:connect(a.addr, port)
+      if err == "already connected" then ok = true end
+    end
+  end
+  if ok then return sock end
+  if l then l:forget(sock) end
+  sock:close()
+  return nil, err
+end
+
 --- A non-blocking LuaSocket TCP socket connected to host:port, or nil, err.
 -- host is resolved as by resolve, then each address is tried in order until
 -- one connects: every address but the last gets an equal share of the time
@@ -78,23 +100,11 @@ function M.connect(host, port, deadline, sched)
   if not addrs then return nil, err, "resolve" end
   local l = sched_of(sched)
   for i, a in ipairs(addrs) do
-    local sock, serr = (a.family == "inet6" and socket.tcp6 or socket.tcp4)()
-    if not sock then return nil, serr, "connect" end
-    sock:settimeout(0)
     local left, due = #addrs - i + 1, deadline
     if deadline and left > 1 then due = gettime() + (deadline - gettime()) / left end
-    local ok, cerr = sock:connect(a.addr, port)
-    if not ok and cerr == "timeout" then
-      ok, cerr = io_.wait(sock, "w", due, l or false)
-      if ok then
-        ok, cerr = sock:connect(a.addr, port)
-        if cerr == "already connected" then ok = true end
-      end
-    end
-    if ok then return sock end
-    if l then l:forget(sock) end
-    sock:close()
-    err = cerr
+    local sock
+    sock, err = try(a, port, due, l)
+    if sock then return sock end
     if deadline and gettime() >= deadline then break end
   end
   return nil, err, "connect"

@@ -1,0 +1,150 @@
+-- For spec/resolve_hostile_spec.lua, run in a private network and mount
+-- namespace whose /etc/hosts names multi.test (127.0.0.2 then 127.0.0.3)
+-- and v6only.test (::1 only), and whose /etc/resolv.conf names 127.0.0.1,
+-- where a "DNS server" takes every query and never answers:
+--   resolve_hostile_probe.lua multi|v6only|fork|flood [N]
+-- multi: 127.0.0.2 never answers a SYN (a listener whose queue is full),
+--   a ws server listens on 127.0.0.3: ws.connect("ws://multi.test:PORT/")
+--   with a 2 s timeout must move on to the second address.
+-- v6only: a ws server on [::1]; ws.connect("ws://v6only.test:PORT/").
+-- fork: a lookup of slow.test in flight, the process forks (core.fork, as
+--   ws.workers does); the child looks localhost up in a task and exits
+--   (lua_close, with the inherited resolver), the parent reaps it.
+-- flood: N (default 500) tasks ws.connect("ws://slow.test:9/") at once,
+--   1 s timeout.
+-- A ticker task runs every 10 ms meanwhile. Prints key=value lines: err,
+-- elapsed, maxgap, live (core.resolvers() after), settled (seconds until
+-- no lookup was left; -1: not within 6 s), and per mode more.
+local socket = require "socket"
+local core = require "ws.core"
+local loop = require "ws.loop"
+local ws = require "ws"
+local resolve = require "ws.resolve"
+
+local gettime = socket.gettime
+local what, n = arg[1], tonumber(arg[2]) or 500
+
+local function out(k, v) io.write(k, "=", tostring(v), "\n"); io.stdout:flush() end
+
+local fake = assert(socket.udp())
+assert(fake:setsockname("127.0.0.1", 53))
+
+local l = loop.new()
+local finished = false
+local maxgap, stop, last = 0, false, gettime()
+l:spawn(function()
+  while not stop do
+    l:sleep(0.01)
+    local t = gettime()
+    if t - last > maxgap then maxgap = t - last end
+    last = t
+  end
+end)
+
+local function echo(conn)
+  while true do
+    local m = conn:receive()
+    if not m or not conn:send(m) then break end
+  end
+end
+
+local srv, holes = nil, {}
+if what == "multi" or what == "v6only" then
+  srv = assert(ws.listen { host = what == "multi" and "127.0.0.3" or "::1", port = 0, loop = l, logger = false })
+  srv:route("/ws", echo)
+  if what == "multi" then
+    -- backlog 0: one connection waits in the queue, a second one fills it;
+    -- the kernel then drops every SYN to this port (no RST): a blackhole
+    holes[1] = assert(socket.bind("127.0.0.2", srv.port, 0))
+    for i = 2, 3 do
+      holes[i] = socket.tcp()
+      holes[i]:settimeout(0)
+      holes[i]:connect("127.0.0.2", srv.port)
+    end
+    socket.sleep(0.1)
+  end
+  l:spawn(function()
+    local t0 = gettime()
+    local conn, err = ws.connect("ws://" .. what .. ".test:" .. srv.port .. "/ws", { timeout = 2 })
+    out("elapsed", gettime() - t0)
+    if conn then
+      conn:send("hi")
+      out("echo", conn:receive(2))
+      conn:close()
+    end
+    out("err", err)
+    finished = true
+  end)
+elseif what == "fork" then
+  local result
+  l:spawn(function()
+    local _, err = ws.connect("ws://slow.test:9/", { timeout = 3 })
+    result = err
+  end)
+  l:step(0.2)   -- (the lookup's thread is in getaddrinfo now)
+  out("live_before", core.resolvers())
+  local pid = assert(core.fork())
+  if pid == 0 then
+    -- the child: a loop of its own, a lookup, then exit with lua_close
+    local cl = loop.new()
+    local got
+    cl:spawn(function() got = { resolve.resolve("localhost", gettime() + 2) } end)
+    local deadline = gettime() + 3
+    while not got and gettime() < deadline do cl:step(0.05) end
+    os.exit(got and got[1] and 0 or 3, true)
+  end
+  l:spawn(function()
+    local t0 = gettime()
+    local status
+    while gettime() < t0 + 5 do
+      local p, how, st = core.reap()
+      if p == pid then status = how .. " " .. tostring(st); break end
+      l:sleep(0.02)
+    end
+    out("child", status or "hung")
+    if not status then core.kill(pid, "KILL") end
+    while result == nil and gettime() < t0 + 5 do l:sleep(0.02) end
+    out("err", result)
+    finished = true
+  end)
+elseif what == "flood" then
+  local errs, pending, t0 = {}, n, gettime()
+  for _ = 1, n do
+    l:spawn(function()
+      local conn, err = ws.connect("ws://slow.test:9/", { timeout = 1 })
+      if conn then conn:close(); err = "connected?" end
+      errs[err] = (errs[err] or 0) + 1
+      pending = pending - 1
+      if pending == 0 then
+        out("elapsed", gettime() - t0)
+        out("live", core.resolvers())
+        finished = true
+      end
+    end)
+  end
+  local deadline = gettime() + 15
+  while not finished and gettime() < deadline do l:step(0.05) end
+  local kinds = {}
+  for e, c in pairs(errs) do kinds[#kinds + 1] = e .. " x" .. c end
+  table.sort(kinds)
+  out("errs", table.concat(kinds, "; "))
+end
+
+local deadline = gettime() + 15
+while not finished and gettime() < deadline do l:step(0.05) end
+local t1, settled = gettime(), -1
+while gettime() < t1 + 6 do
+  if core.resolvers() == 0 then settled = gettime() - t1; break end
+  l:step(0.05)
+end
+stop = true
+l:step(0.05)
+out("finished", finished)
+out("maxgap", maxgap)
+out("settled", settled)
+if srv then
+  srv:close()
+  for _ = 1, 50 do if next(srv.conns) == nil then break end l:step(0.02) end
+end
+for _, h in ipairs(holes) do h:close() end
+fake:close()
