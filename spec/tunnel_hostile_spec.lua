@@ -56,6 +56,12 @@ describe("ws.connect through a hostile proxy", function()
       { "ws://extra.test:1/ws", 3, "^proxy http://127%.0%.0%.1:%d+: sent bytes after its 2xx answer$" },
       { "ws://nohead.test:1/ws", 0.6, "^proxy http://127%.0%.0%.1:%d+: timeout$", nil, 0.55, 2 },
       { "ws://huge.test:1/ws", 3, "^proxy http://127%.0%.0%.1:%d+: too large$", nil, 0, 2 },
+      -- (a 2xx's Content-Length is no body, RFC 9110 section 9.3.6: those bytes would be the server's)
+      { "ws://cl200.test:1/ws", 3, "^proxy http://127%.0%.0%.1:%d+: sent bytes after its 2xx answer$" },
+      -- (bare LF line ends: refused, as in the server's own answer)
+      { "ws://barelf.test:" .. sp .. "/ws", 3, "^proxy http://127%.0%.0%.1:%d+: malformed answer$" },
+      { "ws://h2.test:1/ws", 3, "^proxy http://127%.0%.0%.1:%d+: malformed answer$" },
+      { "ws://status204.test:" .. sp .. "/ws", 3 },
       { "ws://http10.test:" .. sp .. "/ws", 3 },
       { "ws://noreason.test:" .. sp .. "/ws", 3 },
       -- (curl and Go fail a CONNECT on any 1xx too)

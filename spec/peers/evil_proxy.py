@@ -111,6 +111,16 @@ def serve(c):
             tunnel(c, port, b"HTTP/1.0 200 Connection established\r\n\r\n")
         elif b == "noreason":
             tunnel(c, port, b"HTTP/1.1 200\r\n\r\n")
+        elif b == "barelf":       # bare LF line ends (RFC 9112 section 2.2 lets a client take them)
+            tunnel(c, port, b"HTTP/1.1 200 OK\nX-A: b\n\n")
+        elif b == "status204":    # any 2xx opens a tunnel (RFC 9110 section 9.3.6)
+            tunnel(c, port, b"HTTP/1.1 204 No Content\r\n\r\n")
+        elif b == "h2":
+            c.sendall(b"HTTP/2 200\r\n\r\n")
+            hold(c)
+        elif b == "cl200":        # a 2xx's Content-Length means nothing: its "body" is not the proxy's
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+            hold(c)
         elif b == "interim":
             c.sendall(b"HTTP/1.1 100 Continue\r\n\r\n" + OK)
             hold(c)
