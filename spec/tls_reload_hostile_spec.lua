@@ -206,6 +206,45 @@ describe("TLS reload under pressure", function()
     assert.is_true(ASAN or grew < 2500, "500 HUPs grew it by " .. grew .. " KiB")
   end)
 
+  it("--workers: a HUP while the key is unusable leaves every worker on the old certificate, serving", function()
+    local one, two, live = H.throwaway_ca(), H.throwaway_ca(), H.tmpdir()
+    assert(H.sh(string.format("cp %s/server.pem %s/server.key %s/", q(one), q(one), q(live))))
+    local srv = H.start_server(function(port)
+      return string.format("exec %s %s/bin/ws serve --echo --port %d --workers 2 --cert %s --key %s",
+        H.LUA, H.ROOT, port, q(live .. "/server.pem"), q(live .. "/server.key"))
+    end, "tls-hup-workers", 15)
+    finally(function() srv.stop(); H.sh("rm -rf " .. q(one) .. " " .. q(two) .. " " .. q(live)) end)
+    local function echo(ca)
+      local c, err = ws.connect("wss://127.0.0.1:" .. srv.port .. "/", { timeout = 5, tls = { cafile = ca } })
+      if not c then return nil, err end
+      c:send("hi")
+      local got = c:receive(5)
+      c:close(1000, "", 2)
+      return got
+    end
+    local function logged(pattern, want)
+      local deadline, n = socket.gettime() + 10, 0
+      while n < want and socket.gettime() < deadline do
+        socket.sleep(0.05)
+        n = select(2, srv.output():gsub(pattern, ""))
+      end
+      return n
+    end
+    assert.equal("hi", (echo(one .. "/ca.pem")))
+    -- the new certificate, its key not written yet (cut short)
+    assert(H.sh(string.format("cp %s/server.pem %s/server.pem && head -c 50 %s/server.key > %s/server.key",
+      q(two), q(live), q(two), q(live))))
+    assert(H.sh("kill -HUP " .. srv.pid))
+    assert.equal(2, logged("TLS certificate not reloaded, the old one stays", 2), srv.output())
+    for _ = 1, 8 do assert.equal("hi", (echo(one .. "/ca.pem"))) end
+    -- the key in place: the next HUP takes it, in both
+    assert(H.sh(string.format("cp %s/server.key %s/server.key", q(two), q(live))))
+    assert(H.sh("kill -HUP " .. srv.pid))
+    assert.equal(2, logged("SIGHUP: TLS certificate reloaded", 2), srv.output())
+    for _ = 1, 8 do assert.equal("hi", (echo(two .. "/ca.pem"))) end
+    assert.is_true(srv.alive())
+  end)
+
   it("`ws serve --cert/--key` with files it cannot use: one clear line, exit 1 (with --workers too)", function()
     local dir = H.throwaway_ca()
     finally(function() H.sh("rm -rf " .. q(dir)) end)
