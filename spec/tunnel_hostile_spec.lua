@@ -35,7 +35,7 @@ local function ticking(l, secs, fn)
         max_gap, last = math.max(max_gap, now - last), now
       end
     end)
-    local ok, err = pcall(fn)
+    local ok, err = loop.xpcall(fn, debug.traceback)   -- (5.1: a task may wait inside it)
     done = true
     if not ok then error(err, 0) end
   end)
