@@ -26,6 +26,13 @@ local what, n = arg[1], tonumber(arg[2]) or 500
 
 local function out(k, v) io.write(k, "=", tostring(v), "\n"); io.stdout:flush() end
 
+local function fds()
+  local p = io.popen("ls /proc/" .. core.getpid() .. "/fd | wc -l")
+  local count = tonumber(p:read("*l"))
+  p:close()
+  return count
+end
+
 local fake = assert(socket.udp())
 assert(fake:setsockname("127.0.0.1", 53))
 
@@ -108,6 +115,7 @@ elseif what == "fork" then
     finished = true
   end)
 elseif what == "flood" then
+  out("fds_before", fds())
   local errs, pending, t0 = {}, n, gettime()
   for _ = 1, n do
     l:spawn(function()
@@ -142,6 +150,7 @@ l:step(0.05)
 out("finished", finished)
 out("maxgap", maxgap)
 out("settled", settled)
+if what == "flood" then out("fds_after", fds()) end
 if srv then
   srv:close()
   for _ = 1, 50 do if next(srv.conns) == nil then break end l:step(0.02) end
