@@ -20,6 +20,7 @@
 
 struct ws_resolve {
     pthread_mutex_t mu;
+    pid_t pid;                /* the process whose thread looks up */
     int refs;                 /* the caller's and the thread's */
     int done;                 /* the answer is in (set by the thread) */
     int fd;                   /* eventfd; -1 once the caller let go */
@@ -31,6 +32,29 @@ struct ws_resolve {
 
 static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
 static long live;
+
+/* A fork copies a request in flight, not its thread: in the child it
+ * never ends (and the eventfd, shared with the parent, turns readable when
+ * the parent's thread is done: a task waiting on it would spin), and its
+ * mutex may be copied locked. The child's copy is an orphan: it answers
+ * "cancelled" at once and is freed without its lock; the child counts
+ * only its own lookups (live starts again at 0, its lock unlocked). */
+static int orphan(const ws_resolve *r) {
+    return r->pid != getpid();
+}
+
+static void fork_prepare(void) {
+    pthread_mutex_lock(&live_mu);
+}
+
+static void fork_parent(void) {
+    pthread_mutex_unlock(&live_mu);
+}
+
+static void fork_child(void) {
+    live = 0;
+    pthread_mutex_unlock(&live_mu);
+}
 
 static void live_add(long d) {
     pthread_mutex_lock(&live_mu);
@@ -134,6 +158,7 @@ static void *run(void *arg) {
 static pthread_once_t pin_once = PTHREAD_ONCE_INIT;
 
 static void pin_library(void) {
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
     Dl_info info;
     if (dladdr(&live, &info) && info.dli_fname)
         (void)dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);   /* (never closed) */
@@ -146,6 +171,7 @@ ws_resolve *ws_resolve_start(const char *host) {
     if (!r)
         return NULL;
     memcpy(r->host, host, len + 1);
+    r->pid = getpid();
     r->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (r->fd < 0) {
         free(r);
@@ -189,6 +215,13 @@ int ws_resolve_fd(const ws_resolve *r) {
 }
 
 int ws_resolve_result(ws_resolve *r, const ws_addr **addrs, int *n, ws_resolve_err *err) {
+    if (orphan(r)) {
+        *addrs = r->addrs;
+        *n = 0;
+        err->gai = EAI_SYSTEM;
+        err->sys = ECANCELED;
+        return 1;
+    }
     pthread_mutex_lock(&r->mu);
     int done = r->done;
     pthread_mutex_unlock(&r->mu);
@@ -201,6 +234,14 @@ int ws_resolve_result(ws_resolve *r, const ws_addr **addrs, int *n, ws_resolve_e
 }
 
 int ws_resolve_release(ws_resolve *r) {
+    if (orphan(r)) {
+        /* (this process's copy of the descriptor and the memory; not
+         * counted in live here, see fork_child) */
+        if (r->fd >= 0)
+            close(r->fd);
+        free(r);
+        return 1;
+    }
     pthread_mutex_lock(&r->mu);
     int running = !r->done;
     if (r->fd >= 0) {

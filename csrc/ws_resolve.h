@@ -46,7 +46,8 @@ ws_resolve *ws_resolve_start(const char *host);
 int ws_resolve_fd(const ws_resolve *r);
 
 /* 0: not done yet. 1: done: *addrs and *n (0: failed, see *err); they stay
- * valid until ws_resolve_release. */
+ * valid until ws_resolve_release. In a child forked while the lookup ran
+ * (its thread stayed in the parent): done at once, failed (ECANCELED). */
 int ws_resolve_result(ws_resolve *r, const ws_addr **addrs, int *n, ws_resolve_err *err);
 
 /* Drop the caller's reference (once): the eventfd is closed now; a thread
@@ -54,7 +55,8 @@ int ws_resolve_result(ws_resolve *r, const ws_addr **addrs, int *n, ws_resolve_e
  * request. Returns 1 if the lookup was still running (cancelled). */
 int ws_resolve_release(ws_resolve *r);
 
-/* Requests not freed yet in this process (the caller's or a thread's). */
+/* Requests not freed yet in this process (the caller's or a thread's); a
+ * forked child counts only those it started itself. */
 long ws_resolve_live(void);
 
 #pragma GCC visibility pop

@@ -7,9 +7,10 @@
 --   a ws server listens on 127.0.0.3: ws.connect("ws://multi.test:PORT/")
 --   with a 2 s timeout must move on to the second address.
 -- v6only: a ws server on [::1]; ws.connect("ws://v6only.test:PORT/").
--- fork: a lookup of slow.test in flight, the process forks (core.fork, as
---   ws.workers does); the child looks localhost up in a task and exits
---   (lua_close, with the inherited resolver), the parent reaps it.
+-- fork: lookups of slow.test in flight, the process forks (core.fork, as
+--   ws.workers does); the child reads its copy of one (it must end at
+--   once: its thread stayed in the parent), looks localhost up in a task
+--   and exits (lua_close, with the other inherited one), the parent reaps it.
 -- flood: N (default 500) tasks ws.connect("ws://slow.test:9/") at once,
 --   1 s timeout.
 -- A ticker task runs every 10 ms meanwhile. Prints key=value lines: err,
@@ -55,7 +56,7 @@ local function echo(conn)
   end
 end
 
-local srv, holes = nil, {}
+local srv, holes, fds_before = nil, {}, nil
 if what == "multi" or what == "v6only" then
   srv = assert(ws.listen { host = what == "multi" and "127.0.0.3" or "::1", port = 0, loop = l, logger = false })
   srv:route("/ws", echo)
@@ -88,18 +89,27 @@ elseif what == "fork" then
     local _, err = ws.connect("ws://slow.test:9/", { timeout = 3 })
     result = err
   end)
-  l:step(0.2)   -- (the lookup's thread is in getaddrinfo now)
+  local inherited = assert(core.resolver("slow.test"))
+  l:step(0.2)   -- (the lookups' threads are in getaddrinfo now)
   out("live_before", core.resolvers())
   local pid = assert(core.fork())
   if pid == 0 then
-    -- the child: a loop of its own, a lookup, then exit with lua_close
+    -- the child: the copy of a lookup in flight (its thread stayed in the
+    -- parent) ends at once; then a loop of its own, a lookup, and exit
+    -- with lua_close
+    local _, ierr = inherited:result()
+    inherited:close()
+    out("child_err", ierr)
+    out("child_live", core.resolvers())
     local cl = loop.new()
     local got
     cl:spawn(function() got = { resolve.resolve("localhost", gettime() + 2) } end)
     local deadline = gettime() + 3
     while not got and gettime() < deadline do cl:step(0.05) end
+    out("child_lookup", got and got[1] and got[1][1].addr or tostring(got and got[2]))
     os.exit(got and got[1] and 0 or 3, true)
   end
+  inherited:close()
   l:spawn(function()
     local t0 = gettime()
     local status
@@ -115,7 +125,8 @@ elseif what == "fork" then
     finished = true
   end)
 elseif what == "flood" then
-  out("fds_before", fds())
+  fds_before = fds()
+  out("fds_before", fds_before)
   local errs, pending, t0 = {}, n, gettime()
   for _ = 1, n do
     l:spawn(function()
@@ -150,7 +161,13 @@ l:step(0.05)
 out("finished", finished)
 out("maxgap", maxgap)
 out("settled", settled)
-if what == "flood" then out("fds_after", fds()) end
+if what == "flood" then
+  -- (a lookup thread closes glibc's resolver socket as it exits, just
+  -- after it let go of its request: a moment later)
+  local f, until_ = fds(), gettime() + 3
+  while f ~= fds_before and gettime() < until_ do socket.sleep(0.05); f = fds() end
+  out("fds_after", f)
+end
 if srv then
   srv:close()
   for _ = 1, 50 do if next(srv.conns) == nil then break end l:step(0.02) end
