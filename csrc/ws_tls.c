@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
@@ -110,6 +111,12 @@ static void set_file_err(char *err, size_t cap, const char *what, const char *pa
             pem = e;
     if (sys) {
         snprintf(err, cap, "%s: %s: %s", what, path, strerror(ERR_GET_REASON(sys)));
+        return;
+    }
+    /* (OpenSSL opens a directory, then reads no PEM from it) */
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(err, cap, "%s: %s: %s", what, path, strerror(EISDIR));
         return;
     }
     /* the PEM reader's own reason ("no start line": the wrong file, or an

@@ -254,6 +254,7 @@ describe("TLS reload under pressure", function()
       { dir .. "/nope.pem", key, "", "tls: certificate: .*nope%.pem: No such file or directory" },
       { key, cert, "", "tls: certificate: .*server%.key: not a PEM certificate %(no start line%)" },
       { cert, dir .. "/garbage.pem", "", "tls: key: .*garbage%.pem: cannot read a PEM key from it" },
+      { dir, key, "", "tls: certificate: .*: Is a directory" },
       { cert, dir .. "/nokey.pem", "--workers 2 --port " .. H.free_port(), "tls: key: .*nokey%.pem: No such file" },
     } do
       local t0 = socket.gettime()
