@@ -122,6 +122,16 @@ describe("ws.connect through a hostile proxy", function()
     assert.matches('"line": "CONNECT %[::1%]:' .. srv.port .. ' HTTP/1%.1"', out)
   end)
 
+  it("never takes the environment's proxy for loopback, however the address is spelt (as Go)", function()
+    local env = function(name) return ({ http_proxy = "http://p:1" })[name] end
+    for _, host in ipairs { "127.0.0.1", "127.1.2.3", "::1", "0:0:0:0:0:0:0:1", "::FFFF:127.0.0.1", "::ffff:7f00:1" } do
+      assert.is_nil(tunnel.pick("ws", host, 80, nil, env), host)
+    end
+    for _, host in ipairs { "::2", "::ffff:10.0.0.1", "128.0.0.1", "example.com" } do
+      assert.equal("p", tunnel.pick("ws", host, 80, nil, env).host, host)
+    end
+  end)
+
   it("never names the credentials in an error, even in a URL it cannot use", function()
     for _, url in ipairs {
       "user:s3cret@127.0.0.1:3128", "http://user:s3@cret@127.0.0.1:3128", "socks5://user:s3cret@h:1",

@@ -58,10 +58,15 @@ function M.parse(url)
   return { host = host, port = port, auth = auth, url = shown }
 end
 
+-- (an address in any spelling, as Go's IsLoopback: 127/8, ::1 written out,
+-- ::ffff:127.0.0.1; inet_pton gives an IPv4-mapped one's 4 bytes)
+local LOOPBACK6 = ("\0"):rep(15) .. "\1"
+
 local function loopback(host)
   host = host:lower()
-  return host == "localhost" or host:sub(-10) == ".localhost" or host:match("^127%.%d+%.%d+%.%d+$") ~= nil
-    or host == "::1"
+  if host == "localhost" or host:sub(-10) == ".localhost" then return true end
+  local b = core.inet_pton(host)
+  return b ~= nil and (#b == 4 and b:byte(1) == 127 or b == LOOPBACK6)
 end
 
 -- no_proxy: "*", or names and addresses, each with an optional port; a
