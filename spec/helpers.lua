@@ -432,6 +432,14 @@ function M.step_until(l, secs, pred)
   return pred()
 end
 
+--- Close server srv and run its loop l until its connections are gone (at
+-- most 5 s): later specs in the same busted process would otherwise get
+-- its descriptors, and select() fails past 1024.
+function M.stop_server(srv, l)
+  srv:close()
+  return M.step_until(l, 5, function() return next(srv.conns) == nil end)
+end
+
 ---- proxies in front (nginx, HAProxy) --------------------------------------------
 
 --- text with each key of subs (a literal string) replaced by its value

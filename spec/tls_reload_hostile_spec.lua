@@ -22,14 +22,6 @@ local function own_rss()
   return tonumber(s:match("VmRSS:%s*(%d+)"))
 end
 
-local function stop_server(srv, l)
-  srv:close()
-  for _ = 1, 100 do
-    if next(srv.conns) == nil then break end
-    l:step(0.02)
-  end
-end
-
 local UPGRADE = "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 
@@ -45,7 +37,7 @@ describe("TLS reload under pressure", function()
     local raw = {}
     finally(function()
       for _, c in ipairs(raw) do c:close() end
-      stop_server(srv, l)
+      H.stop_server(srv, l)
       H.sh("rm -rf " .. q(one) .. " " .. q(two) .. " " .. q(live))
     end)
     local both = live .. "/both.pem"
@@ -125,7 +117,7 @@ describe("TLS reload under pressure", function()
       tls = { certificate = live .. "/server.pem", key = live .. "/server.key" } })
     srv:route("/ws", H.echo)
     finally(function()
-      stop_server(srv, l)
+      H.stop_server(srv, l)
       H.sh("rm -rf " .. q(one) .. " " .. q(two) .. " " .. q(live))
     end)
     local url = "wss://127.0.0.1:" .. srv.port .. "/ws"
@@ -165,7 +157,7 @@ describe("TLS reload under pressure", function()
       tls = { certificate = dir .. "/server.pem", key = dir .. "/server.key" } })
     finally(function()
       collectgarbage("restart")
-      stop_server(srv, l)
+      H.stop_server(srv, l)
       H.sh("rm -rf " .. q(dir))
     end)
     for _ = 1, 50 do assert(srv:reload_tls()) end   -- (the allocator's steady state)

@@ -48,11 +48,7 @@ describe("TLS certificate reload", function()
       tls = { certificate = d.cert(), key = d.key() } })
     srv:route("/ws", H.echo)
     finally(function()
-      srv:close()
-      for _ = 1, 100 do
-        if next(srv.conns) == nil then break end
-        l:step(0.02)
-      end
+      H.stop_server(srv, l)
       d.remove()
     end)
     local url = "wss://127.0.0.1:" .. srv.port .. "/ws"

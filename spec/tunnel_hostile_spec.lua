@@ -15,14 +15,6 @@ local function start_proxy()
   end, "evil-proxy")
 end
 
-local function stop_server(srv, l)
-  srv:close()
-  for _ = 1, 100 do
-    if next(srv.conns) == nil then break end
-    l:step(0.02)
-  end
-end
-
 -- Run fn as a task of l beside a ticker; returns the ticker's longest gap.
 local function ticking(l, secs, fn)
   local done, max_gap = false, 0
@@ -48,7 +40,7 @@ describe("ws.connect through a hostile proxy", function()
     local srv = assert(ws.listen { port = 0, loop = l, logger = false })
     srv:route("/ws", H.echo)
     local proxy = start_proxy()
-    finally(function() proxy.stop(); stop_server(srv, l) end)
+    finally(function() proxy.stop(); H.stop_server(srv, l) end)
     local P = "http://127.0.0.1:" .. proxy.port
     local sp = srv.port
     local cases = {
@@ -101,7 +93,7 @@ describe("ws.connect through a hostile proxy", function()
     local srv = assert(ws.listen { port = 0, loop = l, logger = false })
     srv:route("/ws", H.echo)
     local proxy = start_proxy()
-    finally(function() proxy.stop(); stop_server(srv, l) end)
+    finally(function() proxy.stop(); H.stop_server(srv, l) end)
     local gap = ticking(l, 30, function()
       -- the proxy by name (looked up through ws.resolve)
       local url = "http://us%3Aer:p%3Aa%40%25s%2Fs@localhost:" .. proxy.port

@@ -38,14 +38,6 @@ local function echo_server(l, tls)
   return srv
 end
 
-local function stop_server(srv, l)
-  srv:close()
-  for _ = 1, 100 do
-    if next(srv.conns) == nil then break end
-    l:step(0.02)
-  end
-end
-
 describe("ws.tunnel: which proxy a URL takes", function()
   local function env(t) return function(name) return t[name] end end
 
@@ -127,8 +119,8 @@ describe("ws.connect through an HTTP proxy", function()
     local tp = start_tinyproxy("alice s3cr3t", "tinyproxy-auth")
     finally(function()
       tp.stop()
-      stop_server(plain, l)
-      stop_server(secure, l)
+      H.stop_server(plain, l)
+      H.stop_server(secure, l)
       H.sh("rm -rf " .. q(dir))
     end)
     local good = "http://alice:s3cr3t@127.0.0.1:" .. tp.port
