@@ -24,9 +24,10 @@ suite() {
     -e 's/^.*: \([0-9][0-9]*\) passed, \([0-9][0-9]*\) failed.*$/\1 \2/p' \
     -e 's/^\([0-9][0-9]*\) success\(es\)\{0,1\} \/ \([0-9][0-9]*\) failures* \/ \([0-9][0-9]*\) errors*.*$/\1 \3 \4/p' \
     "$LOG/$name.log" | awk '{p+=$1; f+=$2+$3} END {print p+0, f+0, NR}')
-  # busted's "Failure/Error -> file @ line", the test's name and its message;
+  # busted's "Failure/Error -> file @ line", the test's name and its message
+  # (up to its blank line, at most 12 lines: a probe's output is the message);
   # a C CHECK; a fuzz crash; a luacheck warning
-  awk -v s="$name" '/^(Failure|Error) -> /{n=3} n>0{print s ": " $0; n--; next}
+  awk -v s="$name" '/^(Failure|Error) -> /{n=12} n>0 && /^$/{n=0} n>0{print s ": " $0; n--; next}
     /CHECK failed|ERROR: (libFuzzer|AddressSanitizer)/ ||
     (s == "luacheck" && /:[0-9]+:[0-9]+:/) {print s ": " $0}' \
     "$LOG/$name.log" >>"$LOG/failures"

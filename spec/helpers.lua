@@ -249,6 +249,19 @@ function M.fd_count(pid)
   return n
 end
 
+--- This process's own count of open descriptors. (Through os.execute and a
+-- file, not popen: a popen's pipe end is still ours or already closed
+-- depending on when its ls runs, which made the count differ by one.)
+function M.own_fd_count()
+  local listing = os.tmpname()
+  os.execute("ls /proc/" .. require("ws.core").getpid() .. "/fd | wc -l > " .. listing)
+  local f = assert(io.open(listing))
+  local n = tonumber(f:read("*l"))
+  f:close()
+  os.remove(listing)
+  return n
+end
+
 -- pid's descriptor count once it is back to baseline (waiting up to 6 s)
 function M.fd_settled(pid, baseline)
   local deadline = socket.gettime() + 6

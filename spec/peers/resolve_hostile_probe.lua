@@ -27,11 +27,15 @@ local what, n = arg[1], tonumber(arg[2]) or 500
 
 local function out(k, v) io.write(k, "=", tostring(v), "\n"); io.stdout:flush() end
 
+-- our descriptors: their count, and "fd -> what" for each. (Listed by
+-- os.execute into a file: a popen's pipe end is ours or not depending on
+-- when the listing runs, which made the count differ by one at random.)
+local listing = os.tmpname()
 local function fds()
-  local p = io.popen("ls /proc/" .. core.getpid() .. "/fd | wc -l")
-  local count = tonumber(p:read("*l"))
-  p:close()
-  return count
+  assert(os.execute("cd /proc/" .. core.getpid() .. "/fd && for f in *; do echo \"$f -> $(readlink $f)\"; done > " .. listing))
+  local set, count = {}, 0
+  for line in io.lines(listing) do set[line] = true; count = count + 1 end
+  return count, set
 end
 
 local fake = assert(socket.udp())
@@ -56,7 +60,7 @@ local function echo(conn)
   end
 end
 
-local srv, holes, fds_before = nil, {}, nil
+local srv, holes, fds_before, fds_set = nil, {}, nil, nil
 if what == "multi" or what == "v6only" then
   srv = assert(ws.listen { host = what == "multi" and "127.0.0.3" or "::1", port = 0, loop = l, logger = false })
   srv:route("/ws", echo)
@@ -125,7 +129,7 @@ elseif what == "fork" then
     finished = true
   end)
 elseif what == "flood" then
-  fds_before = fds()
+  fds_before, fds_set = fds()
   out("fds_before", fds_before)
   local errs, pending, t0 = {}, n, gettime()
   for _ = 1, n do
@@ -164,9 +168,21 @@ out("settled", settled)
 if what == "flood" then
   -- (a lookup thread closes glibc's resolver socket as it exits, just
   -- after it let go of its request: a moment later)
-  local f, until_ = fds(), gettime() + 3
-  while f ~= fds_before and gettime() < until_ do socket.sleep(0.05); f = fds() end
+  local f, set = fds()
+  local until_ = gettime() + 10
+  while f ~= fds_before and gettime() < until_ do
+    socket.sleep(0.05)
+    f, set = fds()
+  end
   out("fds_after", f)
+  if f ~= fds_before then
+    local diff = {}
+    for k in pairs(set) do if not fds_set[k] then diff[#diff + 1] = "+" .. k end end
+    for k in pairs(fds_set) do if not set[k] then diff[#diff + 1] = "-" .. k end end
+    table.sort(diff)
+    out("fds_diff", table.concat(diff, ", "))
+  end
+  os.remove(listing)
 end
 if srv then
   srv:close()
