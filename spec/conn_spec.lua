@@ -299,6 +299,32 @@ describe("close()", function()
   end)
 end)
 
+describe("close(code, reason, timeout) to a peer that does not read", function()
+  it("returns within its timeout, though the close frame waits behind a message and send_timeout is longer", function()
+    local l = loop.new()
+    local took, result, sent
+    local server, port = serve(l, { send_timeout = 20, max_queue = 64 * 1024 * 1024 }, function(conn)
+      -- (4 MiB the peer never reads: the close frame is queued behind it)
+      l:spawn(function() sent = { conn:send(("x"):rep(4 * 1024 * 1024), "binary") } end)
+      l:sleep(0.2)
+      local t0 = gettime()
+      result = { conn:close(1000, "bye", 0.5) }
+      took = gettime() - t0
+    end)
+    local peer = H.raw(port, false, { rcvbuf = 4096 })
+    finally(function() peer.sock:close(); H.stop_server(server, l) end)
+    assert(peer:send(H.request(port)))
+    assert.is_true(H.step_until(l, 5, function() return took ~= nil and sent ~= nil end),
+      "close or send still waiting after 5 s (took " .. tostring(took) .. ")")
+    -- (it took send_timeout, 20 s, before: the close frame's write was
+    -- bounded by it alone)
+    assert.is_true(took >= 0.45 and took < 1.2, "close took " .. took .. " s")
+    assert.same({ nil, "closed", 1006, "send timeout" }, result)
+    assert.same({ nil, "closed" }, sent)
+    assert.matches("^HTTP/1.1 101", peer:read_head())
+  end)
+end)
+
 describe("keepalive when the handler never receives", function()
   local KEEP = { ping_interval = 0.2, ping_timeout = 0.3 }
 

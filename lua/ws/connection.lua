@@ -1036,24 +1036,30 @@ local function closed(self)
   return nil, "closed", self.close_code, self.close_reason
 end
 
---- Close with code (default 1000) and reason, wait up to timeout
--- (default close_timeout) for the peer's close, then close TCP.
+--- Close with code (default 1000) and reason: write the close frame and
+-- wait for the peer's, together at most timeout (default close_timeout;
+-- the write also at most send_timeout), then close TCP.
 -- Returns true, peer_code, peer_reason; or nil, "closed", code, reason
--- when no close came from the peer (1006: TCP ended); or nil, "timeout"
--- (then closed with 1006). Called from outside the tasks of the
--- connection's scheduler (a host loop's callback, the main thread), which
--- cannot wait, it queues the close frame and returns true at once: a task
--- finishes the handshake (see on_close, close_code).
+-- when no close came from the peer (1006: TCP ended, or the frame could not
+-- be written in time); or nil, "timeout" (then closed with 1006). Called
+-- from outside the tasks of the connection's scheduler (a host loop's
+-- callback, the main thread), which cannot wait, it queues the close frame
+-- and returns true at once: a task finishes the handshake (see on_close,
+-- close_code).
 function Conn:close(code, reason, timeout)
   if self.state == "closed" then return closed(self) end
   local sched = self.sched
   local outside = sched and sched.in_task and not sched:in_task()
+  local limit = timeout or self.close_timeout or 3
+  local deadline = gettime() + limit
   if self.state == "open" then
     local seq, err = self:send_close(code or 1000, reason)
     if not seq then error("bad argument to 'close' (" .. err .. ")", 2) end
     if outside then
       kick(self)
-    elseif not flush(self, seq, self.send_timeout) then
+    -- (a peer that does not read holds the close frame behind what is
+    -- queued: that wait counts against close's timeout too)
+    elseif not flush(self, seq, min(self.send_timeout or limit, limit)) then
       teardown(self)
       return closed(self)
     end
@@ -1063,17 +1069,16 @@ function Conn:close(code, reason, timeout)
     if self.state == "closed" then return closed(self) end
     -- (a task of its own finishes: not close() again, which would ask the
     -- scheduler once more whether it runs in a task)
-    sched:spawn(await_close, self, timeout)
+    sched:spawn(await_close, self, deadline)
     return true
   end
-  return await_close(self, timeout)
+  return await_close(self, deadline)
 end
 
--- The rest of close(), in a task: wait up to timeout for the peer's close,
--- then close TCP; returns what close() does.
-function await_close(self, timeout)
+-- The rest of close(), in a task: wait until deadline for the peer's
+-- close, then close TCP; returns what close() does.
+function await_close(self, deadline)
   local sched = self.sched
-  local deadline = gettime() + (timeout or self.close_timeout or 3)
   if self.receiver then
     -- the receiving coroutine will see the peer's close; wait for it
     -- (teardown wakes every close() waiting so)

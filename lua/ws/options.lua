@@ -250,7 +250,7 @@ M.register("connection", {
   { name = "send_timeout", type = "number", min = 0, default = 30,
     doc = "seconds one send may wait for the peer to read" },
   { name = "close_timeout", type = "number", min = 0, default = 3,
-    doc = "seconds to wait for the peer's close frame" },
+    doc = "seconds close() takes at most: our close frame written, the peer's awaited" },
   { name = "idle_timeout", type = "number|false", min = 0, default = nil,
     doc = "seconds a receive() may wait with nothing (not even a pong) from the peer; nil/false: never" },
   { name = "ping_interval", type = "number|false", min = 0.001, default = nil,
