@@ -146,6 +146,13 @@ static int l_resolvers(lua_State *L) {
     return 1;
 }
 
+/* resolver_threads() -> lookup threads running in this process (at most
+ * resolver_threads_max, core's WS_RESOLVE_THREADS; more lookups queue) */
+static int l_resolver_threads(lua_State *L) {
+    lua_pushinteger(L, ws_resolve_threads());
+    return 1;
+}
+
 static const luaL_Reg resolver_methods[] = {
     {"result", l_resolver_result},
     {"getfd", l_resolver_getfd},
@@ -167,10 +174,13 @@ static const luaL_Reg funcs[] = {
     {"resolve_now", l_resolve_now},
     {"resolver", l_resolver},
     {"resolvers", l_resolvers},
+    {"resolver_threads", l_resolver_threads},
     {NULL, NULL}
 };
 
 void ws_open_resolve(lua_State *L) {
     ws_new_type(L, RESOLVER_MT, resolver_meta, resolver_methods, 0);
     luaL_setfuncs(L, funcs, 0);
+    lua_pushinteger(L, WS_RESOLVE_THREADS);
+    lua_setfield(L, -2, "resolver_threads_max");
 }

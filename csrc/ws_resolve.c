@@ -2,7 +2,10 @@
  * its caller and its thread, reference-counted under its mutex: a caller
  * that gives up (a deadline) closes its eventfd and leaves; the thread
  * then writes to no descriptor, and whichever of the two lets go last
- * frees the request, so neither waits for the other. */
+ * frees the request, so neither waits for the other. At most
+ * WS_RESOLVE_THREADS threads run; more requests wait in a queue, each
+ * taken by the next thread free, and skipped if its caller left meanwhile
+ * (with a dead DNS server, callers that time out leave no work behind). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -13,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <time.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 
@@ -25,34 +29,68 @@ struct ws_resolve {
     int done;                 /* the answer is in (set by the thread) */
     int fd;                   /* eventfd; -1 once the caller let go */
     int n;
+    struct ws_resolve *next;  /* in the queue (under live_mu) */
     ws_resolve_err err;
     ws_addr addrs[WS_RESOLVE_MAX];
     char host[];              /* read-only once the thread runs */
 };
 
+/* under live_mu: requests not freed, lookup threads, the queue */
 static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
 static long live;
+static int threads;
+static ws_resolve *queue_head, *queue_tail;
+
+/* glibc's resolver holds a process-wide lock of its own (resolv_conf.c)
+ * at moments of a lookup, and fork() copies it locked if a lookup thread
+ * held it then: every later lookup of the child waits on it for good. So a
+ * fork waits until no lookup is inside getaddrinfo (each holds gai_lock to
+ * read; the fork takes it to write, which stops new ones meanwhile), at
+ * most FORK_WAIT_S; past that (a DNS server that does not answer), the
+ * child's lookups fail at once with EDEADLK rather than hang. */
+#define FORK_WAIT_S 5
+static pthread_rwlock_t gai_lock = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
+static int gai_held;      /* the fork holds gai_lock (set in fork_prepare) */
+static int gai_broken;    /* this process was forked while a lookup ran */
 
 /* A fork copies a request in flight, not its thread: in the child it
  * never ends (and the eventfd, shared with the parent, turns readable when
  * the parent's thread is done: a task waiting on it would spin), and its
  * mutex may be copied locked. The child's copy is an orphan: it answers
  * "cancelled" at once and is freed without its lock; the child counts
- * only its own lookups (live starts again at 0, its lock unlocked). */
+ * only its own lookups and threads (live starts again at 0, the queue
+ * empty, its lock unlocked). */
 static int orphan(const ws_resolve *r) {
     return r->pid != getpid();
 }
 
 static void fork_prepare(void) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += FORK_WAIT_S;
+    gai_held = pthread_rwlock_timedwrlock(&gai_lock, &until) == 0;
     pthread_mutex_lock(&live_mu);
 }
 
 static void fork_parent(void) {
     pthread_mutex_unlock(&live_mu);
+    if (gai_held)
+        pthread_rwlock_unlock(&gai_lock);
 }
 
 static void fork_child(void) {
+    /* (made anew, not unlocked: the copy may still record the parent's
+     * threads as waiters, and then a read lock here would wait for good) */
+    pthread_rwlockattr_t a;
+    pthread_rwlockattr_init(&a);
+    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&gai_lock, &a);
+    pthread_rwlockattr_destroy(&a);
+    if (!gai_held)
+        gai_broken = 1;
     live = 0;
+    threads = 0;
+    queue_head = queue_tail = NULL;   /* (the parent's, orphans here) */
     pthread_mutex_unlock(&live_mu);
 }
 
@@ -70,6 +108,8 @@ long ws_resolve_live(void) {
 }
 
 const char *ws_resolve_strerror(ws_resolve_err e) {
+    if (e.gai == EAI_SYSTEM && e.sys == EDEADLK)
+        return "no lookups in this process: it was forked while one ran (glibc's resolver lock may be held for good)";
     return e.gai == EAI_SYSTEM ? strerror(e.sys) : gai_strerror(e.gai);
 }
 
@@ -80,9 +120,20 @@ static int lookup(const char *host, int flags, ws_addr *out, int max, ws_resolve
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;   /* one entry per address, not one per socket type */
     hints.ai_flags = flags;            /* (no AI_ADDRCONFIG: it drops "localhost" on a loopback-only host) */
+    int numeric = (flags & AI_NUMERICHOST) != 0;   /* (never reaches the resolver) */
+    if (!numeric && gai_broken) {
+        err->gai = EAI_SYSTEM;
+        err->sys = EDEADLK;
+        return 0;
+    }
+    if (!numeric)
+        pthread_rwlock_rdlock(&gai_lock);
     int rc = getaddrinfo(host, NULL, &hints, &res);
+    int sys = errno;
+    if (!numeric)
+        pthread_rwlock_unlock(&gai_lock);
     err->gai = rc;
-    err->sys = rc == EAI_SYSTEM ? errno : 0;
+    err->sys = rc == EAI_SYSTEM ? sys : 0;
     if (rc != 0)
         return 0;
     int n = 0;
@@ -130,11 +181,17 @@ static void unref_locked(ws_resolve *r) {
         destroy(r);
 }
 
-static void *run(void *arg) {
-    ws_resolve *r = (ws_resolve *)arg;
-    ws_resolve_err err;
+/* One request on its thread: looked up (unless its caller left while it
+ * waited in the queue), answered, and this thread's reference dropped. */
+static void serve(ws_resolve *r) {
+    ws_resolve_err err = {EAI_SYSTEM, ECANCELED};
+    int n = 0;
+    pthread_mutex_lock(&r->mu);
+    int wanted = r->fd >= 0;
+    pthread_mutex_unlock(&r->mu);
     /* (into r without the lock: the caller reads them only once done is set) */
-    int n = lookup(r->host, 0, r->addrs, WS_RESOLVE_MAX, &err);
+    if (wanted)
+        n = lookup(r->host, 0, r->addrs, WS_RESOLVE_MAX, &err);
     pthread_mutex_lock(&r->mu);
     r->n = n;
     r->err = err;
@@ -147,6 +204,24 @@ static void *run(void *arg) {
         (void)w;              /* (an eventfd takes 8 bytes unless its count is near 2^64) */
     }
     unref_locked(r);
+}
+
+/* A lookup thread: its request, then each one queued meanwhile. */
+static void *run(void *arg) {
+    ws_resolve *r = (ws_resolve *)arg;
+    while (r) {
+        serve(r);
+        pthread_mutex_lock(&live_mu);
+        r = queue_head;
+        if (r) {
+            queue_head = r->next;
+            if (!queue_head)
+                queue_tail = NULL;
+        } else {
+            threads--;
+        }
+        pthread_mutex_unlock(&live_mu);
+    }
     return NULL;
 }
 
@@ -185,7 +260,22 @@ ws_resolve *ws_resolve_start(const char *host) {
         return NULL;
     }
     r->refs = 2;
-    live_add(1);
+    pthread_mutex_lock(&live_mu);
+    live++;
+    int spawn = threads < WS_RESOLVE_THREADS;
+    if (spawn) {
+        threads++;
+    } else {
+        /* (every thread is busy: the first one free takes it) */
+        if (queue_tail)
+            queue_tail->next = r;
+        else
+            queue_head = r;
+        queue_tail = r;
+    }
+    pthread_mutex_unlock(&live_mu);
+    if (!spawn)
+        return r;
     pthread_attr_t attr;
     sigset_t all, old;
     e = pthread_attr_init(&attr);
@@ -202,12 +292,24 @@ ws_resolve *ws_resolve_start(const char *host) {
         pthread_attr_destroy(&attr);
     }
     if (e != 0) {
+        /* (a request queued meanwhile is taken by a thread still running:
+         * it was queued only because threads were at the cap) */
+        pthread_mutex_lock(&live_mu);
+        threads--;
+        pthread_mutex_unlock(&live_mu);
         close(r->fd);
         destroy(r);
         errno = e;
         return NULL;
     }
     return r;
+}
+
+int ws_resolve_threads(void) {
+    pthread_mutex_lock(&live_mu);
+    int n = threads;
+    pthread_mutex_unlock(&live_mu);
+    return n;
 }
 
 int ws_resolve_fd(const ws_resolve *r) {

@@ -11,6 +11,7 @@
 
 #define WS_RESOLVE_MAX 16     /* addresses kept of one answer */
 #define WS_ADDR_LEN 64        /* a numeric address, IPv6 with a scope ("fe80::1%eth0") */
+#define WS_RESOLVE_THREADS 32 /* lookup threads at most; more requests queue */
 
 typedef struct {
     int family;               /* 4 or 6 */
@@ -36,9 +37,12 @@ int ws_resolve_numeric(const char *host, ws_addr *out);
  * written to out (1..max), in getaddrinfo's order, or 0 with *err. */
 int ws_resolve_now(const char *host, ws_addr *out, int max, ws_resolve_err *err);
 
-/* Start resolving host on a thread of its own (all signals blocked in it).
- * NULL with errno if no thread or eventfd could be made. The request holds
- * two references, the caller's (ws_resolve_release) and the thread's. */
+/* Start resolving host on a thread (all signals blocked in it): a new one
+ * while fewer than WS_RESOLVE_THREADS run, else the first one free takes
+ * it from a queue. NULL with errno if no eventfd or thread could be made.
+ * The request holds two references, the caller's (ws_resolve_release) and
+ * the thread's (or the queue's: a request released while queued is never
+ * looked up). */
 ws_resolve *ws_resolve_start(const char *host);
 
 /* The eventfd (non-blocking, close-on-exec) that becomes readable when the
@@ -54,6 +58,9 @@ int ws_resolve_result(ws_resolve *r, const ws_addr **addrs, int *n, ws_resolve_e
  * still looking up finishes on its own, signals nothing and frees the
  * request. Returns 1 if the lookup was still running (cancelled). */
 int ws_resolve_release(ws_resolve *r);
+
+/* Lookup threads running in this process (at most WS_RESOLVE_THREADS). */
+int ws_resolve_threads(void);
 
 /* Requests not freed yet in this process (the caller's or a thread's); a
  * forked child counts only those it started itself. */

@@ -26,6 +26,14 @@ static int settle(double secs) {
     return ws_resolve_live() == 0;
 }
 
+/* until no lookup thread is left (each ends once the queue is empty) */
+static int threads_gone(double secs) {
+    double end = now() + secs;
+    while (ws_resolve_threads() != 0 && now() < end)
+        usleep(1000);
+    return ws_resolve_threads() == 0;
+}
+
 static int has(const ws_addr *a, int n, int family, const char *addr) {
     for (int i = 0; i < n; i++)
         if (a[i].family == family && strcmp(a[i].addr, addr) == 0)
@@ -96,13 +104,46 @@ static void test_cancel(void) {
     printf("test_resolve: %d of %d released before their lookup ended\n", cancelled, started);
 }
 
+/* More requests than threads at once: never more than WS_RESOLVE_THREADS
+ * threads, the rest queued, and every one answered. */
+static void test_queue(void) {
+    enum { N = 4 * WS_RESOLVE_THREADS + 3 };
+    ws_resolve *r[N];
+    int most = 0, answered = 0;
+    for (int i = 0; i < N; i++) {
+        r[i] = ws_resolve_start("localhost");
+        CHECK(r[i] != NULL);
+        int t = ws_resolve_threads();
+        if (t > most)
+            most = t;
+    }
+    CHECK(most <= WS_RESOLVE_THREADS);
+    for (int i = 0; i < N; i++) {
+        if (!r[i])
+            continue;
+        struct pollfd p = {ws_resolve_fd(r[i]), POLLIN, 0};
+        const ws_addr *a;
+        int n = 0;
+        ws_resolve_err e;
+        if (poll(&p, 1, 10000) == 1 && ws_resolve_result(r[i], &a, &n, &e) == 1 &&
+            has(a, n, 4, "127.0.0.1"))
+            answered++;
+        ws_resolve_release(r[i]);
+    }
+    CHECK(answered == N);
+    CHECK(settle(5));
+    CHECK(threads_gone(5));
+}
+
 int main(void) {
     test_numeric();
     test_now();
     test_thread("localhost", 4, "127.0.0.1");
     test_thread("127.0.0.1", 4, "127.0.0.1");
     test_thread("::1", 6, "::1");
+    test_queue();
     test_cancel();
     CHECK(ws_resolve_live() == 0);
+    CHECK(threads_gone(5));
     return check_report("test_resolve");
 }

@@ -2,20 +2,24 @@
 -- namespace whose /etc/hosts names multi.test (127.0.0.2 then 127.0.0.3)
 -- and v6only.test (::1 only), and whose /etc/resolv.conf names 127.0.0.1,
 -- where a "DNS server" takes every query and never answers:
---   resolve_hostile_probe.lua multi|v6only|fork|flood [N]
+--   resolve_hostile_probe.lua multi|v6only|fork|flood [N]|queued
 -- multi: 127.0.0.2 never answers a SYN (a listener whose queue is full),
 --   a ws server listens on 127.0.0.3: ws.connect("ws://multi.test:PORT/")
 --   with a 2 s timeout must move on to the second address.
 -- v6only: a ws server on [::1]; ws.connect("ws://v6only.test:PORT/").
 -- fork: lookups of slow.test in flight, the process forks (core.fork, as
---   ws.workers does); the child reads its copy of one (it must end at
+--   ws.workers does: it waits until no lookup is inside getaddrinfo, at
+--   most 5 s, fork_took); the child reads its copy of one (it must end at
 --   once: its thread stayed in the parent), looks localhost up in a task
 --   and exits (lua_close, with the other inherited one), the parent reaps it.
 -- flood: N (default 500) tasks ws.connect("ws://slow.test:9/") at once,
 --   1 s timeout.
--- A ticker task runs every 10 ms meanwhile. Prints key=value lines: err,
--- elapsed, maxgap, live (core.resolvers() after), settled (seconds until
--- no lookup was left; -1: not within 6 s), and per mode more.
+-- queued: as many lookups of slow.test as there are lookup threads (1 s
+--   timeout), then one of localhost: it waits for a thread to be free.
+-- A ticker task runs every 10 ms meanwhile, and counts our threads (the
+-- kernel's count, /proc). Prints key=value lines: err, elapsed, maxgap,
+-- threads (the most seen), live (core.resolvers() after), settled (seconds
+-- until no lookup was left; -1: not within 6 s), and per mode more.
 local socket = require "socket"
 local core = require "ws.core"
 local loop = require "ws.loop"
@@ -44,12 +48,22 @@ assert(fake:setsockname("127.0.0.1", 53))
 local l = loop.new()
 local finished = false
 local maxgap, stop, last = 0, false, gettime()
+local status_file = "/proc/" .. core.getpid() .. "/status"
+local max_threads = 0
+local function count_threads()
+  local f = io.open(status_file)
+  local count = tonumber(f:read("*a"):match("\nThreads:%s*(%d+)"))
+  f:close()
+  if count > max_threads then max_threads = count end
+  return count
+end
 l:spawn(function()
   while not stop do
     l:sleep(0.01)
     local t = gettime()
     if t - last > maxgap then maxgap = t - last end
     last = t
+    count_threads()
   end
 end)
 
@@ -96,7 +110,12 @@ elseif what == "fork" then
   local inherited = assert(core.resolver("slow.test"))
   l:step(0.2)   -- (the lookups' threads are in getaddrinfo now)
   out("live_before", core.resolvers())
+  local t_fork = gettime()
   local pid = assert(core.fork())
+  if pid ~= 0 then
+    out("fork_took", gettime() - t_fork)
+    maxgap, last = 0, gettime()   -- (the loop's gaps from here on)
+  end
   if pid == 0 then
     -- the child: the copy of a lookup in flight (its thread stayed in the
     -- parent) ends at once; then a loop of its own, a lookup, and exit
@@ -126,6 +145,19 @@ elseif what == "fork" then
     if not status then core.kill(pid, "KILL") end
     while result == nil and gettime() < t0 + 5 do l:sleep(0.02) end
     out("err", result)
+    finished = true
+  end)
+elseif what == "queued" then
+  for _ = 1, core.resolver_threads_max do
+    l:spawn(function() resolve.resolve("slow.test", gettime() + 1) end)
+  end
+  l:spawn(function()
+    l:sleep(0.1)
+    local t0 = gettime()
+    local addrs, err = resolve.resolve("localhost", t0 + 6)
+    out("elapsed", gettime() - t0)
+    out("err", err)
+    out("addr", addrs and addrs[1].addr)
     finished = true
   end)
 elseif what == "flood" then
@@ -163,6 +195,11 @@ end
 stop = true
 l:step(0.05)
 out("finished", finished)
+out("threads", max_threads)
+-- (a lookup thread ends once no request is queued: a moment after settled)
+local t2, threads_after = gettime(), count_threads()
+while threads_after > 1 and gettime() < t2 + 3 do socket.sleep(0.02); threads_after = count_threads() end
+out("threads_after", threads_after)
 out("maxgap", maxgap)
 out("settled", settled)
 if what == "flood" then
