@@ -456,6 +456,16 @@ static int l_field_value_valid(lua_State *L) {
     return 1;
 }
 
+/* base64(s) -> standard base64 with padding (HTTP Basic credentials) */
+static int l_base64(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(L, &b, (n + 2) / 3 * 4 + 1);
+    luaL_pushresultsize(&b, ws_base64_encode((const unsigned char *)s, n, out));
+    return 1;
+}
+
 static int l_utf8_valid(lua_State *L) {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
@@ -475,6 +485,7 @@ static const luaL_Reg funcs[] = {
     {"close_payload", l_close_payload},
     {"mask", l_mask},
     {"utf8_valid", l_utf8_valid},
+    {"base64", l_base64},
     {"field_value_valid", l_field_value_valid},
     {NULL, NULL}
 };

@@ -10,21 +10,7 @@ local router = require "ws.router"
 
 local M = {}
 
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-
-local function base64(s)
-  return ((s:gsub("..?.?", function(c)
-    local a, b, d = c:byte(1, 3)
-    local n = a * 65536 + (b or 0) * 256 + (d or 0)
-    local out = ""
-    for i = 3, 0, -1 do
-      local k = math.floor(n / 64 ^ i) % 64
-      out = out .. B64:sub(k + 1, k + 1)
-    end
-    return out:sub(1, #c + 1) .. ("="):rep(3 - #c)
-  end)))
-end
-M.base64 = base64
+local base64 = core.base64
 
 --- A proxy URL: "http://[user:password@]host[:port]" (a URL without a
 -- scheme is taken as http://, as curl does; the port defaults to 80).
