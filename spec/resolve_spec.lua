@@ -128,7 +128,7 @@ describe("ws.resolve in a loop: /etc/hosts and numeric addresses", function()
     end
   end)
 
-  it("a plain script (no loop) still resolves in place: ws.connect to localhost", function()
+  it("a plain script (no loop) resolves too: ws.connect to localhost", function()
     local echo = H.start_lua("examples/echo.lua", nil, "echo-resolve")
     finally(function() echo.stop() end)
     local conn, err = ws.connect("ws://localhost:" .. echo.port .. "/ws", { timeout = 3 })
@@ -185,6 +185,17 @@ describe("ws.resolve against a DNS server that never answers", function()
   it("ws.connect in a task: the loop keeps running, and the connect fails with its timeout", function()
     if not usable then return pending("unshare -rmn (user, mount and network namespaces) is not usable here") end
     check_slow(probe("silent", "ws", "slow.test", 1), 1)
+  end)
+
+  it("ws.connect in a plain script (no loop): the lookup too ends at its timeout", function()
+    if not usable then return pending("unshare -rmn (user, mount and network namespaces) is not usable here") end
+    -- (it blocked in getaddrinfo for the DNS server's 2 s, past the 0.5 s)
+    local r = probe("silent", "plain", "slow.test", 0.5)
+    assert.equal("true", r.finished, r.output)
+    assert.equal("resolve slow.test: timeout", r.err, r.output)
+    assert.is_true(r.elapsed >= 0.45 and r.elapsed < 1, r.output)
+    assert.equal(1, r.live, r.output)            -- (its thread was still looking up)
+    assert.is_true(r.settled >= 0, r.output)
   end)
 
   it("ws.hub: its Redis reconnects, each a lookup given up at timeout, never hold the loop", function()

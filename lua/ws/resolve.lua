@@ -4,7 +4,8 @@
 -- task waits on its eventfd like on a socket: a slow or dead DNS server
 -- (5 s per try) holds that task alone, not every connection of the loop.
 -- A numeric address is taken as it is, with no lookup and no thread; a
--- plain script (no loop) resolves in place, blocking, as before.
+-- plain script (no loop) blocks, still within its deadline (the thread's
+-- eventfd waited for in select); with no deadline it resolves in place.
 --
 --   local addrs, err = require("ws.resolve").resolve("example.com", socket.gettime() + 5)
 --   -- { { family = "inet", addr = "93.184.215.14" }, ... } or nil, "resolve example.com: ..."
@@ -25,7 +26,7 @@ local function sched_of(sched)
 end
 
 local function done(l, r)
-  l:forget(r)   -- (before close: the poller must drop its descriptor)
+  if l then l:forget(r) end   -- (before close: the poller must drop its descriptor)
   r:close()
 end
 
@@ -33,7 +34,7 @@ end
 -- address; at most 16). Waits through sched (nil: the running ws.loop;
 -- false: none) until deadline (absolute, as socket.gettime; nil: none); a
 -- lookup the caller stops waiting for finishes on its thread and is then
--- dropped. Outside any scheduler it blocks (the deadline does not hold).
+-- dropped. Outside any scheduler it blocks, up to deadline.
 ---@param host string a name or a numeric IPv4 / IPv6 address
 ---@param deadline? number
 ---@param sched? table|false
@@ -43,7 +44,7 @@ function M.resolve(host, deadline, sched)
   local addrs = core.resolve_numeric(host)
   if addrs then return addrs end
   local l = sched_of(sched)
-  if not l then return core.resolve_now(host) end
+  if not l and not deadline then return core.resolve_now(host) end
   local r, err = core.resolver(host)
   if not r then return nil, err end
   while true do
@@ -53,7 +54,7 @@ function M.resolve(host, deadline, sched)
       return res, rerr
     end
     -- (the eventfd is readable once the answer is in: no busy loop)
-    local ok, werr = l:wait(r, "r", deadline)
+    local ok, werr = io_.wait(r, "r", deadline, l or false)
     if not ok then
       done(l, r)
       return nil, "resolve " .. host .. ": " .. tostring(werr)
