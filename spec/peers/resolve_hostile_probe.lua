@@ -108,7 +108,10 @@ elseif what == "fork" then
     result = err
   end)
   local inherited = assert(core.resolver("slow.test"))
-  l:step(0.2)   -- (the lookups' threads are in getaddrinfo now)
+  -- (the connect task starts its lookup; then both threads are inside
+  -- getaddrinfo: a step may return at once, so the wait is a sleep)
+  l:step(0)
+  socket.sleep(0.3)
   out("live_before", core.resolvers())
   local t_fork = gettime()
   local pid = assert(core.fork())
